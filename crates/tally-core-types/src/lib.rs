@@ -1,0 +1,1 @@
+//! Shared fixed-size types (being written).

@@ -1,0 +1,2 @@
+//! The `tally` binary.
+fn main() {}
