@@ -1,0 +1,446 @@
+//! [`FramePool`]: one page-aligned anonymous mapping cut into fixed-size frames.
+//!
+//! The pool is made once at start-up and never allocates afterwards: the free list is a
+//! fixed-capacity stack of frame ids and double frees are caught by a bitmap, so
+//! [`FramePool::alloc`] and [`FramePool::free`] are O(1) and allocation-free.
+//!
+//! The same region is meant to be registered with the kernel (AF_XDP UMEM, io_uring
+//! registered buffers): [`FramePool::as_mut_ptr`] and [`FramePool::len_bytes`] give the
+//! address range, [`FramePool::offset_of`] and [`FramePool::id_at_offset`] convert between
+//! frame ids and the byte offsets the kernel puts in its descriptors.
+
+use memmap2::{MmapMut, MmapOptions};
+
+use crate::error::{CoreError, Result};
+
+/// The smallest frame size a pool accepts (an AF_XDP UMEM frame is at least 2048 bytes).
+pub const MIN_FRAME_SIZE_BYTES: usize = 2048;
+
+/// log2 of the 2 MiB huge page size used with [`FramePoolOptions::huge_pages`].
+const HUGE_PAGE_SHIFT: u8 = 21;
+
+/// The id of one frame in a [`FramePool`]: its index, `0..frame_count`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct FrameId(u32);
+
+impl FrameId {
+    /// The frame's index in its pool.
+    pub const fn index(self) -> u32 {
+        self.0
+    }
+}
+
+/// How to build a [`FramePool`].
+///
+/// ```
+/// use tally_core_types::FramePoolOptions;
+/// let opts = FramePoolOptions::new(4096, 64).populate(true);
+/// assert_eq!(opts.frame_size_bytes(), 4096);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FramePoolOptions {
+    frame_size_bytes: usize,
+    frame_count: u32,
+    huge_pages: bool,
+    populate: bool,
+    mlock: bool,
+}
+
+impl FramePoolOptions {
+    /// `frame_count` frames of `frame_size_bytes` each (a power of two, at least 2048),
+    /// ordinary pages, not populated, not locked.
+    pub const fn new(frame_size_bytes: usize, frame_count: u32) -> Self {
+        Self { frame_size_bytes, frame_count, huge_pages: false, populate: false, mlock: false }
+    }
+
+    /// Back the pool with 2 MiB huge pages (`MAP_HUGETLB`); the mapping is rounded up to
+    /// a whole number of huge pages. Needs pages reserved in `/proc/sys/vm/nr_hugepages`.
+    #[must_use]
+    pub const fn huge_pages(mut self, on: bool) -> Self {
+        self.huge_pages = on;
+        self
+    }
+
+    /// Pre-fault every page at creation (`MAP_POPULATE`) so that the hot path takes no
+    /// page faults.
+    #[must_use]
+    pub const fn populate(mut self, on: bool) -> Self {
+        self.populate = on;
+        self
+    }
+
+    /// Lock the pool in memory (`mlock`), so it is never swapped out. Needs CAP_IPC_LOCK or
+    /// enough `RLIMIT_MEMLOCK`.
+    #[must_use]
+    pub const fn mlock(mut self, on: bool) -> Self {
+        self.mlock = on;
+        self
+    }
+
+    /// Bytes per frame.
+    pub const fn frame_size_bytes(&self) -> usize {
+        self.frame_size_bytes
+    }
+
+    /// Number of frames.
+    pub const fn frame_count(&self) -> u32 {
+        self.frame_count
+    }
+}
+
+/// A page-aligned region of fixed-size frames with an O(1), allocation-free free list.
+///
+/// ```
+/// use tally_core_types::{FramePool, FramePoolOptions};
+/// # fn main() -> Result<(), tally_core_types::CoreError> {
+/// let mut pool = FramePool::new(FramePoolOptions::new(2048, 8))?;
+/// let id = pool.alloc()?;
+/// pool.frame_mut(id)?[..5].copy_from_slice(b"hello");
+/// assert_eq!(&pool.frame(id)?[..5], b"hello");
+/// pool.free(id)?;
+/// assert_eq!(pool.free_count(), 8);
+/// # Ok(()) }
+/// ```
+pub struct FramePool {
+    map: MmapMut,
+    /// log2 of the frame size.
+    frame_shift: u32,
+    /// Number of frames; ids are `0..frame_count`.
+    frame_count: u32,
+    /// Stack of free frame ids; `free[..free_len]` are free. Capacity `frame_count`.
+    free: Box<[u32]>,
+    /// Number of valid entries in `free`, `0..=frame_count`.
+    free_len: u32,
+    /// One bit per frame, set while the frame is allocated.
+    in_use: Box<[u64]>,
+}
+
+impl FramePool {
+    /// Maps the region and puts every frame on the free list.
+    ///
+    /// # Errors
+    /// [`CoreError::InvalidFrameSize`], [`CoreError::ZeroFrames`] and
+    /// [`CoreError::PoolTooLarge`] for bad options; [`CoreError::HugePages`],
+    /// [`CoreError::Map`] or [`CoreError::Mlock`] when the kernel refuses.
+    pub fn new(options: FramePoolOptions) -> Result<Self> {
+        let frame_size = options.frame_size_bytes;
+        if frame_size < MIN_FRAME_SIZE_BYTES || !frame_size.is_power_of_two() {
+            return Err(CoreError::InvalidFrameSize { frame_size_bytes: frame_size });
+        }
+        if options.frame_count == 0 {
+            return Err(CoreError::ZeroFrames);
+        }
+        let too_large = CoreError::PoolTooLarge {
+            frame_count: u64::from(options.frame_count),
+            frame_size_bytes: frame_size,
+        };
+        let bytes = usize::try_from(options.frame_count)
+            .ok()
+            .and_then(|n| n.checked_mul(frame_size))
+            .filter(|b| isize::try_from(*b).is_ok())
+            .ok_or(too_large)?;
+        let map_bytes = if options.huge_pages {
+            let huge = 1usize << HUGE_PAGE_SHIFT;
+            bytes.div_ceil(huge) * huge
+        } else {
+            bytes
+        };
+        let mut mmap_options = MmapOptions::new();
+        mmap_options.len(map_bytes);
+        if options.populate {
+            mmap_options.populate();
+        }
+        if options.huge_pages {
+            mmap_options.huge(Some(HUGE_PAGE_SHIFT));
+        }
+        let map = mmap_options.map_anon().map_err(|source| {
+            if options.huge_pages {
+                CoreError::HugePages { bytes: map_bytes, source }
+            } else {
+                CoreError::Map { bytes: map_bytes, source }
+            }
+        })?;
+        if options.mlock {
+            map.lock().map_err(|source| CoreError::Mlock { bytes: map_bytes, source })?;
+        }
+        // Pop order: lowest id first (the stack top is the end of the slice).
+        let free: Box<[u32]> = (0..options.frame_count).rev().collect();
+        let words = usize::try_from(options.frame_count.div_ceil(64)).unwrap_or(0);
+        Ok(Self {
+            map,
+            frame_shift: frame_size.trailing_zeros(),
+            frame_count: options.frame_count,
+            free,
+            free_len: options.frame_count,
+            in_use: vec![0u64; words].into_boxed_slice(),
+        })
+    }
+
+    /// Takes a free frame.
+    ///
+    /// # Errors
+    /// [`CoreError::PoolExhausted`] when every frame is in use.
+    #[inline]
+    pub fn alloc(&mut self) -> Result<FrameId> {
+        let Some(top) = self.free_len.checked_sub(1) else {
+            return Err(CoreError::PoolExhausted { capacity: self.frame_count });
+        };
+        let id = *self
+            .free
+            .get(top as usize)
+            .ok_or(CoreError::PoolExhausted { capacity: self.frame_count })?;
+        self.free_len = top;
+        if let Some(word) = self.in_use.get_mut((id >> 6) as usize) {
+            *word |= 1u64 << (id & 63);
+        }
+        Ok(FrameId(id))
+    }
+
+    /// Returns a frame to the pool.
+    ///
+    /// # Errors
+    /// [`CoreError::FrameOutOfRange`] for an id not from this pool, [`CoreError::DoubleFree`]
+    /// when the frame is already free. The pool is unchanged on error.
+    #[inline]
+    pub fn free(&mut self, id: FrameId) -> Result<()> {
+        let raw = id.0;
+        let capacity = self.frame_count;
+        let word = self
+            .in_use
+            .get_mut((raw >> 6) as usize)
+            .filter(|_| raw < capacity)
+            .ok_or(CoreError::FrameOutOfRange { id: u64::from(raw), capacity })?;
+        let bit = 1u64 << (raw & 63);
+        if *word & bit == 0 {
+            return Err(CoreError::DoubleFree { id: raw });
+        }
+        let slot = self
+            .free
+            .get_mut(self.free_len as usize)
+            .ok_or(CoreError::DoubleFree { id: raw })?;
+        *word &= !bit;
+        *slot = raw;
+        self.free_len += 1;
+        Ok(())
+    }
+
+    /// Whether the frame is currently allocated.
+    ///
+    /// # Errors
+    /// [`CoreError::FrameOutOfRange`] for an id not from this pool.
+    pub fn is_allocated(&self, id: FrameId) -> Result<bool> {
+        let raw = id.0;
+        self.in_use
+            .get((raw >> 6) as usize)
+            .filter(|_| raw < self.frame_count)
+            .map(|w| w & (1u64 << (raw & 63)) != 0)
+            .ok_or(CoreError::FrameOutOfRange { id: u64::from(raw), capacity: self.frame_count })
+    }
+
+    /// The id for `index`, checked against this pool.
+    ///
+    /// # Errors
+    /// [`CoreError::FrameOutOfRange`] when `index >= frame_count`.
+    pub fn id(&self, index: u32) -> Result<FrameId> {
+        if index < self.frame_count {
+            Ok(FrameId(index))
+        } else {
+            Err(CoreError::FrameOutOfRange { id: u64::from(index), capacity: self.frame_count })
+        }
+    }
+
+    /// The bytes of one frame.
+    ///
+    /// # Errors
+    /// [`CoreError::FrameOutOfRange`] for an id not from this pool.
+    #[inline]
+    pub fn frame(&self, id: FrameId) -> Result<&[u8]> {
+        let range = self.range(id)?;
+        self.map
+            .get(range)
+            .ok_or(CoreError::FrameOutOfRange { id: u64::from(id.0), capacity: self.frame_count })
+    }
+
+    /// The bytes of one frame, writable.
+    ///
+    /// # Errors
+    /// [`CoreError::FrameOutOfRange`] for an id not from this pool.
+    #[inline]
+    pub fn frame_mut(&mut self, id: FrameId) -> Result<&mut [u8]> {
+        let range = self.range(id)?;
+        let capacity = self.frame_count;
+        self.map
+            .get_mut(range)
+            .ok_or(CoreError::FrameOutOfRange { id: u64::from(id.0), capacity })
+    }
+
+    #[inline]
+    fn range(&self, id: FrameId) -> Result<core::ops::Range<usize>> {
+        if id.0 >= self.frame_count {
+            return Err(CoreError::FrameOutOfRange { id: u64::from(id.0), capacity: self.frame_count });
+        }
+        let start = (id.0 as usize) << self.frame_shift;
+        Ok(start..start + self.frame_size_bytes())
+    }
+
+    /// Byte offset of a frame from the start of the region (the address a kernel
+    /// descriptor uses for it).
+    pub fn offset_of(&self, id: FrameId) -> u64 {
+        u64::from(id.0) << self.frame_shift
+    }
+
+    /// The frame containing byte `offset` of the region (offsets inside a frame, past a
+    /// headroom, map to that frame).
+    ///
+    /// # Errors
+    /// [`CoreError::FrameOutOfRange`] when the offset lies outside the pool's frames.
+    pub fn id_at_offset(&self, offset: u64) -> Result<FrameId> {
+        let index = offset >> self.frame_shift;
+        u32::try_from(index)
+            .ok()
+            .filter(|i| *i < self.frame_count)
+            .map(FrameId)
+            .ok_or(CoreError::FrameOutOfRange { id: index, capacity: self.frame_count })
+    }
+
+    /// Bytes per frame.
+    pub fn frame_size_bytes(&self) -> usize {
+        1usize << self.frame_shift
+    }
+
+    /// Number of frames.
+    pub fn frame_count(&self) -> u32 {
+        self.frame_count
+    }
+
+    /// Number of frames currently free.
+    pub fn free_count(&self) -> u32 {
+        self.free_len
+    }
+
+    /// Length of the frame area in bytes (`frame_count * frame_size_bytes`).
+    pub fn len_bytes(&self) -> usize {
+        (self.frame_count as usize) << self.frame_shift
+    }
+
+    /// Start of the region (page aligned; 2 MiB aligned with huge pages).
+    pub fn as_ptr(&self) -> *const u8 {
+        self.map.as_ptr()
+    }
+
+    /// Start of the region, writable, for registering it with the kernel. The kernel may
+    /// write frames through it; keep the pool alive while it is registered.
+    pub fn as_mut_ptr(&mut self) -> *mut u8 {
+        self.map.as_mut_ptr()
+    }
+
+    /// The whole frame area.
+    pub fn as_slice(&self) -> &[u8] {
+        self.map.get(..self.len_bytes()).unwrap_or(&[])
+    }
+
+    /// The whole frame area, writable.
+    pub fn as_mut_slice(&mut self) -> &mut [u8] {
+        let len = self.len_bytes();
+        self.map.get_mut(..len).unwrap_or(&mut [])
+    }
+}
+
+impl core::fmt::Debug for FramePool {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("FramePool")
+            .field("frame_size_bytes", &self.frame_size_bytes())
+            .field("frame_count", &self.frame_count)
+            .field("free", &self.free_len)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pool(n: u32) -> FramePool {
+        FramePool::new(FramePoolOptions::new(2048, n)).unwrap()
+    }
+
+    #[test]
+    fn alloc_all_then_exhausted_then_free() {
+        let mut p = pool(130);
+        let ids: Vec<_> = (0..130).map(|_| p.alloc().unwrap()).collect();
+        let mut sorted: Vec<u32> = ids.iter().map(|i| i.index()).collect();
+        sorted.sort_unstable();
+        assert_eq!(sorted, (0..130).collect::<Vec<_>>());
+        assert!(matches!(p.alloc(), Err(CoreError::PoolExhausted { capacity: 130 })));
+        for id in ids {
+            p.free(id).unwrap();
+        }
+        assert_eq!(p.free_count(), 130);
+    }
+
+    #[test]
+    fn double_free_and_out_of_range_are_errors() {
+        let mut p = pool(4);
+        let id = p.alloc().unwrap();
+        p.free(id).unwrap();
+        assert!(matches!(p.free(id), Err(CoreError::DoubleFree { .. })));
+        let never = p.id(3).unwrap();
+        assert!(matches!(p.free(never), Err(CoreError::DoubleFree { id: 3 })));
+        assert!(matches!(p.id(4), Err(CoreError::FrameOutOfRange { id: 4, capacity: 4 })));
+        assert!(matches!(p.free(FrameId(64)), Err(CoreError::FrameOutOfRange { .. })));
+        assert!(matches!(p.frame(FrameId(4)), Err(CoreError::FrameOutOfRange { .. })));
+        assert!(matches!(p.id_at_offset(4 * 2048), Err(CoreError::FrameOutOfRange { .. })));
+        assert_eq!(p.free_count(), 4);
+    }
+
+    #[test]
+    fn bad_options_are_errors() {
+        for size in [0, 1, 1024, 2047, 3000, 4095] {
+            assert!(matches!(
+                FramePool::new(FramePoolOptions::new(size, 1)),
+                Err(CoreError::InvalidFrameSize { .. })
+            ));
+        }
+        assert!(matches!(FramePool::new(FramePoolOptions::new(2048, 0)), Err(CoreError::ZeroFrames)));
+        assert!(matches!(
+            FramePool::new(FramePoolOptions::new(1 << 62, u32::MAX)),
+            Err(CoreError::PoolTooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn frames_are_disjoint_and_page_aligned() {
+        let mut p = FramePool::new(FramePoolOptions::new(4096, 3).populate(true)).unwrap();
+        assert_eq!(p.as_ptr() as usize % 4096, 0);
+        assert_eq!(p.len_bytes(), 3 * 4096);
+        for i in 0..3u8 {
+            let id = p.id(u32::from(i)).unwrap();
+            p.frame_mut(id).unwrap().fill(i + 1);
+        }
+        for i in 0..3u32 {
+            let id = p.id(i).unwrap();
+            assert_eq!(p.offset_of(id), u64::from(i) * 4096);
+            assert_eq!(p.id_at_offset(p.offset_of(id) + 256).unwrap(), id);
+            assert!(p.frame(id).unwrap().iter().all(|b| u32::from(*b) == i + 1));
+        }
+    }
+
+    #[test]
+    fn huge_pages_error_names_nr_hugepages_when_refused() {
+        match FramePool::new(FramePoolOptions::new(2048, 16).huge_pages(true)) {
+            Ok(p) => assert_eq!(p.as_ptr() as usize % (2 << 20), 0),
+            Err(e) => {
+                assert!(matches!(e, CoreError::HugePages { .. }));
+                assert!(e.to_string().contains("/proc/sys/vm/nr_hugepages"));
+            }
+        }
+    }
+
+    #[test]
+    fn mlock_small_pool_works_or_names_the_limit() {
+        match FramePool::new(FramePoolOptions::new(2048, 4).mlock(true)) {
+            Ok(p) => assert_eq!(p.frame_count(), 4),
+            Err(e) => assert!(e.to_string().contains("RLIMIT_MEMLOCK")),
+        }
+    }
+}

@@ -1,0 +1,172 @@
+//! Single-writer statistics counters.
+//!
+//! A [`Counter`] is bumped by exactly one thread, its owner, with a relaxed load and a
+//! relaxed store: no atomic read-modify-write, so no `lock` prefix and no cache-line
+//! ownership transfer on the hot path. Any thread may read it at any time and sees a
+//! recent value (each counter individually; a snapshot of several counters is
+//! "consistent enough", not atomic across counters).
+//!
+//! **Single writer is the caller's contract.** Two threads bumping one counter do not
+//! cause undefined behaviour, but increments can be lost. Give each thread its own stats
+//! struct and let readers add them up.
+//!
+//! [`single_writer_stats!`](crate::single_writer_stats) declares a stats struct of named
+//! counters together with a plain `Copy` snapshot struct; the other Tally crates use it for
+//! their ring, socket and journal statistics.
+
+use core::sync::atomic::{AtomicU64, Ordering};
+
+/// A monotonically increasing `u64` written by one thread and read by any.
+///
+/// ```
+/// use tally_core_types::Counter;
+/// static RX: Counter = Counter::new();
+/// RX.incr();
+/// RX.add(2);
+/// assert_eq!(RX.get(), 3);
+/// ```
+#[derive(Debug, Default)]
+#[repr(transparent)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    /// A counter at zero.
+    pub const fn new() -> Self {
+        Self(AtomicU64::new(0))
+    }
+
+    /// Adds `n` (wrapping). Call from the owning thread only.
+    #[inline]
+    pub fn add(&self, n: u64) {
+        let v = self.0.load(Ordering::Relaxed);
+        self.0.store(v.wrapping_add(n), Ordering::Relaxed);
+    }
+
+    /// Adds one. Call from the owning thread only.
+    #[inline]
+    pub fn incr(&self) {
+        self.add(1);
+    }
+
+    /// Sets the value (for gauges such as "frames in flight"). Owning thread only.
+    #[inline]
+    pub fn set(&self, v: u64) {
+        self.0.store(v, Ordering::Relaxed);
+    }
+
+    /// The current value, from any thread.
+    #[inline]
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Declares a struct of single-writer [`Counter`]s and its `Copy` snapshot struct.
+///
+/// The stats struct gets `new()` (const), `snapshot()`; the snapshot gets `delta(&earlier)`
+/// and `for_each(|name, value| ..)` for reports.
+///
+/// ```
+/// tally_core_types::single_writer_stats! {
+///     /// Receive statistics.
+///     pub struct RxStats => RxSnapshot {
+///         /// Packets received.
+///         packets,
+///         /// Packets dropped because they were malformed.
+///         malformed,
+///     }
+/// }
+/// let stats = RxStats::new();
+/// stats.packets.add(3);
+/// let before = stats.snapshot();
+/// stats.packets.incr();
+/// let d = stats.snapshot().delta(&before);
+/// assert_eq!((d.packets, d.malformed), (1, 0));
+/// let mut names = Vec::new();
+/// d.for_each(|name, _| names.push(name));
+/// assert_eq!(names, ["packets", "malformed"]);
+/// ```
+#[macro_export]
+macro_rules! single_writer_stats {
+    (
+        $(#[$meta:meta])*
+        $vis:vis struct $name:ident => $snap:ident {
+            $( $(#[$fmeta:meta])* $field:ident ),* $(,)?
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Default)]
+        $vis struct $name {
+            $( $(#[$fmeta])* pub $field: $crate::Counter, )*
+        }
+
+        #[doc = concat!("A point-in-time copy of [`", stringify!($name), "`].")]
+        #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Hash)]
+        $vis struct $snap {
+            $( $(#[$fmeta])* pub $field: u64, )*
+        }
+
+        #[allow(dead_code, reason = "generated API: not every user calls every method")]
+        impl $name {
+            /// Every counter at zero.
+            pub const fn new() -> Self {
+                Self { $( $field: $crate::Counter::new(), )* }
+            }
+
+            /// Reads every counter (each one individually; any thread).
+            pub fn snapshot(&self) -> $snap {
+                $snap { $( $field: self.$field.get(), )* }
+            }
+        }
+
+        #[allow(dead_code, reason = "generated API: not every user calls every method")]
+        impl $snap {
+            /// What was counted since `earlier` (wrapping).
+            #[must_use]
+            pub fn delta(&self, earlier: &Self) -> Self {
+                Self { $( $field: self.$field.wrapping_sub(earlier.$field), )* }
+            }
+
+            /// Calls `f(name, value)` for each counter, in declaration order.
+            pub fn for_each(&self, mut f: impl FnMut(&'static str, u64)) {
+                $( f(stringify!($field), self.$field); )*
+            }
+        }
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    crate::single_writer_stats! {
+        /// Test stats.
+        pub struct S => Snap { /// a
+            a, /// b
+            b }
+    }
+
+    #[test]
+    fn owner_writes_reader_reads() {
+        let s = S::new();
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                for _ in 0..100_000 {
+                    s.a.incr();
+                }
+                s.b.add(7);
+            });
+            let mut last = 0;
+            for _ in 0..1000 {
+                let now = s.snapshot().a;
+                assert!(now >= last, "a counter read went backwards");
+                last = now;
+            }
+        });
+        assert_eq!(s.snapshot(), Snap { a: 100_000, b: 7 });
+        s.a.set(5);
+        let d = s.snapshot().delta(&Snap { a: 2, b: 7 });
+        assert_eq!(d, Snap { a: 3, b: 0 });
+        let mut seen = Vec::new();
+        d.for_each(|name, v| seen.push((name, v)));
+        assert_eq!(seen, [("a", 3), ("b", 0)]);
+    }
+}
