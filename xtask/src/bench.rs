@@ -1,0 +1,474 @@
+//! `cargo xtask bench`: runs the criterion benches of `tally-benches` and, with
+//! `--instructions`, counts instructions per iteration of the `icount` kernels under
+//! callgrind; writes one `tally-bench/1` results file.
+//!
+//! Criterion's own JSON (`<criterion home>/<id>/new/{benchmark,estimates}.json`) is read
+//! instead of its terminal output. Instruction counts use two callgrind runs of one kernel
+//! at different iteration counts, so that start-up and set-up cancel.
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::SystemTime;
+
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+use crate::results::{BenchResult, Results, WallClock};
+use crate::util::{self, Progress};
+
+/// The package that holds the criterion benches and the `icount` binary.
+pub const BENCH_PACKAGE: &str = "tally-benches";
+
+/// What `bench` measures.
+#[derive(Debug, Clone, Default)]
+pub struct BenchOptions {
+    /// Only benches and kernels whose id contains this text.
+    pub filter: Option<String>,
+    /// Run the criterion benches (wall clock).
+    pub wall: bool,
+    /// Count instructions of the kernels.
+    pub instructions: bool,
+    /// Count exactly these kernels (the gate's list) instead of every listed kernel.
+    pub kernels: Option<Vec<String>>,
+}
+
+/// Escapes `text` so that criterion's regex filter matches it literally (as a substring).
+pub fn regex_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if r"\.+*?()|[]{}^$#&-~".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Compiled bench executables of `tally-benches`, built in `root` (with
+/// `CARGO_TARGET_DIR=target_dir` when given): `(bench name, executable)`.
+///
+/// # Errors
+/// `Failed` when the build fails.
+pub fn build_bench_exes(root: &Path, target_dir: Option<&Path>) -> Result<Vec<(String, PathBuf)>> {
+    let mut cmd = util::cargo();
+    cmd.current_dir(root).args([
+        "bench",
+        "--no-run",
+        "--message-format=json-render-diagnostics",
+        "-p",
+        BENCH_PACKAGE,
+        "--benches",
+    ]);
+    if let Some(t) = target_dir {
+        cmd.env("CARGO_TARGET_DIR", t);
+    }
+    artifacts(&mut cmd, "bench")
+}
+
+/// Builds the release `icount` binary in `root` and returns its path.
+///
+/// # Errors
+/// `Failed` when the build fails or produces no `icount` executable.
+pub fn build_icount(root: &Path, target_dir: Option<&Path>) -> Result<PathBuf> {
+    let mut cmd = util::cargo();
+    cmd.current_dir(root).args([
+        "build",
+        "--release",
+        "--message-format=json-render-diagnostics",
+        "-p",
+        BENCH_PACKAGE,
+        "--bin",
+        "icount",
+    ]);
+    if let Some(t) = target_dir {
+        cmd.env("CARGO_TARGET_DIR", t);
+    }
+    artifacts(&mut cmd, "bin")?
+        .into_iter()
+        .find(|(name, _)| name == "icount")
+        .map(|(_, exe)| exe)
+        .ok_or_else(|| Error::failed("cargo built no `icount` executable"))
+}
+
+/// Runs a cargo build with JSON messages (stderr passes through, so the user sees
+/// cargo's progress) and returns the executables of targets of `kind`.
+fn artifacts(cmd: &mut Command, kind: &str) -> Result<Vec<(String, PathBuf)>> {
+    eprintln!("$ {}", util::show(cmd));
+    cmd.stderr(std::process::Stdio::inherit());
+    let out = util::output(cmd)?;
+    let mut found = Vec::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let Ok(msg) = serde_json::from_str::<Value>(line) else {
+            continue;
+        };
+        if msg.get("reason").and_then(Value::as_str) != Some("compiler-artifact") {
+            continue;
+        }
+        let Some(exe) = msg.get("executable").and_then(Value::as_str) else {
+            continue;
+        };
+        let target = msg.get("target");
+        let is_kind = target
+            .and_then(|t| t.get("kind"))
+            .and_then(Value::as_array)
+            .is_some_and(|k| k.iter().any(|x| x.as_str() == Some(kind)));
+        let name = target.and_then(|t| t.get("name")).and_then(Value::as_str);
+        if let (true, Some(name)) = (is_kind, name) {
+            found.push((name.to_owned(), PathBuf::from(exe)));
+        }
+    }
+    Ok(found)
+}
+
+/// Runs each bench executable in criterion's bench mode with `filter`, writing into
+/// `criterion_home`. `package_dir` is the working directory (`cargo bench` uses the
+/// package directory).
+///
+/// # Errors
+/// `Failed` when a bench executable fails.
+pub fn run_criterion(
+    exes: &[(String, PathBuf)],
+    filter: Option<&str>,
+    criterion_home: &Path,
+    package_dir: &Path,
+    progress: &mut Progress,
+    label: &str,
+) -> Result<()> {
+    for (name, exe) in exes {
+        progress.step(&format!("{label}criterion bench `{name}`"));
+        let mut cmd = Command::new(exe);
+        cmd.current_dir(package_dir)
+            .env("CRITERION_HOME", criterion_home)
+            .arg("--bench");
+        if let Some(f) = filter {
+            cmd.arg(regex_escape(f));
+        }
+        util::run(&mut cmd)?;
+    }
+    Ok(())
+}
+
+/// Reads every `new/estimates.json` under `criterion_home` (only those written at or
+/// after `since`, when given) into wall-clock results keyed by criterion's full id.
+///
+/// # Errors
+/// `Failed` when a criterion file is unreadable or lacks the fields used.
+pub fn collect_criterion(
+    criterion_home: &Path,
+    since: Option<SystemTime>,
+) -> Result<Vec<BenchResult>> {
+    let mut found = Vec::new();
+    let mut stack = vec![criterion_home.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if !path.is_dir() {
+                continue;
+            }
+            if path.file_name().is_some_and(|n| n == "new") {
+                let estimates = path.join("estimates.json");
+                let benchmark = path.join("benchmark.json");
+                if !estimates.is_file() || !benchmark.is_file() {
+                    continue;
+                }
+                if let Some(since) = since {
+                    let fresh = std::fs::metadata(&estimates)
+                        .and_then(|m| m.modified())
+                        .is_ok_and(|t| t >= since);
+                    if !fresh {
+                        continue;
+                    }
+                }
+                found.push(read_criterion(&benchmark, &estimates)?);
+            } else {
+                stack.push(path);
+            }
+        }
+    }
+    found.sort_by(|a, b| a.id.cmp(&b.id));
+    Ok(found)
+}
+
+fn read_json(path: &Path) -> Result<Value> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::failed(format!("cannot read {}: {e}", path.display())))?;
+    serde_json::from_str(&text)
+        .map_err(|e| Error::failed(format!("{} is not valid JSON: {e}", path.display())))
+}
+
+fn read_criterion(benchmark: &Path, estimates: &Path) -> Result<BenchResult> {
+    let b = read_json(benchmark)?;
+    let id = b
+        .get("full_id")
+        .and_then(Value::as_str)
+        .ok_or_else(|| Error::failed(format!("{} has no `full_id`", benchmark.display())))?
+        .to_owned();
+    let e = read_json(estimates)?;
+    let median = e.get("median");
+    let num = |v: Option<&Value>, what: &str| {
+        v.and_then(Value::as_f64)
+            .ok_or_else(|| Error::failed(format!("{} has no `{what}`", estimates.display())))
+    };
+    let ci = median.and_then(|m| m.get("confidence_interval"));
+    let median_ns = num(
+        median.and_then(|m| m.get("point_estimate")),
+        "median.point_estimate",
+    )?;
+    let low_ns = num(
+        ci.and_then(|c| c.get("lower_bound")),
+        "median.confidence_interval.lower_bound",
+    )?;
+    let high_ns = num(
+        ci.and_then(|c| c.get("upper_bound")),
+        "median.confidence_interval.upper_bound",
+    )?;
+    Ok(BenchResult {
+        id,
+        wall: Some(WallClock {
+            median_ns,
+            low_ns: low_ns.min(median_ns),
+            high_ns: high_ns.max(median_ns),
+        }),
+        instructions: None,
+    })
+}
+
+/// Kernel ids `icount --list` prints.
+///
+/// # Errors
+/// `Failed` when `icount` fails.
+pub fn list_kernels(icount: &Path) -> Result<Vec<String>> {
+    let out = util::output(Command::new(icount).arg("--list"))?;
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect())
+}
+
+/// Total instructions callgrind counts for `program args.. iters`.
+///
+/// # Errors
+/// `Failed` when valgrind is missing, the program fails, or callgrind prints no total.
+pub fn callgrind_total(program: &Path, args: &[OsString], iters: u64) -> Result<u64> {
+    let mut cmd = Command::new("valgrind");
+    cmd.args([
+        "--tool=callgrind",
+        "--callgrind-out-file=/dev/null",
+        "--cache-sim=no",
+        "--branch-sim=no",
+    ])
+    .arg(program)
+    .args(args)
+    .arg(iters.to_string());
+    let shown = util::show(&cmd);
+    let out = cmd.output().map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            Error::failed(
+                "valgrind is not installed; install it with `apt-get install -y valgrind`",
+            )
+        } else {
+            Error::failed(format!("cannot start `{shown}`: {e}"))
+        }
+    })?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() {
+        return Err(Error::failed(format!(
+            "`{shown}` exited with {}:\n{}",
+            out.status,
+            stderr.trim_end()
+        )));
+    }
+    parse_collected(&stderr).ok_or_else(|| {
+        Error::failed(format!(
+            "callgrind printed no `Collected` total for `{shown}`:\n{stderr}"
+        ))
+    })
+}
+
+/// The number on callgrind's `==PID== Collected : N` line.
+pub fn parse_collected(stderr: &str) -> Option<u64> {
+    stderr
+        .lines()
+        .rev()
+        .filter_map(|l| l.split_once("Collected :"))
+        .find_map(|(_, n)| n.trim().parse().ok())
+}
+
+/// Iteration count of the first (reference) callgrind run.
+const ITERS_REF: u64 = 10;
+/// Instructions the second measured run should add on top of the reference run.
+const TARGET_EXTRA_INSTRUCTIONS: u64 = 20_000_000;
+
+/// Instructions per iteration of `program args.. ITERS`: callgrind at 10 and 20
+/// iterations estimates the cost, then a third run at `10 + n` iterations (with `n` chosen
+/// to add about 20 M instructions, 10 ≤ n ≤ 200 000) gives
+/// `(I(10 + n) - I(10)) / n`, rounded. Start-up and set-up cancel in the difference.
+///
+/// # Errors
+/// `Failed` when a run fails or the counts shrink with more iterations (a kernel that is
+/// not deterministic).
+pub fn instructions_per_iter(program: &Path, args: &[OsString]) -> Result<u64> {
+    let base = callgrind_total(program, args, ITERS_REF)?;
+    let probe = callgrind_total(program, args, ITERS_REF * 2)?;
+    let per = probe.checked_sub(base).ok_or_else(|| {
+        Error::failed(format!(
+            "{} {:?}: more iterations counted fewer instructions ({probe} < {base}); the kernel is not deterministic",
+            program.display(),
+            args
+        ))
+    })? / ITERS_REF;
+    let n = (TARGET_EXTRA_INSTRUCTIONS / per.max(1)).clamp(10, 200_000);
+    let total = callgrind_total(program, args, ITERS_REF + n)?;
+    let extra = total.checked_sub(base).ok_or_else(|| {
+        Error::failed(format!(
+            "{} {:?}: more iterations counted fewer instructions; the kernel is not deterministic",
+            program.display(),
+            args
+        ))
+    })?;
+    Ok((extra + n / 2) / n)
+}
+
+/// Counts instructions of `kernels` with `icount`, one progress step each.
+///
+/// # Errors
+/// As [`instructions_per_iter`].
+pub fn count_kernels(
+    icount: &Path,
+    kernels: &[String],
+    progress: &mut Progress,
+    label: &str,
+) -> Result<BTreeMap<String, u64>> {
+    let mut counts = BTreeMap::new();
+    for id in kernels {
+        progress.step(&format!("{label}callgrind `{id}`"));
+        let n = instructions_per_iter(icount, &[OsString::from(id)])?;
+        eprintln!("    {id}: {n} instructions/iteration");
+        counts.insert(id.clone(), n);
+    }
+    Ok(counts)
+}
+
+/// Merges instruction counts into wall-clock results (a kernel without a criterion twin
+/// becomes an instruction-only result).
+pub fn merge(mut wall: Vec<BenchResult>, counts: &BTreeMap<String, u64>) -> Vec<BenchResult> {
+    for (id, n) in counts {
+        if let Some(r) = wall.iter_mut().find(|r| &r.id == id) {
+            r.instructions = Some(*n);
+        } else {
+            wall.push(BenchResult {
+                id: id.clone(),
+                wall: None,
+                instructions: Some(*n),
+            });
+        }
+    }
+    wall.sort_by(|a, b| a.id.cmp(&b.id));
+    wall
+}
+
+/// The kernels to count: the explicit list (each must exist) or every listed kernel
+/// matching the filter.
+///
+/// # Errors
+/// `BadInput` when an explicitly requested kernel is not in `icount --list`.
+pub fn select_kernels(available: &[String], opts: &BenchOptions) -> Result<Vec<String>> {
+    if let Some(wanted) = &opts.kernels {
+        for id in wanted {
+            if !available.contains(id) {
+                return Err(Error::bad_input(format!(
+                    "kernel {id:?} is not in `icount --list` ({}); fix the gate list in the config file",
+                    if available.is_empty() {
+                        "which is empty".to_owned()
+                    } else {
+                        available.join(", ")
+                    }
+                )));
+            }
+        }
+        return Ok(wanted.clone());
+    }
+    Ok(available
+        .iter()
+        .filter(|id| opts.filter.as_deref().is_none_or(|f| id.contains(f)))
+        .cloned()
+        .collect())
+}
+
+/// Runs `cargo xtask bench` on the workspace at `root`.
+///
+/// # Errors
+/// `Failed` when a build or run fails; `BadInput` for an unknown gate kernel.
+pub fn bench(root: &Path, opts: &BenchOptions) -> Result<Results> {
+    let target = util::target_dir(root)?;
+    let mut wall = Vec::new();
+    if opts.wall {
+        let exes = build_bench_exes(root, None)?;
+        let mut progress = Progress::new("bench", exes.len());
+        let start = SystemTime::now();
+        run_criterion(
+            &exes,
+            opts.filter.as_deref(),
+            &target.join("criterion"),
+            &root.join("benches"),
+            &mut progress,
+            "",
+        )?;
+        wall = collect_criterion(&target.join("criterion"), Some(start))?;
+    }
+    let mut counts = BTreeMap::new();
+    if opts.instructions {
+        let icount = build_icount(root, None)?;
+        let kernels = select_kernels(&list_kernels(&icount)?, opts)?;
+        let mut progress = Progress::new("kernel", kernels.len());
+        counts = count_kernels(&icount, &kernels, &mut progress, "")?;
+    }
+    Ok(Results {
+        commit: util::commit_of(root),
+        machine: util::machine(),
+        created_unix_s: Some(util::now_unix_s()),
+        results: merge(wall, &counts),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_callgrind_total() {
+        let stderr = "==1== Callgrind, a call-graph generating cache profiler\n==1== Events    : Ir\n==1== Collected : 1234567\n==1==\n==1== I   refs:      1,234,567\n";
+        assert_eq!(parse_collected(stderr), Some(1_234_567));
+        assert_eq!(parse_collected("nothing"), None);
+    }
+
+    #[test]
+    fn escapes_regex_metacharacters() {
+        assert_eq!(regex_escape("ring/push.pop(8)"), r"ring/push\.pop\(8\)");
+    }
+
+    #[test]
+    fn selects_kernels() {
+        let avail = vec!["ring/a".to_owned(), "mpc/b".to_owned()];
+        let opts = BenchOptions {
+            filter: Some("ring".into()),
+            ..BenchOptions::default()
+        };
+        assert_eq!(
+            select_kernels(&avail, &opts).unwrap(),
+            vec!["ring/a".to_owned()]
+        );
+        let opts = BenchOptions {
+            kernels: Some(vec!["nope".into()]),
+            ..BenchOptions::default()
+        };
+        assert_eq!(select_kernels(&avail, &opts).unwrap_err().exit_code(), 2);
+    }
+}

@@ -1,0 +1,142 @@
+//! `cargo xtask gate` (the CI instruction-count gate against the committed baseline) and
+//! `cargo xtask ci` (everything `.ci/run` runs, so CI can be reproduced locally).
+
+use std::path::{Path, PathBuf};
+
+use crate::bench::{self, BenchOptions};
+use crate::compare;
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::lint;
+use crate::results::Results;
+use crate::util;
+
+/// The committed gate config, relative to the workspace root.
+pub const GATE_CONFIG: &str = "bench-baseline/gate.json";
+/// The committed baseline, relative to the workspace root.
+pub const GATE_BASELINE: &str = "bench-baseline/instructions.json";
+
+/// Options of `cargo xtask gate`.
+#[derive(Debug, Clone, Default)]
+pub struct GateOptions {
+    /// Config file (default [`GATE_CONFIG`]).
+    pub config: Option<PathBuf>,
+    /// Baseline file (default [`GATE_BASELINE`]).
+    pub baseline: Option<PathBuf>,
+    /// Write the measured counts as the new baseline instead of comparing.
+    pub refresh: bool,
+    /// Also write the comparison as Markdown here.
+    pub markdown: Option<PathBuf>,
+    /// Also write the comparison chart (SVG) here.
+    pub chart: Option<PathBuf>,
+}
+
+/// Measures the gate's kernels and compares them with the baseline (or, with `refresh`,
+/// rewrites the baseline). Returns whether a kernel regressed.
+///
+/// # Errors
+/// `BadInput` for a missing or malformed config or baseline, or a gate kernel that
+/// `icount --list` does not know; `Failed` when a build or callgrind run fails.
+pub fn gate(root: &Path, opts: &GateOptions) -> Result<bool> {
+    let config_path = opts
+        .config
+        .clone()
+        .unwrap_or_else(|| root.join(GATE_CONFIG));
+    let baseline_path = opts
+        .baseline
+        .clone()
+        .unwrap_or_else(|| root.join(GATE_BASELINE));
+    let config = Config::load(&config_path)?;
+    // Read the baseline first: a broken baseline is bad input, found before the build.
+    let baseline = if opts.refresh {
+        None
+    } else if baseline_path.is_file() {
+        Some(Results::load(&baseline_path)?)
+    } else {
+        return Err(Error::bad_input(format!(
+            "no baseline at {}; record one on purpose with `cargo xtask gate --refresh` (see docs/bench-format.md)",
+            baseline_path.display()
+        )));
+    };
+    if config.gate.is_empty() {
+        eprintln!(
+            "gate: {} lists no kernels; nothing to measure",
+            config_path.display()
+        );
+    }
+    let head = bench::bench(
+        root,
+        &BenchOptions {
+            filter: None,
+            wall: false,
+            instructions: true,
+            kernels: Some(config.gate.clone()),
+        },
+    )?;
+    let head_path = util::target_dir(root)?.join("xtask-gate").join("head.json");
+    head.save(&head_path)?;
+    eprintln!("gate: measured counts written to {}", head_path.display());
+    let Some(base) = baseline else {
+        head.save(&baseline_path)?;
+        eprintln!(
+            "gate: baseline {} refreshed ({} kernels); review and commit it",
+            baseline_path.display(),
+            head.results.len()
+        );
+        return Ok(false);
+    };
+    let cmp = compare::compare(&base, &head, &config);
+    print!("{}", compare::to_table(&cmp));
+    crate::write_reports(&cmp, opts.markdown.as_deref(), opts.chart.as_deref())?;
+    Ok(cmp.has_regression())
+}
+
+/// Runs what `.ci/run` runs: the workspace tests, lint, the loom tests, and the gate.
+///
+/// # Errors
+/// `Failed` naming the first step that failed (steps after it do not run); the gate's
+/// `BadInput` as is.
+pub fn ci(root: &Path) -> Result<()> {
+    eprintln!("== ci: cargo test --workspace");
+    util::run(
+        util::cargo()
+            .current_dir(root)
+            .args(["test", "--workspace"]),
+    )?;
+
+    eprintln!("== ci: cargo xtask lint");
+    lint::lint(root)?;
+
+    eprintln!("== ci: loom model checks");
+    let loom_test = root.join("crates/tally-core-types/tests/loom.rs");
+    if loom_test.is_file() {
+        util::run(
+            util::cargo()
+                .current_dir(root)
+                .env("RUSTFLAGS", "--cfg tally_loom")
+                .env("CARGO_TARGET_DIR", root.join("target/loom"))
+                .args([
+                    "test",
+                    "-p",
+                    "tally-core-types",
+                    "--release",
+                    "--test",
+                    "loom",
+                ]),
+        )?;
+    } else {
+        eprintln!(
+            "ci: {} does not exist yet, so there is no loom test to run",
+            loom_test.display()
+        );
+    }
+
+    eprintln!("== ci: instruction-count gate");
+    if gate(root, &GateOptions::default())? {
+        return Err(Error::failed(
+            "instruction-count gate: a kernel regressed (see the table above; refresh the baseline only for an intended change, docs/bench-format.md)",
+        ));
+    }
+    eprintln!("ci: all steps passed");
+    Ok(())
+}

@@ -1,0 +1,314 @@
+//! The regression rules of `bench-compare`, and the table they print.
+//!
+//! A bench that has an instruction count on both sides is judged on instructions alone
+//! (deterministic, so any growth past the threshold is real). Otherwise it is judged on
+//! wall clock, and only regresses when the two confidence intervals do not overlap *and*
+//! the median grew past the threshold: a noisy shared machine moves medians by tens of
+//! percent, but rarely moves a whole interval clear of the other.
+
+use std::fmt::Write as _;
+
+use crate::config::Config;
+use crate::results::{BenchResult, Results};
+
+/// What the comparison measured for one bench.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Basis {
+    /// Callgrind instructions per iteration on both sides.
+    Instructions,
+    /// Criterion wall-clock median and confidence interval on both sides.
+    WallClock,
+}
+
+/// The verdict on one bench.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Grew past its threshold (and, on wall clock, the intervals do not overlap).
+    Regressed,
+    /// Shrank past its threshold (and, on wall clock, the intervals do not overlap).
+    Improved,
+    /// Changed less than the threshold.
+    Unchanged,
+    /// Wall-clock median moved past the threshold but the intervals overlap.
+    Noise,
+    /// Only in head.
+    New,
+    /// Only in base.
+    Removed,
+    /// On both sides, but with no measure in common (wall clock on one side,
+    /// instructions on the other).
+    NotComparable,
+}
+
+impl Verdict {
+    /// Short label for tables.
+    pub fn label(self) -> &'static str {
+        match self {
+            Verdict::Regressed => "REGRESSED",
+            Verdict::Improved => "improved",
+            Verdict::Unchanged => "unchanged",
+            Verdict::Noise => "noise (CIs overlap)",
+            Verdict::New => "new",
+            Verdict::Removed => "removed",
+            Verdict::NotComparable => "not comparable",
+        }
+    }
+}
+
+/// One line of the comparison.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row {
+    /// Bench id.
+    pub id: String,
+    /// The base side, if the bench is there.
+    pub base: Option<BenchResult>,
+    /// The head side, if the bench is there.
+    pub head: Option<BenchResult>,
+    /// What was compared, when both sides share a measure.
+    pub basis: Option<Basis>,
+    /// `(head - base) / base` in percent, on the basis measure.
+    pub change_pct: Option<f64>,
+    /// The threshold that applied, percent.
+    pub threshold_pct: f64,
+    /// The verdict.
+    pub verdict: Verdict,
+}
+
+/// The full comparison.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Comparison {
+    /// Base commit, from the base file.
+    pub base_commit: String,
+    /// Head commit, from the head file.
+    pub head_commit: String,
+    /// One row per bench id found on either side, sorted by id.
+    pub rows: Vec<Row>,
+}
+
+impl Comparison {
+    /// Whether any bench regressed: `bench-compare` exits 1 exactly when this is true.
+    pub fn has_regression(&self) -> bool {
+        self.rows.iter().any(|r| r.verdict == Verdict::Regressed)
+    }
+
+    /// Number of rows with this verdict.
+    pub fn count(&self, verdict: Verdict) -> usize {
+        self.rows.iter().filter(|r| r.verdict == verdict).count()
+    }
+}
+
+fn change_pct(base: f64, head: f64) -> f64 {
+    if base == 0.0 {
+        if head == 0.0 { 0.0 } else { f64::INFINITY }
+    } else {
+        (head - base) / base * 100.0
+    }
+}
+
+/// Compares `head` against `base` with the thresholds of `config`.
+pub fn compare(base: &Results, head: &Results, config: &Config) -> Comparison {
+    let mut ids: Vec<&str> = base
+        .results
+        .iter()
+        .chain(&head.results)
+        .map(|r| r.id.as_str())
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let rows = ids
+        .into_iter()
+        .map(|id| judge(id, base.get(id), head.get(id), config.threshold_for(id)))
+        .collect();
+    Comparison {
+        base_commit: base.commit.clone(),
+        head_commit: head.commit.clone(),
+        rows,
+    }
+}
+
+fn judge(
+    id: &str,
+    base: Option<&BenchResult>,
+    head: Option<&BenchResult>,
+    threshold_pct: f64,
+) -> Row {
+    let mut row = Row {
+        id: id.to_owned(),
+        base: base.cloned(),
+        head: head.cloned(),
+        basis: None,
+        change_pct: None,
+        threshold_pct,
+        verdict: Verdict::NotComparable,
+    };
+    let (Some(b), Some(h)) = (base, head) else {
+        row.verdict = if base.is_some() {
+            Verdict::Removed
+        } else {
+            Verdict::New
+        };
+        return row;
+    };
+    if let (Some(bi), Some(hi)) = (b.instructions, h.instructions) {
+        #[allow(
+            clippy::cast_precision_loss,
+            reason = "instruction counts are far below 2^52"
+        )]
+        let change = change_pct(bi as f64, hi as f64);
+        row.basis = Some(Basis::Instructions);
+        row.change_pct = Some(change);
+        row.verdict = if change > threshold_pct {
+            Verdict::Regressed
+        } else if change < -threshold_pct {
+            Verdict::Improved
+        } else {
+            Verdict::Unchanged
+        };
+    } else if let (Some(bw), Some(hw)) = (b.wall, h.wall) {
+        let change = change_pct(bw.median_ns, hw.median_ns);
+        row.basis = Some(Basis::WallClock);
+        row.change_pct = Some(change);
+        let slower_apart = hw.low_ns > bw.high_ns;
+        let faster_apart = hw.high_ns < bw.low_ns;
+        row.verdict = if change > threshold_pct {
+            if slower_apart {
+                Verdict::Regressed
+            } else {
+                Verdict::Noise
+            }
+        } else if change < -threshold_pct {
+            if faster_apart {
+                Verdict::Improved
+            } else {
+                Verdict::Noise
+            }
+        } else {
+            Verdict::Unchanged
+        };
+    }
+    row
+}
+
+/// Formats nanoseconds with a unit that keeps three or four significant digits.
+pub fn fmt_ns(ns: f64) -> String {
+    if ns < 1e3 {
+        format!("{ns:.2} ns")
+    } else if ns < 1e6 {
+        format!("{:.2} µs", ns / 1e3)
+    } else if ns < 1e9 {
+        format!("{:.2} ms", ns / 1e6)
+    } else {
+        format!("{:.2} s", ns / 1e9)
+    }
+}
+
+fn fmt_side(r: Option<&BenchResult>, basis: Option<Basis>) -> String {
+    let Some(r) = r else { return "-".to_owned() };
+    let instr = r.instructions.map(|i| format!("{i} instr"));
+    let wall = r.wall.map(|w| {
+        format!(
+            "{} [{}, {}]",
+            fmt_ns(w.median_ns),
+            fmt_ns(w.low_ns),
+            fmt_ns(w.high_ns)
+        )
+    });
+    let shown = match basis {
+        Some(Basis::WallClock) => wall,
+        Some(Basis::Instructions) | None => instr.or(wall),
+    };
+    shown.unwrap_or_else(|| "-".to_owned())
+}
+
+fn fmt_change(row: &Row) -> String {
+    match row.change_pct {
+        Some(c) if c.is_infinite() => "+inf %".to_owned(),
+        Some(c) => format!("{c:+.2} % (limit {:.1} %)", row.threshold_pct),
+        None => "-".to_owned(),
+    }
+}
+
+fn cells(row: &Row) -> [String; 5] {
+    [
+        row.id.clone(),
+        fmt_side(row.base.as_ref(), row.basis),
+        fmt_side(row.head.as_ref(), row.basis),
+        fmt_change(row),
+        row.verdict.label().to_owned(),
+    ]
+}
+
+const HEADER: [&str; 5] = ["bench", "base", "head", "change", "verdict"];
+
+fn summary(c: &Comparison) -> String {
+    format!(
+        "{} regressed, {} improved, {} unchanged, {} noise, {} new, {} removed, {} not comparable",
+        c.count(Verdict::Regressed),
+        c.count(Verdict::Improved),
+        c.count(Verdict::Unchanged),
+        c.count(Verdict::Noise),
+        c.count(Verdict::New),
+        c.count(Verdict::Removed),
+        c.count(Verdict::NotComparable),
+    )
+}
+
+/// The comparison as an aligned plain-text table for the terminal.
+pub fn to_table(c: &Comparison) -> String {
+    let rows: Vec<[String; 5]> = c.rows.iter().map(cells).collect();
+    let mut widths = HEADER.map(|h| h.chars().count());
+    for r in &rows {
+        for (w, cell) in widths.iter_mut().zip(r) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let _ = writeln!(out, "base {}  vs  head {}", c.base_commit, c.head_commit);
+    let line = |out: &mut String, cells: &[String]| {
+        let mut parts = Vec::with_capacity(cells.len());
+        for (cell, w) in cells.iter().zip(widths) {
+            let pad = w.saturating_sub(cell.chars().count());
+            parts.push(format!("{cell}{}", " ".repeat(pad)));
+        }
+        let _ = writeln!(out, "{}", parts.join("  ").trim_end());
+    };
+    line(&mut out, &HEADER.map(str::to_owned));
+    line(&mut out, &widths.map(|w| "-".repeat(w)));
+    for r in &rows {
+        line(&mut out, r);
+    }
+    let _ = writeln!(out, "{}", summary(c));
+    out
+}
+
+/// The comparison as a Markdown table, for a pull-request comment.
+pub fn to_markdown(c: &Comparison) -> String {
+    let mut out = String::new();
+    let verdict = if c.has_regression() {
+        "**Performance regression**"
+    } else {
+        "No performance regression"
+    };
+    let _ = writeln!(
+        out,
+        "### Bench comparison: {verdict}\n\nbase `{}` vs head `{}`\n",
+        c.base_commit, c.head_commit
+    );
+    let _ = writeln!(out, "| {} |", HEADER.join(" | "));
+    let _ = writeln!(out, "|---|---:|---:|---:|---|");
+    for row in &c.rows {
+        let [id, b, h, ch, v] = cells(row);
+        let v = if row.verdict == Verdict::Regressed {
+            format!("**{v}**")
+        } else {
+            v
+        };
+        let _ = writeln!(out, "| `{id}` | {b} | {h} | {ch} | {v} |");
+    }
+    let _ = writeln!(out, "\n{}", summary(c));
+    let _ = writeln!(
+        out,
+        "\nInstruction counts (callgrind) decide where both sides have them; otherwise a bench regresses only when its wall-clock confidence intervals do not overlap and the median grew past the limit."
+    );
+    out
+}

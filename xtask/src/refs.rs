@@ -1,0 +1,345 @@
+//! `bench-compare` on git refs: each ref is checked out in a temporary git worktree,
+//! built once, and benched in interleaved rounds (base, head, base, head, ...) so that
+//! slow drift of a shared machine lands on both sides alike. The rounds are combined per
+//! bench by taking the median of each of median, low and high.
+//!
+//! Both worktrees build into one target directory (`<target>/bench-compare/target`), so
+//! dependencies build once and stay cached between invocations; cargo keeps the two
+//! checkouts' own crates apart because their paths differ.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::bench::{self, BenchOptions};
+use crate::error::{Error, Result};
+use crate::results::{BenchResult, Results, WallClock};
+use crate::util::{self, Progress};
+
+/// A side of the comparison: a results file, or a git commit to build and bench.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Side {
+    /// A `tally-bench/1` file.
+    File(PathBuf),
+    /// A git ref as the user wrote it and the commit it resolves to.
+    Ref {
+        /// The ref as given.
+        name: String,
+        /// The full commit id.
+        commit: String,
+    },
+}
+
+/// Decides whether `arg` is a file (an existing path) or a git ref of the repository at
+/// `root`.
+///
+/// # Errors
+/// `BadInput` when it is neither.
+pub fn resolve(root: &Path, arg: &str) -> Result<Side> {
+    let path = Path::new(arg);
+    if path.is_file() {
+        return Ok(Side::File(path.to_path_buf()));
+    }
+    let out = Command::new("git")
+        .current_dir(root)
+        .args(["rev-parse", "--verify", "--quiet", "--end-of-options"])
+        .arg(format!("{arg}^{{commit}}"))
+        .output();
+    match out {
+        Ok(o) if o.status.success() => Ok(Side::Ref {
+            name: arg.to_owned(),
+            commit: String::from_utf8_lossy(&o.stdout).trim().to_owned(),
+        }),
+        _ => Err(Error::bad_input(format!(
+            "{arg:?} is neither a results file nor a git ref of {} (give a file written by `cargo xtask bench --save`, or a branch, tag or commit)",
+            root.display()
+        ))),
+    }
+}
+
+/// A git worktree that is removed again when dropped.
+struct Worktree {
+    repo: PathBuf,
+    path: PathBuf,
+}
+
+impl Worktree {
+    fn add(repo: &Path, path: &Path, commit: &str) -> Result<Worktree> {
+        remove_worktree(repo, path);
+        util::output(
+            Command::new("git")
+                .current_dir(repo)
+                .args(["worktree", "add", "--detach", "--force"])
+                .arg(path)
+                .arg(commit),
+        )
+        .map_err(|e| Error::bad_input(format!("cannot check out {commit} in a worktree: {e}")))?;
+        Ok(Worktree {
+            repo: repo.to_path_buf(),
+            path: path.to_path_buf(),
+        })
+    }
+}
+
+impl Drop for Worktree {
+    fn drop(&mut self) {
+        remove_worktree(&self.repo, &self.path);
+    }
+}
+
+fn remove_worktree(repo: &Path, path: &Path) {
+    if path.exists() {
+        let _ = Command::new("git")
+            .current_dir(repo)
+            .args(["worktree", "remove", "--force"])
+            .arg(path)
+            .output();
+        let _ = std::fs::remove_dir_all(path);
+    }
+    let _ = Command::new("git")
+        .current_dir(repo)
+        .args(["worktree", "prune"])
+        .output();
+}
+
+/// One ref side prepared for benching, and what was measured on it.
+struct Prepared {
+    label: &'static str,
+    commit: String,
+    worktree: Worktree,
+    exes: Vec<(String, PathBuf)>,
+    icount: Option<PathBuf>,
+    wall_rounds: Vec<Vec<BenchResult>>,
+    counts: BTreeMap<String, u64>,
+}
+
+/// Checks out `commit` in `<work>/<label>` and builds what `opts` needs there.
+fn prepare(
+    root: &Path,
+    work: &Path,
+    label: &'static str,
+    name: &str,
+    commit: &str,
+    opts: &BenchOptions,
+) -> Result<Prepared> {
+    eprintln!("== {label}: {name} ({commit}): checking out and building");
+    let target = work.join("target");
+    let worktree = Worktree::add(root, &work.join(label), commit)?;
+    let build_err = |e: Error| {
+        Error::bad_input(format!(
+            "{label} ref {name} ({commit}) does not build its benches: {e}"
+        ))
+    };
+    let exes = if opts.wall {
+        bench::build_bench_exes(&worktree.path, Some(&target)).map_err(build_err)?
+    } else {
+        Vec::new()
+    };
+    let icount = if opts.instructions {
+        let built = bench::build_icount(&worktree.path, Some(&target)).map_err(build_err)?;
+        // Both sides build `icount` to the same path: keep a copy per side.
+        let copy = work.join(format!("icount-{label}"));
+        std::fs::copy(&built, &copy).map_err(|e| {
+            Error::failed(format!(
+                "cannot copy {} to {}: {e}",
+                built.display(),
+                copy.display()
+            ))
+        })?;
+        Some(copy)
+    } else {
+        None
+    };
+    Ok(Prepared {
+        label,
+        commit: commit.to_owned(),
+        worktree,
+        exes,
+        icount,
+        wall_rounds: Vec::new(),
+        counts: BTreeMap::new(),
+    })
+}
+
+/// Runs the criterion benches of all prepared sides, interleaved: round 1 of every side,
+/// then round 2 of every side, and so on.
+fn run_rounds(
+    prepared: &mut [Prepared],
+    work: &Path,
+    opts: &BenchOptions,
+    rounds: usize,
+) -> Result<()> {
+    let steps: usize = prepared.iter().map(|p| p.exes.len()).sum::<usize>() * rounds;
+    if steps == 0 {
+        return Ok(());
+    }
+    let mut progress = Progress::new("bench run", steps);
+    for round in 1..=rounds {
+        for p in prepared.iter_mut() {
+            let home = work.join(format!("criterion-{}-{round}", p.label));
+            let _ = std::fs::remove_dir_all(&home);
+            bench::run_criterion(
+                &p.exes,
+                opts.filter.as_deref(),
+                &home,
+                &p.worktree.path.join("benches"),
+                &mut progress,
+                &format!("round {round}/{rounds} {}: ", p.label),
+            )?;
+            p.wall_rounds.push(bench::collect_criterion(&home, None)?);
+        }
+    }
+    Ok(())
+}
+
+/// Counts instructions of the kernels on every prepared side that built `icount`.
+fn count_all(prepared: &mut [Prepared], opts: &BenchOptions) -> Result<()> {
+    let mut lists = Vec::new();
+    for p in prepared.iter() {
+        if let Some(icount) = &p.icount {
+            lists.push(bench::select_kernels(&bench::list_kernels(icount)?, opts)?);
+        } else {
+            lists.push(Vec::new());
+        }
+    }
+    let mut progress = Progress::new("kernel", lists.iter().map(Vec::len).sum());
+    for (p, kernels) in prepared.iter_mut().zip(&lists) {
+        if let Some(icount) = &p.icount {
+            let label = format!("{}: ", p.label);
+            p.counts = bench::count_kernels(icount, kernels, &mut progress, &label)?;
+        }
+    }
+    Ok(())
+}
+
+/// Median of a non-empty list (mean of the middle two for an even count).
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    let n = xs.len();
+    match (xs.get(n.saturating_sub(1) / 2), xs.get(n / 2)) {
+        (Some(a), Some(b)) => (a + b) / 2.0,
+        _ => f64::NAN,
+    }
+}
+
+/// Combines per-round wall-clock results: per bench, the median of the rounds' medians,
+/// lows and highs. Benches missing from some rounds use the rounds they appear in.
+pub fn combine_rounds(rounds: &[Vec<BenchResult>]) -> Vec<BenchResult> {
+    let mut by_id: BTreeMap<&str, Vec<WallClock>> = BTreeMap::new();
+    for round in rounds {
+        for r in round {
+            if let Some(w) = r.wall {
+                by_id.entry(&r.id).or_default().push(w);
+            }
+        }
+    }
+    by_id
+        .into_iter()
+        .map(|(id, ws)| {
+            let median_ns = median(ws.iter().map(|w| w.median_ns).collect());
+            let low_ns = median(ws.iter().map(|w| w.low_ns).collect()).min(median_ns);
+            let high_ns = median(ws.iter().map(|w| w.high_ns).collect()).max(median_ns);
+            BenchResult {
+                id: id.to_owned(),
+                wall: Some(WallClock {
+                    median_ns,
+                    low_ns,
+                    high_ns,
+                }),
+                instructions: None,
+            }
+        })
+        .collect()
+}
+
+/// Produces results for each side: files are loaded, refs are checked out, built and
+/// benched with `rounds` interleaved rounds.
+///
+/// # Errors
+/// `BadInput` for unreadable files or refs that cannot be checked out or built;
+/// `Failed` when a bench run fails.
+pub fn results_for(
+    root: &Path,
+    sides: [&Side; 2],
+    opts: &BenchOptions,
+    rounds: usize,
+) -> Result<[Results; 2]> {
+    let [base, head] = sides;
+    if let (Side::File(a), Side::File(b)) = (base, head) {
+        return Ok([Results::load(a)?, Results::load(b)?]);
+    }
+    // Check the file side before a long build of the ref side.
+    for side in sides {
+        if let Side::File(path) = side {
+            Results::load(path)?;
+        }
+    }
+    let work = util::target_dir(root)?.join("bench-compare");
+    let mut prepared = Vec::new();
+    for (side, label) in [(base, "base"), (head, "head")] {
+        if let Side::Ref { name, commit } = side {
+            prepared.push(prepare(root, &work, label, name, commit, opts)?);
+        }
+    }
+    run_rounds(&mut prepared, &work, opts, rounds)?;
+    count_all(&mut prepared, opts)?;
+    let finish = |side: &Side, label: &str| -> Result<Results> {
+        if let Side::File(path) = side {
+            return Results::load(path);
+        }
+        let p = prepared
+            .iter()
+            .find(|p| p.label == label)
+            .ok_or_else(|| Error::failed(format!("internal: no {label} side prepared")))?;
+        Ok(Results {
+            commit: p.commit.clone(),
+            machine: util::machine(),
+            created_unix_s: Some(util::now_unix_s()),
+            results: bench::merge(combine_rounds(&p.wall_rounds), &p.counts),
+        })
+    };
+    Ok([finish(base, "base")?, finish(head, "head")?])
+}
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn w(id: &str, m: f64, lo: f64, hi: f64) -> BenchResult {
+        BenchResult {
+            id: id.into(),
+            wall: Some(WallClock {
+                median_ns: m,
+                low_ns: lo,
+                high_ns: hi,
+            }),
+            instructions: None,
+        }
+    }
+
+    #[test]
+    fn combines_rounds_by_median() {
+        let rounds = vec![
+            vec![w("a", 10.0, 9.0, 11.0), w("b", 5.0, 4.0, 6.0)],
+            vec![w("a", 20.0, 19.0, 21.0)],
+            vec![w("a", 12.0, 11.0, 13.0)],
+        ];
+        let c = combine_rounds(&rounds);
+        assert_eq!(c.len(), 2);
+        assert_eq!(
+            c[0].wall,
+            Some(WallClock {
+                median_ns: 12.0,
+                low_ns: 11.0,
+                high_ns: 13.0
+            })
+        );
+        assert_eq!(
+            c[1].wall,
+            Some(WallClock {
+                median_ns: 5.0,
+                low_ns: 4.0,
+                high_ns: 6.0
+            })
+        );
+    }
+}

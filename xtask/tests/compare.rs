@@ -1,0 +1,345 @@
+//! `cargo xtask bench-compare` on synthetic result files: the regression rules, the
+//! exit codes (0 / 1 / 2) and the reports, through the real binary.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "test code"
+)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+static NEXT: AtomicUsize = AtomicUsize::new(0);
+
+/// A fresh scratch directory for one test.
+fn scratch() -> PathBuf {
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("xtask-compare-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+/// `(median, low, high)` in ns.
+type Wall = Option<(f64, f64, f64)>;
+
+/// A results file with `(id, wall clock, instructions)` rows.
+fn results(commit: &str, rows: &[(&str, Wall, Option<u64>)]) -> String {
+    let items: Vec<String> = rows
+        .iter()
+        .map(|(id, wall, instr)| {
+            let (m, l, h) = wall.map_or(
+                ("null".into(), "null".into(), "null".into()),
+                |(m, l, h)| (m.to_string(), l.to_string(), h.to_string()),
+            );
+            let i = instr.map_or("null".into(), |i| i.to_string());
+            format!(
+                r#"{{"id":"{id}","median_ns":{m},"low_ns":{l},"high_ns":{h},"instructions":{i}}}"#
+            )
+        })
+        .collect();
+    format!(
+        r#"{{"schema":"tally-bench/1","commit":"{commit}","machine":"test","results":[{}]}}"#,
+        items.join(",")
+    )
+}
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+fn compare(base: &Path, head: &Path, extra: &[&str]) -> Run {
+    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .arg("bench-compare")
+        .arg("--base")
+        .arg(base)
+        .arg("--head")
+        .arg(head)
+        .args(extra)
+        .output()
+        .unwrap();
+    Run {
+        code: out.status.code().unwrap(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// The table line of bench `id`.
+fn line<'a>(run: &'a Run, id: &str) -> &'a str {
+    run.stdout
+        .lines()
+        .find(|l| l.starts_with(id))
+        .unwrap_or_else(|| panic!("no line for {id} in\n{}", run.stdout))
+}
+
+#[test]
+fn wall_clock_regression_fails() {
+    let d = scratch();
+    let base = write(
+        &d,
+        "base.json",
+        &results("a", &[("g/x", Some((100.0, 98.0, 102.0)), None)]),
+    );
+    let head = write(
+        &d,
+        "head.json",
+        &results("b", &[("g/x", Some((120.0, 118.0, 122.0)), None)]),
+    );
+    let run = compare(&base, &head, &[]);
+    assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+    assert!(line(&run, "g/x").contains("REGRESSED"));
+    assert!(line(&run, "g/x").contains("+20.00 %"));
+}
+
+#[test]
+fn improvement_passes() {
+    let d = scratch();
+    let base = write(
+        &d,
+        "base.json",
+        &results("a", &[("g/x", Some((100.0, 98.0, 102.0)), None)]),
+    );
+    let head = write(
+        &d,
+        "head.json",
+        &results("b", &[("g/x", Some((50.0, 49.0, 51.0)), None)]),
+    );
+    let run = compare(&base, &head, &[]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert!(line(&run, "g/x").contains("improved"));
+}
+
+#[test]
+fn noise_inside_confidence_interval_passes() {
+    let d = scratch();
+    // Median +20 %, but the head interval reaches down into the base interval.
+    let base = write(
+        &d,
+        "base.json",
+        &results("a", &[("g/x", Some((100.0, 80.0, 125.0)), None)]),
+    );
+    let head = write(
+        &d,
+        "head.json",
+        &results("b", &[("g/x", Some((120.0, 95.0, 150.0)), None)]),
+    );
+    let run = compare(&base, &head, &[]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert!(line(&run, "g/x").contains("noise"));
+    // Disjoint intervals but a change under the threshold: unchanged.
+    let base = write(
+        &d,
+        "b2.json",
+        &results("a", &[("g/x", Some((100.0, 99.9, 100.1)), None)]),
+    );
+    let head = write(
+        &d,
+        "h2.json",
+        &results("b", &[("g/x", Some((103.0, 102.9, 103.1)), None)]),
+    );
+    let run = compare(&base, &head, &[]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert!(line(&run, "g/x").contains("unchanged"));
+}
+
+#[test]
+fn instruction_regression_under_flat_wall_clock_fails() {
+    let d = scratch();
+    let base = write(
+        &d,
+        "base.json",
+        &results("a", &[("g/x", Some((100.0, 90.0, 110.0)), Some(1000))]),
+    );
+    let head = write(
+        &d,
+        "head.json",
+        &results("b", &[("g/x", Some((99.0, 89.0, 109.0)), Some(1100))]),
+    );
+    let run = compare(&base, &head, &[]);
+    assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+    let l = line(&run, "g/x");
+    assert!(
+        l.contains("REGRESSED") && l.contains("1100 instr") && l.contains("+10.00 %"),
+        "{l}"
+    );
+}
+
+#[test]
+fn instruction_change_under_threshold_passes_even_if_wall_clock_jumps() {
+    let d = scratch();
+    let base = write(
+        &d,
+        "base.json",
+        &results("a", &[("g/x", Some((100.0, 99.0, 101.0)), Some(1000))]),
+    );
+    let head = write(
+        &d,
+        "head.json",
+        &results("b", &[("g/x", Some((150.0, 149.0, 151.0)), Some(1040))]),
+    );
+    let run = compare(&base, &head, &[]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert!(line(&run, "g/x").contains("unchanged"));
+}
+
+#[test]
+fn thresholds_from_flag_and_config() {
+    let d = scratch();
+    let base = write(
+        &d,
+        "base.json",
+        &results("a", &[("g/x", None, Some(1000)), ("h/y", None, Some(1000))]),
+    );
+    let head = write(
+        &d,
+        "head.json",
+        &results("b", &[("g/x", None, Some(1080)), ("h/y", None, Some(1080))]),
+    );
+    assert_eq!(compare(&base, &head, &[]).code, 1);
+    assert_eq!(compare(&base, &head, &["--threshold", "10"]).code, 0);
+    let cfg = write(
+        &d,
+        "cfg.json",
+        r#"{"schema":"tally-bench-config/1","threshold_pct":10,"thresholds":{"h/*":5}}"#,
+    );
+    let run = compare(&base, &head, &["--config", cfg.to_str().unwrap()]);
+    assert_eq!(run.code, 1, "{}", run.stdout);
+    assert!(line(&run, "g/x").contains("unchanged"));
+    assert!(line(&run, "h/y").contains("REGRESSED"));
+}
+
+#[test]
+fn new_and_removed_benches_are_listed_not_failed() {
+    let d = scratch();
+    let base = write(
+        &d,
+        "base.json",
+        &results(
+            "a",
+            &[("g/old", None, Some(10)), ("g/same", None, Some(10))],
+        ),
+    );
+    let head = write(
+        &d,
+        "head.json",
+        &results(
+            "b",
+            &[("g/new", None, Some(99)), ("g/same", None, Some(10))],
+        ),
+    );
+    let run = compare(&base, &head, &[]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert!(line(&run, "g/old").contains("removed"));
+    assert!(line(&run, "g/new").contains("new"));
+    assert!(run.stdout.contains("1 new, 1 removed"));
+}
+
+#[test]
+fn bad_input_exits_2_with_a_message() {
+    let d = scratch();
+    let good = write(&d, "good.json", &results("a", &[("g/x", None, Some(10))]));
+    let malformed = write(
+        &d,
+        "malformed.json",
+        "{\"schema\": \"tally-bench/1\", \"results\": [",
+    );
+    let wrong_schema = write(
+        &d,
+        "schema.json",
+        r#"{"schema":"criterion/9","commit":"a","machine":"m","results":[]}"#,
+    );
+    let bad_field = write(&d, "field.json", &results("a", &[("g/x", None, None)]));
+    let missing = d.join("does-not-exist.json");
+    for (file, needle) in [
+        (&malformed, "not valid JSON"),
+        (&wrong_schema, "unknown schema \"criterion/9\""),
+        (&bad_field, "neither wall-clock"),
+        (&missing, "neither a results file nor a git ref"),
+    ] {
+        for (b, h) in [(file, &good), (&good, file)] {
+            let run = compare(b, h, &[]);
+            assert_eq!(run.code, 2, "{}: {}", file.display(), run.stderr);
+            assert!(
+                run.stderr.contains(needle),
+                "{}: {}",
+                file.display(),
+                run.stderr
+            );
+        }
+    }
+    let run = compare(&good, &good, &["--threshold", "-3"]);
+    assert_eq!(run.code, 2);
+    let bad_cfg = write(
+        &d,
+        "cfg.json",
+        r#"{"schema":"tally-bench-config/1","treshold":3}"#,
+    );
+    let run = compare(&good, &good, &["--config", bad_cfg.to_str().unwrap()]);
+    assert_eq!(run.code, 2);
+    assert!(run.stderr.contains("unknown key"), "{}", run.stderr);
+    let run = compare(&good, &good, &["--bogus"]);
+    assert_eq!(run.code, 2);
+}
+
+#[test]
+fn markdown_and_chart_reports() {
+    let d = scratch();
+    let base = write(
+        &d,
+        "base.json",
+        &results(
+            "a",
+            &[
+                ("g/x", None, Some(1000)),
+                ("g/<y>", Some((10.0, 9.0, 11.0)), None),
+            ],
+        ),
+    );
+    let head = write(
+        &d,
+        "head.json",
+        &results(
+            "b",
+            &[
+                ("g/x", None, Some(2000)),
+                ("g/<y>", Some((5.0, 4.5, 5.5)), None),
+            ],
+        ),
+    );
+    let md = d.join("out.md");
+    let svg = d.join("out.svg");
+    let run = compare(
+        &base,
+        &head,
+        &[
+            "--markdown",
+            md.to_str().unwrap(),
+            "--chart",
+            svg.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(run.code, 1);
+    let md = std::fs::read_to_string(md).unwrap();
+    assert!(md.contains("**Performance regression**"), "{md}");
+    assert!(
+        md.contains(
+            "| `g/x` | 1000 instr | 2000 instr | +100.00 % (limit 5.0 %) | **REGRESSED** |"
+        ),
+        "{md}"
+    );
+    let svg = std::fs::read_to_string(svg).unwrap();
+    assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+    assert!(svg.contains("g/&lt;y&gt;") && svg.contains("#d62728") && svg.contains("#2ca02c"));
+}
