@@ -1,3 +1,16 @@
 #![doc = include_str!("../README.md")]
 
+pub mod bpf;
+pub mod error;
+pub mod netns;
 pub mod packet;
+mod sys;
+pub mod transport;
+pub mod xsk;
+
+pub use bpf::{LiveFrameGenerator, XdpFilter, XdpLink, XdpMode, XdpModeChoice, XdpProgram, XskMap};
+pub use error::{BypassError, Result};
+pub use transport::{PacketTransport, RxBatch, TransportKind, TransportStats, TxError};
+pub use xsk::{
+    BindChoice, BindMode, XskConfig, XskInfo, XskRxBatch, XskSocket, XskStats, XskStatsSnapshot,
+};

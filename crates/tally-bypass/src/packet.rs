@@ -235,7 +235,7 @@ pub enum UdpChecksumPolicy {
 }
 
 /// What [`parse_udp`] found in the UDP checksum field.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum UdpChecksumState {
     /// The full checksum verified.
     Valid,

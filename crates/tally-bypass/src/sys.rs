@@ -1,0 +1,285 @@
+//! Thin, checked wrappers over the raw system calls this crate uses (`bpf(2)`, socket
+//! options, `poll`, `sendto` kicks, `mmap` of kernel rings, `setns`). Every `unsafe`
+//! block that talks to the kernel through libc lives here or in the ring modules.
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::ptr::NonNull;
+
+/// Plain-old-data kernel structures: `repr(C)`, only integer fields, valid for any bit
+/// pattern, no padding that the kernel could mis-read (callers zero-initialise).
+///
+/// # Safety
+/// Implement only for `repr(C)` structs of integers (or arrays of them) that are valid
+/// for every bit pattern.
+pub(crate) unsafe trait Pod: Copy {
+    fn zeroed() -> Self {
+        // SAFETY: the trait contract says every bit pattern, including all zeros, is valid.
+        unsafe { core::mem::zeroed() }
+    }
+}
+
+// SAFETY: integer-only repr(C) structs from libc's uapi bindings.
+unsafe impl Pod for libc::xdp_mmap_offsets {}
+// SAFETY: as above.
+unsafe impl Pod for libc::xdp_statistics {}
+// SAFETY: as above.
+unsafe impl Pod for libc::xdp_options {}
+// SAFETY: as above.
+unsafe impl Pod for libc::xdp_umem_reg {}
+// SAFETY: as above.
+unsafe impl Pod for libc::sockaddr_xdp {}
+// SAFETY: as above.
+unsafe impl Pod for libc::tpacket_req3 {}
+// SAFETY: as above.
+unsafe impl Pod for libc::tpacket_stats_v3 {}
+// SAFETY: plain integer.
+unsafe impl Pod for libc::c_int {}
+// SAFETY: plain integer.
+unsafe impl Pod for u32 {}
+
+fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+/// `socket(domain, ty | SOCK_CLOEXEC, protocol)`.
+pub(crate) fn socket(
+    domain: libc::c_int,
+    ty: libc::c_int,
+    protocol: libc::c_int,
+) -> io::Result<OwnedFd> {
+    // SAFETY: plain syscall with integer arguments.
+    let fd = cvt(unsafe { libc::socket(domain, ty | libc::SOCK_CLOEXEC, protocol) })?;
+    // SAFETY: `fd` is a fresh descriptor we own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// `setsockopt` with a POD value.
+pub(crate) fn setsockopt<T: Pod>(
+    fd: RawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: &T,
+) -> io::Result<()> {
+    let len = libc::socklen_t::try_from(size_of::<T>())
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: `value` points to `len` readable bytes for the duration of the call.
+    cvt(unsafe { libc::setsockopt(fd, level, name, core::ptr::from_ref(value).cast(), len) })?;
+    Ok(())
+}
+
+/// `getsockopt` into a zeroed POD value; returns it and the length the kernel wrote.
+pub(crate) fn getsockopt<T: Pod>(
+    fd: RawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+) -> io::Result<(T, usize)> {
+    let mut value = T::zeroed();
+    let mut len = libc::socklen_t::try_from(size_of::<T>())
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: `value` is writable for `len` bytes; the kernel writes at most `len` bytes
+    // and any bit pattern is a valid `T` (Pod).
+    cvt(unsafe {
+        libc::getsockopt(
+            fd,
+            level,
+            name,
+            core::ptr::from_mut(&mut value).cast(),
+            &raw mut len,
+        )
+    })?;
+    Ok((value, len as usize))
+}
+
+/// `bind` with a POD socket address.
+pub(crate) fn bind<T: Pod>(fd: RawFd, addr: &T) -> io::Result<()> {
+    let len = libc::socklen_t::try_from(size_of::<T>())
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: `addr` is a valid sockaddr of `len` bytes.
+    cvt(unsafe { libc::bind(fd, core::ptr::from_ref(addr).cast(), len) })?;
+    Ok(())
+}
+
+/// The index of a network interface in the caller's network namespace.
+pub(crate) fn if_nametoindex(name: &str) -> io::Result<u32> {
+    let c = CString::new(name).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: `c` is a NUL-terminated string alive for the call.
+    let idx = unsafe { libc::if_nametoindex(c.as_ptr()) };
+    if idx == 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(idx)
+    }
+}
+
+/// `poll` one descriptor for `events`; `Ok(true)` when ready.
+pub(crate) fn poll_one(fd: RawFd, events: libc::c_short, timeout_ms: i32) -> io::Result<bool> {
+    let mut p = libc::pollfd {
+        fd,
+        events,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd.
+    let n = unsafe { libc::poll(&raw mut p, 1, timeout_ms) };
+    if n < 0 {
+        let e = io::Error::last_os_error();
+        if e.kind() == io::ErrorKind::Interrupted {
+            return Ok(false);
+        }
+        return Err(e);
+    }
+    Ok(n > 0)
+}
+
+/// `sendto(fd, NULL, 0, MSG_DONTWAIT)`: the AF_XDP / AF_PACKET transmit kick.
+pub(crate) fn kick_tx(fd: RawFd) -> io::Result<()> {
+    // SAFETY: a zero-length send with null buffers is how these sockets are kicked.
+    let r = unsafe {
+        libc::sendto(
+            fd,
+            core::ptr::null(),
+            0,
+            libc::MSG_DONTWAIT,
+            core::ptr::null(),
+            0,
+        )
+    };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// `recvfrom(fd, NULL, 0, MSG_DONTWAIT)`: the AF_XDP fill-ring wake-up.
+pub(crate) fn wake_rx(fd: RawFd) {
+    // SAFETY: a zero-length receive with null buffers only wakes the driver.
+    let _ = unsafe {
+        libc::recvfrom(
+            fd,
+            core::ptr::null_mut(),
+            0,
+            libc::MSG_DONTWAIT,
+            core::ptr::null_mut(),
+            core::ptr::null_mut(),
+        )
+    };
+}
+
+/// `bpf(cmd, attr, size_of(attr))`.
+pub(crate) fn bpf<T>(cmd: libc::c_long, attr: &mut T) -> io::Result<libc::c_long> {
+    // SAFETY: `attr` is a repr(C) bpf_attr prefix of the right layout for `cmd`,
+    // writable for its size; the kernel checks that the size covers what it needs.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            cmd,
+            core::ptr::from_mut(attr),
+            size_of::<T>(),
+        )
+    };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r)
+    }
+}
+
+/// Wraps a descriptor returned by `bpf(2)`.
+pub(crate) fn owned_fd(raw: libc::c_long) -> io::Result<OwnedFd> {
+    let fd = RawFd::try_from(raw).map_err(|_| io::Error::from(io::ErrorKind::InvalidData))?;
+    // SAFETY: the kernel just returned this descriptor to us; nobody else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// A shared mapping of kernel memory (ring), unmapped on drop.
+#[derive(Debug)]
+pub(crate) struct Mapping {
+    ptr: NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: the mapping is plain shared memory; access synchronisation is the rings' job.
+unsafe impl Send for Mapping {}
+
+impl Mapping {
+    /// `mmap(NULL, len, RW, MAP_SHARED | MAP_POPULATE, fd, offset)`.
+    pub(crate) fn new(fd: &OwnedFd, len: usize, offset: u64) -> io::Result<Self> {
+        let off = libc::off_t::try_from(offset)
+            .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        // SAFETY: a fresh shared mapping; the kernel validates fd, len and offset.
+        let p = unsafe {
+            libc::mmap(
+                core::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_POPULATE,
+                fd.as_raw_fd(),
+                off,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let ptr = NonNull::new(p.cast::<u8>())
+            .ok_or_else(|| io::Error::from(io::ErrorKind::InvalidData))?;
+        Ok(Self { ptr, len })
+    }
+
+    pub(crate) fn as_ptr(&self) -> *mut u8 {
+        self.ptr.as_ptr()
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: `ptr`/`len` came from a successful mmap and are unmapped once.
+        unsafe {
+            libc::munmap(self.ptr.as_ptr().cast(), self.len);
+        }
+    }
+}
+
+/// Moves the calling thread into the network namespace open at `fd`.
+pub(crate) fn setns_net(fd: RawFd) -> io::Result<()> {
+    // SAFETY: plain syscall; affects only the calling thread's network namespace.
+    cvt(unsafe { libc::setns(fd, libc::CLONE_NEWNET) })?;
+    Ok(())
+}
+
+/// `ETHTOOL_SGRO` through `SIOCETHTOOL` on a datagram socket: turns GRO on or off.
+pub(crate) fn set_gro(ifname: &str, on: bool) -> io::Result<()> {
+    #[repr(C)]
+    struct EthtoolValue {
+        cmd: u32,
+        data: u32,
+    }
+    const ETHTOOL_SGRO: u32 = 0x0000_002c;
+    let sock = socket(libc::AF_INET, libc::SOCK_DGRAM, 0)?;
+    let mut value = EthtoolValue {
+        cmd: ETHTOOL_SGRO,
+        data: u32::from(on),
+    };
+    // SAFETY: ifreq is plain old data; zero is a valid value.
+    let mut ifr: libc::ifreq = unsafe { core::mem::zeroed() };
+    let name = ifname.as_bytes();
+    if name.len() >= ifr.ifr_name.len() {
+        return Err(io::Error::from(io::ErrorKind::InvalidInput));
+    }
+    for (d, s) in ifr.ifr_name.iter_mut().zip(name) {
+        *d = libc::c_char::from_ne_bytes([*s]);
+    }
+    ifr.ifr_ifru.ifru_data = (&raw mut value).cast();
+    // SAFETY: SIOCETHTOOL with an ifreq whose data points at a live ethtool_value.
+    cvt(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCETHTOOL, &raw mut ifr) })?;
+    Ok(())
+}

@@ -1,0 +1,743 @@
+//! [`XskSocket`]: an AF_XDP socket with its UMEM, four rings and steering XDP program.
+//!
+//! Frames: the UMEM ([`FramePool`]) holds `rx_frames + tx_frames` frames. The `rx_frames`
+//! circulate between the fill ring, the kernel, the rx ring and the caller's
+//! [`XskRxBatch`], which returns them to the fill ring when dropped; the fill ring has at
+//! least `rx_frames` slots, so that return never fails. The `tx_frames` stay on the pool's
+//! free list until a send takes one; the completion ring gives them back.
+
+mod ring;
+mod umem;
+
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::ptr::NonNull;
+use std::time::Duration;
+
+use tally_core_types::{FramePool, FramePoolOptions};
+
+use self::ring::{ConsRing, ProdRing, XdpDesc};
+use self::umem::UmemArea;
+use crate::bpf::{
+    XdpFilter, XdpLink, XdpMode, XdpModeChoice, XdpProgram, XskMap, steering_program,
+};
+use crate::error::{BypassError, Result};
+use crate::packet::{ParseStats, UdpChecksumPolicy};
+use crate::sys;
+use crate::transport::{PacketTransport, RxBatch, TransportKind, TransportStats, TxError};
+
+/// Frames a copy-mode `sendto` kick processes before returning EAGAIN.
+const COPY_MODE_TX_BATCH: u32 = 32;
+/// Queued transmit frames that trigger an automatic flush.
+const AUTO_FLUSH_FRAMES: u32 = 32;
+/// Bind attempts when the queue is still busy (EBUSY) from a socket that just closed.
+const BIND_ATTEMPTS: u32 = 40;
+
+/// Which AF_XDP bind mode to ask for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum BindChoice {
+    /// Zero-copy, falling back to copy mode when the driver refuses (veth always does).
+    #[default]
+    Auto,
+    /// Zero-copy only.
+    ZeroCopy,
+    /// Copy mode only.
+    Copy,
+}
+
+/// The AF_XDP bind mode in use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BindMode {
+    /// `XDP_ZEROCOPY`: the NIC DMAs straight into the UMEM.
+    ZeroCopy,
+    /// `XDP_COPY`: the kernel copies each frame into the UMEM.
+    Copy,
+}
+
+impl BindMode {
+    /// `"zerocopy"` or `"copy"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ZeroCopy => "zerocopy",
+            Self::Copy => "copy",
+        }
+    }
+}
+
+/// Options of [`XskSocket::open`]. Ring sizes are powers of two.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct XskConfig {
+    /// Bytes per UMEM frame (power of two, at least 2048).
+    pub frame_size: usize,
+    /// Bytes the kernel leaves free in front of each received packet (UMEM headroom).
+    pub headroom: u32,
+    /// Frames that circulate through the fill and rx rings (also the fill ring size).
+    pub rx_frames: u32,
+    /// Frames for transmission (also the completion ring size).
+    pub tx_frames: u32,
+    /// Rx ring entries.
+    pub rx_ring: u32,
+    /// Tx ring entries.
+    pub tx_ring: u32,
+    /// Which frames the XDP program steers to this socket.
+    pub filter: XdpFilter,
+    /// XDP mode to ask for.
+    pub xdp_mode: XdpModeChoice,
+    /// AF_XDP bind mode to ask for.
+    pub bind: BindChoice,
+    /// Use `XDP_USE_NEED_WAKEUP` (the kernel says when a wake-up syscall is needed).
+    pub need_wakeup: bool,
+    /// How received UDP checksums are checked by [`RxBatch::udp`].
+    pub checksum_policy: UdpChecksumPolicy,
+    /// Pre-fault the UMEM at start-up.
+    pub populate: bool,
+}
+
+impl Default for XskConfig {
+    fn default() -> Self {
+        Self {
+            frame_size: 2048,
+            headroom: 0,
+            rx_frames: 4096,
+            tx_frames: 2048,
+            rx_ring: 4096,
+            tx_ring: 2048,
+            filter: XdpFilter::All,
+            xdp_mode: XdpModeChoice::Auto,
+            bind: BindChoice::Auto,
+            need_wakeup: true,
+            checksum_policy: UdpChecksumPolicy::VerifyOrPartial,
+            populate: true,
+        }
+    }
+}
+
+impl XskConfig {
+    /// Defaults, steering the given UDP destination ports.
+    pub fn udp_ports(ports: &[u16]) -> Self {
+        Self {
+            filter: XdpFilter::UdpDstPorts(ports.to_vec()),
+            ..Self::default()
+        }
+    }
+
+    fn validate(&self) -> Result<()> {
+        for (what, v) in [
+            ("rx_frames (power of two >= 8)", self.rx_frames),
+            ("tx_frames (power of two >= 8)", self.tx_frames),
+            ("rx_ring (power of two >= 8)", self.rx_ring),
+            ("tx_ring (power of two >= 8)", self.tx_ring),
+        ] {
+            if !v.is_power_of_two() || v < 8 {
+                return Err(BypassError::InvalidOption {
+                    what,
+                    value: u64::from(v),
+                });
+            }
+        }
+        if u64::from(self.headroom) + 256 + 64 > self.frame_size as u64 {
+            return Err(BypassError::InvalidOption {
+                what: "headroom (must leave room for 256 bytes of XDP headroom and a packet)",
+                value: u64::from(self.headroom),
+            });
+        }
+        Ok(())
+    }
+}
+
+tally_core_types::single_writer_stats! {
+    /// Our own AF_XDP counters (single writer: the thread driving the socket).
+    pub struct XskStats => XskStatsSnapshot {
+        /// Frames received.
+        rx_packets,
+        /// Bytes received.
+        rx_bytes,
+        /// Non-empty receive batches.
+        rx_batches,
+        /// Rx descriptors pointing outside the UMEM or past their frame (skipped).
+        rx_invalid_descs,
+        /// Fill-ring wake-ups issued (need_wakeup set).
+        fill_wakeups,
+        /// Frames queued for transmission.
+        tx_packets,
+        /// Bytes queued for transmission.
+        tx_bytes,
+        /// Sends refused because no tx frame or tx ring slot was free.
+        tx_ring_full,
+        /// `sendto` kicks.
+        tx_kicks,
+        /// Kicks answered with EAGAIN/EBUSY/ENOBUFS (kicked again).
+        tx_kick_again,
+        /// Completed tx frames returned to the pool.
+        tx_completed,
+        /// Completion-ring addresses that were not ours (ignored).
+        tx_bad_completions,
+    }
+}
+
+/// How the socket ended up configured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct XskInfo {
+    /// Interface name.
+    pub ifname: String,
+    /// Interface index.
+    pub ifindex: u32,
+    /// Queue id.
+    pub queue: u32,
+    /// XDP mode of the steering program.
+    pub xdp_mode: XdpMode,
+    /// Why native XDP was not used, if it was refused.
+    pub xdp_fallback_reason: Option<String>,
+    /// AF_XDP bind mode.
+    pub bind_mode: BindMode,
+    /// Why zero-copy was not used, if it was refused.
+    pub bind_fallback_reason: Option<String>,
+    /// Bind attempts made (more than one after EBUSY).
+    pub bind_attempts: u32,
+    /// Whether `XDP_USE_NEED_WAKEUP` is on.
+    pub need_wakeup: bool,
+}
+
+/// An AF_XDP socket bound to one interface queue, with its UMEM, rings and steering
+/// XDP program.
+///
+/// ```no_run
+/// use tally_bypass::{PacketTransport, RxBatch, XskConfig, XskSocket};
+/// # fn main() -> Result<(), tally_bypass::BypassError> {
+/// let mut xsk = XskSocket::open("veth0", 0, XskConfig::udp_ports(&[9000]))?;
+/// println!("{} XDP, {} bind", xsk.info().xdp_mode.as_str(), xsk.info().bind_mode.as_str());
+/// loop {
+///     xsk.wait(std::time::Duration::from_millis(100))?;
+///     let batch = xsk.recv(64);
+///     for i in 0..batch.len() {
+///         if let Some(d) = batch.udp(i) {
+///             println!("{} bytes from {}", d.payload().len(), d.src());
+///         }
+///     }
+/// } // the batch's frames go back to the fill ring here
+/// # }
+/// ```
+pub struct XskSocket {
+    // Drop order: the XDP link first (stop steering), then the map, the rings, the
+    // socket, and the UMEM last.
+    link: XdpLink,
+    map: XskMap,
+    _prog: XdpProgram,
+    fill: ProdRing<u64>,
+    comp: ConsRing<u64>,
+    rx: ConsRing<XdpDesc>,
+    tx: ProdRing<XdpDesc>,
+    fd: OwnedFd,
+    umem: UmemArea,
+    pool: FramePool,
+    /// Frames pushed on the tx ring but not yet submitted/kicked.
+    tx_queued: u32,
+    stats: XskStats,
+    parse_stats: ParseStats,
+    config: XskConfig,
+    info: XskInfo,
+}
+
+impl core::fmt::Debug for XskSocket {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("XskSocket")
+            .field("info", &self.info)
+            .finish_non_exhaustive()
+    }
+}
+
+fn sock_err(op: &'static str) -> impl FnOnce(std::io::Error) -> BypassError {
+    move |source| BypassError::Socket { op, source }
+}
+
+impl XskSocket {
+    /// Opens an AF_XDP socket on `ifname` queue `queue`: registers the UMEM, maps the
+    /// rings, binds (zero-copy, else copy, as configured; EBUSY is retried with a bounded
+    /// backoff), loads and attaches the steering program and puts the socket in its
+    /// XSKMAP.
+    ///
+    /// # Errors
+    /// [`BypassError::InvalidOption`], [`BypassError::Interface`],
+    /// [`BypassError::UmemRegister`] (memlock), [`BypassError::RingMap`],
+    /// [`BypassError::Bind`], and the XDP errors ([`BypassError::Verifier`],
+    /// [`BypassError::Attach`], [`BypassError::Bpf`]).
+    pub fn open(ifname: &str, queue: u32, config: XskConfig) -> Result<Self> {
+        config.validate()?;
+        let ifindex = sys::if_nametoindex(ifname).map_err(|source| BypassError::Interface {
+            name: ifname.to_owned(),
+            source,
+        })?;
+        let fd =
+            sys::socket(libc::AF_XDP, libc::SOCK_RAW, 0).map_err(sock_err("socket(AF_XDP)"))?;
+        let raw = fd.as_raw_fd();
+
+        let frames =
+            config
+                .rx_frames
+                .checked_add(config.tx_frames)
+                .ok_or(BypassError::InvalidOption {
+                    what: "rx_frames + tx_frames",
+                    value: u64::from(config.rx_frames) + u64::from(config.tx_frames),
+                })?;
+        let mut pool = FramePool::new(
+            FramePoolOptions::new(config.frame_size, frames).populate(config.populate),
+        )?;
+        let base = NonNull::new(pool.as_mut_ptr()).ok_or(BypassError::InvalidOption {
+            what: "UMEM address",
+            value: 0,
+        })?;
+        let umem = UmemArea::new(base, pool.len_bytes(), config.frame_size);
+
+        let mut reg: libc::xdp_umem_reg = sys::Pod::zeroed();
+        reg.addr = base.as_ptr() as u64;
+        reg.len = pool.len_bytes() as u64;
+        reg.chunk_size =
+            u32::try_from(config.frame_size).map_err(|_| BypassError::InvalidOption {
+                what: "frame_size",
+                value: config.frame_size as u64,
+            })?;
+        reg.headroom = config.headroom;
+        sys::setsockopt(raw, libc::SOL_XDP, libc::XDP_UMEM_REG, &reg).map_err(|source| {
+            BypassError::UmemRegister {
+                bytes: pool.len_bytes(),
+                source,
+            }
+        })?;
+        for (opt, size, op) in [
+            (
+                libc::XDP_UMEM_FILL_RING,
+                config.rx_frames,
+                "setsockopt(XDP_UMEM_FILL_RING)",
+            ),
+            (
+                libc::XDP_UMEM_COMPLETION_RING,
+                config.tx_frames,
+                "setsockopt(XDP_UMEM_COMPLETION_RING)",
+            ),
+            (libc::XDP_RX_RING, config.rx_ring, "setsockopt(XDP_RX_RING)"),
+            (libc::XDP_TX_RING, config.tx_ring, "setsockopt(XDP_TX_RING)"),
+        ] {
+            sys::setsockopt(raw, libc::SOL_XDP, opt, &size).map_err(sock_err(op))?;
+        }
+        let (off, _) =
+            sys::getsockopt::<libc::xdp_mmap_offsets>(raw, libc::SOL_XDP, libc::XDP_MMAP_OFFSETS)
+                .map_err(sock_err("getsockopt(XDP_MMAP_OFFSETS)"))?;
+        let ring_err = |ring| move |source| BypassError::RingMap { ring, source };
+        let mut fill = ProdRing::<u64>::map(
+            &fd,
+            &off.fr,
+            config.rx_frames,
+            libc::XDP_UMEM_PGOFF_FILL_RING,
+        )
+        .map_err(ring_err("fill"))?;
+        let comp = ConsRing::<u64>::map(
+            &fd,
+            &off.cr,
+            config.tx_frames,
+            libc::XDP_UMEM_PGOFF_COMPLETION_RING,
+        )
+        .map_err(ring_err("completion"))?;
+        let rx =
+            ConsRing::<XdpDesc>::map(&fd, &off.rx, config.rx_ring, libc::XDP_PGOFF_RX_RING as u64)
+                .map_err(ring_err("rx"))?;
+        let tx =
+            ProdRing::<XdpDesc>::map(&fd, &off.tx, config.tx_ring, libc::XDP_PGOFF_TX_RING as u64)
+                .map_err(ring_err("tx"))?;
+
+        // Hand every rx frame to the kernel before binding.
+        for _ in 0..config.rx_frames {
+            let id = pool.alloc()?;
+            if fill.free(1) == 0 {
+                return Err(BypassError::InvalidOption {
+                    what: "fill ring smaller than rx_frames",
+                    value: 0,
+                });
+            }
+            fill.push(pool.offset_of(id));
+        }
+        fill.submit();
+
+        let (bind_mode, bind_fallback_reason, bind_attempts) =
+            bind_with_fallback(&fd, ifname, ifindex, queue, &config)?;
+
+        let map = XskMap::new(queue.saturating_add(1).max(64))?;
+        let prog = XdpProgram::load(
+            &steering_program(&config.filter, map.raw_fd())?,
+            "tally_xsk",
+        )?;
+        let link = XdpLink::attach(&prog, ifindex, config.xdp_mode)?;
+        map.insert(queue, raw)?;
+
+        let info = XskInfo {
+            ifname: ifname.to_owned(),
+            ifindex,
+            queue,
+            xdp_mode: link.mode(),
+            xdp_fallback_reason: link.fallback_reason().map(str::to_owned),
+            bind_mode,
+            bind_fallback_reason,
+            bind_attempts,
+            need_wakeup: config.need_wakeup,
+        };
+        Ok(Self {
+            link,
+            map,
+            _prog: prog,
+            fill,
+            comp,
+            rx,
+            tx,
+            fd,
+            umem,
+            pool,
+            tx_queued: 0,
+            stats: XskStats::new(),
+            parse_stats: ParseStats::new(),
+            config,
+            info,
+        })
+    }
+
+    /// How the socket is configured (XDP mode, bind mode, fallback reasons).
+    pub fn info(&self) -> &XskInfo {
+        &self.info
+    }
+
+    /// Our own counters.
+    pub fn xsk_stats(&self) -> XskStatsSnapshot {
+        self.stats.snapshot()
+    }
+
+    /// Parse rejects of [`RxBatch::udp`].
+    pub fn parse_stats(&self) -> &ParseStats {
+        &self.parse_stats
+    }
+
+    /// The kernel's `XDP_STATISTICS` for this socket.
+    ///
+    /// # Errors
+    /// [`BypassError::Socket`].
+    pub fn kernel_stats(&self) -> Result<libc::xdp_statistics> {
+        sys::getsockopt::<libc::xdp_statistics>(
+            self.fd.as_raw_fd(),
+            libc::SOL_XDP,
+            libc::XDP_STATISTICS,
+        )
+        .map(|(s, _)| s)
+        .map_err(sock_err("getsockopt(XDP_STATISTICS)"))
+    }
+
+    /// The socket's file descriptor (for `poll` in an event loop).
+    pub fn raw_fd(&self) -> i32 {
+        self.fd.as_raw_fd()
+    }
+
+    /// The XSKMAP the steering program redirects through.
+    pub fn xsk_map(&self) -> &XskMap {
+        &self.map
+    }
+
+    /// The attached steering program's link.
+    pub fn xdp_link(&self) -> &XdpLink {
+        &self.link
+    }
+
+    /// Frames for transmission that are free right now.
+    pub fn tx_frames_free(&self) -> u32 {
+        self.pool.free_count()
+    }
+
+    /// Returns completed transmit frames to the pool.
+    fn reclaim(&mut self) {
+        let n = self.comp.available(self.config.tx_frames);
+        for i in 0..n {
+            let addr = self.comp.peek(i);
+            let freed = self
+                .pool
+                .id_at_offset(addr)
+                .and_then(|id| self.pool.free(id));
+            if freed.is_ok() {
+                self.stats.tx_completed.incr();
+            } else {
+                self.stats.tx_bad_completions.incr();
+            }
+        }
+        if n > 0 {
+            self.comp.release(n);
+        }
+    }
+
+    fn queue_tx(&mut self, f: &mut dyn FnMut(&mut [u8]) -> usize) -> Result<(), TxError> {
+        if self.tx_queued >= AUTO_FLUSH_FRAMES {
+            self.flush()?;
+        }
+        if self.pool.free_count() == 0 || self.tx.free(1) == 0 {
+            self.flush()?;
+            if self.pool.free_count() == 0 || self.tx.free(1) == 0 {
+                self.stats.tx_ring_full.incr();
+                return Err(TxError::RingFull);
+            }
+        }
+        let id = self.pool.alloc().map_err(|_| TxError::RingFull)?;
+        let off = self.pool.offset_of(id);
+        let cap = self.umem.frame_size();
+        let Some((o, l)) = self.umem.check(off, u32::try_from(cap).unwrap_or(0)) else {
+            let _ = self.pool.free(id);
+            return Err(TxError::RingFull);
+        };
+        // SAFETY: `id` was just taken from the pool's free list, so no descriptor refers to
+        // it and the kernel does not touch it until we push it on the tx ring below.
+        let tx_buf = unsafe { self.umem.bytes_mut(o, l) };
+        let len = f(tx_buf);
+        if len == 0 || len > cap {
+            let _ = self.pool.free(id);
+            return if len == 0 {
+                Ok(())
+            } else {
+                Err(TxError::FrameTooLong { len, capacity: cap })
+            };
+        }
+        self.tx.push(XdpDesc {
+            addr: off,
+            len: u32::try_from(len).unwrap_or(0),
+            options: 0,
+        });
+        self.tx_queued += 1;
+        self.stats.tx_packets.incr();
+        self.stats.tx_bytes.add(len as u64);
+        Ok(())
+    }
+}
+
+fn bind_with_fallback(
+    fd: &OwnedFd,
+    ifname: &str,
+    ifindex: u32,
+    queue: u32,
+    config: &XskConfig,
+) -> Result<(BindMode, Option<String>, u32)> {
+    let wake = if config.need_wakeup {
+        libc::XDP_USE_NEED_WAKEUP
+    } else {
+        0
+    };
+    let mut attempts = 0u32;
+    let mut try_bind = |flags: u16| -> std::io::Result<()> {
+        let mut addr: libc::sockaddr_xdp = sys::Pod::zeroed();
+        addr.sxdp_family = u16::try_from(libc::AF_XDP).unwrap_or(0);
+        addr.sxdp_flags = flags | wake;
+        addr.sxdp_ifindex = ifindex;
+        addr.sxdp_queue_id = queue;
+        let mut delay = Duration::from_millis(5);
+        loop {
+            attempts += 1;
+            match sys::bind(fd.as_raw_fd(), &addr) {
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) && attempts < BIND_ATTEMPTS => {
+                    std::thread::sleep(delay);
+                    delay = (delay * 2).min(Duration::from_millis(100));
+                }
+                r => return r,
+            }
+        }
+    };
+    let bind_err = |mode: &'static str, attempts: u32, source| BypassError::Bind {
+        ifname: ifname.to_owned(),
+        queue,
+        mode,
+        attempts,
+        source,
+    };
+    match config.bind {
+        BindChoice::Copy => match try_bind(libc::XDP_COPY) {
+            Ok(()) => Ok((BindMode::Copy, None, attempts)),
+            Err(e) => Err(bind_err("copy", attempts, e)),
+        },
+        BindChoice::ZeroCopy => match try_bind(libc::XDP_ZEROCOPY) {
+            Ok(()) => Ok((BindMode::ZeroCopy, None, attempts)),
+            Err(e) => Err(bind_err("zero-copy", attempts, e)),
+        },
+        BindChoice::Auto => match try_bind(libc::XDP_ZEROCOPY) {
+            Ok(()) => Ok((BindMode::ZeroCopy, None, attempts)),
+            Err(zc) if zc.raw_os_error() == Some(libc::EBUSY) => {
+                Err(bind_err("zero-copy", attempts, zc))
+            }
+            Err(zc) => match try_bind(libc::XDP_COPY) {
+                Ok(()) => Ok((
+                    BindMode::Copy,
+                    Some(format!("zero-copy bind refused: {zc}")),
+                    attempts,
+                )),
+                Err(e) => Err(bind_err("zero-copy then copy", attempts, e)),
+            },
+        },
+    }
+}
+
+/// Received frames borrowed from an [`XskSocket`]; dropped, they go back to the fill ring.
+pub struct XskRxBatch<'a> {
+    sock: &'a mut XskSocket,
+    count: u32,
+}
+
+impl XskRxBatch<'_> {
+    fn span(&self, i: usize) -> Option<(usize, usize)> {
+        let i = u32::try_from(i).ok().filter(|i| *i < self.count)?;
+        let d = self.sock.rx.peek(i);
+        self.sock.umem.check(d.addr, d.len)
+    }
+}
+
+impl RxBatch for XskRxBatch<'_> {
+    fn len(&self) -> usize {
+        self.count as usize
+    }
+
+    fn frame(&self, i: usize) -> Option<&[u8]> {
+        let (off, len) = self.span(i)?;
+        // SAFETY: the descriptor is between our consumer index and the kernel's producer
+        // index, so its frame is ours until this batch returns it to the fill ring on drop;
+        // the batch borrows the socket, so nothing else can return or reuse it meanwhile.
+        Some(unsafe { self.sock.umem.bytes(off, len) })
+    }
+
+    fn parse_context(&self) -> (UdpChecksumPolicy, &ParseStats) {
+        (self.sock.config.checksum_policy, &self.sock.parse_stats)
+    }
+
+    fn reply(
+        &mut self,
+        i: usize,
+        f: &mut dyn FnMut(&[u8], &mut [u8]) -> usize,
+    ) -> Result<(), TxError> {
+        let Some((off, len)) = self.span(i) else {
+            return Ok(());
+        };
+        let rx = self.sock.umem.frame_ref(off, len);
+        self.sock.queue_tx(&mut |tx: &mut [u8]| {
+            // SAFETY: the rx frame belongs to this batch until it is dropped (it is not on
+            // the fill ring), and it is a different frame from the tx frame just taken from
+            // the pool's free list.
+            let rx = unsafe { rx.get() };
+            f(rx, tx)
+        })
+    }
+}
+
+impl Drop for XskRxBatch<'_> {
+    fn drop(&mut self) {
+        if self.count == 0 {
+            return;
+        }
+        let sock = &mut *self.sock;
+        for i in 0..self.count {
+            let d = sock.rx.peek(i);
+            let chunk = sock.umem.chunk_of(d.addr);
+            if sock.umem.check(chunk, 1).is_some() && sock.fill.free(1) > 0 {
+                sock.fill.push(chunk);
+            }
+        }
+        sock.fill.submit();
+        sock.rx.release(self.count);
+        if sock.config.need_wakeup && sock.fill.needs_wakeup() {
+            sock.stats.fill_wakeups.incr();
+            sys::wake_rx(sock.fd.as_raw_fd());
+        }
+    }
+}
+
+impl PacketTransport for XskSocket {
+    type Batch<'a> = XskRxBatch<'a>;
+
+    fn recv(&mut self, max: usize) -> XskRxBatch<'_> {
+        let n = self.rx.available(u32::try_from(max).unwrap_or(u32::MAX));
+        if n > 0 {
+            let mut bytes = 0u64;
+            for i in 0..n {
+                let d = self.rx.peek(i);
+                if self.umem.check(d.addr, d.len).is_some() {
+                    bytes += u64::from(d.len);
+                } else {
+                    self.stats.rx_invalid_descs.incr();
+                }
+            }
+            self.stats.rx_packets.add(u64::from(n));
+            self.stats.rx_bytes.add(bytes);
+            self.stats.rx_batches.incr();
+        } else if self.config.need_wakeup && self.fill.needs_wakeup() {
+            self.stats.fill_wakeups.incr();
+            sys::wake_rx(self.fd.as_raw_fd());
+        }
+        XskRxBatch {
+            sock: self,
+            count: n,
+        }
+    }
+
+    fn wait(&mut self, timeout: Duration) -> Result<bool> {
+        if self.rx.available(1) > 0 {
+            return Ok(true);
+        }
+        let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
+        sys::poll_one(self.fd.as_raw_fd(), libc::POLLIN, ms).map_err(sock_err("poll(AF_XDP)"))
+    }
+
+    fn send_frame(&mut self, f: &mut dyn FnMut(&mut [u8]) -> usize) -> Result<(), TxError> {
+        self.queue_tx(f)
+    }
+
+    fn flush(&mut self) -> Result<(), TxError> {
+        if self.tx_queued > 0 {
+            self.tx.submit();
+            self.tx_queued = 0;
+        }
+        // Copy mode handles at most 32 frames per kick and answers EAGAIN while more are
+        // left: kick until the kernel has taken everything, with a bound.
+        let mut rounds = self.tx.size() / COPY_MODE_TX_BATCH + 4;
+        while self.tx.outstanding() > 0 && rounds > 0 {
+            rounds -= 1;
+            if self.config.need_wakeup
+                && !self.tx.needs_wakeup()
+                && self.info.bind_mode == BindMode::ZeroCopy
+            {
+                break;
+            }
+            self.stats.tx_kicks.incr();
+            match sys::kick_tx(self.fd.as_raw_fd()) {
+                Ok(()) => {}
+                Err(e)
+                    if matches!(
+                        e.raw_os_error(),
+                        Some(libc::EAGAIN | libc::EBUSY | libc::ENOBUFS)
+                    ) =>
+                {
+                    self.stats.tx_kick_again.incr();
+                    self.reclaim();
+                }
+                Err(e) => return Err(TxError::Kick(e)),
+            }
+        }
+        self.reclaim();
+        Ok(())
+    }
+
+    fn kind(&self) -> TransportKind {
+        TransportKind::AfXdp
+    }
+
+    fn stats(&self) -> TransportStats {
+        let s = self.stats.snapshot();
+        let k = self.kernel_stats().unwrap_or(sys::Pod::zeroed());
+        TransportStats {
+            rx_packets: s.rx_packets,
+            rx_bytes: s.rx_bytes,
+            tx_packets: s.tx_packets,
+            tx_bytes: s.tx_bytes,
+            rx_dropped: k.rx_dropped,
+            rx_ring_full: k.rx_ring_full,
+            rx_fill_ring_empty: k.rx_fill_ring_empty_descs,
+            invalid_descs: k.rx_invalid_descs + k.tx_invalid_descs + s.rx_invalid_descs,
+            tx_ring_full: s.tx_ring_full,
+            tx_kicks: s.tx_kicks,
+            rx_malformed: self.parse_stats.snapshot().total(),
+        }
+    }
+}
