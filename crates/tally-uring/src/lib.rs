@@ -1,5 +1,11 @@
-//! `tally-uring`: an io_uring engine on the `io-uring` crate (registered buffers and
-//! files, batched submission, network and file operations) and a crash-safe group-commit
-//! journal.
-//!
-//! This crate is being built; its API lands with the `tally-uring` issue.
+#![doc = include_str!("../README.md")]
+
+pub mod error;
+pub mod journal;
+pub mod ring;
+
+pub use error::{Errno, RingError};
+pub use ring::{
+    Completion, IoBuf, IoReq, OpId, OpKind, PoolRange, ProbeReport, Ring, RingOptions, RingStats,
+    RingStatsSnapshot, SqPoll, Target, TaskrunMode,
+};

@@ -1,0 +1,2 @@
+//! Journal (being written).
+#![deny(unsafe_code)]

@@ -1,0 +1,1628 @@
+//! [`Ring`]: the io_uring engine. **The only module of this crate with `unsafe` code.**
+//!
+//! The `io-uring` crate makes its caller promise that every pointer in a submission
+//! entry stays valid until the kernel is done with it. This module keeps that promise
+//! for its callers:
+//!
+//! * fixed-buffer operations name a [`PoolRange`] of the [`FramePool`] the ring owns
+//!   after [`Ring::register_frame_pool`]; every frame in the range is marked busy until
+//!   the completion (for send-zc: the notification) arrives, and [`Ring::pool_bytes`] /
+//!   [`Ring::pool_bytes_mut`] refuse busy frames, so no Rust reference ever aliases memory
+//!   the kernel may write;
+//! * plain reads and writes from borrowed slices ([`Ring::read_at`], [`Ring::write_at`],
+//!   [`Ring::rw_batch`]) wait for their completions before they return, so the borrow
+//!   outlives the kernel's use;
+//! * timeouts keep their `timespec` in the in-flight slot, which never moves (the slab is
+//!   a boxed slice allocated once);
+//! * the provided-buffer ring and its buffers are owned by the ring, a buffer is readable
+//!   only between the completion that delivered it and [`Ring::recycle_buffer`].
+//!
+//! In-flight operations live in a fixed-capacity slab keyed by `user_data`
+//! (`generation << 32 | slot`); queueing, submitting and reaping allocate nothing.
+
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::time::Duration;
+
+use io_uring::{IoUring, Probe, cqueue, opcode, squeue, types};
+use tally_core_types::{FramePool, FramePoolOptions};
+
+use crate::error::{Errno, RingError, setup_hint};
+
+tally_core_types::single_writer_stats! {
+    /// Ring statistics, written by the thread that owns the [`Ring`], readable from any
+    /// thread through [`Ring::stats_handle`].
+    pub struct RingStats => RingStatsSnapshot {
+        /// Submission entries handed to the kernel.
+        submitted,
+        /// Completions reaped (each CQE counts, including multishot and notifications).
+        completed,
+        /// Completions with a negative result.
+        errors,
+        /// Bytes moved by successful read/write/send/recv completions.
+        bytes,
+        /// Times an operation found the submission queue full (the ring then submitted early).
+        sq_full,
+        /// Times the kernel signalled a completion-queue overflow (the ring flushed it).
+        cq_overflow,
+        /// `io_uring_enter` system calls made.
+        enter_syscalls,
+        /// Operations refused because every in-flight slot was taken.
+        in_flight_full,
+    }
+}
+
+/// How the kernel runs completion work for this ring.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TaskrunMode {
+    /// `SINGLE_ISSUER | DEFER_TASKRUN` (Linux 6.1): completion work runs only when this
+    /// thread enters the kernel to wait. Fastest (about 10 % less per NOP round trip here);
+    /// the ring must then be used only from the thread that created it.
+    DeferTaskrun,
+    /// `COOP_TASKRUN | TASKRUN_FLAG` (Linux 5.19): no interrupting IPIs for completion
+    /// work; the ring may move between threads.
+    CoopTaskrun,
+    /// No taskrun flags (oldest kernels).
+    Plain,
+}
+
+/// Kernel SQ polling thread. **Harmful on small shared machines:** on the 2-vCPU VM
+/// these crates are measured on, SQPOLL made a NOP round trip about 3x slower (590 ns
+/// against 178 ns per op at batch 1) and collapsed fio's 4 KiB reads from about 290k to
+/// 24k IOPS, because the polling thread competes with the application for a vCPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SqPoll {
+    /// Idle time before the kernel thread sleeps, in milliseconds.
+    pub idle_ms: u32,
+    /// CPU to pin the polling thread to.
+    pub cpu: Option<u32>,
+}
+
+/// How to build a [`Ring`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RingOptions {
+    sq_entries: u32,
+    cq_entries: u32,
+    max_in_flight: u32,
+    mode: TaskrunMode,
+    sqpoll: Option<SqPoll>,
+}
+
+impl RingOptions {
+    /// `sq_entries` submission entries (a power of two), a completion queue twice that
+    /// size, as many in-flight slots as completion entries, [`TaskrunMode::DeferTaskrun`],
+    /// no SQPOLL.
+    pub const fn new(sq_entries: u32) -> Self {
+        let cq = sq_entries.saturating_mul(2);
+        Self {
+            sq_entries,
+            cq_entries: cq,
+            max_in_flight: cq,
+            mode: TaskrunMode::DeferTaskrun,
+            sqpoll: None,
+        }
+    }
+
+    /// Completion queue size (a power of two, at least `sq_entries`). Keep
+    /// `max_in_flight <= cq_entries` so that single-shot operations can never overflow it.
+    #[must_use]
+    pub const fn cq_entries(mut self, n: u32) -> Self {
+        self.cq_entries = n;
+        self
+    }
+
+    /// Capacity of the in-flight slab (operations queued or submitted but not completed).
+    #[must_use]
+    pub const fn max_in_flight(mut self, n: u32) -> Self {
+        self.max_in_flight = n;
+        self
+    }
+
+    /// Completion work mode.
+    #[must_use]
+    pub const fn mode(mut self, mode: TaskrunMode) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// Enables SQPOLL (see [`SqPoll`] for why this is usually a bad idea on small machines).
+    /// Needs [`TaskrunMode::CoopTaskrun`] or [`TaskrunMode::Plain`].
+    #[must_use]
+    pub const fn sqpoll(mut self, sqpoll: Option<SqPoll>) -> Self {
+        self.sqpoll = sqpoll;
+        self
+    }
+}
+
+/// What the kernel supports, probed once when the ring is built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(
+    clippy::struct_excessive_bools,
+    reason = "independent kernel feature flags, reported as read"
+)]
+pub struct ProbeReport {
+    opcodes: [bool; 64],
+    /// `IORING_FEAT_NODROP`: overflowing completions are kept by the kernel, not dropped.
+    pub nodrop: bool,
+    /// `IORING_FEAT_SUBMIT_STABLE`.
+    pub submit_stable: bool,
+    /// `IORING_FEAT_FAST_POLL`.
+    pub fast_poll: bool,
+    /// `IORING_FEAT_EXT_ARG` (timeouts on wait).
+    pub ext_arg: bool,
+    /// `IORING_FEAT_LINKED_FILE`.
+    pub linked_file: bool,
+    /// Submission queue entries granted.
+    pub sq_entries: u32,
+    /// Completion queue entries granted.
+    pub cq_entries: u32,
+}
+
+impl ProbeReport {
+    /// Whether the kernel supports opcode `op` (an `IORING_OP_*` number, e.g.
+    /// `io_uring::opcode::SendZc::CODE`).
+    pub fn supports(&self, op: u8) -> bool {
+        self.opcodes.get(usize::from(op)).copied().unwrap_or(false)
+    }
+
+    /// Number of supported opcodes.
+    pub fn supported_count(&self) -> usize {
+        self.opcodes.iter().filter(|b| **b).count()
+    }
+}
+
+/// Which file an operation targets: a plain descriptor or an index into the ring's
+/// registered files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// A plain file descriptor. It must stay open until the operation completes.
+    Fd(RawFd),
+    /// Index into the files registered with [`Ring::register_files`].
+    Fixed(u32),
+}
+
+impl From<BorrowedFd<'_>> for Target {
+    fn from(fd: BorrowedFd<'_>) -> Self {
+        Self::Fd(fd.as_raw_fd())
+    }
+}
+
+impl From<&std::fs::File> for Target {
+    fn from(f: &std::fs::File) -> Self {
+        Self::Fd(f.as_raw_fd())
+    }
+}
+
+impl From<&std::net::UdpSocket> for Target {
+    fn from(s: &std::net::UdpSocket) -> Self {
+        Self::Fd(s.as_raw_fd())
+    }
+}
+
+/// A byte range of the registered frame pool (it may span several adjacent frames).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolRange {
+    /// Start, in bytes from the beginning of the pool.
+    pub offset: usize,
+    /// Length in bytes.
+    pub len: u32,
+}
+
+impl PoolRange {
+    /// `len` bytes starting at `offset`.
+    pub const fn new(offset: usize, len: u32) -> Self {
+        Self { offset, len }
+    }
+}
+
+/// Handle of a queued or in-flight operation (its `user_data`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct OpId(u64);
+
+impl OpId {
+    /// The raw `user_data` value.
+    pub const fn user_data(self) -> u64 {
+        self.0
+    }
+}
+
+/// What kind of operation a completion belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum OpKind {
+    /// `IORING_OP_NOP`.
+    #[default]
+    Nop,
+    /// Read into a borrowed slice.
+    Read,
+    /// Write from a borrowed slice.
+    Write,
+    /// Read into the registered pool.
+    ReadFixed,
+    /// Write from the registered pool.
+    WriteFixed,
+    /// `fsync`.
+    Fsync,
+    /// `fdatasync`.
+    Fdatasync,
+    /// `fallocate`.
+    Fallocate,
+    /// A timeout.
+    Timeout,
+    /// A cancel request.
+    Cancel,
+    /// Multishot receive into provided buffers.
+    RecvMulti,
+    /// Send from the registered pool.
+    Send,
+    /// Zero-copy send from the registered pool (result completion).
+    SendZc,
+    /// Zero-copy send: the notification that the kernel released the buffer.
+    SendZcNotif,
+}
+
+impl OpKind {
+    const fn name(self) -> &'static str {
+        match self {
+            Self::Nop => "nop",
+            Self::Read => "read",
+            Self::Write => "write",
+            Self::ReadFixed => "read_fixed",
+            Self::WriteFixed => "write_fixed",
+            Self::Fsync => "fsync",
+            Self::Fdatasync => "fdatasync",
+            Self::Fallocate => "fallocate",
+            Self::Timeout => "timeout",
+            Self::Cancel => "cancel",
+            Self::RecvMulti => "recv_multishot",
+            Self::Send => "send",
+            Self::SendZc => "send_zc",
+            Self::SendZcNotif => "send_zc_notif",
+        }
+    }
+
+    const fn moves_bytes(self) -> bool {
+        matches!(
+            self,
+            Self::Read
+                | Self::Write
+                | Self::ReadFixed
+                | Self::WriteFixed
+                | Self::RecvMulti
+                | Self::Send
+                | Self::SendZc
+        )
+    }
+}
+
+/// One typed completion.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Completion {
+    /// The operation.
+    pub op: OpId,
+    /// The caller's tag given when the operation was queued.
+    pub tag: u64,
+    /// The operation kind.
+    pub kind: OpKind,
+    /// The raw result: bytes or 0 on success, `-errno` on failure.
+    pub raw_result: i32,
+    /// More completions will follow for this operation (multishot, or send-zc before its
+    /// notification).
+    pub more: bool,
+    /// The provided buffer the kernel filled (multishot receive).
+    pub buffer: Option<u16>,
+}
+
+impl Completion {
+    /// The result as bytes transferred (or 0), or the kernel's error.
+    ///
+    /// # Errors
+    /// The negative result as an [`Errno`].
+    pub fn result(&self) -> Result<u32, Errno> {
+        u32::try_from(self.raw_result).map_err(|_| Errno(self.raw_result.saturating_neg()))
+    }
+}
+
+const NONE: u32 = u32::MAX;
+
+#[derive(Clone, Copy)]
+struct Slot {
+    generation: u32,
+    /// Next free slot while free; `NONE` at the end of the list.
+    next_free: u32,
+    busy: bool,
+    kind: OpKind,
+    tag: u64,
+    /// Busy frames `frame_lo..frame_hi` (empty when the op uses no pool memory).
+    frame_lo: u32,
+    frame_hi: u32,
+    multishot: bool,
+    timespec: types::Timespec,
+}
+
+impl Slot {
+    fn empty(next: u32) -> Self {
+        Self {
+            generation: 0,
+            next_free: next,
+            busy: false,
+            kind: OpKind::Nop,
+            tag: 0,
+            frame_lo: 0,
+            frame_hi: 0,
+            multishot: false,
+            timespec: types::Timespec::new(),
+        }
+    }
+}
+
+struct Registered {
+    pool: FramePool,
+    /// Number of in-flight operations using each frame.
+    busy: Box<[u16]>,
+    frame_shift: u32,
+}
+
+struct BufRing {
+    /// Page-aligned ring of `entries` `io_uring_buf` descriptors.
+    ring_mem: FramePool,
+    bufs: FramePool,
+    entries: u16,
+    tail: u16,
+    group: u16,
+    /// One bit per buffer: set while the application owns it.
+    delivered: Box<[u64]>,
+}
+
+/// An io_uring instance with a fixed-capacity in-flight slab, owned registered buffers,
+/// typed completions and single-writer statistics.
+///
+/// ```
+/// use tally_uring::{Completion, Ring, RingOptions};
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let mut ring = match Ring::new(RingOptions::new(64)) {
+///     Ok(r) => r,
+///     Err(e) => { eprintln!("skip: {e}"); return Ok(()) } // io_uring refused here
+/// };
+/// for tag in 0..8 {
+///     ring.nop(tag)?;
+/// }
+/// ring.submit_and_wait(8)?; // one io_uring_enter for the batch
+/// let mut out = [Completion::default(); 8];
+/// let n = ring.reap(&mut out)?;
+/// assert_eq!(n, 8);
+/// assert!(out.iter().all(|c| c.result().is_ok()));
+/// # Ok(()) }
+/// ```
+pub struct Ring {
+    uring: IoUring,
+    slots: Box<[Slot]>,
+    free_head: u32,
+    in_flight: u32,
+    pool: Option<Registered>,
+    files_registered: u32,
+    provided: Option<BufRing>,
+    stats: Arc<RingStats>,
+    probe: ProbeReport,
+    last_dropped: u32,
+}
+
+impl std::fmt::Debug for Ring {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ring")
+            .field("in_flight", &self.in_flight)
+            .field("capacity", &self.slots.len())
+            .field("probe", &self.probe)
+            .finish_non_exhaustive()
+    }
+}
+
+#[allow(
+    clippy::cast_ptr_alignment,
+    reason = "the ring memory is a page-aligned FramePool mapping"
+)]
+fn ring_base(mem: &mut FramePool) -> *mut types::BufRingEntry {
+    mem.as_mut_ptr().cast()
+}
+
+fn io_uring_disabled_sysctl() -> Option<u8> {
+    std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled")
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+impl Ring {
+    /// Sets up the ring, probes the kernel and allocates the in-flight slab.
+    ///
+    /// # Errors
+    /// [`RingError::InvalidOptions`] for bad sizes; [`RingError::Setup`] when the kernel, a
+    /// seccomp filter or `kernel.io_uring_disabled` refuses io_uring (the message says
+    /// which and what to do).
+    pub fn new(options: RingOptions) -> Result<Self, RingError> {
+        if options.sq_entries == 0
+            || !options.sq_entries.is_power_of_two()
+            || options.sq_entries > 32768
+        {
+            return Err(RingError::InvalidOptions {
+                reason: "sq_entries must be a power of two in 1..=32768",
+            });
+        }
+        if options.cq_entries < options.sq_entries || !options.cq_entries.is_power_of_two() {
+            return Err(RingError::InvalidOptions {
+                reason: "cq_entries must be a power of two >= sq_entries",
+            });
+        }
+        if options.max_in_flight == 0 || options.max_in_flight == NONE {
+            return Err(RingError::InvalidOptions {
+                reason: "max_in_flight must be at least 1",
+            });
+        }
+        let mut builder = IoUring::builder();
+        builder.setup_cqsize(options.cq_entries);
+        match options.mode {
+            TaskrunMode::DeferTaskrun => {
+                if options.sqpoll.is_some() {
+                    return Err(RingError::InvalidOptions {
+                        reason: "SQPOLL cannot be combined with DEFER_TASKRUN: use TaskrunMode::CoopTaskrun or Plain",
+                    });
+                }
+                builder.setup_single_issuer().setup_defer_taskrun();
+            }
+            TaskrunMode::CoopTaskrun => {
+                builder.setup_coop_taskrun().setup_taskrun_flag();
+            }
+            TaskrunMode::Plain => {}
+        }
+        if let Some(sq) = options.sqpoll {
+            builder.setup_sqpoll(sq.idle_ms);
+            if let Some(cpu) = sq.cpu {
+                builder.setup_sqpoll_cpu(cpu);
+            }
+        }
+        let uring = builder.build(options.sq_entries).map_err(|source| {
+            let hint = setup_hint(
+                source.raw_os_error().unwrap_or(0),
+                io_uring_disabled_sysctl(),
+            );
+            RingError::Setup { source, hint }
+        })?;
+        let mut probe = Probe::new();
+        let mut opcodes = [false; 64];
+        if uring.submitter().register_probe(&mut probe).is_ok() {
+            for (i, slot) in (0u8..).zip(opcodes.iter_mut()) {
+                *slot = probe.is_supported(i);
+            }
+        }
+        let params = uring.params();
+        let report = ProbeReport {
+            opcodes,
+            nodrop: params.is_feature_nodrop(),
+            submit_stable: params.is_feature_submit_stable(),
+            fast_poll: params.is_feature_fast_poll(),
+            ext_arg: params.is_feature_ext_arg(),
+            linked_file: params.is_feature_linked_file(),
+            sq_entries: params.sq_entries(),
+            cq_entries: params.cq_entries(),
+        };
+        let cap = options.max_in_flight;
+        let slots: Box<[Slot]> = (0..cap)
+            .map(|i| Slot::empty(if i + 1 < cap { i + 1 } else { NONE }))
+            .collect();
+        Ok(Self {
+            uring,
+            slots,
+            free_head: 0,
+            in_flight: 0,
+            pool: None,
+            files_registered: 0,
+            provided: None,
+            stats: Arc::new(RingStats::new()),
+            probe: report,
+            last_dropped: 0,
+        })
+    }
+
+    /// What the kernel supports.
+    pub fn probe(&self) -> &ProbeReport {
+        &self.probe
+    }
+
+    /// The statistics (update only by this ring; read from anywhere).
+    pub fn stats(&self) -> &RingStats {
+        &self.stats
+    }
+
+    /// A shared handle to the statistics for a monitoring thread.
+    pub fn stats_handle(&self) -> Arc<RingStats> {
+        Arc::clone(&self.stats)
+    }
+
+    /// Operations queued or submitted and not yet fully completed.
+    pub fn in_flight(&self) -> u32 {
+        self.in_flight
+    }
+
+    /// Capacity of the in-flight slab.
+    pub fn capacity(&self) -> u32 {
+        u32::try_from(self.slots.len()).unwrap_or(NONE)
+    }
+
+    // ----- registration -------------------------------------------------------------
+
+    /// Registers the whole pool as one fixed buffer (buffer index 0) and takes ownership
+    /// of it; fixed operations then address it with [`PoolRange`]s, and the same frames
+    /// can be handed to other kernel interfaces later.
+    ///
+    /// # Errors
+    /// [`RingError::Register`] when the kernel refuses (usually `RLIMIT_MEMLOCK`).
+    pub fn register_frame_pool(&mut self, mut pool: FramePool) -> Result<(), RingError> {
+        if self.pool.is_some() {
+            return Err(RingError::InvalidOptions {
+                reason: "a frame pool is already registered with this ring",
+            });
+        }
+        let iov = libc::iovec {
+            iov_base: pool.as_mut_ptr().cast(),
+            iov_len: pool.len_bytes(),
+        };
+        // SAFETY: the iovec covers exactly the pool's mapping; the ring owns the pool from
+        // here on (it is dropped after the ring is unregistered, see `Drop`), so the memory
+        // stays valid while registered.
+        unsafe { self.uring.submitter().register_buffers(std::slice::from_ref(&iov)) }.map_err(|source| {
+            RingError::Register {
+                what: "frame pool buffers",
+                source,
+                hint: "raise RLIMIT_MEMLOCK (`ulimit -l`) or register a smaller pool; buffers must be at most 1 GiB",
+            }
+        })?;
+        let frames = pool.frame_count() as usize;
+        let frame_shift = pool.frame_size_bytes().trailing_zeros();
+        self.pool = Some(Registered {
+            pool,
+            busy: vec![0u16; frames].into_boxed_slice(),
+            frame_shift,
+        });
+        Ok(())
+    }
+
+    /// The registered pool (for `alloc`/`free` bookkeeping and sizes).
+    ///
+    /// # Errors
+    /// [`RingError::NoFramePool`] before [`Ring::register_frame_pool`].
+    pub fn pool(&self) -> Result<&FramePool, RingError> {
+        self.pool
+            .as_ref()
+            .map(|r| &r.pool)
+            .ok_or(RingError::NoFramePool)
+    }
+
+    /// The registered pool, mutable for `alloc`/`free` (frame contents through
+    /// [`Ring::pool_bytes_mut`], which checks that no operation uses them).
+    ///
+    /// # Errors
+    /// [`RingError::NoFramePool`] before [`Ring::register_frame_pool`].
+    pub fn pool_alloc(&mut self) -> Result<tally_core_types::FrameId, RingError> {
+        let reg = self.pool.as_mut().ok_or(RingError::NoFramePool)?;
+        Ok(reg.pool.alloc()?)
+    }
+
+    /// Returns a frame to the pool.
+    ///
+    /// # Errors
+    /// [`RingError::FrameInFlight`] while an operation uses it; pool errors.
+    pub fn pool_free(&mut self, id: tally_core_types::FrameId) -> Result<(), RingError> {
+        let reg = self.pool.as_mut().ok_or(RingError::NoFramePool)?;
+        if reg.busy.get(id.index() as usize).copied().unwrap_or(0) != 0 {
+            return Err(RingError::FrameInFlight { frame: id.index() });
+        }
+        Ok(reg.pool.free(id)?)
+    }
+
+    fn check_range(reg: &Registered, range: PoolRange) -> Result<(u32, u32), RingError> {
+        let pool_len = reg.pool.len_bytes();
+        let len = range.len as usize;
+        let end = range
+            .offset
+            .checked_add(len)
+            .filter(|e| *e <= pool_len)
+            .ok_or(RingError::RangeOutOfPool {
+                offset: range.offset,
+                len,
+                pool_len,
+            })?;
+        let lo = u32::try_from(range.offset >> reg.frame_shift).unwrap_or(NONE);
+        let hi = if len == 0 {
+            lo
+        } else {
+            u32::try_from(((end - 1) >> reg.frame_shift) + 1).unwrap_or(NONE)
+        };
+        Ok((lo, hi))
+    }
+
+    fn range_idle(reg: &Registered, lo: u32, hi: u32) -> Result<(), RingError> {
+        let busy = reg.busy.get(lo as usize..hi as usize).unwrap_or(&[]);
+        if let Some(i) = busy.iter().position(|b| *b != 0) {
+            return Err(RingError::FrameInFlight {
+                frame: lo + u32::try_from(i).unwrap_or(0),
+            });
+        }
+        Ok(())
+    }
+
+    /// Bytes of the registered pool, if no in-flight operation uses them.
+    ///
+    /// # Errors
+    /// [`RingError::NoFramePool`], [`RingError::RangeOutOfPool`], [`RingError::FrameInFlight`].
+    pub fn pool_bytes(&self, range: PoolRange) -> Result<&[u8], RingError> {
+        let reg = self.pool.as_ref().ok_or(RingError::NoFramePool)?;
+        let (lo, hi) = Self::check_range(reg, range)?;
+        Self::range_idle(reg, lo, hi)?;
+        Ok(reg
+            .pool
+            .as_slice()
+            .get(range.offset..range.offset + range.len as usize)
+            .unwrap_or(&[]))
+    }
+
+    /// Writable bytes of the registered pool, if no in-flight operation uses them.
+    ///
+    /// # Errors
+    /// [`RingError::NoFramePool`], [`RingError::RangeOutOfPool`], [`RingError::FrameInFlight`].
+    pub fn pool_bytes_mut(&mut self, range: PoolRange) -> Result<&mut [u8], RingError> {
+        let reg = self.pool.as_mut().ok_or(RingError::NoFramePool)?;
+        let (lo, hi) = Self::check_range(reg, range)?;
+        Self::range_idle(reg, lo, hi)?;
+        Ok(reg
+            .pool
+            .as_mut_slice()
+            .get_mut(range.offset..range.offset + range.len as usize)
+            .unwrap_or(&mut []))
+    }
+
+    /// Registers files; operations then use [`Target::Fixed`] with their index.
+    ///
+    /// # Errors
+    /// [`RingError::Register`] when the kernel refuses.
+    pub fn register_files(&mut self, fds: &[RawFd]) -> Result<(), RingError> {
+        if self.files_registered > 0 {
+            self.uring
+                .submitter()
+                .unregister_files()
+                .map_err(|source| RingError::Register {
+                    what: "files (unregister)",
+                    source,
+                    hint: "wait for operations on registered files to finish",
+                })?;
+            self.files_registered = 0;
+        }
+        self.uring
+            .submitter()
+            .register_files(fds)
+            .map_err(|source| RingError::Register {
+                what: "files",
+                source,
+                hint: "pass open descriptors; at most RLIMIT_NOFILE of them",
+            })?;
+        self.files_registered = u32::try_from(fds.len()).unwrap_or(NONE);
+        Ok(())
+    }
+
+    /// Sets up a provided-buffer ring of `count` buffers (a power of two, at most 32768)
+    /// of `buf_size_bytes` each (a power of two, at least 2048), as buffer group `group`,
+    /// for [`Ring::recv_multishot`].
+    ///
+    /// # Errors
+    /// [`RingError::InvalidOptions`] for bad sizes; [`RingError::Register`] when refused.
+    pub fn setup_provided_buffers(
+        &mut self,
+        group: u16,
+        count: u16,
+        buf_size_bytes: usize,
+    ) -> Result<(), RingError> {
+        if self.provided.is_some() {
+            return Err(RingError::InvalidOptions {
+                reason: "a provided-buffer ring is already set up",
+            });
+        }
+        if count == 0 || !count.is_power_of_two() || count > 32768 {
+            return Err(RingError::InvalidOptions {
+                reason: "provided buffer count must be a power of two in 1..=32768",
+            });
+        }
+        let ring_bytes = (usize::from(count) * size_of::<types::BufRingEntry>())
+            .max(4096)
+            .next_power_of_two();
+        let mut ring_mem = FramePool::new(FramePoolOptions::new(ring_bytes, 1).populate(true))?;
+        let bufs =
+            FramePool::new(FramePoolOptions::new(buf_size_bytes, u32::from(count)).populate(true))?;
+        let len = u32::try_from(buf_size_bytes).map_err(|_| RingError::TooLong {
+            len: buf_size_bytes,
+        })?;
+        {
+            let base = ring_base(&mut ring_mem);
+            for bid in 0..count {
+                // SAFETY: `base` is the page-aligned start of a zeroed mapping of at least
+                // `count * 16` bytes, so entry `bid < count` is in bounds and properly aligned;
+                // the kernel does not know the ring yet, so nobody else accesses it.
+                let entry = unsafe { &mut *base.add(usize::from(bid)) };
+                entry.set_addr(bufs.as_ptr() as u64 + u64::from(bid) * u64::from(len));
+                entry.set_len(len);
+                entry.set_bid(bid);
+            }
+        }
+        // SAFETY: the ring memory is owned by `self.provided` below and lives until the
+        // ring is dropped (the kernel's registration ends when the io_uring fd closes,
+        // before `buf_ring` is dropped: see the field order in `Drop`).
+        unsafe {
+            self.uring.submitter().register_buf_ring_with_flags(
+                ring_mem.as_ptr() as u64,
+                count,
+                group,
+                0,
+            )
+        }
+        .map_err(|source| RingError::Register {
+            what: "provided-buffer ring",
+            source,
+            hint: "provided-buffer rings need Linux 5.19; the group id must be unused",
+        })?;
+        let words = usize::from(count).div_ceil(64);
+        let mut br = BufRing {
+            ring_mem,
+            bufs,
+            entries: count,
+            tail: 0,
+            group,
+            delivered: vec![0; words].into_boxed_slice(),
+        };
+        // Publish all buffers.
+        br.tail = count;
+        Self::publish_tail(&mut br);
+        self.provided = Some(br);
+        Ok(())
+    }
+
+    fn publish_tail(br: &mut BufRing) {
+        let base = ring_base(&mut br.ring_mem);
+        // SAFETY: `base` points at entry 0 of the initialised ring; `tail` returns the
+        // address of its `resv` field, which the kernel reads as the ring's tail. The field
+        // is 2-byte aligned and shared with the kernel, so it is accessed atomically.
+        let tail = unsafe { &*types::BufRingEntry::tail(base).cast::<AtomicU16>() };
+        tail.store(br.tail, Ordering::Release);
+    }
+
+    /// The bytes of provided buffer `bid` (delivered by a receive completion), `len` long.
+    ///
+    /// # Errors
+    /// [`RingError::NoProvidedBuffers`], [`RingError::BufferNotDelivered`].
+    pub fn provided_buffer(&self, bid: u16, len: usize) -> Result<&[u8], RingError> {
+        let br = self.provided.as_ref().ok_or(RingError::NoProvidedBuffers)?;
+        let word = br
+            .delivered
+            .get(usize::from(bid >> 6))
+            .copied()
+            .unwrap_or(0);
+        if bid >= br.entries || word & (1 << (bid & 63)) == 0 {
+            return Err(RingError::BufferNotDelivered { bid });
+        }
+        let size = br.bufs.frame_size_bytes();
+        let start = usize::from(bid) * size;
+        Ok(br
+            .bufs
+            .as_slice()
+            .get(start..start + len.min(size))
+            .unwrap_or(&[]))
+    }
+
+    /// Gives provided buffer `bid` back to the kernel.
+    ///
+    /// # Errors
+    /// [`RingError::NoProvidedBuffers`], [`RingError::BufferNotDelivered`] (double recycle).
+    pub fn recycle_buffer(&mut self, bid: u16) -> Result<(), RingError> {
+        let br = self.provided.as_mut().ok_or(RingError::NoProvidedBuffers)?;
+        let word = br
+            .delivered
+            .get_mut(usize::from(bid >> 6))
+            .filter(|_| bid < br.entries);
+        let Some(word) = word.filter(|w| **w & (1 << (bid & 63)) != 0) else {
+            return Err(RingError::BufferNotDelivered { bid });
+        };
+        *word &= !(1 << (bid & 63));
+        let size = u32::try_from(br.bufs.frame_size_bytes()).unwrap_or(u32::MAX);
+        let addr = br.bufs.as_ptr() as u64 + u64::from(bid) * u64::from(size);
+        let index = usize::from(br.tail & (br.entries - 1));
+        let base = ring_base(&mut br.ring_mem);
+        // SAFETY: `index < entries`, inside the ring mapping. The kernel only reads entries
+        // between its head and our published tail; this slot is past the tail, so only we
+        // access it until `publish_tail` (a release store) hands it over.
+        let entry = unsafe { &mut *base.add(index) };
+        entry.set_addr(addr);
+        entry.set_len(size);
+        entry.set_bid(bid);
+        br.tail = br.tail.wrapping_add(1);
+        Self::publish_tail(br);
+        Ok(())
+    }
+
+    // ----- slab ---------------------------------------------------------------------
+
+    fn take_slot(&mut self, kind: OpKind, tag: u64) -> Result<(u32, u64), RingError> {
+        let idx = self.free_head;
+        let Some(slot) = self.slots.get_mut(idx as usize) else {
+            self.stats.in_flight_full.incr();
+            return Err(RingError::InFlightFull {
+                capacity: u32::try_from(self.slots.len()).unwrap_or(NONE),
+            });
+        };
+        self.free_head = slot.next_free;
+        slot.busy = true;
+        slot.kind = kind;
+        slot.tag = tag;
+        slot.frame_lo = 0;
+        slot.frame_hi = 0;
+        slot.multishot = false;
+        slot.generation = slot.generation.wrapping_add(1);
+        self.in_flight += 1;
+        Ok((idx, (u64::from(slot.generation) << 32) | u64::from(idx)))
+    }
+
+    fn release_slot(&mut self, idx: u32) {
+        let Some(slot) = self.slots.get_mut(idx as usize) else {
+            return;
+        };
+        if !slot.busy {
+            return;
+        }
+        let (lo, hi) = (slot.frame_lo, slot.frame_hi);
+        slot.busy = false;
+        slot.next_free = self.free_head;
+        self.free_head = idx;
+        self.in_flight -= 1;
+        if lo < hi
+            && let Some(reg) = self.pool.as_mut()
+        {
+            for b in reg
+                .busy
+                .get_mut(lo as usize..hi as usize)
+                .unwrap_or(&mut [])
+            {
+                *b = b.saturating_sub(1);
+            }
+        }
+    }
+
+    fn mark_frames(&mut self, idx: u32, lo: u32, hi: u32) {
+        if let Some(reg) = self.pool.as_mut() {
+            for b in reg
+                .busy
+                .get_mut(lo as usize..hi as usize)
+                .unwrap_or(&mut [])
+            {
+                *b = b.saturating_add(1);
+            }
+        }
+        if let Some(slot) = self.slots.get_mut(idx as usize) {
+            slot.frame_lo = lo;
+            slot.frame_hi = hi;
+        }
+    }
+
+    /// Pushes one entry; when the SQ is full, submits what is queued first.
+    fn push(&mut self, entry: &squeue::Entry) -> Result<(), RingError> {
+        loop {
+            // SAFETY: every entry built by this module points only at memory that outlives
+            // the operation: pool ranges marked busy until completion, slot-resident
+            // timespecs, ring-owned provided buffers, or borrowed slices whose calls wait
+            // for completion before returning (see the module docs).
+            let pushed = unsafe { self.uring.submission().push(entry) };
+            if pushed.is_ok() {
+                return Ok(());
+            }
+            self.stats.sq_full.incr();
+            self.submit()?;
+        }
+    }
+
+    fn check_target(&self, target: Target) -> Result<(), RingError> {
+        if let Target::Fixed(index) = target
+            && index >= self.files_registered
+        {
+            return Err(RingError::FileIndex {
+                index,
+                registered: self.files_registered,
+            });
+        }
+        Ok(())
+    }
+
+    fn queue(
+        &mut self,
+        kind: OpKind,
+        tag: u64,
+        build: impl FnOnce(u64) -> squeue::Entry,
+    ) -> Result<OpId, RingError> {
+        let (idx, ud) = self.take_slot(kind, tag)?;
+        let entry = build(ud);
+        if let Err(e) = self.push(&entry) {
+            self.release_slot(idx);
+            return Err(e);
+        }
+        Ok(OpId(ud))
+    }
+
+    // ----- operations ---------------------------------------------------------------
+
+    /// Queues a no-op.
+    ///
+    /// # Errors
+    /// [`RingError::InFlightFull`]; [`RingError::Enter`] if an early submit fails.
+    #[inline]
+    pub fn nop(&mut self, tag: u64) -> Result<OpId, RingError> {
+        self.queue(OpKind::Nop, tag, |ud| {
+            opcode::Nop::new().build().user_data(ud)
+        })
+    }
+
+    fn fixed_rw(
+        &mut self,
+        kind: OpKind,
+        target: Target,
+        range: PoolRange,
+        file_offset: u64,
+        tag: u64,
+        flags: squeue::Flags,
+    ) -> Result<OpId, RingError> {
+        self.check_target(target)?;
+        let reg = self.pool.as_ref().ok_or(RingError::NoFramePool)?;
+        let (lo, hi) = Self::check_range(reg, range)?;
+        if kind == OpKind::ReadFixed {
+            // The kernel will write these frames: nobody else may use them meanwhile.
+            Self::range_idle(reg, lo, hi)?;
+        }
+        let base = reg.pool.as_ptr();
+        // Address arithmetic only; the pointer is dereferenced by the kernel.
+        let ptr = base.wrapping_add(range.offset);
+        let len = range.len;
+        let (idx, ud) = self.take_slot(kind, tag)?;
+        let entry = match (kind, target) {
+            (OpKind::ReadFixed, Target::Fd(fd)) => {
+                opcode::ReadFixed::new(types::Fd(fd), ptr.cast_mut(), len, 0)
+                    .offset(file_offset)
+                    .build()
+            }
+            (OpKind::ReadFixed, Target::Fixed(i)) => {
+                opcode::ReadFixed::new(types::Fixed(i), ptr.cast_mut(), len, 0)
+                    .offset(file_offset)
+                    .build()
+            }
+            (OpKind::Send, Target::Fd(fd)) => opcode::Send::new(types::Fd(fd), ptr, len).build(),
+            (OpKind::Send, Target::Fixed(i)) => {
+                opcode::Send::new(types::Fixed(i), ptr, len).build()
+            }
+            (OpKind::SendZc, Target::Fd(fd)) => opcode::SendZc::new(types::Fd(fd), ptr, len)
+                .buf_index(Some(0))
+                .build(),
+            (OpKind::SendZc, Target::Fixed(i)) => opcode::SendZc::new(types::Fixed(i), ptr, len)
+                .buf_index(Some(0))
+                .build(),
+            (_, Target::Fd(fd)) => opcode::WriteFixed::new(types::Fd(fd), ptr, len, 0)
+                .offset(file_offset)
+                .build(),
+            (_, Target::Fixed(i)) => opcode::WriteFixed::new(types::Fixed(i), ptr, len, 0)
+                .offset(file_offset)
+                .build(),
+        };
+        self.mark_frames(idx, lo, hi);
+        if let Err(e) = self.push(&entry.user_data(ud).flags(flags)) {
+            self.release_slot(idx);
+            return Err(e);
+        }
+        Ok(OpId(ud))
+    }
+
+    /// Queues a read of `range.len` bytes at `file_offset` into the pool range (registered
+    /// buffer). The frames stay busy until the completion is reaped.
+    ///
+    /// # Errors
+    /// [`RingError::NoFramePool`], [`RingError::RangeOutOfPool`], [`RingError::FrameInFlight`],
+    /// [`RingError::FileIndex`], [`RingError::InFlightFull`], [`RingError::Enter`].
+    #[inline]
+    pub fn read_fixed(
+        &mut self,
+        target: Target,
+        range: PoolRange,
+        file_offset: u64,
+        tag: u64,
+    ) -> Result<OpId, RingError> {
+        self.fixed_rw(
+            OpKind::ReadFixed,
+            target,
+            range,
+            file_offset,
+            tag,
+            squeue::Flags::empty(),
+        )
+    }
+
+    /// Queues a write of the pool range at `file_offset` (registered buffer).
+    ///
+    /// # Errors
+    /// As [`Ring::read_fixed`].
+    #[inline]
+    pub fn write_fixed(
+        &mut self,
+        target: Target,
+        range: PoolRange,
+        file_offset: u64,
+        tag: u64,
+    ) -> Result<OpId, RingError> {
+        self.fixed_rw(
+            OpKind::WriteFixed,
+            target,
+            range,
+            file_offset,
+            tag,
+            squeue::Flags::empty(),
+        )
+    }
+
+    /// Queues a write of the pool range linked to an `fdatasync` of the same file: the sync
+    /// starts only after the write completed in full (a short or failed write cancels it
+    /// with `ECANCELED`). Returns (write, sync).
+    ///
+    /// # Errors
+    /// As [`Ring::read_fixed`].
+    pub fn write_fixed_then_fdatasync(
+        &mut self,
+        target: Target,
+        range: PoolRange,
+        file_offset: u64,
+        tag: u64,
+    ) -> Result<(OpId, OpId), RingError> {
+        if self.in_flight + 2 > self.capacity() {
+            self.stats.in_flight_full.incr();
+            return Err(RingError::InFlightFull {
+                capacity: self.capacity(),
+            });
+        }
+        // Both entries must land in the same submission batch for the link to hold.
+        let free_sq = {
+            let sq = self.uring.submission();
+            sq.capacity() - sq.len()
+        };
+        if free_sq < 2 {
+            self.stats.sq_full.incr();
+            self.submit()?;
+        }
+        let w = self.fixed_rw(
+            OpKind::WriteFixed,
+            target,
+            range,
+            file_offset,
+            tag,
+            squeue::Flags::IO_LINK,
+        )?;
+        let s = self.sync(target, true, tag)?;
+        Ok((w, s))
+    }
+
+    /// Queues an `fsync` (`data_only = false`) or `fdatasync` (`data_only = true`).
+    ///
+    /// # Errors
+    /// [`RingError::FileIndex`], [`RingError::InFlightFull`], [`RingError::Enter`].
+    pub fn sync(&mut self, target: Target, data_only: bool, tag: u64) -> Result<OpId, RingError> {
+        self.check_target(target)?;
+        let (kind, flags) = if data_only {
+            (OpKind::Fdatasync, types::FsyncFlags::DATASYNC)
+        } else {
+            (OpKind::Fsync, types::FsyncFlags::empty())
+        };
+        self.queue(kind, tag, |ud| {
+            match target {
+                Target::Fd(fd) => opcode::Fsync::new(types::Fd(fd)).flags(flags).build(),
+                Target::Fixed(i) => opcode::Fsync::new(types::Fixed(i)).flags(flags).build(),
+            }
+            .user_data(ud)
+        })
+    }
+
+    /// Queues an `fallocate(fd, mode, offset, len)`.
+    ///
+    /// # Errors
+    /// [`RingError::FileIndex`], [`RingError::InFlightFull`], [`RingError::Enter`].
+    pub fn fallocate(
+        &mut self,
+        target: Target,
+        offset: u64,
+        len: u64,
+        mode: i32,
+        tag: u64,
+    ) -> Result<OpId, RingError> {
+        self.check_target(target)?;
+        self.queue(OpKind::Fallocate, tag, |ud| {
+            match target {
+                Target::Fd(fd) => opcode::Fallocate::new(types::Fd(fd), len)
+                    .offset(offset)
+                    .mode(mode)
+                    .build(),
+                Target::Fixed(i) => opcode::Fallocate::new(types::Fixed(i), len)
+                    .offset(offset)
+                    .mode(mode)
+                    .build(),
+            }
+            .user_data(ud)
+        })
+    }
+
+    /// Queues a timeout that completes with `-ETIME` after `after` (or 0 if removed by
+    /// completion count, never used here).
+    ///
+    /// # Errors
+    /// [`RingError::InFlightFull`], [`RingError::Enter`].
+    pub fn timeout(&mut self, after: Duration, tag: u64) -> Result<OpId, RingError> {
+        let (idx, ud) = self.take_slot(OpKind::Timeout, tag)?;
+        let Some(slot) = self.slots.get_mut(idx as usize) else {
+            return Err(RingError::InFlightFull { capacity: 0 });
+        };
+        slot.timespec = types::Timespec::new()
+            .sec(after.as_secs())
+            .nsec(after.subsec_nanos());
+        let ts: *const types::Timespec = &raw const slot.timespec;
+        let entry = opcode::Timeout::new(ts).build().user_data(ud);
+        if let Err(e) = self.push(&entry) {
+            self.release_slot(idx);
+            return Err(e);
+        }
+        Ok(OpId(ud))
+    }
+
+    /// Queues a cancellation of `target_op`. The target then completes with `-ECANCELED`
+    /// (or normally, if it finished first); the cancel itself completes with 0, `-ENOENT`
+    /// or `-EALREADY`.
+    ///
+    /// # Errors
+    /// [`RingError::InFlightFull`], [`RingError::Enter`].
+    pub fn cancel(&mut self, target_op: OpId, tag: u64) -> Result<OpId, RingError> {
+        self.queue(OpKind::Cancel, tag, |ud| {
+            opcode::AsyncCancel::new(target_op.0).build().user_data(ud)
+        })
+    }
+
+    /// Queues a multishot receive on `socket` into the provided-buffer ring: one entry,
+    /// one completion per datagram with [`Completion::buffer`] set, until a completion
+    /// arrives with `more == false` (re-arm then).
+    ///
+    /// # Errors
+    /// [`RingError::NoProvidedBuffers`], [`RingError::FileIndex`], [`RingError::InFlightFull`].
+    pub fn recv_multishot(&mut self, socket: Target, tag: u64) -> Result<OpId, RingError> {
+        self.check_target(socket)?;
+        let group = self
+            .provided
+            .as_ref()
+            .ok_or(RingError::NoProvidedBuffers)?
+            .group;
+        let (idx, ud) = self.take_slot(OpKind::RecvMulti, tag)?;
+        if let Some(slot) = self.slots.get_mut(idx as usize) {
+            slot.multishot = true;
+        }
+        let entry = match socket {
+            Target::Fd(fd) => opcode::RecvMulti::new(types::Fd(fd), group).build(),
+            Target::Fixed(i) => opcode::RecvMulti::new(types::Fixed(i), group).build(),
+        }
+        .user_data(ud);
+        if let Err(e) = self.push(&entry) {
+            self.release_slot(idx);
+            return Err(e);
+        }
+        Ok(OpId(ud))
+    }
+
+    /// Queues a send of the pool range on a connected socket.
+    ///
+    /// # Errors
+    /// As [`Ring::read_fixed`].
+    pub fn send(&mut self, socket: Target, range: PoolRange, tag: u64) -> Result<OpId, RingError> {
+        self.fixed_rw(OpKind::Send, socket, range, 0, tag, squeue::Flags::empty())
+    }
+
+    /// Queues a zero-copy send of the pool range (registered buffer). Two completions
+    /// arrive: the result (`more == true`) and a [`OpKind::SendZcNotif`] once the kernel
+    /// no longer reads the frames; the frames stay busy until then.
+    ///
+    /// # Errors
+    /// [`RingError::Unsupported`] on kernels without `SEND_ZC`; as [`Ring::read_fixed`].
+    pub fn send_zc(
+        &mut self,
+        socket: Target,
+        range: PoolRange,
+        tag: u64,
+    ) -> Result<OpId, RingError> {
+        if !self.probe.supports(opcode::SendZc::CODE) {
+            return Err(RingError::Unsupported { op: "send_zc" });
+        }
+        self.fixed_rw(
+            OpKind::SendZc,
+            socket,
+            range,
+            0,
+            tag,
+            squeue::Flags::empty(),
+        )
+    }
+
+    // ----- submission and completion ------------------------------------------------
+
+    /// Hands every queued entry to the kernel with one `io_uring_enter`.
+    ///
+    /// # Errors
+    /// [`RingError::Enter`].
+    #[inline]
+    pub fn submit(&mut self) -> Result<usize, RingError> {
+        self.submit_and_wait(0)
+    }
+
+    /// Submits every queued entry and waits until at least `want` completions are ready,
+    /// in one `io_uring_enter`.
+    ///
+    /// # Errors
+    /// [`RingError::Enter`] (`EINTR` is retried).
+    #[inline]
+    pub fn submit_and_wait(&mut self, want: usize) -> Result<usize, RingError> {
+        loop {
+            self.stats.enter_syscalls.incr();
+            match self.uring.submitter().submit_and_wait(want) {
+                Ok(n) => {
+                    self.stats.submitted.add(n as u64);
+                    return Ok(n);
+                }
+                Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
+                // EBUSY: the CQ is full of unreaped completions; the caller must reap.
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) && want > 0 => return Ok(0),
+                Err(source) => return Err(RingError::Enter { source }),
+            }
+        }
+    }
+
+    /// Converts one CQE, updating the slab and the stats.
+    #[inline]
+    fn complete(&mut self, ud: u64, res: i32, flags: u32) -> Option<Completion> {
+        self.stats.completed.incr();
+        let idx = u32::try_from(ud & 0xffff_ffff).unwrap_or(NONE);
+        let generation = u32::try_from(ud >> 32).unwrap_or(0);
+        let slot = self
+            .slots
+            .get(idx as usize)
+            .filter(|s| s.busy && s.generation == generation)?;
+        let (kind, tag, multishot) = (slot.kind, slot.tag, slot.multishot);
+        let more = cqueue::more(flags);
+        let notif = cqueue::notif(flags);
+        let kind = if kind == OpKind::SendZc && notif {
+            OpKind::SendZcNotif
+        } else {
+            kind
+        };
+        if res < 0 {
+            self.stats.errors.incr();
+        } else if kind.moves_bytes() {
+            self.stats.bytes.add(u64::from(res.unsigned_abs()));
+        }
+        let buffer = cqueue::buffer_select(flags);
+        if let (Some(bid), Some(br)) = (buffer, self.provided.as_mut())
+            && let Some(w) = br.delivered.get_mut(usize::from(bid >> 6))
+        {
+            *w |= 1 << (bid & 63);
+        }
+        let keep = more && (multishot || kind == OpKind::SendZc);
+        if !keep {
+            self.release_slot(idx);
+        }
+        Some(Completion {
+            op: OpId(ud),
+            tag,
+            kind,
+            raw_result: res,
+            more,
+            buffer,
+        })
+    }
+
+    /// Moves ready completions into `out` and returns how many. Flushes completions the
+    /// kernel kept back after a CQ overflow (`IORING_FEAT_NODROP`), so none are lost.
+    ///
+    /// # Errors
+    /// [`RingError::CompletionsLost`] if the kernel dropped completions (kernels without
+    /// NODROP); [`RingError::Enter`] if the flush fails.
+    #[inline]
+    pub fn reap(&mut self, out: &mut [Completion]) -> Result<usize, RingError> {
+        let mut n = 0;
+        loop {
+            let mut cq = self.uring.completion();
+            let dropped = cq.overflow();
+            let mut raw = [(0u64, 0i32, 0u32); 32];
+            let mut got = 0;
+            let room = out.len().saturating_sub(n).min(raw.len());
+            for r in raw.iter_mut().take(room) {
+                let Some(cqe) = cq.next() else { break };
+                *r = (cqe.user_data(), cqe.result(), cqe.flags());
+                got += 1;
+            }
+            drop(cq);
+            for &(ud, res, flags) in raw.iter().take(got) {
+                if let Some(c) = self.complete(ud, res, flags)
+                    && let Some(o) = out.get_mut(n)
+                {
+                    *o = c;
+                    n += 1;
+                }
+            }
+            if dropped != self.last_dropped {
+                let lost = dropped.wrapping_sub(self.last_dropped);
+                self.last_dropped = dropped;
+                return Err(RingError::CompletionsLost { dropped: lost });
+            }
+            if n >= out.len() {
+                return Ok(n);
+            }
+            if got == 0 {
+                if self.uring.submission().cq_overflow() {
+                    self.stats.cq_overflow.incr();
+                    // An enter with GETEVENTS moves the kernel's overflow list into the CQ.
+                    self.submit()?;
+                    continue;
+                }
+                return Ok(n);
+            }
+        }
+    }
+
+    /// Waits for one completion of any operation (submitting queued entries first).
+    ///
+    /// # Errors
+    /// [`RingError::Enter`], [`RingError::CompletionsLost`].
+    pub fn wait_one(&mut self) -> Result<Completion, RingError> {
+        let mut out = [Completion::default()];
+        loop {
+            if self.reap(&mut out)? == 1 {
+                return Ok(out[0]);
+            }
+            self.submit_and_wait(1)?;
+        }
+    }
+
+    /// Waits until `op` completes (its final completion) and returns it. Completions of
+    /// other operations that arrive meanwhile are handed to `other`.
+    ///
+    /// # Errors
+    /// [`RingError::Enter`], [`RingError::CompletionsLost`].
+    pub fn wait_for(
+        &mut self,
+        op: OpId,
+        mut other: impl FnMut(Completion),
+    ) -> Result<Completion, RingError> {
+        loop {
+            let c = self.wait_one()?;
+            if c.op == op && !c.more {
+                return Ok(c);
+            }
+            other(c);
+        }
+    }
+
+    // ----- borrowed-buffer I/O (waits before returning) -----------------------------
+
+    /// Reads and writes with borrowed buffers in one batch: queues every request, submits
+    /// once, waits for all of them and stores each result in `req.result`. Needs an idle
+    /// ring (the borrows must outlive every operation, so the call returns only when all
+    /// are done).
+    ///
+    /// # Errors
+    /// [`RingError::Busy`] when other operations are in flight; [`RingError::InFlightFull`]
+    /// when the batch is larger than the slab; [`RingError::Enter`].
+    pub fn rw_batch(&mut self, target: Target, reqs: &mut [IoReq<'_>]) -> Result<(), RingError> {
+        if self.in_flight != 0 {
+            return Err(RingError::Busy {
+                in_flight: self.in_flight,
+            });
+        }
+        self.check_target(target)?;
+        if reqs.len() > self.slots.len() {
+            self.stats.in_flight_full.incr();
+            return Err(RingError::InFlightFull {
+                capacity: self.capacity(),
+            });
+        }
+        let mut queued = 0usize;
+        let mut failure = None;
+        for (i, req) in reqs.iter_mut().enumerate() {
+            req.result = None;
+            let len = u32::try_from(req.buf.len()).unwrap_or(u32::MAX);
+            let (kind, ptr, off) = match &mut req.buf {
+                IoBuf::Read(b) => (OpKind::Read, b.as_mut_ptr(), req.offset),
+                IoBuf::Write(b) => (OpKind::Write, b.as_ptr().cast_mut(), req.offset),
+            };
+            let r = self.queue(kind, i as u64, |ud| {
+                match (kind, target) {
+                    (OpKind::Read, Target::Fd(fd)) => opcode::Read::new(types::Fd(fd), ptr, len)
+                        .offset(off)
+                        .build(),
+                    (OpKind::Read, Target::Fixed(f)) => {
+                        opcode::Read::new(types::Fixed(f), ptr, len)
+                            .offset(off)
+                            .build()
+                    }
+                    (_, Target::Fd(fd)) => opcode::Write::new(types::Fd(fd), ptr, len)
+                        .offset(off)
+                        .build(),
+                    (_, Target::Fixed(f)) => opcode::Write::new(types::Fixed(f), ptr, len)
+                        .offset(off)
+                        .build(),
+                }
+                .user_data(ud)
+            });
+            match r {
+                Ok(_) => queued += 1,
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            }
+        }
+        // Whatever happened, every queued operation must finish before the borrows end.
+        let mut out = [Completion::default(); 32];
+        let mut done = 0usize;
+        let mut enter_error = None;
+        while done < queued {
+            match self.submit_and_wait(1) {
+                Ok(_) => {}
+                Err(e) => {
+                    // Keep waiting: returning now would end the borrows early.
+                    if enter_error.is_none() {
+                        enter_error = Some(e);
+                    }
+                    std::thread::yield_now();
+                }
+            }
+            let n = self.reap(&mut out).unwrap_or(0);
+            for c in out.iter().take(n) {
+                if let Some(req) = reqs.get_mut(usize::try_from(c.tag).unwrap_or(usize::MAX)) {
+                    req.result = Some(c.result());
+                }
+            }
+            done += n;
+        }
+        match (failure, enter_error) {
+            (Some(e), _) | (None, Some(e)) => Err(e),
+            (None, None) => Ok(()),
+        }
+    }
+
+    /// Reads into `buf` at `offset` (one operation, waits for it).
+    ///
+    /// # Errors
+    /// [`RingError::Op`] with the kernel's errno, or as [`Ring::rw_batch`].
+    pub fn read_at(
+        &mut self,
+        target: Target,
+        buf: &mut [u8],
+        offset: u64,
+    ) -> Result<usize, RingError> {
+        let mut req = [IoReq::read(buf, offset)];
+        self.rw_batch(target, &mut req)?;
+        Self::single_result(&req, "read")
+    }
+
+    /// Writes `buf` at `offset` (one operation, waits for it).
+    ///
+    /// # Errors
+    /// [`RingError::Op`] with the kernel's errno, or as [`Ring::rw_batch`].
+    pub fn write_at(
+        &mut self,
+        target: Target,
+        buf: &[u8],
+        offset: u64,
+    ) -> Result<usize, RingError> {
+        let mut req = [IoReq::write(buf, offset)];
+        self.rw_batch(target, &mut req)?;
+        Self::single_result(&req, "write")
+    }
+
+    fn single_result(req: &[IoReq<'_>; 1], op: &'static str) -> Result<usize, RingError> {
+        match req[0].result {
+            Some(Ok(n)) => Ok(n as usize),
+            Some(Err(errno)) => Err(RingError::Op { op, errno }),
+            None => Err(RingError::Op {
+                op,
+                errno: Errno(libc::EIO),
+            }),
+        }
+    }
+
+    /// Runs one queued operation to completion and maps a negative result to an error.
+    ///
+    /// # Errors
+    /// [`RingError::Op`], [`RingError::Enter`].
+    pub fn run(&mut self, op: OpId, mut other: impl FnMut(Completion)) -> Result<u32, RingError> {
+        let c = self.wait_for(op, &mut other)?;
+        c.result().map_err(|errno| RingError::Op {
+            op: c.kind.name(),
+            errno,
+        })
+    }
+}
+
+/// The buffer of one borrowed-buffer request.
+#[derive(Debug)]
+pub enum IoBuf<'a> {
+    /// Read into this slice.
+    Read(&'a mut [u8]),
+    /// Write this slice.
+    Write(&'a [u8]),
+}
+
+impl IoBuf<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Self::Read(b) => b.len(),
+            Self::Write(b) => b.len(),
+        }
+    }
+}
+
+/// One request of [`Ring::rw_batch`].
+#[derive(Debug)]
+pub struct IoReq<'a> {
+    /// The buffer.
+    pub buf: IoBuf<'a>,
+    /// File offset.
+    pub offset: u64,
+    /// Filled in by [`Ring::rw_batch`]: bytes transferred or the kernel's error.
+    pub result: Option<Result<u32, Errno>>,
+}
+
+impl<'a> IoReq<'a> {
+    /// A read into `buf` at `offset`.
+    pub fn read(buf: &'a mut [u8], offset: u64) -> Self {
+        Self {
+            buf: IoBuf::Read(buf),
+            offset,
+            result: None,
+        }
+    }
+
+    /// A write of `buf` at `offset`.
+    pub fn write(buf: &'a [u8], offset: u64) -> Self {
+        Self {
+            buf: IoBuf::Write(buf),
+            offset,
+            result: None,
+        }
+    }
+}
+
+impl Drop for Ring {
+    fn drop(&mut self) {
+        // Operations still in flight may write into the pool or read timespecs. Cancel
+        // them all and wait (bounded) so the memory is not freed under the kernel.
+        if self.in_flight > 0 {
+            let any = types::CancelBuilder::any();
+            let _ = self
+                .uring
+                .submitter()
+                .register_sync_cancel(Some(types::Timespec::new().sec(1)), any);
+            let mut out = [Completion::default(); 32];
+            for _ in 0..1000 {
+                if self.in_flight == 0 {
+                    break;
+                }
+                let _ = self.submit_and_wait(1);
+                let _ = self.reap(&mut out);
+            }
+        }
+        // The io_uring fd closes when `uring` drops (first field), which ends the kernel's
+        // use of registered buffers and the buffer ring before the pools are unmapped.
+    }
+}

@@ -1,0 +1,111 @@
+//! Proves that the ring's hot path (queue, submit, wait, reap) allocates nothing, with a
+//! counting global allocator.
+#![allow(
+    clippy::many_single_char_names,
+    clippy::cast_possible_truncation,
+    reason = "test code"
+)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "test code"
+)]
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tally_core_types::{FramePool, FramePoolOptions};
+use tally_uring::{Completion, PoolRange, Ring, RingOptions, Target};
+
+struct Counting;
+static ALLOCS: AtomicU64 = AtomicU64::new(0);
+
+// SAFETY: forwards to the system allocator; only counts calls.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: same contract as our caller's.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as our caller's.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: same contract as our caller's.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+#[test]
+fn submit_and_complete_do_not_allocate() {
+    let mut ring = match Ring::new(RingOptions::new(64)) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("skipping: {e}");
+            return;
+        }
+    };
+    ring.register_frame_pool(
+        FramePool::new(FramePoolOptions::new(4096, 32).populate(true)).unwrap(),
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(dir.path().join("z"))
+        .unwrap();
+    file.set_len(1 << 20).unwrap();
+    let t = Target::from(&file);
+    let mut out = [Completion::default(); 64];
+    let round = |ring: &mut Ring, out: &mut [Completion; 64]| {
+        for i in 0..32u64 {
+            ring.nop(i).unwrap();
+        }
+        ring.submit_and_wait(32).unwrap();
+        let mut n = 0;
+        while n < 32 {
+            n += ring.reap(&mut out[n..]).unwrap();
+        }
+        for i in 0..16u32 {
+            let range = PoolRange::new(i as usize * 4096, 4096);
+            ring.read_fixed(t, range, u64::from(i) * 4096, u64::from(i))
+                .unwrap();
+        }
+        ring.submit_and_wait(16).unwrap();
+        let mut n = 0;
+        while n < 16 {
+            n += ring.reap(&mut out[n..]).unwrap();
+        }
+        assert!(out[..16].iter().all(|c| c.result() == Ok(4096)));
+        ring.nop(999).unwrap();
+        assert_eq!(ring.wait_one().unwrap().tag, 999);
+    };
+    // Warm up (first-use lazy initialisation in std), then count.
+    for i in 0..3u64 {
+        ring.nop(i).unwrap();
+    }
+    ring.submit_and_wait(3).unwrap();
+    let _ = ring.reap(&mut out);
+    round(&mut ring, &mut out);
+    let before = ALLOCS.load(Ordering::Relaxed);
+    for _ in 0..100 {
+        round(&mut ring, &mut out);
+    }
+    let after = ALLOCS.load(Ordering::Relaxed);
+    assert_eq!(
+        after - before,
+        0,
+        "the hot path allocated {} times",
+        after - before
+    );
+}
