@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+pub mod afpacket;
 pub mod bpf;
 pub mod error;
 pub mod netns;
@@ -8,9 +9,13 @@ mod sys;
 pub mod transport;
 pub mod xsk;
 
+pub use afpacket::{PacketConfig, PacketRxBatch, PacketSocket, PacketStats, PacketStatsSnapshot};
 pub use bpf::{LiveFrameGenerator, XdpFilter, XdpLink, XdpMode, XdpModeChoice, XdpProgram, XskMap};
 pub use error::{BypassError, Result};
-pub use transport::{PacketTransport, RxBatch, TransportKind, TransportStats, TxError};
+pub use transport::{
+    AnyRxBatch, PacketTransport, RxBatch, Transport, TransportChoice, TransportKind,
+    TransportOptions, TransportStats, TxError,
+};
 pub use xsk::{
     BindChoice, BindMode, XskConfig, XskInfo, XskRxBatch, XskSocket, XskStats, XskStatsSnapshot,
 };

@@ -36,6 +36,10 @@ unsafe impl Pod for libc::tpacket_req3 {}
 unsafe impl Pod for libc::tpacket_stats_v3 {}
 // SAFETY: plain integer.
 unsafe impl Pod for libc::c_int {}
+// SAFETY: integers only.
+unsafe impl Pod for libc::sockaddr_ll {}
+// SAFETY: a length and a raw pointer; any bit pattern (including null) is a valid value.
+unsafe impl Pod for libc::sock_fprog {}
 // SAFETY: plain integer.
 unsafe impl Pod for u32 {}
 

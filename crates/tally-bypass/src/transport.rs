@@ -210,3 +210,190 @@ pub fn recv_until<T: PacketTransport>(
         t.wait((deadline - now).min(Duration::from_millis(50)))?;
     }
 }
+
+/// Which transport [`Transport::open`] should use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum TransportChoice {
+    /// AF_XDP, falling back to AF_PACKET when AF_XDP cannot be opened.
+    #[default]
+    Auto,
+    /// AF_XDP only.
+    AfXdp,
+    /// AF_PACKET only.
+    AfPacket,
+}
+
+/// Options of [`Transport::open`].
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TransportOptions {
+    /// Which transport.
+    pub choice: TransportChoice,
+    /// AF_XDP options (its `filter` is what is steered).
+    pub xsk: crate::XskConfig,
+    /// AF_PACKET options (its `udp_ports` is what is captured).
+    pub packet: crate::PacketConfig,
+}
+
+impl TransportOptions {
+    /// Receive IPv4/UDP to `ports` on either transport, defaults otherwise.
+    pub fn udp_ports(ports: &[u16]) -> Self {
+        Self {
+            choice: TransportChoice::Auto,
+            xsk: crate::XskConfig::udp_ports(ports),
+            packet: crate::PacketConfig {
+                udp_ports: ports.to_vec(),
+                ..crate::PacketConfig::default()
+            },
+        }
+    }
+}
+
+/// AF_XDP or AF_PACKET, chosen at open time.
+///
+/// ```no_run
+/// use tally_bypass::{PacketTransport, RxBatch, Transport, TransportOptions};
+/// # fn main() -> Result<(), tally_bypass::BypassError> {
+/// let mut t = Transport::open("veth0", 0, &TransportOptions::udp_ports(&[9000]))?;
+/// if let Some(why) = t.fallback_reason() {
+///     eprintln!("using AF_PACKET: {why}");
+/// }
+/// let batch = t.recv(32);
+/// for i in 0..batch.len() {
+///     if let Some(d) = batch.udp(i) {
+///         println!("{} -> {}: {:?}", d.src(), d.dst(), d.payload());
+///     }
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "one per thread, opened once; no box on the hot path"
+)]
+pub enum Transport {
+    /// AF_XDP.
+    AfXdp(crate::XskSocket),
+    /// AF_PACKET, with why AF_XDP was not used (when it was tried).
+    AfPacket(crate::PacketSocket, Option<String>),
+}
+
+impl Transport {
+    /// Opens the chosen transport on `ifname` (queue `queue` for AF_XDP).
+    ///
+    /// # Errors
+    /// With [`TransportChoice::Auto`], [`crate::BypassError::NoTransport`] carrying both
+    /// reasons; otherwise the chosen transport's error.
+    pub fn open(ifname: &str, queue: u32, options: &TransportOptions) -> Result<Self> {
+        match options.choice {
+            TransportChoice::AfXdp => Ok(Self::AfXdp(crate::XskSocket::open(
+                ifname,
+                queue,
+                options.xsk.clone(),
+            )?)),
+            TransportChoice::AfPacket => Ok(Self::AfPacket(
+                crate::PacketSocket::open(ifname, &options.packet)?,
+                None,
+            )),
+            TransportChoice::Auto => {
+                match crate::XskSocket::open(ifname, queue, options.xsk.clone()) {
+                    Ok(x) => Ok(Self::AfXdp(x)),
+                    Err(xdp) => match crate::PacketSocket::open(ifname, &options.packet) {
+                        Ok(p) => Ok(Self::AfPacket(p, Some(xdp.to_string()))),
+                        Err(pkt) => Err(crate::BypassError::NoTransport {
+                            af_xdp: Box::new(xdp),
+                            af_packet: Box::new(pkt),
+                        }),
+                    },
+                }
+            }
+        }
+    }
+
+    /// Why AF_XDP was not used, when [`TransportChoice::Auto`] fell back to AF_PACKET.
+    pub fn fallback_reason(&self) -> Option<&str> {
+        match self {
+            Self::AfXdp(_) => None,
+            Self::AfPacket(_, why) => why.as_deref(),
+        }
+    }
+}
+
+/// The batch type of [`Transport`].
+pub enum AnyRxBatch<'a> {
+    /// From AF_XDP.
+    AfXdp(crate::XskRxBatch<'a>),
+    /// From AF_PACKET.
+    AfPacket(crate::PacketRxBatch<'a>),
+}
+
+impl RxBatch for AnyRxBatch<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Self::AfXdp(b) => b.len(),
+            Self::AfPacket(b) => b.len(),
+        }
+    }
+    fn frame(&self, i: usize) -> Option<&[u8]> {
+        match self {
+            Self::AfXdp(b) => b.frame(i),
+            Self::AfPacket(b) => b.frame(i),
+        }
+    }
+    fn parse_context(&self) -> (UdpChecksumPolicy, &ParseStats) {
+        match self {
+            Self::AfXdp(b) => b.parse_context(),
+            Self::AfPacket(b) => b.parse_context(),
+        }
+    }
+    fn reply(
+        &mut self,
+        i: usize,
+        f: &mut dyn FnMut(&[u8], &mut [u8]) -> usize,
+    ) -> Result<(), TxError> {
+        match self {
+            Self::AfXdp(b) => b.reply(i, f),
+            Self::AfPacket(b) => b.reply(i, f),
+        }
+    }
+}
+
+impl PacketTransport for Transport {
+    type Batch<'a> = AnyRxBatch<'a>;
+
+    fn recv(&mut self, max: usize) -> AnyRxBatch<'_> {
+        match self {
+            Self::AfXdp(x) => AnyRxBatch::AfXdp(x.recv(max)),
+            Self::AfPacket(p, _) => AnyRxBatch::AfPacket(p.recv(max)),
+        }
+    }
+    fn wait(&mut self, timeout: Duration) -> Result<bool> {
+        match self {
+            Self::AfXdp(x) => x.wait(timeout),
+            Self::AfPacket(p, _) => p.wait(timeout),
+        }
+    }
+    fn send_frame(&mut self, f: &mut dyn FnMut(&mut [u8]) -> usize) -> Result<(), TxError> {
+        match self {
+            Self::AfXdp(x) => x.send_frame(f),
+            Self::AfPacket(p, _) => p.send_frame(f),
+        }
+    }
+    fn flush(&mut self) -> Result<(), TxError> {
+        match self {
+            Self::AfXdp(x) => x.flush(),
+            Self::AfPacket(p, _) => p.flush(),
+        }
+    }
+    fn kind(&self) -> TransportKind {
+        match self {
+            Self::AfXdp(_) => TransportKind::AfXdp,
+            Self::AfPacket(..) => TransportKind::AfPacket,
+        }
+    }
+    fn stats(&self) -> TransportStats {
+        match self {
+            Self::AfXdp(x) => x.stats(),
+            Self::AfPacket(p, _) => p.stats(),
+        }
+    }
+}

@@ -260,7 +260,10 @@ impl XskSocket {
     /// [`BypassError::UmemRegister`] (memlock), [`BypassError::RingMap`],
     /// [`BypassError::Bind`], and the XDP errors ([`BypassError::Verifier`],
     /// [`BypassError::Attach`], [`BypassError::Bpf`]).
-    #[allow(clippy::too_many_lines, reason = "one linear set-up sequence, each step a few lines")]
+    #[allow(
+        clippy::too_many_lines,
+        reason = "one linear set-up sequence, each step a few lines"
+    )]
     pub fn open(ifname: &str, queue: u32, config: XskConfig) -> Result<Self> {
         config.validate()?;
         let ifindex = sys::if_nametoindex(ifname).map_err(|source| BypassError::Interface {
