@@ -185,6 +185,10 @@ impl PacketSocket {
     /// # Errors
     /// [`BypassError::Interface`], [`BypassError::InvalidOption`],
     /// [`BypassError::Socket`] (needs `CAP_NET_RAW`), [`BypassError::RingMap`].
+    #[allow(
+        clippy::too_many_lines,
+        reason = "one linear set-up sequence, each step a few lines"
+    )]
     pub fn open(ifname: &str, config: &PacketConfig) -> Result<Self> {
         let ifindex = sys::if_nametoindex(ifname).map_err(|source| BypassError::Interface {
             name: ifname.to_owned(),
@@ -321,15 +325,14 @@ impl PacketSocket {
             debug_assert!(false, "ring word offset {off} out of range");
             return &OUT_OF_RANGE;
         }
-        // SAFETY: `off` is 4-byte aligned and inside the mapping (checked above); the
-        // kernel accesses these header words concurrently, hence the atomic.
         #[allow(
             clippy::cast_ptr_alignment,
-            reason = "offsets are 4-byte aligned in a page-aligned mapping"
+            reason = "offset checked 4-byte aligned; mapping page aligned"
         )]
-        unsafe {
-            &*self.map.as_ptr().add(off).cast::<AtomicU32>()
-        }
+        let ptr = self.map.as_ptr().wrapping_add(off).cast::<AtomicU32>();
+        // SAFETY: `off` is 4-byte aligned and inside the mapping (checked above); the
+        // kernel accesses these header words concurrently, hence the atomic.
+        unsafe { &*ptr }
     }
 
     fn u16_at(&self, off: usize) -> u16 {
