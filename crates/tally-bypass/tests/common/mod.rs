@@ -1,5 +1,6 @@
 //! Shared helpers of the kernel tests: root probe, veth pair, senders, ICMP ping.
 #![allow(dead_code, reason = "each test binary uses a subset")]
+#![allow(clippy::cast_possible_truncation, reason = "test payload patterns")]
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
