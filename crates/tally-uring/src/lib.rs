@@ -5,6 +5,10 @@ pub mod journal;
 pub mod ring;
 
 pub use error::{Errno, RingError};
+pub use journal::{
+    Journal, JournalError, JournalHandle, JournalOptions, JournalStats, JournalStatsSnapshot,
+    ReplayReport, SharedJournal, SharedOptions, TornTail,
+};
 pub use ring::{
     Completion, IoBuf, IoReq, OpId, OpKind, PoolRange, ProbeReport, Ring, RingOptions, RingStats,
     RingStatsSnapshot, SqPoll, Target, TaskrunMode,

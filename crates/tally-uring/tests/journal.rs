@@ -1,0 +1,509 @@
+//! Journal tests: round trips, rotation and recycling, recovery rules, bit flips and
+//! truncations, format-version refusal, ENOSPC, the shared front end.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "test code"
+)]
+#![allow(clippy::cast_possible_truncation, clippy::type_complexity, reason = "test code")]
+
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use tally_uring::journal::format::{HEADER_BYTES, SegmentHeader};
+use tally_uring::{Journal, JournalError, JournalOptions, RingError, SharedJournal, SharedOptions};
+
+/// Deterministic payload for a sequence number (length 0..=300).
+fn payload(seq: u64) -> Vec<u8> {
+    let len = (seq * 37 % 301) as usize;
+    (0..len)
+        .map(|i| (seq as usize * 31 + i * 7) as u8)
+        .collect()
+}
+
+fn small() -> JournalOptions {
+    JournalOptions::new()
+        .segment_bytes(64 << 10)
+        .group_buffer_bytes(16 << 10)
+        .max_record_bytes(4096)
+}
+
+/// Opens a journal or prints why io_uring is unavailable.
+fn open(dir: &Path, o: JournalOptions) -> Option<Journal> {
+    match Journal::open(dir, o) {
+        Ok(j) => Some(j),
+        Err(JournalError::Ring(e @ RingError::Setup { .. })) => {
+            eprintln!("skipping: {e}");
+            None
+        }
+        Err(e) => panic!("{e}"),
+    }
+}
+
+fn replay_all(
+    dir: &Path,
+) -> Result<(Vec<(u64, Vec<u8>)>, tally_uring::ReplayReport), JournalError> {
+    let mut v = Vec::new();
+    let r = Journal::replay(dir, |s, p| v.push((s, p.to_vec())))?;
+    Ok((v, r))
+}
+
+fn segs(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().unwrap().to_str().unwrap().starts_with("seg-"))
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn round_trip_reopen_continue() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(mut j) = open(dir.path(), small()) else {
+        return;
+    };
+    assert_eq!(j.append(&payload(1)).unwrap(), 1);
+    for s in 2..=500 {
+        assert_eq!(j.append(&payload(s)).unwrap(), s);
+        if s % 97 == 0 {
+            assert_eq!(j.commit().unwrap(), s);
+        }
+    }
+    assert_eq!(j.commit().unwrap(), 500);
+    assert_eq!(j.commit().unwrap(), 500, "empty commit");
+    let st = j.stats().snapshot();
+    assert!(
+        st.segments_created > 1,
+        "64 KiB segments must rotate: {st:?}"
+    );
+    drop(j);
+    let (recs, rep) = replay_all(dir.path()).unwrap();
+    assert_eq!(recs.len(), 500);
+    for (i, (s, p)) in recs.iter().enumerate() {
+        assert_eq!(*s, i as u64 + 1);
+        assert_eq!(*p, payload(*s));
+    }
+    assert_eq!(
+        (rep.first_seq, rep.last_seq, rep.torn_tail.clone()),
+        (Some(1), 500, None)
+    );
+    let mut j = open(dir.path(), small()).unwrap();
+    assert_eq!(j.next_seq(), 501);
+    assert_eq!(j.append(&payload(501)).unwrap(), 501);
+    assert_eq!(j.commit().unwrap(), 501);
+    drop(j);
+    assert_eq!(replay_all(dir.path()).unwrap().0.len(), 501);
+}
+
+#[test]
+fn second_writer_is_locked_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(_j) = open(dir.path(), small()) else {
+        return;
+    };
+    let e = Journal::open(dir.path(), small()).unwrap_err();
+    assert!(matches!(e, JournalError::Locked { .. }), "{e}");
+}
+
+#[test]
+fn big_groups_pipelined_commits_release_and_recycle() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(mut j) = open(dir.path(), small().max_free_segments(2)) else {
+        return;
+    };
+    let mut seq = 0;
+    for _round in 0..20 {
+        // Groups larger than one 16 KiB buffer are written out in pieces.
+        for _ in 0..150 {
+            seq = j.append(&payload(seq + 1)).unwrap();
+        }
+        j.start_commit().unwrap();
+        // Fill the next group while the previous flushes.
+        for _ in 0..10 {
+            seq = j.append(&payload(seq + 1)).unwrap();
+        }
+        assert!(j.wait_commit().unwrap() >= seq - 10);
+        j.release_through(j.durable_seq().saturating_sub(200))
+            .unwrap();
+    }
+    assert_eq!(j.commit().unwrap(), seq);
+    let st = j.stats().snapshot();
+    assert!(st.write_outs > 0 && st.segments_recycled > 0, "{st:?}");
+    drop(j);
+    let (recs, rep) = replay_all(dir.path()).unwrap();
+    let first = rep.first_seq.unwrap();
+    assert!(first > 1 && first <= seq - 200, "first {first}");
+    assert_eq!(rep.last_seq, seq);
+    for (i, (s, p)) in recs.iter().enumerate() {
+        assert_eq!(*s, first + i as u64);
+        assert_eq!(*p, payload(*s));
+    }
+    // Reopen after recycling and keep going.
+    let mut j = open(dir.path(), small()).unwrap();
+    assert_eq!(j.append(&payload(seq + 1)).unwrap(), seq + 1);
+    j.commit().unwrap();
+}
+
+/// A record whose header says "next sequence number" but whose bytes are half written:
+/// cut off on open, reported, and appends reuse its number.
+#[test]
+fn torn_tail_is_cut_and_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(mut j) = open(dir.path(), small().prewrite(false)) else {
+        return;
+    };
+    for s in 1..=10 {
+        j.append(&payload(s)).unwrap();
+    }
+    j.commit().unwrap();
+    drop(j);
+    let seg = segs(dir.path()).pop().unwrap();
+    let (recs, _) = replay_all(dir.path()).unwrap();
+    let end: u64 = HEADER_BYTES
+        + recs
+            .iter()
+            .map(|(_, p)| tally_uring::journal::format::frame_bytes(p.len()) as u64)
+            .sum::<u64>();
+    // Torn record 11: valid header fields, payload cut short (no CRC match).
+    let mut torn = vec![0u8; 64];
+    tally_uring::journal::format::encode_record(&mut torn, 1, 11, 0, &[9u8; 40]);
+    let f = std::fs::OpenOptions::new().write(true).open(&seg).unwrap();
+    f.write_all_at(&torn[..30], end).unwrap();
+    let (recs, rep) = replay_all(dir.path()).unwrap();
+    assert_eq!(recs.len(), 10);
+    let t = rep.torn_tail.unwrap();
+    assert_eq!((t.segment, t.offset), (seg.clone(), end));
+    let (mut j, rep) = Journal::open_with_report(dir.path(), small()).unwrap();
+    assert!(rep.torn_tail.is_some());
+    assert_eq!(j.append(b"eleven").unwrap(), 11);
+    j.commit().unwrap();
+    drop(j);
+    let (recs, rep) = replay_all(dir.path()).unwrap();
+    assert_eq!(recs.len(), 11);
+    assert_eq!(recs[10].1, b"eleven");
+    assert!(rep.torn_tail.is_none());
+}
+
+/// A damaged record followed by records of a later commit group is corruption, named by
+/// segment and offset, and nothing past it is delivered.
+#[test]
+fn mid_log_damage_is_an_error_naming_segment_and_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(mut j) = open(dir.path(), small()) else {
+        return;
+    };
+    for s in 1..=20 {
+        j.append(&payload(s)).unwrap();
+        if s % 5 == 0 {
+            j.commit().unwrap();
+        }
+    }
+    drop(j);
+    let seg = segs(dir.path())[0].clone();
+    let off =
+        HEADER_BYTES + tally_uring::journal::format::frame_bytes(payload(1).len()) as u64 + 21;
+    flip(&seg, off, 0);
+    let mut seen = Vec::new();
+    let e = Journal::replay(dir.path(), |s, _| seen.push(s)).unwrap_err();
+    match &e {
+        JournalError::Corrupt {
+            segment, offset, ..
+        } => {
+            assert_eq!(segment, &seg);
+            assert_eq!(*offset, off - 21);
+        }
+        other => panic!("{other}"),
+    }
+    assert!(e.to_string().contains(&seg.display().to_string()));
+    assert_eq!(seen, [1], "records after the damage were delivered");
+    assert!(matches!(
+        Journal::open(dir.path(), small()),
+        Err(JournalError::Corrupt { .. })
+    ));
+}
+
+fn flip(path: &Path, off: u64, bit: u8) {
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .unwrap();
+    let mut b = [0u8; 1];
+    f.read_exact_at(&mut b, off).unwrap();
+    b[0] ^= 1 << bit;
+    f.write_all_at(&b, off).unwrap();
+}
+
+/// xorshift64* for reproducible random offsets.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+}
+
+/// Random bit flips and zeroed tails anywhere in the written area: replay either fails
+/// with a clear error or delivers an exact prefix of the original records. Never a
+/// modified record.
+#[test]
+fn bit_flips_and_truncations_never_replay_as_data() {
+    let master = tempfile::tempdir().unwrap();
+    let Some(mut j) = open(master.path(), small().prewrite(false)) else {
+        return;
+    };
+    for s in 1..=400 {
+        j.append(&payload(s)).unwrap();
+        if s % 23 == 0 {
+            j.commit().unwrap();
+        }
+    }
+    j.commit().unwrap();
+    drop(j);
+    let files = segs(master.path());
+    let written: Vec<u64> = {
+        let (_, rep) = replay_all(master.path()).unwrap();
+        assert_eq!(rep.last_seq, 400);
+        files
+            .iter()
+            .map(|p| std::fs::metadata(p).unwrap().len())
+            .collect()
+    };
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let (mut errors, mut prefixes) = (0, 0);
+    for round in 0..120 {
+        let work = tempfile::tempdir().unwrap();
+        for f in &files {
+            std::fs::copy(f, work.path().join(f.file_name().unwrap())).unwrap();
+        }
+        let wf = segs(work.path());
+        let k = (rng.next() % wf.len() as u64) as usize;
+        // Damage only the written area of the file (header included).
+        let (_, rep) = replay_all(master.path()).unwrap();
+        let limit = if k + 1 == wf.len() {
+            last_end(master.path())
+        } else {
+            written[k]
+        };
+        let off = rng.next() % limit;
+        if round % 3 == 2 {
+            // Truncation: zero everything from `off` to the end of the file.
+            let f = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&wf[k])
+                .unwrap();
+            f.write_all_at(&vec![0u8; (written[k] - off) as usize], off)
+                .unwrap();
+        } else {
+            flip(&wf[k], off, (rng.next() % 8) as u8);
+        }
+        match replay_all(work.path()) {
+            Ok((recs, _)) => {
+                prefixes += 1;
+                for (i, (s, p)) in recs.iter().enumerate() {
+                    assert_eq!(*s, i as u64 + 1, "round {round}");
+                    assert_eq!(*p, payload(*s), "round {round}: damaged record delivered");
+                }
+            }
+            Err(e) => {
+                errors += 1;
+                assert!(
+                    matches!(
+                        e,
+                        JournalError::Corrupt { .. } | JournalError::UnsupportedVersion { .. }
+                    ),
+                    "{e}"
+                );
+            }
+        }
+        let _ = rep;
+    }
+    assert!(
+        errors > 10 && prefixes > 10,
+        "errors {errors} prefixes {prefixes}"
+    );
+    // A file cut short is refused clearly.
+    let work = tempfile::tempdir().unwrap();
+    for f in &files {
+        std::fs::copy(f, work.path().join(f.file_name().unwrap())).unwrap();
+    }
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&segs(work.path())[0])
+        .unwrap()
+        .set_len(10_000)
+        .unwrap();
+    assert!(matches!(
+        replay_all(work.path()),
+        Err(JournalError::Corrupt { .. })
+    ));
+}
+
+fn last_end(dir: &Path) -> u64 {
+    let (recs, rep) = replay_all(dir).unwrap();
+    let first_in_last = {
+        let last = segs(dir).pop().unwrap();
+        let mut b = [0u8; 64];
+        std::fs::File::open(&last)
+            .unwrap()
+            .read_exact_at(&mut b, 0)
+            .unwrap();
+        SegmentHeader::decode(&b).unwrap().first_seq
+    };
+    let _ = rep;
+    HEADER_BYTES
+        + recs
+            .iter()
+            .filter(|(s, _)| *s >= first_in_last)
+            .map(|(_, p)| tally_uring::journal::format::frame_bytes(p.len()) as u64)
+            .sum::<u64>()
+}
+
+#[test]
+fn journal_from_another_format_version_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(mut j) = open(dir.path(), small()) else {
+        return;
+    };
+    j.append(b"x").unwrap();
+    j.commit().unwrap();
+    drop(j);
+    let seg = segs(dir.path())[0].clone();
+    let mut b = [0u8; 64];
+    std::fs::File::open(&seg)
+        .unwrap()
+        .read_exact_at(&mut b, 0)
+        .unwrap();
+    let h = SegmentHeader::decode(&b).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&seg)
+        .unwrap()
+        .write_all_at(&h.encode_version(0), 0)
+        .unwrap();
+    let e = Journal::open(dir.path(), small()).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            JournalError::UnsupportedVersion {
+                found: 0,
+                supported: 1,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    let msg = e.to_string();
+    assert!(
+        msg.contains("version 0")
+            && msg.contains("reads version 1")
+            && msg.contains("move the directory aside"),
+        "{msg}"
+    );
+    assert!(matches!(
+        Journal::replay(dir.path(), |_, _| {}),
+        Err(JournalError::UnsupportedVersion { found: 0, .. })
+    ));
+}
+
+/// Unmounts on drop.
+struct Mount(PathBuf);
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn enospc_is_a_clear_error_and_keeps_committed_records() {
+    let base = tempfile::tempdir().unwrap();
+    let mnt = base.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    let ok = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1m", "tally-enospc"])
+        .arg(&mnt)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        eprintln!("skipping: cannot mount a 1 MiB tmpfs (needs root / CAP_SYS_ADMIN)");
+        return;
+    }
+    let _guard = Mount(mnt.clone());
+    let dir = mnt.join("j");
+    let opts = JournalOptions::new()
+        .segment_bytes(256 << 10)
+        .group_buffer_bytes(16 << 10)
+        .max_record_bytes(1024);
+    let Some(mut j) = open(&dir, opts) else {
+        return;
+    };
+    let mut committed = 0;
+    let err = loop {
+        match j.append(&[7u8; 1000]) {
+            Ok(s) => {
+                if s % 50 == 0 {
+                    committed = j.commit().unwrap();
+                }
+            }
+            Err(e) => break e,
+        }
+        assert!(committed < 10_000, "tmpfs never filled up");
+    };
+    assert!(matches!(err, JournalError::NoSpace { .. }), "{err}");
+    assert!(err.to_string().contains("no space left"), "{err}");
+    // The journal is still usable for what fits, and committed records are intact.
+    let durable = j.commit().unwrap();
+    assert!(durable >= committed && committed > 0);
+    drop(j);
+    let (recs, _) = replay_all(&dir).unwrap();
+    assert!(recs.len() as u64 >= durable);
+    assert!(recs.iter().all(|(_, p)| p == &[7u8; 1000]));
+}
+
+#[test]
+fn many_writers_share_group_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = match Journal::open(dir.path(), small()) {
+        Ok(j) => j,
+        Err(e) => {
+            eprintln!("skipping: {e}");
+            return;
+        }
+    };
+    let shared = SharedJournal::start(j, SharedOptions::new()).unwrap();
+    let mut all: Vec<(u64, Vec<u8>)> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..8u8)
+            .map(|t| {
+                let h = shared.handle();
+                s.spawn(move || {
+                    (0..100u32)
+                        .map(|i| {
+                            let p = [vec![t], i.to_le_bytes().to_vec()].concat();
+                            let seq = h.append_durable(&p).unwrap();
+                            assert!(h.durable_seq() >= seq);
+                            (seq, p)
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        hs.into_iter().flat_map(|h| h.join().unwrap()).collect()
+    });
+    let j = shared.close().unwrap();
+    let st = j.stats().snapshot();
+    assert!(st.commits < 800, "no grouping happened: {st:?}");
+    drop(j);
+    all.sort();
+    assert_eq!(
+        all.iter().map(|(s, _)| *s).collect::<Vec<_>>(),
+        (1..=800).collect::<Vec<_>>()
+    );
+    let (recs, _) = replay_all(dir.path()).unwrap();
+    assert_eq!(recs, all);
+}
