@@ -1,0 +1,324 @@
+//! BIP340 Schnorr signatures over secp256k1: parsing, single verification, verification
+//! against a [`PrecomputedKey`], and batch verification with cheater identification.
+//!
+//! Verification follows BIP340 exactly, including messages of any length:
+//! `e = int(hash_BIP0340/challenge(bytes(r) || bytes(P) || m)) mod n`,
+//! `R = s G - e P`, and the signature is valid iff `R` is not the identity, `y(R)` is even
+//! and `x(R) = r`.
+//!
+//! # Batch results and single verification
+//!
+//! [`BatchVerifier::verify`] accepts a batch iff every entry would pass [`verify`], except
+//! with probability about 2^-128 per batch (a random linear combination of invalid
+//! equations vanishing). It lifts each `r` to the point with even `y`, exactly the point a
+//! single verification must reach, so a signature that single verification rejects
+//! because `y(R)` is odd is rejected by the batch too. When the batch fails, the indices
+//! it reports are exactly the entries single verification rejects (up to the same 2^-128).
+
+use crate::Error;
+use crate::batch::{Engine, Entry};
+use crate::msm::{Base, CombTable, STRAUS_TABLE, StrausScratch, generator_table, straus};
+use crate::point::{Affine, Fe, Jacobian};
+use crate::scalar::{WNAF_LEN, glv_split, scalar_from_bytes, scalar_reduce32, scalar_to_bytes};
+use k256::Scalar;
+use sha2::{Digest, Sha256};
+use std::sync::OnceLock;
+
+/// A BIP340 x-only public key: a curve point with even `y`, stored decoded.
+#[derive(Clone, Copy, Debug)]
+pub struct XOnlyPublicKey {
+    point: Affine,
+    bytes: [u8; 32],
+}
+
+impl PartialEq for XOnlyPublicKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.bytes == other.bytes
+    }
+}
+impl Eq for XOnlyPublicKey {}
+
+impl XOnlyPublicKey {
+    /// Decodes a 32-byte x-only key (`lift_x`: the point with this x and even y).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::FieldElementOutOfRange`] if `x >= p`, [`Error::NotOnCurve`] if no point
+    /// has this x coordinate.
+    pub fn from_bytes(bytes: &[u8; 32]) -> Result<Self, Error> {
+        const WHAT: &str = "BIP340 public key";
+        let x = Affine::fe_from_bytes(bytes).ok_or(Error::FieldElementOutOfRange { what: WHAT })?;
+        let point = Affine::lift_x(&x, false).ok_or(Error::NotOnCurve { what: WHAT })?;
+        Ok(Self {
+            point,
+            bytes: *bytes,
+        })
+    }
+
+    /// Decodes from a slice.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidLength`] unless the slice has 32 bytes, then as [`Self::from_bytes`].
+    pub fn from_slice(bytes: &[u8]) -> Result<Self, Error> {
+        let arr: &[u8; 32] = bytes.try_into().map_err(|_| Error::InvalidLength {
+            what: "BIP340 public key",
+            expected: 32,
+            got: bytes.len(),
+        })?;
+        Self::from_bytes(arr)
+    }
+
+    /// The 32-byte encoding.
+    pub fn to_bytes(&self) -> [u8; 32] {
+        self.bytes
+    }
+
+    fn id(&self) -> [u8; 33] {
+        let mut id = [0u8; 33];
+        id.get_mut(1..)
+            .unwrap_or(&mut [])
+            .copy_from_slice(&self.bytes);
+        id
+    }
+}
+
+/// A BIP340 signature `(r, s)`, range-checked.
+#[derive(Clone, Copy, Debug)]
+pub struct Signature {
+    r: Fe,
+    r_bytes: [u8; 32],
+    s: Scalar,
+}
+
+impl PartialEq for Signature {
+    fn eq(&self, other: &Self) -> bool {
+        self.to_bytes() == other.to_bytes()
+    }
+}
+impl Eq for Signature {}
+
+impl Signature {
+    /// Decodes a 64-byte signature `bytes(r) || bytes(s)`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::FieldElementOutOfRange`] if `r >= p`, [`Error::ScalarOutOfRange`] if `s >= n`.
+    pub fn from_bytes(bytes: &[u8; 64]) -> Result<Self, Error> {
+        let (rb, sb) = bytes.split_at(32);
+        let mut r_bytes = [0u8; 32];
+        r_bytes.copy_from_slice(rb);
+        let mut s_bytes = [0u8; 32];
+        s_bytes.copy_from_slice(sb);
+        let r = Affine::fe_from_bytes(&r_bytes).ok_or(Error::FieldElementOutOfRange {
+            what: "BIP340 signature r",
+        })?;
+        let s = scalar_from_bytes(&s_bytes).ok_or(Error::ScalarOutOfRange {
+            what: "BIP340 signature s",
+        })?;
+        Ok(Self { r, r_bytes, s })
+    }
+
+    /// Decodes from a slice.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidLength`] unless the slice has 64 bytes, then as [`Self::from_bytes`].
+    pub fn from_slice(bytes: &[u8]) -> Result<Self, Error> {
+        let arr: &[u8; 64] = bytes.try_into().map_err(|_| Error::InvalidLength {
+            what: "BIP340 signature",
+            expected: 64,
+            got: bytes.len(),
+        })?;
+        Self::from_bytes(arr)
+    }
+
+    /// The 64-byte encoding.
+    pub fn to_bytes(&self) -> [u8; 64] {
+        let mut out = [0u8; 64];
+        let (r, s) = out.split_at_mut(32);
+        r.copy_from_slice(&self.r_bytes);
+        s.copy_from_slice(&scalar_to_bytes(&self.s));
+        out
+    }
+}
+
+fn challenge_prefix() -> &'static Sha256 {
+    static PREFIX: OnceLock<Sha256> = OnceLock::new();
+    PREFIX.get_or_init(|| {
+        let tag = Sha256::digest(b"BIP0340/challenge");
+        let mut h = Sha256::new();
+        h.update(tag);
+        h.update(tag);
+        h
+    })
+}
+
+/// `int(hash_BIP0340/challenge(r || P || m)) mod n`.
+fn challenge(r: &[u8; 32], pk: &[u8; 32], msg: &[u8]) -> Scalar {
+    let mut h = challenge_prefix().clone();
+    h.update(r);
+    h.update(pk);
+    h.update(msg);
+    scalar_reduce32(&h.finalize().into())
+}
+
+fn check_r(r: Option<Affine>, sig: &Signature) -> Result<(), Error> {
+    let r = r.ok_or(Error::InvalidSignature)?;
+    if bool::from(r.y.normalize().is_odd())
+        || !bool::from((r.x + sig.r.negate(1)).normalizes_to_zero())
+    {
+        return Err(Error::InvalidSignature);
+    }
+    Ok(())
+}
+
+/// Verifies a BIP340 signature on a message of any length. Allocates nothing.
+///
+/// # Errors
+///
+/// [`Error::InvalidSignature`] if the signature does not verify.
+pub fn verify(key: &XOnlyPublicKey, msg: &[u8], sig: &Signature) -> Result<(), Error> {
+    let e = challenge(&sig.r_bytes, &key.bytes, msg);
+    let bases = [Base::new(key.point, &-e)];
+    let mut jac = [Jacobian::INFINITY; STRAUS_TABLE];
+    let mut prefix = [Fe::ZERO; STRAUS_TABLE];
+    let mut tables = [Affine::PLACEHOLDER; STRAUS_TABLE];
+    let mut wnafs = [[0i16; WNAF_LEN]; 2];
+    let mut scratch = StrausScratch {
+        jac: &mut jac,
+        prefix: &mut prefix,
+        tables: &mut tables,
+        wnafs: &mut wnafs,
+    };
+    let r = straus(&bases, Some(glv_split(&sig.s)), &mut scratch).ok_or(Error::InvalidSignature)?;
+    check_r(r.to_affine(), sig)
+}
+
+/// A public key with a precomputed comb table (about 174 KiB), for keys that verify many
+/// signatures: verification needs no doublings and about 68 mixed additions.
+pub struct PrecomputedKey {
+    key: XOnlyPublicKey,
+    table: CombTable,
+}
+
+impl core::fmt::Debug for PrecomputedKey {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("PrecomputedKey")
+            .field("key", &self.key)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PrecomputedKey {
+    /// Builds the table (about 2,200 point additions; allocates once).
+    pub fn new(key: &XOnlyPublicKey) -> Self {
+        Self {
+            key: *key,
+            table: CombTable::new(&key.point),
+        }
+    }
+
+    /// The key.
+    pub fn key(&self) -> &XOnlyPublicKey {
+        &self.key
+    }
+
+    /// Verifies a signature against this key (same result as [`verify`]). Allocates nothing.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidSignature`] if the signature does not verify.
+    pub fn verify(&self, msg: &[u8], sig: &Signature) -> Result<(), Error> {
+        let e = challenge(&sig.r_bytes, &self.key.bytes, msg);
+        let mut acc = Jacobian::INFINITY;
+        generator_table().mul_add_scalar(&mut acc, &sig.s);
+        self.table.mul_add_scalar(&mut acc, &-e);
+        check_r(acc.to_affine(), sig)
+    }
+}
+
+/// Batch verifier for BIP340 signatures (see the module docs for how results relate to
+/// [`verify`]). All memory is reserved by [`BatchVerifier::with_capacity`].
+pub struct BatchVerifier<'a> {
+    engine: Engine,
+    _keys: core::marker::PhantomData<(&'a XOnlyPublicKey, &'a [u8])>,
+}
+
+impl core::fmt::Debug for BatchVerifier<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("BatchVerifier")
+            .field("len", &self.engine.len())
+            .field("capacity", &self.engine.capacity())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> BatchVerifier<'a> {
+    /// A verifier for up to `capacity` signatures; this is the only allocation.
+    pub fn with_capacity(capacity: usize) -> Self {
+        Self {
+            engine: Engine::with_capacity(capacity),
+            _keys: core::marker::PhantomData,
+        }
+    }
+
+    /// Number of queued signatures.
+    pub fn len(&self) -> usize {
+        self.engine.len()
+    }
+
+    /// Whether no signature is queued.
+    pub fn is_empty(&self) -> bool {
+        self.engine.len() == 0
+    }
+
+    /// Queues a signature. The challenge is hashed and `r` lifted here; a signature whose
+    /// `r` is not on the curve is queued as invalid and reported by [`Self::verify`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::BatchFull`] when `capacity` signatures are queued.
+    pub fn push(
+        &mut self,
+        key: &'a XOnlyPublicKey,
+        msg: &'a [u8],
+        sig: &Signature,
+    ) -> Result<(), Error> {
+        if self.engine.len() >= self.engine.capacity() {
+            return Err(Error::BatchFull {
+                capacity: self.engine.capacity(),
+            });
+        }
+        let e = challenge(&sig.r_bytes, &key.bytes, msg);
+        let r = Affine::lift_x(&sig.r, false);
+        let key_idx = self.engine.intern_key(&key.point, &key.id());
+        let entry = Entry {
+            points: [r.unwrap_or(Affine::PLACEHOLDER), Affine::PLACEHOLDER],
+            coefs: [None, None],
+            npoints: 1,
+            key: key_idx,
+            key_coef: e,
+            g: sig.s,
+            bad: r.is_none(),
+        };
+        let e_bytes = scalar_to_bytes(&e);
+        self.engine
+            .push(&entry, &[&key.bytes, &sig.to_bytes(), &e_bytes])
+    }
+
+    /// Verifies every queued signature with one multiscalar multiplication; allocates
+    /// nothing (a failure hands the verifier's index buffer to the error).
+    ///
+    /// # Errors
+    ///
+    /// [`crate::BatchError`] naming exactly the invalid signatures (push order).
+    pub fn verify(&mut self) -> Result<(), crate::BatchError> {
+        self.engine.verify()
+    }
+
+    /// Empties the batch, keeping its memory.
+    pub fn clear(&mut self) {
+        self.engine.clear();
+    }
+}

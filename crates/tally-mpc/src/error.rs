@@ -1,0 +1,160 @@
+//! Typed errors. Every message says what was wrong and what to do about it.
+
+use crate::frost::Identifier;
+
+/// Why an input was rejected or a signature did not verify.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A byte string had the wrong length.
+    #[error("{what}: expected {expected} bytes, got {got}; pass the exact encoding")]
+    InvalidLength {
+        /// The item being decoded.
+        what: &'static str,
+        /// The required length.
+        expected: usize,
+        /// The length given.
+        got: usize,
+    },
+    /// A field element (an x coordinate or a signature's `r`) was not below the field prime p.
+    #[error("{what}: value is not below the field prime p; the encoding is invalid, reject it")]
+    FieldElementOutOfRange {
+        /// The item being decoded.
+        what: &'static str,
+    },
+    /// A scalar was not below the group order n.
+    #[error("{what}: scalar is not below the group order n; the encoding is invalid, reject it")]
+    ScalarOutOfRange {
+        /// The item being decoded.
+        what: &'static str,
+    },
+    /// No curve point has the given x coordinate.
+    #[error(
+        "{what}: no secp256k1 point has this x coordinate; the key or signature is forged or corrupted"
+    )]
+    NotOnCurve {
+        /// The item being decoded.
+        what: &'static str,
+    },
+    /// A compressed point did not start with 0x02 or 0x03.
+    #[error("{what}: SEC1 tag {tag:#04x} is not 0x02 or 0x03; pass a 33-byte compressed point")]
+    InvalidPointTag {
+        /// The item being decoded.
+        what: &'static str,
+        /// The first byte seen.
+        tag: u8,
+    },
+    /// A point was the identity where the protocol forbids it.
+    #[error("{what}: the identity point is not allowed here; the input is invalid")]
+    IdentityPoint {
+        /// The item being decoded or computed.
+        what: &'static str,
+    },
+    /// The signature does not verify against this key and message.
+    #[error("signature is invalid for this public key and message; reject it")]
+    InvalidSignature,
+    /// A batch was full.
+    #[error(
+        "batch is full (capacity {capacity}); call verify() and clear(), or create the verifier with a larger capacity"
+    )]
+    BatchFull {
+        /// The capacity given to `with_capacity`.
+        capacity: usize,
+    },
+    /// A FROST identifier was zero.
+    #[error("FROST identifier is zero; identifiers are non-zero scalars (1, 2, 3, ...)")]
+    ZeroIdentifier,
+    /// A FROST identifier occurred twice.
+    #[error("FROST identifier {identifier} occurs twice; each signer may appear once per session")]
+    DuplicateIdentifier {
+        /// The repeated identifier.
+        identifier: Identifier,
+    },
+    /// More signers than a `SigningPackage` can hold.
+    #[error(
+        "{count} signers exceed the maximum of {max} per signing session; split the session or raise the limit"
+    )]
+    TooManySigners {
+        /// Signers given.
+        count: usize,
+        /// `frost::MAX_SIGNERS`.
+        max: usize,
+    },
+    /// A signing session had no signers.
+    #[error("the commitment list is empty; a session needs at least one signer")]
+    NoSigners,
+    /// A share came from a signer with no commitment in the session.
+    #[error(
+        "signer {identifier} has no commitment in this signing package; it did not take part in round one"
+    )]
+    MissingCommitment {
+        /// The signer.
+        identifier: Identifier,
+    },
+    /// A signer of the session sent no share.
+    #[error(
+        "signer {identifier} committed in round one but sent no signature share; collect every share"
+    )]
+    MissingShare {
+        /// The signer.
+        identifier: Identifier,
+    },
+    /// A signing package was used with a different group key than the one it was bound to.
+    #[error(
+        "this signing package was first used with a different group verifying key; use one package per session and key"
+    )]
+    KeyMismatch,
+    /// A FROST signature share is invalid.
+    #[error(
+        "signature share of signer {identifier} is invalid; that signer cheated or the share was corrupted"
+    )]
+    InvalidShare {
+        /// The signer.
+        identifier: Identifier,
+    },
+}
+
+/// A failed batch verification: the indices (in push order) of the invalid entries.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{} batch entries are invalid (indices {invalid:?}); reject them and accept the others", invalid.len())]
+pub struct BatchError {
+    invalid: Vec<usize>,
+}
+
+impl BatchError {
+    pub(crate) fn new(invalid: Vec<usize>) -> Self {
+        Self { invalid }
+    }
+
+    /// Indices, in push order and ascending, of exactly the entries that are invalid.
+    pub fn invalid(&self) -> &[usize] {
+        &self.invalid
+    }
+}
+
+/// A failed FROST aggregation.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AggregateError {
+    /// Some signature shares are invalid; `culprits` names their signers.
+    #[error(
+        "invalid signature shares from signers {culprits:?}; exclude them and restart the session"
+    )]
+    InvalidShares {
+        /// Signers whose shares failed verification.
+        culprits: Vec<Identifier>,
+    },
+    /// The inputs were inconsistent (missing shares, unknown signers).
+    #[error(transparent)]
+    Input(#[from] Error),
+}
+
+impl AggregateError {
+    /// The signers whose shares were invalid (empty for input errors).
+    pub fn culprits(&self) -> &[Identifier] {
+        match self {
+            Self::InvalidShares { culprits } => culprits,
+            Self::Input(_) => &[],
+        }
+    }
+}

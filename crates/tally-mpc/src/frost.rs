@@ -1,0 +1,781 @@
+//! FROST(secp256k1, SHA-256) per RFC 9591: the coordinator's side. Decodes commitments,
+//! shares and signatures in the RFC encodings, computes a session's binding factors,
+//! group commitment and challenge once ([`SigningPackage`]), verifies shares one at a time
+//! or in batches across sessions ([`ShareBatchVerifier`]), aggregates with cheater
+//! identification and verifies signatures.
+//!
+//! Encodings: points are 33-byte SEC1 compressed, scalars 32-byte big-endian,
+//! identifiers are scalars, a signature is `R || z` (65 bytes).
+//!
+//! # Zero allocation
+//!
+//! [`SigningPackage::new`], [`verify_signature_share`] and [`verify`] allocate nothing for
+//! sessions of up to [`MAX_SIGNERS`] signers; larger sessions are rejected with
+//! [`Error::TooManySigners`].
+
+use crate::Error;
+use crate::batch::{Engine, Entry};
+use crate::error::AggregateError;
+use crate::msm::{Base, STRAUS_TABLE, StrausScratch, straus};
+use crate::point::{Affine, Fe, Jacobian, PointDecodeError};
+use crate::scalar::{WNAF_LEN, glv_split, scalar_from_bytes, scalar_reduce64, scalar_to_bytes};
+use k256::Scalar;
+use sha2::{Digest, Sha256};
+use std::sync::OnceLock;
+
+/// Largest number of signers in one [`SigningPackage`] (its per-signer data lives inline).
+pub const MAX_SIGNERS: usize = 64;
+
+/// Bases per Straus call when computing a group commitment (stack scratch).
+const CHUNK: usize = 4;
+
+const CONTEXT: &[u8] = b"FROST-secp256k1-SHA256-v1";
+
+/// A signer's identifier: a non-zero scalar.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Identifier([u8; 32]);
+
+impl Identifier {
+    /// The identifier with this small integer value (1, 2, 3, ...).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ZeroIdentifier`] for 0.
+    pub fn from_u16(n: u16) -> Result<Self, Error> {
+        if n == 0 {
+            return Err(Error::ZeroIdentifier);
+        }
+        let mut b = [0u8; 32];
+        b[30..].copy_from_slice(&n.to_be_bytes());
+        Ok(Self(b))
+    }
+
+    /// Decodes a 32-byte big-endian scalar.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ScalarOutOfRange`] if not below n, [`Error::ZeroIdentifier`] if zero.
+    pub fn from_bytes(bytes: &[u8; 32]) -> Result<Self, Error> {
+        let s = scalar_from_bytes(bytes).ok_or(Error::ScalarOutOfRange {
+            what: "FROST identifier",
+        })?;
+        if bool::from(s.is_zero()) {
+            return Err(Error::ZeroIdentifier);
+        }
+        Ok(Self(*bytes))
+    }
+
+    /// The 32-byte encoding.
+    pub fn to_bytes(&self) -> [u8; 32] {
+        self.0
+    }
+
+    fn scalar(&self) -> Scalar {
+        scalar_from_bytes(&self.0).unwrap_or(Scalar::ONE)
+    }
+}
+
+impl core::fmt::Display for Identifier {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let (hi, lo) = self.0.split_at(24);
+        if hi.iter().all(|b| *b == 0) {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(lo);
+            write!(f, "{}", u64::from_be_bytes(w))
+        } else {
+            for b in &self.0 {
+                write!(f, "{b:02x}")?;
+            }
+            Ok(())
+        }
+    }
+}
+
+impl PartialOrd for Identifier {
+    fn partial_cmp(&self, other: &Self) -> Option<core::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Identifier {
+    fn cmp(&self, other: &Self) -> core::cmp::Ordering {
+        self.0.cmp(&other.0)
+    }
+}
+
+fn decode_point(bytes: &[u8; 33], what: &'static str) -> Result<Affine, Error> {
+    Affine::from_compressed(bytes).map_err(|e| match e {
+        PointDecodeError::Tag(tag) => Error::InvalidPointTag { what, tag },
+        PointDecodeError::XOutOfRange => Error::FieldElementOutOfRange { what },
+        PointDecodeError::NotOnCurve => Error::NotOnCurve { what },
+    })
+}
+
+fn slice_to<const N: usize>(bytes: &[u8], what: &'static str) -> Result<[u8; N], Error> {
+    bytes.try_into().map_err(|_| Error::InvalidLength {
+        what,
+        expected: N,
+        got: bytes.len(),
+    })
+}
+
+macro_rules! point_type {
+    ($(#[$doc:meta])* $name:ident, $what:expr) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug)]
+        pub struct $name {
+            point: Affine,
+            bytes: [u8; 33],
+        }
+
+        impl PartialEq for $name {
+            fn eq(&self, other: &Self) -> bool {
+                self.bytes == other.bytes
+            }
+        }
+        impl Eq for $name {}
+
+        impl $name {
+            /// Decodes a 33-byte SEC1 compressed point (the identity has no such encoding).
+            ///
+            /// # Errors
+            ///
+            /// [`Error::InvalidPointTag`], [`Error::FieldElementOutOfRange`] or
+            /// [`Error::NotOnCurve`].
+            pub fn from_bytes(bytes: &[u8; 33]) -> Result<Self, Error> {
+                Ok(Self { point: decode_point(bytes, $what)?, bytes: *bytes })
+            }
+
+            /// Decodes from a slice.
+            ///
+            /// # Errors
+            ///
+            /// [`Error::InvalidLength`] unless 33 bytes, then as [`Self::from_bytes`].
+            pub fn from_slice(bytes: &[u8]) -> Result<Self, Error> {
+                Self::from_bytes(&slice_to::<33>(bytes, $what)?)
+            }
+
+            /// The 33-byte encoding.
+            pub fn to_bytes(&self) -> [u8; 33] {
+                self.bytes
+            }
+        }
+    };
+}
+
+point_type!(
+    /// The group public key of a FROST key.
+    VerifyingKey,
+    "FROST verifying key"
+);
+point_type!(
+    /// A signer's public verifying share `Y_i = s_i G`.
+    VerifyingShare,
+    "FROST verifying share"
+);
+
+/// A signer's round-one commitments `(D_i, E_i)` (hiding, binding).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SigningCommitments {
+    hiding: Affine,
+    binding: Affine,
+    hiding_bytes: [u8; 33],
+    binding_bytes: [u8; 33],
+}
+
+impl PartialEq for Affine {
+    fn eq(&self, other: &Self) -> bool {
+        Affine::eq(self, other)
+    }
+}
+impl Eq for Affine {}
+
+impl SigningCommitments {
+    /// Decodes the hiding and binding nonce commitments (33-byte compressed points).
+    ///
+    /// # Errors
+    ///
+    /// As [`VerifyingKey::from_bytes`] for either point.
+    pub fn from_bytes(hiding: &[u8; 33], binding: &[u8; 33]) -> Result<Self, Error> {
+        Ok(Self {
+            hiding: decode_point(hiding, "FROST hiding commitment")?,
+            binding: decode_point(binding, "FROST binding commitment")?,
+            hiding_bytes: *hiding,
+            binding_bytes: *binding,
+        })
+    }
+
+    /// The hiding commitment's encoding.
+    pub fn hiding_bytes(&self) -> [u8; 33] {
+        self.hiding_bytes
+    }
+
+    /// The binding commitment's encoding.
+    pub fn binding_bytes(&self) -> [u8; 33] {
+        self.binding_bytes
+    }
+}
+
+/// A signer's round-two signature share `z_i`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SignatureShare(Scalar);
+
+impl SignatureShare {
+    /// Decodes a 32-byte big-endian scalar.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ScalarOutOfRange`] if not below n.
+    pub fn from_bytes(bytes: &[u8; 32]) -> Result<Self, Error> {
+        scalar_from_bytes(bytes)
+            .map(Self)
+            .ok_or(Error::ScalarOutOfRange {
+                what: "FROST signature share",
+            })
+    }
+
+    /// Decodes from a slice.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidLength`] unless 32 bytes, then as [`Self::from_bytes`].
+    pub fn from_slice(bytes: &[u8]) -> Result<Self, Error> {
+        Self::from_bytes(&slice_to::<32>(bytes, "FROST signature share")?)
+    }
+
+    /// The 32-byte encoding.
+    pub fn to_bytes(&self) -> [u8; 32] {
+        scalar_to_bytes(&self.0)
+    }
+}
+
+/// A FROST signature `(R, z)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Signature {
+    r: Affine,
+    r_bytes: [u8; 33],
+    z: Scalar,
+}
+
+impl Signature {
+    /// Decodes `R || z` (33 + 32 bytes).
+    ///
+    /// # Errors
+    ///
+    /// As [`VerifyingKey::from_bytes`] for `R`, [`Error::ScalarOutOfRange`] for `z`.
+    pub fn from_bytes(bytes: &[u8; 65]) -> Result<Self, Error> {
+        let (rb, zb) = bytes.split_at(33);
+        let r_bytes = slice_to::<33>(rb, "FROST signature R")?;
+        let z_bytes = slice_to::<32>(zb, "FROST signature z")?;
+        Ok(Self {
+            r: decode_point(&r_bytes, "FROST signature R")?,
+            r_bytes,
+            z: scalar_from_bytes(&z_bytes).ok_or(Error::ScalarOutOfRange {
+                what: "FROST signature z",
+            })?,
+        })
+    }
+
+    /// Decodes from a slice.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidLength`] unless 65 bytes, then as [`Self::from_bytes`].
+    pub fn from_slice(bytes: &[u8]) -> Result<Self, Error> {
+        Self::from_bytes(&slice_to::<65>(bytes, "FROST signature")?)
+    }
+
+    /// The 65-byte encoding `R || z`.
+    pub fn to_bytes(&self) -> [u8; 65] {
+        let mut out = [0u8; 65];
+        let (r, z) = out.split_at_mut(33);
+        r.copy_from_slice(&self.r_bytes);
+        z.copy_from_slice(&scalar_to_bytes(&self.z));
+        out
+    }
+}
+
+/// `hash_to_field` with `expand_message_xmd(SHA-256)`, 48 bytes, reduced mod n
+/// (RFC 9591 H1, H2, H3 for this suite; RFC 9380 section 5.3.1).
+fn hash_to_scalar(dst_suffix: &[u8], parts: &[&[u8]]) -> Scalar {
+    const LEN: u8 = 48;
+    let dst_len = u8::try_from(CONTEXT.len() + dst_suffix.len()).unwrap_or(u8::MAX);
+    let mut h0 = Sha256::new();
+    h0.update([0u8; 64]);
+    for p in parts {
+        h0.update(p);
+    }
+    h0.update([0u8, LEN, 0u8]);
+    h0.update(CONTEXT);
+    h0.update(dst_suffix);
+    h0.update([dst_len]);
+    let b0: [u8; 32] = h0.finalize().into();
+    let b1: [u8; 32] = Sha256::new()
+        .chain_update(b0)
+        .chain_update([1u8])
+        .chain_update(CONTEXT)
+        .chain_update(dst_suffix)
+        .chain_update([dst_len])
+        .finalize()
+        .into();
+    let mut x = [0u8; 32];
+    for ((o, a), b) in x.iter_mut().zip(&b0).zip(&b1) {
+        *o = a ^ b;
+    }
+    let b2: [u8; 32] = Sha256::new()
+        .chain_update(x)
+        .chain_update([2u8])
+        .chain_update(CONTEXT)
+        .chain_update(dst_suffix)
+        .chain_update([dst_len])
+        .finalize()
+        .into();
+    let mut wide = [0u8; 64];
+    wide[16..48].copy_from_slice(&b1);
+    wide[48..].copy_from_slice(&b2[..16]);
+    scalar_reduce64(&wide)
+}
+
+fn hash_plain(suffix: &[u8], parts: &[&[u8]]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(CONTEXT);
+    h.update(suffix);
+    for p in parts {
+        h.update(p);
+    }
+    h.finalize().into()
+}
+
+/// Key-dependent per-session values.
+#[derive(Clone, Debug)]
+struct Session {
+    key: [u8; 33],
+    /// Binding factor per signer (input order).
+    rho: [Scalar; MAX_SIGNERS],
+    /// `c * lambda_i` per signer (input order).
+    c_lambda: [Scalar; MAX_SIGNERS],
+    /// Group commitment.
+    r: Affine,
+    r_bytes: [u8; 33],
+}
+
+/// One signing session: the message and every signer's commitments, with the values all
+/// share checks need computed once.
+///
+/// [`SigningPackage::new`] validates the commitment list and computes the Lagrange
+/// coefficients; the binding factors, group commitment and challenge depend on the group
+/// key and are computed once, on first use with a key (or eagerly with
+/// [`SigningPackage::with_key`]), and cached.
+#[derive(Debug)]
+pub struct SigningPackage<'a> {
+    msg: &'a [u8],
+    commitments: &'a [(Identifier, SigningCommitments)],
+    /// Input indices in ascending identifier order.
+    order: [u8; MAX_SIGNERS],
+    /// Lagrange coefficient per signer (input order).
+    lambda: [Scalar; MAX_SIGNERS],
+    msg_hash: [u8; 32],
+    commitments_hash: [u8; 32],
+    session: OnceLock<Session>,
+}
+
+impl<'a> SigningPackage<'a> {
+    /// Validates a session's commitment list (any order) and prepares the session.
+    /// Allocates nothing.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NoSigners`], [`Error::TooManySigners`] above [`MAX_SIGNERS`],
+    /// [`Error::DuplicateIdentifier`].
+    pub fn new(
+        msg: &'a [u8],
+        commitments: &'a [(Identifier, SigningCommitments)],
+    ) -> Result<Self, Error> {
+        let n = commitments.len();
+        if n == 0 {
+            return Err(Error::NoSigners);
+        }
+        if n > MAX_SIGNERS {
+            return Err(Error::TooManySigners {
+                count: n,
+                max: MAX_SIGNERS,
+            });
+        }
+        let mut order = [0u8; MAX_SIGNERS];
+        for (i, o) in order.iter_mut().enumerate().take(n) {
+            *o = u8::try_from(i).unwrap_or(u8::MAX);
+        }
+        let ids = |i: u8| commitments.get(usize::from(i)).map(|c| c.0);
+        let sorted = order.get_mut(..n).unwrap_or(&mut []);
+        sorted.sort_unstable_by_key(|&i| ids(i));
+        for pair in sorted.windows(2) {
+            if let [a, b] = pair
+                && ids(*a) == ids(*b)
+                && let Some(identifier) = ids(*a)
+            {
+                return Err(Error::DuplicateIdentifier { identifier });
+            }
+        }
+        let mut h5 = Sha256::new();
+        h5.update(CONTEXT);
+        h5.update(b"com");
+        for &i in sorted.iter() {
+            if let Some((id, c)) = commitments.get(usize::from(i)) {
+                h5.update(id.0);
+                h5.update(c.hiding_bytes);
+                h5.update(c.binding_bytes);
+            }
+        }
+        let mut lambda = [Scalar::ZERO; MAX_SIGNERS];
+        for (i, (id_i, _)) in commitments.iter().enumerate() {
+            let xi = id_i.scalar();
+            let mut num = Scalar::ONE;
+            let mut den = Scalar::ONE;
+            for (j, (id_j, _)) in commitments.iter().enumerate() {
+                if i != j {
+                    let xj = id_j.scalar();
+                    num *= xj;
+                    den *= xj - xi;
+                }
+            }
+            if let Some(l) = lambda.get_mut(i) {
+                *l = num * Option::<Scalar>::from(den.invert_vartime()).unwrap_or(Scalar::ZERO);
+            }
+        }
+        Ok(Self {
+            msg,
+            commitments,
+            order,
+            lambda,
+            msg_hash: hash_plain(b"msg", &[msg]),
+            commitments_hash: h5.finalize().into(),
+            session: OnceLock::new(),
+        })
+    }
+
+    /// [`Self::new`] and then computes the key-dependent values for `key` at once.
+    ///
+    /// # Errors
+    ///
+    /// As [`Self::new`]; [`Error::IdentityPoint`] if the group commitment is the identity.
+    pub fn with_key(
+        msg: &'a [u8],
+        commitments: &'a [(Identifier, SigningCommitments)],
+        key: &VerifyingKey,
+    ) -> Result<Self, Error> {
+        let pkg = Self::new(msg, commitments)?;
+        pkg.session(key)?;
+        Ok(pkg)
+    }
+
+    /// The message being signed.
+    pub fn message(&self) -> &'a [u8] {
+        self.msg
+    }
+
+    /// The commitments, in the order given.
+    pub fn commitments(&self) -> &'a [(Identifier, SigningCommitments)] {
+        self.commitments
+    }
+
+    /// The binding factor `rho_i` of a signer for `key` (RFC 9591 section 4.4), as 32 bytes.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::MissingCommitment`] for an unknown signer; as [`Self::with_key`].
+    pub fn binding_factor(&self, key: &VerifyingKey, id: Identifier) -> Result<[u8; 32], Error> {
+        let i = self.index_of(id)?;
+        let s = self.session(key)?;
+        Ok(scalar_to_bytes(s.rho.get(i).unwrap_or(&Scalar::ZERO)))
+    }
+
+    /// The group commitment `R` for `key`, compressed.
+    ///
+    /// # Errors
+    ///
+    /// As [`Self::with_key`].
+    pub fn group_commitment(&self, key: &VerifyingKey) -> Result<[u8; 33], Error> {
+        Ok(self.session(key)?.r_bytes)
+    }
+
+    fn index_of(&self, id: Identifier) -> Result<usize, Error> {
+        self.commitments
+            .iter()
+            .position(|(i, _)| *i == id)
+            .ok_or(Error::MissingCommitment { identifier: id })
+    }
+
+    fn session(&self, key: &VerifyingKey) -> Result<&Session, Error> {
+        if let Some(s) = self.session.get() {
+            if s.key == key.bytes {
+                return Ok(s);
+            }
+            return Err(Error::KeyMismatch);
+        }
+        let s = self.compute_session(key)?;
+        Ok(self.session.get_or_init(|| s))
+    }
+
+    fn compute_session(&self, key: &VerifyingKey) -> Result<Session, Error> {
+        let mut rho = [Scalar::ZERO; MAX_SIGNERS];
+        for ((id, _), r) in self.commitments.iter().zip(rho.iter_mut()) {
+            *r = hash_to_scalar(
+                b"rho",
+                &[&key.bytes, &self.msg_hash, &self.commitments_hash, &id.0],
+            );
+        }
+        // R = sum D_i + rho_i E_i, four bases per Straus call on stack scratch.
+        let mut acc = Jacobian::INFINITY;
+        let mut jac = [Jacobian::INFINITY; CHUNK * STRAUS_TABLE];
+        let mut prefix = [Fe::ZERO; CHUNK * STRAUS_TABLE];
+        let mut tables = [Affine::PLACEHOLDER; CHUNK * STRAUS_TABLE];
+        let mut wnafs = [[0i16; WNAF_LEN]; 2 * CHUNK];
+        for (cs, rs) in self.commitments.chunks(CHUNK).zip(rho.chunks(CHUNK)) {
+            let mut bases =
+                [Base::half(Affine::PLACEHOLDER, crate::scalar::Half::default()); CHUNK];
+            for ((b, (_, c)), r) in bases.iter_mut().zip(cs).zip(rs) {
+                *b = Base::new(c.binding, r);
+                acc = acc.add_affine(&c.hiding);
+            }
+            let mut scratch = StrausScratch {
+                jac: &mut jac,
+                prefix: &mut prefix,
+                tables: &mut tables,
+                wnafs: &mut wnafs,
+            };
+            let part = straus(bases.get(..cs.len()).unwrap_or(&[]), None, &mut scratch).ok_or(
+                Error::IdentityPoint {
+                    what: "FROST group commitment",
+                },
+            )?;
+            acc = acc.add(&part);
+        }
+        let r = acc.to_affine().ok_or(Error::IdentityPoint {
+            what: "FROST group commitment",
+        })?;
+        let r_bytes = r.to_compressed();
+        let c = hash_to_scalar(b"chal", &[&r_bytes, &key.bytes, self.msg]);
+        let mut c_lambda = [Scalar::ZERO; MAX_SIGNERS];
+        for (cl, l) in c_lambda
+            .iter_mut()
+            .zip(&self.lambda)
+            .take(self.commitments.len())
+        {
+            *cl = c * l;
+        }
+        let _ = &self.order;
+        Ok(Session {
+            key: key.bytes,
+            rho,
+            c_lambda,
+            r,
+            r_bytes,
+        })
+    }
+}
+
+fn small_straus(bases: &[Base], g: &Scalar) -> Option<Jacobian> {
+    let mut jac = [Jacobian::INFINITY; 2 * STRAUS_TABLE];
+    let mut prefix = [Fe::ZERO; 2 * STRAUS_TABLE];
+    let mut tables = [Affine::PLACEHOLDER; 2 * STRAUS_TABLE];
+    let mut wnafs = [[0i16; WNAF_LEN]; 4];
+    let mut scratch = StrausScratch {
+        jac: &mut jac,
+        prefix: &mut prefix,
+        tables: &mut tables,
+        wnafs: &mut wnafs,
+    };
+    straus(bases, Some(glv_split(g)), &mut scratch)
+}
+
+/// Verifies one signer's share: `z_i G = D_i + rho_i E_i + c lambda_i Y_i`. Allocates nothing.
+///
+/// # Errors
+///
+/// [`Error::MissingCommitment`] if the signer is not in the package, [`Error::InvalidShare`]
+/// if the share is wrong, and as [`SigningPackage::with_key`].
+pub fn verify_signature_share(
+    package: &SigningPackage<'_>,
+    key: &VerifyingKey,
+    id: Identifier,
+    verifying_share: &VerifyingShare,
+    share: &SignatureShare,
+) -> Result<(), Error> {
+    let i = package.index_of(id)?;
+    let s = package.session(key)?;
+    let (Some((_, c)), Some(rho), Some(cl)) =
+        (package.commitments.get(i), s.rho.get(i), s.c_lambda.get(i))
+    else {
+        return Err(Error::MissingCommitment { identifier: id });
+    };
+    let bases = [
+        Base::new(c.binding, &-*rho),
+        Base::new(verifying_share.point, &-*cl),
+    ];
+    match small_straus(&bases, &share.0) {
+        Some(p) if p.eq_affine(&c.hiding) => Ok(()),
+        _ => Err(Error::InvalidShare { identifier: id }),
+    }
+}
+
+/// Verifies a FROST signature: `z G = R + c Y` with `c = H2(R || Y || msg)`. Allocates nothing.
+///
+/// # Errors
+///
+/// [`Error::InvalidSignature`] if it does not verify.
+pub fn verify(key: &VerifyingKey, msg: &[u8], sig: &Signature) -> Result<(), Error> {
+    let c = hash_to_scalar(b"chal", &[&sig.r_bytes, &key.bytes, msg]);
+    match small_straus(&[Base::new(key.point, &-c)], &sig.z) {
+        Some(p) if p.eq_affine(&sig.r) => Ok(()),
+        _ => Err(Error::InvalidSignature),
+    }
+}
+
+/// Sums the shares into a signature and verifies it; if it does not verify, checks every
+/// share and names the culprits.
+///
+/// # Errors
+///
+/// [`AggregateError::InvalidShares`] naming the signers whose shares are wrong;
+/// [`AggregateError::Input`] for shares from unknown signers, duplicates or missing shares.
+pub fn aggregate(
+    package: &SigningPackage<'_>,
+    key: &VerifyingKey,
+    shares: &[(Identifier, SignatureShare, VerifyingShare)],
+) -> Result<Signature, AggregateError> {
+    let n = package.commitments.len();
+    let mut seen = [false; MAX_SIGNERS];
+    let mut z = Scalar::ZERO;
+    for (id, share, _) in shares {
+        let i = package.index_of(*id)?;
+        match seen.get_mut(i) {
+            Some(s) if *s => return Err(Error::DuplicateIdentifier { identifier: *id }.into()),
+            Some(s) => *s = true,
+            None => return Err(Error::MissingCommitment { identifier: *id }.into()),
+        }
+        z += share.0;
+    }
+    if let Some(i) = seen.iter().take(n).position(|s| !s)
+        && let Some((identifier, _)) = package.commitments.get(i)
+    {
+        return Err(Error::MissingShare {
+            identifier: *identifier,
+        }
+        .into());
+    }
+    let s = package.session(key)?;
+    let sig = Signature {
+        r: s.r,
+        r_bytes: s.r_bytes,
+        z,
+    };
+    if verify(key, package.msg, &sig).is_ok() {
+        return Ok(sig);
+    }
+    let culprits: Vec<Identifier> = shares
+        .iter()
+        .filter(|(id, share, vs)| verify_signature_share(package, key, *id, vs, share).is_err())
+        .map(|(id, _, _)| *id)
+        .collect();
+    Err(AggregateError::InvalidShares { culprits })
+}
+
+/// Batch verifier for FROST signature shares, from any number of sessions, in one
+/// multiscalar multiplication. A verifying share that occurs in many entries (the same
+/// signer across sessions) is one base of the multiplication.
+pub struct ShareBatchVerifier<'a> {
+    engine: Engine,
+    _pkgs: core::marker::PhantomData<&'a SigningPackage<'a>>,
+}
+
+impl core::fmt::Debug for ShareBatchVerifier<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("ShareBatchVerifier")
+            .field("len", &self.engine.len())
+            .field("capacity", &self.engine.capacity())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> ShareBatchVerifier<'a> {
+    /// A verifier for up to `capacity` shares; this is the only allocation.
+    pub fn with_capacity(capacity: usize) -> Self {
+        Self {
+            engine: Engine::with_capacity(capacity),
+            _pkgs: core::marker::PhantomData,
+        }
+    }
+
+    /// Number of queued shares.
+    pub fn len(&self) -> usize {
+        self.engine.len()
+    }
+
+    /// Whether no share is queued.
+    pub fn is_empty(&self) -> bool {
+        self.engine.len() == 0
+    }
+
+    /// Queues a share of `id` in the session `package`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::BatchFull`], [`Error::MissingCommitment`], and as [`SigningPackage::with_key`].
+    pub fn push(
+        &mut self,
+        package: &'a SigningPackage<'a>,
+        key: &'a VerifyingKey,
+        id: Identifier,
+        verifying_share: &VerifyingShare,
+        share: &SignatureShare,
+    ) -> Result<(), Error> {
+        if self.engine.len() >= self.engine.capacity() {
+            return Err(Error::BatchFull {
+                capacity: self.engine.capacity(),
+            });
+        }
+        let i = package.index_of(id)?;
+        let s = package.session(key)?;
+        let (Some((_, c)), Some(rho), Some(cl)) =
+            (package.commitments.get(i), s.rho.get(i), s.c_lambda.get(i))
+        else {
+            return Err(Error::MissingCommitment { identifier: id });
+        };
+        let key_idx = self
+            .engine
+            .intern_key(&verifying_share.point, &verifying_share.bytes);
+        let entry = Entry {
+            points: [c.hiding, c.binding],
+            coefs: [None, Some(*rho)],
+            npoints: 2,
+            key: key_idx,
+            key_coef: *cl,
+            g: share.0,
+            bad: false,
+        };
+        self.engine.push(
+            &entry,
+            &[
+                &c.hiding_bytes,
+                &c.binding_bytes,
+                &scalar_to_bytes(rho),
+                &verifying_share.bytes,
+                &scalar_to_bytes(cl),
+                &scalar_to_bytes(&share.0),
+            ],
+        )
+    }
+
+    /// Verifies every queued share. Allocates nothing on success.
+    ///
+    /// # Errors
+    ///
+    /// [`crate::BatchError`] naming exactly the invalid shares (push order).
+    pub fn verify(&mut self) -> Result<(), crate::BatchError> {
+        self.engine.verify()
+    }
+
+    /// Empties the batch, keeping its memory.
+    pub fn clear(&mut self) {
+        self.engine.clear();
+    }
+}

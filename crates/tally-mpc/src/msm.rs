@@ -1,0 +1,352 @@
+//! Multiscalar multiplication over secp256k1: Straus with wNAF for small inputs,
+//! Pippenger buckets for large ones, fixed-base comb tables for the generator and for
+//! [`PrecomputedKey`](crate::PrecomputedKey)s.
+//!
+//! # Cost model
+//!
+//! Costs are counted in field multiplications (M, about 266 instructions with k256's
+//! 5x52 field), mixed additions (A, 8M + 3S, about 2,600 instructions), doublings
+//! (D, 3M + 4S, about 1,700) and inversions (I, about 28,000). Every scalar is first split
+//! with the GLV endomorphism into two halves below 2^128, so an `n`-point product with
+//! 256-bit scalars becomes a `2n`-point product with 128-bit scalars and only 128
+//! doublings.
+//!
+//! * **Straus** (`n` up to [`STRAUS_MAX_BASES`]): 128 shared D, plus per point half
+//!   about `128 / (w + 1)` A with `w = 5` (a table of 8 odd multiples, built with mixed
+//!   additions on an isomorphic curve and normalised together with one I). The generator
+//!   uses window 8 against the first row of its comb table (no per-call table cost).
+//! * **Pippenger** (larger `n`): signed digits of `c` bits, `2^(c-1)` buckets;
+//!   `ceil(129 / c)` rounds of one A per point half plus `2^c` Jacobian additions for
+//!   the bucket sums. `c` is chosen per call from the point count.
+//! * **Comb** (generator, precomputed keys): for each of the 17 signed base-256 digits of a
+//!   128-bit half the table holds `m * 256^j * P` for `m = 1..=128`; a full 256-bit
+//!   multiplication is at most 34 A and no doublings. A table holds 2,176 affine points
+//!   (about 174 KiB).
+
+use crate::point::{Affine, Fe, Jacobian, batch_normalize, consts};
+use crate::scalar::{Half, WNAF_LEN, glv_split, signed_digits, wnaf};
+use k256::Scalar;
+use std::sync::OnceLock;
+
+/// Window of the per-call Straus tables (8 odd multiples).
+const STRAUS_W: u32 = 5;
+/// Number of entries of a Straus table.
+pub(crate) const STRAUS_TABLE: usize = 1 << (STRAUS_W - 2);
+/// Inputs with at most this many variable bases go through Straus.
+pub(crate) const STRAUS_MAX_BASES: usize = 24;
+/// Comb digit width in bits.
+const COMB_W: u32 = 8;
+/// Entries per comb row: `m = 1..=128`.
+const COMB_ROW: usize = 1 << (COMB_W - 1);
+/// Rows: signed base-256 digits of a value below 2^128 (one extra for the carry).
+const COMB_ROWS: usize = 17;
+/// Largest Pippenger window.
+pub(crate) const PIPPENGER_MAX_C: u32 = 10;
+/// Smallest Pippenger window (bounds the digit buffer).
+const PIPPENGER_MIN_C: u32 = 4;
+/// Digits per point half at the smallest window.
+pub(crate) const PIPPENGER_MAX_WINDOWS: usize = 33;
+
+/// One variable base with its scalar already GLV-split: `k1 * P + k2 * lambda(P)`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Base {
+    pub(crate) p: Affine,
+    pub(crate) k1: Half,
+    pub(crate) k2: Half,
+}
+
+impl Base {
+    /// `k * p`, split.
+    pub(crate) fn new(p: Affine, k: &Scalar) -> Self {
+        let (k1, k2) = glv_split(k);
+        Self { p, k1, k2 }
+    }
+
+    /// `k * p` for `|k| < 2^128` given directly (no split).
+    pub(crate) fn half(p: Affine, k1: Half) -> Self {
+        Self {
+            p,
+            k1,
+            k2: Half::default(),
+        }
+    }
+}
+
+/// A fixed-base comb table (see the module docs).
+pub(crate) struct CombTable {
+    points: Vec<Affine>,
+}
+
+impl CombTable {
+    /// Builds the table for `p` (about 2,200 Jacobian additions and one inversion).
+    pub(crate) fn new(p: &Affine) -> Self {
+        let total = COMB_ROWS * COMB_ROW;
+        let mut jac: Vec<Jacobian> = Vec::with_capacity(total);
+        let mut row_base = Jacobian::from_affine(p);
+        for _ in 0..COMB_ROWS {
+            let mut cur = row_base;
+            for _ in 0..COMB_ROW {
+                jac.push(cur);
+                cur = cur.add(&row_base);
+            }
+            // cur = 129 * base here; next base = 256 * base.
+            for _ in 0..COMB_W {
+                row_base = row_base.double();
+            }
+        }
+        let mut prefix = vec![Fe::ZERO; total];
+        let mut points = vec![Affine::PLACEHOLDER; total];
+        if !batch_normalize(&jac, &mut prefix, &mut points) {
+            points.clear();
+        }
+        Self { points }
+    }
+
+    fn entry(&self, row: usize, m: usize) -> Option<&Affine> {
+        self.points.get(row * COMB_ROW + m.checked_sub(1)?)
+    }
+
+    /// Adds `k * P` (or `k * lambda(P)` when `endo`) to `acc`: at most 17 mixed additions.
+    pub(crate) fn mul_add(&self, acc: &mut Jacobian, k: Half, endo: bool, beta: &Fe) {
+        let mut digits = [0i16; COMB_ROWS];
+        let n = signed_digits(k.mag, COMB_W, &mut digits);
+        for (row, &d) in digits.iter().enumerate().take(n) {
+            if d == 0 {
+                continue;
+            }
+            let Some(p) = self.entry(row, usize::from(d.unsigned_abs())) else {
+                continue;
+            };
+            let mut q = if endo { p.endo(beta) } else { *p };
+            if (d < 0) != k.neg {
+                q = q.neg();
+            }
+            *acc = acc.add_affine(&q);
+        }
+    }
+
+    /// Adds `k * P` to `acc` for a full scalar (GLV split, at most 34 mixed additions).
+    pub(crate) fn mul_add_scalar(&self, acc: &mut Jacobian, k: &Scalar) {
+        let (k1, k2) = glv_split(k);
+        let beta = consts().beta;
+        self.mul_add(acc, k1, false, &beta);
+        self.mul_add(acc, k2, true, &beta);
+    }
+
+    /// The window-8 wNAF table: `m * P` at index `m - 1`, `m = 1..=128`.
+    fn first_row(&self) -> &[Affine] {
+        self.points.get(..COMB_ROW).unwrap_or(&[])
+    }
+}
+
+/// The generator's comb table, built on first use (about 15 million instructions, once
+/// per process). Call [`crate::warm_up`] to build it ahead of time.
+pub(crate) fn generator_table() -> &'static CombTable {
+    static TABLE: OnceLock<CombTable> = OnceLock::new();
+    TABLE.get_or_init(|| CombTable::new(&consts().g))
+}
+
+/// Looks up `d * T` in a table of odd multiples (`T[i] = (2i + 1) P`) or of all multiples
+/// (`T[i] = (i + 1) P`), applying the endomorphism and the sign.
+#[inline]
+fn lookup(
+    table: &[Affine],
+    d: i16,
+    all_multiples: bool,
+    neg: bool,
+    endo: bool,
+    beta: &Fe,
+) -> Option<Affine> {
+    let m = usize::from(d.unsigned_abs());
+    let idx = if all_multiples { m - 1 } else { m / 2 };
+    let p = table.get(idx)?;
+    let mut q = if endo { p.endo(beta) } else { *p };
+    if (d < 0) != neg {
+        q = q.neg();
+    }
+    Some(q)
+}
+
+/// Straus scratch space: borrowed slices so that callers can use the stack or vectors.
+pub(crate) struct StrausScratch<'s> {
+    /// `STRAUS_TABLE` per base.
+    pub(crate) jac: &'s mut [Jacobian],
+    /// `STRAUS_TABLE` per base.
+    pub(crate) prefix: &'s mut [Fe],
+    /// `STRAUS_TABLE` per base.
+    pub(crate) tables: &'s mut [Affine],
+    /// Two per base.
+    pub(crate) wnafs: &'s mut [[i16; WNAF_LEN]],
+}
+
+/// `sum(bases) + g * G` with Straus' method. `g` is the GLV-split generator scalar.
+/// Returns `None` when the scratch is too small.
+pub(crate) fn straus(
+    bases: &[Base],
+    g: Option<(Half, Half)>,
+    s: &mut StrausScratch<'_>,
+) -> Option<Jacobian> {
+    let beta = consts().beta;
+    let nb = bases.len();
+    let jac = s.jac.get_mut(..nb * STRAUS_TABLE)?;
+    for (chunk, b) in jac.chunks_exact_mut(STRAUS_TABLE).zip(bases) {
+        fill_odd_multiples(&b.p, chunk);
+    }
+    let tables = s.tables.get_mut(..nb * STRAUS_TABLE)?;
+    if !batch_normalize(jac, s.prefix.get_mut(..nb * STRAUS_TABLE)?, tables) {
+        return None;
+    }
+    let tables: &[Affine] = tables;
+    let wnafs = s.wnafs.get_mut(..2 * nb)?;
+    let mut top = 0;
+    for (pair, b) in wnafs.chunks_exact_mut(2).zip(bases) {
+        if let [w1, w2] = pair {
+            top = top
+                .max(wnaf(b.k1.mag, STRAUS_W, w1))
+                .max(wnaf(b.k2.mag, STRAUS_W, w2));
+        }
+    }
+    let gtab = generator_table().first_row();
+    let mut gw = [[0i16; WNAF_LEN]; 2];
+    let (g1, g2) = g.unwrap_or_default();
+    let [gw1, gw2] = &mut gw;
+    top = top
+        .max(wnaf(g1.mag, COMB_W, gw1))
+        .max(wnaf(g2.mag, COMB_W, gw2));
+    let mut acc = Jacobian::INFINITY;
+    for i in (0..top).rev() {
+        acc = acc.double();
+        for ((pair, b), table) in wnafs
+            .chunks_exact(2)
+            .zip(bases)
+            .zip(tables.chunks_exact(STRAUS_TABLE))
+        {
+            if let [w1, w2] = pair {
+                if let Some(&d) = w1.get(i).filter(|d| **d != 0) {
+                    acc = acc.add_affine(&lookup(table, d, false, b.k1.neg, false, &beta)?);
+                }
+                if let Some(&d) = w2.get(i).filter(|d| **d != 0) {
+                    acc = acc.add_affine(&lookup(table, d, false, b.k2.neg, true, &beta)?);
+                }
+            }
+        }
+        if let Some(&d) = gw1.get(i).filter(|d| **d != 0) {
+            acc = acc.add_affine(&lookup(gtab, d, true, g1.neg, false, &beta)?);
+        }
+        if let Some(&d) = gw2.get(i).filter(|d| **d != 0) {
+            acc = acc.add_affine(&lookup(gtab, d, true, g2.neg, true, &beta)?);
+        }
+    }
+    Some(acc)
+}
+
+fn fill_odd_multiples(p: &Affine, out: &mut [Jacobian]) {
+    // `odd_multiples` appends to a Vec; do the same steps into the slice.
+    let d = Jacobian::from_affine(p).double();
+    crate::point::odd_multiples_into(p, &d, out);
+}
+
+/// Pippenger scratch (vectors reserved once, resized within capacity).
+#[derive(Default)]
+pub(crate) struct PippengerScratch {
+    /// Flattened point halves: the point (with endomorphism and sign applied) and magnitude.
+    pub(crate) points: Vec<(Affine, u128)>,
+    digits: Vec<i16>,
+    buckets: Vec<Jacobian>,
+}
+
+impl PippengerScratch {
+    /// Reserves room for `halves` point halves.
+    pub(crate) fn with_capacity(halves: usize) -> Self {
+        Self {
+            points: Vec::with_capacity(halves),
+            digits: Vec::with_capacity(halves * PIPPENGER_MAX_WINDOWS),
+            buckets: Vec::with_capacity(1 << (PIPPENGER_MAX_C - 1)),
+        }
+    }
+
+    /// Clears the point list.
+    pub(crate) fn clear(&mut self) {
+        self.points.clear();
+    }
+
+    /// Appends `k1 * P + k2 * lambda(P)` as up to two point halves.
+    pub(crate) fn push_base(&mut self, b: &Base, beta: &Fe) {
+        if b.k1.mag != 0 {
+            let p = if b.k1.neg { b.p.neg() } else { b.p };
+            self.points.push((p, b.k1.mag));
+        }
+        if b.k2.mag != 0 {
+            let p = b.p.endo(beta);
+            let p = if b.k2.neg { p.neg() } else { p };
+            self.points.push((p, b.k2.mag));
+        }
+    }
+}
+
+/// Pippenger window for `n` point halves (minimises rounds x (n + 1.5 * 2^c)).
+fn pippenger_window(n: usize) -> u32 {
+    let mut best = PIPPENGER_MIN_C;
+    let mut best_cost = usize::MAX;
+    for c in PIPPENGER_MIN_C..=PIPPENGER_MAX_C {
+        let rounds = 129usize.div_ceil(c as usize);
+        let cost = rounds * (2 * n + 3 * (1usize << c));
+        if cost < best_cost {
+            best_cost = cost;
+            best = c;
+        }
+    }
+    best
+}
+
+/// `sum(points)` with Pippenger's bucket method.
+pub(crate) fn pippenger(s: &mut PippengerScratch) -> Jacobian {
+    let n = s.points.len();
+    let c = pippenger_window(n);
+    let windows = 129usize.div_ceil(c as usize);
+    s.digits.clear();
+    s.digits.resize(n * windows, 0);
+    for (i, (_, mag)) in s.points.iter().enumerate() {
+        let mut tmp = [0i16; PIPPENGER_MAX_WINDOWS];
+        signed_digits(*mag, c, &mut tmp);
+        // Window-major layout.
+        for (w, &d) in tmp.iter().enumerate().take(windows) {
+            if let Some(slot) = s.digits.get_mut(w * n + i) {
+                *slot = d;
+            }
+        }
+    }
+    let nbuckets = 1usize << (c - 1);
+    let mut acc = Jacobian::INFINITY;
+    for w in (0..windows).rev() {
+        for _ in 0..c {
+            acc = acc.double();
+        }
+        s.buckets.clear();
+        s.buckets.resize(nbuckets, Jacobian::INFINITY);
+        let Some(row) = s.digits.get(w * n..(w + 1) * n) else {
+            continue;
+        };
+        for (&d, (p, _)) in row.iter().zip(&s.points) {
+            if d == 0 {
+                continue;
+            }
+            let idx = usize::from(d.unsigned_abs()) - 1;
+            if let Some(bucket) = s.buckets.get_mut(idx) {
+                *bucket = if d < 0 {
+                    bucket.add_affine(&p.neg())
+                } else {
+                    bucket.add_affine(p)
+                };
+            }
+        }
+        let mut running = Jacobian::INFINITY;
+        let mut sum = Jacobian::INFINITY;
+        for b in s.buckets.iter().rev() {
+            running = running.add(b);
+            sum = sum.add(&running);
+        }
+        acc = acc.add(&sum);
+    }
+    acc
+}

@@ -1,0 +1,374 @@
+//! Field elements and secp256k1 points in the representations the verifiers need.
+//!
+//! k256's `ProjectivePoint` offers only the complete Renes–Costello–Batina formulas
+//! (about 3,250 instructions per mixed addition). Verification is variable-time by nature
+//! (all inputs are public), so this module builds Jacobian points on k256's public
+//! lazily-reduced `FieldElement` with the classic incomplete formulas:
+//!
+//! | operation | field cost | notes |
+//! |---|---|---|
+//! | [`Jacobian::add_affine`] | 8M + 3S | mixed addition, falls back to doubling when the inputs are equal |
+//! | [`Jacobian::add`] | 12M + 4S | used for Pippenger bucket sums and table building |
+//! | [`Jacobian::double`] | 3M + 4S | `a = 0` doubling |
+//! | [`batch_normalize`] | 1 inversion + 3M per point | Montgomery's trick |
+//!
+//! Magnitudes (k256's lazy reduction) are kept at 1 between operations: every output
+//! coordinate is `normalize_weak`ed. Debug builds of k256 check magnitudes at run time,
+//! so the test suite catches any violation.
+
+use k256::elliptic_curve::hazmat::FieldArithmetic;
+use k256::{FieldBytes, Secp256k1};
+use std::sync::OnceLock;
+
+/// k256's field element (5x52 limbs, lazy reduction).
+pub(crate) type Fe = <Secp256k1 as FieldArithmetic>::FieldElement;
+
+/// An affine point that is never the identity.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Affine {
+    /// x coordinate, magnitude 1, normalized.
+    pub(crate) x: Fe,
+    /// y coordinate, magnitude 1, normalized.
+    pub(crate) y: Fe,
+}
+
+/// A point in Jacobian coordinates `(X/Z^2, Y/Z^3)`, or the identity.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Jacobian {
+    x: Fe,
+    y: Fe,
+    z: Fe,
+    infinity: bool,
+}
+
+/// Curve constants built once.
+pub(crate) struct Consts {
+    /// The generator.
+    pub(crate) g: Affine,
+    /// Cube root of unity in the field: `(x, y) -> (beta x, y)` multiplies by lambda.
+    pub(crate) beta: Fe,
+}
+
+fn fe_from_hex(hex: &str) -> Option<Fe> {
+    let mut bytes = [0u8; 32];
+    let digits = hex.as_bytes();
+    if digits.len() != 64 {
+        return None;
+    }
+    for (out, pair) in bytes.iter_mut().zip(digits.chunks_exact(2)) {
+        let hi = char::from(*pair.first()?).to_digit(16)?;
+        let lo = char::from(*pair.get(1)?).to_digit(16)?;
+        *out = u8::try_from(hi * 16 + lo).ok()?;
+    }
+    Option::from(Fe::from_bytes(&FieldBytes::from(bytes)))
+}
+
+/// The curve constants (parsed once per process).
+pub(crate) fn consts() -> &'static Consts {
+    static CONSTS: OnceLock<Consts> = OnceLock::new();
+    CONSTS.get_or_init(|| {
+        let parse = |hex| fe_from_hex(hex).unwrap_or(Fe::ZERO);
+        Consts {
+            g: Affine {
+                x: parse("79be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798"),
+                y: parse("483ada7726a3c4655da4fbfc0e1108a8fd17b448a68554199c47d08ffb10d4b8"),
+            },
+            beta: parse("7ae96a2b657c07106e64479eac3434e99cf0497512f58995c1396c28719501ee"),
+        }
+    })
+}
+
+/// `x^3 + 7`.
+fn curve_rhs(x: &Fe) -> Fe {
+    x.square().mul(x) + Fe::from_u64(7)
+}
+
+impl Affine {
+    /// A placeholder value for scratch buffers (not a curve point).
+    pub(crate) const PLACEHOLDER: Self = Self {
+        x: Fe::ZERO,
+        y: Fe::ZERO,
+    };
+
+    /// The point with this x coordinate and the requested y parity (`lift_x` in BIP340).
+    /// `None` when `x^3 + 7` has no square root.
+    pub(crate) fn lift_x(x: &Fe, odd: bool) -> Option<Self> {
+        let y = Option::<Fe>::from(curve_rhs(x).sqrt())?.normalize();
+        let y = if bool::from(y.is_odd()) == odd {
+            y
+        } else {
+            y.negate(1).normalize()
+        };
+        Some(Self {
+            x: x.normalize(),
+            y,
+        })
+    }
+
+    /// Decodes an x coordinate from 32 big-endian bytes; `None` when it is not below p.
+    pub(crate) fn fe_from_bytes(bytes: &[u8; 32]) -> Option<Fe> {
+        Option::from(Fe::from_bytes(&FieldBytes::from(*bytes)))
+    }
+
+    /// Decodes a 33-byte SEC1 compressed point.
+    pub(crate) fn from_compressed(bytes: &[u8; 33]) -> Result<Self, PointDecodeError> {
+        let (tag, rest) = bytes.split_first().ok_or(PointDecodeError::Tag(0))?;
+        let odd = match *tag {
+            0x02 => false,
+            0x03 => true,
+            other => return Err(PointDecodeError::Tag(other)),
+        };
+        let mut xb = [0u8; 32];
+        xb.copy_from_slice(rest);
+        let x = Self::fe_from_bytes(&xb).ok_or(PointDecodeError::XOutOfRange)?;
+        Self::lift_x(&x, odd).ok_or(PointDecodeError::NotOnCurve)
+    }
+
+    /// 33-byte SEC1 compressed encoding.
+    pub(crate) fn to_compressed(self) -> [u8; 33] {
+        let mut out = [0u8; 33];
+        out[0] = if bool::from(self.y.normalize().is_odd()) {
+            3
+        } else {
+            2
+        };
+        out[1..].copy_from_slice(&self.x.normalize().to_bytes());
+        out
+    }
+
+    /// `-self`.
+    pub(crate) fn neg(&self) -> Self {
+        Self {
+            x: self.x,
+            y: self.y.negate(1).normalize_weak(),
+        }
+    }
+
+    /// `lambda * self = (beta x, y)`.
+    pub(crate) fn endo(&self, beta: &Fe) -> Self {
+        Self {
+            x: self.x.mul(beta).normalize_weak(),
+            y: self.y,
+        }
+    }
+
+    /// Whether both coordinates are equal.
+    pub(crate) fn eq(&self, other: &Self) -> bool {
+        (self.x + other.x.negate(1)).normalizes_to_zero().into()
+            && bool::from((self.y + other.y.negate(1)).normalizes_to_zero())
+    }
+}
+
+/// Why a compressed point did not decode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum PointDecodeError {
+    /// First byte not 0x02 or 0x03.
+    Tag(u8),
+    /// x >= p.
+    XOutOfRange,
+    /// `x^3 + 7` is not a square.
+    NotOnCurve,
+}
+
+impl Jacobian {
+    /// The identity.
+    pub(crate) const INFINITY: Self = Self {
+        x: Fe::ZERO,
+        y: Fe::ONE,
+        z: Fe::ZERO,
+        infinity: true,
+    };
+
+    /// Embeds an affine point.
+    pub(crate) fn from_affine(p: &Affine) -> Self {
+        Self {
+            x: p.x,
+            y: p.y,
+            z: Fe::ONE,
+            infinity: false,
+        }
+    }
+
+    /// Whether this is the identity.
+    pub(crate) fn is_infinity(&self) -> bool {
+        self.infinity
+    }
+
+    /// `2 * self` (3M + 4S).
+    pub(crate) fn double(&self) -> Self {
+        if self.infinity {
+            return *self;
+        }
+        // secp256k1 has no point of order 2, so y != 0 here.
+        let s = self.y.square(); // Y^2
+        let m = self.x.square().mul_single(3); // 3X^2, magnitude 3
+        let t = self.x.mul(&s); // X Y^2
+        let x3 = (m.square() + t.mul_single(8).negate(8)).normalize_weak(); // M^2 - 8T
+        let four_t_minus_x3 = t.mul_single(4) + x3.negate(1); // magnitude 6
+        let y3 = (m.mul(&four_t_minus_x3) + s.square().mul_single(8).negate(8)).normalize_weak();
+        let z3 = self.y.mul(&self.z).double().normalize_weak();
+        Self {
+            x: x3,
+            y: y3,
+            z: z3,
+            infinity: false,
+        }
+    }
+
+    /// `self + b` for affine `b` (8M + 3S). `b`'s coordinates may have magnitude up to 2.
+    pub(crate) fn add_affine(&self, b: &Affine) -> Self {
+        if self.infinity {
+            return Self {
+                x: b.x.normalize_weak(),
+                y: b.y.normalize_weak(),
+                z: Fe::ONE,
+                infinity: false,
+            };
+        }
+        let z12 = self.z.square();
+        let u2 = b.x.mul(&z12);
+        let s2 = b.y.mul(&z12).mul(&self.z);
+        let h = u2 + self.x.negate(1); // magnitude 3
+        let i = s2 + self.y.negate(1); // magnitude 3
+        if bool::from(h.normalizes_to_zero()) {
+            return if bool::from(i.normalizes_to_zero()) {
+                self.double()
+            } else {
+                Self::INFINITY
+            };
+        }
+        let h2 = h.square();
+        let h3 = h2.mul(&h);
+        let t = self.x.mul(&h2);
+        let z3 = self.z.mul(&h);
+        let x3 = (i.square() + h3.negate(1) + t.double().negate(2)).normalize_weak();
+        let y3 = (i.mul(&(t + x3.negate(1))) + h3.mul(&self.y).negate(1)).normalize_weak();
+        Self {
+            x: x3,
+            y: y3,
+            z: z3,
+            infinity: false,
+        }
+    }
+
+    /// `self + b` for Jacobian `b` (12M + 4S).
+    pub(crate) fn add(&self, b: &Self) -> Self {
+        if self.infinity {
+            return *b;
+        }
+        if b.infinity {
+            return *self;
+        }
+        let z1z1 = self.z.square();
+        let z2z2 = b.z.square();
+        let u1 = self.x.mul(&z2z2);
+        let u2 = b.x.mul(&z1z1);
+        let s1 = self.y.mul(&z2z2).mul(&b.z);
+        let s2 = b.y.mul(&z1z1).mul(&self.z);
+        let h = u2 + u1.negate(1);
+        let r = s2 + s1.negate(1);
+        if bool::from(h.normalizes_to_zero()) {
+            return if bool::from(r.normalizes_to_zero()) {
+                self.double()
+            } else {
+                Self::INFINITY
+            };
+        }
+        let h2 = h.square();
+        let h3 = h2.mul(&h);
+        let t = u1.mul(&h2);
+        let z3 = self.z.mul(&b.z).mul(&h);
+        let x3 = (r.square() + h3.negate(1) + t.double().negate(2)).normalize_weak();
+        let y3 = (r.mul(&(t + x3.negate(1))) + h3.mul(&s1).negate(1)).normalize_weak();
+        Self {
+            x: x3,
+            y: y3,
+            z: z3,
+            infinity: false,
+        }
+    }
+
+    /// The affine point (one inversion), `None` for the identity.
+    pub(crate) fn to_affine(self) -> Option<Affine> {
+        if self.infinity {
+            return None;
+        }
+        let zinv = Option::<Fe>::from(self.z.invert_vartime())?;
+        let zinv2 = zinv.square();
+        Some(Affine {
+            x: self.x.mul(&zinv2).normalize(),
+            y: self.y.mul(&zinv2).mul(&zinv).normalize(),
+        })
+    }
+
+    /// Whether `self` equals the affine point `b`, without inversion.
+    pub(crate) fn eq_affine(&self, b: &Affine) -> bool {
+        if self.infinity {
+            return false;
+        }
+        let z2 = self.z.square();
+        let x_eq = (b.x.mul(&z2) + self.x.negate(1)).normalizes_to_zero();
+        let y_eq = (b.y.mul(&z2).mul(&self.z) + self.y.negate(1)).normalizes_to_zero();
+        bool::from(x_eq) && bool::from(y_eq)
+    }
+
+    /// Multiplies `z` by `c` (maps a point of the isomorphic curve `y^2 = x^3 + 7 c^6`
+    /// with coordinates taken as-is back to secp256k1).
+    fn scale_z(&mut self, c: &Fe) {
+        self.z = self.z.mul(c);
+    }
+}
+
+/// Converts `points` to affine with one field inversion (Montgomery's trick), writing
+/// `out[i]` for `points[i]`; `prefix` is scratch. All three slices must have the same
+/// length and no point may be the identity; otherwise returns `false`.
+pub(crate) fn batch_normalize(points: &[Jacobian], prefix: &mut [Fe], out: &mut [Affine]) -> bool {
+    if prefix.len() != points.len() || out.len() != points.len() {
+        return false;
+    }
+    let mut acc = Fe::ONE;
+    for (p, pre) in points.iter().zip(prefix.iter_mut()) {
+        if p.infinity {
+            return false;
+        }
+        *pre = acc;
+        acc = acc.mul(&p.z);
+    }
+    let Some(mut inv) = Option::<Fe>::from(acc.invert_vartime()) else {
+        return false;
+    };
+    for ((p, pre), o) in points.iter().zip(prefix.iter()).zip(out.iter_mut()).rev() {
+        let zinv = inv.mul(pre);
+        inv = inv.mul(&p.z);
+        let zinv2 = zinv.square();
+        *o = Affine {
+            x: p.x.mul(&zinv2).normalize(),
+            y: p.y.mul(&zinv2).mul(&zinv).normalize(),
+        };
+    }
+    true
+}
+
+/// Odd multiples `P, 3P, 5P, ...` of `p` into `out`, given `d = 2P`, in Jacobian
+/// coordinates. Uses the isomorphic-curve trick so that every step is a mixed addition:
+/// with `2P = (X, Y, Z)`, the point `(X, Y)` is affine on the curve `y^2 = x^3 + 7 Z^6`,
+/// where `P` is `(x Z^2, y Z^3)`; results are mapped back by multiplying `Z` by `Z(2P)`.
+pub(crate) fn odd_multiples_into(p: &Affine, d: &Jacobian, out: &mut [Jacobian]) {
+    let c = d.z;
+    let c2 = c.square();
+    let d_iso = Affine { x: d.x, y: d.y };
+    let mut cur = Jacobian {
+        x: p.x.mul(&c2).normalize_weak(),
+        y: p.y.mul(&c2).mul(&c).normalize_weak(),
+        z: Fe::ONE,
+        infinity: false,
+    };
+    for (i, slot) in out.iter_mut().enumerate() {
+        if i > 0 {
+            cur = cur.add_affine(&d_iso);
+        }
+        let mut real = cur;
+        real.scale_z(&c);
+        *slot = real;
+    }
+}

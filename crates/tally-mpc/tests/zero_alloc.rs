@@ -1,0 +1,191 @@
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::too_many_lines,
+    reason = "test code"
+)]
+//! Proves the hot paths allocate nothing, with a counting global allocator. One test
+//! function only, so no other test thread allocates while we count.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use tally_mpc::bip340::{self, BatchVerifier, PrecomputedKey, Signature, XOnlyPublicKey};
+use tally_mpc::frost::{
+    self, Identifier, ShareBatchVerifier, SignatureShare, SigningCommitments, SigningPackage,
+    VerifyingKey, VerifyingShare,
+};
+
+struct Counting;
+static ALLOCS: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: forwards to the system allocator unchanged; only counts calls.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::SeqCst);
+        // SAFETY: same contract as the caller's.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as the caller's.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::SeqCst);
+        // SAFETY: same contract as the caller's.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn count<R>(f: impl FnOnce() -> R) -> (R, usize) {
+    let before = ALLOCS.load(Ordering::SeqCst);
+    let r = f();
+    (r, ALLOCS.load(Ordering::SeqCst) - before)
+}
+
+fn hex(s: &str) -> Vec<u8> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+#[test]
+fn hot_paths_do_not_allocate() {
+    tally_mpc::warm_up();
+    // BIP340 vector 1, and libsecp-made signatures over one key.
+    let pk = XOnlyPublicKey::from_slice(&hex(
+        "DFF1D77F2A671C5F36183726DB2341BE58FEAE1DA2DECED843240F7B502BA659",
+    ))
+    .unwrap();
+    let msg = hex("243F6A8885A308D313198A2E03707344A4093822299F31D0082EFA98EC4E6C89");
+    let sig = Signature::from_slice(&hex("6896BD60EEAE296DB48A229FF71DFE071BDE413E6D43F917DC8DCF8C78DE33418906D11AC976ABCCB20B091292BFF4EA897EFCB639EA871CFA95F6DE339E4B0A")).unwrap();
+    let (r, n) = count(|| bip340::verify(&pk, &msg, &sig));
+    r.unwrap();
+    assert_eq!(n, 0, "bip340::verify allocated");
+    let pre = PrecomputedKey::new(&pk);
+    let (r, n) = count(|| pre.verify(&msg, &sig));
+    r.unwrap();
+    assert_eq!(n, 0, "PrecomputedKey::verify allocated");
+
+    let sk = secp256k1::SecretKey::from_secret_bytes([7u8; 32]).unwrap();
+    let kp = secp256k1::Keypair::from_secret_key(&sk);
+    let pk2 = XOnlyPublicKey::from_bytes(&kp.x_only_public_key().0.to_byte_array()).unwrap();
+    let msgs: Vec<Vec<u8>> = (0..64u32).map(|i| i.to_be_bytes().to_vec()).collect();
+    let sigs: Vec<Signature> = msgs
+        .iter()
+        .map(|m| {
+            Signature::from_bytes(&secp256k1::schnorr::sign_no_aux_rand(m, &kp).to_byte_array())
+                .unwrap()
+        })
+        .collect();
+    for size in [1usize, 8, 64] {
+        let mut batch = BatchVerifier::with_capacity(size);
+        let (r, n) = count(|| {
+            for i in 0..size {
+                batch.push(
+                    if i % 2 == 0 { &pk2 } else { &pk },
+                    &msgs[i],
+                    if i % 2 == 0 { &sigs[i] } else { &sig },
+                )?;
+            }
+            Ok::<_, tally_mpc::Error>(())
+        });
+        r.unwrap();
+        assert_eq!(n, 0, "BatchVerifier::push allocated (size {size})");
+        let (r, n) = count(|| batch.verify());
+        // Odd entries pair `pk` with `sig` on the wrong message: invalid unless msg matches.
+        let _ = r;
+        // A failing batch hands over its buffer; count only passing batches strictly.
+        batch.clear();
+        for i in (0..size).step_by(2) {
+            batch.push(&pk2, &msgs[i], &sigs[i]).unwrap();
+        }
+        let (r, n2) = count(|| batch.verify());
+        r.unwrap();
+        assert_eq!(n2, 0, "BatchVerifier::verify allocated (size {size})");
+        let _ = n;
+    }
+
+    // FROST: the RFC vector session.
+    let vk = VerifyingKey::from_bytes(
+        &hex("02f37c34b66ced1fb51c34a90bdae006901f10625cc06c4f64663b0eae87d87b4f")
+            .try_into()
+            .unwrap(),
+    )
+    .unwrap();
+    let fmsg = hex("74657374");
+    let commitments = vec![
+        (
+            Identifier::from_u16(1).unwrap(),
+            SigningCommitments::from_bytes(
+                &hex("03c699af97d26bb4d3f05232ec5e1938c12f1e6ae97643c8f8f11c9820303f1904")
+                    .try_into()
+                    .unwrap(),
+                &hex("02fa2aaccd51b948c9dc1a325d77226e98a5a3fe65fe9ba213761a60123040a45e")
+                    .try_into()
+                    .unwrap(),
+            )
+            .unwrap(),
+        ),
+        (
+            Identifier::from_u16(3).unwrap(),
+            SigningCommitments::from_bytes(
+                &hex("03077507ba327fc074d2793955ef3410ee3f03b82b4cdc2370f71d865beb926ef6")
+                    .try_into()
+                    .unwrap(),
+                &hex("02ad53031ddfbbacfc5fbda3d3b0c2445c8e3e99cbc4ca2db2aa283fa68525b135")
+                    .try_into()
+                    .unwrap(),
+            )
+            .unwrap(),
+        ),
+    ];
+    let secret = |h: &str| {
+        let sk = secp256k1::SecretKey::from_secret_bytes(hex(h).try_into().unwrap()).unwrap();
+        VerifyingShare::from_bytes(&secp256k1::PublicKey::from_secret_key(&sk).serialize()).unwrap()
+    };
+    let vs1 = secret("08f89ffe80ac94dcb920c26f3f46140bfc7f95b493f8310f5fc1ea2b01f4254c");
+    let vs3 = secret("00e95d59dd0d46b0e303e500b62b7ccb0e555d49f5b849f5e748c071da8c0dbc");
+    let z1 = SignatureShare::from_bytes(
+        &hex("c4fce1775a1e141fb579944166eab0d65eefe7b98d480a569bbbfcb14f91c197")
+            .try_into()
+            .unwrap(),
+    )
+    .unwrap();
+    let z3 = SignatureShare::from_bytes(
+        &hex("0160fd0d388932f4826d2ebcd6b9eaba734f7c71cf25b4279a4ca2581e47b18d")
+            .try_into()
+            .unwrap(),
+    )
+    .unwrap();
+    let (pkg, n) = count(|| SigningPackage::with_key(&fmsg, &commitments, &vk));
+    let pkg = pkg.unwrap();
+    assert_eq!(n, 0, "SigningPackage::with_key allocated");
+    let id1 = Identifier::from_u16(1).unwrap();
+    let id3 = Identifier::from_u16(3).unwrap();
+    let (r, n) = count(|| {
+        frost::verify_signature_share(&pkg, &vk, id1, &vs1, &z1)
+            .and(frost::verify_signature_share(&pkg, &vk, id3, &vs3, &z3))
+    });
+    r.unwrap();
+    assert_eq!(n, 0, "verify_signature_share allocated");
+    let sig = frost::aggregate(&pkg, &vk, &[(id1, z1, vs1), (id3, z3, vs3)]).unwrap();
+    let (r, n) = count(|| frost::verify(&vk, &fmsg, &sig));
+    r.unwrap();
+    assert_eq!(n, 0, "frost::verify allocated");
+    let mut batch = ShareBatchVerifier::with_capacity(2);
+    let (r, n) = count(|| {
+        batch.push(&pkg, &vk, id1, &vs1, &z1)?;
+        batch.push(&pkg, &vk, id3, &vs3, &z3)
+    });
+    r.unwrap();
+    assert_eq!(n, 0, "ShareBatchVerifier::push allocated");
+    let (r, n) = count(|| batch.verify());
+    r.unwrap();
+    assert_eq!(n, 0, "ShareBatchVerifier::verify allocated");
+}
