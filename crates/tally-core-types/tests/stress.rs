@@ -1,0 +1,96 @@
+//! Two-thread stress test: 50 million messages through the ring, order and checksum
+//! checked, mixing single and batch operations on both sides.
+#![allow(clippy::unwrap_used, clippy::indexing_slicing, reason = "test code")]
+#![cfg(not(tally_loom))]
+
+use tally_core_types::SpscRing;
+
+const MESSAGES: u64 = 50_000_000;
+
+fn mix(x: u64) -> u64 {
+    x.wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(17)
+}
+
+#[test]
+fn fifty_million_messages_in_order_with_checksum() {
+    let mut ring = SpscRing::<u64, 1024>::new();
+    let (mut tx, mut rx) = ring.split();
+    let sent_sum = std::thread::scope(|s| {
+        let producer = s.spawn(move || {
+            let mut sum = 0u64;
+            let mut next = 0u64;
+            let mut batch = [0u64; 64];
+            while next < MESSAGES {
+                if next % 3 == 0 {
+                    // Batch push of up to 64 values.
+                    let n = (MESSAGES - next).min(64) as usize;
+                    for (k, b) in batch[..n].iter_mut().enumerate() {
+                        *b = next + k as u64;
+                    }
+                    let pushed = tx.push_slice(&batch[..n]);
+                    for v in &batch[..pushed] {
+                        sum = sum.wrapping_add(mix(*v));
+                    }
+                    next += pushed as u64;
+                } else if tx.push(next).is_ok() {
+                    sum = sum.wrapping_add(mix(next));
+                    next += 1;
+                }
+                if tx.len() == tx.capacity() {
+                    std::hint::spin_loop();
+                }
+            }
+            sum
+        });
+        let mut expected = 0u64;
+        let mut sum = 0u64;
+        let mut buf = [0u64; 48];
+        let mut round = 0u64;
+        while expected < MESSAGES {
+            round += 1;
+            if round % 2 == 0 {
+                let n = rx.pop_slice(&mut buf);
+                for v in &buf[..n] {
+                    assert_eq!(*v, expected, "out of order");
+                    sum = sum.wrapping_add(mix(*v));
+                    expected += 1;
+                }
+            } else if let Some(v) = rx.pop() {
+                assert_eq!(v, expected, "out of order");
+                sum = sum.wrapping_add(mix(v));
+                expected += 1;
+            } else {
+                std::hint::spin_loop();
+            }
+        }
+        assert_eq!(rx.pop(), None);
+        assert_eq!(producer.join().unwrap(), sum, "checksum mismatch");
+        sum
+    });
+    assert_ne!(sent_sum, 0);
+}
+
+#[test]
+fn static_ring_outlives_a_scope() {
+    let ring: &'static mut SpscRing<String, 8> = SpscRing::leak();
+    let (mut tx, mut rx) = ring.split();
+    let handle = std::thread::spawn(move || {
+        for i in 0..1000 {
+            let mut v = format!("m{i}");
+            while let Err(back) = tx.push(v) {
+                v = back;
+                std::thread::yield_now();
+            }
+        }
+    });
+    for i in 0..1000 {
+        loop {
+            if let Some(v) = rx.pop() {
+                assert_eq!(v, format!("m{i}"));
+                break;
+            }
+            std::thread::yield_now();
+        }
+    }
+    handle.join().unwrap();
+}
