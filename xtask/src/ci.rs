@@ -108,28 +108,20 @@ pub fn ci(root: &Path) -> Result<()> {
     lint::lint(root)?;
 
     eprintln!("== ci: loom model checks");
-    let loom_test = root.join("crates/tally-core-types/tests/loom.rs");
-    if loom_test.is_file() {
-        util::run(
-            util::cargo()
-                .current_dir(root)
-                .env("RUSTFLAGS", "--cfg tally_loom")
-                .env("CARGO_TARGET_DIR", root.join("target/loom"))
-                .args([
-                    "test",
-                    "-p",
-                    "tally-core-types",
-                    "--release",
-                    "--test",
-                    "loom",
-                ]),
-        )?;
-    } else {
-        eprintln!(
-            "ci: {} does not exist yet, so there is no loom test to run",
-            loom_test.display()
-        );
-    }
+    util::run(
+        util::cargo()
+            .current_dir(root)
+            .env("RUSTFLAGS", "--cfg tally_loom")
+            .env("CARGO_TARGET_DIR", root.join("target/loom"))
+            .args([
+                "test",
+                "-p",
+                "tally-core-types",
+                "--release",
+                "--test",
+                "loom",
+            ]),
+    )?;
 
     eprintln!("== ci: instruction-count gate");
     if gate(root, &GateOptions::default())? {

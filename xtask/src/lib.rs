@@ -47,8 +47,10 @@ commands:
   bench-compare --base A --head B [--threshold PCT] [--config FILE]
                 [--markdown FILE] [--chart FILE.svg]
                 [--filter F] [--rounds N] [--instructions | --instructions-only]
+                [--repo DIR]
                             A and B: result files or git refs (refs are built and
-                            benched in worktrees, interleaved over N rounds, default 2)
+                            benched in worktrees, interleaved over N rounds, default 2;
+                            refs of the repository DIR, default this workspace)
                             exit 0: no regression, 1: regression, 2: bad input
   gate [--refresh] [--config FILE] [--baseline FILE] [--markdown FILE] [--chart FILE]
                             instruction-count gate against bench-baseline/instructions.json
@@ -177,8 +179,19 @@ fn bench_compare(root: &Path, mut args: Args) -> Result<bool> {
         })
         .transpose()?
         .unwrap_or(2);
+    let repo = args.path("--repo")?;
     let (wall, instructions) = args.modes()?;
     args.finish()?;
+    let root = match &repo {
+        Some(dir) if dir.is_dir() => dir.as_path(),
+        Some(dir) => {
+            return Err(Error::bad_input(format!(
+                "--repo {} is not a directory",
+                dir.display()
+            )));
+        }
+        None => root,
+    };
 
     let mut config = match &config_path {
         Some(p) => Config::load(p)?,
