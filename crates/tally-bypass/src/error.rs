@@ -111,6 +111,9 @@ pub enum BypassError {
         /// The value given.
         value: u64,
     },
+    /// A transmit failed (see [`crate::TxError`]).
+    #[error(transparent)]
+    Tx(#[from] crate::transport::TxError),
     /// The frame pool refused.
     #[error(transparent)]
     Core(#[from] tally_core_types::CoreError),
