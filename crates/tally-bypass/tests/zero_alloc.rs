@@ -14,7 +14,6 @@ mod common;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::net::{SocketAddrV4, UdpSocket};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -23,17 +22,26 @@ use tally_bypass::packet::{UdpFlow, reply_in_place};
 use tally_bypass::{PacketConfig, PacketSocket, PacketTransport, RxBatch, XskConfig, XskSocket};
 
 struct Counting;
-static ALLOCS: AtomicU64 = AtomicU64::new(0);
 thread_local! {
+    // Per thread, so that tests running in parallel do not see each other's allocations.
     static COUNTING: Cell<bool> = const { Cell::new(false) };
+    static ALLOCS: Cell<u64> = const { Cell::new(0) };
+}
+
+fn count_one() {
+    if COUNTING.with(Cell::get) {
+        ALLOCS.with(|a| a.set(a.get() + 1));
+    }
+}
+
+fn allocs() -> u64 {
+    ALLOCS.with(Cell::get)
 }
 
 // SAFETY: forwards to the system allocator; only counts.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if COUNTING.with(Cell::get) {
-            ALLOCS.fetch_add(1, Ordering::Relaxed);
-        }
+        count_one();
         // SAFETY: same contract as ours.
         unsafe { System.alloc(layout) }
     }
@@ -42,9 +50,7 @@ unsafe impl GlobalAlloc for Counting {
         unsafe { System.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if COUNTING.with(Cell::get) {
-            ALLOCS.fetch_add(1, Ordering::Relaxed);
-        }
+        count_one();
         // SAFETY: same contract as ours.
         unsafe { System.realloc(ptr, layout, new_size) }
     }
@@ -59,7 +65,7 @@ const PORT: u16 = 9300;
 /// returns (received, allocations while counting).
 fn hot_loop<T: PacketTransport>(t: &mut T, flow: &UdpFlow, want: u64) -> (u64, u64) {
     let payload = [7u8; 64];
-    let before = ALLOCS.load(Ordering::Relaxed);
+    let before = allocs();
     COUNTING.with(|c| c.set(true));
     let mut got = 0u64;
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -85,7 +91,7 @@ fn hot_loop<T: PacketTransport>(t: &mut T, flow: &UdpFlow, want: u64) -> (u64, u
         let _ = t.stats();
     }
     COUNTING.with(|c| c.set(false));
-    (got, ALLOCS.load(Ordering::Relaxed) - before)
+    (got, allocs() - before)
 }
 
 fn run<T: PacketTransport, F: FnOnce(&str) -> T + Send + 'static>(tag: &str, open: F) {
@@ -152,10 +158,10 @@ fn af_packet_rx_tx_paths_do_not_allocate() {
 
 #[test]
 fn the_counter_sees_allocations() {
-    let before = ALLOCS.load(Ordering::Relaxed);
+    let before = allocs();
     COUNTING.with(|c| c.set(true));
     let v = std::hint::black_box(vec![1u8; 10]);
     COUNTING.with(|c| c.set(false));
     drop(v);
-    assert_eq!(ALLOCS.load(Ordering::Relaxed) - before, 1);
+    assert_eq!(allocs() - before, 1);
 }
