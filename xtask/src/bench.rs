@@ -170,12 +170,14 @@ pub fn collect_criterion(
             if !path.is_dir() {
                 continue;
             }
-            if path.file_name().is_some_and(|n| n == "new") {
-                let estimates = path.join("estimates.json");
-                let benchmark = path.join("benchmark.json");
-                if !estimates.is_file() || !benchmark.is_file() {
-                    continue;
-                }
+            let estimates = path.join("estimates.json");
+            let benchmark = path.join("benchmark.json");
+            // A bench may itself be called `new` (`ring/new/new/...`): a `new` directory
+            // without criterion's files is searched like any other.
+            if path.file_name().is_some_and(|n| n == "new")
+                && estimates.is_file()
+                && benchmark.is_file()
+            {
                 if let Some(since) = since {
                     let fresh = std::fs::metadata(&estimates)
                         .and_then(|m| m.modified())
@@ -447,6 +449,52 @@ mod tests {
         let stderr = "==1== Callgrind, a call-graph generating cache profiler\n==1== Events    : Ir\n==1== Collected : 1234567\n==1==\n==1== I   refs:      1,234,567\n";
         assert_eq!(parse_collected(stderr), Some(1_234_567));
         assert_eq!(parse_collected("nothing"), None);
+    }
+
+    #[test]
+    fn reads_criterion_estimates() {
+        let home = std::env::temp_dir().join(format!("xtask-criterion-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&home);
+        let write = |dir: &str, full_id: &str, median: f64| {
+            let d = home.join(dir);
+            std::fs::create_dir_all(&d).unwrap();
+            std::fs::write(
+                d.join("benchmark.json"),
+                format!(r#"{{"group_id":"g","function_id":"f","value_str":null,"throughput":null,"full_id":"{full_id}","directory_name":"{dir}","title":"{full_id}"}}"#),
+            )
+            .unwrap();
+            std::fs::write(
+                d.join("estimates.json"),
+                format!(
+                    r#"{{"mean":{{"confidence_interval":{{"confidence_level":0.95,"lower_bound":1.0,"upper_bound":2.0}},"point_estimate":1.5,"standard_error":0.1}},
+                       "median":{{"confidence_interval":{{"confidence_level":0.95,"lower_bound":{lo},"upper_bound":{hi}}},"point_estimate":{median},"standard_error":0.1}},
+                       "median_abs_dev":null,"slope":null,"std_dev":null}}"#,
+                    lo = median - 1.0,
+                    hi = median + 2.0
+                ),
+            )
+            .unwrap();
+        };
+        write("grp/fast/new", "grp/fast", 10.0);
+        write("grp/param/64/new", "grp/param/64", 100.0);
+        write("grp/fast/base", "grp/fast", 999.0); // criterion's previous run: ignored
+        write("grp/new/new", "grp/new", 5.0); // a bench called `new`
+        std::fs::create_dir_all(home.join("report")).unwrap();
+        let found = collect_criterion(&home, None).unwrap();
+        let ids: Vec<&str> = found.iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(ids, ["grp/fast", "grp/new", "grp/param/64"]);
+        assert_eq!(
+            found[0].wall,
+            Some(WallClock {
+                median_ns: 10.0,
+                low_ns: 9.0,
+                high_ns: 12.0
+            })
+        );
+        // Only estimates written since a point in time.
+        let later = SystemTime::now() + std::time::Duration::from_secs(3600);
+        assert!(collect_criterion(&home, Some(later)).unwrap().is_empty());
+        let _ = std::fs::remove_dir_all(&home);
     }
 
     #[test]
