@@ -1,0 +1,109 @@
+//! The BPF side against the real kernel: a rejected program returns the verifier log;
+//! native and generic attach report their mode and detach on drop; a second socket on a
+//! busy queue fails after the bounded EBUSY retry with an error that says what to do.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "test code"
+)]
+
+mod common;
+
+use std::time::Instant;
+
+use tally_bypass::netns::{Side, VethConfig};
+use tally_bypass::{
+    BypassError, XdpFilter, XdpLink, XdpMode, XdpModeChoice, XdpProgram, XskConfig, XskMap,
+    XskSocket, bpf::steering_program,
+};
+
+#[test]
+fn verifier_rejection_carries_the_log() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("SKIP: bpf(2) needs root");
+        return;
+    }
+    // A program that reads r2 before writing it: the verifier must refuse.
+    let map = XskMap::new(4).unwrap();
+    let mut insns = steering_program(&XdpFilter::All, map.raw_fd()).unwrap();
+    insns.truncate(insns.len() - 1); // drop the final `exit`
+    match XdpProgram::load(&insns, "tally_bad") {
+        Err(BypassError::Verifier { log, .. }) => {
+            eprintln!("verifier log: {log}");
+            assert!(!log.trim().is_empty());
+        }
+        other => panic!("expected a verifier error, got {other:?}"),
+    }
+    let good = XdpProgram::load(
+        &steering_program(&XdpFilter::UdpDstPorts(vec![1, 2, 3]), map.raw_fd()).unwrap(),
+        "ok",
+    );
+    assert!(good.is_ok(), "{good:?}");
+}
+
+#[test]
+fn native_and_generic_attach_and_detach_on_drop() {
+    let Some(pair) = common::veth_or_skip("xattach", VethConfig::default()) else {
+        return;
+    };
+    let ifb = pair.config().if_b.clone();
+    for (choice, mode) in [
+        (XdpModeChoice::Native, XdpMode::Native),
+        (XdpModeChoice::Generic, XdpMode::Generic),
+    ] {
+        let ifb = ifb.clone();
+        let link_mode = pair
+            .run_in(Side::B, move || {
+                let map = XskMap::new(4).unwrap();
+                let prog = XdpProgram::load(
+                    &steering_program(&XdpFilter::UdpDstPorts(vec![9]), map.raw_fd()).unwrap(),
+                    "t",
+                )
+                .unwrap();
+                let c = std::ffi::CString::new(ifb.as_str()).unwrap();
+                // SAFETY: valid C string; runs inside namespace B.
+                let ifindex = unsafe { libc::if_nametoindex(c.as_ptr()) };
+                assert_ne!(ifindex, 0);
+                let link = XdpLink::attach(&prog, ifindex, choice).unwrap();
+                (link.mode(), link)
+            })
+            .unwrap();
+        assert_eq!(link_mode.0, mode);
+        assert!(pair.xdp_attached(Side::B).unwrap());
+        drop(link_mode);
+        assert!(
+            !pair.xdp_attached(Side::B).unwrap(),
+            "{mode:?} link must detach on drop"
+        );
+    }
+}
+
+#[test]
+fn busy_queue_fails_after_bounded_retry() {
+    let Some(pair) = common::veth_or_skip("xbusy", VethConfig::default()) else {
+        return;
+    };
+    let ifb = pair.config().if_b.clone();
+    let (attempts, secs, msg) = pair
+        .run_in(Side::B, move || {
+            let _first = XskSocket::open(&ifb, 0, XskConfig::default()).unwrap();
+            let t = Instant::now();
+            let err = XskSocket::open(&ifb, 0, XskConfig::default()).unwrap_err();
+            let attempts = match &err {
+                BypassError::Bind { attempts, .. } => *attempts,
+                other => panic!("expected a bind error, got {other}"),
+            };
+            (attempts, t.elapsed().as_secs_f64(), err.to_string())
+        })
+        .unwrap();
+    eprintln!("{msg} ({secs:.2} s)");
+    assert!(msg.contains("EBUSY"));
+    assert!(
+        attempts > 1 && attempts <= 40,
+        "bounded retries: {attempts}"
+    );
+    assert!(secs < 10.0);
+}
