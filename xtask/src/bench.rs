@@ -492,7 +492,7 @@ mod tests {
             })
         );
         // Only estimates written since a point in time.
-        let later = SystemTime::now() + std::time::Duration::from_secs(3600);
+        let later = SystemTime::now() + std::time::Duration::from_hours(1);
         assert!(collect_criterion(&home, Some(later)).unwrap().is_empty());
         let _ = std::fs::remove_dir_all(&home);
     }
