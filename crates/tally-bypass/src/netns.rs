@@ -139,6 +139,38 @@ impl Drop for NetnsGuard {
     }
 }
 
+/// Deletes namespaces named like [`VethPair`]'s (`tally-<tag>-<pid>-<n>-a|b`) whose
+/// creating process no longer exists (it was killed before its guards could run).
+/// Returns how many were deleted. [`VethPair::new`] calls it first.
+pub fn cleanup_stale() -> usize {
+    let Ok(dir) = std::fs::read_dir("/var/run/netns") else {
+        return 0;
+    };
+    let mut deleted = 0;
+    for entry in dir.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(rest) = name.strip_prefix("tally-") else {
+            continue;
+        };
+        let mut parts = rest.rsplit('-');
+        let (Some(side), Some(n), Some(pid)) = (parts.next(), parts.next(), parts.next()) else {
+            continue;
+        };
+        let well_formed =
+            matches!(side, "a" | "b") && n.parse::<u32>().is_ok() && parts.next().is_some();
+        let Ok(pid) = pid.parse::<u32>() else {
+            continue;
+        };
+        if well_formed
+            && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+            && run_ip(&["netns", "del", &name]).is_ok()
+        {
+            deleted += 1;
+        }
+    }
+    deleted
+}
+
 /// Addresses of a [`VethPair`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VethConfig {
@@ -210,12 +242,14 @@ pub struct VethPair {
 }
 
 impl VethPair {
-    /// Creates namespaces `tally-<tag>-<pid>-<n>-{a,b}` and the veth pair between them.
+    /// Creates namespaces `tally-<tag>-<pid>-<n>-{a,b}` and the veth pair between them,
+    /// after deleting stale ones left by killed processes ([`cleanup_stale`]).
     ///
     /// # Errors
     /// [`BypassError::Netns`] (root and iproute2 are needed). Whatever was created is
     /// deleted again.
     pub fn new(tag: &str, config: VethConfig) -> Result<Self> {
+        cleanup_stale();
         let n = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         let base = format!("tally-{tag}-{}-{n}", std::process::id());
         let a = NetnsGuard::new(&format!("{base}-a"))?;

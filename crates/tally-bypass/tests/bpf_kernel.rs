@@ -107,3 +107,22 @@ fn busy_queue_fails_after_bounded_retry() {
     );
     assert!(secs < 10.0);
 }
+
+#[test]
+fn stale_namespaces_of_dead_processes_are_removed() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("SKIP: namespaces need root");
+        return;
+    }
+    // A pid that cannot be alive (above the kernel's maximum, 2^22).
+    let name = "tally-stale-4999999-0-a";
+    let st = std::process::Command::new("ip")
+        .args(["netns", "add", name])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    // (A parallel test's VethPair::new may clean it up first: only the outcome counts.)
+    tally_bypass::netns::cleanup_stale();
+    assert!(!tally_bypass::netns::NetnsGuard::exists(name));
+}
