@@ -1,6 +1,463 @@
-//! Instruction-count kernels for `tally-mpc` (added with that crate's benches).
+//! Instruction-count kernels and shared fixtures for `tally-mpc`, side by side with
+//! libsecp256k1 (`secp256k1`), k256 0.14 and the Zcash Foundation's `frost-secp256k1` 3.
+//!
+//! Units: `bip340_verify/*` is one verification per iteration; `bip340_batch<n>/*` is one
+//! whole batch of `n` (push + verify) per iteration, so divide by `n` for a per-signature
+//! figure; `frost_share3/*` is one 3-of-5 session's three share checks per iteration
+//! (Tally includes building the `SigningPackage`), divide by 3; `frost_batch258/*` is 86
+//! sessions' 258 shares (packages included; `_prebuilt`: packages built before the loop)
+//! per iteration, divide by 258.
+#![allow(
+    clippy::missing_panics_doc,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::cast_possible_truncation,
+    clippy::type_complexity,
+    reason = "bench fixtures"
+)]
 
 use super::Kernel;
+use std::collections::BTreeMap;
+use std::hint::black_box;
+use tally_mpc::bip340;
+use tally_mpc::frost;
+
+/// One BIP340 fixture: key bytes, 32-byte message, signature bytes.
+#[derive(Clone)]
+pub struct Bip340Case {
+    /// x-only key.
+    pub pk: [u8; 32],
+    /// Message.
+    pub msg: [u8; 32],
+    /// Signature.
+    pub sig: [u8; 64],
+}
+
+/// `n` signatures by `n` distinct keys (or one key when `one_key`), made with libsecp256k1.
+pub fn bip340_cases(n: usize, one_key: bool) -> Vec<Bip340Case> {
+    let kp_of = |i: u64| {
+        let mut b = [0u8; 32];
+        b[..8].copy_from_slice(&(i + 1).to_be_bytes());
+        b[31] = 1;
+        secp256k1::Keypair::from_secret_key(&secp256k1::SecretKey::from_secret_bytes(b).unwrap())
+    };
+    (0..n as u64)
+        .map(|i| {
+            let kp = kp_of(if one_key { 0 } else { i });
+            let mut msg = [0u8; 32];
+            msg[..8].copy_from_slice(&i.to_le_bytes());
+            let sig = secp256k1::schnorr::sign_no_aux_rand(&msg, &kp).to_byte_array();
+            Bip340Case {
+                pk: kp.x_only_public_key().0.to_byte_array(),
+                msg,
+                sig,
+            }
+        })
+        .collect()
+}
+
+/// Parsed Tally inputs.
+pub fn tally_parse(cases: &[Bip340Case]) -> Vec<(bip340::XOnlyPublicKey, bip340::Signature)> {
+    cases
+        .iter()
+        .map(|c| {
+            (
+                bip340::XOnlyPublicKey::from_bytes(&c.pk).unwrap(),
+                bip340::Signature::from_bytes(&c.sig).unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// Parsed libsecp256k1 inputs.
+pub fn libsecp_parse(
+    cases: &[Bip340Case],
+) -> Vec<(secp256k1::XOnlyPublicKey, secp256k1::schnorr::Signature)> {
+    cases
+        .iter()
+        .map(|c| {
+            (
+                secp256k1::XOnlyPublicKey::from_byte_array(c.pk).unwrap(),
+                secp256k1::schnorr::Signature::from_byte_array(c.sig),
+            )
+        })
+        .collect()
+}
+
+/// Parsed k256 inputs.
+pub fn k256_parse(
+    cases: &[Bip340Case],
+) -> Vec<(k256::schnorr::VerifyingKey, k256::schnorr::Signature)> {
+    cases
+        .iter()
+        .map(|c| {
+            (
+                k256::schnorr::VerifyingKey::from_bytes(&c.pk.into()).unwrap(),
+                k256::schnorr::Signature::try_from(c.sig.as_slice()).unwrap(),
+            )
+        })
+        .collect()
+}
+
+const FIXTURES: usize = 64;
+
+fn verify_tally_cold(iters: u64) -> u64 {
+    let cases = bip340_cases(FIXTURES, false);
+    let parsed = tally_parse(&cases);
+    tally_mpc::warm_up();
+    let mut ok = 0;
+    for i in 0..iters as usize {
+        let (pk, sig) = &parsed[i % FIXTURES];
+        ok += u64::from(
+            bip340::verify(black_box(pk), &cases[i % FIXTURES].msg, black_box(sig)).is_ok(),
+        );
+    }
+    ok
+}
+
+fn verify_tally_precomputed(iters: u64) -> u64 {
+    let cases = bip340_cases(FIXTURES, true);
+    let parsed = tally_parse(&cases);
+    let pre = bip340::PrecomputedKey::new(&parsed[0].0);
+    tally_mpc::warm_up();
+    let mut ok = 0;
+    for i in 0..iters as usize {
+        let (_, sig) = &parsed[i % FIXTURES];
+        ok += u64::from(
+            black_box(&pre)
+                .verify(&cases[i % FIXTURES].msg, black_box(sig))
+                .is_ok(),
+        );
+    }
+    ok
+}
+
+fn verify_libsecp(iters: u64) -> u64 {
+    let cases = bip340_cases(FIXTURES, false);
+    let parsed = libsecp_parse(&cases);
+    let mut ok = 0;
+    for i in 0..iters as usize {
+        let (pk, sig) = &parsed[i % FIXTURES];
+        ok += u64::from(
+            secp256k1::schnorr::verify(black_box(sig), &cases[i % FIXTURES].msg, black_box(pk))
+                .is_ok(),
+        );
+    }
+    ok
+}
+
+fn verify_k256(iters: u64) -> u64 {
+    let cases = bip340_cases(FIXTURES, false);
+    let parsed = k256_parse(&cases);
+    let mut ok = 0;
+    for i in 0..iters as usize {
+        let (pk, sig) = &parsed[i % FIXTURES];
+        ok += u64::from(
+            black_box(pk)
+                .verify_raw(&cases[i % FIXTURES].msg, black_box(sig))
+                .is_ok(),
+        );
+    }
+    ok
+}
+
+/// One batch of `n` (push + verify) per iteration.
+pub fn batch_tally(n: usize, one_key: bool, iters: u64) -> u64 {
+    let cases = bip340_cases(n, one_key);
+    let parsed = tally_parse(&cases);
+    tally_mpc::warm_up();
+    let mut batch = bip340::BatchVerifier::with_capacity(n);
+    let mut ok = 0;
+    for _ in 0..iters {
+        batch.clear();
+        for ((pk, sig), c) in parsed.iter().zip(&cases) {
+            batch.push(pk, &c.msg, sig).unwrap();
+        }
+        ok += u64::from(batch.verify().is_ok());
+    }
+    ok
+}
+
+/// A FROST session's inputs in bytes, made with `frost-secp256k1`.
+pub struct FrostSession {
+    /// Message.
+    pub msg: Vec<u8>,
+    /// Group key.
+    pub vk: [u8; 33],
+    /// `(id, hiding, binding, share, verifying share)` per signer.
+    pub signers: Vec<([u8; 32], [u8; 33], [u8; 33], [u8; 32], [u8; 33])>,
+    /// frost-secp256k1 objects for the peer kernel.
+    pub zf: (
+        frost_secp256k1::SigningPackage,
+        frost_secp256k1::keys::PublicKeyPackage,
+        BTreeMap<frost_secp256k1::Identifier, frost_secp256k1::round2::SignatureShare>,
+    ),
+}
+
+/// `sessions` sessions of 3-of-5 under one key, each signed by a rotating 3-signer subset.
+pub fn frost_sessions(sessions: usize) -> Vec<FrostSession> {
+    use rand::SeedableRng;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(42);
+    let (shares, pubkeys) = frost_secp256k1::keys::generate_with_dealer(
+        5,
+        3,
+        frost_secp256k1::keys::IdentifierList::Default,
+        &mut rng,
+    )
+    .unwrap();
+    let kps: BTreeMap<_, _> = shares
+        .into_iter()
+        .map(|(id, s)| (id, frost_secp256k1::keys::KeyPackage::try_from(s).unwrap()))
+        .collect();
+    let ids: Vec<_> = kps.keys().copied().collect();
+    (0..sessions)
+        .map(|s| {
+            let chosen: Vec<_> = (0..3).map(|k| ids[(s + k) % 5]).collect();
+            let msg = format!("session {s}").into_bytes();
+            let mut nonces = BTreeMap::new();
+            let mut comms = BTreeMap::new();
+            for id in &chosen {
+                let (n, c) = frost_secp256k1::round1::commit(kps[id].signing_share(), &mut rng);
+                nonces.insert(*id, n);
+                comms.insert(*id, c);
+            }
+            let pkg = frost_secp256k1::SigningPackage::new(comms.clone(), &msg);
+            let zshares: BTreeMap<_, _> = chosen
+                .iter()
+                .map(|id| {
+                    (
+                        *id,
+                        frost_secp256k1::round2::sign(&pkg, &nonces[id], &kps[id]).unwrap(),
+                    )
+                })
+                .collect();
+            let signers = chosen
+                .iter()
+                .map(|id| {
+                    (
+                        id.serialize().try_into().unwrap(),
+                        comms[id].hiding().serialize().unwrap().try_into().unwrap(),
+                        comms[id].binding().serialize().unwrap().try_into().unwrap(),
+                        zshares[id].serialize().try_into().unwrap(),
+                        pubkeys.verifying_shares()[id]
+                            .serialize()
+                            .unwrap()
+                            .try_into()
+                            .unwrap(),
+                    )
+                })
+                .collect();
+            FrostSession {
+                msg,
+                vk: pubkeys
+                    .verifying_key()
+                    .serialize()
+                    .unwrap()
+                    .try_into()
+                    .unwrap(),
+                signers,
+                zf: (pkg, pubkeys.clone(), zshares),
+            }
+        })
+        .collect()
+}
+
+/// Decoded Tally inputs of one session.
+pub struct TallySession {
+    /// Group key.
+    pub vk: frost::VerifyingKey,
+    /// Commitments.
+    pub commitments: Vec<(frost::Identifier, frost::SigningCommitments)>,
+    /// `(id, share, verifying share)`.
+    pub shares: Vec<(
+        frost::Identifier,
+        frost::SignatureShare,
+        frost::VerifyingShare,
+    )>,
+}
+
+/// Decodes sessions for Tally.
+pub fn tally_sessions(sessions: &[FrostSession]) -> Vec<TallySession> {
+    sessions
+        .iter()
+        .map(|s| TallySession {
+            vk: frost::VerifyingKey::from_bytes(&s.vk).unwrap(),
+            commitments: s
+                .signers
+                .iter()
+                .map(|(id, h, b, _, _)| {
+                    (
+                        frost::Identifier::from_bytes(id).unwrap(),
+                        frost::SigningCommitments::from_bytes(h, b).unwrap(),
+                    )
+                })
+                .collect(),
+            shares: s
+                .signers
+                .iter()
+                .map(|(id, _, _, z, y)| {
+                    (
+                        frost::Identifier::from_bytes(id).unwrap(),
+                        frost::SignatureShare::from_bytes(z).unwrap(),
+                        frost::VerifyingShare::from_bytes(y).unwrap(),
+                    )
+                })
+                .collect(),
+        })
+        .collect()
+}
+
+const FROST_FIXTURES: usize = 16;
+
+fn frost_share3_tally(iters: u64) -> u64 {
+    let sessions = frost_sessions(FROST_FIXTURES);
+    let ts = tally_sessions(&sessions);
+    tally_mpc::warm_up();
+    let mut ok = 0;
+    for i in 0..iters as usize {
+        let (s, t) = (&sessions[i % FROST_FIXTURES], &ts[i % FROST_FIXTURES]);
+        let pkg = frost::SigningPackage::new(&s.msg, &t.commitments).unwrap();
+        for (id, z, y) in &t.shares {
+            ok +=
+                u64::from(frost::verify_signature_share(black_box(&pkg), &t.vk, *id, y, z).is_ok());
+        }
+    }
+    ok
+}
+
+fn frost_share3_zf(iters: u64) -> u64 {
+    let sessions = frost_sessions(FROST_FIXTURES);
+    let mut ok = 0;
+    for i in 0..iters as usize {
+        let (pkg, pubkeys, shares) = &sessions[i % FROST_FIXTURES].zf;
+        for (id, z) in shares {
+            let y = &pubkeys.verifying_shares()[id];
+            ok += u64::from(
+                frost_core::verify_signature_share(
+                    *id,
+                    y,
+                    z,
+                    black_box(pkg),
+                    pubkeys.verifying_key(),
+                )
+                .is_ok(),
+            );
+        }
+    }
+    ok
+}
+
+/// Sessions in the batched FROST kernel (3 shares each).
+pub const FROST_BATCH_SESSIONS: usize = 86;
+
+/// One batch of every share of `sessions` (packages built inside) per iteration.
+pub fn frost_batch_tally(sessions: &[FrostSession], ts: &[TallySession], iters: u64) -> u64 {
+    let total: usize = ts.iter().map(|t| t.shares.len()).sum();
+    let mut ok = 0;
+    for _ in 0..iters {
+        let pkgs: Vec<frost::SigningPackage<'_>> = sessions
+            .iter()
+            .zip(ts)
+            .map(|(s, t)| frost::SigningPackage::new(&s.msg, &t.commitments).unwrap())
+            .collect();
+        let mut batch = frost::ShareBatchVerifier::with_capacity(total);
+        for (p, t) in pkgs.iter().zip(ts) {
+            for (id, z, y) in &t.shares {
+                batch.push(p, &t.vk, *id, y, z).unwrap();
+            }
+        }
+        ok += u64::from(batch.verify().is_ok());
+    }
+    ok
+}
+
+/// Shares only: packages built (and bound to the key) before the loop, as a coordinator
+/// does once per session anyway to aggregate.
+fn frost_batch258_prebuilt(iters: u64) -> u64 {
+    let sessions = frost_sessions(FROST_BATCH_SESSIONS);
+    let ts = tally_sessions(&sessions);
+    tally_mpc::warm_up();
+    let pkgs: Vec<frost::SigningPackage<'_>> =
+        sessions.iter().zip(&ts).map(|(s, t)| frost::SigningPackage::with_key(&s.msg, &t.commitments, &t.vk).unwrap()).collect();
+    let total: usize = ts.iter().map(|t| t.shares.len()).sum();
+    let mut batch = frost::ShareBatchVerifier::with_capacity(total);
+    let mut ok = 0;
+    for _ in 0..iters {
+        batch.clear();
+        for (p, t) in pkgs.iter().zip(&ts) {
+            for (id, z, y) in &t.shares {
+                batch.push(p, &t.vk, *id, y, z).unwrap();
+            }
+        }
+        ok += u64::from(batch.verify().is_ok());
+    }
+    ok
+}
+
+fn frost_batch258_tally(iters: u64) -> u64 {
+    let sessions = frost_sessions(FROST_BATCH_SESSIONS);
+    let ts = tally_sessions(&sessions);
+    tally_mpc::warm_up();
+    frost_batch_tally(&sessions, &ts, iters)
+}
 
 /// The kernels of this module.
-pub const KERNELS: &[Kernel] = &[];
+pub const KERNELS: &[Kernel] = &[
+    Kernel {
+        id: "mpc/bip340_verify/libsecp256k1",
+        run: verify_libsecp,
+    },
+    Kernel {
+        id: "mpc/bip340_verify/k256",
+        run: verify_k256,
+    },
+    Kernel {
+        id: "mpc/bip340_verify/tally_cold",
+        run: verify_tally_cold,
+    },
+    Kernel {
+        id: "mpc/bip340_verify/tally_precomputed",
+        run: verify_tally_precomputed,
+    },
+    Kernel {
+        id: "mpc/bip340_batch1/tally",
+        run: |n| batch_tally(1, false, n),
+    },
+    Kernel {
+        id: "mpc/bip340_batch8/tally",
+        run: |n| batch_tally(8, false, n),
+    },
+    Kernel {
+        id: "mpc/bip340_batch64/tally",
+        run: |n| batch_tally(64, false, n),
+    },
+    Kernel {
+        id: "mpc/bip340_batch256/tally",
+        run: |n| batch_tally(256, false, n),
+    },
+    Kernel {
+        id: "mpc/bip340_batch1024/tally",
+        run: |n| batch_tally(1024, false, n),
+    },
+    Kernel {
+        id: "mpc/bip340_batch256_one_key/tally",
+        run: |n| batch_tally(256, true, n),
+    },
+    Kernel {
+        id: "mpc/frost_share3/frost_secp256k1",
+        run: frost_share3_zf,
+    },
+    Kernel {
+        id: "mpc/frost_share3/tally",
+        run: frost_share3_tally,
+    },
+    Kernel {
+        id: "mpc/frost_batch258/tally",
+        run: frost_batch258_tally,
+    },
+    Kernel {
+        id: "mpc/frost_batch258_prebuilt/tally",
+        run: frost_batch258_prebuilt,
+    },
+];

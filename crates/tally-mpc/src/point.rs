@@ -23,6 +23,24 @@ use std::sync::OnceLock;
 /// k256's field element (5x52 limbs, lazy reduction).
 pub(crate) type Fe = <Secp256k1 as FieldArithmetic>::FieldElement;
 
+/// Field multiplication through k256's `#[inline(always)]` operator path (the inherent
+/// `FieldElement::mul` is an out-of-line call, about 10% slower in the point formulas).
+pub(crate) trait FeMul {
+    /// `self * rhs`, magnitudes as for `FieldElement::mul`.
+    fn m(&self, rhs: &Fe) -> Fe;
+}
+
+impl FeMul for Fe {
+    #[allow(
+        clippy::inline_always,
+        reason = "measured: the out-of-line call costs about 3% of a verification"
+    )]
+    #[inline(always)]
+    fn m(&self, rhs: &Fe) -> Fe {
+        *self * rhs
+    }
+}
+
 /// An affine point that is never the identity.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Affine {
@@ -202,11 +220,11 @@ impl Jacobian {
         // secp256k1 has no point of order 2, so y != 0 here.
         let s = self.y.square(); // Y^2
         let m = self.x.square().mul_single(3); // 3X^2, magnitude 3
-        let t = self.x.mul(&s); // X Y^2
+        let t = self.x.m(&s); // X Y^2
         let x3 = (m.square() + t.mul_single(8).negate(8)).normalize_weak(); // M^2 - 8T
         let four_t_minus_x3 = t.mul_single(4) + x3.negate(1); // magnitude 6
-        let y3 = (m.mul(&four_t_minus_x3) + s.square().mul_single(8).negate(8)).normalize_weak();
-        let z3 = self.y.mul(&self.z).double().normalize_weak();
+        let y3 = (m.m(&four_t_minus_x3) + s.square().mul_single(8).negate(8)).normalize_weak();
+        let z3 = self.y.m(&self.z).double().normalize_weak();
         Self {
             x: x3,
             y: y3,
@@ -226,8 +244,8 @@ impl Jacobian {
             };
         }
         let z12 = self.z.square();
-        let u2 = b.x.mul(&z12);
-        let s2 = b.y.mul(&z12).mul(&self.z);
+        let u2 = b.x.m(&z12);
+        let s2 = b.y.m(&z12).m(&self.z);
         let h = u2 + self.x.negate(1); // magnitude 3
         let i = s2 + self.y.negate(1); // magnitude 3
         if bool::from(h.normalizes_to_zero()) {
@@ -238,11 +256,11 @@ impl Jacobian {
             };
         }
         let h2 = h.square();
-        let h3 = h2.mul(&h);
-        let t = self.x.mul(&h2);
-        let z3 = self.z.mul(&h);
+        let h3 = h2.m(&h);
+        let t = self.x.m(&h2);
+        let z3 = self.z.m(&h);
         let x3 = (i.square() + h3.negate(1) + t.double().negate(2)).normalize_weak();
-        let y3 = (i.mul(&(t + x3.negate(1))) + h3.mul(&self.y).negate(1)).normalize_weak();
+        let y3 = (i.m(&(t + x3.negate(1))) + h3.m(&self.y).negate(1)).normalize_weak();
         Self {
             x: x3,
             y: y3,
@@ -261,10 +279,10 @@ impl Jacobian {
         }
         let z1z1 = self.z.square();
         let z2z2 = b.z.square();
-        let u1 = self.x.mul(&z2z2);
-        let u2 = b.x.mul(&z1z1);
-        let s1 = self.y.mul(&z2z2).mul(&b.z);
-        let s2 = b.y.mul(&z1z1).mul(&self.z);
+        let u1 = self.x.m(&z2z2);
+        let u2 = b.x.m(&z1z1);
+        let s1 = self.y.m(&z2z2).m(&b.z);
+        let s2 = b.y.m(&z1z1).m(&self.z);
         let h = u2 + u1.negate(1);
         let r = s2 + s1.negate(1);
         if bool::from(h.normalizes_to_zero()) {
@@ -275,11 +293,11 @@ impl Jacobian {
             };
         }
         let h2 = h.square();
-        let h3 = h2.mul(&h);
-        let t = u1.mul(&h2);
-        let z3 = self.z.mul(&b.z).mul(&h);
+        let h3 = h2.m(&h);
+        let t = u1.m(&h2);
+        let z3 = self.z.m(&b.z).m(&h);
         let x3 = (r.square() + h3.negate(1) + t.double().negate(2)).normalize_weak();
-        let y3 = (r.mul(&(t + x3.negate(1))) + h3.mul(&s1).negate(1)).normalize_weak();
+        let y3 = (r.m(&(t + x3.negate(1))) + h3.m(&s1).negate(1)).normalize_weak();
         Self {
             x: x3,
             y: y3,
@@ -296,8 +314,8 @@ impl Jacobian {
         let zinv = Option::<Fe>::from(self.z.invert_vartime())?;
         let zinv2 = zinv.square();
         Some(Affine {
-            x: self.x.mul(&zinv2).normalize(),
-            y: self.y.mul(&zinv2).mul(&zinv).normalize(),
+            x: self.x.m(&zinv2).normalize(),
+            y: self.y.m(&zinv2).m(&zinv).normalize(),
         })
     }
 
@@ -307,8 +325,8 @@ impl Jacobian {
             return false;
         }
         let z2 = self.z.square();
-        let x_eq = (b.x.mul(&z2) + self.x.negate(1)).normalizes_to_zero();
-        let y_eq = (b.y.mul(&z2).mul(&self.z) + self.y.negate(1)).normalizes_to_zero();
+        let x_eq = (b.x.m(&z2) + self.x.negate(1)).normalizes_to_zero();
+        let y_eq = (b.y.m(&z2).m(&self.z) + self.y.negate(1)).normalizes_to_zero();
         bool::from(x_eq) && bool::from(y_eq)
     }
 
@@ -332,18 +350,18 @@ pub(crate) fn batch_normalize(points: &[Jacobian], prefix: &mut [Fe], out: &mut 
             return false;
         }
         *pre = acc;
-        acc = acc.mul(&p.z);
+        acc = acc.m(&p.z);
     }
     let Some(mut inv) = Option::<Fe>::from(acc.invert_vartime()) else {
         return false;
     };
     for ((p, pre), o) in points.iter().zip(prefix.iter()).zip(out.iter_mut()).rev() {
         let zinv = inv.mul(pre);
-        inv = inv.mul(&p.z);
+        inv = inv.m(&p.z);
         let zinv2 = zinv.square();
         *o = Affine {
-            x: p.x.mul(&zinv2).normalize(),
-            y: p.y.mul(&zinv2).mul(&zinv).normalize(),
+            x: p.x.m(&zinv2).normalize(),
+            y: p.y.m(&zinv2).m(&zinv).normalize(),
         };
     }
     true
@@ -358,8 +376,8 @@ pub(crate) fn odd_multiples_into(p: &Affine, d: &Jacobian, out: &mut [Jacobian])
     let c2 = c.square();
     let d_iso = Affine { x: d.x, y: d.y };
     let mut cur = Jacobian {
-        x: p.x.mul(&c2).normalize_weak(),
-        y: p.y.mul(&c2).mul(&c).normalize_weak(),
+        x: p.x.m(&c2).normalize_weak(),
+        y: p.y.m(&c2).m(&c).normalize_weak(),
         z: Fe::ONE,
         infinity: false,
     };
