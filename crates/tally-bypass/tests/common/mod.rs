@@ -150,3 +150,18 @@ pub fn assert_netns_gone(names: &[String; 2]) {
         );
     }
 }
+
+/// Whether the XDP program on `side` is gone within a second (link release and device
+/// update can complete just after the descriptor is closed).
+pub fn xdp_detached_soon(
+    pair: &tally_bypass::netns::VethPair,
+    side: tally_bypass::netns::Side,
+) -> bool {
+    for _ in 0..40 {
+        if !pair.xdp_attached(side).unwrap() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    false
+}
