@@ -6,6 +6,10 @@
 //! one kernel by id; `xtask` runs it under `valgrind --tool=callgrind` at two iteration
 //! counts and divides the difference in instructions by the difference in iterations, so
 //! set-up cost cancels and the result is instructions per iteration.
-#![allow(clippy::missing_panics_doc, reason = "bench support code, not a library users call")]
+#![allow(
+    clippy::missing_panics_doc,
+    reason = "bench support code, not a library users call"
+)]
 
 pub mod kernels;
+pub mod ring;

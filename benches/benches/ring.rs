@@ -1,0 +1,100 @@
+//! Criterion benches of Tally's SPSC ring against `rtrb` and `crossbeam-queue`, in the
+//! same groups: single-thread push+pop pair, two pinned threads (one item per op and
+//! batched), ping-pong round trip with a bare cache line as the floor.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "bench code"
+)]
+#![allow(missing_docs, reason = "criterion macros generate undocumented items")]
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use crossbeam_queue::ArrayQueue;
+use tally_benches::ring::{
+    CAPACITY, PingPong, Queue, expected_sum, pair_loop, ping_pong, throughput,
+};
+use tally_core_types::SpscRing;
+
+fn check_correctness() {
+    for q in Queue::ALL {
+        assert_eq!(
+            pair_loop(q, 10_000),
+            expected_sum(10_000),
+            "{} pair loop is wrong",
+            q.name()
+        );
+        // `throughput` asserts order internally.
+        throughput(q, 100_000, false);
+        throughput(q, 100_000, true);
+    }
+}
+
+fn pair(c: &mut Criterion) {
+    check_correctness();
+    let mut g = c.benchmark_group("ring_pair");
+    g.throughput(Throughput::Elements(1));
+    let mut ring = SpscRing::<u64, CAPACITY>::new();
+    let (mut p, mut cons) = ring.split();
+    g.bench_function("tally", |b| {
+        b.iter(|| {
+            p.push(black_box(1)).unwrap();
+            black_box(cons.pop())
+        });
+    });
+    let (mut rp, mut rc) = rtrb::RingBuffer::<u64>::new(CAPACITY);
+    g.bench_function("rtrb", |b| {
+        b.iter(|| {
+            rp.push(black_box(1)).unwrap();
+            black_box(rc.pop().ok())
+        });
+    });
+    let q = ArrayQueue::<u64>::new(CAPACITY);
+    g.bench_function("crossbeam", |b| {
+        b.iter(|| {
+            q.push(black_box(1)).unwrap();
+            black_box(q.pop())
+        });
+    });
+    g.finish();
+}
+
+fn two_threads(c: &mut Criterion) {
+    for (group, batched) in [
+        ("ring_throughput_single", false),
+        ("ring_throughput_batch256", true),
+    ] {
+        let mut g = c.benchmark_group(group);
+        g.throughput(Throughput::Elements(1));
+        g.sample_size(20);
+        g.measurement_time(Duration::from_secs(4));
+        for q in Queue::ALL {
+            if batched && q == Queue::Crossbeam {
+                continue; // ArrayQueue has no batch API.
+            }
+            g.bench_function(q.name(), |b| {
+                b.iter_custom(|iters| throughput(q, iters.max(1), batched))
+            });
+        }
+        g.finish();
+    }
+}
+
+fn round_trip(c: &mut Criterion) {
+    let mut g = c.benchmark_group("ring_ping_pong");
+    g.sample_size(20);
+    g.measurement_time(Duration::from_secs(3));
+    for kind in PingPong::ALL {
+        g.bench_function(kind.name(), |b| {
+            b.iter_custom(|iters| ping_pong(kind, iters.max(1), None))
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, pair, two_threads, round_trip);
+criterion_main!(benches);

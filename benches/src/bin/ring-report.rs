@@ -1,0 +1,136 @@
+//! `ring-report`: a quick side-by-side report of Tally's SPSC ring against `rtrb` and
+//! `crossbeam-queue` on this machine (about 20 seconds). Competitors are interleaved
+//! round by round and the report gives medians over rounds and ratios against rtrb, so
+//! machine drift hits every queue alike. For publication-grade numbers use
+//! `cargo bench -p tally-benches --bench ring` and the callgrind kernels.
+//!
+//! Usage: `ring-report [--rounds N]` (default 5).
+use std::process::ExitCode;
+use std::time::Instant;
+
+use tally_benches::ring::{PingPong, Queue, expected_sum, pair_loop, ping_pong, throughput};
+
+const PAIRS: u64 = 20_000_000;
+const MSGS: u64 = 5_000_000;
+const RTTS: u64 = 50_000;
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+fn percentile(sorted: &[u32], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    #[allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        clippy::cast_precision_loss,
+        reason = "index of a percentile"
+    )]
+    let i = (((sorted.len() - 1) as f64) * p).round() as usize;
+    sorted.get(i).map_or(f64::NAN, |v| f64::from(*v))
+}
+
+#[allow(clippy::cast_precision_loss, reason = "counts far below 2^52")]
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let rounds = match args.as_slice() {
+        [] => 5,
+        [flag, n] if flag == "--rounds" => match n.parse::<usize>() {
+            Ok(n) if n > 0 => n,
+            _ => {
+                eprintln!("ring-report: --rounds takes a positive whole number");
+                return ExitCode::from(2);
+            }
+        },
+        _ => {
+            eprintln!("usage: ring-report [--rounds N]");
+            return ExitCode::from(2);
+        }
+    };
+    let cores = core_affinity::get_core_ids().map_or(0, |c| c.len());
+    println!(
+        "tally ring report: {rounds} interleaved rounds, {cores} cores visible, capacity 1024, u64 items"
+    );
+    if cores < 2 {
+        println!("note: fewer than 2 cores; two-thread numbers share one core");
+    }
+
+    let mut pair_ns: Vec<Vec<f64>> = vec![Vec::new(); 3];
+    let mut single: Vec<Vec<f64>> = vec![Vec::new(); 3];
+    let mut batch: Vec<Vec<f64>> = vec![Vec::new(); 2];
+    let mut p50: Vec<Vec<f64>> = vec![Vec::new(); 4];
+    let mut p99: Vec<Vec<f64>> = vec![Vec::new(); 4];
+    let mut samples = vec![0u32; usize::try_from(RTTS).unwrap_or(0)];
+    for round in 0..rounds {
+        eprint!("\rround {}/{rounds}", round + 1);
+        for (k, q) in Queue::ALL.into_iter().enumerate() {
+            let t = Instant::now();
+            let sum = pair_loop(q, PAIRS);
+            let ns = t.elapsed().as_nanos() as f64 / PAIRS as f64;
+            if sum != expected_sum(PAIRS) {
+                eprintln!("\n{} returned a wrong sum: the queue is broken", q.name());
+                return ExitCode::FAILURE;
+            }
+            if let Some(v) = pair_ns.get_mut(k) {
+                v.push(ns);
+            }
+            let d = throughput(q, MSGS, false);
+            if let Some(v) = single.get_mut(k) {
+                v.push(MSGS as f64 / d.as_secs_f64() / 1e6);
+            }
+            if q != Queue::Crossbeam {
+                let d = throughput(q, MSGS, true);
+                if let Some(v) = batch.get_mut(k) {
+                    v.push(MSGS as f64 / d.as_secs_f64() / 1e6);
+                }
+            }
+        }
+        for (k, kind) in PingPong::ALL.into_iter().enumerate() {
+            ping_pong(kind, RTTS, Some(&mut samples));
+            samples.sort_unstable();
+            if let (Some(a), Some(b)) = (p50.get_mut(k), p99.get_mut(k)) {
+                a.push(percentile(&samples, 0.50));
+                b.push(percentile(&samples, 0.99));
+            }
+        }
+    }
+    eprintln!();
+    let med = |v: &mut Vec<Vec<f64>>, k: usize| v.get_mut(k).map_or(f64::NAN, |x| median(x));
+    let rtrb_pair = med(&mut pair_ns, 1);
+    let rtrb_single = med(&mut single, 1);
+    let rtrb_batch = med(&mut batch, 1);
+    println!("\nsingle thread push+pop pair (ns, median; ratio vs rtrb, lower is better)");
+    for (k, q) in Queue::ALL.into_iter().enumerate() {
+        let v = med(&mut pair_ns, k);
+        println!("  {:<10} {v:>8.2} ns   {:>5.2}x", q.name(), v / rtrb_pair);
+    }
+    println!(
+        "\ntwo pinned threads, one item per op (M msgs/s, median; ratio vs rtrb, higher is better)"
+    );
+    for (k, q) in Queue::ALL.into_iter().enumerate() {
+        let v = med(&mut single, k);
+        println!("  {:<10} {v:>8.1} M/s  {:>5.2}x", q.name(), v / rtrb_single);
+    }
+    println!("\ntwo pinned threads, batches of 256 (M msgs/s, median; ratio vs rtrb)");
+    for (k, q) in [Queue::Tally, Queue::Rtrb].into_iter().enumerate() {
+        let v = med(&mut batch, k);
+        println!("  {:<10} {v:>8.1} M/s  {:>5.2}x", q.name(), v / rtrb_batch);
+    }
+    let floor = med(&mut p50, 0);
+    println!(
+        "\nping-pong round trip (ns, median over rounds of each round's p50 / p99; p50 ratio vs bare cache line)"
+    );
+    for (k, kind) in PingPong::ALL.into_iter().enumerate() {
+        let a = med(&mut p50, k);
+        let b = med(&mut p99, k);
+        println!(
+            "  {:<16} p50 {a:>7.0}  p99 {b:>7.0}   {:>5.2}x",
+            kind.name(),
+            a / floor
+        );
+    }
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,488 @@
+//! SPSC ring workloads shared by the criterion bench (`benches/ring.rs`), the
+//! instruction-count kernels and the `ring-report` binary: Tally's [`SpscRing`] against
+//! `rtrb` and `crossbeam-queue`'s `ArrayQueue`, plus a bare cache line as the floor.
+//!
+//! Every workload checks what it receives (order and a sum), so a broken queue fails the
+//! bench instead of producing a fast number.
+
+use std::hint::black_box;
+use std::sync::Barrier;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use crossbeam_queue::ArrayQueue;
+use tally_core_types::{CachePadded, SpscRing};
+
+/// Ring capacity used by every workload (the same as the peers' measurements in
+/// `shared/notes/measured-sys.md`).
+pub const CAPACITY: usize = 1024;
+/// Items per batch in the batched workloads.
+pub const BATCH: usize = 256;
+
+/// The queues compared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Queue {
+    /// `tally_core_types::SpscRing`.
+    Tally,
+    /// `rtrb::RingBuffer`.
+    Rtrb,
+    /// `crossbeam_queue::ArrayQueue`.
+    Crossbeam,
+}
+
+impl Queue {
+    /// All queues, in report order.
+    pub const ALL: [Queue; 3] = [Queue::Tally, Queue::Rtrb, Queue::Crossbeam];
+
+    /// Short name used in bench ids.
+    pub fn name(self) -> &'static str {
+        match self {
+            Queue::Tally => "tally",
+            Queue::Rtrb => "rtrb",
+            Queue::Crossbeam => "crossbeam",
+        }
+    }
+}
+
+/// Single thread: `iters` push+pop pairs through a fresh ring; returns the sum popped.
+pub fn pair_loop(queue: Queue, iters: u64) -> u64 {
+    let mut sum = 0u64;
+    match queue {
+        Queue::Tally => {
+            let mut ring = SpscRing::<u64, CAPACITY>::new();
+            let (mut p, mut c) = ring.split();
+            for i in 0..iters {
+                if p.push(black_box(i)).is_err() {
+                    return u64::MAX;
+                }
+                sum = sum.wrapping_add(c.pop().unwrap_or(u64::MAX));
+            }
+        }
+        Queue::Rtrb => {
+            let (mut p, mut c) = rtrb::RingBuffer::<u64>::new(CAPACITY);
+            for i in 0..iters {
+                if p.push(black_box(i)).is_err() {
+                    return u64::MAX;
+                }
+                sum = sum.wrapping_add(c.pop().unwrap_or(u64::MAX));
+            }
+        }
+        Queue::Crossbeam => {
+            let q = ArrayQueue::<u64>::new(CAPACITY);
+            for i in 0..iters {
+                if q.push(black_box(i)).is_err() {
+                    return u64::MAX;
+                }
+                sum = sum.wrapping_add(q.pop().unwrap_or(u64::MAX));
+            }
+        }
+    }
+    sum
+}
+
+/// Called on every failed attempt of a spin loop: a PAUSE, and once every 1,024
+/// failures a `yield_now`, so that a bench on an oversubscribed machine (more runnable
+/// threads than cores) still makes progress instead of spinning out whole time slices.
+#[inline]
+pub fn relax(spins: &mut u32) {
+    *spins = spins.wrapping_add(1);
+    if *spins & 0x3FF == 0 {
+        std::thread::yield_now();
+    } else {
+        std::hint::spin_loop();
+    }
+}
+
+/// Pins the calling thread to the `index`-th core, if there is one.
+pub fn pin(index: usize) {
+    if let Some(id) = core_affinity::get_core_ids().and_then(|ids| ids.get(index).copied()) {
+        core_affinity::set_for_current(id);
+    }
+}
+
+/// Sum of `0..n`, what a consumer of the values `0..n` must add up to.
+pub fn expected_sum(n: u64) -> u64 {
+    (0..n).fold(0u64, u64::wrapping_add)
+}
+
+/// Two threads pinned to cores 0 (producer) and 1 (consumer) move the values `0..msgs`;
+/// returns the time from the common start until the consumer has seen the last one.
+/// `batched` uses the queue's slice API with [`BATCH`] items (crossbeam has none and
+/// moves items one at a time). Panics if the consumer sees a wrong sequence.
+pub fn throughput(queue: Queue, msgs: u64, batched: bool) -> Duration {
+    let start = Barrier::new(2);
+    match queue {
+        Queue::Tally => {
+            let mut ring = SpscRing::<u64, CAPACITY>::new();
+            let (mut p, mut c) = ring.split();
+            run_pair(
+                &start,
+                move || {
+                    let mut next = 0u64;
+                    let mut spins = 0u32;
+                    let mut buf = [0u64; BATCH];
+                    while next < msgs {
+                        if batched {
+                            let n = usize::try_from(msgs - next).unwrap_or(BATCH).min(BATCH);
+                            for (k, b) in buf.iter_mut().take(n).enumerate() {
+                                *b = next + k as u64;
+                            }
+                            let done = p.push_slice(buf.get(..n).unwrap_or(&[]));
+                            if done == 0 {
+                                relax(&mut spins);
+                            }
+                            next += done as u64;
+                        } else if p.push(next).is_ok() {
+                            next += 1;
+                        } else {
+                            relax(&mut spins);
+                        }
+                    }
+                },
+                move || {
+                    let mut expected = 0u64;
+                    let mut spins = 0u32;
+                    let mut buf = [0u64; BATCH];
+                    while expected < msgs {
+                        if batched {
+                            let n = c.pop_slice(&mut buf);
+                            if n == 0 {
+                                relax(&mut spins);
+                            }
+                            for v in buf.iter().take(n) {
+                                assert_eq!(*v, expected, "tally: out of order");
+                                expected += 1;
+                            }
+                        } else if let Some(v) = c.pop() {
+                            assert_eq!(v, expected, "tally: out of order");
+                            expected += 1;
+                        } else {
+                            relax(&mut spins);
+                        }
+                    }
+                },
+            )
+        }
+        Queue::Rtrb => {
+            let (mut p, mut c) = rtrb::RingBuffer::<u64>::new(CAPACITY);
+            run_pair(
+                &start,
+                move || {
+                    let mut next = 0u64;
+                    let mut spins = 0u32;
+                    let mut buf = [0u64; BATCH];
+                    while next < msgs {
+                        if batched {
+                            let n = usize::try_from(msgs - next).unwrap_or(BATCH).min(BATCH);
+                            for (k, b) in buf.iter_mut().take(n).enumerate() {
+                                *b = next + k as u64;
+                            }
+                            let (done, _) = p.push_partial_slice(buf.get(..n).unwrap_or(&[]));
+                            if done.is_empty() {
+                                relax(&mut spins);
+                            }
+                            next += done.len() as u64;
+                        } else if p.push(next).is_ok() {
+                            next += 1;
+                        } else {
+                            relax(&mut spins);
+                        }
+                    }
+                },
+                move || {
+                    let mut expected = 0u64;
+                    let mut spins = 0u32;
+                    let mut buf = [0u64; BATCH];
+                    while expected < msgs {
+                        if batched {
+                            let (got, _) = c.pop_partial_slice(&mut buf);
+                            if got.is_empty() {
+                                relax(&mut spins);
+                            }
+                            for v in got.iter() {
+                                assert_eq!(*v, expected, "rtrb: out of order");
+                                expected += 1;
+                            }
+                        } else if let Ok(v) = c.pop() {
+                            assert_eq!(v, expected, "rtrb: out of order");
+                            expected += 1;
+                        } else {
+                            relax(&mut spins);
+                        }
+                    }
+                },
+            )
+        }
+        Queue::Crossbeam => {
+            let q = ArrayQueue::<u64>::new(CAPACITY);
+            let q = &q;
+            run_pair(
+                &start,
+                move || {
+                    let mut next = 0u64;
+                    let mut spins = 0u32;
+                    while next < msgs {
+                        if q.push(next).is_ok() {
+                            next += 1;
+                        } else {
+                            relax(&mut spins);
+                        }
+                    }
+                },
+                move || {
+                    let mut expected = 0u64;
+                    let mut spins = 0u32;
+                    while expected < msgs {
+                        if let Some(v) = q.pop() {
+                            assert_eq!(v, expected, "crossbeam: out of order");
+                            expected += 1;
+                        } else {
+                            relax(&mut spins);
+                        }
+                    }
+                },
+            )
+        }
+    }
+}
+
+fn run_pair(
+    start: &Barrier,
+    producer: impl FnOnce() + Send,
+    consumer: impl FnOnce() + Send,
+) -> Duration {
+    std::thread::scope(|s| {
+        let cons = s.spawn(move || {
+            pin(1);
+            start.wait();
+            consumer();
+            Instant::now()
+        });
+        pin(0);
+        start.wait();
+        let t0 = Instant::now();
+        producer();
+        let end = cons
+            .join()
+            .unwrap_or_else(|_| panic!("consumer thread panicked"));
+        end.duration_since(t0)
+    })
+}
+
+/// What the ping-pong round trips are measured through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PingPong {
+    /// One of the queues: two rings, A→B and B→A.
+    Queue(Queue),
+    /// The floor: two 128-byte aligned atomics bounced between the threads.
+    BareCacheLine,
+}
+
+impl PingPong {
+    /// All variants, floor first.
+    pub const ALL: [PingPong; 4] = [
+        PingPong::BareCacheLine,
+        PingPong::Queue(Queue::Tally),
+        PingPong::Queue(Queue::Rtrb),
+        PingPong::Queue(Queue::Crossbeam),
+    ];
+
+    /// Short name used in bench ids.
+    pub fn name(self) -> &'static str {
+        match self {
+            PingPong::Queue(q) => q.name(),
+            PingPong::BareCacheLine => "bare_cache_line",
+        }
+    }
+}
+
+/// Runs `rounds` round trips between two threads pinned to cores 0 and 1. When
+/// `samples` is `Some`, each round trip's nanoseconds are written into it (it must hold
+/// `rounds` entries); returns the total time.
+pub fn ping_pong(kind: PingPong, rounds: u64, mut samples: Option<&mut [u32]>) -> Duration {
+    let start = Barrier::new(2);
+    let mut total = Duration::ZERO;
+    let mut record = |k: u64, t: Duration| {
+        total += t;
+        if let Some(s) = samples
+            .as_deref_mut()
+            .and_then(|s| s.get_mut(usize::try_from(k).unwrap_or(usize::MAX)))
+        {
+            *s = u32::try_from(t.as_nanos()).unwrap_or(u32::MAX);
+        }
+    };
+    match kind {
+        PingPong::BareCacheLine => {
+            let ping = CachePadded::new(AtomicU64::new(0));
+            let pong = CachePadded::new(AtomicU64::new(0));
+            let (ping, pong) = (&ping, &pong);
+            std::thread::scope(|s| {
+                s.spawn(|| {
+                    pin(1);
+                    start.wait();
+                    for i in 1..=rounds {
+                        {
+                            let mut spins = 0u32;
+                            while ping.load(Ordering::Acquire) != i {
+                                relax(&mut spins);
+                            }
+                        }
+                        pong.store(i, Ordering::Release);
+                    }
+                });
+                pin(0);
+                start.wait();
+                for i in 1..=rounds {
+                    let t = Instant::now();
+                    ping.store(i, Ordering::Release);
+                    {
+                        let mut spins = 0u32;
+                        while pong.load(Ordering::Acquire) != i {
+                            relax(&mut spins);
+                        }
+                    }
+                    record(i - 1, t.elapsed());
+                }
+            });
+        }
+        PingPong::Queue(Queue::Tally) => {
+            let mut a = SpscRing::<u64, CAPACITY>::new();
+            let mut b = SpscRing::<u64, CAPACITY>::new();
+            let (mut a_tx, mut a_rx) = a.split();
+            let (mut b_tx, mut b_rx) = b.split();
+            std::thread::scope(|s| {
+                s.spawn(|| {
+                    pin(1);
+                    start.wait();
+                    for _ in 0..rounds {
+                        let mut spins = 0u32;
+                        let v = loop {
+                            if let Some(v) = a_rx.pop() {
+                                break v;
+                            }
+                            relax(&mut spins);
+                        };
+                        {
+                            let mut spins = 0u32;
+                            while b_tx.push(v).is_err() {
+                                relax(&mut spins);
+                            }
+                        }
+                    }
+                });
+                pin(0);
+                start.wait();
+                for i in 0..rounds {
+                    let t = Instant::now();
+                    {
+                        let mut spins = 0u32;
+                        while a_tx.push(i).is_err() {
+                            relax(&mut spins);
+                        }
+                    }
+                    let mut spins = 0u32;
+                    let v = loop {
+                        if let Some(v) = b_rx.pop() {
+                            break v;
+                        }
+                        relax(&mut spins);
+                    };
+                    record(i, t.elapsed());
+                    assert_eq!(v, i, "tally ping-pong: wrong echo");
+                }
+            });
+        }
+        PingPong::Queue(Queue::Rtrb) => {
+            let (mut a_tx, mut a_rx) = rtrb::RingBuffer::<u64>::new(CAPACITY);
+            let (mut b_tx, mut b_rx) = rtrb::RingBuffer::<u64>::new(CAPACITY);
+            std::thread::scope(|s| {
+                s.spawn(|| {
+                    pin(1);
+                    start.wait();
+                    for _ in 0..rounds {
+                        let mut spins = 0u32;
+                        let v = loop {
+                            if let Ok(v) = a_rx.pop() {
+                                break v;
+                            }
+                            relax(&mut spins);
+                        };
+                        {
+                            let mut spins = 0u32;
+                            while b_tx.push(v).is_err() {
+                                relax(&mut spins);
+                            }
+                        }
+                    }
+                });
+                pin(0);
+                start.wait();
+                for i in 0..rounds {
+                    let t = Instant::now();
+                    {
+                        let mut spins = 0u32;
+                        while a_tx.push(i).is_err() {
+                            relax(&mut spins);
+                        }
+                    }
+                    let mut spins = 0u32;
+                    let v = loop {
+                        if let Ok(v) = b_rx.pop() {
+                            break v;
+                        }
+                        relax(&mut spins);
+                    };
+                    record(i, t.elapsed());
+                    assert_eq!(v, i, "rtrb ping-pong: wrong echo");
+                }
+            });
+        }
+        PingPong::Queue(Queue::Crossbeam) => {
+            let a = ArrayQueue::<u64>::new(CAPACITY);
+            let b = ArrayQueue::<u64>::new(CAPACITY);
+            let (a, b) = (&a, &b);
+            std::thread::scope(|s| {
+                s.spawn(|| {
+                    pin(1);
+                    start.wait();
+                    for _ in 0..rounds {
+                        let mut spins = 0u32;
+                        let v = loop {
+                            if let Some(v) = a.pop() {
+                                break v;
+                            }
+                            relax(&mut spins);
+                        };
+                        {
+                            let mut spins = 0u32;
+                            while b.push(v).is_err() {
+                                relax(&mut spins);
+                            }
+                        }
+                    }
+                });
+                pin(0);
+                start.wait();
+                for i in 0..rounds {
+                    let t = Instant::now();
+                    {
+                        let mut spins = 0u32;
+                        while a.push(i).is_err() {
+                            relax(&mut spins);
+                        }
+                    }
+                    let mut spins = 0u32;
+                    let v = loop {
+                        if let Some(v) = b.pop() {
+                            break v;
+                        }
+                        relax(&mut spins);
+                    };
+                    record(i, t.elapsed());
+                    assert_eq!(v, i, "crossbeam ping-pong: wrong echo");
+                }
+            });
+        }
+    }
+    total
+}
