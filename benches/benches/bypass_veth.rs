@@ -13,7 +13,8 @@
 //! Criterion does not fit (multi-thread, multi-namespace, packet counts rather than
 //! iterations), so this is a `harness = false` bench with its own main:
 //! `cargo bench -p tally-benches --bench bypass_veth` (env: `TALLY_BYPASS_ROUNDS`,
-//! `TALLY_BYPASS_LIVE_FRAMES`, `TALLY_BYPASS_UDP_PACKETS`, `TALLY_BYPASS_RTTS`).
+//! `TALLY_BYPASS_LIVE_FRAMES`, `TALLY_BYPASS_UDP_PACKETS` (0 skips the UDP-sender rows),
+//! `TALLY_BYPASS_RTTS` (0 skips the ping-pong)).
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -37,7 +38,8 @@ use std::time::{Duration, Instant};
 use tally_bypass::netns::{Side, VethConfig, VethPair};
 use tally_bypass::packet::{UdpFlow, build_udp, reply_in_place};
 use tally_bypass::{
-    LiveFrameGenerator, PacketConfig, PacketSocket, PacketTransport, RxBatch, XdpModeChoice, XskConfig, XskSocket,
+    LiveFrameGenerator, PacketConfig, PacketSocket, PacketTransport, RxBatch, XdpModeChoice,
+    XskConfig, XskSocket,
 };
 
 const PORT: u16 = 9000;
@@ -45,11 +47,17 @@ const ECHO_PORT: u16 = 9100;
 const PAYLOAD: usize = 64;
 
 fn env_u32(name: &str, default: u32) -> u32 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn thread_cpu_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: valid timespec pointer.
     unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &raw mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
@@ -96,7 +104,11 @@ struct Tally {
 
 impl Tally {
     fn new() -> Self {
-        Self { count: 0, first: None, last: Instant::now() }
+        Self {
+            count: 0,
+            first: None,
+            last: Instant::now(),
+        }
     }
     fn add(&mut self, n: usize) {
         if n > 0 {
@@ -111,7 +123,13 @@ impl Tally {
     }
 }
 
-fn receive(rx: Rx, ifname: &str, ip_b: std::net::Ipv4Addr, ready: &mpsc::Sender<()>, stop: &AtomicBool) -> (u64, f64, u64) {
+fn receive(
+    rx: Rx,
+    ifname: &str,
+    ip_b: std::net::Ipv4Addr,
+    ready: &mpsc::Sender<()>,
+    stop: &AtomicBool,
+) -> (u64, f64, u64) {
     let mut tally = Tally::new();
     let deadline = Instant::now() + Duration::from_secs(30);
     let cpu0;
@@ -138,7 +156,10 @@ fn receive(rx: Rx, ifname: &str, ip_b: std::net::Ipv4Addr, ready: &mpsc::Sender<
             }
         }
         Rx::AfPacket => {
-            let cfg = PacketConfig { udp_ports: vec![PORT], ..PacketConfig::default() };
+            let cfg = PacketConfig {
+                udp_ports: vec![PORT],
+                ..PacketConfig::default()
+            };
             let mut s = PacketSocket::open(ifname, &cfg).unwrap();
             ready.send(()).unwrap();
             cpu0 = thread_cpu_ns();
@@ -167,10 +188,16 @@ fn receive(rx: Rx, ifname: &str, ip_b: std::net::Ipv4Addr, ready: &mpsc::Sender<
                 );
             }
             let mut bufs = vec![[0u8; 2048]; 32];
-            let mut iovs: Vec<libc::iovec> =
-                bufs.iter_mut().map(|b| libc::iovec { iov_base: b.as_mut_ptr().cast(), iov_len: b.len() }).collect();
+            let mut iovs: Vec<libc::iovec> = bufs
+                .iter_mut()
+                .map(|b| libc::iovec {
+                    iov_base: b.as_mut_ptr().cast(),
+                    iov_len: b.len(),
+                })
+                .collect();
             // SAFETY: mmsghdr is plain data; zero is valid.
-            let mut msgs: Vec<libc::mmsghdr> = (0..32).map(|_| unsafe { core::mem::zeroed() }).collect();
+            let mut msgs: Vec<libc::mmsghdr> =
+                (0..32).map(|_| unsafe { core::mem::zeroed() }).collect();
             for (m, iov) in msgs.iter_mut().zip(iovs.iter_mut()) {
                 m.msg_hdr.msg_iov = iov;
                 m.msg_hdr.msg_iovlen = 1;
@@ -178,13 +205,23 @@ fn receive(rx: Rx, ifname: &str, ip_b: std::net::Ipv4Addr, ready: &mpsc::Sender<
             ready.send(()).unwrap();
             cpu0 = thread_cpu_ns();
             while !tally.idle(stop) && Instant::now() < deadline {
-                let mut p = libc::pollfd { fd: sock.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+                let mut p = libc::pollfd {
+                    fd: sock.as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                };
                 // SAFETY: one pollfd.
                 unsafe { libc::poll(&raw mut p, 1, 50) };
                 loop {
                     // SAFETY: msgs/iovs/bufs stay alive and sized as declared.
                     let n = unsafe {
-                        libc::recvmmsg(sock.as_raw_fd(), msgs.as_mut_ptr(), 32, libc::MSG_DONTWAIT, core::ptr::null_mut())
+                        libc::recvmmsg(
+                            sock.as_raw_fd(),
+                            msgs.as_mut_ptr(),
+                            32,
+                            libc::MSG_DONTWAIT,
+                            core::ptr::null_mut(),
+                        )
                     };
                     if n <= 0 {
                         break;
@@ -196,11 +233,22 @@ fn receive(rx: Rx, ifname: &str, ip_b: std::net::Ipv4Addr, ready: &mpsc::Sender<
     }
     let cpu = thread_cpu_ns() - cpu0;
     let span = tally.first.map_or(0.0, |f| (tally.last - f).as_secs_f64());
-    let pps = if span > 0.0 { tally.count as f64 / span } else { 0.0 };
+    let pps = if span > 0.0 {
+        tally.count as f64 / span
+    } else {
+        0.0
+    };
     (tally.count, pps, cpu)
 }
 
-fn measure(pair: &VethPair, frame: &[u8], gen_kind: Gen, rx: Rx, live_frames: u32, udp_packets: u32) -> Sample {
+fn measure(
+    pair: &VethPair,
+    frame: &[u8],
+    gen_kind: Gen,
+    rx: Rx,
+    live_frames: u32,
+    udp_packets: u32,
+) -> Sample {
     let cfg = pair.config().clone();
     let stop = Arc::new(AtomicBool::new(false));
     let (ready_tx, ready_rx) = mpsc::channel();
@@ -238,13 +286,21 @@ fn measure(pair: &VethPair, frame: &[u8], gen_kind: Gen, rx: Rx, live_frames: u3
         offered_pps: sent as f64 / secs,
         received,
         rx_pps,
-        cpu_ns_per_pkt: if received > 0 { cpu as f64 / received as f64 } else { f64::NAN },
+        cpu_ns_per_pkt: if received > 0 {
+            cpu as f64 / received as f64
+        } else {
+            f64::NAN
+        },
     }
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
-    if v.is_empty() { f64::NAN } else { v[v.len() / 2] }
+    if v.is_empty() {
+        f64::NAN
+    } else {
+        v[v.len() / 2]
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -266,7 +322,9 @@ fn ping_pong(pair: &VethPair, server: Server, rtts: u32) -> (f64, f64, f64) {
                 let mut b = s.recv(16);
                 for i in 0..b.len() {
                     let _ = b.reply(i, &mut |rx, tx| {
-                        let Some(d) = tx.get_mut(..rx.len()) else { return 0 };
+                        let Some(d) = tx.get_mut(..rx.len()) else {
+                            return 0;
+                        };
                         d.copy_from_slice(rx);
                         reply_in_place(d).unwrap_or(0)
                     });
@@ -321,7 +379,13 @@ fn ping_pong(pair: &VethPair, server: Server, rtts: u32) -> (f64, f64, f64) {
     stop.store(true, Ordering::Relaxed);
     h.join().unwrap().unwrap();
     rtt.sort_by(f64::total_cmp);
-    let q = |p: f64| if rtt.is_empty() { f64::NAN } else { rtt[((rtt.len() - 1) as f64 * p) as usize] };
+    let q = |p: f64| {
+        if rtt.is_empty() {
+            f64::NAN
+        } else {
+            rtt[((rtt.len() - 1) as f64 * p) as usize]
+        }
+    };
     (q(0.5), q(0.99), rtt.len() as f64)
 }
 
@@ -336,7 +400,13 @@ fn main() {
     let live_frames = env_u32("TALLY_BYPASS_LIVE_FRAMES", 2_000_000);
     let udp_packets = env_u32("TALLY_BYPASS_UDP_PACKETS", 300_000);
     let rtts = env_u32("TALLY_BYPASS_RTTS", 20_000);
-    let pair = match VethPair::new("bench", VethConfig { static_neighbours: true, ..VethConfig::default() }) {
+    let pair = match VethPair::new(
+        "bench",
+        VethConfig {
+            static_neighbours: true,
+            ..VethConfig::default()
+        },
+    ) {
         Ok(p) => p,
         Err(e) => {
             println!("SKIP bypass_veth: {e}");
@@ -357,10 +427,23 @@ fn main() {
     frame.truncate(n);
 
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    println!("# bypass_veth: {rounds} rounds, live {live_frames} frames, udp {udp_packets} packets; loadavg {}", load.trim());
-    let combos: Vec<(Gen, Rx)> = [Gen::Live, Gen::Udp]
-        .into_iter()
-        .flat_map(|g| [Rx::AfXdp, Rx::AfPacket, Rx::Recvmmsg].into_iter().map(move |r| (g, r)))
+    println!(
+        "# bypass_veth: {rounds} rounds, live {live_frames} frames, udp {udp_packets} packets; loadavg {}",
+        load.trim()
+    );
+    let gens: &[Gen] = if udp_packets == 0 {
+        &[Gen::Live]
+    } else {
+        &[Gen::Live, Gen::Udp]
+    };
+    let combos: Vec<(Gen, Rx)> = gens
+        .iter()
+        .copied()
+        .flat_map(|g| {
+            [Rx::AfXdp, Rx::AfPacket, Rx::Recvmmsg]
+                .into_iter()
+                .map(move |r| (g, r))
+        })
         .collect();
     let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); combos.len()];
     for round in 0..rounds {
@@ -380,13 +463,17 @@ fn main() {
         }
     }
     println!();
-    println!("| generator | receiver | offered pps | rx pps (median) | rx pps min..max | delivered % | CPU ns/pkt (median) |");
+    println!(
+        "| generator | receiver | offered pps | rx pps (median) | rx pps min..max | delivered % | CPU ns/pkt (median) |"
+    );
     println!("|---|---|---|---|---|---|---|");
     let mut med_pps = Vec::new();
     for (k, (g, r)) in combos.iter().enumerate() {
         let s = &samples[k];
         let pps: Vec<f64> = s.iter().map(|x| x.rx_pps).collect();
-        let (lo, hi) = pps.iter().fold((f64::MAX, 0.0f64), |(a, b), v| (a.min(*v), b.max(*v)));
+        let (lo, hi) = pps
+            .iter()
+            .fold((f64::MAX, 0.0f64), |(a, b), v| (a.min(*v), b.max(*v)));
         let m = median(pps.clone());
         med_pps.push(m);
         println!(
@@ -400,14 +487,32 @@ fn main() {
             m,
             lo,
             hi,
-            median(s.iter().map(|x| 100.0 * x.received as f64 / x.sent as f64).collect()),
+            median(
+                s.iter()
+                    .map(|x| 100.0 * x.received as f64 / x.sent as f64)
+                    .collect()
+            ),
             median(s.iter().map(|x| x.cpu_ns_per_pkt).collect()),
         );
     }
     println!();
-    println!("ratio AF_XDP / recvmmsg (live generator, medians): {:.2}x", med_pps[0] / med_pps[2]);
-    println!("ratio AF_PACKET / recvmmsg (live generator, medians): {:.2}x", med_pps[1] / med_pps[2]);
-    println!("ratio AF_XDP / recvmmsg (UDP sender, medians): {:.2}x", med_pps[3] / med_pps[5]);
+    println!(
+        "ratio AF_XDP / recvmmsg (live generator, medians): {:.2}x",
+        med_pps[0] / med_pps[2]
+    );
+    println!(
+        "ratio AF_PACKET / recvmmsg (live generator, medians): {:.2}x",
+        med_pps[1] / med_pps[2]
+    );
+    if med_pps.len() == 6 {
+        println!(
+            "ratio AF_XDP / recvmmsg (UDP sender, medians): {:.2}x",
+            med_pps[3] / med_pps[5]
+        );
+    }
+    if rtts == 0 {
+        return;
+    }
 
     println!();
     println!("| echo server (client: busy-polling UDP) | run | p50 us | p99 us | round trips |");
@@ -425,7 +530,11 @@ fn main() {
     let (x50, u50) = (median(p50[0].clone()), median(p50[1].clone()));
     let (x99, u99) = (median(p99[0].clone()), median(p99[1].clone()));
     println!();
-    println!("ping-pong medians: AF_XDP echo p50 {x50:.1} us p99 {x99:.1} us; UDP busy-poll echo p50 {u50:.1} us p99 {u99:.1} us; ratio p50 {:.2}, p99 {:.2}", x50 / u50, x99 / u99);
+    println!(
+        "ping-pong medians: AF_XDP echo p50 {x50:.1} us p99 {x99:.1} us; UDP busy-poll echo p50 {u50:.1} us p99 {u99:.1} us; ratio p50 {:.2}, p99 {:.2}",
+        x50 / u50,
+        x99 / u99
+    );
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!("# loadavg at end {}", load.trim());
 }

@@ -6,18 +6,38 @@
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 
-use tally_bypass::packet::{MacAddr, UdpChecksumPolicy, UdpFlow, build_udp, parse_udp, reply_in_place};
+use tally_bypass::packet::{
+    MacAddr, UdpChecksumPolicy, UdpFlow, build_udp, parse_udp, reply_in_place,
+};
 
 use super::Kernel;
 
 /// The kernels of this module.
 pub const KERNELS: &[Kernel] = &[
-    Kernel { id: "bypass/parse_udp_verify_64", run: parse_verify },
-    Kernel { id: "bypass/parse_udp_nocsum_64", run: parse_ignore },
-    Kernel { id: "bypass/build_udp_64", run: build },
-    Kernel { id: "bypass/reply_in_place_64", run: reply },
-    Kernel { id: "bypass/etherparse_slice_64", run: etherparse_slice },
-    Kernel { id: "bypass/etherparse_build_64", run: etherparse_build },
+    Kernel {
+        id: "bypass/parse_udp_verify_64",
+        run: parse_verify,
+    },
+    Kernel {
+        id: "bypass/parse_udp_nocsum_64",
+        run: parse_ignore,
+    },
+    Kernel {
+        id: "bypass/build_udp_64",
+        run: build,
+    },
+    Kernel {
+        id: "bypass/reply_in_place_64",
+        run: reply,
+    },
+    Kernel {
+        id: "bypass/etherparse_slice_64",
+        run: etherparse_slice,
+    },
+    Kernel {
+        id: "bypass/etherparse_build_64",
+        run: etherparse_build,
+    },
 ];
 
 fn flow() -> UdpFlow {
@@ -61,7 +81,13 @@ fn build(iters: u64) -> u64 {
     let fl = flow();
     let mut acc = 0u64;
     for i in 0..iters {
-        let n = build_udp(std::hint::black_box(&mut buf), &fl, &payload, (i & 0xffff) as u16).unwrap_or(0);
+        let n = build_udp(
+            std::hint::black_box(&mut buf),
+            &fl,
+            &payload,
+            (i & 0xffff) as u16,
+        )
+        .unwrap_or(0);
         acc = acc.wrapping_add(n as u64 + u64::from(buf[40]));
     }
     acc
