@@ -5,8 +5,8 @@ mod batch;
 pub mod bip340;
 mod error;
 pub mod frost;
-mod msm;
-mod point;
+pub mod msm;
+pub mod point;
 mod scalar;
 
 pub use error::{AggregateError, BatchError, Error};

@@ -7,10 +7,10 @@
 //!
 //! | operation | field cost | notes |
 //! |---|---|---|
-//! | [`Jacobian::add_affine`] | 8M + 3S | mixed addition, falls back to doubling when the inputs are equal |
-//! | [`Jacobian::add`] | 12M + 4S | used for Pippenger bucket sums and table building |
-//! | [`Jacobian::double`] | 3M + 4S | `a = 0` doubling |
-//! | [`batch_normalize`] | 1 inversion + 3M per point | Montgomery's trick |
+//! | `Jacobian::add_affine` | 8M + 3S | mixed addition, falls back to doubling when the inputs are equal |
+//! | `Jacobian::add` | 12M + 4S | used for Pippenger bucket sums and table building |
+//! | `Jacobian::double` | 3M + 4S | `a = 0` doubling |
+//! | `batch_normalize` | 1 inversion + 3M per point | Montgomery's trick |
 //!
 //! Magnitudes (k256's lazy reduction) are kept at 1 between operations: every output
 //! coordinate is `normalize_weak`ed. Debug builds of k256 check magnitudes at run time,
