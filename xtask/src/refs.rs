@@ -4,8 +4,9 @@
 //! bench by taking the median of each of median, low and high.
 //!
 //! Both worktrees build into one target directory (`<target>/bench-compare/target`), so
-//! dependencies build once and stay cached between invocations; cargo keeps the two
-//! checkouts' own crates apart because their paths differ.
+//! dependencies build once and stay cached between invocations. Cargo names the
+//! workspace's own artefacts by their path relative to the workspace root, so each
+//! side's executables are copied away right after its build.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -130,23 +131,35 @@ fn prepare(
             "{label} ref {name} ({commit}) does not build its benches: {e}"
         ))
     };
-    let exes = if opts.wall {
-        bench::build_bench_exes(&worktree.path, Some(&target)).map_err(build_err)?
-    } else {
-        Vec::new()
-    };
-    let icount = if opts.instructions {
-        let built = bench::build_icount(&worktree.path, Some(&target)).map_err(build_err)?;
-        // Both sides build `icount` to the same path: keep a copy per side.
-        let copy = work.join(format!("icount-{label}"));
-        std::fs::copy(&built, &copy).map_err(|e| {
+    // Cargo hashes workspace members by their path relative to the workspace root, so
+    // both checkouts build their executables to the *same* file names in the shared
+    // target directory: copy each side's executables away before the other side builds.
+    let keep = |built: &Path, name: &str| -> Result<PathBuf> {
+        let dir = work.join(format!("exe-{label}"));
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| Error::failed(format!("cannot create {}: {e}", dir.display())))?;
+        let copy = dir.join(name);
+        std::fs::copy(built, &copy).map_err(|e| {
             Error::failed(format!(
                 "cannot copy {} to {}: {e}",
                 built.display(),
                 copy.display()
             ))
         })?;
-        Some(copy)
+        Ok(copy)
+    };
+    let mut exes = Vec::new();
+    if opts.wall {
+        for (name, built) in
+            bench::build_bench_exes(&worktree.path, Some(&target)).map_err(build_err)?
+        {
+            let copy = keep(&built, &format!("bench-{name}"))?;
+            exes.push((name, copy));
+        }
+    }
+    let icount = if opts.instructions {
+        let built = bench::build_icount(&worktree.path, Some(&target)).map_err(build_err)?;
+        Some(keep(&built, "icount")?)
     } else {
         None
     };
