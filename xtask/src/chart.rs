@@ -10,7 +10,7 @@ use crate::compare::{Basis, Comparison, Row, Verdict};
 const ROW_H: f64 = 24.0;
 const LABEL_W: f64 = 320.0;
 const PLOT_W: f64 = 480.0;
-const TEXT_W: f64 = 200.0;
+const TEXT_W: f64 = 300.0;
 const TOP: f64 = 56.0;
 
 fn escape(s: &str) -> String {
@@ -18,6 +18,17 @@ fn escape(s: &str) -> String {
         .replace('<', "&lt;")
         .replace('>', "&gt;")
         .replace('"', "&quot;")
+}
+
+/// A commit id shortened to 12 hex digits (keeping a `-dirty` suffix) for the title.
+fn short(commit: &str) -> String {
+    let (sha, rest) = commit.split_once('-').unwrap_or((commit, ""));
+    let head: String = sha.chars().take(12).collect();
+    if rest.is_empty() {
+        head
+    } else {
+        format!("{head}-{rest}")
+    }
 }
 
 /// Renders the comparison as an SVG document.
@@ -53,8 +64,8 @@ pub fn to_svg(cmp: &Comparison) -> String {
     let _ = writeln!(
         svg,
         r#"<text x="10" y="20" font-size="15" font-weight="bold">bench-compare: base {} vs head {}</text>"#,
-        escape(&cmp.base_commit),
-        escape(&cmp.head_commit)
+        escape(&short(&cmp.base_commit)),
+        escape(&short(&cmp.head_commit))
     );
     let _ = writeln!(
         svg,
