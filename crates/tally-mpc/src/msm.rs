@@ -357,3 +357,115 @@ pub(crate) fn pippenger(s: &mut PippengerScratch) -> Jacobian {
     }
     acc
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scalar::scalar_reduce32;
+
+    /// Plain double-and-add, the reference.
+    fn reference(terms: &[(Affine, Scalar)]) -> Jacobian {
+        let mut acc = Jacobian::INFINITY;
+        for (p, k) in terms {
+            let bytes = crate::scalar::scalar_to_bytes(k);
+            let mut r = Jacobian::INFINITY;
+            for byte in bytes {
+                for bit in (0..8).rev() {
+                    r = r.double();
+                    if (byte >> bit) & 1 == 1 {
+                        r = r.add_affine(p);
+                    }
+                }
+            }
+            acc = acc.add(&r);
+        }
+        acc
+    }
+
+    fn same(a: &Jacobian, b: &Jacobian) -> bool {
+        match (a.to_affine(), b.to_affine()) {
+            (None, None) => true,
+            (Some(x), Some(y)) => x.eq(&y),
+            _ => false,
+        }
+    }
+
+    fn scalar(seed: u64) -> Scalar {
+        let mut b = [0u8; 32];
+        let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+        for chunk in b.chunks_mut(8) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            chunk.copy_from_slice(&x.to_be_bytes());
+        }
+        scalar_reduce32(&b)
+    }
+
+    #[test]
+    fn straus_pippenger_and_comb_agree_with_double_and_add() {
+        let g = consts().g;
+        let beta = consts().beta;
+        // Points: multiples of G, with repeats and negations to hit the doubling and
+        // cancellation branches.
+        let mut pts = Vec::new();
+        let mut cur = Jacobian::from_affine(&g);
+        for i in 0..12 {
+            cur = cur.add_affine(&g).double();
+            let p = cur.to_affine().unwrap();
+            pts.push(p);
+            if i % 3 == 0 {
+                pts.push(p);
+                pts.push(p.neg());
+            }
+        }
+        for n in [1usize, 2, 5, pts.len()] {
+            let terms: Vec<(Affine, Scalar)> = pts
+                .iter()
+                .take(n)
+                .enumerate()
+                .map(|(i, p)| (*p, scalar(i as u64 + 7 * n as u64)))
+                .collect();
+            let want = reference(&terms);
+            let bases: Vec<Base> = terms.iter().map(|(p, k)| Base::new(*p, k)).collect();
+            let mut jac = vec![Jacobian::INFINITY; n * STRAUS_TABLE];
+            let mut prefix = vec![Fe::ZERO; n * STRAUS_TABLE];
+            let mut tables = vec![Affine::PLACEHOLDER; n * STRAUS_TABLE];
+            let mut wnafs = vec![[0i16; WNAF_LEN]; 2 * n];
+            let mut s = StrausScratch {
+                jac: &mut jac,
+                prefix: &mut prefix,
+                tables: &mut tables,
+                wnafs: &mut wnafs,
+            };
+            let got = straus(&bases, None, &mut s).unwrap();
+            assert!(same(&got, &want), "straus n={n}");
+            let mut pip = PippengerScratch::with_capacity(2 * n);
+            for b in &bases {
+                pip.push_base(b, &beta);
+            }
+            assert!(same(&pippenger(&mut pip), &want), "pippenger n={n}");
+        }
+        // Generator paths: Straus' window-8 generator and the comb.
+        let k = scalar(99);
+        let want = reference(&[(g, k)]);
+        let mut s = StrausScratch {
+            jac: &mut [],
+            prefix: &mut [],
+            tables: &mut [],
+            wnafs: &mut [],
+        };
+        assert!(same(
+            &straus(&[], Some(glv_split(&k)), &mut s).unwrap(),
+            &want
+        ));
+        let mut acc = Jacobian::INFINITY;
+        generator_table().mul_add_scalar(&mut acc, &k);
+        assert!(same(&acc, &want));
+        // k and -k cancel.
+        let mut acc = Jacobian::INFINITY;
+        generator_table().mul_add_scalar(&mut acc, &k);
+        generator_table().mul_add_scalar(&mut acc, &-k);
+        assert!(acc.is_infinity());
+    }
+}

@@ -188,3 +188,28 @@ fn batch_with_one_hot_key_and_many_bad() {
         Err(tally_mpc::Error::BatchFull { capacity: 200 })
     ));
 }
+
+#[test]
+fn batch_of_identical_entries_hits_doubling_paths() {
+    // The same signature 300 times: equal R points meet in Pippenger buckets.
+    let mut rng = StdRng::seed_from_u64(11);
+    let kp = keypair(&mut rng);
+    let pk = XOnlyPublicKey::from_bytes(&kp.x_only_public_key().0.to_byte_array()).unwrap();
+    let msg = b"same message".to_vec();
+    let sig = Signature::from_bytes(&schnorr::sign_no_aux_rand(&msg, &kp).to_byte_array()).unwrap();
+    let wrong = b"other message".to_vec();
+    let mut batch = BatchVerifier::with_capacity(301);
+    for _ in 0..150 {
+        batch.push(&pk, &msg, &sig).unwrap();
+    }
+    batch.push(&pk, &wrong, &sig).unwrap();
+    for _ in 0..150 {
+        batch.push(&pk, &msg, &sig).unwrap();
+    }
+    assert_eq!(batch.verify().unwrap_err().invalid(), &[150]);
+    batch.clear();
+    for _ in 0..300 {
+        batch.push(&pk, &msg, &sig).unwrap();
+    }
+    batch.verify().unwrap();
+}
