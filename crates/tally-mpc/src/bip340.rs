@@ -255,7 +255,12 @@ impl core::fmt::Debug for BatchVerifier<'_> {
 }
 
 impl<'a> BatchVerifier<'a> {
-    /// A verifier for up to `capacity` signatures; this is the only allocation.
+    /// A verifier for up to `capacity` signatures; this is the only allocation (about
+    /// 2 KiB per signature).
+    ///
+    /// # Panics
+    ///
+    /// Like `Vec::with_capacity`, if the memory for `capacity` entries cannot be reserved.
     pub fn with_capacity(capacity: usize) -> Self {
         Self {
             engine: Engine::with_capacity(capacity),

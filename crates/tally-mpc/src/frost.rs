@@ -697,7 +697,12 @@ impl core::fmt::Debug for ShareBatchVerifier<'_> {
 }
 
 impl<'a> ShareBatchVerifier<'a> {
-    /// A verifier for up to `capacity` shares; this is the only allocation.
+    /// A verifier for up to `capacity` shares; this is the only allocation (about 2 KiB
+    /// per share).
+    ///
+    /// # Panics
+    ///
+    /// Like `Vec::with_capacity`, if the memory for `capacity` entries cannot be reserved.
     pub fn with_capacity(capacity: usize) -> Self {
         Self {
             engine: Engine::with_capacity(capacity),
