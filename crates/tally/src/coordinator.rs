@@ -1,0 +1,756 @@
+//! The FROST coordinator: receive -> parse -> collect a session's shares -> verify the
+//! shares of every complete session in one `ShareBatchVerifier` batch across sessions ->
+//! `aggregate` (cheaters named) -> journal group commit -> reply only once durable.
+//!
+//! Two shapes (`--stages`): run-to-completion on one thread, overlapping each group
+//! commit's `fdatasync` with the next batch's receive and verification
+//! ([`Journal::start_commit`] / [`Journal::wait_commit`]); or two threads, network and
+//! crypto on one and the journal on the other, handing work over through two
+//! `tally_core_types::SpscRing`s.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use tally_core_types::SpscRing;
+use tally_mpc::frost::{
+    Identifier, ShareBatchVerifier, SignatureShare, SigningCommitments, SigningPackage,
+    VerifyingKey, VerifyingShare, aggregate,
+};
+use tally_uring::{Journal, JournalError, JournalOptions};
+
+use crate::net::{Addr, Net, NetStats};
+use crate::wire::{self, MAX_T, Msg};
+
+/// The coordinator's configuration: the group it serves and its limits.
+#[derive(Debug, Clone)]
+pub struct CoordConfig {
+    /// Group identifier carried in `PACKAGE` messages.
+    pub group_id: u16,
+    /// The group's verifying key.
+    pub key: VerifyingKey,
+    /// Verifying share of each signer, indexed by identifier (index 0 unused).
+    pub verifying_shares: Vec<Option<VerifyingShare>>,
+    /// Journal directory.
+    pub journal_dir: PathBuf,
+    /// Staged (two threads, `SpscRing` handoff) instead of run-to-completion.
+    pub stages: bool,
+    /// Most sessions verified in one batch.
+    pub max_batch_sessions: usize,
+    /// Incomplete sessions older than this are dropped (counted).
+    pub session_timeout: Duration,
+    /// Most incomplete sessions held at once.
+    pub table_capacity: usize,
+}
+
+/// Why the coordinator stopped with an error.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CoordError {
+    /// The journal failed (I/O error, no space, poisoned).
+    #[error("journal: {0}")]
+    Journal(#[from] JournalError),
+    /// The network receive failed.
+    #[error("network receive failed: {0}; check the interface and permissions")]
+    Net(#[from] std::io::Error),
+    /// The journal thread of the staged shape panicked or failed to start.
+    #[error("the journal stage stopped unexpectedly: {0}")]
+    Stage(String),
+}
+
+/// Counted drops, by reason. Datagram-level reasons drop one datagram; `expired` and
+/// `table_full` drop a whole session.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Drops {
+    /// Not a well-formed message (truncated, bad magic/version/type/length).
+    pub malformed: u64,
+    /// A reply-type message sent to the coordinator.
+    pub unexpected_type: u64,
+    /// `PACKAGE` for a group this coordinator does not serve.
+    pub unknown_group: u64,
+    /// `PACKAGE` with an invalid commitment list (bad point, duplicate or unknown signer).
+    pub bad_package: u64,
+    /// `PACKAGE` for a session already open.
+    pub duplicate_package: u64,
+    /// `PACKAGE` dropped because the session table was full.
+    pub table_full: u64,
+    /// `SHARE` for no open session.
+    pub unknown_session: u64,
+    /// `SHARE` from a signer not in the session.
+    pub wrong_identifier: u64,
+    /// `SHARE` from a signer whose share the session already has.
+    pub replayed_share: u64,
+    /// `SHARE` whose scalar is not below the group order.
+    pub bad_share_encoding: u64,
+    /// Sessions that never received all shares within the timeout.
+    pub expired: u64,
+    /// Replies that could not be sent.
+    pub reply_failed: u64,
+}
+
+impl Drops {
+    /// `(reason, count)` pairs.
+    pub fn pairs(&self) -> [(&'static str, u64); 12] {
+        [
+            ("malformed", self.malformed),
+            ("unexpected_type", self.unexpected_type),
+            ("unknown_group", self.unknown_group),
+            ("bad_package", self.bad_package),
+            ("duplicate_package", self.duplicate_package),
+            ("table_full", self.table_full),
+            ("unknown_session", self.unknown_session),
+            ("wrong_identifier", self.wrong_identifier),
+            ("replayed_share", self.replayed_share),
+            ("bad_share_encoding", self.bad_share_encoding),
+            ("expired", self.expired),
+            ("reply_failed", self.reply_failed),
+        ]
+    }
+}
+
+/// What the coordinator did.
+#[derive(Debug, Clone)]
+pub struct CoordStats {
+    /// Network counters.
+    pub net: NetStats,
+    /// Datagrams parsed.
+    pub datagrams: u64,
+    /// Sessions opened by a `PACKAGE`.
+    pub sessions_opened: u64,
+    /// Shares verified (in batches).
+    pub shares_verified: u64,
+    /// Shares found invalid.
+    pub invalid_shares_detected: u64,
+    /// Sessions where the batch verifier and `aggregate`'s culprits disagreed (must be 0).
+    pub culprit_mismatches: u64,
+    /// Sessions answered with a signature.
+    pub sessions_signed: u64,
+    /// Sessions answered with culprits.
+    pub sessions_rejected: u64,
+    /// Journal records appended.
+    pub journal_records: u64,
+    /// Group commits (each one write + one `fdatasync`).
+    pub journal_commits: u64,
+    /// Replies sent after their record was durable.
+    pub replies_sent: u64,
+    /// Drops by reason.
+    pub drops: Drops,
+    /// Sessions per verification batch.
+    pub batch_sessions: Histogram<u64>,
+    /// Wall time of the run.
+    pub elapsed: Duration,
+}
+
+impl CoordStats {
+    /// All counters zero.
+    pub(crate) fn empty() -> Self {
+        Self {
+            net: NetStats::default(),
+            datagrams: 0,
+            sessions_opened: 0,
+            shares_verified: 0,
+            invalid_shares_detected: 0,
+            culprit_mismatches: 0,
+            sessions_signed: 0,
+            sessions_rejected: 0,
+            journal_records: 0,
+            journal_commits: 0,
+            replies_sent: 0,
+            drops: Drops::default(),
+            batch_sessions: crate::report::histogram(1, 1 << 20, 2),
+            elapsed: Duration::ZERO,
+        }
+    }
+}
+
+/// A session's outcome, to be journaled and answered.
+#[derive(Debug, Clone, Copy)]
+pub struct Outcome {
+    /// Session identifier.
+    pub session: u64,
+    /// Where the answer goes.
+    pub reply_to: Addr,
+    /// Signature, or culprits.
+    pub result: SessionResult,
+}
+
+/// Signature or culprits.
+#[derive(Debug, Clone, Copy)]
+pub enum SessionResult {
+    /// `R || z`.
+    Signed([u8; 65]),
+    /// Culprit identifiers (first `n`).
+    Rejected([u16; MAX_T], u8),
+}
+
+impl Outcome {
+    /// The journal record: `1 || session || sig` or `2 || session || k || ids`.
+    fn record(&self, buf: &mut [u8; 128]) -> usize {
+        let mut at = 0;
+        let mut put = |b: &[u8]| {
+            if let Some(d) = buf.get_mut(at..at + b.len()) {
+                d.copy_from_slice(b);
+            }
+            at += b.len();
+        };
+        match &self.result {
+            SessionResult::Signed(sig) => {
+                put(&[1]);
+                put(&self.session.to_be_bytes());
+                put(sig);
+            }
+            SessionResult::Rejected(ids, n) => {
+                put(&[2]);
+                put(&self.session.to_be_bytes());
+                put(&[*n]);
+                for id in ids.iter().take(usize::from(*n)) {
+                    put(&id.to_be_bytes());
+                }
+            }
+        }
+        at
+    }
+
+    fn reply(&self, seq: u64, buf: &mut [u8; wire::MAX_DATAGRAM]) -> usize {
+        match &self.result {
+            SessionResult::Signed(sig) => wire::write_signed(buf, self.session, seq, sig),
+            SessionResult::Rejected(ids, n) => wire::write_rejected(
+                buf,
+                self.session,
+                seq,
+                ids.get(..usize::from(*n)).unwrap_or(&[]),
+            ),
+        }
+    }
+}
+
+/// One open session.
+#[derive(Clone)]
+struct Pending {
+    session: u64,
+    t: u8,
+    msg: [u8; 32],
+    ids: [u16; MAX_T],
+    commitments: [(Identifier, SigningCommitments); MAX_T],
+    shares: [Option<SignatureShare>; MAX_T],
+    have: u8,
+    reply_to: Addr,
+    opened: Instant,
+}
+
+/// Network, parsing, session table and verification: everything but the journal.
+struct Front<N: Net> {
+    cfg: CoordConfig,
+    net: N,
+    table: HashMap<u64, Pending>,
+    ready: Vec<Pending>,
+    outcomes: Vec<Outcome>,
+    placeholder: (Identifier, SigningCommitments),
+    stats: CoordStats,
+    last_expiry: Instant,
+}
+
+/// The compressed generator, a valid point to fill unused commitment slots with.
+const G: [u8; 33] = [
+    0x02, 0x79, 0xbe, 0x66, 0x7e, 0xf9, 0xdc, 0xbb, 0xac, 0x55, 0xa0, 0x62, 0x95, 0xce, 0x87, 0x0b,
+    0x07, 0x02, 0x9b, 0xfc, 0xdb, 0x2d, 0xce, 0x28, 0xd9, 0x59, 0xf2, 0x81, 0x5b, 0x16, 0xf8, 0x17,
+    0x98,
+];
+
+impl<N: Net> Front<N> {
+    fn new(cfg: CoordConfig, net: N) -> Result<Self, CoordError> {
+        let placeholder = (
+            Identifier::from_u16(1).map_err(|e| CoordError::Stage(e.to_string()))?,
+            SigningCommitments::from_bytes(&G, &G).map_err(|e| CoordError::Stage(e.to_string()))?,
+        );
+        let stats = CoordStats::empty();
+        Ok(Self {
+            table: HashMap::with_capacity(cfg.table_capacity),
+            ready: Vec::with_capacity(cfg.max_batch_sessions),
+            outcomes: Vec::with_capacity(cfg.max_batch_sessions),
+            cfg,
+            net,
+            placeholder,
+            stats,
+            last_expiry: Instant::now(),
+        })
+    }
+
+    /// Receives up to `max` datagrams (waiting up to `wait` for the first); complete
+    /// sessions move to `ready`.
+    fn receive(&mut self, max: usize, wait: Option<Duration>) -> Result<usize, CoordError> {
+        let Self {
+            cfg,
+            net,
+            table,
+            ready,
+            placeholder,
+            stats,
+            ..
+        } = self;
+        let n = net.recv(max, wait, &mut |payload, from| {
+            handle(cfg, table, ready, placeholder, stats, payload, from);
+        })?;
+        Ok(n)
+    }
+
+    fn expire(&mut self, now: Instant) {
+        if now.duration_since(self.last_expiry) < Duration::from_millis(100) {
+            return;
+        }
+        self.last_expiry = now;
+        let timeout = self.cfg.session_timeout;
+        let before = self.table.len();
+        self.table
+            .retain(|_, p| now.duration_since(p.opened) < timeout);
+        self.stats.drops.expired += (before - self.table.len()) as u64;
+    }
+
+    /// Verifies every ready session's shares in one batch, aggregates, and appends
+    /// outcomes to `self.outcomes`.
+    #[allow(
+        clippy::too_many_lines,
+        reason = "batch, then per-session aggregation, in order"
+    )]
+    fn verify_ready(&mut self) {
+        if self.ready.is_empty() {
+            return;
+        }
+        let Self {
+            cfg,
+            ready,
+            outcomes,
+            stats,
+            ..
+        } = self;
+        let key = &cfg.key;
+        let pkgs: Vec<Option<SigningPackage<'_>>> = ready
+            .iter()
+            .map(|p| {
+                SigningPackage::new(&p.msg, p.commitments.get(..usize::from(p.t)).unwrap_or(&[]))
+                    .ok()
+            })
+            .collect();
+        let total: usize = ready.iter().map(|p| usize::from(p.t)).sum();
+        let mut batch = ShareBatchVerifier::with_capacity(total.max(1));
+        // Which (session, signer slot) each batch entry is.
+        let mut index: Vec<(usize, usize)> = Vec::with_capacity(total);
+        for (si, (p, pkg)) in ready.iter().zip(&pkgs).enumerate() {
+            let Some(pkg) = pkg else { continue };
+            for k in 0..usize::from(p.t) {
+                let (Some((id, _)), Some(Some(share)), Some(&sid)) =
+                    (p.commitments.get(k), p.shares.get(k), p.ids.get(k))
+                else {
+                    continue;
+                };
+                let Some(Some(vs)) = cfg.verifying_shares.get(usize::from(sid)) else {
+                    continue;
+                };
+                if batch.push(pkg, key, *id, vs, share).is_ok() {
+                    index.push((si, k));
+                }
+            }
+        }
+        let mut bad = vec![0u32; ready.len()];
+        stats.shares_verified += index.len() as u64;
+        if let Err(e) = batch.verify() {
+            for &i in e.invalid() {
+                if let Some(&(si, k)) = index.get(i)
+                    && let Some(b) = bad.get_mut(si)
+                {
+                    *b |= 1 << k;
+                }
+            }
+        }
+        let _ = stats.batch_sessions.record(ready.len() as u64);
+        for ((p, pkg), mask) in ready.iter().zip(&pkgs).zip(&bad) {
+            let Some(pkg) = pkg else {
+                stats.drops.bad_package += 1;
+                continue;
+            };
+            let mut list: [Option<(Identifier, SignatureShare, VerifyingShare)>; MAX_T] =
+                [None; MAX_T];
+            for (k, slot) in list.iter_mut().enumerate().take(usize::from(p.t)) {
+                if let (Some((id, _)), Some(Some(share)), Some(&sid)) =
+                    (p.commitments.get(k), p.shares.get(k), p.ids.get(k))
+                    && let Some(Some(vs)) = cfg.verifying_shares.get(usize::from(sid))
+                {
+                    *slot = Some((*id, *share, *vs));
+                }
+            }
+            let flat: Vec<(Identifier, SignatureShare, VerifyingShare)> =
+                list.iter().flatten().copied().collect();
+            let result = match aggregate(pkg, key, &flat) {
+                Ok(sig) => {
+                    if *mask != 0 {
+                        stats.culprit_mismatches += 1;
+                    }
+                    stats.sessions_signed += 1;
+                    SessionResult::Signed(sig.to_bytes())
+                }
+                Err(e) => {
+                    let mut ids = [0u16; MAX_T];
+                    let mut n = 0u8;
+                    let mut agg_mask = 0u32;
+                    for c in e.culprits() {
+                        if let Some(k) = p
+                            .commitments
+                            .iter()
+                            .take(usize::from(p.t))
+                            .position(|(i, _)| i == c)
+                            && let (Some(slot), Some(&sid)) =
+                                (ids.get_mut(usize::from(n)), p.ids.get(k))
+                        {
+                            *slot = sid;
+                            n += 1;
+                            agg_mask |= 1 << k;
+                        }
+                    }
+                    if agg_mask != *mask {
+                        stats.culprit_mismatches += 1;
+                    }
+                    stats.invalid_shares_detected += u64::from(n);
+                    stats.sessions_rejected += 1;
+                    SessionResult::Rejected(ids, n)
+                }
+            };
+            outcomes.push(Outcome {
+                session: p.session,
+                reply_to: p.reply_to,
+                result,
+            });
+        }
+        ready.clear();
+    }
+
+    fn send_reply(&mut self, o: &Outcome, seq: u64) {
+        let mut buf = [0u8; wire::MAX_DATAGRAM];
+        let n = o.reply(seq, &mut buf);
+        if self.net.send(&o.reply_to, buf.get(..n).unwrap_or(&[])) {
+            self.stats.replies_sent += 1;
+        } else {
+            self.stats.drops.reply_failed += 1;
+        }
+    }
+}
+
+/// Parses one datagram and updates the session table.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "split borrows of the front's fields"
+)]
+fn handle(
+    cfg: &CoordConfig,
+    table: &mut HashMap<u64, Pending>,
+    ready: &mut Vec<Pending>,
+    placeholder: &(Identifier, SigningCommitments),
+    stats: &mut CoordStats,
+    payload: &[u8],
+    from: Addr,
+) {
+    stats.datagrams += 1;
+    let Ok(msg) = wire::parse(payload) else {
+        stats.drops.malformed += 1;
+        return;
+    };
+    match msg {
+        Msg::Package(p) => {
+            if p.group != cfg.group_id {
+                stats.drops.unknown_group += 1;
+                return;
+            }
+            if table.contains_key(&p.session) {
+                stats.drops.duplicate_package += 1;
+                return;
+            }
+            if table.len() >= cfg.table_capacity {
+                stats.drops.table_full += 1;
+                return;
+            }
+            let mut pending = Pending {
+                session: p.session,
+                t: u8::try_from(p.t()).unwrap_or(0),
+                msg: *p.msg,
+                ids: [0; MAX_T],
+                commitments: [*placeholder; MAX_T],
+                shares: [None; MAX_T],
+                have: 0,
+                reply_to: from,
+                opened: Instant::now(),
+            };
+            for (k, (id, h, b)) in p.commitments().enumerate() {
+                let known = cfg
+                    .verifying_shares
+                    .get(usize::from(id))
+                    .is_some_and(Option::is_some);
+                let (Ok(ident), Ok(c), true) = (
+                    Identifier::from_u16(id),
+                    SigningCommitments::from_bytes(h, b),
+                    known,
+                ) else {
+                    stats.drops.bad_package += 1;
+                    return;
+                };
+                if let (Some(si), Some(sc)) =
+                    (pending.ids.get_mut(k), pending.commitments.get_mut(k))
+                {
+                    *si = id;
+                    *sc = (ident, c);
+                }
+            }
+            // Duplicate identifiers are rejected here, once, not at verification time.
+            let t = usize::from(pending.t);
+            if SigningPackage::new(&pending.msg, pending.commitments.get(..t).unwrap_or(&[]))
+                .is_err()
+            {
+                stats.drops.bad_package += 1;
+                return;
+            }
+            stats.sessions_opened += 1;
+            table.insert(p.session, pending);
+        }
+        Msg::Share(s) => {
+            let Some(p) = table.get_mut(&s.session) else {
+                stats.drops.unknown_session += 1;
+                return;
+            };
+            let t = usize::from(p.t);
+            let Some(k) = p.ids.iter().take(t).position(|&i| i == s.id) else {
+                stats.drops.wrong_identifier += 1;
+                return;
+            };
+            let Some(slot) = p.shares.get_mut(k) else {
+                stats.drops.wrong_identifier += 1;
+                return;
+            };
+            if slot.is_some() {
+                stats.drops.replayed_share += 1;
+                return;
+            }
+            let Ok(share) = SignatureShare::from_bytes(&s.z) else {
+                stats.drops.bad_share_encoding += 1;
+                return;
+            };
+            *slot = Some(share);
+            p.have += 1;
+            p.reply_to = from;
+            if usize::from(p.have) == t
+                && let Some(done) = table.remove(&s.session)
+            {
+                ready.push(done);
+            }
+        }
+        Msg::Signed(_) | Msg::Rejected(_) => stats.drops.unexpected_type += 1,
+    }
+}
+
+/// Runs the coordinator until `stop` is set, then finishes what is in flight.
+///
+/// # Errors
+/// [`CoordError`] when the journal or the network fails.
+pub fn run<N: Net>(cfg: CoordConfig, net: N, stop: &AtomicBool) -> Result<CoordStats, CoordError> {
+    tally_mpc::warm_up();
+    if cfg.stages {
+        run_staged(cfg, net, stop)
+    } else {
+        run_to_completion(cfg, net, stop)
+    }
+}
+
+fn journal_options() -> JournalOptions {
+    JournalOptions::new().segment_bytes(64 << 20)
+}
+
+fn run_to_completion<N: Net>(
+    cfg: CoordConfig,
+    net: N,
+    stop: &AtomicBool,
+) -> Result<CoordStats, CoordError> {
+    let mut journal = Journal::open(&cfg.journal_dir, journal_options())?;
+    let max_batch = cfg.max_batch_sessions;
+    let mut f = Front::new(cfg, net)?;
+    let start = Instant::now();
+    // Outcomes appended to the group being filled, and to the group in flight.
+    let mut filling: Vec<(Outcome, u64)> = Vec::with_capacity(4096);
+    let mut in_flight: Vec<(Outcome, u64)> = Vec::with_capacity(4096);
+    let mut rec = [0u8; 128];
+    loop {
+        let stopping = stop.load(Ordering::Relaxed);
+        let idle = f.ready.is_empty() && filling.is_empty() && in_flight.is_empty();
+        let wait = (idle && !stopping).then_some(Duration::from_micros(500));
+        // Receive until a batch worth of sessions is ready or the socket is drained.
+        let mut got = 0;
+        loop {
+            let n = f.receive(64, if got == 0 { wait } else { None })?;
+            got += n;
+            if n == 0 || f.ready.len() >= max_batch || got >= 4 * max_batch {
+                break;
+            }
+        }
+        f.verify_ready();
+        for o in f.outcomes.drain(..) {
+            let len = o.record(&mut rec);
+            let seq = journal.append(rec.get(..len).unwrap_or(&[]))?;
+            f.stats.journal_records += 1;
+            filling.push((o, seq));
+        }
+        // Answer the group in flight once it is durable, then start the next.
+        if !in_flight.is_empty() && (!filling.is_empty() || got == 0) {
+            journal.wait_commit()?;
+            for (o, seq) in in_flight.drain(..) {
+                f.send_reply(&o, seq);
+            }
+            f.net.flush();
+        }
+        if in_flight.is_empty() && !filling.is_empty() {
+            journal.start_commit()?;
+            f.stats.journal_commits += 1;
+            std::mem::swap(&mut in_flight, &mut filling);
+        }
+        let now = Instant::now();
+        f.expire(now);
+        if stopping && got == 0 && in_flight.is_empty() && filling.is_empty() && f.ready.is_empty()
+        {
+            break;
+        }
+    }
+    journal.commit()?;
+    f.stats.drops.expired += f.table.len() as u64;
+    f.stats.net = f.net.stats();
+    f.stats.elapsed = start.elapsed();
+    Ok(f.stats)
+}
+
+const RING: usize = 4096;
+
+#[allow(
+    clippy::too_many_lines,
+    reason = "two stages and their hand-off, in one place"
+)]
+fn run_staged<N: Net>(
+    cfg: CoordConfig,
+    net: N,
+    stop: &AtomicBool,
+) -> Result<CoordStats, CoordError> {
+    let max_batch = cfg.max_batch_sessions;
+    let dir = cfg.journal_dir.clone();
+    let mut f = Front::new(cfg, net)?;
+    let mut to_journal: Box<SpscRing<Outcome, RING>> = Box::new(SpscRing::new());
+    let mut to_net: Box<SpscRing<(Outcome, u64), RING>> = Box::new(SpscRing::new());
+    let (mut jp, mut jc) = to_journal.split();
+    let (mut np, mut nc) = to_net.split();
+    let front_done = Arc::new(AtomicBool::new(false));
+    let start = Instant::now();
+    let (records, commits) = std::thread::scope(|s| -> Result<(u64, u64), CoordError> {
+        let done = Arc::clone(&front_done);
+        let journal_thread = s.spawn(move || -> Result<(u64, u64), CoordError> {
+            let mut journal = Journal::open(&dir, journal_options())?;
+            let mut rec = [0u8; 128];
+            let (mut records, mut commits) = (0u64, 0u64);
+            let mut group: Vec<(Outcome, u64)> = Vec::with_capacity(RING);
+            loop {
+                let finished = done.load(Ordering::Acquire);
+                let mut err = None;
+                jc.pop_each(RING, |o| {
+                    let len = o.record(&mut rec);
+                    match journal.append(rec.get(..len).unwrap_or(&[])) {
+                        Ok(seq) => group.push((o, seq)),
+                        Err(e) => err = Some(e),
+                    }
+                });
+                if let Some(e) = err {
+                    return Err(e.into());
+                }
+                if group.is_empty() {
+                    if finished && jc.is_empty() {
+                        return Ok((records, commits));
+                    }
+                    std::thread::sleep(Duration::from_micros(50));
+                    continue;
+                }
+                journal.commit()?;
+                commits += 1;
+                records += group.len() as u64;
+                for item in group.drain(..) {
+                    let mut item = item;
+                    // The reply ring is as large as the request ring: wait for room.
+                    loop {
+                        match np.push(item) {
+                            Ok(()) => break,
+                            Err(back) => {
+                                item = back;
+                                std::thread::yield_now();
+                            }
+                        }
+                    }
+                }
+            }
+        });
+        let mut backlog: Vec<Outcome> = Vec::with_capacity(RING);
+        let mut outstanding = 0usize;
+        let result = (|| -> Result<(), CoordError> {
+            loop {
+                let stopping = stop.load(Ordering::Relaxed);
+                let idle = f.ready.is_empty() && backlog.is_empty();
+                let wait = (idle && !stopping && outstanding == 0)
+                    .then_some(Duration::from_micros(500))
+                    .or((idle && outstanding > 0).then_some(Duration::from_micros(50)));
+                let mut got = 0;
+                loop {
+                    let n = f.receive(64, if got == 0 { wait } else { None })?;
+                    got += n;
+                    if n == 0 || f.ready.len() >= max_batch || got >= 4 * max_batch {
+                        break;
+                    }
+                }
+                f.verify_ready();
+                backlog.append(&mut f.outcomes);
+                let mut pushed = 0;
+                for o in &backlog {
+                    if jp.push(*o).is_err() {
+                        break;
+                    }
+                    pushed += 1;
+                }
+                backlog.drain(..pushed);
+                outstanding += pushed;
+                let mut replies = 0;
+                while let Some((o, seq)) = nc.pop() {
+                    f.send_reply(&o, seq);
+                    replies += 1;
+                }
+                if replies > 0 {
+                    f.net.flush();
+                    outstanding -= replies;
+                }
+                f.expire(Instant::now());
+                if stopping
+                    && got == 0
+                    && backlog.is_empty()
+                    && f.ready.is_empty()
+                    && outstanding == 0
+                {
+                    return Ok(());
+                }
+                if journal_thread.is_finished() && outstanding > 0 {
+                    return Err(CoordError::Stage("journal thread exited early".into()));
+                }
+            }
+        })();
+        front_done.store(true, Ordering::Release);
+        let j = journal_thread
+            .join()
+            .map_err(|_| CoordError::Stage("journal thread panicked".into()))?;
+        result?;
+        j
+    })?;
+    f.stats.journal_records = records;
+    f.stats.journal_commits = commits;
+    f.stats.drops.expired += f.table.len() as u64;
+    f.stats.net = f.net.stats();
+    f.stats.elapsed = start.elapsed();
+    Ok(f.stats)
+}

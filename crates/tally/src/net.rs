@@ -1,0 +1,240 @@
+//! The coordinator's network side: kernel bypass (`tally-bypass`: AF_XDP or AF_PACKET) or,
+//! without privileges, a plain UDP socket. Both hand the coordinator datagram payloads
+//! with a reply address and send its replies.
+
+use std::io;
+use std::net::{SocketAddr, UdpSocket};
+use std::time::Duration;
+
+use tally_bypass::packet::UdpFlow;
+use tally_bypass::{PacketTransport, RxBatch, Transport, TxError};
+
+/// Where a reply goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Addr {
+    /// A UDP socket address (the `udp` transport).
+    Udp(SocketAddr),
+    /// A full Ethernet/IPv4/UDP flow (the bypass transports).
+    Flow(UdpFlow),
+}
+
+/// Counters of a [`Net`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NetStats {
+    /// Datagrams received.
+    pub rx_datagrams: u64,
+    /// Frames the kernel dropped before we saw them (ring full, fill ring empty).
+    pub rx_dropped: u64,
+    /// Frames that were not well-formed IPv4/UDP (counted by the transport).
+    pub rx_malformed: u64,
+    /// Replies sent.
+    pub tx_datagrams: u64,
+    /// Replies that could not be queued even after a flush.
+    pub tx_failed: u64,
+}
+
+/// A datagram transport for the coordinator.
+pub trait Net {
+    /// `"af_xdp"`, `"af_packet"` or `"udp"`.
+    fn kind(&self) -> &'static str;
+    /// Delivers up to `max` received datagrams to `f`, waiting up to `wait` for the first.
+    /// Returns how many were delivered.
+    ///
+    /// # Errors
+    /// The OS error of the receive or wait call.
+    fn recv(
+        &mut self,
+        max: usize,
+        wait: Option<Duration>,
+        f: &mut dyn FnMut(&[u8], Addr),
+    ) -> io::Result<usize>;
+    /// Queues (or sends) one reply. Returns false when it could not be sent (counted).
+    fn send(&mut self, to: &Addr, payload: &[u8]) -> bool;
+    /// Pushes queued replies to the kernel.
+    fn flush(&mut self);
+    /// Counters.
+    fn stats(&self) -> NetStats;
+}
+
+/// The unprivileged fallback: one non-blocking UDP socket.
+#[derive(Debug)]
+pub struct UdpNet {
+    sock: UdpSocket,
+    blocking: bool,
+    buf: Vec<u8>,
+    stats: NetStats,
+}
+
+impl UdpNet {
+    /// Wraps a bound socket.
+    ///
+    /// # Errors
+    /// The OS error of `fcntl`/`setsockopt`.
+    pub fn new(sock: UdpSocket) -> io::Result<Self> {
+        sock.set_nonblocking(true)?;
+        Ok(Self {
+            sock,
+            blocking: false,
+            buf: vec![0u8; 2048],
+            stats: NetStats::default(),
+        })
+    }
+}
+
+impl Net for UdpNet {
+    fn kind(&self) -> &'static str {
+        "udp"
+    }
+
+    fn recv(
+        &mut self,
+        max: usize,
+        wait: Option<Duration>,
+        f: &mut dyn FnMut(&[u8], Addr),
+    ) -> io::Result<usize> {
+        let mut n = 0;
+        if let Some(t) = wait {
+            self.sock.set_nonblocking(false)?;
+            self.sock
+                .set_read_timeout(Some(t.max(Duration::from_micros(1))))?;
+            self.blocking = true;
+        }
+        while n < max {
+            match self.sock.recv_from(&mut self.buf) {
+                Ok((len, from)) => {
+                    n += 1;
+                    self.stats.rx_datagrams += 1;
+                    f(self.buf.get(..len).unwrap_or(&[]), Addr::Udp(from));
+                }
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    break;
+                }
+                // An ICMP error from an earlier send to a closed port: not ours to handle.
+                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {}
+                Err(e) => return Err(e),
+            }
+            if self.blocking {
+                self.sock.set_nonblocking(true)?;
+                self.blocking = false;
+            }
+        }
+        if self.blocking {
+            self.sock.set_nonblocking(true)?;
+            self.blocking = false;
+        }
+        Ok(n)
+    }
+
+    fn send(&mut self, to: &Addr, payload: &[u8]) -> bool {
+        let Addr::Udp(to) = to else {
+            self.stats.tx_failed += 1;
+            return false;
+        };
+        for _ in 0..1000 {
+            match self.sock.send_to(payload, to) {
+                Ok(_) => {
+                    self.stats.tx_datagrams += 1;
+                    return true;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => std::thread::yield_now(),
+                Err(_) => break,
+            }
+        }
+        self.stats.tx_failed += 1;
+        false
+    }
+
+    fn flush(&mut self) {}
+
+    fn stats(&self) -> NetStats {
+        self.stats
+    }
+}
+
+/// Kernel bypass through `tally-bypass`'s [`Transport`] (AF_XDP, or AF_PACKET).
+#[derive(Debug)]
+pub struct BypassNet {
+    t: Transport,
+    ip_id: u16,
+    stats: NetStats,
+}
+
+impl BypassNet {
+    /// Wraps an open transport.
+    pub fn new(t: Transport) -> Self {
+        Self {
+            t,
+            ip_id: 0,
+            stats: NetStats::default(),
+        }
+    }
+}
+
+impl Net for BypassNet {
+    fn kind(&self) -> &'static str {
+        self.t.kind().as_str()
+    }
+
+    fn recv(
+        &mut self,
+        max: usize,
+        wait: Option<Duration>,
+        f: &mut dyn FnMut(&[u8], Addr),
+    ) -> io::Result<usize> {
+        if let Some(t) = wait {
+            self.t.wait(t).map_err(io::Error::other)?;
+        }
+        let batch = self.t.recv(max);
+        let mut n = 0;
+        for i in 0..batch.len() {
+            if let Some(v) = batch.udp(i) {
+                n += 1;
+                f(v.payload(), Addr::Flow(v.reply_flow()));
+            }
+        }
+        self.stats.rx_datagrams += n as u64;
+        Ok(n)
+    }
+
+    fn send(&mut self, to: &Addr, payload: &[u8]) -> bool {
+        let Addr::Flow(flow) = to else {
+            self.stats.tx_failed += 1;
+            return false;
+        };
+        self.ip_id = self.ip_id.wrapping_add(1);
+        for _ in 0..100 {
+            match self.t.send_udp(flow, payload, self.ip_id) {
+                Ok(()) => {
+                    self.stats.tx_datagrams += 1;
+                    return true;
+                }
+                Err(TxError::RingFull) => {
+                    if self.t.flush().is_err() {
+                        break;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        self.stats.tx_failed += 1;
+        false
+    }
+
+    fn flush(&mut self) {
+        let _ = self.t.flush();
+    }
+
+    fn stats(&self) -> NetStats {
+        let s = self.t.stats();
+        NetStats {
+            rx_dropped: s.rx_dropped + s.rx_ring_full + s.rx_fill_ring_empty,
+            rx_malformed: s.rx_malformed,
+            ..self.stats
+        }
+    }
+}

@@ -1,0 +1,602 @@
+//! `tally pipeline`: sets up the network (two namespaces and a veth pair as root, UDP
+//! over loopback otherwise), signs the session pool, runs the coordinator and the load
+//! generator, and reports.
+
+use std::io::Write as _;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use tally_bypass::netns::{Side, VethConfig, VethPair};
+use tally_bypass::{Transport, TransportChoice, TransportOptions};
+use tally_mpc::frost::VerifyingShare;
+
+use crate::coordinator::{self, CoordConfig, CoordStats};
+use crate::generator::{self, GenConfig, GenResult, PoolEntry, Progress};
+use crate::net::{BypassNet, Net, UdpNet};
+use crate::report::RunReport;
+use crate::signer::Group;
+
+/// UDP port the coordinator listens on.
+pub const PORT: u16 = 9000;
+
+/// Which transport to ask for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TransportArg {
+    /// AF_XDP in a namespace when root, else AF_PACKET, else UDP over loopback.
+    Auto,
+    /// AF_XDP (root only).
+    AfXdp,
+    /// AF_PACKET (root only).
+    AfPacket,
+    /// A UDP socket (over a veth pair when root, else loopback).
+    Udp,
+}
+
+/// Settings of one pipeline run.
+#[derive(Debug, Clone)]
+#[allow(clippy::struct_excessive_bools, reason = "command-line switches")]
+pub struct Settings {
+    /// Seconds to send.
+    pub duration: Duration,
+    /// Sessions in flight.
+    pub window: usize,
+    /// Fraction of invalid shares.
+    pub invalid_ratio: f64,
+    /// Staged coordinator.
+    pub stages: bool,
+    /// Transport request.
+    pub transport: TransportArg,
+    /// Journal directory (a fresh temporary one when `None`).
+    pub journal_dir: Option<PathBuf>,
+    /// Keep the temporary journal.
+    pub keep_journal: bool,
+    /// Inject four bad datagrams every this many sessions (0: never).
+    pub bad_wire_every: u64,
+    /// Pin threads to cores.
+    pub pin: bool,
+    /// Print the live progress line.
+    pub progress: bool,
+    /// Most sessions per verification batch.
+    pub max_batch: usize,
+}
+
+/// Why the pipeline could not run.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PipelineError {
+    /// Key generation or pool signing failed.
+    #[error("signing the session pool failed: {0}")]
+    Signer(#[from] crate::signer::SignerError),
+    /// The coordinator failed.
+    #[error("coordinator: {0}")]
+    Coordinator(#[from] coordinator::CoordError),
+    /// A socket or thread failed.
+    #[error("{what}: {detail}")]
+    Setup {
+        /// What was being done.
+        what: &'static str,
+        /// The error.
+        detail: String,
+    },
+    /// The journal could not be replayed after the run.
+    #[error("replaying the journal after the run: {0}")]
+    Replay(#[from] tally_uring::JournalError),
+    /// The baseline failed.
+    #[cfg(feature = "baseline")]
+    #[error("baseline: {0}")]
+    Baseline(#[from] crate::baseline::BaselineError),
+}
+
+fn setup_err(what: &'static str, e: impl std::fmt::Display) -> PipelineError {
+    PipelineError::Setup {
+        what,
+        detail: e.to_string(),
+    }
+}
+
+/// The network the run uses: a namespace pair, or loopback.
+pub enum Env {
+    /// Two namespaces joined by a veth pair (root).
+    Netns(VethPair),
+    /// The loopback interface of the current namespace.
+    Loopback,
+}
+
+impl Env {
+    /// As root, a fresh namespace pair; otherwise loopback. Returns why.
+    pub fn new(transport: TransportArg) -> (Self, String) {
+        // SAFETY-free check: geteuid has no preconditions.
+        let root = crate::sys::is_root();
+        if !root {
+            return (
+                Self::Loopback,
+                "not root, so no network namespaces or kernel bypass: UDP over loopback \
+                 (run as root, e.g. `sudo -E cargo run --release -p tally -- pipeline`, for AF_XDP)"
+                    .to_owned(),
+            );
+        }
+        let cfg = VethConfig {
+            static_neighbours: true,
+            ..VethConfig::default()
+        };
+        match VethPair::new("pipe", cfg) {
+            Ok(p) => {
+                let [a, b] = p.netns_names();
+                (
+                    Self::Netns(p),
+                    format!(
+                        "root: veth pair {a} (198.18.0.1) <-> {b} (198.18.0.2), removed on exit{}",
+                        if transport == TransportArg::Udp {
+                            "; UDP sockets as asked"
+                        } else {
+                            ""
+                        }
+                    ),
+                )
+            }
+            Err(e) => (
+                Self::Loopback,
+                format!("creating the namespace pair failed ({e}); UDP over loopback"),
+            ),
+        }
+    }
+
+    /// Namespace names, to check afterwards that they are gone.
+    pub fn netns_names(&self) -> Option<[String; 2]> {
+        match self {
+            Self::Netns(p) => Some(p.netns_names()),
+            Self::Loopback => None,
+        }
+    }
+}
+
+/// The group and the signed pool shared by every run of one command.
+pub struct Workload {
+    /// The group.
+    pub group: Group,
+    /// Pre-signed sessions.
+    pub pool: Arc<Vec<PoolEntry>>,
+}
+
+impl Workload {
+    /// Deals a `t`-of-`n` group and signs `pool` sessions.
+    ///
+    /// # Errors
+    /// [`PipelineError::Signer`].
+    pub fn new(t: u16, n: u16, pool: usize) -> Result<Self, PipelineError> {
+        let group = Group::deal(t, n)?;
+        let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        let pool = generator::build_pool(&group, pool.max(1), threads)?;
+        Ok(Self {
+            group,
+            pool: Arc::new(pool),
+        })
+    }
+}
+
+fn pin(core: usize, on: bool) {
+    if !on {
+        return;
+    }
+    if let Some(ids) = core_affinity::get_core_ids()
+        && let Some(id) = ids.get(core % ids.len().max(1))
+    {
+        let _ = core_affinity::set_for_current(*id);
+    }
+}
+
+fn coord_config(s: &Settings, w: &Workload, dir: PathBuf) -> CoordConfig {
+    let mut vs: Vec<Option<VerifyingShare>> = vec![None; usize::from(w.group.n) + 1];
+    for sk in &w.group.signers {
+        if let Some(slot) = vs.get_mut(usize::from(sk.id)) {
+            *slot = Some(sk.verifying_share);
+        }
+    }
+    CoordConfig {
+        group_id: 1,
+        key: w.group.key,
+        verifying_shares: vs,
+        journal_dir: dir,
+        stages: s.stages,
+        max_batch_sessions: s.max_batch,
+        session_timeout: Duration::from_secs(2),
+        table_capacity: (s.window * 4).max(1024),
+    }
+}
+
+fn gen_config(s: &Settings, w: &Workload, target: SocketAddr, bind: SocketAddr) -> GenConfig {
+    GenConfig {
+        target,
+        bind,
+        group_id: 1,
+        n: w.group.n,
+        window: s.window,
+        duration: s.duration,
+        invalid_ratio: s.invalid_ratio,
+        bad_wire_every: s.bad_wire_every,
+        reply_timeout: Duration::from_secs(3),
+        first_session: 1,
+    }
+}
+
+/// A fresh journal directory and whether to delete it afterwards.
+fn journal_dir(s: &Settings, tag: &str) -> Result<(PathBuf, bool), PipelineError> {
+    if let Some(d) = &s.journal_dir {
+        let d = d.join(tag);
+        if d.exists() {
+            std::fs::remove_dir_all(&d)
+                .map_err(|e| setup_err("clearing the journal directory", e))?;
+        }
+        return Ok((d, false));
+    }
+    let base = std::env::temp_dir().join(format!(
+        "tally-pipeline-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos())
+    ));
+    Ok((base.join(tag), !s.keep_journal))
+}
+
+/// The live progress line, until `done`.
+fn progress_loop(
+    progress: &Progress,
+    done: &AtomicBool,
+    gen_stop: &AtomicBool,
+    show: bool,
+    label: &str,
+) {
+    let start = Instant::now();
+    let mut last = (Instant::now(), 0u64);
+    while !done.load(Ordering::Acquire) {
+        std::thread::sleep(Duration::from_millis(100));
+        if crate::sys::interrupted() {
+            gen_stop.store(true, Ordering::Relaxed);
+        }
+        let now = Instant::now();
+        if show && now.duration_since(last.0) >= Duration::from_secs(1) {
+            let completed = progress.completed.load(Ordering::Relaxed);
+            #[allow(clippy::cast_precision_loss, reason = "display")]
+            let rate = (completed - last.1.min(completed)) as f64
+                / now.duration_since(last.0).as_secs_f64();
+            last = (now, completed);
+            let mut err = std::io::stderr().lock();
+            #[allow(clippy::cast_precision_loss, reason = "display")]
+            let p99_ms = progress.p99_us.load(Ordering::Relaxed) as f64 / 1000.0;
+            let _ = write!(
+                err,
+                "\r[{label} {:>4.0}s] {:>9} sent {:>9} done {:>8.0} sessions/s  p99 so far {:>7.2} ms   ",
+                now.duration_since(start).as_secs_f64(),
+                progress.sent.load(Ordering::Relaxed),
+                completed,
+                rate,
+                p99_ms
+            );
+            let _ = err.flush();
+        }
+    }
+    if show {
+        let _ = writeln!(std::io::stderr());
+    }
+}
+
+/// Runs the Tally pipeline once in `env`.
+///
+/// # Errors
+/// [`PipelineError`].
+#[allow(clippy::too_many_lines, reason = "set-up, run and tear-down in order")]
+pub fn run_tally(
+    s: &Settings,
+    w: &Workload,
+    env: &Env,
+    env_why: &str,
+) -> Result<RunReport, PipelineError> {
+    let (dir, cleanup) = journal_dir(s, "tally")?;
+    let cfg = coord_config(s, w, dir.clone());
+    let coord_stop = Arc::new(AtomicBool::new(false));
+    let gen_stop = Arc::new(AtomicBool::new(false));
+    let progress = Arc::new(Progress::default());
+    let done = Arc::new(AtomicBool::new(false));
+    let (ready_tx, ready_rx) =
+        std::sync::mpsc::channel::<Result<(SocketAddr, &'static str, String), String>>();
+    let choice = s.transport;
+    let pin_on = s.pin;
+    let stop2 = Arc::clone(&coord_stop);
+    let coord_body = move |ip: Ipv4Addr,
+                           ifname: Option<String>|
+          -> Result<CoordStats, PipelineError> {
+        pin(1, pin_on);
+        let fail = |tx: &std::sync::mpsc::Sender<_>, what: &'static str, e: String| {
+            let _ = tx.send(Err(format!("{what}: {e}")));
+            setup_err(what, e)
+        };
+        match (ifname, choice) {
+            (Some(ifname), TransportArg::Auto | TransportArg::AfXdp | TransportArg::AfPacket) => {
+                let mut opts = TransportOptions::udp_ports(&[PORT]);
+                opts.choice = match choice {
+                    TransportArg::AfXdp => TransportChoice::AfXdp,
+                    TransportArg::AfPacket => TransportChoice::AfPacket,
+                    _ => TransportChoice::Auto,
+                };
+                opts.packet.retire_timeout_ms = 1;
+                let t = Transport::open(&ifname, 0, &opts)
+                    .map_err(|e| fail(&ready_tx, "opening the bypass transport", e.to_string()))?;
+                let detail = match &t {
+                    Transport::AfXdp(x) => format!(
+                        "AF_XDP on {ifname} queue 0: XDP {} mode{}, bind {}{}",
+                        x.info().xdp_mode.as_str(),
+                        x.info()
+                            .xdp_fallback_reason
+                            .as_ref()
+                            .map(|r| format!(" ({r})"))
+                            .unwrap_or_default(),
+                        x.info().bind_mode.as_str(),
+                        x.info()
+                            .bind_fallback_reason
+                            .as_ref()
+                            .map(|r| format!(" (zero-copy refused: {r})"))
+                            .unwrap_or_default(),
+                    ),
+                    Transport::AfPacket(_, why) => format!(
+                        "AF_PACKET TPACKET_V3 on {ifname}{}",
+                        why.as_ref()
+                            .map(|r| format!(" (AF_XDP unavailable: {r})"))
+                            .unwrap_or_default()
+                    ),
+                };
+                let net = BypassNet::new(t);
+                let kind = net.kind();
+                let _ = ready_tx.send(Ok((
+                    SocketAddr::V4(SocketAddrV4::new(ip, PORT)),
+                    kind,
+                    detail,
+                )));
+                Ok(coordinator::run(cfg, net, &stop2)?)
+            }
+            (ifname, _) => {
+                let port = if ifname.is_some() { PORT } else { 0 };
+                let sock = UdpSocket::bind(SocketAddrV4::new(ip, port)).map_err(|e| {
+                    fail(
+                        &ready_tx,
+                        "binding the coordinator's UDP socket",
+                        e.to_string(),
+                    )
+                })?;
+                let addr = sock
+                    .local_addr()
+                    .map_err(|e| fail(&ready_tx, "reading the socket address", e.to_string()))?;
+                let net = UdpNet::new(sock)
+                    .map_err(|e| fail(&ready_tx, "configuring the UDP socket", e.to_string()))?;
+                let _ = ready_tx.send(Ok((addr, "udp", format!("UDP socket {addr}"))));
+                Ok(coordinator::run(cfg, net, &stop2)?)
+            }
+        }
+    };
+    let (coord_handle, gen_bind, ns_a): (
+        std::thread::JoinHandle<Result<CoordStats, PipelineError>>,
+        SocketAddr,
+        bool,
+    ) = match env {
+        Env::Netns(pair) => {
+            let ifname = pair.ifname(Side::B).to_owned();
+            let ip = pair.config().ip_b;
+            let h = pair.spawn_in(Side::B, move || coord_body(ip, Some(ifname)));
+            let h = std::thread::spawn(move || match h.join() {
+                Ok(Ok(r)) => r,
+                Ok(Err(e)) => Err(setup_err("entering the coordinator's namespace", e)),
+                Err(p) => std::panic::resume_unwind(p),
+            });
+            (
+                h,
+                SocketAddr::V4(SocketAddrV4::new(pair.config().ip_a, 0)),
+                true,
+            )
+        }
+        Env::Loopback => (
+            std::thread::spawn(move || coord_body(Ipv4Addr::LOCALHOST, None)),
+            SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0)),
+            false,
+        ),
+    };
+    let ready = ready_rx
+        .recv_timeout(Duration::from_secs(30))
+        .map_err(|e| setup_err("waiting for the coordinator", e));
+    let Ok(Ok((target, kind, detail))) = ready else {
+        {
+            coord_stop.store(true, Ordering::Relaxed);
+            return match coord_handle.join() {
+                Ok(Err(e)) => Err(e),
+                _ => Err(setup_err(
+                    "starting the coordinator",
+                    "it stopped without a reason",
+                )),
+            };
+        }
+    };
+    let gcfg = gen_config(s, w, target, gen_bind);
+    let pool = Arc::clone(&w.pool);
+    let (gs, gp) = (Arc::clone(&gen_stop), Arc::clone(&progress));
+    let gen_body = move || {
+        pin(0, pin_on);
+        generator::run(&gcfg, &pool, &gs, &gp)
+    };
+    let gen_handle: std::thread::JoinHandle<Result<GenResult, PipelineError>> = match env {
+        Env::Netns(pair) if ns_a => {
+            let h = pair.spawn_in(Side::A, gen_body);
+            std::thread::spawn(move || match h.join() {
+                Ok(Ok(r)) => r.map_err(|e| setup_err("load generator", e)),
+                Ok(Err(e)) => Err(setup_err("entering the generator's namespace", e)),
+                Err(p) => std::panic::resume_unwind(p),
+            })
+        }
+        _ => std::thread::spawn(move || gen_body().map_err(|e| setup_err("load generator", e))),
+    };
+    let label = if s.stages { "tally/staged" } else { "tally" };
+    let d2 = Arc::clone(&done);
+    let watcher = {
+        let (p, g) = (Arc::clone(&progress), Arc::clone(&gen_stop));
+        let show = s.progress;
+        std::thread::spawn(move || progress_loop(&p, &d2, &g, show, label))
+    };
+    let load = gen_handle.join();
+    done.store(true, Ordering::Release);
+    let _ = watcher.join();
+    coord_stop.store(true, Ordering::Relaxed);
+    let coord = coord_handle.join();
+    let load = match load {
+        Ok(r) => r?,
+        Err(p) => std::panic::resume_unwind(p),
+    };
+    let coord = match coord {
+        Ok(r) => r?,
+        Err(p) => std::panic::resume_unwind(p),
+    };
+    let replay = tally_uring::Journal::replay(&dir, |_, _| {})?;
+    if cleanup {
+        let _ = std::fs::remove_dir_all(dir.parent().unwrap_or(&dir));
+    }
+    Ok(RunReport {
+        mode: "tally",
+        shape: if s.stages {
+            "staged"
+        } else {
+            "run_to_completion"
+        },
+        transport: kind,
+        transport_why: format!("{detail}; {env_why}"),
+        t: w.group.t,
+        n: w.group.n,
+        load,
+        coord,
+        journal_replayed: replay.records,
+    })
+}
+
+/// Runs the baseline once in `env`.
+///
+/// # Errors
+/// [`PipelineError`].
+#[cfg(feature = "baseline")]
+#[allow(clippy::too_many_lines, reason = "set-up, run and tear-down in order")]
+pub fn run_baseline(
+    s: &Settings,
+    w: &Workload,
+    env: &Env,
+    env_why: &str,
+) -> Result<RunReport, PipelineError> {
+    let (dir, cleanup) = journal_dir(s, "baseline")?;
+    let coord_stop = Arc::new(AtomicBool::new(false));
+    let gen_stop = Arc::new(AtomicBool::new(false));
+    let progress = Arc::new(Progress::default());
+    let done = Arc::new(AtomicBool::new(false));
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<SocketAddr, String>>();
+    let group = w.group.clone();
+    let stop2 = Arc::clone(&coord_stop);
+    let pin_on = s.pin;
+    let dir2 = dir.clone();
+    let body = move |ip: Ipv4Addr, port: u16| -> Result<CoordStats, PipelineError> {
+        pin(1, pin_on);
+        let sock = match UdpSocket::bind(SocketAddrV4::new(ip, port)) {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = ready_tx.send(Err(e.to_string()));
+                return Err(setup_err("binding the baseline socket", e));
+            }
+        };
+        let addr = sock
+            .local_addr()
+            .map_err(|e| setup_err("socket address", e))?;
+        let _ = ready_tx.send(Ok(addr));
+        Ok(crate::baseline::run(&group, 1, &sock, &dir2, &stop2)?)
+    };
+    let (coord_handle, gen_bind) = match env {
+        Env::Netns(pair) => {
+            let ip = pair.config().ip_b;
+            let h = pair.spawn_in(Side::B, move || body(ip, PORT));
+            (
+                std::thread::spawn(move || match h.join() {
+                    Ok(Ok(r)) => r,
+                    Ok(Err(e)) => Err(setup_err("entering the baseline's namespace", e)),
+                    Err(p) => std::panic::resume_unwind(p),
+                }),
+                SocketAddr::V4(SocketAddrV4::new(pair.config().ip_a, 0)),
+            )
+        }
+        Env::Loopback => (
+            std::thread::spawn(move || body(Ipv4Addr::LOCALHOST, 0)),
+            SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0)),
+        ),
+    };
+    let Ok(Ok(target)) = ready_rx.recv_timeout(Duration::from_secs(30)) else {
+        {
+            coord_stop.store(true, Ordering::Relaxed);
+            return match coord_handle.join() {
+                Ok(Err(e)) => Err(e),
+                _ => Err(setup_err(
+                    "starting the baseline",
+                    "it stopped without a reason",
+                )),
+            };
+        }
+    };
+    let gcfg = gen_config(s, w, target, gen_bind);
+    let pool = Arc::clone(&w.pool);
+    let (gs, gp) = (Arc::clone(&gen_stop), Arc::clone(&progress));
+    let gen_body = move || {
+        pin(0, pin_on);
+        generator::run(&gcfg, &pool, &gs, &gp)
+    };
+    let gen_handle: std::thread::JoinHandle<Result<GenResult, PipelineError>> = match env {
+        Env::Netns(pair) => {
+            let h = pair.spawn_in(Side::A, gen_body);
+            std::thread::spawn(move || match h.join() {
+                Ok(Ok(r)) => r.map_err(|e| setup_err("load generator", e)),
+                Ok(Err(e)) => Err(setup_err("entering the generator's namespace", e)),
+                Err(p) => std::panic::resume_unwind(p),
+            })
+        }
+        Env::Loopback => {
+            std::thread::spawn(move || gen_body().map_err(|e| setup_err("load generator", e)))
+        }
+    };
+    let d2 = Arc::clone(&done);
+    let watcher = {
+        let (p, g) = (Arc::clone(&progress), Arc::clone(&gen_stop));
+        let show = s.progress;
+        std::thread::spawn(move || progress_loop(&p, &d2, &g, show, "baseline"))
+    };
+    let load = gen_handle.join();
+    done.store(true, Ordering::Release);
+    let _ = watcher.join();
+    coord_stop.store(true, Ordering::Relaxed);
+    let coord = coord_handle.join();
+    let load = match load {
+        Ok(r) => r?,
+        Err(p) => std::panic::resume_unwind(p),
+    };
+    let coord = match coord {
+        Ok(r) => r?,
+        Err(p) => std::panic::resume_unwind(p),
+    };
+    let replayed = crate::baseline::count_records(&dir).unwrap_or(0);
+    if cleanup {
+        let _ = std::fs::remove_dir_all(dir.parent().unwrap_or(&dir));
+    }
+    Ok(RunReport {
+        mode: "baseline",
+        shape: "baseline",
+        transport: "udp",
+        transport_why: format!(
+            "std UDP socket, frost-secp256k1 verify per share, write+fdatasync per signature; {env_why}"
+        ),
+        t: w.group.t,
+        n: w.group.n,
+        load,
+        coord,
+        journal_replayed: replayed,
+    })
+}

@@ -1,0 +1,132 @@
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "test code"
+)]
+//! Runs `tally pipeline` end to end for a few seconds and checks the accounting. As root
+//! (CI) it runs in its own namespace pair over AF_XDP (falling back to AF_PACKET only if the
+//! kernel refuses AF_XDP); otherwise over UDP on loopback, and says so.
+
+use std::process::Command;
+
+fn tally() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_tally"))
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .is_some_and(|l| l.split_whitespace().nth(1) == Some("0"))
+}
+
+fn run_json(args: &[&str], dir: &std::path::Path) -> serde_json::Value {
+    let out = tally()
+        .args([
+            "pipeline",
+            "--json",
+            "--quiet",
+            "--pool",
+            "256",
+            "--journal-dir",
+        ])
+        .arg(dir)
+        .args(args)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "tally failed: {stderr}\n{stdout}");
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("bad JSON {e}: {stdout}"))
+}
+
+fn check(v: &serde_json::Value, journal: &std::path::Path) {
+    let n = |k: &str| {
+        v[k].as_u64()
+            .unwrap_or_else(|| panic!("missing {k} in {v}"))
+    };
+    assert!(n("sessions_sent") > 50, "too few sessions: {v}");
+    assert_eq!(
+        n("sessions_completed") + n("drops"),
+        n("sessions_sent"),
+        "{v}"
+    );
+    assert_eq!(n("wrong_answers"), 0, "{v}");
+    assert_eq!(n("culprit_mismatches"), 0, "{v}");
+    assert!(n("invalid_shares_injected") > 0, "{v}");
+    assert_eq!(
+        n("invalid_shares_detected"),
+        n("invalid_shares_injected"),
+        "{v}"
+    );
+    assert_eq!(n("journal_replayed"), n("replies_received"), "{v}");
+    assert_eq!(n("journal_records"), n("journal_replayed"), "{v}");
+    assert!(v["latency_us"]["p99"].as_u64().is_some());
+    assert_eq!(v["netns_left_behind"], false, "{v}");
+    // The journal the run wrote verifies with `tally journal verify`.
+    let out = tally()
+        .args(["journal", "verify"])
+        .arg(journal)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains(&format!("records: {}", n("journal_records"))),
+        "{text}"
+    );
+}
+
+#[test]
+fn pipeline_accounts_for_every_session_and_bad_datagram() {
+    let dir = tempfile::tempdir().unwrap();
+    let v = run_json(
+        &[
+            "--duration",
+            "3",
+            "--invalid-ratio",
+            "0.05",
+            "--bad-wire-every",
+            "50",
+            "--window",
+            "64",
+        ],
+        dir.path(),
+    );
+    let transport = v["transport"].as_str().unwrap().to_owned();
+    if is_root() {
+        assert_eq!(
+            transport, "af_xdp",
+            "as root the pipeline must use AF_XDP: {v}"
+        );
+    } else {
+        eprintln!(
+            "not root: pipeline ran over UDP on loopback ({})",
+            v["transport_detail"]
+        );
+        assert_eq!(transport, "udp");
+    }
+    check(&v, &dir.path().join("tally"));
+    // Bad datagrams: each injected kind is counted under its reason and dropped.
+    let bad = &v["bad_datagrams_injected"];
+    let got = &v["datagram_drops"];
+    assert!(bad["truncated"].as_u64().unwrap() > 0, "{v}");
+    assert_eq!(got["malformed"], bad["truncated"], "{v}");
+    assert_eq!(got["unknown_session"], bad["unknown_session"], "{v}");
+    assert_eq!(got["wrong_identifier"], bad["wrong_identifier"], "{v}");
+    assert_eq!(got["replayed_share"], bad["replayed_share"], "{v}");
+}
+
+#[test]
+fn staged_pipeline_accounts_for_every_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let v = run_json(
+        &["--duration", "2", "--stages", "--invalid-ratio", "0.02"],
+        dir.path(),
+    );
+    assert_eq!(v["shape"], "staged");
+    check(&v, &dir.path().join("tally"));
+}
