@@ -1,4 +1,4 @@
-//! A crash-safe, segmented, group-commit journal on the [`Ring`](crate::Ring).
+//! A crash-safe, segmented, group-commit journal on the [`Ring`](crate::ring::Ring).
 //!
 //! * [`Journal::append`] frames a record (length, sequence number, CRC32C) into a
 //!   registered buffer and returns its sequence number (the first record ever gets 1;
@@ -177,6 +177,7 @@ pub struct JournalOptions {
     max_record_bytes: u32,
     prewrite: bool,
     max_free_segments: u32,
+    spare_segments: u32,
 }
 
 impl Default for JournalOptions {
@@ -195,6 +196,7 @@ impl JournalOptions {
             max_record_bytes: 64 << 10,
             prewrite: true,
             max_free_segments: 4,
+            spare_segments: 0,
         }
     }
 
@@ -233,6 +235,14 @@ impl JournalOptions {
     #[must_use]
     pub const fn max_free_segments(mut self, n: u32) -> Self {
         self.max_free_segments = n;
+        self
+    }
+
+    /// Segments to prepare (preallocate and pre-write) when the journal opens, so the
+    /// first rotations recycle a ready file instead of preparing one while appends wait.
+    #[must_use]
+    pub const fn spare_segments(mut self, n: u32) -> Self {
+        self.spare_segments = n;
         self
     }
 
@@ -514,6 +524,32 @@ impl Journal {
                 (seg, scan.next_seq)
             }
         };
+        let mut next_free_index = free
+            .iter()
+            .map(|(i, _)| i + 1)
+            .chain(live.back().map(|(i, _)| i + 1))
+            .max()
+            .unwrap_or(1)
+            .max(seg.index + 1);
+        while free.len() < options.spare_segments.min(options.max_free_segments) as usize {
+            let spare = create_segment(
+                dir,
+                &dir_file,
+                &mut ring,
+                &options,
+                &mut Vec::new(),
+                &stats,
+                &salt_state,
+                next_free_index,
+                1,
+            )?;
+            let to = dir.join(scan::free_name(next_free_index));
+            std::fs::rename(&spare.path, &to)
+                .map_err(|source| JournalError::io(&spare.path, "store a spare segment", source))?;
+            fsync_dir(&dir_file, dir)?;
+            free.push((next_free_index, to));
+            next_free_index += 1;
+        }
         let j = Self {
             dir: dir.to_path_buf(),
             dir_file,

@@ -63,6 +63,8 @@ struct State {
     durable: u64,
     failed: Option<String>,
     closed: bool,
+    /// Writers blocked because the inbox is full.
+    space_waiters: u32,
 }
 
 struct Inner {
@@ -135,6 +137,7 @@ impl SharedJournal {
                 durable: journal.durable_seq(),
                 failed: None,
                 closed: false,
+                space_waiters: 0,
             }),
             work: Condvar::new(),
             done: Condvar::new(),
@@ -328,8 +331,10 @@ fn run(mut journal: Journal, inner: &Inner) -> Result<Journal, JournalError> {
             std::mem::swap(&mut st.inbox, &mut local);
             last_group = st.inbox_records.max(1);
             st.inbox_records = 0;
+            if st.space_waiters > 0 {
+                inner.done.notify_all(); // inbox space is free again
+            }
         }
-        inner.done.notify_all(); // inbox space is free again
         let result = append_all(&mut journal, &local).and_then(|()| journal.commit());
         local.clear();
         let mut st = inner.lock();
