@@ -1,4 +1,4 @@
-//! A crash-safe, segmented, group-commit journal on the [`Ring`](crate::ring::Ring).
+//! A crash-safe, segmented, group-commit journal on the [`Ring`].
 //!
 //! * [`Journal::append`] frames a record (length, sequence number, CRC32C) into a
 //!   registered buffer and returns its sequence number (the first record ever gets 1;
