@@ -58,6 +58,24 @@ pub fn gate(root: &Path, opts: &GateOptions) -> Result<bool> {
             baseline_path.display()
         )));
     };
+    // A gated kernel without a baseline entry would only be listed as "new": it would not
+    // be gated at all. Refuse instead, so that adding a kernel to the gate means
+    // recording its baseline in the same change.
+    if let Some(base) = &baseline {
+        let missing: Vec<&str> = config
+            .gate
+            .iter()
+            .filter(|id| base.get(id).and_then(|r| r.instructions).is_none())
+            .map(String::as_str)
+            .collect();
+        if !missing.is_empty() {
+            return Err(Error::bad_input(format!(
+                "gate kernels without an instruction count in {}: {}; record them with `cargo xtask gate --refresh` and commit the baseline",
+                baseline_path.display(),
+                missing.join(", ")
+            )));
+        }
+    }
     if config.gate.is_empty() {
         eprintln!(
             "gate: {} lists no kernels; nothing to measure",
@@ -131,4 +149,79 @@ pub fn ci(root: &Path) -> Result<()> {
     }
     eprintln!("ci: all steps passed");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Gate options pointing at a scratch config and baseline with these contents.
+    fn scratch(name: &str, config: &str, baseline: Option<&str>) -> GateOptions {
+        let dir = std::env::temp_dir().join(format!("xtask-gate-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("gate.json"), config).unwrap();
+        if let Some(b) = baseline {
+            std::fs::write(dir.join("instructions.json"), b).unwrap();
+        }
+        GateOptions {
+            config: Some(dir.join("gate.json")),
+            baseline: Some(dir.join("instructions.json")),
+            ..GateOptions::default()
+        }
+    }
+
+    const CONFIG: &str = r#"{"schema":"tally-bench-config/1","gate":["ring/a","ring/b"]}"#;
+
+    #[test]
+    fn gate_refuses_kernels_without_baseline() {
+        let base = r#"{"schema":"tally-bench/1","commit":"c","machine":"m","results":[{"id":"ring/a","instructions":10}]}"#;
+        let err = gate(
+            Path::new("/nonexistent"),
+            &scratch("missing-kernel", CONFIG, Some(base)),
+        )
+        .unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        assert!(
+            err.to_string().contains("ring/b") && err.to_string().contains("--refresh"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn gate_refuses_missing_or_broken_inputs() {
+        let err = gate(
+            Path::new("/nonexistent"),
+            &scratch("no-baseline", CONFIG, None),
+        )
+        .unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        assert!(err.to_string().contains("no baseline"), "{err}");
+        let err = gate(
+            Path::new("/nonexistent"),
+            &scratch("bad-baseline", CONFIG, Some("{")),
+        )
+        .unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        let err = gate(
+            Path::new("/nonexistent"),
+            &scratch("bad-config", "{}", Some("{}")),
+        )
+        .unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+    }
+
+    #[test]
+    fn committed_gate_config_and_baseline_agree() {
+        let root = crate::util::workspace_root();
+        let config = Config::load(&root.join(GATE_CONFIG)).unwrap();
+        let base = Results::load(&root.join(GATE_BASELINE)).unwrap();
+        assert!(!config.gate.is_empty(), "the CI gate must gate something");
+        for id in &config.gate {
+            assert!(
+                base.get(id).and_then(|r| r.instructions).is_some(),
+                "{id} is gated but has no baseline count: run `cargo xtask gate --refresh`"
+            );
+        }
+    }
 }
