@@ -287,3 +287,26 @@ pub(crate) fn set_gro(ifname: &str, on: bool) -> io::Result<()> {
     cvt(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCETHTOOL, &raw mut ifr) })?;
     Ok(())
 }
+
+/// The hardware address of `ifname` in the calling thread's namespace (`SIOCGIFHWADDR`).
+pub(crate) fn if_hwaddr(ifname: &str) -> io::Result<[u8; 6]> {
+    let sock = socket(libc::AF_INET, libc::SOCK_DGRAM, 0)?;
+    // SAFETY: ifreq is plain old data; zero is a valid value.
+    let mut ifr: libc::ifreq = unsafe { core::mem::zeroed() };
+    let name = ifname.as_bytes();
+    if name.len() >= ifr.ifr_name.len() {
+        return Err(io::Error::from(io::ErrorKind::InvalidInput));
+    }
+    for (d, s) in ifr.ifr_name.iter_mut().zip(name) {
+        *d = libc::c_char::from_ne_bytes([*s]);
+    }
+    // SAFETY: SIOCGIFHWADDR fills `ifr_hwaddr` of a valid ifreq.
+    cvt(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFHWADDR, &raw mut ifr) })?;
+    // SAFETY: the kernel wrote the sockaddr member of the union.
+    let data = unsafe { ifr.ifr_ifru.ifru_hwaddr.sa_data };
+    let mut mac = [0u8; 6];
+    for (d, s) in mac.iter_mut().zip(data.iter()) {
+        *d = s.to_ne_bytes()[0];
+    }
+    Ok(mac)
+}

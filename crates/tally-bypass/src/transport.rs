@@ -118,6 +118,13 @@ pub trait RxBatch {
         }
     }
 
+    /// Every frame of the batch that parses as IPv4/UDP, in order (rejects are counted
+    /// in the transport's [`ParseStats`] and skipped). Each view borrows the batch: copy
+    /// out what must outlive it (payload bytes, [`UdpView::reply_flow`]).
+    fn datagrams(&self) -> impl Iterator<Item = UdpView<'_>> {
+        (0..self.len()).filter_map(move |i| self.udp(i))
+    }
+
     /// Writes a reply to frame `i` into a transmit frame: `f(rx_frame, tx_frame)` returns
     /// the length it wrote into `tx_frame` (0 to send nothing). The reply is queued;
     /// `flush` sends it.
@@ -183,6 +190,20 @@ pub trait PacketTransport {
 
     /// Current counters.
     fn stats(&self) -> TransportStats;
+}
+
+/// The Ethernet address of interface `ifname` in the calling thread's network namespace
+/// (the source MAC for [`UdpFlow::src_mac`]).
+///
+/// # Errors
+/// [`crate::BypassError::Interface`] when the interface does not exist.
+pub fn interface_mac(ifname: &str) -> Result<crate::packet::MacAddr> {
+    crate::sys::if_hwaddr(ifname)
+        .map(crate::packet::MacAddr)
+        .map_err(|source| crate::BypassError::Interface {
+            name: ifname.to_owned(),
+            source,
+        })
 }
 
 /// Blocks until `done` or the timeout, calling `recv` with `wait` in between: a helper

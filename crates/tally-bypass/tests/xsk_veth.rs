@@ -62,6 +62,11 @@ fn xsk_receives_filtered_udp_and_kernel_keeps_the_rest() {
         while total < 2 * 1000 && Instant::now() < deadline {
             xsk.wait(Duration::from_millis(50)).unwrap();
             let batch = xsk.recv(64);
+            assert_eq!(
+                batch.datagrams().count(),
+                batch.len(),
+                "only valid UDP for our port arrives"
+            );
             for i in 0..batch.len() {
                 let d = batch.udp(i).expect("only valid UDP for our port arrives");
                 assert_eq!(d.dst_port(), PORT);
@@ -139,6 +144,8 @@ fn xsk_transmits_udp_and_echoes_with_fixed_checksums() {
     let c2 = cfg.clone();
     let server = pair.spawn_in(Side::B, move || {
         let mut xsk = XskSocket::open(&c2.if_b, 0, XskConfig::udp_ports(&[PORT])).unwrap();
+        assert_eq!(tally_bypass::interface_mac(&c2.if_b).unwrap(), c2.mac_b);
+        assert!(tally_bypass::interface_mac("no-such-if0").is_err());
         ready_tx.send(()).unwrap();
         // First: 100 datagrams built from scratch to A's port 7000.
         let flow = UdpFlow {

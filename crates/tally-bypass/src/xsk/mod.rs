@@ -90,6 +90,9 @@ pub struct XskConfig {
     pub checksum_policy: UdpChecksumPolicy,
     /// Pre-fault the UMEM at start-up.
     pub populate: bool,
+    /// Back the UMEM with 2 MiB huge pages (needs pages reserved in
+    /// `/proc/sys/vm/nr_hugepages`).
+    pub huge_pages: bool,
 }
 
 impl Default for XskConfig {
@@ -107,6 +110,7 @@ impl Default for XskConfig {
             need_wakeup: true,
             checksum_policy: UdpChecksumPolicy::VerifyOrPartial,
             populate: true,
+            huge_pages: false,
         }
     }
 }
@@ -283,7 +287,9 @@ impl XskSocket {
                     value: u64::from(config.rx_frames) + u64::from(config.tx_frames),
                 })?;
         let mut pool = FramePool::new(
-            FramePoolOptions::new(config.frame_size, frames).populate(config.populate),
+            FramePoolOptions::new(config.frame_size, frames)
+                .populate(config.populate)
+                .huge_pages(config.huge_pages),
         )?;
         let base = NonNull::new(pool.as_mut_ptr()).ok_or(BypassError::InvalidOption {
             what: "UMEM address",
