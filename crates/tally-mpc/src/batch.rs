@@ -24,7 +24,7 @@
 //! are checked instead of `n` single verifications.
 
 use crate::msm::{
-    Base, PippengerScratch, STRAUS_MAX_BASES, STRAUS_TABLE, StrausScratch, pippenger, straus,
+    Base, PippengerScratch, STRAUS_MAX_BASES, STRAUS_TABLE, StrausScratch, pippenger_affine, straus,
 };
 use crate::point::{Affine, Fe, Jacobian, consts};
 use crate::scalar::{Half, WNAF_LEN, glv_split};
@@ -252,7 +252,7 @@ impl Engine {
                 self.pip.push_base(b, &beta);
             }
             self.pip.push_base(&Base::new(consts().g, &-gsum), &beta);
-            Some(pippenger(&mut self.pip))
+            Some(pippenger_affine(&mut self.pip))
         };
         result.is_some_and(|r: Jacobian| r.is_infinity())
     }
