@@ -15,9 +15,13 @@
 //!   about `128 / (w + 1)` A with `w = 5` (a table of 8 odd multiples, built with mixed
 //!   additions on an isomorphic curve and normalised together with one I). The generator
 //!   uses window 8 against the first row of its comb table (no per-call table cost).
-//! * **Pippenger** (larger `n`): signed digits of `c` bits, `2^(c-1)` buckets;
-//!   `ceil(129 / c)` rounds of one A per point half plus `2^c` Jacobian additions for
-//!   the bucket sums. `c` is chosen per call from the point count.
+//! * **Pippenger** (larger `n`): signed digits of `c` bits, `2^(c-1)` buckets per window;
+//!   one bucket addition per point half and window plus two additions per bucket for the
+//!   sums. Bucket additions are affine (`lambda = (y2 - y1) / (x2 - x1)`, 5M + 1S) in
+//!   rounds where each bucket of every window takes at most one addition and all
+//!   denominators share one inversion; when a round would hold fewer than 24 additions
+//!   (the top window's few buckets), the rest go into Jacobian buckets. `c` is chosen per
+//!   call from the point count.
 //! * **Comb** (generator, precomputed keys): for each of the 17 signed base-256 digits of a
 //!   128-bit half the table holds `m * 256^j * P` for `m = 1..=128`; a full 256-bit
 //!   multiplication is at most 34 A and no doublings. A table holds 2,176 affine points
@@ -26,8 +30,8 @@
 //! Measured (callgrind, release build; `docs/benchmarks/tally-mpc.md`): a Jacobian doubling
 //! is about 1,770 instructions and a mixed addition about 3,000 with k256's field
 //! (libsecp256k1: 1,483 and 2,444). A cold BIP340 verification is 550k instructions
-//! (libsecp256k1 396k), one against a `PrecomputedKey` 229k, and a batch of 256 262k per
-//! signature, of which about 56k is lifting `R` (a square root) and 195k the Pippenger
+//! (libsecp256k1 396k), one against a `PrecomputedKey` 229k, and a batch of 256 223k per
+//! signature, of which about 56k is lifting `R` (a square root) and 155k the Pippenger
 //! product (3 half scalars per signature, 19 windows of 7 bits).
 
 use crate::point::{Affine, Fe, FeMul, Jacobian, batch_normalize, consts};
