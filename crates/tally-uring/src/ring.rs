@@ -1367,15 +1367,16 @@ impl Ring {
             if n >= out.len() {
                 return Ok(n);
             }
-            if got == 0 {
-                if self.uring.submission().cq_overflow() {
-                    self.stats.cq_overflow.incr();
-                    // An enter with GETEVENTS moves the kernel's overflow list into the CQ.
-                    self.submit()?;
-                    continue;
-                }
-                return Ok(n);
+            if got == room && room > 0 {
+                continue; // the CQ may hold more
             }
+            if self.uring.submission().cq_overflow() {
+                self.stats.cq_overflow.incr();
+                // An enter with GETEVENTS moves the kernel's overflow list into the CQ.
+                self.submit()?;
+                continue;
+            }
+            return Ok(n);
         }
     }
 
