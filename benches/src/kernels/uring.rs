@@ -1,6 +1,87 @@
-//! Instruction-count kernels for `tally-uring` (added with that crate's benches).
+//! Instruction-count kernels for `tally-uring`: the NOP submit+complete path of
+//! `tally_uring::Ring` against the raw `io-uring` crate, at batch 1 and 32. Callgrind
+//! counts user-space instructions only, so these measure the engine's own overhead
+//! (slab, typed completions, stats) on top of the kernel round trip.
+
+use io_uring::{IoUring, opcode};
+use tally_uring::{Completion, Ring, RingOptions};
 
 use super::Kernel;
 
 /// The kernels of this module.
-pub const KERNELS: &[Kernel] = &[];
+pub const KERNELS: &[Kernel] = &[
+    Kernel {
+        id: "uring/nop_tally_b1",
+        run: |n| tally_nop(n, 1),
+    },
+    Kernel {
+        id: "uring/nop_tally_b32",
+        run: |n| tally_nop(n, 32),
+    },
+    Kernel {
+        id: "uring/nop_raw_b1",
+        run: |n| raw_nop(n, 1),
+    },
+    Kernel {
+        id: "uring/nop_raw_b32",
+        run: |n| raw_nop(n, 32),
+    },
+];
+
+/// `iters` rounds of `batch` NOPs through `Ring` (one enter per round). Returns 0 when
+/// io_uring is refused, so the instruction count shows the skip.
+fn tally_nop(iters: u64, batch: u32) -> u64 {
+    let Ok(mut ring) = Ring::new(RingOptions::new(64)) else {
+        return 0;
+    };
+    let mut out = [Completion::default(); 64];
+    let mut sum = 0u64;
+    for _ in 0..iters {
+        for i in 0..batch {
+            if ring.nop(u64::from(i)).is_err() {
+                return sum;
+            }
+        }
+        if ring.submit_and_wait(batch as usize).is_err() {
+            return sum;
+        }
+        let mut got = 0;
+        while got < batch as usize {
+            match ring.reap(out.get_mut(got..).unwrap_or(&mut [])) {
+                Ok(n) => got += n,
+                Err(_) => return sum,
+            }
+        }
+        sum = sum.wrapping_add(out.iter().take(got).map(|c| c.tag).sum::<u64>());
+    }
+    sum
+}
+
+/// The same with the raw `io-uring` crate (same setup flags).
+fn raw_nop(iters: u64, batch: u32) -> u64 {
+    let Ok(mut ring) = IoUring::<io_uring::squeue::Entry, io_uring::cqueue::Entry>::builder()
+        .setup_single_issuer()
+        .setup_defer_taskrun()
+        .setup_cqsize(128)
+        .build(64)
+    else {
+        return 0;
+    };
+    let mut sum = 0u64;
+    for _ in 0..iters {
+        for i in 0..batch {
+            let e = opcode::Nop::new().build().user_data(u64::from(i));
+            // SAFETY: a NOP references no memory.
+            if unsafe { ring.submission().push(&e) }.is_err() {
+                return sum;
+            }
+        }
+        if ring.submit_and_wait(batch as usize).is_err() {
+            return sum;
+        }
+        for c in ring.completion() {
+            sum = sum.wrapping_add(c.user_data());
+        }
+    }
+    sum
+}

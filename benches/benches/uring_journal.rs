@@ -1,0 +1,387 @@
+//! Durable journal throughput and ack latency, side by side in one run:
+//! `tally_uring::Journal` against okaywal 0.3 and against `write` + `fdatasync` per record.
+//!
+//! ```text
+//! cargo bench -p tally-benches --bench uring_journal            # 3 reps x 2 s per cell
+//! TALLY_JOURNAL_BENCH_SECS=1 TALLY_JOURNAL_BENCH_REPS=1 cargo bench -p tally-benches --bench uring_journal
+//! ```
+//! Modes (every call returns only when its records are durable):
+//! * `plain1`: one writer, `write_all` + `sync_data` per record on an `O_APPEND` file;
+//! * `tally1`: one writer, 1024 `append`s then one `commit` (one write + one fdatasync);
+//! * `tally1p`: the same with pipelined commits (`start_commit`, fill the next group,
+//!   `wait_commit`): the ack of group k arrives while group k+1 fills;
+//! * `okay1`: okaywal, `begin_entry`, 1024 `write_chunk`s, `commit`;
+//! * `tally8`: 8 threads on one `SharedJournal`, each `append_durable` of one record;
+//! * `okay8`: 8 threads, each `begin_entry` / `write_chunk` / `commit` of one record.
+//!
+//! Both journals recycle their segments: okaywal checkpoints (no-op checkpointer) and
+//! reuses segment files; tally releases everything durable after each commit
+//! (`release_through`), so its 32 MiB segments (two spares prepared at open) are reused. Latency: per group of 1024 for
+//! the one-writer group modes, per record otherwise.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "bench code"
+)]
+#![allow(
+    clippy::cast_precision_loss,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    clippy::too_many_lines,
+    clippy::many_single_char_names,
+    clippy::similar_names,
+    reason = "bench code"
+)]
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use okaywal::{Entry, EntryId, LogManager, SegmentReader, WriteAheadLog};
+use tally_uring::{Journal, JournalOptions, SharedJournal, SharedOptions};
+
+const GROUP: usize = 1024;
+const THREADS: usize = 8;
+
+#[derive(Debug)]
+struct NoCheckpoint;
+
+impl LogManager for NoCheckpoint {
+    fn recover(&mut self, _entry: &mut Entry<'_>) -> std::io::Result<()> {
+        Ok(())
+    }
+    fn checkpoint_to(
+        &mut self,
+        _last: EntryId,
+        _entries: &mut SegmentReader,
+        _wal: &WriteAheadLog,
+    ) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+struct Run {
+    records: u64,
+    secs: f64,
+    hist: Histogram<u64>,
+}
+
+impl Run {
+    fn rate(&self) -> f64 {
+        self.records as f64 / self.secs
+    }
+}
+
+fn hist() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000_000, 3).unwrap()
+}
+
+fn records(size: usize, n: usize) -> Vec<Vec<u8>> {
+    let mut x = 0x9E37_79B9_7F4A_7C15u64;
+    (0..n)
+        .map(|_| {
+            (0..size)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x as u8
+                })
+                .collect()
+        })
+        .collect()
+}
+
+fn tally_opts(size: usize) -> JournalOptions {
+    let _ = size;
+    JournalOptions::new()
+        .segment_bytes(32 << 20)
+        .group_buffer_bytes(2 << 20)
+        .max_record_bytes(4096)
+        .max_free_segments(4)
+        .spare_segments(2)
+}
+
+fn plain1(dir: &Path, recs: &[Vec<u8>], dur: Duration) -> Run {
+    let mut f = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("plain.log"))
+        .unwrap();
+    let mut h = hist();
+    let start = Instant::now();
+    let mut n = 0u64;
+    while start.elapsed() < dur {
+        let t = Instant::now();
+        f.write_all(&recs[n as usize % recs.len()]).unwrap();
+        f.sync_data().unwrap();
+        h.record(t.elapsed().as_nanos() as u64).unwrap();
+        n += 1;
+    }
+    Run {
+        records: n,
+        secs: start.elapsed().as_secs_f64(),
+        hist: h,
+    }
+}
+
+fn tally1(dir: &Path, recs: &[Vec<u8>], dur: Duration, pipelined: bool) -> Run {
+    let mut j = Journal::open(dir, tally_opts(recs[0].len())).unwrap();
+    settle(); // let the host absorb the segments prepared at open
+    let mut h = hist();
+    let start = Instant::now();
+    let mut n = 0u64;
+    let mut pending: Option<Instant> = None;
+    while start.elapsed() < dur {
+        let t = Instant::now();
+        for i in 0..GROUP {
+            j.append(&recs[i % recs.len()]).unwrap();
+        }
+        if pipelined {
+            if let Some(t0) = pending.take() {
+                j.wait_commit().unwrap();
+                h.record(t0.elapsed().as_nanos() as u64).unwrap();
+                n += GROUP as u64;
+            }
+            let d = j.start_commit().unwrap();
+            pending = Some(t);
+            j.release_through(d.saturating_sub(GROUP as u64)).unwrap();
+        } else {
+            let d = j.commit().unwrap();
+            h.record(t.elapsed().as_nanos() as u64).unwrap();
+            n += GROUP as u64;
+            j.release_through(d).unwrap();
+        }
+    }
+    if let Some(t0) = pending {
+        j.wait_commit().unwrap();
+        h.record(t0.elapsed().as_nanos() as u64).unwrap();
+        n += GROUP as u64;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    assert_eq!(j.durable_seq(), n, "every counted record must be durable");
+    if std::env::var_os("TALLY_JOURNAL_BENCH_STATS").is_some() {
+        eprintln!(
+            "    journal {:?}\n    ring {:?}",
+            j.stats().snapshot(),
+            j.ring_stats()
+        );
+    }
+    Run {
+        records: n,
+        secs,
+        hist: h,
+    }
+}
+
+fn okay1(dir: &Path, recs: &[Vec<u8>], dur: Duration) -> Run {
+    let wal = WriteAheadLog::recover(dir, NoCheckpoint).unwrap();
+    settle();
+    let mut h = hist();
+    let start = Instant::now();
+    let mut n = 0u64;
+    while start.elapsed() < dur {
+        let t = Instant::now();
+        let mut w = wal.begin_entry().unwrap();
+        for i in 0..GROUP {
+            w.write_chunk(&recs[i % recs.len()]).unwrap();
+        }
+        w.commit().unwrap();
+        h.record(t.elapsed().as_nanos() as u64).unwrap();
+        n += GROUP as u64;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    wal.shutdown().unwrap();
+    Run {
+        records: n,
+        secs,
+        hist: h,
+    }
+}
+
+fn threaded(
+    dur: Duration,
+    work: impl Fn(usize, &AtomicBool) -> (u64, Histogram<u64>) + Sync,
+) -> Run {
+    let stop = AtomicBool::new(false);
+    let start = Instant::now();
+    let results: Vec<(u64, Histogram<u64>)> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..THREADS)
+            .map(|t| {
+                let (work, stop) = (&work, &stop);
+                s.spawn(move || work(t, stop))
+            })
+            .collect();
+        std::thread::sleep(dur);
+        stop.store(true, Ordering::Relaxed);
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let secs = start.elapsed().as_secs_f64();
+    let mut hist = hist();
+    let mut records = 0;
+    for (n, h) in results {
+        records += n;
+        hist.add(h).unwrap();
+    }
+    Run {
+        records,
+        secs,
+        hist,
+    }
+}
+
+fn tally8(dir: &Path, recs: &[Vec<u8>], dur: Duration) -> Run {
+    let shared = SharedJournal::open(dir, tally_opts(recs[0].len()), SharedOptions::new()).unwrap();
+    settle();
+    let run = threaded(dur, |t, stop| {
+        let h = shared.handle();
+        let mut hist = hist();
+        let mut n = 0u64;
+        while !stop.load(Ordering::Relaxed) {
+            let t0 = Instant::now();
+            h.append_durable(&recs[(t + n as usize) % recs.len()])
+                .unwrap();
+            hist.record(t0.elapsed().as_nanos() as u64).unwrap();
+            n += 1;
+        }
+        (n, hist)
+    });
+    let j = shared.close().unwrap();
+    assert!(j.durable_seq() >= run.records);
+    run
+}
+
+fn okay8(dir: &Path, recs: &[Vec<u8>], dur: Duration) -> Run {
+    let wal = WriteAheadLog::recover(dir, NoCheckpoint).unwrap();
+    settle();
+    let run = threaded(dur, |t, stop| {
+        let mut hist = hist();
+        let mut n = 0u64;
+        while !stop.load(Ordering::Relaxed) {
+            let t0 = Instant::now();
+            let mut w = wal.begin_entry().unwrap();
+            w.write_chunk(&recs[(t + n as usize) % recs.len()]).unwrap();
+            w.commit().unwrap();
+            hist.record(t0.elapsed().as_nanos() as u64).unwrap();
+            n += 1;
+        }
+        (n, hist)
+    });
+    wal.shutdown().unwrap();
+    run
+}
+
+/// `sync` and a pause, so that a run does not pay for earlier writeback.
+fn settle() {
+    std::process::Command::new("sync").status().ok();
+    std::thread::sleep(Duration::from_millis(300));
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; nothing else is parsed.
+    let secs = env_or("TALLY_JOURNAL_BENCH_SECS", 2);
+    let reps = env_or("TALLY_JOURNAL_BENCH_REPS", 3);
+    let base = std::env::var("TALLY_JOURNAL_BENCH_DIR")
+        .map_or_else(|_| std::env::temp_dir(), std::path::PathBuf::from);
+    let dur = Duration::from_secs(secs);
+    let modes = ["plain1", "tally1", "tally1p", "okay1", "tally8", "okay8"];
+    println!(
+        "journal bench: {reps} reps x {secs} s per cell, dir {}",
+        base.display()
+    );
+    for size in [64usize, 1024] {
+        let recs = records(size, 4096);
+        // results[mode] = Vec of (rate, p50, p99, p999) per rep
+        let mut results: Vec<Vec<(f64, f64, f64, f64)>> = vec![Vec::new(); modes.len()];
+        for _rep in 0..reps {
+            for (m, mode) in modes.iter().enumerate() {
+                let dir = tempfile::Builder::new()
+                    .prefix("tally-journal-bench")
+                    .tempdir_in(&base)
+                    .unwrap();
+                let run = match *mode {
+                    "plain1" => plain1(dir.path(), &recs, dur),
+                    "tally1" => tally1(dir.path(), &recs, dur, false),
+                    "tally1p" => tally1(dir.path(), &recs, dur, true),
+                    "okay1" => okay1(dir.path(), &recs, dur),
+                    "tally8" => tally8(dir.path(), &recs, dur),
+                    _ => okay8(dir.path(), &recs, dur),
+                };
+                let q = |p: f64| run.hist.value_at_quantile(p) as f64 / 1000.0;
+                results[m].push((run.rate(), q(0.5), q(0.99), q(0.999)));
+                eprintln!(
+                    "  {size} B {mode}: {:.0} rec/s p50 {:.0} us p99 {:.0} us",
+                    run.rate(),
+                    q(0.5),
+                    q(0.99)
+                );
+            }
+        }
+        println!();
+        println!(
+            "| mode | rec B | durable rec/s median [min-max] | p50 us | p99 us | p99.9 us | x okaywal (same writers) | x plain1 | latency unit |"
+        );
+        println!("|---|---|---|---|---|---|---|---|---|");
+        let rate_of = |m: usize, rep: usize| results[m][rep].0;
+        for (m, mode) in modes.iter().enumerate() {
+            let rates: Vec<f64> = results[m].iter().map(|r| r.0).collect();
+            let peer = match *mode {
+                "tally1" | "tally1p" | "okay1" => Some(3),
+                "tally8" | "okay8" => Some(5),
+                _ => None,
+            };
+            let x_peer = peer.map_or_else(
+                || "-".to_string(),
+                |p| {
+                    format!(
+                        "{:.2}",
+                        median(
+                            (0..results[m].len())
+                                .map(|r| rate_of(m, r) / rate_of(p, r))
+                                .collect()
+                        )
+                    )
+                },
+            );
+            let x_plain = median(
+                (0..results[m].len())
+                    .map(|r| rate_of(m, r) / rate_of(0, r))
+                    .collect(),
+            );
+            let (mn, mx) = rates
+                .iter()
+                .fold((f64::MAX, 0f64), |(a, b), r| (a.min(*r), b.max(*r)));
+            println!(
+                "| {mode} | {size} | {:.0} [{:.0}-{:.0}] | {:.0} | {:.0} | {:.0} | {x_peer} | {x_plain:.1} | {} |",
+                median(rates.clone()),
+                mn,
+                mx,
+                median(results[m].iter().map(|r| r.1).collect()),
+                median(results[m].iter().map(|r| r.2).collect()),
+                median(results[m].iter().map(|r| r.3).collect()),
+                if matches!(*mode, "tally1" | "tally1p" | "okay1") {
+                    "group of 1024"
+                } else {
+                    "record"
+                },
+            );
+        }
+    }
+}
