@@ -108,6 +108,7 @@ pub fn run(
         vshares.insert(s.id, (id, vs));
     }
     let pubkeys = zf::keys::PublicKeyPackage::new(shares_map, vk, Some(group.t));
+    crate::sys::set_rcvbuf(sock, 8 << 20);
     sock.set_read_timeout(Some(Duration::from_millis(20)))
         .map_err(io_err("setting the socket timeout"))?;
     let mut stats = CoordStats::empty();

@@ -140,6 +140,10 @@ pub struct CoordStats {
     pub drops: Drops,
     /// Sessions per verification batch.
     pub batch_sessions: Histogram<u64>,
+    /// Time spent verifying and aggregating.
+    pub verify_time: Duration,
+    /// Time spent blocked waiting for group commits to become durable.
+    pub commit_wait_time: Duration,
     /// Wall time of the run.
     pub elapsed: Duration,
 }
@@ -161,6 +165,8 @@ impl CoordStats {
             replies_sent: 0,
             drops: Drops::default(),
             batch_sessions: crate::report::histogram(1, 1 << 20, 2),
+            verify_time: Duration::ZERO,
+            commit_wait_time: Duration::ZERO,
             elapsed: Duration::ZERO,
         }
     }
@@ -319,6 +325,7 @@ impl<N: Net> Front<N> {
         if self.ready.is_empty() {
             return;
         }
+        let t0 = Instant::now();
         let Self {
             cfg,
             ready,
@@ -424,6 +431,7 @@ impl<N: Net> Front<N> {
             });
         }
         ready.clear();
+        stats.verify_time += t0.elapsed();
     }
 
     fn send_reply(&mut self, o: &Outcome, seq: u64) {
@@ -501,10 +509,14 @@ fn handle(
                     *sc = (ident, c);
                 }
             }
-            // Duplicate identifiers are rejected here, once, not at verification time.
+            // Duplicate identifiers are rejected here (cheaply, on the small ids); the
+            // package itself is built once, at verification time.
             let t = usize::from(pending.t);
-            if SigningPackage::new(&pending.msg, pending.commitments.get(..t).unwrap_or(&[]))
-                .is_err()
+            let ids = pending.ids.get(..t).unwrap_or(&[]);
+            if ids
+                .iter()
+                .enumerate()
+                .any(|(i, id)| ids.get(..i).unwrap_or(&[]).contains(id))
             {
                 stats.drops.bad_package += 1;
                 return;
@@ -547,16 +559,24 @@ fn handle(
     }
 }
 
-/// Runs the coordinator until `stop` is set, then finishes what is in flight.
+/// Opens the journal, calls `ready` (the coordinator now takes traffic), and runs until
+/// `stop` is set, then finishes what is in flight.
 ///
 /// # Errors
 /// [`CoordError`] when the journal or the network fails.
-pub fn run<N: Net>(cfg: CoordConfig, net: N, stop: &AtomicBool) -> Result<CoordStats, CoordError> {
+pub fn run<N: Net>(
+    cfg: CoordConfig,
+    net: N,
+    stop: &AtomicBool,
+    ready: impl FnOnce(),
+) -> Result<CoordStats, CoordError> {
     tally_mpc::warm_up();
+    let journal = Journal::open(&cfg.journal_dir, journal_options())?;
+    ready();
     if cfg.stages {
-        run_staged(cfg, net, stop)
+        run_staged(cfg, net, journal, stop)
     } else {
-        run_to_completion(cfg, net, stop)
+        run_to_completion(cfg, net, journal, stop)
     }
 }
 
@@ -567,9 +587,9 @@ fn journal_options() -> JournalOptions {
 fn run_to_completion<N: Net>(
     cfg: CoordConfig,
     net: N,
+    mut journal: Journal,
     stop: &AtomicBool,
 ) -> Result<CoordStats, CoordError> {
-    let mut journal = Journal::open(&cfg.journal_dir, journal_options())?;
     let max_batch = cfg.max_batch_sessions;
     let mut f = Front::new(cfg, net)?;
     let start = Instant::now();
@@ -599,7 +619,9 @@ fn run_to_completion<N: Net>(
         }
         // Answer the group in flight once it is durable, then start the next.
         if !in_flight.is_empty() && (!filling.is_empty() || got == 0) {
+            let t0 = Instant::now();
             journal.wait_commit()?;
+            f.stats.commit_wait_time += t0.elapsed();
             for (o, seq) in in_flight.drain(..) {
                 f.send_reply(&o, seq);
             }
@@ -633,10 +655,10 @@ const RING: usize = 4096;
 fn run_staged<N: Net>(
     cfg: CoordConfig,
     net: N,
+    mut journal: Journal,
     stop: &AtomicBool,
 ) -> Result<CoordStats, CoordError> {
     let max_batch = cfg.max_batch_sessions;
-    let dir = cfg.journal_dir.clone();
     let mut f = Front::new(cfg, net)?;
     let mut to_journal: Box<SpscRing<Outcome, RING>> = Box::new(SpscRing::new());
     let mut to_net: Box<SpscRing<(Outcome, u64), RING>> = Box::new(SpscRing::new());
@@ -644,111 +666,114 @@ fn run_staged<N: Net>(
     let (mut np, mut nc) = to_net.split();
     let front_done = Arc::new(AtomicBool::new(false));
     let start = Instant::now();
-    let (records, commits) = std::thread::scope(|s| -> Result<(u64, u64), CoordError> {
-        let done = Arc::clone(&front_done);
-        let journal_thread = s.spawn(move || -> Result<(u64, u64), CoordError> {
-            let mut journal = Journal::open(&dir, journal_options())?;
-            let mut rec = [0u8; 128];
-            let (mut records, mut commits) = (0u64, 0u64);
-            let mut group: Vec<(Outcome, u64)> = Vec::with_capacity(RING);
-            loop {
-                let finished = done.load(Ordering::Acquire);
-                let mut err = None;
-                jc.pop_each(RING, |o| {
-                    let len = o.record(&mut rec);
-                    match journal.append(rec.get(..len).unwrap_or(&[])) {
-                        Ok(seq) => group.push((o, seq)),
-                        Err(e) => err = Some(e),
+    let (records, commits, wait) =
+        std::thread::scope(|s| -> Result<(u64, u64, Duration), CoordError> {
+            let done = Arc::clone(&front_done);
+            let journal_thread = s.spawn(move || -> Result<(u64, u64, Duration), CoordError> {
+                let mut rec = [0u8; 128];
+                let (mut records, mut commits, mut wait) = (0u64, 0u64, Duration::ZERO);
+                let mut group: Vec<(Outcome, u64)> = Vec::with_capacity(RING);
+                loop {
+                    let finished = done.load(Ordering::Acquire);
+                    let mut err = None;
+                    jc.pop_each(RING, |o| {
+                        let len = o.record(&mut rec);
+                        match journal.append(rec.get(..len).unwrap_or(&[])) {
+                            Ok(seq) => group.push((o, seq)),
+                            Err(e) => err = Some(e),
+                        }
+                    });
+                    if let Some(e) = err {
+                        return Err(e.into());
                     }
-                });
-                if let Some(e) = err {
-                    return Err(e.into());
-                }
-                if group.is_empty() {
-                    if finished && jc.is_empty() {
-                        return Ok((records, commits));
+                    if group.is_empty() {
+                        if finished && jc.is_empty() {
+                            return Ok((records, commits, wait));
+                        }
+                        std::thread::sleep(Duration::from_micros(50));
+                        continue;
                     }
-                    std::thread::sleep(Duration::from_micros(50));
-                    continue;
-                }
-                journal.commit()?;
-                commits += 1;
-                records += group.len() as u64;
-                for item in group.drain(..) {
-                    let mut item = item;
-                    // The reply ring is as large as the request ring: wait for room.
-                    loop {
-                        match np.push(item) {
-                            Ok(()) => break,
-                            Err(back) => {
-                                item = back;
-                                std::thread::yield_now();
+                    let t0 = Instant::now();
+                    journal.commit()?;
+                    wait += t0.elapsed();
+                    commits += 1;
+                    records += group.len() as u64;
+                    for item in group.drain(..) {
+                        let mut item = item;
+                        // The reply ring is as large as the request ring: wait for room.
+                        loop {
+                            match np.push(item) {
+                                Ok(()) => break,
+                                Err(back) => {
+                                    item = back;
+                                    std::thread::yield_now();
+                                }
                             }
                         }
                     }
                 }
-            }
-        });
-        let mut backlog: Vec<Outcome> = Vec::with_capacity(RING);
-        let mut outstanding = 0usize;
-        let result = (|| -> Result<(), CoordError> {
-            loop {
-                let stopping = stop.load(Ordering::Relaxed);
-                let idle = f.ready.is_empty() && backlog.is_empty();
-                let wait = (idle && !stopping && outstanding == 0)
-                    .then_some(Duration::from_micros(500))
-                    .or((idle && outstanding > 0).then_some(Duration::from_micros(50)));
-                let mut got = 0;
+            });
+            let mut backlog: Vec<Outcome> = Vec::with_capacity(RING);
+            let mut outstanding = 0usize;
+            let result = (|| -> Result<(), CoordError> {
                 loop {
-                    let n = f.receive(64, if got == 0 { wait } else { None })?;
-                    got += n;
-                    if n == 0 || f.ready.len() >= max_batch || got >= 4 * max_batch {
-                        break;
+                    let stopping = stop.load(Ordering::Relaxed);
+                    let idle = f.ready.is_empty() && backlog.is_empty();
+                    let wait = (idle && !stopping && outstanding == 0)
+                        .then_some(Duration::from_micros(500))
+                        .or((idle && outstanding > 0).then_some(Duration::from_micros(50)));
+                    let mut got = 0;
+                    loop {
+                        let n = f.receive(64, if got == 0 { wait } else { None })?;
+                        got += n;
+                        if n == 0 || f.ready.len() >= max_batch || got >= 4 * max_batch {
+                            break;
+                        }
+                    }
+                    f.verify_ready();
+                    backlog.append(&mut f.outcomes);
+                    let mut pushed = 0;
+                    for o in &backlog {
+                        if jp.push(*o).is_err() {
+                            break;
+                        }
+                        pushed += 1;
+                    }
+                    backlog.drain(..pushed);
+                    outstanding += pushed;
+                    let mut replies = 0;
+                    while let Some((o, seq)) = nc.pop() {
+                        f.send_reply(&o, seq);
+                        replies += 1;
+                    }
+                    if replies > 0 {
+                        f.net.flush();
+                        outstanding -= replies;
+                    }
+                    f.expire(Instant::now());
+                    if stopping
+                        && got == 0
+                        && backlog.is_empty()
+                        && f.ready.is_empty()
+                        && outstanding == 0
+                    {
+                        return Ok(());
+                    }
+                    if journal_thread.is_finished() && outstanding > 0 {
+                        return Err(CoordError::Stage("journal thread exited early".into()));
                     }
                 }
-                f.verify_ready();
-                backlog.append(&mut f.outcomes);
-                let mut pushed = 0;
-                for o in &backlog {
-                    if jp.push(*o).is_err() {
-                        break;
-                    }
-                    pushed += 1;
-                }
-                backlog.drain(..pushed);
-                outstanding += pushed;
-                let mut replies = 0;
-                while let Some((o, seq)) = nc.pop() {
-                    f.send_reply(&o, seq);
-                    replies += 1;
-                }
-                if replies > 0 {
-                    f.net.flush();
-                    outstanding -= replies;
-                }
-                f.expire(Instant::now());
-                if stopping
-                    && got == 0
-                    && backlog.is_empty()
-                    && f.ready.is_empty()
-                    && outstanding == 0
-                {
-                    return Ok(());
-                }
-                if journal_thread.is_finished() && outstanding > 0 {
-                    return Err(CoordError::Stage("journal thread exited early".into()));
-                }
-            }
-        })();
-        front_done.store(true, Ordering::Release);
-        let j = journal_thread
-            .join()
-            .map_err(|_| CoordError::Stage("journal thread panicked".into()))?;
-        result?;
-        j
-    })?;
+            })();
+            front_done.store(true, Ordering::Release);
+            let j = journal_thread
+                .join()
+                .map_err(|_| CoordError::Stage("journal thread panicked".into()))?;
+            result?;
+            j
+        })?;
     f.stats.journal_records = records;
     f.stats.journal_commits = commits;
+    f.stats.commit_wait_time = wait;
     f.stats.drops.expired += f.table.len() as u64;
     f.stats.net = f.net.stats();
     f.stats.elapsed = start.elapsed();

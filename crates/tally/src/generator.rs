@@ -259,6 +259,7 @@ pub fn run(
 ) -> io::Result<GenResult> {
     let sock = UdpSocket::bind(cfg.bind)?;
     sock.set_nonblocking(true)?;
+    crate::sys::set_rcvbuf(&sock, 8 << 20);
     let mut r = GenResult {
         sessions_sent: 0,
         sessions_completed: 0,

@@ -77,7 +77,7 @@ struct PipelineArgs {
     #[arg(long, default_value_t = 5)]
     signers: u16,
     /// Signing sessions in flight at once.
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = 64)]
     window: usize,
     /// Fraction of signature shares replaced by invalid ones (0..=1).
     #[arg(long, default_value_t = 0.01)]
@@ -100,7 +100,7 @@ struct PipelineArgs {
     #[arg(long, default_value_t = 4096)]
     pool: usize,
     /// Most sessions verified in one batch.
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = 32)]
     max_batch: usize,
     /// Journal directory (its `tally/` and `baseline/` subdirectories are replaced);
     /// default: a temporary directory removed afterwards.

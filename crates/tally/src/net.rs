@@ -72,6 +72,7 @@ impl UdpNet {
     /// The OS error of `fcntl`/`setsockopt`.
     pub fn new(sock: UdpSocket) -> io::Result<Self> {
         sock.set_nonblocking(true)?;
+        crate::sys::set_rcvbuf(&sock, 8 << 20);
         Ok(Self {
             sock,
             blocking: false,

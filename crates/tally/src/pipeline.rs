@@ -350,12 +350,10 @@ pub fn run_tally(
                 };
                 let net = BypassNet::new(t);
                 let kind = net.kind();
-                let _ = ready_tx.send(Ok((
-                    SocketAddr::V4(SocketAddrV4::new(ip, PORT)),
-                    kind,
-                    detail,
-                )));
-                Ok(coordinator::run(cfg, net, &stop2)?)
+                let addr = SocketAddr::V4(SocketAddrV4::new(ip, PORT));
+                Ok(coordinator::run(cfg, net, &stop2, || {
+                    let _ = ready_tx.send(Ok((addr, kind, detail)));
+                })?)
             }
             (ifname, _) => {
                 let port = if ifname.is_some() { PORT } else { 0 };
@@ -371,8 +369,9 @@ pub fn run_tally(
                     .map_err(|e| fail(&ready_tx, "reading the socket address", e.to_string()))?;
                 let net = UdpNet::new(sock)
                     .map_err(|e| fail(&ready_tx, "configuring the UDP socket", e.to_string()))?;
-                let _ = ready_tx.send(Ok((addr, "udp", format!("UDP socket {addr}"))));
-                Ok(coordinator::run(cfg, net, &stop2)?)
+                Ok(coordinator::run(cfg, net, &stop2, || {
+                    let _ = ready_tx.send(Ok((addr, "udp", format!("UDP socket {addr}"))));
+                })?)
             }
         }
     };

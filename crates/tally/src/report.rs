@@ -70,7 +70,7 @@ impl RunReport {
         ];
         let explained: u64 = v.iter().map(|(_, c)| c).sum();
         v.push((
-            "reply_lost_or_late",
+            "lost_datagram_or_late_reply",
             self.load.no_reply.saturating_sub(explained),
         ));
         v
@@ -162,6 +162,8 @@ impl RunReport {
                 "max": c.batch_sessions.max(),
                 "batches": c.batch_sessions.len(),
             },
+            "verify_ms_total": c.verify_time.as_secs_f64() * 1e3,
+            "commit_wait_ms_total": c.commit_wait_time.as_secs_f64() * 1e3,
             "accounting_ok": self.accounting_ok(),
         })
     }
@@ -274,6 +276,20 @@ impl RunReport {
             ms(h.value_at_quantile(0.99)),
             ms(h.value_at_quantile(0.999)),
             ms(h.max())
+        );
+        let _ = writeln!(
+            s,
+            "  coordinator time:     verify+aggregate {:.3} ms per batch, waiting for fdatasync {:.3} ms per commit",
+            if c.batch_sessions.is_empty() {
+                0.0
+            } else {
+                c.verify_time.as_secs_f64() * 1e3 / c.batch_sessions.len() as f64
+            },
+            if c.journal_commits == 0 {
+                0.0
+            } else {
+                c.commit_wait_time.as_secs_f64() * 1e3 / c.journal_commits as f64
+            },
         );
         if !c.batch_sessions.is_empty() {
             let _ = writeln!(

@@ -62,3 +62,26 @@ pub fn try_af_xdp_socket() -> std::io::Result<()> {
     unsafe { libc::close(fd) };
     Ok(())
 }
+
+/// Asks for a receive buffer of `bytes` on a UDP socket (`SO_RCVBUFFORCE` as root, else
+/// `SO_RCVBUF`, which the kernel caps at `net.core.rmem_max`), so that bursts that arrive
+/// while the receiver is in `fdatasync` are queued instead of dropped.
+pub fn set_rcvbuf(sock: &std::net::UdpSocket, bytes: i32) {
+    use std::os::fd::AsRawFd;
+    let fd = sock.as_raw_fd();
+    for opt in [libc::SO_RCVBUFFORCE, libc::SO_RCVBUF] {
+        // SAFETY: setsockopt on a valid descriptor with a pointer to a live i32 and its size.
+        let rc = unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                opt,
+                (&raw const bytes).cast(),
+                u32::try_from(std::mem::size_of::<i32>()).unwrap_or(4),
+            )
+        };
+        if rc == 0 {
+            return;
+        }
+    }
+}
