@@ -378,8 +378,11 @@ fn frost_batch258_prebuilt(iters: u64) -> u64 {
     let sessions = frost_sessions(FROST_BATCH_SESSIONS);
     let ts = tally_sessions(&sessions);
     tally_mpc::warm_up();
-    let pkgs: Vec<frost::SigningPackage<'_>> =
-        sessions.iter().zip(&ts).map(|(s, t)| frost::SigningPackage::with_key(&s.msg, &t.commitments, &t.vk).unwrap()).collect();
+    let pkgs: Vec<frost::SigningPackage<'_>> = sessions
+        .iter()
+        .zip(&ts)
+        .map(|(s, t)| frost::SigningPackage::with_key(&s.msg, &t.commitments, &t.vk).unwrap())
+        .collect();
     let total: usize = ts.iter().map(|t| t.shares.len()).sum();
     let mut batch = frost::ShareBatchVerifier::with_capacity(total);
     let mut ok = 0;

@@ -383,7 +383,9 @@ pub(crate) fn pippenger_affine(s: &mut PippengerScratch) -> Jacobian {
         s.round.clear();
         let mut keep = 0usize;
         for r in 0..s.items.len() {
-            let Some(&(b, i, neg)) = s.items.get(r) else { break };
+            let Some(&(b, i, neg)) = s.items.get(r) else {
+                break;
+            };
             let bi = b as usize;
             match (s.aset.get(bi).copied(), s.sched.get(bi).copied()) {
                 (Some(false), _) => {
@@ -423,10 +425,18 @@ pub(crate) fn pippenger_affine(s: &mut PippengerScratch) -> Jacobian {
         s.prefix.clear();
         let mut acc = Fe::ONE;
         for &(b, i, neg) in &s.round {
-            let bkt = s.abuckets.get(b as usize).copied().unwrap_or(Affine::PLACEHOLDER);
+            let bkt = s
+                .abuckets
+                .get(b as usize)
+                .copied()
+                .unwrap_or(Affine::PLACEHOLDER);
             let p = point(&s.points, i, neg);
             let d = p.x + bkt.x.negate(1);
-            let d = if bool::from(d.normalizes_to_zero()) { Fe::ONE } else { d };
+            let d = if bool::from(d.normalizes_to_zero()) {
+                Fe::ONE
+            } else {
+                d
+            };
             s.prefix.push(acc);
             acc = acc.m(&d);
             s.denom.push(d);
@@ -473,9 +483,11 @@ pub(crate) fn pippenger_affine(s: &mut PippengerScratch) -> Jacobian {
         let mut running = Jacobian::INFINITY;
         let mut sum = Jacobian::INFINITY;
         let range = w * nb..(w + 1) * nb;
-        let (Some(bk), Some(set), Some(jb)) =
-            (s.abuckets.get(range.clone()), s.aset.get(range.clone()), s.buckets.get(range))
-        else {
+        let (Some(bk), Some(set), Some(jb)) = (
+            s.abuckets.get(range.clone()),
+            s.aset.get(range.clone()),
+            s.buckets.get(range),
+        ) else {
             continue;
         };
         for ((b, &is_set), j) in bk.iter().zip(set).zip(jb).rev() {
@@ -509,7 +521,10 @@ fn pippenger_window(n: usize) -> u32 {
 
 /// `sum(points)` with Pippenger's bucket method and Jacobian buckets (the reference the
 /// tests check [`pippenger_affine`] against).
-#[cfg_attr(not(test), allow(dead_code, reason = "reference implementation, used by the tests"))]
+#[cfg_attr(
+    not(test),
+    allow(dead_code, reason = "reference implementation, used by the tests")
+)]
 pub(crate) fn pippenger(s: &mut PippengerScratch) -> Jacobian {
     let n = s.points.len();
     let c = pippenger_window(n);
@@ -648,7 +663,10 @@ mod tests {
                 pip.push_base(b, &beta);
             }
             assert!(same(&pippenger(&mut pip), &want), "pippenger n={n}");
-            assert!(same(&pippenger_affine(&mut pip), &want), "pippenger_affine n={n}");
+            assert!(
+                same(&pippenger_affine(&mut pip), &want),
+                "pippenger_affine n={n}"
+            );
         }
         // Large inputs (full affine rounds), with repeated and opposite points: the
         // batched-affine Pippenger against the Jacobian one.
