@@ -66,8 +66,17 @@ fn segs(dir: &Path) -> Vec<PathBuf> {
 
 #[test]
 fn round_trip_reopen_continue() {
+    round_trip(small());
+}
+
+#[test]
+fn round_trip_with_direct_commits() {
+    round_trip(small().direct_commit(true));
+}
+
+fn round_trip(opts: JournalOptions) {
     let dir = tempfile::tempdir().unwrap();
-    let Some(mut j) = open(dir.path(), small()) else {
+    let Some(mut j) = open(dir.path(), opts) else {
         return;
     };
     assert_eq!(j.append(&payload(1)).unwrap(), 1);
@@ -95,7 +104,7 @@ fn round_trip_reopen_continue() {
         (rep.first_seq, rep.last_seq, rep.torn_tail.clone()),
         (Some(1), 500, None)
     );
-    let mut j = open(dir.path(), small()).unwrap();
+    let mut j = open(dir.path(), opts).unwrap();
     assert_eq!(j.next_seq(), 501);
     assert_eq!(j.append(&payload(501)).unwrap(), 501);
     assert_eq!(j.commit().unwrap(), 501);

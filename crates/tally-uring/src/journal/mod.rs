@@ -178,6 +178,7 @@ pub struct JournalOptions {
     prewrite: bool,
     max_free_segments: u32,
     spare_segments: u32,
+    direct_commit: bool,
 }
 
 impl Default for JournalOptions {
@@ -197,6 +198,7 @@ impl JournalOptions {
             prewrite: true,
             max_free_segments: 4,
             spare_segments: 0,
+            direct_commit: false,
         }
     }
 
@@ -243,6 +245,16 @@ impl JournalOptions {
     #[must_use]
     pub const fn spare_segments(mut self, n: u32) -> Self {
         self.spare_segments = n;
+        self
+    }
+
+    /// Commit with `pwrite` + `fdatasync` system calls on the calling thread instead of a
+    /// linked io_uring write + fdatasync. Buffered io_uring writes and syncs run on the
+    /// kernel's io-wq worker threads; on a small, heavily loaded machine every hand-off
+    /// to a worker can wait for a scheduler tick, which this avoids. Off by default.
+    #[must_use]
+    pub const fn direct_commit(mut self, on: bool) -> Self {
+        self.direct_commit = on;
         self
     }
 
@@ -751,6 +763,9 @@ impl Journal {
         if last == self.durable {
             return Ok(last);
         }
+        if self.opts.direct_commit {
+            return self.direct_commit(last);
+        }
         let target = Target::Fd(self.seg.file.as_raw_fd());
         let inflight = if self.filled > 0 {
             self.verify_fill()?;
@@ -779,6 +794,50 @@ impl Journal {
         self.fill_half ^= 1;
         self.group_first = self.next_seq;
         self.in_flight = Some(inflight);
+        self.stats.commits.incr();
+        Ok(last)
+    }
+
+    /// The synchronous commit path of [`JournalOptions::direct_commit`].
+    fn direct_commit(&mut self, last: u64) -> Result<u64, JournalError> {
+        if self.filled > 0 {
+            self.verify_fill()?;
+            let range = PoolRange::new(
+                self.half_offset(self.fill_half),
+                u32::try_from(self.filled).unwrap_or(0),
+            );
+            let written = self
+                .ring
+                .pool_bytes(range)
+                .map(|b| self.seg.file.write_all_at(b, self.seg.buf_file_off));
+            match written {
+                Ok(Ok(())) => {}
+                Ok(Err(source)) => {
+                    let e = JournalError::from_io(
+                        &self.dir,
+                        &self.seg.path,
+                        "write a commit group",
+                        source,
+                    );
+                    return self.poison(e);
+                }
+                Err(e) => return self.poison(e.into()),
+            }
+        }
+        if let Err(source) = self.seg.file.sync_data() {
+            let e = JournalError::from_io(
+                &self.dir,
+                &self.seg.path,
+                "fdatasync a commit group",
+                source,
+            );
+            return self.poison(e);
+        }
+        self.seg.buf_file_off += self.filled as u64;
+        self.filled = 0;
+        self.fill_half ^= 1;
+        self.group_first = self.next_seq;
+        self.durable = last;
         self.stats.commits.incr();
         Ok(last)
     }
