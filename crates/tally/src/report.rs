@@ -277,20 +277,22 @@ impl RunReport {
             ms(h.value_at_quantile(0.999)),
             ms(h.max())
         );
-        let _ = writeln!(
-            s,
-            "  coordinator time:     verify+aggregate {:.3} ms per batch, waiting for fdatasync {:.3} ms per commit",
-            if c.batch_sessions.is_empty() {
-                0.0
-            } else {
-                c.verify_time.as_secs_f64() * 1e3 / c.batch_sessions.len() as f64
-            },
-            if c.journal_commits == 0 {
-                0.0
-            } else {
-                c.commit_wait_time.as_secs_f64() * 1e3 / c.journal_commits as f64
-            },
-        );
+        if self.mode == "tally" {
+            let _ = writeln!(
+                s,
+                "  coordinator time:     verify+aggregate {:.3} ms per batch, waiting for fdatasync {:.3} ms per commit",
+                if c.batch_sessions.is_empty() {
+                    0.0
+                } else {
+                    c.verify_time.as_secs_f64() * 1e3 / c.batch_sessions.len() as f64
+                },
+                if c.journal_commits == 0 {
+                    0.0
+                } else {
+                    c.commit_wait_time.as_secs_f64() * 1e3 / c.journal_commits as f64
+                },
+            );
+        }
         if !c.batch_sessions.is_empty() {
             let _ = writeln!(
                 s,

@@ -6,9 +6,9 @@
 //!
 //! | type | name | direction | body |
 //! |---|---|---|---|
-//! | 1 | `PACKAGE` | signers -> coordinator | session u64, group u16, t u8, 0u8, msg [32], t x (id u16, hiding [33], binding [33]) |
-//! | 2 | `SHARE` | signer -> coordinator | session u64, id u16, z [32] |
-//! | 3 | `SIGNED` | coordinator -> signers | session u64, journal seq u64, signature R [33] z [32] |
+//! | 1 | `PACKAGE` | signers -> coordinator | session u64, group u16, t u8, 0u8, msg `[32]`, t x (id u16, hiding `[33]`, binding `[33]`) |
+//! | 2 | `SHARE` | signer -> coordinator | session u64, id u16, z `[32]` |
+//! | 3 | `SIGNED` | coordinator -> signers | session u64, journal seq u64, signature R `[33]` z `[32]` |
 //! | 4 | `REJECTED` | coordinator -> signers | session u64, journal seq u64, k u8, k x culprit id u16 |
 
 /// First two bytes of every datagram.
