@@ -130,3 +130,60 @@ fn staged_pipeline_accounts_for_every_session() {
     assert_eq!(v["shape"], "staged");
     check(&v, &dir.path().join("tally"));
 }
+
+#[test]
+fn ctrl_c_stops_drains_and_removes_the_namespaces() {
+    let dir = tempfile::tempdir().unwrap();
+    let child = tally()
+        .args([
+            "pipeline",
+            "--json",
+            "--quiet",
+            "--pool",
+            "128",
+            "--duration",
+            "60",
+            "--journal-dir",
+        ])
+        .arg(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert!(
+        v["elapsed_s"].as_f64().unwrap() < 30.0,
+        "did not stop on SIGINT: {v}"
+    );
+    check(&v, &dir.path().join("tally"));
+    if is_root() {
+        let list = Command::new("ip").args(["netns", "list"]).output().unwrap();
+        let list = String::from_utf8_lossy(&list.stdout);
+        let pid = format!(
+            "tally-pipe-{}-",
+            v["transport_detail"]
+                .as_str()
+                .unwrap()
+                .split("tally-pipe-")
+                .nth(1)
+                .unwrap()
+                .split('-')
+                .next()
+                .unwrap()
+        );
+        assert!(!list.contains(&pid), "namespaces left behind: {list}");
+    }
+}
