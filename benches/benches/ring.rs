@@ -77,7 +77,7 @@ fn two_threads(c: &mut Criterion) {
                 continue; // ArrayQueue has no batch API.
             }
             g.bench_function(q.name(), |b| {
-                b.iter_custom(|iters| throughput(q, iters.max(1), batched))
+                b.iter_custom(|iters| throughput(q, iters.max(1), batched));
             });
         }
         g.finish();
@@ -90,7 +90,7 @@ fn round_trip(c: &mut Criterion) {
     g.measurement_time(Duration::from_secs(3));
     for kind in PingPong::ALL {
         g.bench_function(kind.name(), |b| {
-            b.iter_custom(|iters| ping_pong(kind, iters.max(1), None))
+            b.iter_custom(|iters| ping_pong(kind, iters.max(1), None));
         });
     }
     g.finish();

@@ -52,7 +52,9 @@ pub enum CoreError {
         capacity: u32,
     },
     /// The anonymous mapping could not be created.
-    #[error("mapping {bytes} bytes for the frame pool failed: {source}; reduce the pool size or free memory")]
+    #[error(
+        "mapping {bytes} bytes for the frame pool failed: {source}; reduce the pool size or free memory"
+    )]
     Map {
         /// Size of the mapping.
         bytes: usize,

@@ -50,7 +50,13 @@ impl FramePoolOptions {
     /// `frame_count` frames of `frame_size_bytes` each (a power of two, at least 2048),
     /// ordinary pages, not populated, not locked.
     pub const fn new(frame_size_bytes: usize, frame_count: u32) -> Self {
-        Self { frame_size_bytes, frame_count, huge_pages: false, populate: false, mlock: false }
+        Self {
+            frame_size_bytes,
+            frame_count,
+            huge_pages: false,
+            populate: false,
+            mlock: false,
+        }
     }
 
     /// Back the pool with 2 MiB huge pages (`MAP_HUGETLB`); the mapping is rounded up to
@@ -125,7 +131,9 @@ impl FramePool {
     pub fn new(options: FramePoolOptions) -> Result<Self> {
         let frame_size = options.frame_size_bytes;
         if frame_size < MIN_FRAME_SIZE_BYTES || !frame_size.is_power_of_two() {
-            return Err(CoreError::InvalidFrameSize { frame_size_bytes: frame_size });
+            return Err(CoreError::InvalidFrameSize {
+                frame_size_bytes: frame_size,
+            });
         }
         if options.frame_count == 0 {
             return Err(CoreError::ZeroFrames);
@@ -155,13 +163,22 @@ impl FramePool {
         }
         let map = mmap_options.map_anon().map_err(|source| {
             if options.huge_pages {
-                CoreError::HugePages { bytes: map_bytes, source }
+                CoreError::HugePages {
+                    bytes: map_bytes,
+                    source,
+                }
             } else {
-                CoreError::Map { bytes: map_bytes, source }
+                CoreError::Map {
+                    bytes: map_bytes,
+                    source,
+                }
             }
         })?;
         if options.mlock {
-            map.lock().map_err(|source| CoreError::Mlock { bytes: map_bytes, source })?;
+            map.lock().map_err(|source| CoreError::Mlock {
+                bytes: map_bytes,
+                source,
+            })?;
         }
         // Pop order: lowest id first (the stack top is the end of the slice).
         let free: Box<[u32]> = (0..options.frame_count).rev().collect();
@@ -183,12 +200,16 @@ impl FramePool {
     #[inline]
     pub fn alloc(&mut self) -> Result<FrameId> {
         let Some(top) = self.free_len.checked_sub(1) else {
-            return Err(CoreError::PoolExhausted { capacity: self.frame_count });
+            return Err(CoreError::PoolExhausted {
+                capacity: self.frame_count,
+            });
         };
         let id = *self
             .free
             .get(top as usize)
-            .ok_or(CoreError::PoolExhausted { capacity: self.frame_count })?;
+            .ok_or(CoreError::PoolExhausted {
+                capacity: self.frame_count,
+            })?;
         self.free_len = top;
         if let Some(word) = self.in_use.get_mut((id >> 6) as usize) {
             *word |= 1u64 << (id & 63);
@@ -209,7 +230,10 @@ impl FramePool {
             .in_use
             .get_mut((raw >> 6) as usize)
             .filter(|_| raw < capacity)
-            .ok_or(CoreError::FrameOutOfRange { id: u64::from(raw), capacity })?;
+            .ok_or(CoreError::FrameOutOfRange {
+                id: u64::from(raw),
+                capacity,
+            })?;
         let bit = 1u64 << (raw & 63);
         if *word & bit == 0 {
             return Err(CoreError::DoubleFree { id: raw });
@@ -234,7 +258,10 @@ impl FramePool {
             .get((raw >> 6) as usize)
             .filter(|_| raw < self.frame_count)
             .map(|w| w & (1u64 << (raw & 63)) != 0)
-            .ok_or(CoreError::FrameOutOfRange { id: u64::from(raw), capacity: self.frame_count })
+            .ok_or(CoreError::FrameOutOfRange {
+                id: u64::from(raw),
+                capacity: self.frame_count,
+            })
     }
 
     /// The id for `index`, checked against this pool.
@@ -245,7 +272,10 @@ impl FramePool {
         if index < self.frame_count {
             Ok(FrameId(index))
         } else {
-            Err(CoreError::FrameOutOfRange { id: u64::from(index), capacity: self.frame_count })
+            Err(CoreError::FrameOutOfRange {
+                id: u64::from(index),
+                capacity: self.frame_count,
+            })
         }
     }
 
@@ -256,9 +286,10 @@ impl FramePool {
     #[inline]
     pub fn frame(&self, id: FrameId) -> Result<&[u8]> {
         let range = self.range(id)?;
-        self.map
-            .get(range)
-            .ok_or(CoreError::FrameOutOfRange { id: u64::from(id.0), capacity: self.frame_count })
+        self.map.get(range).ok_or(CoreError::FrameOutOfRange {
+            id: u64::from(id.0),
+            capacity: self.frame_count,
+        })
     }
 
     /// The bytes of one frame, writable.
@@ -269,15 +300,19 @@ impl FramePool {
     pub fn frame_mut(&mut self, id: FrameId) -> Result<&mut [u8]> {
         let range = self.range(id)?;
         let capacity = self.frame_count;
-        self.map
-            .get_mut(range)
-            .ok_or(CoreError::FrameOutOfRange { id: u64::from(id.0), capacity })
+        self.map.get_mut(range).ok_or(CoreError::FrameOutOfRange {
+            id: u64::from(id.0),
+            capacity,
+        })
     }
 
     #[inline]
     fn range(&self, id: FrameId) -> Result<core::ops::Range<usize>> {
         if id.0 >= self.frame_count {
-            return Err(CoreError::FrameOutOfRange { id: u64::from(id.0), capacity: self.frame_count });
+            return Err(CoreError::FrameOutOfRange {
+                id: u64::from(id.0),
+                capacity: self.frame_count,
+            });
         }
         let start = (id.0 as usize) << self.frame_shift;
         Ok(start..start + self.frame_size_bytes())
@@ -300,7 +335,10 @@ impl FramePool {
             .ok()
             .filter(|i| *i < self.frame_count)
             .map(FrameId)
-            .ok_or(CoreError::FrameOutOfRange { id: index, capacity: self.frame_count })
+            .ok_or(CoreError::FrameOutOfRange {
+                id: index,
+                capacity: self.frame_count,
+            })
     }
 
     /// Bytes per frame.
@@ -371,7 +409,10 @@ mod tests {
         let mut sorted: Vec<u32> = ids.iter().map(|i| i.index()).collect();
         sorted.sort_unstable();
         assert_eq!(sorted, (0..130).collect::<Vec<_>>());
-        assert!(matches!(p.alloc(), Err(CoreError::PoolExhausted { capacity: 130 })));
+        assert!(matches!(
+            p.alloc(),
+            Err(CoreError::PoolExhausted { capacity: 130 })
+        ));
         for id in ids {
             p.free(id).unwrap();
         }
@@ -385,11 +426,26 @@ mod tests {
         p.free(id).unwrap();
         assert!(matches!(p.free(id), Err(CoreError::DoubleFree { .. })));
         let never = p.id(3).unwrap();
-        assert!(matches!(p.free(never), Err(CoreError::DoubleFree { id: 3 })));
-        assert!(matches!(p.id(4), Err(CoreError::FrameOutOfRange { id: 4, capacity: 4 })));
-        assert!(matches!(p.free(FrameId(64)), Err(CoreError::FrameOutOfRange { .. })));
-        assert!(matches!(p.frame(FrameId(4)), Err(CoreError::FrameOutOfRange { .. })));
-        assert!(matches!(p.id_at_offset(4 * 2048), Err(CoreError::FrameOutOfRange { .. })));
+        assert!(matches!(
+            p.free(never),
+            Err(CoreError::DoubleFree { id: 3 })
+        ));
+        assert!(matches!(
+            p.id(4),
+            Err(CoreError::FrameOutOfRange { id: 4, capacity: 4 })
+        ));
+        assert!(matches!(
+            p.free(FrameId(64)),
+            Err(CoreError::FrameOutOfRange { .. })
+        ));
+        assert!(matches!(
+            p.frame(FrameId(4)),
+            Err(CoreError::FrameOutOfRange { .. })
+        ));
+        assert!(matches!(
+            p.id_at_offset(4 * 2048),
+            Err(CoreError::FrameOutOfRange { .. })
+        ));
         assert_eq!(p.free_count(), 4);
     }
 
@@ -401,7 +457,10 @@ mod tests {
                 Err(CoreError::InvalidFrameSize { .. })
             ));
         }
-        assert!(matches!(FramePool::new(FramePoolOptions::new(2048, 0)), Err(CoreError::ZeroFrames)));
+        assert!(matches!(
+            FramePool::new(FramePoolOptions::new(2048, 0)),
+            Err(CoreError::ZeroFrames)
+        ));
         assert!(matches!(
             FramePool::new(FramePoolOptions::new(1 << 62, u32::MAX)),
             Err(CoreError::PoolTooLarge { .. })

@@ -75,18 +75,27 @@ unsafe impl<T: Send, const N: usize> Sync for SpscRing<T, N> {}
 
 impl<T, const N: usize> SpscRing<T, N> {
     /// Compile-time check that `N` is a non-zero power of two.
-    const POWER_OF_TWO: () = assert!(N.is_power_of_two(), "SpscRing capacity N must be a power of two");
+    const POWER_OF_TWO: () = assert!(
+        N.is_power_of_two(),
+        "SpscRing capacity N must be a power of two"
+    );
     const MASK: usize = N - 1;
 
     /// An empty ring. This allocates the slot array once (on the heap, so that large rings
     /// do not live on the stack); nothing allocates afterwards.
     pub fn new() -> Self {
         let () = Self::POWER_OF_TWO;
-        let slots: Box<[Slot<T>]> = (0..N).map(|_| UnsafeCell::new(MaybeUninit::uninit())).collect();
+        let slots: Box<[Slot<T>]> = (0..N)
+            .map(|_| UnsafeCell::new(MaybeUninit::uninit()))
+            .collect();
         let Ok(slots) = slots.try_into() else {
             unreachable!("the iterator yields exactly N slots")
         };
-        Self { head: CachePadded::new(AtomicUsize::new(0)), tail: CachePadded::new(AtomicUsize::new(0)), slots }
+        Self {
+            head: CachePadded::new(AtomicUsize::new(0)),
+            tail: CachePadded::new(AtomicUsize::new(0)),
+            slots,
+        }
     }
 
     /// Leaks a new ring so that its producer and consumer can live for the whole program
@@ -103,8 +112,18 @@ impl<T, const N: usize> SpscRing<T, N> {
         let tail = self.tail.load(Ordering::Acquire);
         let ring: &Self = self;
         (
-            Producer { ring, tail, head_cache: head, _not_sync: PhantomData },
-            Consumer { ring, head, tail_cache: tail, _not_sync: PhantomData },
+            Producer {
+                ring,
+                tail,
+                head_cache: head,
+                _not_sync: PhantomData,
+            },
+            Consumer {
+                ring,
+                head,
+                tail_cache: tail,
+                _not_sync: PhantomData,
+            },
         )
     }
 
@@ -148,7 +167,8 @@ impl<T, const N: usize> Drop for SpscRing<T, N> {
         while pos != tail {
             // SAFETY: slots `head..tail` hold initialised values (ring invariant) and no
             // producer or consumer exists any more (we have `&mut self`).
-            self.slot(pos).with_mut(|p| unsafe { (*p).assume_init_drop() });
+            self.slot(pos)
+                .with_mut(|p| unsafe { (*p).assume_init_drop() });
             pos = pos.wrapping_add(1);
         }
     }
@@ -156,7 +176,10 @@ impl<T, const N: usize> Drop for SpscRing<T, N> {
 
 impl<T, const N: usize> core::fmt::Debug for SpscRing<T, N> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("SpscRing").field("capacity", &N).field("len", &self.len()).finish()
+        f.debug_struct("SpscRing")
+            .field("capacity", &N)
+            .field("len", &self.len())
+            .finish()
     }
 }
 
@@ -191,7 +214,9 @@ impl<T, const N: usize> Producer<'_, T, N> {
         // SAFETY: `tail - head < N`, so slot `tail` is outside `head..tail`: the consumer
         // does not read it and it holds no value (it was never written or was moved out
         // before the consumer published the `head` we acquired).
-        self.ring.slot(self.tail).with_mut(|p| unsafe { (*p).write(value) });
+        self.ring
+            .slot(self.tail)
+            .with_mut(|p| unsafe { (*p).write(value) });
         self.tail = self.tail.wrapping_add(1);
         self.ring.tail.store(self.tail, Ordering::Release);
         Ok(())
@@ -208,7 +233,11 @@ impl<T, const N: usize> Producer<'_, T, N> {
     #[inline]
     fn reserve(&mut self, want: usize) -> usize {
         let free = N - self.tail.wrapping_sub(self.head_cache);
-        if free >= want { free } else { self.free_slots() }
+        if free >= want {
+            free
+        } else {
+            self.free_slots()
+        }
     }
 
     /// Pushes items from `iter` while there is room, publishing once at the end. Returns
@@ -220,7 +249,9 @@ impl<T, const N: usize> Producer<'_, T, N> {
             let Some(value) = iter.next() else { break };
             let pos = self.tail.wrapping_add(pushed);
             // SAFETY: `pushed < free`, so slot `pos` is free (see `push`).
-            self.ring.slot(pos).with_mut(|p| unsafe { (*p).write(value) });
+            self.ring
+                .slot(pos)
+                .with_mut(|p| unsafe { (*p).write(value) });
             pushed += 1;
         }
         if pushed > 0 {
@@ -232,7 +263,8 @@ impl<T, const N: usize> Producer<'_, T, N> {
 
     /// Number of items in the ring as seen by the producer (may be stale-high).
     pub fn len(&self) -> usize {
-        self.tail.wrapping_sub(self.ring.head.load(Ordering::Acquire))
+        self.tail
+            .wrapping_sub(self.ring.head.load(Ordering::Acquire))
     }
 
     /// Whether the ring is empty as seen by the producer.
@@ -255,7 +287,9 @@ impl<T: Copy, const N: usize> Producer<'_, T, N> {
         let (a, b) = items.split_at(n).0.split_at(first);
         for (k, v) in a.iter().enumerate() {
             // SAFETY: `k < n <= free`, so the slot is free (see `push`).
-            self.ring.slot(start + k).with_mut(|p| unsafe { (*p).write(*v) });
+            self.ring
+                .slot(start + k)
+                .with_mut(|p| unsafe { (*p).write(*v) });
         }
         for (k, v) in b.iter().enumerate() {
             // SAFETY: as above; these slots follow the wrap to index 0.
@@ -271,7 +305,10 @@ impl<T: Copy, const N: usize> Producer<'_, T, N> {
 
 impl<T, const N: usize> core::fmt::Debug for Producer<'_, T, N> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("Producer").field("capacity", &N).field("tail", &self.tail).finish()
+        f.debug_struct("Producer")
+            .field("capacity", &N)
+            .field("tail", &self.tail)
+            .finish()
     }
 }
 
@@ -302,7 +339,10 @@ impl<T, const N: usize> Consumer<'_, T, N> {
         // SAFETY: `head < tail` (acquired), so the slot holds a value the producer wrote
         // before its release store of `tail`; we move it out and then publish `head`, so
         // it is never read twice.
-        let value = self.ring.slot(self.head).with_mut(|p| unsafe { (*p).assume_init_read() });
+        let value = self
+            .ring
+            .slot(self.head)
+            .with_mut(|p| unsafe { (*p).assume_init_read() });
         self.head = self.head.wrapping_add(1);
         self.ring.head.store(self.head, Ordering::Release);
         Some(value)
@@ -325,7 +365,10 @@ impl<T, const N: usize> Consumer<'_, T, N> {
         for (k, d) in dst.iter_mut().take(n).enumerate() {
             let pos = self.head.wrapping_add(k);
             // SAFETY: `k < n <= tail - head`: the slot holds an initialised value, read once.
-            *d = self.ring.slot(pos).with_mut(|p| unsafe { (*p).assume_init_read() });
+            *d = self
+                .ring
+                .slot(pos)
+                .with_mut(|p| unsafe { (*p).assume_init_read() });
         }
         if n > 0 {
             self.head = self.head.wrapping_add(n);
@@ -345,7 +388,10 @@ impl<T, const N: usize> Consumer<'_, T, N> {
         for k in 0..n {
             let pos = self.head.wrapping_add(k);
             // SAFETY: as in `pop_slice`.
-            f(self.ring.slot(pos).with_mut(|p| unsafe { (*p).assume_init_read() }));
+            f(self
+                .ring
+                .slot(pos)
+                .with_mut(|p| unsafe { (*p).assume_init_read() }));
         }
         if n > 0 {
             self.head = self.head.wrapping_add(n);
@@ -356,7 +402,10 @@ impl<T, const N: usize> Consumer<'_, T, N> {
 
     /// Number of items in the ring as seen by the consumer.
     pub fn len(&self) -> usize {
-        self.ring.tail.load(Ordering::Acquire).wrapping_sub(self.head)
+        self.ring
+            .tail
+            .load(Ordering::Acquire)
+            .wrapping_sub(self.head)
     }
 
     /// Whether the ring is empty as seen by the consumer.
@@ -372,7 +421,10 @@ impl<T, const N: usize> Consumer<'_, T, N> {
 
 impl<T, const N: usize> core::fmt::Debug for Consumer<'_, T, N> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("Consumer").field("capacity", &N).field("head", &self.head).finish()
+        f.debug_struct("Consumer")
+            .field("capacity", &N)
+            .field("head", &self.head)
+            .finish()
     }
 }
 

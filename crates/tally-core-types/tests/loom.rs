@@ -11,7 +11,8 @@ use tally_core_types::SpscRing;
 #[test]
 fn single_push_pop_wraps_in_order() {
     loom::model(|| {
-        let ring: &'static mut SpscRing<loom::sync::Arc<u32>, 2> = Box::leak(Box::new(SpscRing::new()));
+        let ring: &'static mut SpscRing<loom::sync::Arc<u32>, 2> =
+            Box::leak(Box::new(SpscRing::new()));
         let (mut p, mut c) = ring.split();
         let t = thread::spawn(move || {
             for i in 0..3u32 {

@@ -21,7 +21,7 @@ fn fifty_million_messages_in_order_with_checksum() {
             let mut next = 0u64;
             let mut batch = [0u64; 64];
             while next < MESSAGES {
-                if next % 3 == 0 {
+                if next.is_multiple_of(3) {
                     // Batch push of up to 64 values.
                     let n = (MESSAGES - next).min(64) as usize;
                     for (k, b) in batch[..n].iter_mut().enumerate() {
@@ -48,7 +48,7 @@ fn fifty_million_messages_in_order_with_checksum() {
         let mut round = 0u64;
         while expected < MESSAGES {
             round += 1;
-            if round % 2 == 0 {
+            if round.is_multiple_of(2) {
                 let n = rx.pop_slice(&mut buf);
                 for v in &buf[..n] {
                     assert_eq!(*v, expected, "out of order");

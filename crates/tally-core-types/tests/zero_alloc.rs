@@ -81,8 +81,9 @@ fn frame_pool_and_counters_allocate_nothing() {
         for round in 0..1000u32 {
             let a = pool.alloc().unwrap();
             let b = pool.alloc().unwrap();
-            pool.frame_mut(a).unwrap()[0] = round as u8;
-            assert_eq!(pool.frame(a).unwrap()[0], round as u8);
+            let byte = round.to_le_bytes()[0];
+            pool.frame_mut(a).unwrap()[0] = byte;
+            assert_eq!(pool.frame(a).unwrap()[0], byte);
             let off = pool.offset_of(b);
             assert_eq!(pool.id_at_offset(off + 64).unwrap(), b);
             pool.free(a).unwrap();
