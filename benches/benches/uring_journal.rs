@@ -10,6 +10,8 @@
 //! * `tally1`: one writer, 1024 `append`s then one `commit` (one write + one fdatasync);
 //! * `tally1p`: the same with pipelined commits (`start_commit`, fill the next group,
 //!   `wait_commit`): the ack of group k arrives while group k+1 fills;
+//! * `tally1d`: as `tally1` with `JournalOptions::direct_commit` (`pwrite` + `fdatasync`
+//!   on the calling thread instead of io_uring's io-wq workers);
 //! * `okay1`: okaywal, `begin_entry`, 1024 `write_chunk`s, `commit`;
 //! * `tally8`: 8 threads on one `SharedJournal`, each `append_durable` of one record;
 //! * `okay8`: 8 threads, each `begin_entry` / `write_chunk` / `commit` of one record.
@@ -130,8 +132,8 @@ fn plain1(dir: &Path, recs: &[Vec<u8>], dur: Duration) -> Run {
     }
 }
 
-fn tally1(dir: &Path, recs: &[Vec<u8>], dur: Duration, pipelined: bool) -> Run {
-    let mut j = Journal::open(dir, tally_opts(recs[0].len())).unwrap();
+fn tally1(dir: &Path, recs: &[Vec<u8>], dur: Duration, pipelined: bool, direct: bool) -> Run {
+    let mut j = Journal::open(dir, tally_opts(recs[0].len()).direct_commit(direct)).unwrap();
     settle(); // let the host absorb the segments prepared at open
     let mut h = hist();
     let start = Instant::now();
@@ -301,7 +303,9 @@ fn main() {
     let base = std::env::var("TALLY_JOURNAL_BENCH_DIR")
         .map_or_else(|_| std::env::temp_dir(), std::path::PathBuf::from);
     let dur = Duration::from_secs(secs);
-    let modes = ["plain1", "tally1", "tally1p", "okay1", "tally8", "okay8"];
+    let modes = [
+        "plain1", "tally1", "tally1p", "tally1d", "okay1", "tally8", "okay8",
+    ];
     println!(
         "journal bench: {reps} reps x {secs} s per cell, dir {}",
         base.display()
@@ -318,8 +322,9 @@ fn main() {
                     .unwrap();
                 let run = match *mode {
                     "plain1" => plain1(dir.path(), &recs, dur),
-                    "tally1" => tally1(dir.path(), &recs, dur, false),
-                    "tally1p" => tally1(dir.path(), &recs, dur, true),
+                    "tally1" => tally1(dir.path(), &recs, dur, false, false),
+                    "tally1d" => tally1(dir.path(), &recs, dur, false, true),
+                    "tally1p" => tally1(dir.path(), &recs, dur, true, false),
                     "okay1" => okay1(dir.path(), &recs, dur),
                     "tally8" => tally8(dir.path(), &recs, dur),
                     _ => okay8(dir.path(), &recs, dur),
@@ -343,8 +348,8 @@ fn main() {
         for (m, mode) in modes.iter().enumerate() {
             let rates: Vec<f64> = results[m].iter().map(|r| r.0).collect();
             let peer = match *mode {
-                "tally1" | "tally1p" | "okay1" => Some(3),
-                "tally8" | "okay8" => Some(5),
+                "tally1" | "tally1p" | "tally1d" | "okay1" => Some(4),
+                "tally8" | "okay8" => Some(6),
                 _ => None,
             };
             let x_peer = peer.map_or_else(
@@ -376,7 +381,7 @@ fn main() {
                 median(results[m].iter().map(|r| r.1).collect()),
                 median(results[m].iter().map(|r| r.2).collect()),
                 median(results[m].iter().map(|r| r.3).collect()),
-                if matches!(*mode, "tally1" | "tally1p" | "okay1") {
+                if matches!(*mode, "tally1" | "tally1p" | "tally1d" | "okay1") {
                     "group of 1024"
                 } else {
                     "record"
