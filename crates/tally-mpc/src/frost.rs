@@ -488,6 +488,20 @@ impl<'a> SigningPackage<'a> {
         Ok(scalar_to_bytes(s.rho.get(i).unwrap_or(&Scalar::ZERO)))
     }
 
+    /// `c * lambda_i` for a signer and `key`: the challenge times the signer's Lagrange
+    /// coefficient, as 32 big-endian bytes. A signer's share is
+    /// `z_i = d_i + e_i * rho_i + (c * lambda_i) * s_i` (RFC 9591 section 5.2), so this is
+    /// what a signer built on this package multiplies its secret share by.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::MissingCommitment`] for an unknown signer; as [`Self::with_key`].
+    pub fn challenge_lambda(&self, key: &VerifyingKey, id: Identifier) -> Result<[u8; 32], Error> {
+        let i = self.index_of(id)?;
+        let s = self.session(key)?;
+        Ok(scalar_to_bytes(s.c_lambda.get(i).unwrap_or(&Scalar::ZERO)))
+    }
+
     /// The group commitment `R` for `key`, compressed.
     ///
     /// # Errors

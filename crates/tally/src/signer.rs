@@ -4,7 +4,7 @@
 //! `z_i = d_i + e_i * rho_i + lambda_i * s_i * c`.
 //!
 //! The coordinator's side (binding factors, group commitment, verification) is
-//! `tally_mpc::frost`; this module reuses it for `rho_i` and `R` and is tested against its
+//! `tally_mpc::frost`; this module reuses it for `rho_i` and `c * lambda_i` and is tested against its
 //! verifier, so a share this module makes is exactly what the coordinator must accept.
 //! Secrets here are test material for the load generator: they are generated with the
 //! operating system's random source but not zeroised or handled in constant time.
@@ -12,12 +12,9 @@
 use k256::elliptic_curve::group::GroupEncoding;
 use k256::elliptic_curve::ops::Reduce;
 use k256::{ProjectivePoint, Scalar, WideBytes};
-use sha2::{Digest, Sha256};
 use tally_mpc::frost::{
     Identifier, SignatureShare, SigningCommitments, SigningPackage, VerifyingKey, VerifyingShare,
 };
-
-const CONTEXT: &[u8] = b"FROST-secp256k1-SHA256-v1";
 
 /// Why a signer operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -171,67 +168,6 @@ impl Nonces {
     }
 }
 
-/// RFC 9591 H2 (`hash_to_field` with `expand_message_xmd(SHA-256)`, 48 bytes, mod n).
-fn h2(parts: &[&[u8]]) -> Scalar {
-    const LEN: u8 = 48;
-    const SUFFIX: &[u8] = b"chal";
-    let dst_len = u8::try_from(CONTEXT.len() + SUFFIX.len()).unwrap_or(u8::MAX);
-    let mut h0 = Sha256::new();
-    h0.update([0u8; 64]);
-    for p in parts {
-        h0.update(p);
-    }
-    h0.update([0u8, LEN, 0u8]);
-    h0.update(CONTEXT);
-    h0.update(SUFFIX);
-    h0.update([dst_len]);
-    let b0: [u8; 32] = h0.finalize().into();
-    let b1: [u8; 32] = Sha256::new()
-        .chain_update(b0)
-        .chain_update([1u8])
-        .chain_update(CONTEXT)
-        .chain_update(SUFFIX)
-        .chain_update([dst_len])
-        .finalize()
-        .into();
-    let mut x = [0u8; 32];
-    for ((o, a), b) in x.iter_mut().zip(&b0).zip(&b1) {
-        *o = a ^ b;
-    }
-    let b2: [u8; 32] = Sha256::new()
-        .chain_update(x)
-        .chain_update([2u8])
-        .chain_update(CONTEXT)
-        .chain_update(SUFFIX)
-        .chain_update([dst_len])
-        .finalize()
-        .into();
-    let mut wide = [0u8; 64];
-    for (o, i) in wide
-        .iter_mut()
-        .skip(16)
-        .zip(b1.iter().chain(b2.iter().take(16)))
-    {
-        *o = *i;
-    }
-    <Scalar as Reduce<WideBytes>>::reduce(&WideBytes::from(wide))
-}
-
-/// The Lagrange coefficient of `id` over the session's identifiers (all small integers).
-fn lagrange(id: u16, ids: &[u16]) -> Scalar {
-    let xi = Scalar::from(u64::from(id));
-    let mut num = Scalar::ONE;
-    let mut den = Scalar::ONE;
-    for &j in ids {
-        if j != id {
-            let xj = Scalar::from(u64::from(j));
-            num *= xj;
-            den *= xj - xi;
-        }
-    }
-    num * Option::<Scalar>::from(den.invert()).unwrap_or(Scalar::ZERO)
-}
-
 /// Round two: the signature share of `signer` for the session `(msg, commitments)`, whose
 /// round-one nonces were `nonces`.
 ///
@@ -248,22 +184,10 @@ pub fn sign(
     if !commitments.iter().any(|(i, _)| *i == me) {
         return Err(SignerError::NotInSession { id: signer.id });
     }
-    let ids: Vec<u16> = commitments
-        .iter()
-        .filter_map(|(i, _)| {
-            let b = i.to_bytes();
-            let [head @ .., hi, lo] = b;
-            head.iter()
-                .all(|x| *x == 0)
-                .then(|| u16::from_be_bytes([hi, lo]))
-        })
-        .collect();
     let package = SigningPackage::new(msg, commitments)?;
     let rho = scalar_from_32(&package.binding_factor(&group.key, me)?);
-    let r = package.group_commitment(&group.key)?;
-    let c = h2(&[&r, &group.key.to_bytes(), msg]);
-    let lambda = lagrange(signer.id, &ids);
-    let z = nonces.hiding + nonces.binding * rho + lambda * signer.secret * c;
+    let c_lambda = scalar_from_32(&package.challenge_lambda(&group.key, me)?);
+    let z = nonces.hiding + nonces.binding * rho + c_lambda * signer.secret;
     let mut out = [0u8; 32];
     out.copy_from_slice(z.to_bytes().as_slice());
     Ok(SignatureShare::from_bytes(&out)?)
