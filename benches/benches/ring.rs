@@ -21,6 +21,8 @@ use tally_benches::ring::{
 use tally_core_types::SpscRing;
 
 fn check_correctness() {
+    // Read the core list before any thread is pinned (see `ring::cores`).
+    assert!(!tally_benches::ring::cores().is_empty(), "no cores visible");
     for q in Queue::ALL {
         assert_eq!(
             pair_loop(q, 10_000),

@@ -103,9 +103,18 @@ pub fn relax(spins: &mut u32) {
     }
 }
 
+/// The cores this process may run on, read once. `core_affinity::get_core_ids` reads the
+/// *calling thread's* affinity mask, and a thread inherits its creator's mask, so asking
+/// again after pinning one thread would see only that core and pin every later thread
+/// onto it.
+pub fn cores() -> &'static [core_affinity::CoreId] {
+    static CORES: std::sync::OnceLock<Vec<core_affinity::CoreId>> = std::sync::OnceLock::new();
+    CORES.get_or_init(|| core_affinity::get_core_ids().unwrap_or_default())
+}
+
 /// Pins the calling thread to the `index`-th core, if there is one.
 pub fn pin(index: usize) {
-    if let Some(id) = core_affinity::get_core_ids().and_then(|ids| ids.get(index).copied()) {
+    if let Some(id) = cores().get(index).copied() {
         core_affinity::set_for_current(id);
     }
 }

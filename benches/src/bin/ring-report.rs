@@ -50,7 +50,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let cores = core_affinity::get_core_ids().map_or(0, |c| c.len());
+    let cores = tally_benches::ring::cores().len();
     println!(
         "tally ring report: {rounds} interleaved rounds, {cores} cores visible, capacity 1024, u64 items"
     );

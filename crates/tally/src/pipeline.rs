@@ -177,13 +177,18 @@ impl Workload {
     }
 }
 
+/// The cores this process may run on, read once before any thread is pinned:
+/// `get_core_ids` reads the calling thread's affinity mask, which a thread inherits from
+/// its creator, so asking after one thread was pinned would put every later thread on
+/// that same core.
+static CORES: std::sync::OnceLock<Vec<core_affinity::CoreId>> = std::sync::OnceLock::new();
+
 fn pin(core: usize, on: bool) {
     if !on {
         return;
     }
-    if let Some(ids) = core_affinity::get_core_ids()
-        && let Some(id) = ids.get(core % ids.len().max(1))
-    {
+    let ids = CORES.get_or_init(|| core_affinity::get_core_ids().unwrap_or_default());
+    if let Some(id) = ids.get(core % ids.len().max(1)) {
         let _ = core_affinity::set_for_current(*id);
     }
 }
