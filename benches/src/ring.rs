@@ -59,7 +59,7 @@ pub fn pair_loop(queue: Queue, iters: u64) -> u64 {
     let mut sum = 0u64;
     match queue {
         Queue::Tally => {
-            let mut ring = SpscRing::<u64, CAPACITY>::new();
+            let mut ring = Box::new(SpscRing::<u64, CAPACITY>::new());
             let (mut p, mut c) = ring.split();
             for i in 0..iters {
                 if p.push(black_box(i)).is_err() {
@@ -132,7 +132,7 @@ pub fn throughput(queue: Queue, msgs: u64, batched: bool) -> Duration {
     let start = Barrier::new(2);
     match queue {
         Queue::Tally => {
-            let mut ring = SpscRing::<u64, CAPACITY>::new();
+            let mut ring = Box::new(SpscRing::<u64, CAPACITY>::new());
             let (mut p, mut c) = ring.split();
             run_pair(
                 &start,
@@ -365,8 +365,8 @@ pub fn ping_pong(kind: PingPong, rounds: u64, mut samples: Option<&mut [u32]>) -
             });
         }
         PingPong::Queue(Queue::Tally) => {
-            let mut a = SpscRing::<u64, CAPACITY>::new();
-            let mut b = SpscRing::<u64, CAPACITY>::new();
+            let mut a = Box::new(SpscRing::<u64, CAPACITY>::new());
+            let mut b = Box::new(SpscRing::<u64, CAPACITY>::new());
             let (mut a_tx, mut a_rx) = a.split();
             let (mut b_tx, mut b_rx) = b.split();
             std::thread::scope(|s| {
