@@ -59,7 +59,10 @@ pub fn pair_loop(queue: Queue, iters: u64) -> u64 {
     let mut sum = 0u64;
     match queue {
         Queue::Tally => {
-            let mut ring = Box::new(SpscRing::<u64, CAPACITY>::new());
+            // A local ring split in place: the documented way to use `SpscRing` (rtrb's
+            // constructor always allocates, so its ring is on the heap). Boxing ours here
+            // costs 35 instead of 23 instructions per pair (the CI gate caught it).
+            let mut ring = SpscRing::<u64, CAPACITY>::new();
             let (mut p, mut c) = ring.split();
             for i in 0..iters {
                 if p.push(black_box(i)).is_err() {
