@@ -62,6 +62,19 @@ fn tally_nop_round(ring: &mut Ring, out: &mut [Completion; 64], batch: u32) -> u
     out[..n].iter().map(|c| c.tag).sum()
 }
 
+fn tally_nop_drain(ring: &mut Ring, batch: u32) -> u64 {
+    for i in 0..batch {
+        ring.nop(u64::from(i)).unwrap();
+    }
+    ring.submit_and_wait(batch as usize).unwrap();
+    let mut sum = 0;
+    let mut n = 0;
+    while n < batch as usize {
+        n += ring.drain(|c| sum += c.tag).unwrap();
+    }
+    sum
+}
+
 fn nop(c: &mut Criterion) {
     let mut g = c.benchmark_group("uring/nop");
     g.measurement_time(Duration::from_secs(3));
@@ -74,12 +87,18 @@ fn nop(c: &mut Criterion) {
         tally_nop_round(&mut ours, &mut out, 32),
         (0..32u64).sum::<u64>()
     );
+    assert_eq!(tally_nop_drain(&mut ours, 32), (0..32u64).sum::<u64>());
     for batch in [1u32, 32] {
         g.throughput(Throughput::Elements(u64::from(batch)));
         g.bench_with_input(BenchmarkId::new("io-uring", batch), &batch, |b, &n| {
             b.iter(|| black_box(raw_nop_round(&mut raw, n)));
         });
+        // `Ring::drain`: completions handed over in place.
         g.bench_with_input(BenchmarkId::new("tally", batch), &batch, |b, &n| {
+            b.iter(|| black_box(tally_nop_drain(&mut ours, n)));
+        });
+        // `Ring::reap`: completions copied into an array.
+        g.bench_with_input(BenchmarkId::new("tally-reap", batch), &batch, |b, &n| {
             b.iter(|| black_box(tally_nop_round(&mut ours, &mut out, n)));
         });
     }

@@ -1,7 +1,9 @@
 //! Instruction-count kernels for `tally-uring`: the NOP submit+complete path of
 //! `tally_uring::Ring` against the raw `io-uring` crate, at batch 1 and 32. Callgrind
 //! counts user-space instructions only, so these measure the engine's own overhead
-//! (slab, typed completions, stats) on top of the kernel round trip.
+//! (slab, typed completions, stats) on top of the kernel round trip. `nop_tally_*`
+//! consume completions with `Ring::drain` (in place), `nop_tally_reap_*` with `Ring::reap`
+//! (copied into an array).
 
 use io_uring::{IoUring, opcode};
 use tally_uring::{Completion, Ring, RingOptions};
@@ -19,6 +21,14 @@ pub const KERNELS: &[Kernel] = &[
         run: |n| tally_nop(n, 32),
     },
     Kernel {
+        id: "uring/nop_tally_reap_b1",
+        run: |n| tally_nop_reap(n, 1),
+    },
+    Kernel {
+        id: "uring/nop_tally_reap_b32",
+        run: |n| tally_nop_reap(n, 32),
+    },
+    Kernel {
         id: "uring/nop_raw_b1",
         run: |n| raw_nop(n, 1),
     },
@@ -28,9 +38,36 @@ pub const KERNELS: &[Kernel] = &[
     },
 ];
 
-/// `iters` rounds of `batch` NOPs through `Ring` (one enter per round). Returns 0 when
-/// io_uring is refused, so the instruction count shows the skip.
+/// `iters` rounds of `batch` NOPs through `Ring` (one enter per round), completions
+/// consumed in place with [`Ring::drain`]. Returns 0 when io_uring is refused, so the
+/// instruction count shows the skip.
 fn tally_nop(iters: u64, batch: u32) -> u64 {
+    let Ok(mut ring) = Ring::new(RingOptions::new(64)) else {
+        return 0;
+    };
+    let mut sum = 0u64;
+    for _ in 0..iters {
+        for i in 0..batch {
+            if ring.nop(u64::from(i)).is_err() {
+                return sum;
+            }
+        }
+        if ring.submit_and_wait(batch as usize).is_err() {
+            return sum;
+        }
+        let mut got = 0;
+        while got < batch as usize {
+            match ring.drain(|c| sum = sum.wrapping_add(c.tag)) {
+                Ok(n) => got += n,
+                Err(_) => return sum,
+            }
+        }
+    }
+    sum
+}
+
+/// As [`tally_nop`], with completions copied out by [`Ring::reap`].
+fn tally_nop_reap(iters: u64, batch: u32) -> u64 {
     let Ok(mut ring) = Ring::new(RingOptions::new(64)) else {
         return 0;
     };

@@ -87,6 +87,14 @@ fn submit_and_complete_do_not_allocate() {
             n += ring.reap(&mut out[n..]).unwrap();
         }
         assert!(out[..16].iter().all(|c| c.result() == Ok(4096)));
+        for i in 0..32u64 {
+            ring.nop(i).unwrap();
+        }
+        ring.submit_and_wait(32).unwrap();
+        let mut n = 0;
+        while n < 32 {
+            n += ring.drain(|c| assert!(c.tag < 32)).unwrap();
+        }
         ring.nop(999).unwrap();
         assert_eq!(ring.wait_one().unwrap().tag, 999);
     };
