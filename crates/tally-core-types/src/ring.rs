@@ -6,8 +6,15 @@
 //! - The consumer's `head` and the producer's `tail` live on separate
 //!   [`CachePadded`] lines. Each side keeps its own position in a local field (it is the
 //!   only writer) and a *cached* copy of the other side's position, refreshed only when
-//!   the cache says the ring is full (producer) or empty (consumer). In steady state a
-//!   push or pop touches one shared cache line: its own index, with a release store.
+//!   the cache says the ring is full (producer) or empty (consumer).
+//! - Each slot also carries a *stamp*: `position + 1` of the value it holds, written by
+//!   the producer after the value and after `tail`. A single [`Consumer::pop`] that finds
+//!   its cached view empty checks the stamp of the slot it wants instead of loading
+//!   `tail`, so handing over one item moves **one** cache line between the cores (the
+//!   slot's, which the consumer must read anyway) instead of two (the `tail` line, then
+//!   the slot's). This is what puts the ping-pong round trip near the bare cache-line
+//!   floor and keeps the `tail` line out of the consumer's way during one-item-per-op
+//!   streaming. Stamps are never cleared: the next lap's stamp differs by `N`.
 //! - [`SpscRing::split`] borrows the ring mutably and hands out a [`Producer`] and a
 //!   [`Consumer`] bound to that borrow. Both are `Send`, so they move into
 //!   `std::thread::scope` threads; the borrow checker guarantees one producer and one
@@ -17,8 +24,11 @@
 //!   [`Consumer::pop_slice`], [`Consumer::pop_each`]) publish their index once per batch.
 //!
 //! # Memory ordering
-//! The producer writes a slot, then stores `tail` with `Release`; the consumer loads
-//! `tail` with `Acquire` before reading slots below it. Symmetrically the consumer moves
+//! The producer writes a slot's value, then stores `tail` with `Release`, then the slot's
+//! stamp with `Release`; the consumer loads `tail` (batch pops) or the stamp (single pops)
+//! with `Acquire` before reading the value. Because the stamp is stored after `tail`, a
+//! consumer that has seen a stamp also sees a `tail` at least that far, so `tail - head`
+//! never goes negative for any observer. Symmetrically the consumer moves
 //! a value out of a slot, then stores `head` with `Release`; the producer loads `head`
 //! with `Acquire` before overwriting slots below it. This is checked by the loom tests
 //! (`tests/loom.rs`, `--cfg tally_loom`).
@@ -31,7 +41,14 @@ use core::mem::MaybeUninit;
 use crate::cache_padded::CachePadded;
 use crate::sync::{AtomicUsize, Ordering, UnsafeCell};
 
-type Slot<T> = UnsafeCell<MaybeUninit<T>>;
+/// One ring slot: the value cell and the stamp that says which position it holds.
+struct Slot<T> {
+    /// `position + 1` once the value for `position` is written and `tail` covers it
+    /// (`index + 1 - N` before the first lap, as if the lap before had been stamped).
+    /// Stored by the producer only.
+    stamp: AtomicUsize,
+    value: UnsafeCell<MaybeUninit<T>>,
+}
 
 /// A bounded single-producer single-consumer ring of `N` slots (`N` a power of two).
 ///
@@ -74,10 +91,11 @@ pub struct SpscRing<T, const N: usize> {
 unsafe impl<T: Send, const N: usize> Sync for SpscRing<T, N> {}
 
 impl<T, const N: usize> SpscRing<T, N> {
-    /// Compile-time check that `N` is a non-zero power of two.
+    /// Compile-time check that `N` is a non-zero power of two small enough for the stamps
+    /// (see `Consumer::pop`).
     const POWER_OF_TWO: () = assert!(
-        N.is_power_of_two(),
-        "SpscRing capacity N must be a power of two"
+        N.is_power_of_two() && N <= usize::MAX / 4,
+        "SpscRing capacity N must be a power of two no larger than usize::MAX / 4"
     );
     const MASK: usize = N - 1;
 
@@ -86,7 +104,11 @@ impl<T, const N: usize> SpscRing<T, N> {
     pub fn new() -> Self {
         let () = Self::POWER_OF_TWO;
         let slots: Box<[Slot<T>]> = (0..N)
-            .map(|_| UnsafeCell::new(MaybeUninit::uninit()))
+            .map(|i| Slot {
+                // As if position `i - N` (the lap before the first) had been stamped.
+                stamp: AtomicUsize::new(i.wrapping_add(1).wrapping_sub(N)),
+                value: UnsafeCell::new(MaybeUninit::uninit()),
+            })
             .collect();
         let Ok(slots) = slots.try_into() else {
             unreachable!("the iterator yields exactly N slots")
@@ -168,6 +190,7 @@ impl<T, const N: usize> Drop for SpscRing<T, N> {
             // SAFETY: slots `head..tail` hold initialised values (ring invariant) and no
             // producer or consumer exists any more (we have `&mut self`).
             self.slot(pos)
+                .value
                 .with_mut(|p| unsafe { (*p).assume_init_drop() });
             pos = pos.wrapping_add(1);
         }
@@ -211,15 +234,29 @@ impl<T, const N: usize> Producer<'_, T, N> {
                 return Err(value);
             }
         }
+        let slot = self.ring.slot(self.tail);
         // SAFETY: `tail - head < N`, so slot `tail` is outside `head..tail`: the consumer
         // does not read it and it holds no value (it was never written or was moved out
-        // before the consumer published the `head` we acquired).
-        self.ring
-            .slot(self.tail)
-            .with_mut(|p| unsafe { (*p).write(value) });
+        // before the consumer published the `head` we acquired). Its stamp is not
+        // `tail + 1` yet, so a consumer polling it waits.
+        slot.value.with_mut(|p| unsafe { (*p).write(value) });
         self.tail = self.tail.wrapping_add(1);
         self.ring.tail.store(self.tail, Ordering::Release);
+        slot.stamp.store(self.tail, Ordering::Release);
         Ok(())
+    }
+
+    /// Stamps slots `from..self.tail` after `tail` was published (see the module docs).
+    #[inline]
+    fn stamp(&self, from: usize) {
+        let mut pos = from;
+        while pos != self.tail {
+            pos = pos.wrapping_add(1);
+            self.ring
+                .slot(pos.wrapping_sub(1))
+                .stamp
+                .store(pos, Ordering::Release);
+        }
     }
 
     /// Free slots, refreshing the view of the consumer's position.
@@ -251,12 +288,15 @@ impl<T, const N: usize> Producer<'_, T, N> {
             // SAFETY: `pushed < free`, so slot `pos` is free (see `push`).
             self.ring
                 .slot(pos)
+                .value
                 .with_mut(|p| unsafe { (*p).write(value) });
             pushed += 1;
         }
         if pushed > 0 {
+            let from = self.tail;
             self.tail = self.tail.wrapping_add(pushed);
             self.ring.tail.store(self.tail, Ordering::Release);
+            self.stamp(from);
         }
         pushed
     }
@@ -289,15 +329,21 @@ impl<T: Copy, const N: usize> Producer<'_, T, N> {
             // SAFETY: `k < n <= free`, so the slot is free (see `push`).
             self.ring
                 .slot(start + k)
+                .value
                 .with_mut(|p| unsafe { (*p).write(*v) });
         }
         for (k, v) in b.iter().enumerate() {
             // SAFETY: as above; these slots follow the wrap to index 0.
-            self.ring.slot(k).with_mut(|p| unsafe { (*p).write(*v) });
+            self.ring
+                .slot(k)
+                .value
+                .with_mut(|p| unsafe { (*p).write(*v) });
         }
         if n > 0 {
+            let from = self.tail;
             self.tail = self.tail.wrapping_add(n);
             self.ring.tail.store(self.tail, Ordering::Release);
+            self.stamp(from);
         }
         n
     }
@@ -317,7 +363,8 @@ pub struct Consumer<'a, T, const N: usize> {
     ring: &'a SpscRing<T, N>,
     /// Our position; equal to `ring.head` after each publish.
     head: usize,
-    /// Last `ring.tail` we loaded; `tail_cache <= ring.tail`.
+    /// Last `ring.tail` we loaded; `tail_cache <= ring.tail`. Single pops do not
+    /// refresh it, so it may fall behind `head` (see `cached_available`).
     tail_cache: usize,
     /// Consumer is `Send` but not `Sync`.
     _not_sync: PhantomData<core::cell::Cell<()>>,
@@ -330,22 +377,38 @@ impl<T, const N: usize> Consumer<'_, T, N> {
     /// Removes the oldest item, or `None` when the ring is empty.
     #[inline]
     pub fn pop(&mut self) -> Option<T> {
-        if self.head == self.tail_cache {
-            self.tail_cache = self.ring.tail.load(Ordering::Acquire);
-            if self.head == self.tail_cache {
-                return None;
-            }
+        let slot = self.ring.slot(self.head);
+        // Ask the slot itself rather than the producer's `tail` line (see the module
+        // docs): the stamp is stored after the value and after `tail`.
+        // The stamp is `head + 1` when ready and `head + 1 - N` or `head + 1 - 2N` (a lap
+        // or two behind, possibly not yet visible) otherwise, so "ahead of `head`" is
+        // exact. An ordering test rather than `==` keeps the compiler from deriving the
+        // next `head` from the loaded stamp, which would chain every pop's load to the
+        // previous one.
+        let ahead = slot
+            .stamp
+            .load(Ordering::Acquire)
+            .wrapping_sub(self.head)
+            .cast_signed();
+        if ahead <= 0 {
+            return None;
         }
-        // SAFETY: `head < tail` (acquired), so the slot holds a value the producer wrote
-        // before its release store of `tail`; we move it out and then publish `head`, so
-        // it is never read twice.
-        let value = self
-            .ring
-            .slot(self.head)
-            .with_mut(|p| unsafe { (*p).assume_init_read() });
+        // SAFETY: the slot's acquired stamp says it holds the value for position `head`,
+        // written by the producer before its release store of the stamp; we move it out
+        // and then publish `head`, so it is never read twice.
+        let value = slot.value.with_mut(|p| unsafe { (*p).assume_init_read() });
         self.head = self.head.wrapping_add(1);
         self.ring.head.store(self.head, Ordering::Release);
         Some(value)
+    }
+
+    /// Items known to be ready from the cached `tail`, without touching shared memory.
+    /// [`Consumer::pop`] moves `head` past the cache without refreshing it, so a cache
+    /// behind `head` counts as nothing known.
+    #[inline]
+    fn cached_available(&self) -> usize {
+        let n = self.tail_cache.wrapping_sub(self.head);
+        if n <= N { n } else { 0 }
     }
 
     /// Items available, refreshing the view of the producer's position.
@@ -357,7 +420,7 @@ impl<T, const N: usize> Consumer<'_, T, N> {
     /// Moves up to `dst.len()` items into `dst` (dropping what `dst` held there),
     /// publishing once. Returns how many.
     pub fn pop_slice(&mut self, dst: &mut [T]) -> usize {
-        let mut n = self.tail_cache.wrapping_sub(self.head);
+        let mut n = self.cached_available();
         if n < dst.len() {
             n = self.available();
         }
@@ -368,6 +431,7 @@ impl<T, const N: usize> Consumer<'_, T, N> {
             *d = self
                 .ring
                 .slot(pos)
+                .value
                 .with_mut(|p| unsafe { (*p).assume_init_read() });
         }
         if n > 0 {
@@ -380,7 +444,7 @@ impl<T, const N: usize> Consumer<'_, T, N> {
     /// Moves up to `max` items out, calling `f` on each in order, publishing once.
     /// Returns how many.
     pub fn pop_each(&mut self, max: usize, mut f: impl FnMut(T)) -> usize {
-        let mut n = self.tail_cache.wrapping_sub(self.head);
+        let mut n = self.cached_available();
         if n < max {
             n = self.available();
         }
@@ -391,6 +455,7 @@ impl<T, const N: usize> Consumer<'_, T, N> {
             f(self
                 .ring
                 .slot(pos)
+                .value
                 .with_mut(|p| unsafe { (*p).assume_init_read() }));
         }
         if n > 0 {

@@ -4,39 +4,112 @@
 #![allow(clippy::unwrap_used, clippy::indexing_slicing, reason = "test code")]
 
 use loom::thread;
-use tally_core_types::SpscRing;
+use tally_core_types::{Consumer, Producer, SpscRing};
+
+/// A 2-slot ring leaked for the model's threads (so that 3 items must wrap).
+fn ring<T: Send + 'static>() -> &'static mut SpscRing<T, 2> {
+    Box::leak(Box::new(SpscRing::new()))
+}
+
+/// Pushes every item one at a time, yielding while the ring is full.
+fn push_each<T>(p: &mut Producer<'_, T, 2>, items: impl IntoIterator<Item = T>) {
+    for mut v in items {
+        loop {
+            match p.push(v) {
+                Ok(()) => break,
+                Err(back) => {
+                    v = back;
+                    thread::yield_now();
+                }
+            }
+        }
+    }
+}
+
+/// Pops `n` items one at a time, yielding while the ring is empty.
+fn pop_each<T>(c: &mut Consumer<'_, T, 2>, n: usize) -> Vec<T> {
+    let mut got = Vec::new();
+    while got.len() < n {
+        match c.pop() {
+            Some(v) => got.push(v),
+            None => thread::yield_now(),
+        }
+    }
+    got
+}
+
+/// Pushes 0, 1, 2 in batches (`push_slice` of up to two when `slice`, else
+/// `push_iter`), yielding while the ring is full.
+fn push_batches(p: &mut Producer<'_, u32, 2>, slice: bool) {
+    let mut sent = 0u32;
+    while sent < 3 {
+        let n = if slice {
+            let items = [sent, sent + 1];
+            p.push_slice(&items[..if sent == 2 { 1 } else { 2 }])
+        } else {
+            p.push_iter(&mut (sent..3))
+        };
+        sent += u32::try_from(n).unwrap();
+        if sent < 3 {
+            thread::yield_now();
+        }
+    }
+}
+
+/// Pops `n` items, with a single pop when `single(items so far)` and a batch pop of up
+/// to two otherwise, yielding while the ring is empty; the consumer's view of `len` must
+/// never go negative (wrap to a huge value) while the producer is mid-push.
+fn pop_mixed(c: &mut Consumer<'_, u32, 2>, n: usize, single: impl Fn(usize) -> bool) -> Vec<u32> {
+    let mut got = Vec::new();
+    let mut buf = [0u32; 2];
+    while got.len() < n {
+        assert!(c.len() <= 2, "consumer saw len {}", c.len());
+        let k = if single(got.len()) {
+            usize::from(c.pop().map(|v| buf[0] = v).is_some())
+        } else {
+            c.pop_slice(&mut buf)
+        };
+        got.extend_from_slice(&buf[..k]);
+        if k == 0 {
+            thread::yield_now();
+        }
+    }
+    got
+}
 
 /// Producer pushes 3 values through a 2-slot ring (so it must observe the consumer's
 /// progress to wrap); the consumer sees them in order, each exactly once.
 #[test]
 fn single_push_pop_wraps_in_order() {
     loom::model(|| {
-        let ring: &'static mut SpscRing<loom::sync::Arc<u32>, 2> =
-            Box::leak(Box::new(SpscRing::new()));
-        let (mut p, mut c) = ring.split();
-        let t = thread::spawn(move || {
-            for i in 0..3u32 {
-                let mut v = loom::sync::Arc::new(i);
-                loop {
-                    match p.push(v) {
-                        Ok(()) => break,
-                        Err(back) => {
-                            v = back;
-                            thread::yield_now();
-                        }
-                    }
-                }
-            }
+        let (mut p, mut c) = ring::<loom::sync::Arc<u32>>().split();
+        let t = thread::spawn(move || push_each(&mut p, (0..3).map(loom::sync::Arc::new)));
+        let got: Vec<u32> = pop_each(&mut c, 3).into_iter().map(|v| *v).collect();
+        assert_eq!(got, [0, 1, 2]);
+        t.join().unwrap();
+        assert!(c.pop().is_none());
+    });
+}
+
+/// How the model's producer pushes 0, 1, 2.
+#[derive(Clone, Copy)]
+enum Push {
+    Single,
+    Iter,
+    Slice,
+}
+
+/// Runs the producer in a loom thread and pops three items on the model's main thread
+/// (a single pop when `single(items so far)`, else a batch pop); they arrive in order.
+fn model(push: Push, single: fn(usize) -> bool) {
+    loom::model(move || {
+        let (mut p, mut c) = ring::<u32>().split();
+        let t = thread::spawn(move || match push {
+            Push::Single => push_each(&mut p, 0..3),
+            Push::Iter => push_batches(&mut p, false),
+            Push::Slice => push_batches(&mut p, true),
         });
-        let mut next = 0;
-        while next < 3 {
-            if let Some(v) = c.pop() {
-                assert_eq!(*v, next);
-                next += 1;
-            } else {
-                thread::yield_now();
-            }
-        }
+        assert_eq!(pop_mixed(&mut c, 3, single), [0, 1, 2]);
         t.join().unwrap();
         assert!(c.pop().is_none());
     });
@@ -46,29 +119,20 @@ fn single_push_pop_wraps_in_order() {
 /// before its value is written.
 #[test]
 fn batch_push_pop() {
-    loom::model(|| {
-        let ring: &'static mut SpscRing<u32, 2> = Box::leak(Box::new(SpscRing::new()));
-        let (mut p, mut c) = ring.split();
-        let t = thread::spawn(move || {
-            let mut sent = 0u32;
-            while sent < 3 {
-                let mut it = sent..3;
-                sent += p.push_iter(&mut it) as u32;
-                if sent < 3 {
-                    thread::yield_now();
-                }
-            }
-        });
-        let mut got = Vec::new();
-        let mut buf = [0u32; 2];
-        while got.len() < 3 {
-            let n = c.pop_slice(&mut buf);
-            got.extend_from_slice(&buf[..n]);
-            if n == 0 {
-                thread::yield_now();
-            }
-        }
-        assert_eq!(got, [0, 1, 2]);
-        t.join().unwrap();
-    });
+    model(Push::Iter, |_| false);
+}
+
+/// Single pushes (which stamp each slot) read back by alternating single pops (stamps)
+/// and batch pops (`tail`); the consumer's view of `len` never goes negative while the
+/// producer is mid-push.
+#[test]
+fn single_push_mixed_pop() {
+    model(Push::Single, |k| k % 2 == 0);
+}
+
+/// Batch pushes (values first, then `tail`, then the stamps) read back by single pops that
+/// may see a stamp before or after the batch's `tail`.
+#[test]
+fn batch_push_single_pop() {
+    model(Push::Slice, |_| true);
 }
