@@ -104,6 +104,27 @@ pub enum Error {
         "this signing package was first used with a different group verifying key; use one package per session and key"
     )]
     KeyMismatch,
+    /// Fewer verifying shares than the threshold (or a threshold of zero).
+    #[error(
+        "{got} verifying shares given for a threshold of {need}; pass every signer's verifying share and the key's threshold (at least 1)"
+    )]
+    NotEnoughShares {
+        /// Shares given.
+        got: usize,
+        /// The threshold (at least 1).
+        need: usize,
+    },
+    /// Verifying shares that do not belong to the group key: `identifier` is the first
+    /// share off the polynomial through the others, or `None` when the shares agree with
+    /// each other but interpolate to another key.
+    #[error(
+        "the verifying shares do not belong to this group verifying key ({}); check the key package from key generation",
+        identifier.map_or_else(|| "they interpolate to another key".to_owned(), |i| format!("signer {i}'s share is off the polynomial"))
+    )]
+    InconsistentVerifyingShares {
+        /// The first inconsistent share, if the shares disagree with each other.
+        identifier: Option<Identifier>,
+    },
     /// A FROST signature share is invalid.
     #[error(
         "signature share of signer {identifier} is invalid; that signer cheated or the share was corrupted"

@@ -195,3 +195,207 @@ fn agrees_with_frost_secp256k1_on_random_sessions() {
         }
     }
 }
+
+/// The coordinator's fast path: shares accepted by the batch are summed without verifying
+/// the aggregate again; the result equals frost-secp256k1's signature and verifies. A
+/// session with a bad share is still caught by the batch and named, by the batch and by
+/// `aggregate`.
+#[test]
+fn verified_shares_aggregate_without_reverification() {
+    let mut rng = StdRng::seed_from_u64(0xa66);
+    let sessions: Vec<Session> = (0..200).map(|i| session(&mut rng, i % 4 == 1)).collect();
+    let pkgs: Vec<SigningPackage<'_>> = sessions
+        .iter()
+        .map(|s| SigningPackage::new(&s.msg, &s.commitments).unwrap())
+        .collect();
+    let total: usize = sessions.iter().map(|s| s.shares.len()).sum();
+    let mut batch = ShareBatchVerifier::with_capacity(total);
+    let mut owner = Vec::new();
+    for (si, (s, pkg)) in sessions.iter().zip(&pkgs).enumerate() {
+        for (k, (id, share, vs, _)) in s.shares.iter().enumerate() {
+            batch.push(pkg, &s.vk, *id, vs, share).unwrap();
+            owner.push((si, k));
+        }
+    }
+    let invalid = batch.verify().unwrap_err().invalid().to_vec();
+    let mut bad_sessions = 0;
+    for (si, (s, pkg)) in sessions.iter().zip(&pkgs).enumerate() {
+        let named: Vec<Identifier> = invalid
+            .iter()
+            .filter(|&&i| owner[i].0 == si)
+            .map(|&i| s.shares[owner[i].1].0)
+            .collect();
+        let expected: Vec<Identifier> = s.shares.iter().filter(|x| !x.3).map(|x| x.0).collect();
+        assert_eq!(named, expected, "batch culprits of session {si}");
+        let ours: Vec<_> = s
+            .shares
+            .iter()
+            .map(|(id, sh, vs, _)| (*id, *sh, *vs))
+            .collect();
+        if named.is_empty() {
+            let vs: Vec<_> = s.shares.iter().map(|(id, _, vs, _)| (*id, *vs)).collect();
+            frost::verify_key_shares(&s.vk, vs.len(), &vs).unwrap();
+            let sig = frost::aggregate_verified_shares(pkg, &s.vk, &ours).unwrap();
+            assert_eq!(sig.to_bytes().to_vec(), *s.zf_sig.as_ref().unwrap());
+            frost::verify(&s.vk, &s.msg, &sig).unwrap();
+        } else {
+            bad_sessions += 1;
+            assert!(s.zf_sig.is_none());
+            // `aggregate` (which verifies) names the same signers.
+            assert_eq!(
+                frost::aggregate(pkg, &s.vk, &ours).unwrap_err().culprits(),
+                expected.as_slice()
+            );
+            // Summing a bad share without the check gives a signature that does not verify.
+            let sig = frost::aggregate_verified_shares(pkg, &s.vk, &ours).unwrap();
+            assert!(frost::verify(&s.vk, &s.msg, &sig).is_err());
+        }
+        // Input errors are still reported.
+        assert!(matches!(
+            frost::aggregate_verified_shares(pkg, &s.vk, &ours[1..]),
+            Err(tally_mpc::Error::MissingShare { .. })
+        ));
+    }
+    assert!(bad_sessions >= 40, "only {bad_sessions} tampered sessions");
+}
+
+/// `verify_key_shares` accepts a dealer's key package and rejects a share swapped for
+/// another signer's, a share of another key, and a wrong group key.
+#[test]
+fn key_shares_are_checked_against_the_key() {
+    let mut rng = StdRng::seed_from_u64(0x6e1);
+    for (max, min) in [(5u16, 3u16), (7, 5), (3, 2), (4, 2), (3, 3)] {
+        let (_, pubkeys) =
+            zf::keys::generate_with_dealer(max, min, zf::keys::IdentifierList::Default, &mut rng)
+                .unwrap();
+        let (_, other) =
+            zf::keys::generate_with_dealer(max, min, zf::keys::IdentifierList::Default, &mut rng)
+                .unwrap();
+        let conv = |p: &zf::keys::PublicKeyPackage| -> Vec<(Identifier, VerifyingShare)> {
+            p.verifying_shares()
+                .iter()
+                .map(|(id, vs)| {
+                    (
+                        id_of(id),
+                        VerifyingShare::from_bytes(&vs.serialize().unwrap().try_into().unwrap())
+                            .unwrap(),
+                    )
+                })
+                .collect()
+        };
+        let vk = VerifyingKey::from_bytes(
+            &pubkeys
+                .verifying_key()
+                .serialize()
+                .unwrap()
+                .try_into()
+                .unwrap(),
+        )
+        .unwrap();
+        let other_vk = VerifyingKey::from_bytes(
+            &other
+                .verifying_key()
+                .serialize()
+                .unwrap()
+                .try_into()
+                .unwrap(),
+        )
+        .unwrap();
+        let shares = conv(&pubkeys);
+        let min = usize::from(min);
+        frost::verify_key_shares(&vk, min, &shares).unwrap();
+        assert!(matches!(
+            frost::verify_key_shares(&other_vk, min, &shares),
+            Err(tally_mpc::Error::InconsistentVerifyingShares { identifier: None })
+        ));
+        // The last share replaced by the other key's share of the same signer.
+        let mut bad = shares.clone();
+        let last = bad.len() - 1;
+        bad[last].1 = conv(&other)[last].1;
+        let expect = if min < shares.len() {
+            Some(bad[last].0)
+        } else {
+            None
+        };
+        assert_eq!(
+            frost::verify_key_shares(&vk, min, &bad).unwrap_err(),
+            tally_mpc::Error::InconsistentVerifyingShares { identifier: expect }
+        );
+        assert!(matches!(
+            frost::verify_key_shares(&vk, shares.len() + 1, &shares),
+            Err(tally_mpc::Error::NotEnoughShares { .. })
+        ));
+        assert!(matches!(
+            frost::verify_key_shares(&vk, 0, &shares),
+            Err(tally_mpc::Error::NotEnoughShares { .. })
+        ));
+    }
+}
+
+/// Signatures summed without verification, checked in batches: exactly the sessions with a
+/// bad share (or a wrong message) fail, as single `verify` says, through the Straus path
+/// (small batches) and the Pippenger path (a batch over every session).
+#[test]
+fn signature_batches_name_exactly_the_bad_signatures() {
+    let mut rng = StdRng::seed_from_u64(0x51b);
+    let sessions: Vec<Session> = (0..150).map(|i| session(&mut rng, i % 5 == 2)).collect();
+    let pkgs: Vec<SigningPackage<'_>> = sessions
+        .iter()
+        .map(|s| SigningPackage::new(&s.msg, &s.commitments).unwrap())
+        .collect();
+    let sigs: Vec<frost::Signature> = sessions
+        .iter()
+        .zip(&pkgs)
+        .map(|(s, pkg)| {
+            let ours: Vec<_> = s
+                .shares
+                .iter()
+                .map(|(id, sh, vs, _)| (*id, *sh, *vs))
+                .collect();
+            frost::aggregate_unverified(pkg, &s.vk, &ours).unwrap()
+        })
+        .collect();
+    let wrong_msg = b"another message".to_vec();
+    let msg_of = |i: usize| -> &[u8] {
+        if i % 7 == 3 {
+            &wrong_msg
+        } else {
+            &sessions[i].msg
+        }
+    };
+    let expected: Vec<usize> = (0..sessions.len())
+        .filter(|&i| frost::verify(&sessions[i].vk, msg_of(i), &sigs[i]).is_err())
+        .collect();
+    for &i in &expected {
+        let tampered = sessions[i].shares.iter().any(|x| !x.3);
+        assert!(tampered || i % 7 == 3, "session {i} fails without a reason");
+    }
+    assert!(expected.len() >= 40, "only {} bad", expected.len());
+    let mut batch = frost::SignatureBatchVerifier::with_capacity(sessions.len());
+    for (i, (s, sig)) in sessions.iter().zip(&sigs).enumerate() {
+        batch.push(&s.vk, msg_of(i), sig).unwrap();
+    }
+    assert_eq!(batch.verify().unwrap_err().invalid(), expected.as_slice());
+    for chunk in (0..sessions.len()).collect::<Vec<_>>().chunks(5) {
+        let mut small = frost::SignatureBatchVerifier::with_capacity(chunk.len());
+        for &i in chunk {
+            small.push(&sessions[i].vk, msg_of(i), &sigs[i]).unwrap();
+        }
+        let want: Vec<usize> = chunk
+            .iter()
+            .enumerate()
+            .filter(|(_, i)| expected.contains(i))
+            .map(|(k, _)| k)
+            .collect();
+        match small.verify() {
+            Ok(()) => assert!(want.is_empty()),
+            Err(e) => assert_eq!(e.invalid(), want.as_slice()),
+        }
+    }
+    let mut full = frost::SignatureBatchVerifier::with_capacity(1);
+    full.push(&sessions[0].vk, msg_of(0), &sigs[0]).unwrap();
+    assert!(matches!(
+        full.push(&sessions[0].vk, msg_of(0), &sigs[0]),
+        Err(tally_mpc::Error::BatchFull { capacity: 1 })
+    ));
+}

@@ -175,6 +175,10 @@ fn hot_paths_do_not_allocate() {
     r.unwrap();
     assert_eq!(n, 0, "verify_signature_share allocated");
     let sig = frost::aggregate(&pkg, &vk, &[(id1, z1, vs1), (id3, z3, vs3)]).unwrap();
+    let (r, n) =
+        count(|| frost::aggregate_verified_shares(&pkg, &vk, &[(id1, z1, vs1), (id3, z3, vs3)]));
+    assert_eq!(r.unwrap(), sig);
+    assert_eq!(n, 0, "aggregate_verified_shares allocated");
     let (r, n) = count(|| frost::verify(&vk, &fmsg, &sig));
     r.unwrap();
     assert_eq!(n, 0, "frost::verify allocated");
@@ -188,4 +192,24 @@ fn hot_paths_do_not_allocate() {
     let (r, n) = count(|| batch.verify());
     r.unwrap();
     assert_eq!(n, 0, "ShareBatchVerifier::verify allocated");
+    let mut batch = batch.recycle();
+    let (r, n) = count(|| batch.push(&pkg, &vk, id1, &vs1, &z1));
+    r.unwrap();
+    assert_eq!(n, 0, "a recycled ShareBatchVerifier allocated");
+    let (r, n) =
+        count(|| frost::aggregate_unverified(&pkg, &vk, &[(id1, z1, vs1), (id3, z3, vs3)]));
+    assert_eq!(r.unwrap(), sig);
+    assert_eq!(n, 0, "aggregate_unverified allocated");
+    let mut sigs = frost::SignatureBatchVerifier::with_capacity(4);
+    let (r, n) = count(|| {
+        for _ in 0..4 {
+            sigs.push(&vk, &fmsg, &sig)?;
+        }
+        Ok::<_, tally_mpc::Error>(())
+    });
+    r.unwrap();
+    assert_eq!(n, 0, "SignatureBatchVerifier::push allocated");
+    let (r, n) = count(|| sigs.verify());
+    r.unwrap();
+    assert_eq!(n, 0, "SignatureBatchVerifier::verify allocated");
 }
