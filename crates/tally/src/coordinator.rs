@@ -17,13 +17,37 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use tally_core_types::SpscRing;
 use tally_mpc::frost::{
-    Identifier, ShareBatchVerifier, SignatureShare, SigningCommitments, SigningPackage,
-    VerifyingKey, VerifyingShare, aggregate,
+    Identifier, ShareBatchVerifier, SignatureBatchVerifier, SignatureShare, SigningCommitments,
+    SigningPackage, VerifyingKey, VerifyingShare, aggregate, aggregate_unverified,
+    aggregate_verified_shares, verify_key_shares,
 };
 use tally_uring::{Journal, JournalError, JournalOptions};
 
 use crate::net::{Addr, Net, NetStats};
 use crate::wire::{self, MAX_T, Msg};
+
+/// What the coordinator verifies in its cross-session batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum VerifyMode {
+    /// Every session's aggregate signature in one `SignatureBatchVerifier` batch (one
+    /// 128-bit base per session); the shares of a session whose signature fails go
+    /// through a `ShareBatchVerifier` batch to name the cheaters (RFC 9591 section 5.3).
+    #[default]
+    Signatures,
+    /// Every share in one `ShareBatchVerifier` batch (three bases per share); sessions
+    /// whose shares all pass are aggregated without a second verification.
+    Shares,
+}
+
+impl VerifyMode {
+    /// Name in reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Signatures => "signatures",
+            Self::Shares => "shares",
+        }
+    }
+}
 
 /// The coordinator's configuration: the group it serves and its limits.
 #[derive(Debug, Clone)]
@@ -34,10 +58,17 @@ pub struct CoordConfig {
     pub key: VerifyingKey,
     /// Verifying share of each signer, indexed by identifier (index 0 unused).
     pub verifying_shares: Vec<Option<VerifyingShare>>,
+    /// The key's threshold (fewest signers of a session). When the verifying shares are
+    /// checked against the key for it at start ([`verify_key_shares`]), sessions of at
+    /// least this many signers whose shares all passed the batch are aggregated without
+    /// verifying the signature again ([`aggregate_verified_shares`]).
+    pub threshold: u16,
     /// Journal directory.
     pub journal_dir: PathBuf,
     /// Staged (two threads, `SpscRing` handoff) instead of run-to-completion.
     pub stages: bool,
+    /// What the cross-session batch verifies.
+    pub verify: VerifyMode,
     /// Most sessions verified in one batch.
     pub max_batch_sessions: usize,
     /// Incomplete sessions older than this are dropped (counted).
@@ -257,6 +288,11 @@ struct Front<N: Net> {
     placeholder: (Identifier, SigningCommitments),
     stats: CoordStats,
     last_expiry: Instant,
+    /// The verifying shares belong to the key for `cfg.threshold` (checked once).
+    key_shares_ok: bool,
+    /// The batch verifiers, kept between batches (no per-batch allocation).
+    batch: Option<ShareBatchVerifier<'static>>,
+    sig_batch: Option<SignatureBatchVerifier<'static>>,
 }
 
 /// The compressed generator, a valid point to fill unused commitment slots with.
@@ -273,7 +309,21 @@ impl<N: Net> Front<N> {
             SigningCommitments::from_bytes(&G, &G).map_err(|e| CoordError::Stage(e.to_string()))?,
         );
         let stats = CoordStats::empty();
+        let shares: Vec<(Identifier, VerifyingShare)> = cfg
+            .verifying_shares
+            .iter()
+            .enumerate()
+            .filter_map(|(id, vs)| {
+                let id = Identifier::from_u16(u16::try_from(id).ok()?).ok()?;
+                Some((id, (*vs)?))
+            })
+            .collect();
+        let key_shares_ok =
+            verify_key_shares(&cfg.key, usize::from(cfg.threshold), &shares).is_ok();
         Ok(Self {
+            key_shares_ok,
+            batch: None,
+            sig_batch: None,
             table: HashMap::with_capacity(cfg.table_capacity),
             ready: Vec::with_capacity(cfg.max_batch_sessions),
             outcomes: Vec::with_capacity(cfg.max_batch_sessions),
@@ -331,6 +381,9 @@ impl<N: Net> Front<N> {
             ready,
             outcomes,
             stats,
+            batch: batch_slot,
+            sig_batch: sig_slot,
+            key_shares_ok,
             ..
         } = self;
         let key = &cfg.key;
@@ -341,12 +394,63 @@ impl<N: Net> Front<N> {
                     .ok()
             })
             .collect();
-        let total: usize = ready.iter().map(|p| usize::from(p.t)).sum();
-        let mut batch = ShareBatchVerifier::with_capacity(total.max(1));
+        // Sessions settled by their signature (signature mode); the others' shares go into
+        // the share batch.
+        let mut settled = vec![false; ready.len()];
+        if cfg.verify == VerifyMode::Signatures {
+            let mut sigs = match sig_slot.take() {
+                Some(b) if b.capacity() >= ready.len() => b.recycle(),
+                _ => SignatureBatchVerifier::with_capacity(ready.len().max(cfg.max_batch_sessions)),
+            };
+            // (session, signature) of each batch entry.
+            let mut queued = Vec::with_capacity(ready.len());
+            for (si, (p, pkg)) in ready.iter().zip(&pkgs).enumerate() {
+                let Some(pkg) = pkg else { continue };
+                let flat = share_list(cfg, p);
+                if let Ok(sig) = aggregate_unverified(pkg, key, &flat)
+                    && sigs.push(key, &p.msg, &sig).is_ok()
+                {
+                    queued.push((si, sig));
+                }
+            }
+            let invalid = sigs.verify().err();
+            let invalid = invalid.as_ref().map_or(&[][..], |e| e.invalid());
+            for (i, (si, sig)) in queued.iter().enumerate() {
+                if invalid.contains(&i) {
+                    continue;
+                }
+                if let (Some(p), Some(done)) = (ready.get(*si), settled.get_mut(*si)) {
+                    *done = true;
+                    stats.shares_verified += u64::from(p.t);
+                    stats.sessions_signed += 1;
+                    outcomes.push(Outcome {
+                        session: p.session,
+                        reply_to: p.reply_to,
+                        result: SessionResult::Signed(sig.to_bytes()),
+                    });
+                }
+            }
+            *sig_slot = Some(sigs.recycle());
+        }
+        let total: usize = ready
+            .iter()
+            .zip(&settled)
+            .filter(|(_, s)| !**s)
+            .map(|(p, _)| usize::from(p.t))
+            .sum();
+        let mut batch = match batch_slot.take() {
+            Some(b) if b.capacity() >= total => b.recycle(),
+            _ => ShareBatchVerifier::with_capacity(total.max(1)),
+        };
         // Which (session, signer slot) each batch entry is.
         let mut index: Vec<(usize, usize)> = Vec::with_capacity(total);
+        // Shares of each session that went into the batch.
+        let mut pushed = vec![0u8; ready.len()];
         for (si, (p, pkg)) in ready.iter().zip(&pkgs).enumerate() {
             let Some(pkg) = pkg else { continue };
+            if settled.get(si).copied().unwrap_or(false) {
+                continue;
+            }
             for k in 0..usize::from(p.t) {
                 let (Some((id, _)), Some(Some(share)), Some(&sid)) =
                     (p.commitments.get(k), p.shares.get(k), p.ids.get(k))
@@ -358,6 +462,9 @@ impl<N: Net> Front<N> {
                 };
                 if batch.push(pkg, key, *id, vs, share).is_ok() {
                     index.push((si, k));
+                    if let Some(n) = pushed.get_mut(si) {
+                        *n += 1;
+                    }
                 }
             }
         }
@@ -372,24 +479,32 @@ impl<N: Net> Front<N> {
                 }
             }
         }
+        *batch_slot = Some(batch.recycle());
         let _ = stats.batch_sessions.record(ready.len() as u64);
-        for ((p, pkg), mask) in ready.iter().zip(&pkgs).zip(&bad) {
+        for ((((p, pkg), mask), n_pushed), done) in
+            ready.iter().zip(&pkgs).zip(&bad).zip(&pushed).zip(&settled)
+        {
+            if *done {
+                continue;
+            }
             let Some(pkg) = pkg else {
                 stats.drops.bad_package += 1;
                 continue;
             };
-            let mut list: [Option<(Identifier, SignatureShare, VerifyingShare)>; MAX_T] =
-                [None; MAX_T];
-            for (k, slot) in list.iter_mut().enumerate().take(usize::from(p.t)) {
-                if let (Some((id, _)), Some(Some(share)), Some(&sid)) =
-                    (p.commitments.get(k), p.shares.get(k), p.ids.get(k))
-                    && let Some(Some(vs)) = cfg.verifying_shares.get(usize::from(sid))
-                {
-                    *slot = Some((*id, *share, *vs));
-                }
+            let flat = share_list(cfg, p);
+            // Every share passed the batch: the sum is a valid signature (see
+            // `aggregate_verified_shares`), no second verification.
+            let prechecked =
+                *mask == 0 && *n_pushed == p.t && u16::from(p.t) >= cfg.threshold && *key_shares_ok;
+            if prechecked && let Ok(sig) = aggregate_verified_shares(pkg, key, &flat) {
+                stats.sessions_signed += 1;
+                outcomes.push(Outcome {
+                    session: p.session,
+                    reply_to: p.reply_to,
+                    result: SessionResult::Signed(sig.to_bytes()),
+                });
+                continue;
             }
-            let flat: Vec<(Identifier, SignatureShare, VerifyingShare)> =
-                list.iter().flatten().copied().collect();
             let result = match aggregate(pkg, key, &flat) {
                 Ok(sig) => {
                     if *mask != 0 {
@@ -443,6 +558,21 @@ impl<N: Net> Front<N> {
             self.stats.drops.reply_failed += 1;
         }
     }
+}
+
+/// `(identifier, share, verifying share)` of every signer of a complete session.
+fn share_list(cfg: &CoordConfig, p: &Pending) -> Vec<(Identifier, SignatureShare, VerifyingShare)> {
+    (0..usize::from(p.t))
+        .filter_map(|k| {
+            let (Some((id, _)), Some(Some(share)), Some(&sid)) =
+                (p.commitments.get(k), p.shares.get(k), p.ids.get(k))
+            else {
+                return None;
+            };
+            let vs = (*cfg.verifying_shares.get(usize::from(sid))?)?;
+            Some((*id, *share, vs))
+        })
+        .collect()
 }
 
 /// Parses one datagram and updates the session table.

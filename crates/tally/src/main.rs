@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
+use crate::coordinator::VerifyMode;
 use crate::pipeline::{Env, Settings, TransportArg, Workload};
 
 /// Tally: FROST signing coordinator pipeline over kernel bypass, batch verification and a
@@ -86,6 +87,10 @@ struct PipelineArgs {
     /// instead of run-to-completion on one thread.
     #[arg(long)]
     stages: bool,
+    /// What the coordinator verifies across sessions in one batch: every session's
+    /// aggregate signature, checking shares only where it fails (default), or every share.
+    #[arg(long, value_enum, default_value_t = VerifyMode::Signatures)]
+    verify: VerifyMode,
     /// Run the baseline (std sockets, frost-secp256k1 per share, fdatasync per signature)
     /// instead of Tally.
     #[arg(long, conflicts_with = "compare")]
@@ -181,6 +186,7 @@ fn pipeline_cmd(a: &PipelineArgs) -> ExitCode {
         window: a.window,
         invalid_ratio: a.invalid_ratio,
         stages: a.stages,
+        verify: a.verify,
         transport: a.transport,
         journal_dir: a.journal_dir.clone(),
         keep_journal: a.keep_journal,

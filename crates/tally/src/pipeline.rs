@@ -13,7 +13,7 @@ use tally_bypass::netns::{Side, VethConfig, VethPair};
 use tally_bypass::{Transport, TransportChoice, TransportOptions};
 use tally_mpc::frost::VerifyingShare;
 
-use crate::coordinator::{self, CoordConfig, CoordStats};
+use crate::coordinator::{self, CoordConfig, CoordStats, VerifyMode};
 use crate::generator::{self, GenConfig, GenResult, PoolEntry, Progress};
 use crate::net::{BypassNet, Net, UdpNet};
 use crate::report::RunReport;
@@ -47,6 +47,8 @@ pub struct Settings {
     pub invalid_ratio: f64,
     /// Staged coordinator.
     pub stages: bool,
+    /// What the coordinator's cross-session batch verifies.
+    pub verify: VerifyMode,
     /// Transport request.
     pub transport: TransportArg,
     /// Journal directory (a fresh temporary one when `None`).
@@ -204,8 +206,10 @@ fn coord_config(s: &Settings, w: &Workload, dir: PathBuf) -> CoordConfig {
         group_id: 1,
         key: w.group.key,
         verifying_shares: vs,
+        threshold: w.group.t,
         journal_dir: dir,
         stages: s.stages,
+        verify: s.verify,
         max_batch_sessions: s.max_batch,
         session_timeout: Duration::from_secs(2),
         table_capacity: (s.window * 4).max(1024),
@@ -470,6 +474,7 @@ pub fn run_tally(
         } else {
             "run_to_completion"
         },
+        verify: s.verify.as_str(),
         transport: kind,
         transport_why: format!("{detail}; {env_why}"),
         t: w.group.t,
@@ -593,6 +598,7 @@ pub fn run_baseline(
     Ok(RunReport {
         mode: "baseline",
         shape: "baseline",
+        verify: "each_share",
         transport: "udp",
         transport_why: format!(
             "std UDP socket, frost-secp256k1 verify per share, write+fdatasync per signature; {env_why}"

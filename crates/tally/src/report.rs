@@ -27,6 +27,9 @@ pub struct RunReport {
     pub mode: &'static str,
     /// `"run_to_completion"`, `"staged"` or `"baseline"`.
     pub shape: &'static str,
+    /// What the cross-session batch verifies: `"signatures"` or `"shares"` (Tally),
+    /// `"each_share"` (the baseline, one share at a time).
+    pub verify: &'static str,
     /// `"af_xdp"`, `"af_packet"` or `"udp"`.
     pub transport: &'static str,
     /// Details (XDP mode, bind mode) and why this transport.
@@ -117,6 +120,7 @@ impl RunReport {
         json!({
             "mode": self.mode,
             "shape": self.shape,
+            "verify": self.verify,
             "transport": self.transport,
             "transport_detail": self.transport_why,
             "threshold": self.t,
@@ -187,6 +191,15 @@ impl RunReport {
             self.mode, self.shape, self.t, self.n, self.transport
         );
         let _ = writeln!(s, "  transport:            {}", self.transport_why);
+        let _ = writeln!(
+            s,
+            "  batch verification:   {}",
+            match self.verify {
+                "signatures" => "aggregate signatures across sessions; shares only where one fails",
+                "shares" => "every share across sessions; no second check of the aggregate",
+                _ => "each share on arrival (frost-secp256k1)",
+            }
+        );
         let _ = writeln!(
             s,
             "  sessions:             {} sent, {} completed ({} signed, {} rejected with culprits), {} dropped, {} wrong answers",

@@ -7,7 +7,8 @@
 )]
 //! Runs `tally pipeline` end to end for a few seconds and checks the accounting. As root
 //! (CI) it runs in its own namespace pair over AF_XDP (falling back to AF_PACKET only if the
-//! kernel refuses AF_XDP); otherwise over UDP on loopback, and says so.
+//! kernel refuses AF_XDP); otherwise over UDP on loopback, and says so. Both verification
+//! modes run: signatures first (shares only in failing sessions) and every share.
 
 use std::process::Command;
 
@@ -109,6 +110,7 @@ fn pipeline_accounts_for_every_session_and_bad_datagram() {
         );
         assert_eq!(transport, "udp");
     }
+    assert_eq!(v["verify"], "signatures");
     check(&v, &dir.path().join("tally"));
     // Bad datagrams: each injected kind is counted under its reason and dropped.
     let bad = &v["bad_datagrams_injected"];
@@ -124,10 +126,20 @@ fn pipeline_accounts_for_every_session_and_bad_datagram() {
 fn staged_pipeline_accounts_for_every_session() {
     let dir = tempfile::tempdir().unwrap();
     let v = run_json(
-        &["--duration", "2", "--stages", "--invalid-ratio", "0.02"],
+        &[
+            "--duration",
+            "2",
+            "--stages",
+            "--invalid-ratio",
+            "0.02",
+            "--verify",
+            "shares",
+        ],
         dir.path(),
     );
     assert_eq!(v["shape"], "staged");
+    // Every share in the batch (the other test covers the default, signatures first).
+    assert_eq!(v["verify"], "shares");
     check(&v, &dir.path().join("tally"));
 }
 
