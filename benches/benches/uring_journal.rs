@@ -14,7 +14,12 @@
 //!   on the calling thread instead of io_uring's io-wq workers);
 //! * `okay1`: okaywal, `begin_entry`, 1024 `write_chunk`s, `commit`;
 //! * `tally8`: 8 threads on one `SharedJournal`, each `append_durable` of one record;
-//! * `okay8`: 8 threads, each `begin_entry` / `write_chunk` / `commit` of one record.
+//! * `okay8`: 8 threads, each `begin_entry` / `write_chunk` / `commit` of one record;
+//! * `pair:*`: `tally1`, `tally1d` and `okay1` taking turns group by group in one cell of
+//!   3x the duration (same disk conditions for all three; the ratio column compares with
+//!   `pair:okay1`).
+//!
+//! `TALLY_JOURNAL_BENCH_MODES=pair,tally8,okay8` runs only the listed modes.
 //!
 //! Both journals recycle their segments: okaywal checkpoints (no-op checkpointer) and
 //! reuses segment files; tally releases everything durable after each commit
@@ -206,6 +211,63 @@ fn okay1(dir: &Path, recs: &[Vec<u8>], dur: Duration) -> Run {
     }
 }
 
+/// One writer, groups of 1024, with `tally1`, `tally1d` and `okay1` taking turns group by
+/// group in the same cell (the starting journal rotates each cycle), so that all three
+/// see the same disk: this shared VM's flush latency changes by 10x within seconds, which
+/// separate 2 s cells cannot average out. Each journal's rate is its records over the
+/// time spent in its own groups.
+fn pair1(dir: &Path, recs: &[Vec<u8>], dur: Duration) -> [Run; 3] {
+    let (da, db, dc) = (dir.join("t"), dir.join("d"), dir.join("o"));
+    let mut ja = Journal::open(&da, tally_opts(recs[0].len())).unwrap();
+    let mut jd = Journal::open(&db, tally_opts(recs[0].len()).direct_commit(true)).unwrap();
+    let wal = WriteAheadLog::recover(&dc, NoCheckpoint).unwrap();
+    settle();
+    let mut runs = [(), (), ()].map(|()| Run {
+        records: 0,
+        secs: 0.0,
+        hist: hist(),
+    });
+    let start = Instant::now();
+    let mut cycle = 0usize;
+    while start.elapsed() < dur * 3 {
+        for k in 0..3 {
+            let which = (cycle + k) % 3;
+            let t = Instant::now();
+            match which {
+                0 | 1 => {
+                    let j = if which == 0 { &mut ja } else { &mut jd };
+                    for i in 0..GROUP {
+                        j.append(&recs[i % recs.len()]).unwrap();
+                    }
+                    let d = j.commit().unwrap();
+                    let el = t.elapsed();
+                    j.release_through(d).unwrap();
+                    record(&mut runs[which], el);
+                }
+                _ => {
+                    let mut w = wal.begin_entry().unwrap();
+                    for i in 0..GROUP {
+                        w.write_chunk(&recs[i % recs.len()]).unwrap();
+                    }
+                    w.commit().unwrap();
+                    record(&mut runs[which], t.elapsed());
+                }
+            }
+        }
+        cycle += 1;
+    }
+    assert_eq!(ja.durable_seq(), runs[0].records);
+    assert_eq!(jd.durable_seq(), runs[1].records);
+    wal.shutdown().unwrap();
+    runs
+}
+
+fn record(run: &mut Run, el: Duration) {
+    run.hist.record(el.as_nanos() as u64).unwrap();
+    run.records += GROUP as u64;
+    run.secs += el.as_secs_f64();
+}
+
 fn threaded(
     dur: Duration,
     work: impl Fn(usize, &AtomicBool) -> (u64, Histogram<u64>) + Sync,
@@ -304,8 +366,24 @@ fn main() {
         .map_or_else(|_| std::env::temp_dir(), std::path::PathBuf::from);
     let dur = Duration::from_secs(secs);
     let modes = [
-        "plain1", "tally1", "tally1p", "tally1d", "okay1", "tally8", "okay8",
+        "plain1",
+        "tally1",
+        "tally1p",
+        "tally1d",
+        "okay1",
+        "tally8",
+        "okay8",
+        "pair:tally1",
+        "pair:tally1d",
+        "pair:okay1",
     ];
+    let only = std::env::var("TALLY_JOURNAL_BENCH_MODES").ok();
+    let wanted = |mode: &str| {
+        only.as_deref().is_none_or(|o| {
+            o.split(',')
+                .any(|w| w == mode || (w == "pair" && mode.starts_with("pair:")))
+        })
+    };
     println!(
         "journal bench: {reps} reps x {secs} s per cell, dir {}",
         base.display()
@@ -316,27 +394,34 @@ fn main() {
         let mut results: Vec<Vec<(f64, f64, f64, f64)>> = vec![Vec::new(); modes.len()];
         for _rep in 0..reps {
             for (m, mode) in modes.iter().enumerate() {
+                if !wanted(mode) || matches!(*mode, "pair:tally1d" | "pair:okay1") {
+                    continue;
+                }
                 let dir = tempfile::Builder::new()
                     .prefix("tally-journal-bench")
                     .tempdir_in(&base)
                     .unwrap();
-                let run = match *mode {
-                    "plain1" => plain1(dir.path(), &recs, dur),
-                    "tally1" => tally1(dir.path(), &recs, dur, false, false),
-                    "tally1d" => tally1(dir.path(), &recs, dur, false, true),
-                    "tally1p" => tally1(dir.path(), &recs, dur, true, false),
-                    "okay1" => okay1(dir.path(), &recs, dur),
-                    "tally8" => tally8(dir.path(), &recs, dur),
-                    _ => okay8(dir.path(), &recs, dur),
+                let runs = match *mode {
+                    "plain1" => vec![plain1(dir.path(), &recs, dur)],
+                    "tally1" => vec![tally1(dir.path(), &recs, dur, false, false)],
+                    "tally1d" => vec![tally1(dir.path(), &recs, dur, false, true)],
+                    "tally1p" => vec![tally1(dir.path(), &recs, dur, true, false)],
+                    "okay1" => vec![okay1(dir.path(), &recs, dur)],
+                    "tally8" => vec![tally8(dir.path(), &recs, dur)],
+                    "okay8" => vec![okay8(dir.path(), &recs, dur)],
+                    _ => pair1(dir.path(), &recs, dur).into(),
                 };
-                let q = |p: f64| run.hist.value_at_quantile(p) as f64 / 1000.0;
-                results[m].push((run.rate(), q(0.5), q(0.99), q(0.999)));
-                eprintln!(
-                    "  {size} B {mode}: {:.0} rec/s p50 {:.0} us p99 {:.0} us",
-                    run.rate(),
-                    q(0.5),
-                    q(0.99)
-                );
+                for (k, run) in runs.iter().enumerate() {
+                    let q = |p: f64| run.hist.value_at_quantile(p) as f64 / 1000.0;
+                    results[m + k].push((run.rate(), q(0.5), q(0.99), q(0.999)));
+                    eprintln!(
+                        "  {size} B {}: {:.0} rec/s p50 {:.0} us p99 {:.0} us",
+                        modes[m + k],
+                        run.rate(),
+                        q(0.5),
+                        q(0.99)
+                    );
+                }
             }
         }
         println!();
@@ -346,12 +431,17 @@ fn main() {
         println!("|---|---|---|---|---|---|---|---|---|");
         let rate_of = |m: usize, rep: usize| results[m][rep].0;
         for (m, mode) in modes.iter().enumerate() {
+            if results[m].is_empty() {
+                continue;
+            }
             let rates: Vec<f64> = results[m].iter().map(|r| r.0).collect();
             let peer = match *mode {
                 "tally1" | "tally1p" | "tally1d" | "okay1" => Some(4),
                 "tally8" | "okay8" => Some(6),
+                _ if mode.starts_with("pair:") => Some(9),
                 _ => None,
-            };
+            }
+            .filter(|p| !results[*p].is_empty());
             let x_peer = peer.map_or_else(
                 || "-".to_string(),
                 |p| {
@@ -365,11 +455,15 @@ fn main() {
                     )
                 },
             );
-            let x_plain = median(
-                (0..results[m].len())
-                    .map(|r| rate_of(m, r) / rate_of(0, r))
-                    .collect(),
-            );
+            let x_plain = if results[0].is_empty() {
+                f64::NAN
+            } else {
+                median(
+                    (0..results[m].len())
+                        .map(|r| rate_of(m, r) / rate_of(0, r))
+                        .collect(),
+                )
+            };
             let (mn, mx) = rates
                 .iter()
                 .fold((f64::MAX, 0f64), |(a, b), r| (a.min(*r), b.max(*r)));
@@ -381,10 +475,10 @@ fn main() {
                 median(results[m].iter().map(|r| r.1).collect()),
                 median(results[m].iter().map(|r| r.2).collect()),
                 median(results[m].iter().map(|r| r.3).collect()),
-                if matches!(*mode, "tally1" | "tally1p" | "tally1d" | "okay1") {
-                    "group of 1024"
-                } else {
+                if matches!(*mode, "plain1" | "tally8" | "okay8") {
                     "record"
+                } else {
+                    "group of 1024"
                 },
             );
         }

@@ -6,7 +6,7 @@
 //! (copied into an array).
 
 use io_uring::{IoUring, opcode};
-use tally_uring::{Completion, Ring, RingOptions};
+use tally_uring::{Completion, Journal, JournalOptions, Ring, RingOptions};
 
 use super::Kernel;
 
@@ -27,6 +27,14 @@ pub const KERNELS: &[Kernel] = &[
     Kernel {
         id: "uring/nop_tally_reap_b32",
         run: |n| tally_nop_reap(n, 32),
+    },
+    Kernel {
+        id: "uring/journal_group64",
+        run: |n| journal_groups(n, 64),
+    },
+    Kernel {
+        id: "uring/journal_group1k",
+        run: |n| journal_groups(n, 1024),
     },
     Kernel {
         id: "uring/nop_raw_b1",
@@ -120,5 +128,42 @@ fn raw_nop(iters: u64, batch: u32) -> u64 {
             sum = sum.wrapping_add(c.user_data());
         }
     }
+    sum
+}
+
+/// `iters` groups of 1024 records of `size` bytes appended to a [`Journal`] and committed
+/// (`direct_commit`: the write and the fdatasync are system calls, which callgrind does not
+/// count, so this is the journal's own CPU cost per group: framing, CRC, the pre-write
+/// check). The journal lives in a fresh directory under the temp dir, removed afterwards.
+fn journal_groups(iters: u64, size: usize) -> u64 {
+    let dir = std::env::temp_dir().join(format!(
+        "tally-icount-journal-{}-{size}",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    let opts = JournalOptions::new()
+        .segment_bytes(256 << 20)
+        .group_buffer_bytes(2 << 20)
+        .max_record_bytes(4096)
+        .direct_commit(true);
+    let Ok(mut j) = Journal::open(&dir, opts) else {
+        return 0;
+    };
+    let payload: Vec<u8> = (0..size).map(|i| (i * 31).to_le_bytes()[0]).collect();
+    let mut sum = 0u64;
+    for _ in 0..iters {
+        for _ in 0..1024 {
+            match j.append(&payload) {
+                Ok(seq) => sum = sum.wrapping_add(seq),
+                Err(_) => return sum,
+            }
+        }
+        match j.commit() {
+            Ok(d) => sum = sum.wrapping_add(d),
+            Err(_) => return sum,
+        }
+    }
+    drop(j);
+    let _ = std::fs::remove_dir_all(&dir);
     sum
 }

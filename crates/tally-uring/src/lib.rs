@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+mod crc;
 pub mod error;
 pub mod journal;
 pub mod ring;

@@ -1,4 +1,5 @@
-//! [`Ring`]: the io_uring engine. **The only module of this crate with `unsafe` code.**
+//! [`Ring`]: the io_uring engine. **One of the two modules of this crate with `unsafe` code**
+//! (the other is the SSE4.2 CRC32C of the journal's record frames).
 //!
 //! The `io-uring` crate makes its caller promise that every pointer in a submission
 //! entry stays valid until the kernel is done with it. This module keeps that promise

@@ -154,13 +154,14 @@ impl SegmentHeader {
 
 /// The CRC of a record: salt, then header bytes 8..20, then the payload.
 pub fn record_crc(salt: u64, seq: u64, group_back: u32, payload: &[u8]) -> u32 {
-    let mut h = [0u8; 20];
+    // salt || seq || group_back || len, then the payload: two CRC calls.
+    let mut h = [0u8; 24];
     put(&mut h, 0, &salt.to_le_bytes());
     put(&mut h, 8, &seq.to_le_bytes());
     put(&mut h, 16, &group_back.to_le_bytes());
     let len = u32::try_from(payload.len()).unwrap_or(u32::MAX);
-    let c = crc32c::crc32c_append(crc32c::crc32c(&h), &len.to_le_bytes());
-    crc32c::crc32c_append(c, payload)
+    put(&mut h, 20, &len.to_le_bytes());
+    crate::crc::crc32c_append(crate::crc::crc32c_append(0, &h), payload)
 }
 
 /// Writes a framed record into `out` (exactly `frame_bytes(payload.len())` long).
@@ -176,7 +177,17 @@ pub fn encode_record(out: &mut [u8], salt: u64, seq: u64, group_back: u32, paylo
     put(out, 16, &group_back.to_le_bytes());
     put(out, RECORD_HEADER_BYTES, payload);
     let end = RECORD_HEADER_BYTES + payload.len();
-    if let Some(pad) = out.get_mut(end..) {
+    let frame = frame_bytes(payload.len());
+    if frame - end < RECORD_ALIGN && out.len() == frame {
+        // The usual case, a buffer of exactly one frame: the pad is the end of the last
+        // 8-byte word (no memset call for 0-7 bytes).
+        let pad_bits = (frame - end) * 8;
+        let keep = u64::MAX
+            .checked_shr(u32::try_from(pad_bits).unwrap_or(64))
+            .unwrap_or(0);
+        let word = u64_at(out, frame - RECORD_ALIGN) & keep;
+        put(out, frame - RECORD_ALIGN, &word.to_le_bytes());
+    } else if let Some(pad) = out.get_mut(end..) {
         pad.fill(0);
     }
 }
