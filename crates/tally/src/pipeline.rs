@@ -293,11 +293,142 @@ fn progress_loop(
     }
 }
 
+/// What a coordinator (Tally's or the baseline's) reports once it takes traffic.
+struct Ready {
+    /// Where the generator sends.
+    addr: SocketAddr,
+    /// Transport name.
+    kind: &'static str,
+    /// Transport details.
+    detail: String,
+}
+
+/// The channel on which a coordinator body reports that it is ready (or why it is not).
+type ReadyTx = std::sync::mpsc::Sender<Result<Ready, String>>;
+
+/// Binds the UDP socket of a coordinator: port [`PORT`] inside the namespace, any port on
+/// loopback. Reports a failure on `tx`.
+fn bind_udp(ip: Ipv4Addr, in_netns: bool, tx: &ReadyTx) -> Result<UdpSocket, PipelineError> {
+    let port = if in_netns { PORT } else { 0 };
+    UdpSocket::bind(SocketAddrV4::new(ip, port)).map_err(|e| {
+        let _ = tx.send(Err(format!("binding the coordinator's UDP socket: {e}")));
+        setup_err("binding the coordinator's UDP socket", e)
+    })
+}
+
+/// The coordinator's local address, reporting a failure on `tx`.
+fn local_addr(sock: &UdpSocket, tx: &ReadyTx) -> Result<SocketAddr, PipelineError> {
+    sock.local_addr().map_err(|e| {
+        let _ = tx.send(Err(format!("reading the socket address: {e}")));
+        setup_err("reading the socket address", e)
+    })
+}
+
+/// Runs one coordinator body (Tally's or the baseline's) in the coordinator's namespace
+/// (or on loopback) against the load generator in the other one, with the live progress
+/// line, and returns what both saw. `body` gets the coordinator's address, the interface
+/// name inside a namespace, the ready channel and the stop flag.
+fn drive<F>(
+    s: &Settings,
+    w: &Workload,
+    env: &Env,
+    label: &'static str,
+    body: F,
+) -> Result<(GenResult, CoordStats, Ready), PipelineError>
+where
+    F: FnOnce(Ipv4Addr, Option<String>, ReadyTx, &AtomicBool) -> Result<CoordStats, PipelineError>
+        + Send
+        + 'static,
+{
+    let coord_stop = Arc::new(AtomicBool::new(false));
+    let gen_stop = Arc::new(AtomicBool::new(false));
+    let progress = Arc::new(Progress::default());
+    let done = Arc::new(AtomicBool::new(false));
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<Ready, String>>();
+    let pin_on = s.pin;
+    let stop2 = Arc::clone(&coord_stop);
+    let body = move |ip: Ipv4Addr, ifname: Option<String>| {
+        pin(1, pin_on);
+        body(ip, ifname, ready_tx, &stop2)
+    };
+    let (coord_handle, gen_bind): (
+        std::thread::JoinHandle<Result<CoordStats, PipelineError>>,
+        SocketAddr,
+    ) = match env {
+        Env::Netns(pair) => {
+            let ifname = pair.ifname(Side::B).to_owned();
+            let ip = pair.config().ip_b;
+            let h = pair.spawn_in(Side::B, move || body(ip, Some(ifname)));
+            (
+                std::thread::spawn(move || match h.join() {
+                    Ok(Ok(r)) => r,
+                    Ok(Err(e)) => Err(setup_err("entering the coordinator's namespace", e)),
+                    Err(p) => std::panic::resume_unwind(p),
+                }),
+                SocketAddr::V4(SocketAddrV4::new(pair.config().ip_a, 0)),
+            )
+        }
+        Env::Loopback => (
+            std::thread::spawn(move || body(Ipv4Addr::LOCALHOST, None)),
+            SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0)),
+        ),
+    };
+    let Ok(Ok(ready)) = ready_rx.recv_timeout(Duration::from_secs(30)) else {
+        coord_stop.store(true, Ordering::Relaxed);
+        return match coord_handle.join() {
+            Ok(Err(e)) => Err(e),
+            _ => Err(setup_err(
+                "starting the coordinator",
+                "it stopped without a reason",
+            )),
+        };
+    };
+    let gcfg = gen_config(s, w, ready.addr, gen_bind);
+    let pool = Arc::clone(&w.pool);
+    let (gs, gp) = (Arc::clone(&gen_stop), Arc::clone(&progress));
+    let gen_body = move || {
+        pin(0, pin_on);
+        generator::run(&gcfg, &pool, &gs, &gp)
+    };
+    let gen_handle: std::thread::JoinHandle<Result<GenResult, PipelineError>> = match env {
+        Env::Netns(pair) => {
+            let h = pair.spawn_in(Side::A, gen_body);
+            std::thread::spawn(move || match h.join() {
+                Ok(Ok(r)) => r.map_err(|e| setup_err("load generator", e)),
+                Ok(Err(e)) => Err(setup_err("entering the generator's namespace", e)),
+                Err(p) => std::panic::resume_unwind(p),
+            })
+        }
+        Env::Loopback => {
+            std::thread::spawn(move || gen_body().map_err(|e| setup_err("load generator", e)))
+        }
+    };
+    let d2 = Arc::clone(&done);
+    let watcher = {
+        let (p, g) = (Arc::clone(&progress), Arc::clone(&gen_stop));
+        let show = s.progress;
+        std::thread::spawn(move || progress_loop(&p, &d2, &g, show, label))
+    };
+    let load = gen_handle.join();
+    done.store(true, Ordering::Release);
+    let _ = watcher.join();
+    coord_stop.store(true, Ordering::Relaxed);
+    let coord = coord_handle.join();
+    let load = match load {
+        Ok(r) => r?,
+        Err(p) => std::panic::resume_unwind(p),
+    };
+    let coord = match coord {
+        Ok(r) => r?,
+        Err(p) => std::panic::resume_unwind(p),
+    };
+    Ok((load, coord, ready))
+}
+
 /// Runs the Tally pipeline once in `env`.
 ///
 /// # Errors
 /// [`PipelineError`].
-#[allow(clippy::too_many_lines, reason = "set-up, run and tear-down in order")]
 pub fn run_tally(
     s: &Settings,
     w: &Workload,
@@ -306,21 +437,14 @@ pub fn run_tally(
 ) -> Result<RunReport, PipelineError> {
     let (dir, cleanup) = journal_dir(s, "tally")?;
     let cfg = coord_config(s, w, dir.clone());
-    let coord_stop = Arc::new(AtomicBool::new(false));
-    let gen_stop = Arc::new(AtomicBool::new(false));
-    let progress = Arc::new(Progress::default());
-    let done = Arc::new(AtomicBool::new(false));
-    let (ready_tx, ready_rx) =
-        std::sync::mpsc::channel::<Result<(SocketAddr, &'static str, String), String>>();
     let choice = s.transport;
-    let pin_on = s.pin;
-    let stop2 = Arc::clone(&coord_stop);
-    let coord_body = move |ip: Ipv4Addr,
-                           ifname: Option<String>|
+    let body = move |ip: Ipv4Addr,
+                     ifname: Option<String>,
+                     ready_tx: ReadyTx,
+                     stop: &AtomicBool|
           -> Result<CoordStats, PipelineError> {
-        pin(1, pin_on);
-        let fail = |tx: &std::sync::mpsc::Sender<_>, what: &'static str, e: String| {
-            let _ = tx.send(Err(format!("{what}: {e}")));
+        let fail = |what: &'static str, e: String| {
+            let _ = ready_tx.send(Err(format!("{what}: {e}")));
             setup_err(what, e)
         };
         match (ifname, choice) {
@@ -333,7 +457,7 @@ pub fn run_tally(
                 };
                 opts.packet.retire_timeout_ms = 1;
                 let t = Transport::open(&ifname, 0, &opts)
-                    .map_err(|e| fail(&ready_tx, "opening the bypass transport", e.to_string()))?;
+                    .map_err(|e| fail("opening the bypass transport", e.to_string()))?;
                 let detail = match &t {
                     Transport::AfXdp(x) => format!(
                         "AF_XDP on {ifname} queue 0: XDP {} mode{}, bind {}{}",
@@ -360,109 +484,27 @@ pub fn run_tally(
                 let net = BypassNet::new(t);
                 let kind = net.kind();
                 let addr = SocketAddr::V4(SocketAddrV4::new(ip, PORT));
-                Ok(coordinator::run(cfg, net, &stop2, || {
-                    let _ = ready_tx.send(Ok((addr, kind, detail)));
+                Ok(coordinator::run(cfg, net, stop, || {
+                    let _ = ready_tx.send(Ok(Ready { addr, kind, detail }));
                 })?)
             }
             (ifname, _) => {
-                let port = if ifname.is_some() { PORT } else { 0 };
-                let sock = UdpSocket::bind(SocketAddrV4::new(ip, port)).map_err(|e| {
-                    fail(
-                        &ready_tx,
-                        "binding the coordinator's UDP socket",
-                        e.to_string(),
-                    )
-                })?;
-                let addr = sock
-                    .local_addr()
-                    .map_err(|e| fail(&ready_tx, "reading the socket address", e.to_string()))?;
+                let sock = bind_udp(ip, ifname.is_some(), &ready_tx)?;
+                let addr = local_addr(&sock, &ready_tx)?;
                 let net = UdpNet::new(sock)
-                    .map_err(|e| fail(&ready_tx, "configuring the UDP socket", e.to_string()))?;
-                Ok(coordinator::run(cfg, net, &stop2, || {
-                    let _ = ready_tx.send(Ok((addr, "udp", format!("UDP socket {addr}"))));
+                    .map_err(|e| fail("configuring the UDP socket", e.to_string()))?;
+                Ok(coordinator::run(cfg, net, stop, || {
+                    let _ = ready_tx.send(Ok(Ready {
+                        addr,
+                        kind: "udp",
+                        detail: format!("UDP socket {addr}"),
+                    }));
                 })?)
             }
         }
     };
-    let (coord_handle, gen_bind, ns_a): (
-        std::thread::JoinHandle<Result<CoordStats, PipelineError>>,
-        SocketAddr,
-        bool,
-    ) = match env {
-        Env::Netns(pair) => {
-            let ifname = pair.ifname(Side::B).to_owned();
-            let ip = pair.config().ip_b;
-            let h = pair.spawn_in(Side::B, move || coord_body(ip, Some(ifname)));
-            let h = std::thread::spawn(move || match h.join() {
-                Ok(Ok(r)) => r,
-                Ok(Err(e)) => Err(setup_err("entering the coordinator's namespace", e)),
-                Err(p) => std::panic::resume_unwind(p),
-            });
-            (
-                h,
-                SocketAddr::V4(SocketAddrV4::new(pair.config().ip_a, 0)),
-                true,
-            )
-        }
-        Env::Loopback => (
-            std::thread::spawn(move || coord_body(Ipv4Addr::LOCALHOST, None)),
-            SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0)),
-            false,
-        ),
-    };
-    let ready = ready_rx
-        .recv_timeout(Duration::from_secs(30))
-        .map_err(|e| setup_err("waiting for the coordinator", e));
-    let Ok(Ok((target, kind, detail))) = ready else {
-        {
-            coord_stop.store(true, Ordering::Relaxed);
-            return match coord_handle.join() {
-                Ok(Err(e)) => Err(e),
-                _ => Err(setup_err(
-                    "starting the coordinator",
-                    "it stopped without a reason",
-                )),
-            };
-        }
-    };
-    let gcfg = gen_config(s, w, target, gen_bind);
-    let pool = Arc::clone(&w.pool);
-    let (gs, gp) = (Arc::clone(&gen_stop), Arc::clone(&progress));
-    let gen_body = move || {
-        pin(0, pin_on);
-        generator::run(&gcfg, &pool, &gs, &gp)
-    };
-    let gen_handle: std::thread::JoinHandle<Result<GenResult, PipelineError>> = match env {
-        Env::Netns(pair) if ns_a => {
-            let h = pair.spawn_in(Side::A, gen_body);
-            std::thread::spawn(move || match h.join() {
-                Ok(Ok(r)) => r.map_err(|e| setup_err("load generator", e)),
-                Ok(Err(e)) => Err(setup_err("entering the generator's namespace", e)),
-                Err(p) => std::panic::resume_unwind(p),
-            })
-        }
-        _ => std::thread::spawn(move || gen_body().map_err(|e| setup_err("load generator", e))),
-    };
     let label = if s.stages { "tally/staged" } else { "tally" };
-    let d2 = Arc::clone(&done);
-    let watcher = {
-        let (p, g) = (Arc::clone(&progress), Arc::clone(&gen_stop));
-        let show = s.progress;
-        std::thread::spawn(move || progress_loop(&p, &d2, &g, show, label))
-    };
-    let load = gen_handle.join();
-    done.store(true, Ordering::Release);
-    let _ = watcher.join();
-    coord_stop.store(true, Ordering::Relaxed);
-    let coord = coord_handle.join();
-    let load = match load {
-        Ok(r) => r?,
-        Err(p) => std::panic::resume_unwind(p),
-    };
-    let coord = match coord {
-        Ok(r) => r?,
-        Err(p) => std::panic::resume_unwind(p),
-    };
+    let (load, coord, ready) = drive(s, w, env, label, body)?;
     let replay = tally_uring::Journal::replay(&dir, |_, _| {})?;
     if cleanup {
         let _ = std::fs::remove_dir_all(dir.parent().unwrap_or(&dir));
@@ -475,8 +517,8 @@ pub fn run_tally(
             "run_to_completion"
         },
         verify: s.verify.as_str(),
-        transport: kind,
-        transport_why: format!("{detail}; {env_why}"),
+        transport: ready.kind,
+        transport_why: format!("{}; {env_why}", ready.detail),
         t: w.group.t,
         n: w.group.n,
         load,
@@ -490,7 +532,6 @@ pub fn run_tally(
 /// # Errors
 /// [`PipelineError`].
 #[cfg(feature = "baseline")]
-#[allow(clippy::too_many_lines, reason = "set-up, run and tear-down in order")]
 pub fn run_baseline(
     s: &Settings,
     w: &Workload,
@@ -498,99 +539,23 @@ pub fn run_baseline(
     env_why: &str,
 ) -> Result<RunReport, PipelineError> {
     let (dir, cleanup) = journal_dir(s, "baseline")?;
-    let coord_stop = Arc::new(AtomicBool::new(false));
-    let gen_stop = Arc::new(AtomicBool::new(false));
-    let progress = Arc::new(Progress::default());
-    let done = Arc::new(AtomicBool::new(false));
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<SocketAddr, String>>();
     let group = w.group.clone();
-    let stop2 = Arc::clone(&coord_stop);
-    let pin_on = s.pin;
     let dir2 = dir.clone();
-    let body = move |ip: Ipv4Addr, port: u16| -> Result<CoordStats, PipelineError> {
-        pin(1, pin_on);
-        let sock = match UdpSocket::bind(SocketAddrV4::new(ip, port)) {
-            Ok(s) => s,
-            Err(e) => {
-                let _ = ready_tx.send(Err(e.to_string()));
-                return Err(setup_err("binding the baseline socket", e));
-            }
-        };
-        let addr = sock
-            .local_addr()
-            .map_err(|e| setup_err("socket address", e))?;
-        let _ = ready_tx.send(Ok(addr));
-        Ok(crate::baseline::run(&group, 1, &sock, &dir2, &stop2)?)
+    let body = move |ip: Ipv4Addr,
+                     ifname: Option<String>,
+                     ready_tx: ReadyTx,
+                     stop: &AtomicBool|
+          -> Result<CoordStats, PipelineError> {
+        let sock = bind_udp(ip, ifname.is_some(), &ready_tx)?;
+        let addr = local_addr(&sock, &ready_tx)?;
+        let _ = ready_tx.send(Ok(Ready {
+            addr,
+            kind: "udp",
+            detail: String::new(),
+        }));
+        Ok(crate::baseline::run(&group, 1, &sock, &dir2, stop)?)
     };
-    let (coord_handle, gen_bind) = match env {
-        Env::Netns(pair) => {
-            let ip = pair.config().ip_b;
-            let h = pair.spawn_in(Side::B, move || body(ip, PORT));
-            (
-                std::thread::spawn(move || match h.join() {
-                    Ok(Ok(r)) => r,
-                    Ok(Err(e)) => Err(setup_err("entering the baseline's namespace", e)),
-                    Err(p) => std::panic::resume_unwind(p),
-                }),
-                SocketAddr::V4(SocketAddrV4::new(pair.config().ip_a, 0)),
-            )
-        }
-        Env::Loopback => (
-            std::thread::spawn(move || body(Ipv4Addr::LOCALHOST, 0)),
-            SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0)),
-        ),
-    };
-    let Ok(Ok(target)) = ready_rx.recv_timeout(Duration::from_secs(30)) else {
-        {
-            coord_stop.store(true, Ordering::Relaxed);
-            return match coord_handle.join() {
-                Ok(Err(e)) => Err(e),
-                _ => Err(setup_err(
-                    "starting the baseline",
-                    "it stopped without a reason",
-                )),
-            };
-        }
-    };
-    let gcfg = gen_config(s, w, target, gen_bind);
-    let pool = Arc::clone(&w.pool);
-    let (gs, gp) = (Arc::clone(&gen_stop), Arc::clone(&progress));
-    let gen_body = move || {
-        pin(0, pin_on);
-        generator::run(&gcfg, &pool, &gs, &gp)
-    };
-    let gen_handle: std::thread::JoinHandle<Result<GenResult, PipelineError>> = match env {
-        Env::Netns(pair) => {
-            let h = pair.spawn_in(Side::A, gen_body);
-            std::thread::spawn(move || match h.join() {
-                Ok(Ok(r)) => r.map_err(|e| setup_err("load generator", e)),
-                Ok(Err(e)) => Err(setup_err("entering the generator's namespace", e)),
-                Err(p) => std::panic::resume_unwind(p),
-            })
-        }
-        Env::Loopback => {
-            std::thread::spawn(move || gen_body().map_err(|e| setup_err("load generator", e)))
-        }
-    };
-    let d2 = Arc::clone(&done);
-    let watcher = {
-        let (p, g) = (Arc::clone(&progress), Arc::clone(&gen_stop));
-        let show = s.progress;
-        std::thread::spawn(move || progress_loop(&p, &d2, &g, show, "baseline"))
-    };
-    let load = gen_handle.join();
-    done.store(true, Ordering::Release);
-    let _ = watcher.join();
-    coord_stop.store(true, Ordering::Relaxed);
-    let coord = coord_handle.join();
-    let load = match load {
-        Ok(r) => r?,
-        Err(p) => std::panic::resume_unwind(p),
-    };
-    let coord = match coord {
-        Ok(r) => r?,
-        Err(p) => std::panic::resume_unwind(p),
-    };
+    let (load, coord, _) = drive(s, w, env, "baseline", body)?;
     let replayed = crate::baseline::count_records(&dir).unwrap_or(0);
     if cleanup {
         let _ = std::fs::remove_dir_all(dir.parent().unwrap_or(&dir));
