@@ -7,13 +7,15 @@
 //! ```
 //! Modes (every call returns only when its records are durable):
 //! * `plain1`: one writer, `write_all` + `sync_data` per record on an `O_APPEND` file;
-//! * `tally1`: one writer, 1024 `append`s then one `commit` (one write + one fdatasync);
+//! * `tally1`: one writer, 1024 `append`s then one `commit` (one linked io_uring write +
+//!   fdatasync: `direct_commit(false)`);
 //! * `tally1p`: the same with pipelined commits (`start_commit`, fill the next group,
 //!   `wait_commit`): the ack of group k arrives while group k+1 fills;
-//! * `tally1d`: as `tally1` with `JournalOptions::direct_commit` (`pwrite` + `fdatasync`
-//!   on the calling thread instead of io_uring's io-wq workers);
+//! * `tally1d`: as `tally1` with the default `JournalOptions::direct_commit(true)`
+//!   (`pwrite` + `fdatasync` on the calling thread instead of io_uring's io-wq workers);
 //! * `okay1`: okaywal, `begin_entry`, 1024 `write_chunk`s, `commit`;
-//! * `tally8`: 8 threads on one `SharedJournal`, each `append_durable` of one record;
+//! * `tally8`: 8 threads on one `SharedJournal` (default, direct commits), each
+//!   `append_durable` of one record;
 //! * `okay8`: 8 threads, each `begin_entry` / `write_chunk` / `commit` of one record;
 //! * `pair:*`: `tally1`, `tally1d` and `okay1` taking turns group by group in one cell of
 //!   3x the duration (same disk conditions for all three; the ratio column compares with
@@ -23,7 +25,7 @@
 //!
 //! Both journals recycle their segments: okaywal checkpoints (no-op checkpointer) and
 //! reuses segment files; tally releases everything durable after each commit
-//! (`release_through`), so its 32 MiB segments (two spares prepared at open) are reused. Latency: per group of 1024 for
+//! (`release_through`), so its 64 MiB segments (two spares prepared at open) are reused. Latency: per group of 1024 for
 //! the one-writer group modes, per record otherwise.
 #![allow(
     clippy::unwrap_used,
@@ -106,8 +108,9 @@ fn records(size: usize, n: usize) -> Vec<Vec<u8>> {
 
 fn tally_opts(size: usize) -> JournalOptions {
     let _ = size;
+    // Default 64 MiB segments; 2 MiB group buffers so that a group of 1024 x 1 KiB
+    // (1.05 MiB framed) is one write.
     JournalOptions::new()
-        .segment_bytes(32 << 20)
         .group_buffer_bytes(2 << 20)
         .max_record_bytes(4096)
         .max_free_segments(4)
@@ -218,7 +221,7 @@ fn okay1(dir: &Path, recs: &[Vec<u8>], dur: Duration) -> Run {
 /// time spent in its own groups.
 fn pair1(dir: &Path, recs: &[Vec<u8>], dur: Duration) -> [Run; 3] {
     let (da, db, dc) = (dir.join("t"), dir.join("d"), dir.join("o"));
-    let mut ja = Journal::open(&da, tally_opts(recs[0].len())).unwrap();
+    let mut ja = Journal::open(&da, tally_opts(recs[0].len()).direct_commit(false)).unwrap();
     let mut jd = Journal::open(&db, tally_opts(recs[0].len()).direct_commit(true)).unwrap();
     let wal = WriteAheadLog::recover(&dc, NoCheckpoint).unwrap();
     settle();

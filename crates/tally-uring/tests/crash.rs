@@ -37,7 +37,8 @@ fn options() -> JournalOptions {
 }
 
 fn child(dir: &Path, seed: u64) {
-    let mut j = Journal::open(dir, options()).unwrap();
+    // Both commit paths: direct (pwrite + fdatasync) and linked io_uring write + fdatasync.
+    let mut j = Journal::open(dir, options().direct_commit(seed.is_multiple_of(2))).unwrap();
     let mut out = std::io::stderr().lock(); // libtest writes its own lines to stdout
     let mut x = seed | 1;
     loop {

@@ -70,8 +70,54 @@ fn round_trip_reopen_continue() {
 }
 
 #[test]
-fn round_trip_with_direct_commits() {
-    round_trip(small().direct_commit(true));
+fn round_trip_with_io_uring_commits() {
+    round_trip(small().direct_commit(false));
+}
+
+#[test]
+fn rotation_moves_the_open_group_to_the_new_segment() {
+    // Groups of 40 x 100 B (~4.8 KiB framed) into 64 KiB segments: many groups straddle a
+    // segment end. They move whole to the next segment (no write-out, no extra sync of
+    // the old one), for both commit paths and with pipelined commits.
+    for (direct, pipelined) in [(true, false), (false, false), (false, true)] {
+        let dir = tempfile::tempdir().unwrap();
+        let Some(mut j) = open(dir.path(), small().direct_commit(direct)) else {
+            return;
+        };
+        let mut next = 1u64;
+        for _group in 0..60 {
+            for _ in 0..40 {
+                let p = vec![(next % 251) as u8; 100];
+                assert_eq!(j.append(&p).unwrap(), next);
+                next += 1;
+            }
+            if pipelined {
+                j.start_commit().unwrap();
+            } else {
+                assert_eq!(j.commit().unwrap(), next - 1);
+            }
+        }
+        assert_eq!(j.commit().unwrap(), next - 1);
+        let st = j.stats().snapshot();
+        assert!(st.segments_created >= 4, "{st:?}");
+        assert_eq!(st.write_outs, 0, "no group was written out early: {st:?}");
+        // Appends continue after reopen, into the segment the last group moved to.
+        drop(j);
+        let mut j = open(dir.path(), small().direct_commit(direct)).unwrap();
+        assert_eq!(j.append(&[7u8; 100]).unwrap(), next);
+        j.commit().unwrap();
+        drop(j);
+        let (recs, rep) = replay_all(dir.path()).unwrap();
+        assert_eq!(recs.len() as u64, next);
+        assert!(rep.torn_tail.is_none());
+        for (i, (seq, p)) in recs.iter().enumerate() {
+            assert_eq!(*seq, i as u64 + 1);
+            let want = if *seq == next { 7 } else { (*seq % 251) as u8 };
+            assert_eq!(p, &vec![want; 100]);
+        }
+        // Every segment but the last ends exactly where the next one starts.
+        assert_eq!(rep.segments as usize, segs(dir.path()).len());
+    }
 }
 
 fn round_trip(opts: JournalOptions) {

@@ -192,6 +192,18 @@ pub fn encode_record(out: &mut [u8], salt: u64, seq: u64, group_back: u32, paylo
     }
 }
 
+/// Re-frames an encoded record (`frame` is exactly its frame) for another segment: sets
+/// its sequence fields and recomputes its CRC with `salt`. The payload is unchanged.
+pub fn reframe_record(frame: &mut [u8], salt: u64, seq: u64, group_back: u32) {
+    let len = u32_at(frame, 0) as usize;
+    let crc = frame
+        .get(RECORD_HEADER_BYTES..RECORD_HEADER_BYTES + len)
+        .map_or(0, |payload| record_crc(salt, seq, group_back, payload));
+    put(frame, 4, &crc.to_le_bytes());
+    put(frame, 8, &seq.to_le_bytes());
+    put(frame, 16, &group_back.to_le_bytes());
+}
+
 /// A record header that passed its checks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RecordHead {
