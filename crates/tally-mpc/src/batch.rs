@@ -24,12 +24,14 @@
 //! are checked instead of `n` single verifications.
 
 use crate::msm::{
-    Base, PippengerScratch, STRAUS_MAX_BASES, STRAUS_TABLE, StrausScratch, pippenger_affine, straus,
+    Base, CombTable, PippengerScratch, STRAUS_MAX_BASES, STRAUS_TABLE, StrausScratch,
+    pippenger_affine, straus,
 };
 use crate::point::{Affine, Fe, Jacobian, consts};
 use crate::scalar::{Half, WNAF_LEN, glv_split};
 use k256::Scalar;
 use sha2::{Digest, Sha256};
+use std::sync::Arc;
 
 /// Largest number of non-key points per entry.
 pub(crate) const MAX_POINTS: usize = 2;
@@ -56,6 +58,9 @@ pub(crate) struct Engine {
     entries: Vec<Entry>,
     weights: Vec<u128>,
     keys: Vec<Affine>,
+    /// A precomputed table of the key, if the caller has one: its term is then added with
+    /// at most 34 table lookups instead of being a base of the multiplication.
+    key_tables: Vec<Option<Arc<CombTable>>>,
     key_ids: Vec<[u8; 33]>,
     /// Open-addressing table of `key index + 1`, size a power of two.
     key_slots: Vec<u32>,
@@ -88,6 +93,7 @@ impl Engine {
             entries: Vec::with_capacity(capacity),
             weights: Vec::with_capacity(capacity),
             keys: Vec::with_capacity(capacity),
+            key_tables: Vec::with_capacity(capacity),
             key_ids: Vec::with_capacity(capacity),
             key_slots: vec![0; slots],
             key_acc: Vec::with_capacity(capacity),
@@ -115,6 +121,7 @@ impl Engine {
     pub(crate) fn clear(&mut self) {
         self.entries.clear();
         self.keys.clear();
+        self.key_tables.clear();
         self.key_ids.clear();
         self.key_acc.clear();
         self.key_mark.clear();
@@ -127,8 +134,14 @@ impl Engine {
         self.invalid.clear();
     }
 
-    /// Index of `key` (identified by `id`), adding it if new.
-    pub(crate) fn intern_key(&mut self, key: &Affine, id: &[u8; 33]) -> usize {
+    /// Index of `key` (identified by `id`), adding it if new, with its precomputed table if
+    /// one is given.
+    pub(crate) fn intern_key(
+        &mut self,
+        key: &Affine,
+        id: &[u8; 33],
+        table: Option<&Arc<CombTable>>,
+    ) -> usize {
         let mask = self.key_slots.len() - 1;
         let mut h = 0usize;
         for chunk in id.get(1..9).unwrap_or(&[]) {
@@ -149,6 +162,7 @@ impl Engine {
         }
         let idx = self.keys.len();
         self.keys.push(*key);
+        self.key_tables.push(table.cloned());
         self.key_ids.push(*id);
         self.key_acc.push(Scalar::ZERO);
         self.key_mark.push(0);
@@ -227,15 +241,20 @@ impl Engine {
             }
             gsum += a * e.g;
         }
+        let mut comb = Jacobian::INFINITY;
         for e in entries {
-            if let (Some(mark), Some(key), Some(acc)) = (
+            if let (Some(mark), Some(key), Some(acc), Some(table)) = (
                 self.key_mark.get_mut(e.key),
                 self.keys.get(e.key),
                 self.key_acc.get(e.key),
+                self.key_tables.get(e.key),
             ) && *mark != gen_
             {
                 *mark = gen_;
-                self.bases.push(Base::new(*key, acc));
+                match table {
+                    Some(t) => t.mul_add_scalar(&mut comb, acc),
+                    None => self.bases.push(Base::new(*key, acc)),
+                }
             }
         }
         let result = if self.bases.len() < STRAUS_MAX_BASES {
@@ -254,7 +273,7 @@ impl Engine {
             self.pip.push_base(&Base::new(consts().g, &-gsum), &beta);
             Some(pippenger_affine(&mut self.pip))
         };
-        result.is_some_and(|r: Jacobian| r.is_infinity())
+        result.is_some_and(|r: Jacobian| r.add(&comb).is_infinity())
     }
 
     fn find_invalid(&mut self, lo: usize, hi: usize, known_bad: bool) {

@@ -297,7 +297,7 @@ impl<'a> BatchVerifier<'a> {
         }
         let e = challenge(&sig.r_bytes, &key.bytes, msg);
         let r = Affine::lift_x(&sig.r, false);
-        let key_idx = self.engine.intern_key(&key.point, &key.id());
+        let key_idx = self.engine.intern_key(&key.point, &key.id(), None);
         let entry = Entry {
             points: [r.unwrap_or(Affine::PLACEHOLDER), Affine::PLACEHOLDER],
             coefs: [None, None],

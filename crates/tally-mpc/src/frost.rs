@@ -16,12 +16,12 @@
 use crate::Error;
 use crate::batch::{Engine, Entry};
 use crate::error::AggregateError;
-use crate::msm::{Base, STRAUS_TABLE, StrausScratch, straus};
+use crate::msm::{Base, CombTable, STRAUS_TABLE, StrausScratch, generator_table, straus};
 use crate::point::{Affine, Fe, Jacobian, PointDecodeError};
 use crate::scalar::{WNAF_LEN, glv_split, scalar_from_bytes, scalar_reduce64, scalar_to_bytes};
 use k256::Scalar;
 use sha2::{Digest, Sha256};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 /// Largest number of signers in one [`SigningPackage`] (its per-signer data lives inline).
 pub const MAX_SIGNERS: usize = 64;
@@ -771,6 +771,120 @@ pub fn verify(key: &VerifyingKey, msg: &[u8], sig: &Signature) -> Result<(), Err
     }
 }
 
+/// A group verifying key with a precomputed table of its multiples (the comb table of
+/// [`crate::bip340::PrecomputedKey`]: 2,176 affine points, about 174 KiB, built once with
+/// about 2,200 point additions). A signature check against it needs no doubling: at most
+/// 34 table additions for the key and 34 for the generator. For keys verified again and
+/// again (a coordinator's group key). Cloning shares the table.
+#[derive(Clone)]
+pub struct PrecomputedVerifyingKey {
+    key: VerifyingKey,
+    table: Arc<CombTable>,
+}
+
+impl core::fmt::Debug for PrecomputedVerifyingKey {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("PrecomputedVerifyingKey")
+            .field("key", &self.key)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PrecomputedVerifyingKey {
+    /// Builds the table (allocates once).
+    pub fn new(key: &VerifyingKey) -> Self {
+        Self {
+            key: *key,
+            table: Arc::new(CombTable::new(&key.point)),
+        }
+    }
+
+    /// The key.
+    pub fn key(&self) -> &VerifyingKey {
+        &self.key
+    }
+
+    /// Verifies a signature against this key (same result as [`verify`]). Allocates nothing.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidSignature`] if it does not verify.
+    pub fn verify(&self, msg: &[u8], sig: &Signature) -> Result<(), Error> {
+        let c = hash_to_scalar(b"chal", &[&sig.r_bytes, &self.key.bytes, msg]);
+        let mut acc = Jacobian::INFINITY;
+        generator_table().mul_add_scalar(&mut acc, &sig.z);
+        self.table.mul_add_scalar(&mut acc, &-c);
+        if acc.eq_affine(&sig.r) {
+            Ok(())
+        } else {
+            Err(Error::InvalidSignature)
+        }
+    }
+}
+
+/// A signer's verifying share with a precomputed table of its multiples (as
+/// [`PrecomputedVerifyingKey`]): a share check then spends its doublings only on the
+/// binding commitment `E_i`. Cloning shares the table.
+#[derive(Clone)]
+pub struct PrecomputedVerifyingShare {
+    share: VerifyingShare,
+    table: Arc<CombTable>,
+}
+
+impl core::fmt::Debug for PrecomputedVerifyingShare {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("PrecomputedVerifyingShare")
+            .field("share", &self.share)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PrecomputedVerifyingShare {
+    /// Builds the table (allocates once).
+    pub fn new(share: &VerifyingShare) -> Self {
+        Self {
+            share: *share,
+            table: Arc::new(CombTable::new(&share.point)),
+        }
+    }
+
+    /// The verifying share.
+    pub fn share(&self) -> &VerifyingShare {
+        &self.share
+    }
+
+    /// Verifies one signer's share (same result as [`verify_signature_share`]):
+    /// `z_i G - rho_i E_i - c lambda_i Y_i = D_i` with `Y_i` from the table. Allocates
+    /// nothing.
+    ///
+    /// # Errors
+    ///
+    /// As [`verify_signature_share`].
+    pub fn verify_share(
+        &self,
+        package: &SigningPackage<'_>,
+        key: &VerifyingKey,
+        id: Identifier,
+        share: &SignatureShare,
+    ) -> Result<(), Error> {
+        let i = package.index_of(id)?;
+        let s = package.session(key)?;
+        let (Some((_, c)), Some(rho), Some(cl)) =
+            (package.commitments.get(i), s.rho.get(i), s.c_lambda.get(i))
+        else {
+            return Err(Error::MissingCommitment { identifier: id });
+        };
+        let mut acc = small_straus(&[Base::new(c.binding, &-*rho)], &share.0)
+            .ok_or(Error::InvalidShare { identifier: id })?;
+        self.table.mul_add_scalar(&mut acc, &-*cl);
+        if acc.eq_affine(&c.hiding) {
+            Ok(())
+        } else {
+            Err(Error::InvalidShare { identifier: id })
+        }
+    }
+}
+
 /// The signature `(R, sum z_i)` after checking that `shares` holds exactly one share per
 /// signer of the package (no verification).
 fn sum_shares(
@@ -951,8 +1065,38 @@ impl<'a> SignatureBatchVerifier<'a> {
                 capacity: self.engine.capacity(),
             });
         }
+        self.push_with(key, None, msg, sig)
+    }
+
+    /// [`Self::push`] with the key's precomputed table: the key's term of the batch is then
+    /// a table lookup instead of a base of the multiplication (pays in small batches).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::BatchFull`] when `capacity` signatures are queued.
+    pub fn push_precomputed(
+        &mut self,
+        key: &'a PrecomputedVerifyingKey,
+        msg: &[u8],
+        sig: &Signature,
+    ) -> Result<(), Error> {
+        self.push_with(&key.key, Some(&key.table), msg, sig)
+    }
+
+    fn push_with(
+        &mut self,
+        key: &VerifyingKey,
+        table: Option<&Arc<CombTable>>,
+        msg: &[u8],
+        sig: &Signature,
+    ) -> Result<(), Error> {
+        if self.engine.len() >= self.engine.capacity() {
+            return Err(Error::BatchFull {
+                capacity: self.engine.capacity(),
+            });
+        }
         let c = hash_to_scalar(b"chal", &[&sig.r_bytes, &key.bytes, msg]);
-        let key_idx = self.engine.intern_key(&key.point, &key.bytes);
+        let key_idx = self.engine.intern_key(&key.point, &key.bytes, table);
         let entry = Entry {
             points: [sig.r, Affine::PLACEHOLDER],
             coefs: [None, None],
@@ -1045,6 +1189,43 @@ impl<'a> ShareBatchVerifier<'a> {
         verifying_share: &VerifyingShare,
         share: &SignatureShare,
     ) -> Result<(), Error> {
+        self.push_with(package, key, id, verifying_share, None, share)
+    }
+
+    /// [`Self::push`] with the signer's precomputed verifying share: its term of the batch
+    /// is then a table lookup instead of a base of the multiplication (pays in small
+    /// batches, where each verifying share would otherwise need its own window table).
+    ///
+    /// # Errors
+    ///
+    /// As [`Self::push`].
+    pub fn push_precomputed(
+        &mut self,
+        package: &'a SigningPackage<'a>,
+        key: &'a VerifyingKey,
+        id: Identifier,
+        verifying_share: &PrecomputedVerifyingShare,
+        share: &SignatureShare,
+    ) -> Result<(), Error> {
+        self.push_with(
+            package,
+            key,
+            id,
+            &verifying_share.share,
+            Some(&verifying_share.table),
+            share,
+        )
+    }
+
+    fn push_with(
+        &mut self,
+        package: &'a SigningPackage<'a>,
+        key: &'a VerifyingKey,
+        id: Identifier,
+        verifying_share: &VerifyingShare,
+        table: Option<&Arc<CombTable>>,
+        share: &SignatureShare,
+    ) -> Result<(), Error> {
         if self.engine.len() >= self.engine.capacity() {
             return Err(Error::BatchFull {
                 capacity: self.engine.capacity(),
@@ -1059,7 +1240,7 @@ impl<'a> ShareBatchVerifier<'a> {
         };
         let key_idx = self
             .engine
-            .intern_key(&verifying_share.point, &verifying_share.bytes);
+            .intern_key(&verifying_share.point, &verifying_share.bytes, table);
         let entry = Entry {
             points: [c.hiding, c.binding],
             coefs: [None, Some(*rho)],

@@ -399,3 +399,106 @@ fn signature_batches_name_exactly_the_bad_signatures() {
         Err(tally_mpc::Error::BatchFull { capacity: 1 })
     ));
 }
+
+/// Precomputed verifying shares and keys give the same answers as the plain ones: single
+/// share checks, signature checks, and batches (Straus and Pippenger paths) naming the same
+/// invalid entries.
+#[test]
+fn precomputed_shares_and_keys_agree_with_plain_ones() {
+    let mut rng = StdRng::seed_from_u64(0x9c0);
+    let sessions: Vec<Session> = (0..24).map(|i| session(&mut rng, i % 3 == 0)).collect();
+    let pkgs: Vec<SigningPackage<'_>> = sessions
+        .iter()
+        .map(|s| SigningPackage::new(&s.msg, &s.commitments).unwrap())
+        .collect();
+    let pre_keys: Vec<frost::PrecomputedVerifyingKey> = sessions
+        .iter()
+        .map(|s| frost::PrecomputedVerifyingKey::new(&s.vk))
+        .collect();
+    let pre_shares: Vec<Vec<frost::PrecomputedVerifyingShare>> = sessions
+        .iter()
+        .map(|s| {
+            s.shares
+                .iter()
+                .map(|(_, _, vs, _)| frost::PrecomputedVerifyingShare::new(vs))
+                .collect()
+        })
+        .collect();
+    let mut expected_shares = Vec::new();
+    let mut expected_sigs = Vec::new();
+    let mut sigs = Vec::new();
+    let mut k = 0;
+    for (si, (s, pkg)) in sessions.iter().zip(&pkgs).enumerate() {
+        for ((id, share, vs, ok), pre) in s.shares.iter().zip(&pre_shares[si]) {
+            assert_eq!(pre.share(), vs);
+            assert_eq!(pre.verify_share(pkg, &s.vk, *id, share).is_ok(), *ok);
+            assert_eq!(
+                frost::verify_signature_share(pkg, &s.vk, *id, vs, share).is_ok(),
+                *ok
+            );
+            if !ok {
+                expected_shares.push(k);
+            }
+            k += 1;
+        }
+        let ours: Vec<_> = s
+            .shares
+            .iter()
+            .map(|(id, sh, vs, _)| (*id, *sh, *vs))
+            .collect();
+        let sig = frost::aggregate_unverified(pkg, &s.vk, &ours).unwrap();
+        let ok = frost::verify(&s.vk, &s.msg, &sig).is_ok();
+        assert_eq!(pre_keys[si].verify(&s.msg, &sig).is_ok(), ok);
+        assert!(pre_keys[si].verify(b"other", &sig).is_err());
+        if !ok {
+            expected_sigs.push(si);
+        }
+        sigs.push(sig);
+    }
+    assert!(!expected_shares.is_empty() && !expected_sigs.is_empty());
+    // Whole batches (Pippenger) and one session at a time (Straus), mixing plain and
+    // precomputed pushes.
+    let mut shares = ShareBatchVerifier::with_capacity(k);
+    let mut sig_batch = frost::SignatureBatchVerifier::with_capacity(sessions.len());
+    for (si, (s, pkg)) in sessions.iter().zip(&pkgs).enumerate() {
+        for (j, ((id, share, vs, _), pre)) in s.shares.iter().zip(&pre_shares[si]).enumerate() {
+            if (si + j) % 4 == 0 {
+                shares.push(pkg, &s.vk, *id, vs, share).unwrap();
+            } else {
+                shares
+                    .push_precomputed(pkg, &s.vk, *id, pre, share)
+                    .unwrap();
+            }
+        }
+        if si % 2 == 0 {
+            sig_batch
+                .push_precomputed(&pre_keys[si], &s.msg, &sigs[si])
+                .unwrap();
+        } else {
+            sig_batch.push(&s.vk, &s.msg, &sigs[si]).unwrap();
+        }
+        let mut one = ShareBatchVerifier::with_capacity(s.shares.len());
+        for ((id, share, _, _), pre) in s.shares.iter().zip(&pre_shares[si]) {
+            one.push_precomputed(pkg, &s.vk, *id, pre, share).unwrap();
+        }
+        let want: Vec<usize> = s
+            .shares
+            .iter()
+            .enumerate()
+            .filter(|(_, x)| !x.3)
+            .map(|(i, _)| i)
+            .collect();
+        match one.verify() {
+            Ok(()) => assert!(want.is_empty()),
+            Err(e) => assert_eq!(e.invalid(), want.as_slice()),
+        }
+    }
+    assert_eq!(
+        shares.verify().unwrap_err().invalid(),
+        expected_shares.as_slice()
+    );
+    assert_eq!(
+        sig_batch.verify().unwrap_err().invalid(),
+        expected_sigs.as_slice()
+    );
+}

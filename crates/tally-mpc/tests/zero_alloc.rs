@@ -212,4 +212,27 @@ fn hot_paths_do_not_allocate() {
     let (r, n) = count(|| sigs.verify());
     r.unwrap();
     assert_eq!(n, 0, "SignatureBatchVerifier::verify allocated");
+    // Precomputed keys and shares: single checks and batch pushes.
+    let pre_vk = frost::PrecomputedVerifyingKey::new(&vk);
+    let pre1 = frost::PrecomputedVerifyingShare::new(&vs1);
+    let pre3 = frost::PrecomputedVerifyingShare::new(&vs3);
+    let (r, n) = count(|| {
+        pre_vk.verify(&fmsg, &sig)?;
+        pre1.verify_share(&pkg, &vk, id1, &z1)?;
+        pre3.verify_share(&pkg, &vk, id3, &z3)
+    });
+    r.unwrap();
+    assert_eq!(n, 0, "precomputed verify / verify_share allocated");
+    let mut sigs = sigs.recycle();
+    let mut batch = batch.recycle();
+    let (r, n) = count(|| {
+        sigs.push_precomputed(&pre_vk, &fmsg, &sig)?;
+        batch.push_precomputed(&pkg, &vk, id1, &pre1, &z1)?;
+        batch.push_precomputed(&pkg, &vk, id3, &pre3, &z3)
+    });
+    r.unwrap();
+    assert_eq!(n, 0, "push_precomputed allocated");
+    let (r, n) = count(|| sigs.verify().and(batch.verify()));
+    r.unwrap();
+    assert_eq!(n, 0, "batches with precomputed keys allocated");
 }
