@@ -8,13 +8,15 @@
 //!   only writer) and a *cached* copy of the other side's position, refreshed only when
 //!   the cache says the ring is full (producer) or empty (consumer).
 //! - Each slot also carries a *stamp*: `position + 1` of the value it holds, written by
-//!   the producer after the value and after `tail`. A single [`Consumer::pop`] that finds
-//!   its cached view empty checks the stamp of the slot it wants instead of loading
-//!   `tail`, so handing over one item moves **one** cache line between the cores (the
-//!   slot's, which the consumer must read anyway) instead of two (the `tail` line, then
-//!   the slot's). This is what puts the ping-pong round trip near the bare cache-line
-//!   floor and keeps the `tail` line out of the consumer's way during one-item-per-op
-//!   streaming. Stamps are never cleared: the next lap's stamp differs by `N`.
+//!   the producer right after the value (same cache line) and before `tail`.
+//!   [`Consumer::pop`] checks the stamp of the slot it wants instead of loading `tail`,
+//!   so handing over one item moves **one** cache line between the cores (the slot's,
+//!   which the consumer must read anyway) instead of two (the `tail` line, then the
+//!   slot's). This puts the ping-pong round trip near the bare cache-line floor and keeps
+//!   the `tail` line out of the consumer's way while streaming one item per op. Stamps
+//!   are never cleared: the next lap's stamp differs by `N`.
+//! - The price: a slot is a `usize` wider, so batches of small items move more bytes
+//!   (16 instead of 8 per `u64`); `docs/benchmarks/tally-core-types.md` has the numbers.
 //! - [`SpscRing::split`] borrows the ring mutably and hands out a [`Producer`] and a
 //!   [`Consumer`] bound to that borrow. Both are `Send`, so they move into
 //!   `std::thread::scope` threads; the borrow checker guarantees one producer and one
@@ -24,11 +26,12 @@
 //!   [`Consumer::pop_slice`], [`Consumer::pop_each`]) publish their index once per batch.
 //!
 //! # Memory ordering
-//! The producer writes a slot's value, then stores `tail` with `Release`, then the slot's
-//! stamp with `Release`; the consumer loads `tail` (batch pops) or the stamp (single pops)
-//! with `Acquire` before reading the value. Because the stamp is stored after `tail`, a
-//! consumer that has seen a stamp also sees a `tail` at least that far, so `tail - head`
-//! never goes negative for any observer. Symmetrically the consumer moves
+//! The producer writes a slot's value, then its stamp with `Release`, and after the whole
+//! push or batch stores `tail` with `Release`; the consumer loads `tail` (batch pops) or
+//! the stamp (single pops) with `Acquire` before reading the value. A batch's cache lines
+//! are thus complete before `tail` tells a batch consumer to read them. A consumer that
+//! took an item by its stamp may briefly be ahead of the published `tail`, so every
+//! `tail - head` is clamped at zero. Symmetrically the consumer moves
 //! a value out of a slot, then stores `head` with `Release`; the producer loads `head`
 //! with `Acquire` before overwriting slots below it. This is checked by the loom tests
 //! (`tests/loom.rs`, `--cfg tally_loom`).
@@ -41,10 +44,19 @@ use core::mem::MaybeUninit;
 use crate::cache_padded::CachePadded;
 use crate::sync::{AtomicUsize, Ordering, UnsafeCell};
 
+/// Items between `head` and a `tail` that may lag behind it: a consumer that took items
+/// by their stamps can be ahead of the last published (or cached) `tail`, which then
+/// counts as nothing ready rather than wrapping to a huge number.
+#[inline]
+const fn ready<const N: usize>(head: usize, tail: usize) -> usize {
+    let n = tail.wrapping_sub(head);
+    if n <= N { n } else { 0 }
+}
+
 /// One ring slot: the value cell and the stamp that says which position it holds.
 struct Slot<T> {
-    /// `position + 1` once the value for `position` is written and `tail` covers it
-    /// (`index + 1 - N` before the first lap, as if the lap before had been stamped).
+    /// `position + 1` once the value for `position` is written (`index + 1 - N` before
+    /// the first lap, as if the lap before had been stamped).
     /// Stored by the producer only.
     stamp: AtomicUsize,
     value: UnsafeCell<MaybeUninit<T>>,
@@ -157,12 +169,44 @@ impl<T, const N: usize> SpscRing<T, N> {
     /// Number of items in the ring (a snapshot when the halves are in use).
     pub fn len(&self) -> usize {
         let head = self.head.load(Ordering::Acquire);
-        self.tail.load(Ordering::Acquire).wrapping_sub(head)
+        ready::<N>(head, self.tail.load(Ordering::Acquire))
     }
 
     /// Whether the ring is empty (a snapshot when the halves are in use).
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Writes `value` into the slot of `position`, then stamps it `position + 1` with
+    /// `Release` so that a consumer polling the stamp may take it.
+    ///
+    /// # Safety
+    /// Only the producer calls this, and only for a free slot: `position - head < N` for
+    /// a `head` it acquired, and `position >= tail` (nothing the consumer may read).
+    #[inline]
+    unsafe fn fill(&self, position: usize, value: T) {
+        let slot = self.slot(position);
+        // SAFETY: the caller guarantees the slot is free: no value to leak, and the
+        // consumer neither reads it (its stamp is a lap old) nor will before the stamp.
+        slot.value.with_mut(|p| unsafe { (*p).write(value) });
+        slot.stamp
+            .store(position.wrapping_add(1), Ordering::Release);
+    }
+
+    /// Calls `f(slots, k)` for the slots of positions `from..from + n` in at most two
+    /// contiguous runs (before and after the wrap), in order; `k` is the run's offset from
+    /// `from`. `f` returns how many of its slots it used; the walk stops at a short run.
+    /// Returns the total used.
+    #[inline]
+    fn runs(&self, from: usize, n: usize, mut f: impl FnMut(&[Slot<T>], usize) -> usize) -> usize {
+        let start = from & Self::MASK;
+        let first = n.min(N - start);
+        let a = self.slots.get(start..start + first).unwrap_or(&[]);
+        let used = f(a, 0);
+        if used < first || first == n {
+            return used;
+        }
+        used + f(self.slots.get(..n - first).unwrap_or(&[]), first)
     }
 
     #[inline]
@@ -234,29 +278,13 @@ impl<T, const N: usize> Producer<'_, T, N> {
                 return Err(value);
             }
         }
-        let slot = self.ring.slot(self.tail);
         // SAFETY: `tail - head < N`, so slot `tail` is outside `head..tail`: the consumer
         // does not read it and it holds no value (it was never written or was moved out
-        // before the consumer published the `head` we acquired). Its stamp is not
-        // `tail + 1` yet, so a consumer polling it waits.
-        slot.value.with_mut(|p| unsafe { (*p).write(value) });
+        // before the consumer published the `head` we acquired).
+        unsafe { self.ring.fill(self.tail, value) };
         self.tail = self.tail.wrapping_add(1);
         self.ring.tail.store(self.tail, Ordering::Release);
-        slot.stamp.store(self.tail, Ordering::Release);
         Ok(())
-    }
-
-    /// Stamps slots `from..self.tail` after `tail` was published (see the module docs).
-    #[inline]
-    fn stamp(&self, from: usize) {
-        let mut pos = from;
-        while pos != self.tail {
-            pos = pos.wrapping_add(1);
-            self.ring
-                .slot(pos.wrapping_sub(1))
-                .stamp
-                .store(pos, Ordering::Release);
-        }
     }
 
     /// Free slots, refreshing the view of the consumer's position.
@@ -281,22 +309,21 @@ impl<T, const N: usize> Producer<'_, T, N> {
     /// how many were pushed; the rest stay in the iterator.
     pub fn push_iter<I: Iterator<Item = T>>(&mut self, iter: &mut I) -> usize {
         let free = self.reserve(N);
-        let mut pushed = 0;
-        while pushed < free {
-            let Some(value) = iter.next() else { break };
-            let pos = self.tail.wrapping_add(pushed);
-            // SAFETY: `pushed < free`, so slot `pos` is free (see `push`).
-            self.ring
-                .slot(pos)
-                .value
-                .with_mut(|p| unsafe { (*p).write(value) });
-            pushed += 1;
-        }
+        let from = self.tail;
+        let pushed = self.ring.runs(from, free, |slots, k| {
+            let mut pos = from.wrapping_add(k);
+            for slot in slots {
+                let Some(value) = iter.next() else { break };
+                // SAFETY: below `free`, so the slot is free (see `push`).
+                slot.value.with_mut(|p| unsafe { (*p).write(value) });
+                pos = pos.wrapping_add(1);
+                slot.stamp.store(pos, Ordering::Release);
+            }
+            pos.wrapping_sub(from.wrapping_add(k))
+        });
         if pushed > 0 {
-            let from = self.tail;
             self.tail = self.tail.wrapping_add(pushed);
             self.ring.tail.store(self.tail, Ordering::Release);
-            self.stamp(from);
         }
         pushed
     }
@@ -322,28 +349,21 @@ impl<T: Copy, const N: usize> Producer<'_, T, N> {
     /// Copies as many items from `items` as fit, publishing once. Returns how many.
     pub fn push_slice(&mut self, items: &[T]) -> usize {
         let n = self.reserve(items.len()).min(items.len());
-        let start = self.tail & SpscRing::<T, N>::MASK;
-        let first = n.min(N - start);
-        let (a, b) = items.split_at(n).0.split_at(first);
-        for (k, v) in a.iter().enumerate() {
-            // SAFETY: `k < n <= free`, so the slot is free (see `push`).
-            self.ring
-                .slot(start + k)
-                .value
-                .with_mut(|p| unsafe { (*p).write(*v) });
-        }
-        for (k, v) in b.iter().enumerate() {
-            // SAFETY: as above; these slots follow the wrap to index 0.
-            self.ring
-                .slot(k)
-                .value
-                .with_mut(|p| unsafe { (*p).write(*v) });
-        }
+        let from = self.tail;
+        let n = self.ring.runs(from, n, |slots, k| {
+            let src = items.get(k..k + slots.len()).unwrap_or(&[]);
+            let mut pos = from.wrapping_add(k);
+            for (slot, v) in slots.iter().zip(src) {
+                // SAFETY: below `n <= free`, so the slot is free (see `push`).
+                slot.value.with_mut(|p| unsafe { (*p).write(*v) });
+                pos = pos.wrapping_add(1);
+                slot.stamp.store(pos, Ordering::Release);
+            }
+            src.len()
+        });
         if n > 0 {
-            let from = self.tail;
             self.tail = self.tail.wrapping_add(n);
             self.ring.tail.store(self.tail, Ordering::Release);
-            self.stamp(from);
         }
         n
     }
@@ -379,10 +399,9 @@ impl<T, const N: usize> Consumer<'_, T, N> {
     pub fn pop(&mut self) -> Option<T> {
         let slot = self.ring.slot(self.head);
         // Ask the slot itself rather than the producer's `tail` line (see the module
-        // docs): the stamp is stored after the value and after `tail`.
-        // The stamp is `head + 1` when ready and `head + 1 - N` or `head + 1 - 2N` (a lap
-        // or two behind, possibly not yet visible) otherwise, so "ahead of `head`" is
-        // exact. An ordering test rather than `==` keeps the compiler from deriving the
+        // docs). The stamp is `head + 1` when ready and `head + 1 - N` (the previous lap,
+        // which we consumed after acquiring that stamp or a `tail` stored after it)
+        // otherwise, so "ahead of `head`" is exact. An ordering test rather than `==` keeps the compiler from deriving the
         // next `head` from the loaded stamp, which would chain every pop's load to the
         // previous one.
         let ahead = slot
@@ -403,18 +422,16 @@ impl<T, const N: usize> Consumer<'_, T, N> {
     }
 
     /// Items known to be ready from the cached `tail`, without touching shared memory.
-    /// [`Consumer::pop`] moves `head` past the cache without refreshing it, so a cache
-    /// behind `head` counts as nothing known.
+    /// [`Consumer::pop`] moves `head` past the cache without refreshing it.
     #[inline]
     fn cached_available(&self) -> usize {
-        let n = self.tail_cache.wrapping_sub(self.head);
-        if n <= N { n } else { 0 }
+        ready::<N>(self.head, self.tail_cache)
     }
 
     /// Items available, refreshing the view of the producer's position.
     pub fn available(&mut self) -> usize {
         self.tail_cache = self.ring.tail.load(Ordering::Acquire);
-        self.tail_cache.wrapping_sub(self.head)
+        self.cached_available()
     }
 
     /// Moves up to `dst.len()` items into `dst` (dropping what `dst` held there),
@@ -425,15 +442,15 @@ impl<T, const N: usize> Consumer<'_, T, N> {
             n = self.available();
         }
         let n = n.min(dst.len());
-        for (k, d) in dst.iter_mut().take(n).enumerate() {
-            let pos = self.head.wrapping_add(k);
-            // SAFETY: `k < n <= tail - head`: the slot holds an initialised value, read once.
-            *d = self
-                .ring
-                .slot(pos)
-                .value
-                .with_mut(|p| unsafe { (*p).assume_init_read() });
-        }
+        let n = self.ring.runs(self.head, n, |slots, k| {
+            let out = dst.get_mut(k..k + slots.len()).unwrap_or(&mut []);
+            for (d, slot) in out.iter_mut().zip(slots) {
+                // SAFETY: below `n <= tail - head`: the slot holds an initialised value,
+                // read once (we publish `head` past it below).
+                *d = slot.value.with_mut(|p| unsafe { (*p).assume_init_read() });
+            }
+            out.len()
+        });
         if n > 0 {
             self.head = self.head.wrapping_add(n);
             self.ring.head.store(self.head, Ordering::Release);
@@ -449,15 +466,13 @@ impl<T, const N: usize> Consumer<'_, T, N> {
             n = self.available();
         }
         let n = n.min(max);
-        for k in 0..n {
-            let pos = self.head.wrapping_add(k);
-            // SAFETY: as in `pop_slice`.
-            f(self
-                .ring
-                .slot(pos)
-                .value
-                .with_mut(|p| unsafe { (*p).assume_init_read() }));
-        }
+        let n = self.ring.runs(self.head, n, |slots, _| {
+            for slot in slots {
+                // SAFETY: as in `pop_slice`.
+                f(slot.value.with_mut(|p| unsafe { (*p).assume_init_read() }));
+            }
+            slots.len()
+        });
         if n > 0 {
             self.head = self.head.wrapping_add(n);
             self.ring.head.store(self.head, Ordering::Release);
@@ -467,10 +482,7 @@ impl<T, const N: usize> Consumer<'_, T, N> {
 
     /// Number of items in the ring as seen by the consumer.
     pub fn len(&self) -> usize {
-        self.ring
-            .tail
-            .load(Ordering::Acquire)
-            .wrapping_sub(self.head)
+        ready::<N>(self.head, self.ring.tail.load(Ordering::Acquire))
     }
 
     /// Whether the ring is empty as seen by the consumer.
