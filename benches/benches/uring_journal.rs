@@ -21,7 +21,12 @@
 //!   3x the duration (same disk conditions for all three; the ratio column compares with
 //!   `pair:okay1`).
 //!
-//! `TALLY_JOURNAL_BENCH_MODES=pair,tally8,okay8` runs only the listed modes.
+//! * `pair8:*`: 8 writers switching every 200 ms between a `SharedJournal` with direct
+//!   commits (`tally8d`), one with io_uring commits (`tally8r`) and okaywal (`okay8`),
+//!   3x the duration in all (the ratio column compares with `pair8:okay8`).
+//!
+//! `TALLY_JOURNAL_BENCH_MODES=pair,pair8,tally8` runs only the listed modes (`pair` and
+//! `pair8` name all three journals of a paired cell).
 //!
 //! Both journals recycle their segments: okaywal checkpoints (no-op checkpointer) and
 //! reuses segment files; tally releases everything durable after each commit
@@ -323,6 +328,93 @@ fn tally8(dir: &Path, recs: &[Vec<u8>], dur: Duration) -> Run {
     run
 }
 
+/// 8 writers, each waiting for its own record, switching every 200 ms between a
+/// `SharedJournal` with direct commits, one with io_uring commits, and okaywal (3x the
+/// duration in all), so that the three see the same disk. A record counts for the journal
+/// it was handed to; each journal's rate is its records over the time of its own slices.
+fn pair8(dir: &Path, recs: &[Vec<u8>], dur: Duration) -> [Run; 3] {
+    use std::sync::atomic::AtomicUsize;
+    let sd = SharedJournal::open(
+        &dir.join("d"),
+        tally_opts(recs[0].len()),
+        SharedOptions::new(),
+    )
+    .unwrap();
+    let sr = SharedJournal::open(
+        &dir.join("r"),
+        tally_opts(recs[0].len()).direct_commit(false),
+        SharedOptions::new(),
+    )
+    .unwrap();
+    let wal = WriteAheadLog::recover(dir.join("o"), NoCheckpoint).unwrap();
+    settle();
+    let phase = AtomicUsize::new(0);
+    let stop = AtomicBool::new(false);
+    let mut secs = [0f64; 3];
+    let per_thread: Vec<([u64; 3], [Histogram<u64>; 3])> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..THREADS)
+            .map(|t| {
+                let (phase, stop, sd, sr, wal) = (&phase, &stop, &sd, &sr, &wal);
+                s.spawn(move || {
+                    let (hd, hr) = (sd.handle(), sr.handle());
+                    let mut n = [0u64; 3];
+                    let mut h = [hist(), hist(), hist()];
+                    let mut i = t;
+                    while !stop.load(Ordering::Relaxed) {
+                        let which = phase.load(Ordering::Relaxed) % 3;
+                        let rec = &recs[i % recs.len()];
+                        i += 1;
+                        let t0 = Instant::now();
+                        match which {
+                            0 => {
+                                hd.append_durable(rec).unwrap();
+                            }
+                            1 => {
+                                hr.append_durable(rec).unwrap();
+                            }
+                            _ => {
+                                let mut w = wal.begin_entry().unwrap();
+                                w.write_chunk(rec).unwrap();
+                                w.commit().unwrap();
+                            }
+                        }
+                        h[which].record(t0.elapsed().as_nanos() as u64).unwrap();
+                        n[which] += 1;
+                    }
+                    (n, h)
+                })
+            })
+            .collect();
+        let slice = Duration::from_millis(200);
+        let start = Instant::now();
+        let mut k = 0usize;
+        while start.elapsed() < dur * 3 {
+            let t = Instant::now();
+            std::thread::sleep(slice);
+            secs[k % 3] += t.elapsed().as_secs_f64();
+            k += 1;
+            phase.store(k, Ordering::Relaxed);
+        }
+        stop.store(true, Ordering::Relaxed);
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let mut runs = [0, 1, 2].map(|k| Run {
+        records: 0,
+        secs: secs[k],
+        hist: hist(),
+    });
+    for (n, h) in per_thread {
+        for (k, hk) in h.into_iter().enumerate() {
+            runs[k].records += n[k];
+            runs[k].hist.add(hk).unwrap();
+        }
+    }
+    sd.close().unwrap();
+    sr.close().unwrap();
+    wal.shutdown().unwrap();
+    runs
+}
+
 fn okay8(dir: &Path, recs: &[Vec<u8>], dur: Duration) -> Run {
     let wal = WriteAheadLog::recover(dir, NoCheckpoint).unwrap();
     settle();
@@ -379,12 +471,15 @@ fn main() {
         "pair:tally1",
         "pair:tally1d",
         "pair:okay1",
+        "pair8:tally8d",
+        "pair8:tally8r",
+        "pair8:okay8",
     ];
     let only = std::env::var("TALLY_JOURNAL_BENCH_MODES").ok();
     let wanted = |mode: &str| {
         only.as_deref().is_none_or(|o| {
             o.split(',')
-                .any(|w| w == mode || (w == "pair" && mode.starts_with("pair:")))
+                .any(|w| w == mode || mode.starts_with(&format!("{w}:")))
         })
     };
     println!(
@@ -397,7 +492,12 @@ fn main() {
         let mut results: Vec<Vec<(f64, f64, f64, f64)>> = vec![Vec::new(); modes.len()];
         for _rep in 0..reps {
             for (m, mode) in modes.iter().enumerate() {
-                if !wanted(mode) || matches!(*mode, "pair:tally1d" | "pair:okay1") {
+                if !wanted(mode)
+                    || matches!(
+                        *mode,
+                        "pair:tally1d" | "pair:okay1" | "pair8:tally8r" | "pair8:okay8"
+                    )
+                {
                     continue;
                 }
                 let dir = tempfile::Builder::new()
@@ -412,6 +512,7 @@ fn main() {
                     "okay1" => vec![okay1(dir.path(), &recs, dur)],
                     "tally8" => vec![tally8(dir.path(), &recs, dur)],
                     "okay8" => vec![okay8(dir.path(), &recs, dur)],
+                    "pair8:tally8d" => pair8(dir.path(), &recs, dur).into(),
                     _ => pair1(dir.path(), &recs, dur).into(),
                 };
                 for (k, run) in runs.iter().enumerate() {
@@ -442,6 +543,7 @@ fn main() {
                 "tally1" | "tally1p" | "tally1d" | "okay1" => Some(4),
                 "tally8" | "okay8" => Some(6),
                 _ if mode.starts_with("pair:") => Some(9),
+                _ if mode.starts_with("pair8:") => Some(12),
                 _ => None,
             }
             .filter(|p| !results[*p].is_empty());
@@ -478,7 +580,7 @@ fn main() {
                 median(results[m].iter().map(|r| r.1).collect()),
                 median(results[m].iter().map(|r| r.2).collect()),
                 median(results[m].iter().map(|r| r.3).collect()),
-                if matches!(*mode, "plain1" | "tally8" | "okay8") {
+                if matches!(*mode, "plain1" | "tally8" | "okay8") || mode.starts_with("pair8:") {
                     "record"
                 } else {
                     "group of 1024"
