@@ -154,14 +154,10 @@ impl SegmentHeader {
 
 /// The CRC of a record: salt, then header bytes 8..20, then the payload.
 pub fn record_crc(salt: u64, seq: u64, group_back: u32, payload: &[u8]) -> u32 {
-    // salt || seq || group_back || len, then the payload: two CRC calls.
-    let mut h = [0u8; 24];
-    put(&mut h, 0, &salt.to_le_bytes());
-    put(&mut h, 8, &seq.to_le_bytes());
-    put(&mut h, 16, &group_back.to_le_bytes());
+    // salt || seq || group_back || len (24 little-endian bytes), then the payload.
     let len = u32::try_from(payload.len()).unwrap_or(u32::MAX);
-    put(&mut h, 20, &len.to_le_bytes());
-    crate::crc::crc32c_append(crate::crc::crc32c_append(0, &h), payload)
+    let words = [salt, seq, u64::from(group_back) | (u64::from(len) << 32)];
+    crate::crc::crc32c_words_then(words, payload)
 }
 
 /// Writes a framed record into `out` (exactly `frame_bytes(payload.len())` long).
