@@ -16,6 +16,8 @@
 //! coordinate is `normalize_weak`ed. Debug builds of k256 check magnitudes at run time,
 //! so the test suite catches any violation.
 
+mod sqrt;
+
 use k256::elliptic_curve::hazmat::FieldArithmetic;
 use k256::{FieldBytes, Secp256k1};
 use std::sync::OnceLock;
@@ -111,7 +113,7 @@ impl Affine {
     /// The point with this x coordinate and the requested y parity (`lift_x` in BIP340).
     /// `None` when `x^3 + 7` has no square root.
     pub(crate) fn lift_x(x: &Fe, odd: bool) -> Option<Self> {
-        let y = Option::<Fe>::from(curve_rhs(x).sqrt())?.normalize();
+        let y = sqrt::sqrt(&curve_rhs(x))?.normalize();
         let y = if bool::from(y.is_odd()) == odd {
             y
         } else {
