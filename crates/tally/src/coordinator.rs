@@ -17,9 +17,9 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use tally_core_types::SpscRing;
 use tally_mpc::frost::{
-    Identifier, ShareBatchVerifier, SignatureBatchVerifier, SignatureShare, SigningCommitments,
-    SigningPackage, VerifyingKey, VerifyingShare, aggregate, aggregate_unverified,
-    aggregate_verified_shares, verify_key_shares,
+    Identifier, PrecomputedVerifyingKey, PrecomputedVerifyingShare, ShareBatchVerifier,
+    SignatureBatchVerifier, SignatureShare, SigningCommitments, SigningPackage, VerifyingKey,
+    VerifyingShare, aggregate, aggregate_unverified, aggregate_verified_shares, verify_key_shares,
 };
 use tally_uring::{Journal, JournalError, JournalOptions};
 
@@ -293,6 +293,10 @@ struct Front<N: Net> {
     /// The batch verifiers, kept between batches (no per-batch allocation).
     batch: Option<ShareBatchVerifier<'static>>,
     sig_batch: Option<SignatureBatchVerifier<'static>>,
+    /// Comb tables of the group key and of each verifying share (by identifier), built
+    /// once: their terms in a batch are table lookups.
+    pre_key: PrecomputedVerifyingKey,
+    pre_shares: Vec<Option<PrecomputedVerifyingShare>>,
 }
 
 /// The compressed generator, a valid point to fill unused commitment slots with.
@@ -324,6 +328,12 @@ impl<N: Net> Front<N> {
             key_shares_ok,
             batch: None,
             sig_batch: None,
+            pre_key: PrecomputedVerifyingKey::new(&cfg.key),
+            pre_shares: cfg
+                .verifying_shares
+                .iter()
+                .map(|vs| vs.as_ref().map(PrecomputedVerifyingShare::new))
+                .collect(),
             table: HashMap::with_capacity(cfg.table_capacity),
             ready: Vec::with_capacity(cfg.max_batch_sessions),
             outcomes: Vec::with_capacity(cfg.max_batch_sessions),
@@ -384,6 +394,8 @@ impl<N: Net> Front<N> {
             batch: batch_slot,
             sig_batch: sig_slot,
             key_shares_ok,
+            pre_key,
+            pre_shares,
             ..
         } = self;
         let key = &cfg.key;
@@ -408,7 +420,7 @@ impl<N: Net> Front<N> {
                 let Some(pkg) = pkg else { continue };
                 let flat = share_list(cfg, p);
                 if let Ok(sig) = aggregate_unverified(pkg, key, &flat)
-                    && sigs.push(key, &p.msg, &sig).is_ok()
+                    && sigs.push_precomputed(pre_key, &p.msg, &sig).is_ok()
                 {
                     queued.push((si, sig));
                 }
@@ -457,10 +469,10 @@ impl<N: Net> Front<N> {
                 else {
                     continue;
                 };
-                let Some(Some(vs)) = cfg.verifying_shares.get(usize::from(sid)) else {
+                let Some(Some(vs)) = pre_shares.get(usize::from(sid)) else {
                     continue;
                 };
-                if batch.push(pkg, key, *id, vs, share).is_ok() {
+                if batch.push_precomputed(pkg, key, *id, vs, share).is_ok() {
                     index.push((si, k));
                     if let Some(n) = pushed.get_mut(si) {
                         *n += 1;
