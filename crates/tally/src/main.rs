@@ -77,8 +77,10 @@ struct PipelineArgs {
     /// Number of signers n.
     #[arg(long, default_value_t = 5)]
     signers: u16,
-    /// Signing sessions in flight at once.
-    #[arg(long, default_value_t = 64)]
+    /// Signing sessions in flight at once (the generator is closed-loop: median latency is
+    /// about window / throughput). The default keeps three verification batches in flight,
+    /// so the coordinator verifies one while the previous is journaled and answered.
+    #[arg(long, default_value_t = 48)]
     window: usize,
     /// Fraction of signature shares replaced by invalid ones (0..=1).
     #[arg(long, default_value_t = 0.01)]
@@ -105,7 +107,7 @@ struct PipelineArgs {
     #[arg(long, default_value_t = 4096)]
     pool: usize,
     /// Most sessions verified in one batch.
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 16)]
     max_batch: usize,
     /// Journal directory (its `tally/` and `baseline/` subdirectories are replaced);
     /// default: a temporary directory removed afterwards.
