@@ -138,6 +138,26 @@ fn frost_shares(c: &mut Criterion) {
             })
         });
     });
+    let pre: Vec<Vec<frost::PrecomputedVerifyingShare>> = ts
+        .iter()
+        .map(|t| {
+            t.shares
+                .iter()
+                .map(|(_, _, y)| frost::PrecomputedVerifyingShare::new(y))
+                .collect()
+        })
+        .collect();
+    g.bench_function("tally_single_precomputed_3of5", |b| {
+        b.iter(|| {
+            i = (i + 1) % sessions.len();
+            let pkg = frost::SigningPackage::new(&sessions[i].msg, &ts[i].commitments).unwrap();
+            ts[i]
+                .shares
+                .iter()
+                .zip(&pre[i])
+                .all(|((id, z, _), y)| y.verify_share(black_box(&pkg), &ts[i].vk, *id, z).is_ok())
+        });
+    });
     let total: u64 = ts.iter().map(|t| t.shares.len() as u64).sum();
     g.throughput(Throughput::Elements(total));
     g.bench_function(BenchmarkId::new("tally_batched", total), |b| {
@@ -146,9 +166,58 @@ fn frost_shares(c: &mut Criterion) {
     g.finish();
 }
 
+fn frost_signatures(c: &mut Criterion) {
+    tally_mpc::warm_up();
+    let sessions = fx::frost_sessions(16);
+    let ts = fx::tally_sessions(&sessions);
+    let sigs = fx::frost_signatures(&ts, &sessions);
+    let zsigs: Vec<frost_secp256k1::Signature> = sessions
+        .iter()
+        .map(|s| frost_secp256k1::aggregate(&s.zf.0, &s.zf.2, &s.zf.1).unwrap())
+        .collect();
+    let pre = frost::PrecomputedVerifyingKey::new(&ts[0].vk);
+    let mut g = c.benchmark_group("mpc/frost_verify");
+    let mut i = 0usize;
+    g.bench_function("frost_secp256k1", |b| {
+        b.iter(|| {
+            i = (i + 1) % sessions.len();
+            black_box(sessions[i].zf.1.verifying_key())
+                .verify(&sessions[i].msg, &zsigs[i])
+                .is_ok()
+        });
+    });
+    g.bench_function("tally", |b| {
+        b.iter(|| {
+            i = (i + 1) % sessions.len();
+            frost::verify(black_box(&ts[i].vk), &sessions[i].msg, &sigs[i]).is_ok()
+        });
+    });
+    g.bench_function("tally_precomputed", |b| {
+        b.iter(|| {
+            i = (i + 1) % sessions.len();
+            black_box(&pre).verify(&sessions[i].msg, &sigs[i]).is_ok()
+        });
+    });
+    g.finish();
+    // The coordinator's crypto per batch of 32 sessions (wire bytes to signatures).
+    let sessions = fx::frost_sessions(fx::COORD_SESSIONS);
+    let mut g = c.benchmark_group("mpc/frost_coord32");
+    g.throughput(Throughput::Elements(fx::COORD_SESSIONS as u64));
+    for (name, signatures) in [("tally_signatures", true), ("tally_shares", false)] {
+        g.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let t0 = std::time::Instant::now();
+                black_box(fx::frost_coord(&sessions, signatures, iters));
+                t0.elapsed()
+            });
+        });
+    }
+    g.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(10).warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(2));
-    targets = bip340_single, bip340_batch, frost_shares
+    targets = bip340_single, bip340_batch, frost_shares, frost_signatures
 }
 criterion_main!(benches);

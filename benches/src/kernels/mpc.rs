@@ -6,7 +6,9 @@
 //! figure; `frost_share3/*` is one 3-of-5 session's three share checks per iteration
 //! (Tally includes building the `SigningPackage`), divide by 3; `frost_batch258/*` is 86
 //! sessions' 258 shares (packages included; `_prebuilt`: packages built before the loop)
-//! per iteration, divide by 258.
+//! per iteration, divide by 258; `frost_verify/*` is one FROST signature check per
+//! iteration; `frost_coord32/*` is one coordinator batch of 32 sessions from wire bytes to
+//! signatures per iteration (see [`frost_coord`]), divide by 32.
 #![allow(
     clippy::missing_panics_doc,
     clippy::unwrap_used,
@@ -405,6 +407,177 @@ fn frost_batch258_tally(iters: u64) -> u64 {
     frost_batch_tally(&sessions, &ts, iters)
 }
 
+fn frost_share3_tally_precomputed(iters: u64) -> u64 {
+    let sessions = frost_sessions(FROST_FIXTURES);
+    let ts = tally_sessions(&sessions);
+    tally_mpc::warm_up();
+    // One table per signer (the same five verifying shares recur across sessions).
+    let mut tables: BTreeMap<[u8; 33], frost::PrecomputedVerifyingShare> = BTreeMap::new();
+    for t in &ts {
+        for (_, _, y) in &t.shares {
+            tables
+                .entry(y.to_bytes())
+                .or_insert_with(|| frost::PrecomputedVerifyingShare::new(y));
+        }
+    }
+    let pre: Vec<Vec<&frost::PrecomputedVerifyingShare>> = ts
+        .iter()
+        .map(|t| {
+            t.shares
+                .iter()
+                .map(|(_, _, y)| &tables[&y.to_bytes()])
+                .collect()
+        })
+        .collect();
+    let mut ok = 0;
+    for i in 0..iters as usize {
+        let (s, t) = (&sessions[i % FROST_FIXTURES], &ts[i % FROST_FIXTURES]);
+        let pkg = frost::SigningPackage::new(&s.msg, &t.commitments).unwrap();
+        for ((id, z, _), y) in t.shares.iter().zip(&pre[i % FROST_FIXTURES]) {
+            ok += u64::from(y.verify_share(black_box(&pkg), &t.vk, *id, z).is_ok());
+        }
+    }
+    ok
+}
+
+/// Aggregate signatures of the fixture sessions (made with `aggregate`).
+pub fn frost_signatures(ts: &[TallySession], sessions: &[FrostSession]) -> Vec<frost::Signature> {
+    sessions
+        .iter()
+        .zip(ts)
+        .map(|(s, t)| {
+            let pkg = frost::SigningPackage::new(&s.msg, &t.commitments).unwrap();
+            frost::aggregate(&pkg, &t.vk, &t.shares).unwrap()
+        })
+        .collect()
+}
+
+fn frost_verify_tally(iters: u64) -> u64 {
+    let sessions = frost_sessions(FROST_FIXTURES);
+    let ts = tally_sessions(&sessions);
+    let sigs = frost_signatures(&ts, &sessions);
+    tally_mpc::warm_up();
+    let mut ok = 0;
+    for i in 0..iters as usize {
+        let k = i % FROST_FIXTURES;
+        ok += u64::from(frost::verify(black_box(&ts[k].vk), &sessions[k].msg, &sigs[k]).is_ok());
+    }
+    ok
+}
+
+fn frost_verify_tally_precomputed(iters: u64) -> u64 {
+    let sessions = frost_sessions(FROST_FIXTURES);
+    let ts = tally_sessions(&sessions);
+    let sigs = frost_signatures(&ts, &sessions);
+    let pre = frost::PrecomputedVerifyingKey::new(&ts[0].vk);
+    tally_mpc::warm_up();
+    let mut ok = 0;
+    for i in 0..iters as usize {
+        let k = i % FROST_FIXTURES;
+        ok += u64::from(black_box(&pre).verify(&sessions[k].msg, &sigs[k]).is_ok());
+    }
+    ok
+}
+
+fn frost_verify_zf(iters: u64) -> u64 {
+    let sessions = frost_sessions(FROST_FIXTURES);
+    let zsigs: Vec<frost_secp256k1::Signature> = sessions
+        .iter()
+        .map(|s| frost_secp256k1::aggregate(&s.zf.0, &s.zf.2, &s.zf.1).unwrap())
+        .collect();
+    let mut ok = 0;
+    for i in 0..iters as usize {
+        let k = i % FROST_FIXTURES;
+        ok += u64::from(
+            black_box(sessions[k].zf.1.verifying_key())
+                .verify(&sessions[k].msg, &zsigs[k])
+                .is_ok(),
+        );
+    }
+    ok
+}
+
+/// Sessions per coordinator batch in the `frost_coord32` kernels.
+pub const COORD_SESSIONS: usize = 32;
+
+/// The coordinator's crypto for one batch of [`COORD_SESSIONS`] 3-of-5 sessions, from the
+/// wire's bytes to the signatures, as `tally pipeline` does it: decode the commitments
+/// and shares, build the packages, then either (`signatures`) sum each session's shares
+/// and verify the 32 aggregates in one `SignatureBatchVerifier` batch against the
+/// precomputed group key, or (`shares`) verify the 96 shares in one `ShareBatchVerifier`
+/// batch and sum them without a second check. Per iteration: one batch; divide by 32
+/// for a per-session figure.
+pub fn frost_coord(sessions: &[FrostSession], signatures: bool, iters: u64) -> u64 {
+    let vk = frost::VerifyingKey::from_bytes(&sessions[0].vk).unwrap();
+    let pre_key = frost::PrecomputedVerifyingKey::new(&vk);
+    let shares: Vec<Vec<frost::VerifyingShare>> = sessions
+        .iter()
+        .map(|s| {
+            s.signers
+                .iter()
+                .map(|x| frost::VerifyingShare::from_bytes(&x.4).unwrap())
+                .collect()
+        })
+        .collect();
+    tally_mpc::warm_up();
+    let mut sig_batch = frost::SignatureBatchVerifier::with_capacity(sessions.len());
+    let mut share_batch =
+        frost::ShareBatchVerifier::with_capacity(sessions.len() * sessions[0].signers.len());
+    let mut ok = 0u64;
+    for _ in 0..iters {
+        let decoded: Vec<(
+            Vec<(frost::Identifier, frost::SigningCommitments)>,
+            Vec<(
+                frost::Identifier,
+                frost::SignatureShare,
+                frost::VerifyingShare,
+            )>,
+        )> = sessions
+            .iter()
+            .zip(&shares)
+            .map(|(s, ys)| {
+                let mut c = Vec::with_capacity(s.signers.len());
+                let mut z = Vec::with_capacity(s.signers.len());
+                for ((id, h, b, zb, _), y) in s.signers.iter().zip(ys) {
+                    let id = frost::Identifier::from_bytes(black_box(id)).unwrap();
+                    c.push((id, frost::SigningCommitments::from_bytes(h, b).unwrap()));
+                    z.push((id, frost::SignatureShare::from_bytes(zb).unwrap(), *y));
+                }
+                (c, z)
+            })
+            .collect();
+        let pkgs: Vec<frost::SigningPackage<'_>> = sessions
+            .iter()
+            .zip(&decoded)
+            .map(|(s, (c, _))| frost::SigningPackage::new(&s.msg, c).unwrap())
+            .collect();
+        if signatures {
+            let mut sigs = sig_batch.recycle();
+            let mut out = Vec::with_capacity(pkgs.len());
+            for ((s, (_, z)), p) in sessions.iter().zip(&decoded).zip(&pkgs) {
+                let sig = frost::aggregate_unverified(p, &vk, z).unwrap();
+                sigs.push_precomputed(&pre_key, &s.msg, &sig).unwrap();
+                out.push(sig);
+            }
+            ok += u64::from(sigs.verify().is_ok()) + out.len() as u64;
+            sig_batch = sigs.recycle();
+        } else {
+            let mut batch = share_batch.recycle();
+            for ((_, z), p) in decoded.iter().zip(&pkgs) {
+                for (id, share, y) in z {
+                    batch.push(p, &vk, *id, y, share).unwrap();
+                }
+            }
+            ok += u64::from(batch.verify().is_ok());
+            for ((_, z), p) in decoded.iter().zip(&pkgs) {
+                ok += u64::from(frost::aggregate_verified_shares(p, &vk, z).is_ok());
+            }
+            share_batch = batch.recycle();
+        }
+    }
+    ok
+}
+
 /// The kernels of this module.
 pub const KERNELS: &[Kernel] = &[
     Kernel {
@@ -454,6 +627,30 @@ pub const KERNELS: &[Kernel] = &[
     Kernel {
         id: "mpc/frost_share3/tally",
         run: frost_share3_tally,
+    },
+    Kernel {
+        id: "mpc/frost_share3/tally_precomputed",
+        run: frost_share3_tally_precomputed,
+    },
+    Kernel {
+        id: "mpc/frost_verify/frost_secp256k1",
+        run: frost_verify_zf,
+    },
+    Kernel {
+        id: "mpc/frost_verify/tally",
+        run: frost_verify_tally,
+    },
+    Kernel {
+        id: "mpc/frost_verify/tally_precomputed",
+        run: frost_verify_tally_precomputed,
+    },
+    Kernel {
+        id: "mpc/frost_coord32/tally_signatures",
+        run: |n| frost_coord(&frost_sessions(COORD_SESSIONS), true, n),
+    },
+    Kernel {
+        id: "mpc/frost_coord32/tally_shares",
+        run: |n| frost_coord(&frost_sessions(COORD_SESSIONS), false, n),
     },
     Kernel {
         id: "mpc/frost_batch258/tally",
