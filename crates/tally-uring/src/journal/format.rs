@@ -153,6 +153,7 @@ impl SegmentHeader {
 }
 
 /// The CRC of a record: salt, then header bytes 8..20, then the payload.
+#[inline]
 pub fn record_crc(salt: u64, seq: u64, group_back: u32, payload: &[u8]) -> u32 {
     // salt || seq || group_back || len (24 little-endian bytes), then the payload.
     let len = u32::try_from(payload.len()).unwrap_or(u32::MAX);
@@ -161,6 +162,7 @@ pub fn record_crc(salt: u64, seq: u64, group_back: u32, payload: &[u8]) -> u32 {
 }
 
 /// Writes a framed record into `out` (exactly `frame_bytes(payload.len())` long).
+#[inline]
 pub fn encode_record(out: &mut [u8], salt: u64, seq: u64, group_back: u32, payload: &[u8]) {
     let len = u32::try_from(payload.len()).unwrap_or(u32::MAX);
     put(out, 0, &len.to_le_bytes());
@@ -212,6 +214,7 @@ pub struct RecordHead {
 }
 
 /// Parses only the fixed header fields (no CRC check).
+#[inline]
 pub fn peek_header(b: &[u8]) -> Option<(u32, u32, u64, u32)> {
     if b.len() < RECORD_HEADER_BYTES {
         return None;
@@ -222,6 +225,7 @@ pub fn peek_header(b: &[u8]) -> Option<(u32, u32, u64, u32)> {
 /// Checks the record whose frame starts at `b[0]` (`b` holds at least the whole frame if
 /// the length field is honest). `seq_ok` filters sequence numbers before the CRC is
 /// computed.
+#[inline]
 pub fn check_record(
     b: &[u8],
     salt: u64,
