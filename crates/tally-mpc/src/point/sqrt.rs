@@ -18,6 +18,8 @@ type Limbs = [u64; 5];
 
 const M52: u64 = 0xF_FFFF_FFFF_FFFF;
 
+/// The reduction of libsecp256k1's `secp256k1_fe_mul_inner` (and k256's `mul_inner`)
+/// given the nine column sums `p[k] = sum_{i+j=k} a_i b_j`, each below 2^115.
 #[allow(
     clippy::cast_possible_truncation,
     clippy::many_single_char_names,
@@ -25,38 +27,32 @@ const M52: u64 = 0xF_FFFF_FFFF_FFFF;
     clippy::similar_names,
     reason = "libsecp256k1's 5x52 formulas, kept as written there"
 )]
-#[allow(clippy::inline_always, reason = "inlined into the squaring loop; measured")]
+#[allow(
+    clippy::inline_always,
+    reason = "inlined into the squaring loop; measured"
+)]
 #[inline(always)]
-fn mul(a: &Limbs, b: &Limbs) -> Limbs {
-    let a0 = u128::from(a[0]);
-    let a1 = u128::from(a[1]);
-    let a2 = u128::from(a[2]);
-    let a3 = u128::from(a[3]);
-    let a4 = u128::from(a[4]);
-    let b0 = u128::from(b[0]);
-    let b1 = u128::from(b[1]);
-    let b2 = u128::from(b[2]);
-    let b3 = u128::from(b[3]);
-    let b4 = u128::from(b[4]);
+fn reduce(p: [u128; 9]) -> Limbs {
+    let [p0, p1, p2, p3, p4, p5, p6, p7, p8] = p;
     let m = 0xFFFFFFFFFFFFFu128;
     let r = 0x1000003D10u128;
-    let mut d = a0 * b3 + a1 * b2 + a2 * b1 + a3 * b0;
-    let mut c = a4 * b4;
+    let mut d = p3;
+    let mut c = p8;
     d += (c & m) * r;
     c >>= 52;
     let c64 = c as u64;
     let t3 = (d & m) as u64;
     d >>= 52;
     let d64 = d as u64;
-    d = u128::from(d64) + a0 * b4 + a1 * b3 + a2 * b2 + a3 * b1 + a4 * b0;
+    d = u128::from(d64) + p4;
     d += u128::from(c64) * r;
     let t4 = (d & m) as u64;
     d >>= 52;
     let d64 = d as u64;
     let tx = t4 >> 48;
     let t4 = t4 & ((m as u64) >> 4);
-    c = a0 * b0;
-    d = u128::from(d64) + a1 * b4 + a2 * b3 + a3 * b2 + a4 * b1;
+    c = p0;
+    d = u128::from(d64) + p5;
     let u0 = (d & m) as u64;
     d >>= 52;
     let d64 = d as u64;
@@ -65,16 +61,16 @@ fn mul(a: &Limbs, b: &Limbs) -> Limbs {
     let r0 = (c & m) as u64;
     c >>= 52;
     let c64 = c as u64;
-    c = u128::from(c64) + a0 * b1 + a1 * b0;
-    d = u128::from(d64) + a2 * b4 + a3 * b3 + a4 * b2;
+    c = u128::from(c64) + p1;
+    d = u128::from(d64) + p6;
     c += (d & m) * r;
     d >>= 52;
     let d64 = d as u64;
     let r1 = (c & m) as u64;
     c >>= 52;
     let c64 = c as u64;
-    c = u128::from(c64) + a0 * b2 + a1 * b1 + a2 * b0;
-    d = u128::from(d64) + a3 * b4 + a4 * b3;
+    c = u128::from(c64) + p2;
+    d = u128::from(d64) + p7;
     c += (d & m) * r;
     d >>= 52;
     let d64 = d as u64;
@@ -90,71 +86,47 @@ fn mul(a: &Limbs, b: &Limbs) -> Limbs {
     [r0, r1, r2, r3, r4]
 }
 
+/// `a * b` (magnitude 1 inputs and output).
 #[allow(
-    clippy::cast_possible_truncation,
-    clippy::many_single_char_names,
-    clippy::unreadable_literal,
-    clippy::similar_names,
-    reason = "libsecp256k1's 5x52 formulas, kept as written there"
+    clippy::inline_always,
+    reason = "inlined into the square-root chain; measured"
 )]
-#[allow(clippy::inline_always, reason = "inlined into the squaring loop; measured")]
+#[inline(always)]
+fn mul(a: &Limbs, b: &Limbs) -> Limbs {
+    let [a0, a1, a2, a3, a4] = a.map(u128::from);
+    let [b0, b1, b2, b3, b4] = b.map(u128::from);
+    reduce([
+        a0 * b0,
+        a0 * b1 + a1 * b0,
+        a0 * b2 + a1 * b1 + a2 * b0,
+        a0 * b3 + a1 * b2 + a2 * b1 + a3 * b0,
+        a0 * b4 + a1 * b3 + a2 * b2 + a3 * b1 + a4 * b0,
+        a1 * b4 + a2 * b3 + a3 * b2 + a4 * b1,
+        a2 * b4 + a3 * b3 + a4 * b2,
+        a3 * b4 + a4 * b3,
+        a4 * b4,
+    ])
+}
+
+/// `a^2`: the same column sums with each cross product once, doubled (15 products).
+#[allow(
+    clippy::inline_always,
+    reason = "inlined into the squaring loop; measured"
+)]
 #[inline(always)]
 fn sqr(a: &Limbs) -> Limbs {
-    let a0 = u128::from(a[0]);
-    let a1 = u128::from(a[1]);
-    let a2 = u128::from(a[2]);
-    let a3 = u128::from(a[3]);
-    let a4 = u128::from(a[4]);
-    let m = 0xFFFFFFFFFFFFFu128;
-    let r = 0x1000003D10u128;
-    let mut d = (a0 * 2) * a3 + (a1 * 2) * a2;
-    let mut c = a4 * a4;
-    d += (c & m) * r;
-    c >>= 52;
-    let c64 = c as u64;
-    let t3 = (d & m) as u64;
-    d >>= 52;
-    let d64 = d as u64;
-    d = u128::from(d64) + (a0 * 2) * a4 + (a1 * 2) * a3 + a2 * a2;
-    d += u128::from(c64) * r;
-    let t4 = (d & m) as u64;
-    d >>= 52;
-    let d64 = d as u64;
-    let tx = t4 >> 48;
-    let t4 = t4 & ((m as u64) >> 4);
-    c = a0 * a0;
-    d = u128::from(d64) + (a1 * 2) * a4 + (a2 * 2) * a3;
-    let u0 = (d & m) as u64;
-    d >>= 52;
-    let d64 = d as u64;
-    let u0 = (u0 << 4) | tx;
-    c += u128::from(u0) * u128::from((r as u64) >> 4);
-    let r0 = (c & m) as u64;
-    c >>= 52;
-    let c64 = c as u64;
-    c = u128::from(c64) + (a0 * 2) * a1;
-    d = u128::from(d64) + (a2 * 2) * a4 + a3 * a3;
-    c += (d & m) * r;
-    d >>= 52;
-    let d64 = d as u64;
-    let r1 = (c & m) as u64;
-    c >>= 52;
-    let c64 = c as u64;
-    c = u128::from(c64) + (a0 * 2) * a2 + a1 * a1;
-    d = u128::from(d64) + (a3 * 2) * a4;
-    c += (d & m) * r;
-    d >>= 52;
-    let d64 = d as u64;
-    let r2 = (c & m) as u64;
-    c >>= 52;
-    let c64 = c as u64;
-    c = u128::from(c64) + u128::from(d64) * r + u128::from(t3);
-    let r3 = (c & m) as u64;
-    c >>= 52;
-    let c64 = c as u64;
-    c = u128::from(c64) + u128::from(t4);
-    let r4 = c as u64;
-    [r0, r1, r2, r3, r4]
+    let [a0, a1, a2, a3, a4] = a.map(u128::from);
+    reduce([
+        a0 * a0,
+        (a0 * 2) * a1,
+        (a0 * 2) * a2 + a1 * a1,
+        (a0 * 2) * a3 + (a1 * 2) * a2,
+        (a0 * 2) * a4 + (a1 * 2) * a3 + a2 * a2,
+        (a1 * 2) * a4 + (a2 * 2) * a3,
+        (a2 * 2) * a4 + a3 * a3,
+        (a3 * 2) * a4,
+        a4 * a4,
+    ])
 }
 
 fn sqr_n(a: &Limbs, n: usize) -> Limbs {
