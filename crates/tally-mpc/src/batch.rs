@@ -311,3 +311,78 @@ impl Engine {
         Err(crate::BatchError::new(std::mem::take(&mut self.invalid)))
     }
 }
+
+/// The methods every batch verifier type shares; the type has two fields, `engine:
+/// Engine` and `_marker: PhantomData<..>` (the lifetime of what its pushes borrow).
+macro_rules! batch_verifier_common {
+    ($name:ident, $items:literal) => {
+        impl core::fmt::Debug for $name<'_> {
+            fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+                f.debug_struct(stringify!($name))
+                    .field("len", &self.engine.len())
+                    .field("capacity", &self.engine.capacity())
+                    .finish_non_exhaustive()
+            }
+        }
+
+        impl<'a> $name<'a> {
+            #[doc = concat!("A verifier for up to `capacity` ", $items, "; this is the only")]
+            /// allocation (about 2 KiB per entry).
+            ///
+            /// # Panics
+            ///
+            /// Like `Vec::with_capacity`, if the memory for `capacity` entries cannot be
+            /// reserved.
+            pub fn with_capacity(capacity: usize) -> Self {
+                Self {
+                    engine: $crate::batch::Engine::with_capacity(capacity),
+                    _marker: core::marker::PhantomData,
+                }
+            }
+
+            #[doc = concat!("Number of queued ", $items, ".")]
+            pub fn len(&self) -> usize {
+                self.engine.len()
+            }
+
+            /// Whether nothing is queued.
+            pub fn is_empty(&self) -> bool {
+                self.engine.len() == 0
+            }
+
+            #[doc = concat!("Most ", $items, " this verifier holds.")]
+            pub fn capacity(&self) -> usize {
+                self.engine.capacity()
+            }
+
+            #[doc = concat!("Verifies every queued entry (", $items, ") with one multiscalar")]
+            /// multiplication; allocates nothing (a failure hands the verifier's index
+            /// buffer to the error).
+            ///
+            /// # Errors
+            ///
+            /// [`crate::BatchError`] naming exactly the invalid entries (push order).
+            pub fn verify(&mut self) -> Result<(), crate::BatchError> {
+                self.engine.verify()
+            }
+
+            /// Empties the batch, keeping its memory.
+            pub fn clear(&mut self) {
+                self.engine.clear();
+            }
+
+            /// Empties the batch and returns it for borrows of another lifetime, keeping
+            /// its memory: a caller that builds its inputs per batch reuses one verifier
+            /// instead of allocating one per batch. (The verifier keeps copies of the
+            /// points and scalars it needs, not references.)
+            pub fn recycle<'b>(mut self) -> $name<'b> {
+                self.engine.clear();
+                $name {
+                    engine: self.engine,
+                    _marker: core::marker::PhantomData,
+                }
+            }
+        }
+    };
+}
+pub(crate) use batch_verifier_common;

@@ -242,42 +242,12 @@ impl PrecomputedKey {
 /// [`verify`]). All memory is reserved by [`BatchVerifier::with_capacity`].
 pub struct BatchVerifier<'a> {
     engine: Engine,
-    _keys: core::marker::PhantomData<(&'a XOnlyPublicKey, &'a [u8])>,
+    _marker: core::marker::PhantomData<(&'a XOnlyPublicKey, &'a [u8])>,
 }
 
-impl core::fmt::Debug for BatchVerifier<'_> {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("BatchVerifier")
-            .field("len", &self.engine.len())
-            .field("capacity", &self.engine.capacity())
-            .finish_non_exhaustive()
-    }
-}
+crate::batch::batch_verifier_common!(BatchVerifier, "signatures");
 
 impl<'a> BatchVerifier<'a> {
-    /// A verifier for up to `capacity` signatures; this is the only allocation (about
-    /// 2 KiB per signature).
-    ///
-    /// # Panics
-    ///
-    /// Like `Vec::with_capacity`, if the memory for `capacity` entries cannot be reserved.
-    pub fn with_capacity(capacity: usize) -> Self {
-        Self {
-            engine: Engine::with_capacity(capacity),
-            _keys: core::marker::PhantomData,
-        }
-    }
-
-    /// Number of queued signatures.
-    pub fn len(&self) -> usize {
-        self.engine.len()
-    }
-
-    /// Whether no signature is queued.
-    pub fn is_empty(&self) -> bool {
-        self.engine.len() == 0
-    }
-
     /// Queues a signature. The challenge is hashed and `r` lifted here; a signature whose
     /// `r` is not on the curve is queued as invalid and reported by [`Self::verify`].
     ///
@@ -310,20 +280,5 @@ impl<'a> BatchVerifier<'a> {
         let e_bytes = scalar_to_bytes(&e);
         self.engine
             .push(&entry, &[&key.bytes, &sig.to_bytes(), &e_bytes])
-    }
-
-    /// Verifies every queued signature with one multiscalar multiplication; allocates
-    /// nothing (a failure hands the verifier's index buffer to the error).
-    ///
-    /// # Errors
-    ///
-    /// [`crate::BatchError`] naming exactly the invalid signatures (push order).
-    pub fn verify(&mut self) -> Result<(), crate::BatchError> {
-        self.engine.verify()
-    }
-
-    /// Empties the batch, keeping its memory.
-    pub fn clear(&mut self) {
-        self.engine.clear();
     }
 }

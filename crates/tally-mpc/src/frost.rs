@@ -1009,46 +1009,12 @@ pub fn aggregate_unverified(
 /// fail, to name the cheaters.
 pub struct SignatureBatchVerifier<'a> {
     engine: Engine,
-    _keys: core::marker::PhantomData<&'a VerifyingKey>,
+    _marker: core::marker::PhantomData<&'a VerifyingKey>,
 }
 
-impl core::fmt::Debug for SignatureBatchVerifier<'_> {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("SignatureBatchVerifier")
-            .field("len", &self.engine.len())
-            .field("capacity", &self.engine.capacity())
-            .finish_non_exhaustive()
-    }
-}
+crate::batch::batch_verifier_common!(SignatureBatchVerifier, "signatures");
 
 impl<'a> SignatureBatchVerifier<'a> {
-    /// A verifier for up to `capacity` signatures; this is the only allocation.
-    ///
-    /// # Panics
-    ///
-    /// Like `Vec::with_capacity`, if the memory for `capacity` entries cannot be reserved.
-    pub fn with_capacity(capacity: usize) -> Self {
-        Self {
-            engine: Engine::with_capacity(capacity),
-            _keys: core::marker::PhantomData,
-        }
-    }
-
-    /// Number of queued signatures.
-    pub fn len(&self) -> usize {
-        self.engine.len()
-    }
-
-    /// Whether no signature is queued.
-    pub fn is_empty(&self) -> bool {
-        self.engine.len() == 0
-    }
-
-    /// Most signatures this verifier holds.
-    pub fn capacity(&self) -> usize {
-        self.engine.capacity()
-    }
-
     /// Queues a signature of `msg` under `key`; the challenge is hashed here.
     ///
     /// # Errors
@@ -1109,30 +1075,6 @@ impl<'a> SignatureBatchVerifier<'a> {
         self.engine
             .push(&entry, &[&key.bytes, &sig.to_bytes(), &scalar_to_bytes(&c)])
     }
-
-    /// Verifies every queued signature. Allocates nothing on success.
-    ///
-    /// # Errors
-    ///
-    /// [`crate::BatchError`] naming exactly the invalid signatures (push order).
-    pub fn verify(&mut self) -> Result<(), crate::BatchError> {
-        self.engine.verify()
-    }
-
-    /// Empties the batch, keeping its memory.
-    pub fn clear(&mut self) {
-        self.engine.clear();
-    }
-
-    /// Empties the batch and returns it for keys of another lifetime, keeping its memory
-    /// (it holds copies of the points, not references).
-    pub fn recycle<'b>(mut self) -> SignatureBatchVerifier<'b> {
-        self.engine.clear();
-        SignatureBatchVerifier {
-            engine: self.engine,
-            _keys: core::marker::PhantomData,
-        }
-    }
 }
 
 /// Batch verifier for FROST signature shares, from any number of sessions, in one
@@ -1140,42 +1082,12 @@ impl<'a> SignatureBatchVerifier<'a> {
 /// signer across sessions) is one base of the multiplication.
 pub struct ShareBatchVerifier<'a> {
     engine: Engine,
-    _pkgs: core::marker::PhantomData<&'a SigningPackage<'a>>,
+    _marker: core::marker::PhantomData<&'a SigningPackage<'a>>,
 }
 
-impl core::fmt::Debug for ShareBatchVerifier<'_> {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("ShareBatchVerifier")
-            .field("len", &self.engine.len())
-            .field("capacity", &self.engine.capacity())
-            .finish_non_exhaustive()
-    }
-}
+crate::batch::batch_verifier_common!(ShareBatchVerifier, "shares");
 
 impl<'a> ShareBatchVerifier<'a> {
-    /// A verifier for up to `capacity` shares; this is the only allocation (about 2 KiB
-    /// per share).
-    ///
-    /// # Panics
-    ///
-    /// Like `Vec::with_capacity`, if the memory for `capacity` entries cannot be reserved.
-    pub fn with_capacity(capacity: usize) -> Self {
-        Self {
-            engine: Engine::with_capacity(capacity),
-            _pkgs: core::marker::PhantomData,
-        }
-    }
-
-    /// Number of queued shares.
-    pub fn len(&self) -> usize {
-        self.engine.len()
-    }
-
-    /// Whether no share is queued.
-    pub fn is_empty(&self) -> bool {
-        self.engine.len() == 0
-    }
-
     /// Queues a share of `id` in the session `package`.
     ///
     /// # Errors
@@ -1261,36 +1173,5 @@ impl<'a> ShareBatchVerifier<'a> {
                 &scalar_to_bytes(&share.0),
             ],
         )
-    }
-
-    /// Verifies every queued share. Allocates nothing on success.
-    ///
-    /// # Errors
-    ///
-    /// [`crate::BatchError`] naming exactly the invalid shares (push order).
-    pub fn verify(&mut self) -> Result<(), crate::BatchError> {
-        self.engine.verify()
-    }
-
-    /// Empties the batch, keeping its memory.
-    pub fn clear(&mut self) {
-        self.engine.clear();
-    }
-
-    /// Empties the batch and returns it for packages of another lifetime, keeping its
-    /// memory: a coordinator that builds its packages per batch reuses one verifier
-    /// instead of allocating one per batch. (The verifier keeps copies of the points and
-    /// scalars it needs, not references into the packages.)
-    pub fn recycle<'b>(mut self) -> ShareBatchVerifier<'b> {
-        self.engine.clear();
-        ShareBatchVerifier {
-            engine: self.engine,
-            _pkgs: core::marker::PhantomData,
-        }
-    }
-
-    /// Most shares this verifier holds.
-    pub fn capacity(&self) -> usize {
-        self.engine.capacity()
     }
 }
