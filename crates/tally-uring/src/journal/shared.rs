@@ -65,6 +65,9 @@ struct State {
     closed: bool,
     /// Writers blocked because the inbox is full.
     space_waiters: u32,
+    /// The journal thread is waiting on `work` (so an append must wake it); while it
+    /// writes and flushes a group, appends skip the wake-up system call.
+    worker_waiting: bool,
 }
 
 struct Inner {
@@ -138,6 +141,7 @@ impl SharedJournal {
                 failed: None,
                 closed: false,
                 space_waiters: 0,
+                worker_waiting: false,
             }),
             work: Condvar::new(),
             done: Condvar::new(),
@@ -249,8 +253,11 @@ impl JournalHandle {
         st.inbox_records += 1;
         let seq = st.next_seq;
         st.next_seq += 1;
+        let wake = st.worker_waiting;
         drop(st);
-        self.inner.work.notify_one();
+        if wake {
+            self.inner.work.notify_one();
+        }
         Ok(seq)
     }
 
@@ -305,10 +312,12 @@ fn run(mut journal: Journal, inner: &Inner) -> Result<Journal, JournalError> {
         {
             let mut st = inner.lock();
             while st.inbox_records == 0 && !st.closed {
+                st.worker_waiting = true;
                 st = inner
                     .work
                     .wait(st)
                     .unwrap_or_else(std::sync::PoisonError::into_inner);
+                st.worker_waiting = false;
             }
             if st.inbox_records == 0 && st.closed {
                 return Ok(journal);
@@ -321,11 +330,13 @@ fn run(mut journal: Journal, inner: &Inner) -> Result<Journal, JournalError> {
                     if now >= deadline {
                         break;
                     }
+                    st.worker_waiting = true;
                     st = inner
                         .work
                         .wait_timeout(st, deadline - now)
                         .unwrap_or_else(std::sync::PoisonError::into_inner)
                         .0;
+                    st.worker_waiting = false;
                 }
             }
             std::mem::swap(&mut st.inbox, &mut local);
