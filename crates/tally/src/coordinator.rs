@@ -1,6 +1,10 @@
-//! The FROST coordinator: receive -> parse -> collect a session's shares -> verify the
-//! shares of every complete session in one `ShareBatchVerifier` batch across sessions ->
-//! `aggregate` (cheaters named) -> journal group commit -> reply only once durable.
+//! The FROST coordinator: receive -> parse -> collect a session's shares -> verify every
+//! complete session of a batch across sessions -> journal group commit -> reply only once
+//! durable. Verification ([`VerifyMode`]): by default the sessions' aggregate signatures
+//! in one `SignatureBatchVerifier` batch, and the shares of the sessions whose signature
+//! fails in one `ShareBatchVerifier` batch, then `aggregate` names the cheaters (RFC 9591
+//! section 5.3); or every share in the `ShareBatchVerifier` batch, sessions whose shares
+//! all pass summed without a second check (`aggregate_verified_shares`).
 //!
 //! Two shapes (`--stages`): run-to-completion on one thread, overlapping each group
 //! commit's `fdatasync` with the next batch's receive and verification
