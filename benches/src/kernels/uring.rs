@@ -141,10 +141,15 @@ fn journal_groups(iters: u64, size: usize) -> u64 {
         std::process::id()
     ));
     let _ = std::fs::remove_dir_all(&dir);
+    // One 64 MiB segment holds every group `cargo xtask bench --instructions` runs (at most
+    // about 70 x 88 KiB or 25 x 1.05 MiB); no pre-write, so a run writes only its groups
+    // (the pre-write is system calls and one memset at open, which the difference of two
+    // runs cancels anyway).
     let opts = JournalOptions::new()
-        .segment_bytes(256 << 20)
+        .segment_bytes(64 << 20)
         .group_buffer_bytes(2 << 20)
         .max_record_bytes(4096)
+        .prewrite(false)
         .direct_commit(true);
     let Ok(mut j) = Journal::open(&dir, opts) else {
         return 0;
