@@ -197,18 +197,36 @@ pub(crate) fn straus(
     g: Option<(Half, Half)>,
     s: &mut StrausScratch<'_>,
 ) -> Option<Jacobian> {
-    let beta = consts().beta;
     let nb = bases.len();
     let jac = s.jac.get_mut(..nb * STRAUS_TABLE)?;
-    for (chunk, b) in jac.chunks_exact_mut(STRAUS_TABLE).zip(bases) {
-        fill_odd_multiples(&b.p, chunk);
-    }
+    fill_tables(bases, jac);
     let tables = s.tables.get_mut(..nb * STRAUS_TABLE)?;
     if !batch_normalize(jac, s.prefix.get_mut(..nb * STRAUS_TABLE)?, tables) {
         return None;
     }
-    let tables: &[Affine] = tables;
-    let wnafs = s.wnafs.get_mut(..2 * nb)?;
+    straus_with_tables(bases, tables, g, s.wnafs)
+}
+
+/// The Jacobian odd multiples `P, 3P, ..., 15P` of every base, [`STRAUS_TABLE`] per base,
+/// into `jac` (to be normalised, possibly together with other calls' tables).
+pub(crate) fn fill_tables(bases: &[Base], jac: &mut [Jacobian]) {
+    for (chunk, b) in jac.chunks_exact_mut(STRAUS_TABLE).zip(bases) {
+        fill_odd_multiples(&b.p, chunk);
+    }
+}
+
+/// [`straus`] with the bases' tables already built and normalised (`tables`, as
+/// [`fill_tables`] lays them out); `wnafs` holds two per base.
+pub(crate) fn straus_with_tables(
+    bases: &[Base],
+    tables: &[Affine],
+    g: Option<(Half, Half)>,
+    wnafs: &mut [[i16; WNAF_LEN]],
+) -> Option<Jacobian> {
+    let beta = consts().beta;
+    let nb = bases.len();
+    let tables = tables.get(..nb * STRAUS_TABLE)?;
+    let wnafs = wnafs.get_mut(..2 * nb)?;
     let mut top = 0;
     for (pair, b) in wnafs.chunks_exact_mut(2).zip(bases) {
         if let [w1, w2] = pair {

@@ -502,3 +502,81 @@ fn precomputed_shares_and_keys_agree_with_plain_ones() {
         expected_sigs.as_slice()
     );
 }
+
+/// `bind_packages` gives every package the same binding factors, group commitment and
+/// `c * lambda_i` as binding it alone, leaves already bound packages alone, and the shares
+/// and signatures check the same afterwards.
+#[test]
+fn bind_packages_matches_binding_one_by_one() {
+    let mut rng = StdRng::seed_from_u64(0xb1d);
+    let sessions: Vec<Session> = (0..40).map(|i| session(&mut rng, i % 4 == 3)).collect();
+    // One key per batch call: group the sessions by key (each random session has its own
+    // key, so bind each key's packages together, plus one call over mixed keys).
+    let together: Vec<SigningPackage<'_>> = sessions
+        .iter()
+        .map(|s| SigningPackage::new(&s.msg, &s.commitments).unwrap())
+        .collect();
+    let alone: Vec<SigningPackage<'_>> = sessions
+        .iter()
+        .map(|s| SigningPackage::with_key(&s.msg, &s.commitments, &s.vk).unwrap())
+        .collect();
+    // Bind the first package alone first: bind_packages must leave it bound as it was.
+    together[0].group_commitment(&sessions[0].vk).unwrap();
+    for (s, p) in sessions.iter().zip(&together) {
+        frost::bind_packages(&[p, &together[0]], &s.vk);
+    }
+    // A call over many packages with one key binds all whose key it is (the others are
+    // bound to their own keys already and are left alone).
+    let refs: Vec<&SigningPackage<'_>> = together.iter().collect();
+    frost::bind_packages(&refs, &sessions[1].vk);
+    for ((s, t), a) in sessions.iter().zip(&together).zip(&alone) {
+        assert_eq!(
+            t.group_commitment(&s.vk).unwrap(),
+            a.group_commitment(&s.vk).unwrap()
+        );
+        for (id, share, vs, ok) in &s.shares {
+            assert_eq!(
+                t.binding_factor(&s.vk, *id).unwrap(),
+                a.binding_factor(&s.vk, *id).unwrap()
+            );
+            assert_eq!(
+                t.challenge_lambda(&s.vk, *id).unwrap(),
+                a.challenge_lambda(&s.vk, *id).unwrap()
+            );
+            assert_eq!(
+                frost::verify_signature_share(t, &s.vk, *id, vs, share).is_ok(),
+                *ok
+            );
+        }
+    }
+    // Many packages under one key in one call.
+    let (_, pubkeys) =
+        zf::keys::generate_with_dealer(5, 3, zf::keys::IdentifierList::Default, &mut rng).unwrap();
+    let vk = VerifyingKey::from_bytes(
+        &pubkeys
+            .verifying_key()
+            .serialize()
+            .unwrap()
+            .try_into()
+            .unwrap(),
+    )
+    .unwrap();
+    let pkgs: Vec<SigningPackage<'_>> = sessions
+        .iter()
+        .map(|s| SigningPackage::new(&s.msg, &s.commitments).unwrap())
+        .collect();
+    let refs: Vec<&SigningPackage<'_>> = pkgs.iter().collect();
+    frost::bind_packages(&refs, &vk);
+    for (s, p) in sessions.iter().zip(&pkgs) {
+        let single = SigningPackage::with_key(&s.msg, &s.commitments, &vk).unwrap();
+        assert_eq!(
+            p.group_commitment(&vk).unwrap(),
+            single.group_commitment(&vk).unwrap()
+        );
+        let id = s.commitments[0].0;
+        assert_eq!(
+            p.challenge_lambda(&vk, id).unwrap(),
+            single.challenge_lambda(&vk, id).unwrap()
+        );
+    }
+}
