@@ -502,7 +502,8 @@ pub const COORD_SESSIONS: usize = 32;
 
 /// The coordinator's crypto for one batch of [`COORD_SESSIONS`] 3-of-5 sessions, from the
 /// wire's bytes to the signatures, as `tally pipeline` does it: decode the commitments
-/// and shares, build the packages, then either (`signatures`) sum each session's shares
+/// and shares, build the packages and bind them to the key together (`bind_packages`),
+/// then either (`signatures`) sum each session's shares
 /// and verify the 32 aggregates in one `SignatureBatchVerifier` batch against the
 /// precomputed group key, or (`shares`) verify the 96 shares in one `ShareBatchVerifier`
 /// batch and sum them without a second check. Per iteration: one batch; divide by 32
@@ -551,6 +552,8 @@ pub fn frost_coord(sessions: &[FrostSession], signatures: bool, iters: u64) -> u
             .zip(&decoded)
             .map(|(s, (c, _))| frost::SigningPackage::new(&s.msg, c).unwrap())
             .collect();
+        let refs: Vec<&frost::SigningPackage<'_>> = pkgs.iter().collect();
+        frost::bind_packages(&refs, &vk);
         if signatures {
             let mut sigs = sig_batch.recycle();
             let mut out = Vec::with_capacity(pkgs.len());

@@ -23,7 +23,8 @@ use tally_core_types::SpscRing;
 use tally_mpc::frost::{
     Identifier, PrecomputedVerifyingKey, PrecomputedVerifyingShare, ShareBatchVerifier,
     SignatureBatchVerifier, SignatureShare, SigningCommitments, SigningPackage, VerifyingKey,
-    VerifyingShare, aggregate, aggregate_unverified, aggregate_verified_shares, verify_key_shares,
+    VerifyingShare, aggregate, aggregate_unverified, aggregate_verified_shares, bind_packages,
+    verify_key_shares,
 };
 use tally_uring::{Journal, JournalError, JournalOptions};
 
@@ -410,6 +411,9 @@ impl<N: Net> Front<N> {
                     .ok()
             })
             .collect();
+        // Bind every package to the key at once (shared field inversions).
+        let refs: Vec<&SigningPackage<'_>> = pkgs.iter().flatten().collect();
+        bind_packages(&refs, key);
         // Sessions settled by their signature (signature mode); the others' shares go into
         // the share batch.
         let mut settled = vec![false; ready.len()];
