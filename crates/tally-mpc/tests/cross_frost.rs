@@ -27,6 +27,11 @@ struct Session {
     zf_sig: Option<Vec<u8>>,
 }
 
+fn vk_of(p: &zf::keys::PublicKeyPackage) -> VerifyingKey {
+    let bytes: [u8; 33] = p.verifying_key().serialize().unwrap().try_into().unwrap();
+    VerifyingKey::from_bytes(&bytes).unwrap()
+}
+
 fn id_of(id: &zf::Identifier) -> Identifier {
     Identifier::from_bytes(&id.serialize().try_into().unwrap()).unwrap()
 }
@@ -119,6 +124,39 @@ fn session(rng: &mut StdRng, tamper: bool) -> Session {
     }
 }
 
+impl Session {
+    /// A fresh package for this session.
+    fn package(&self) -> SigningPackage<'_> {
+        SigningPackage::new(&self.msg, &self.commitments).unwrap()
+    }
+
+    /// `(id, share, verifying share)` for `aggregate`.
+    fn plain_shares(&self) -> Vec<(Identifier, SignatureShare, VerifyingShare)> {
+        self.shares
+            .iter()
+            .map(|(id, sh, vs, _)| (*id, *sh, *vs))
+            .collect()
+    }
+
+    /// Indices of the shares frost-secp256k1 rejects.
+    fn invalid_indices(&self) -> Vec<usize> {
+        self.shares
+            .iter()
+            .enumerate()
+            .filter(|(_, x)| !x.3)
+            .map(|(i, _)| i)
+            .collect()
+    }
+}
+
+/// A batch result names exactly `want` (passes when `want` is empty).
+fn assert_names(result: Result<(), tally_mpc::BatchError>, want: &[usize]) {
+    match result {
+        Ok(()) => assert!(want.is_empty(), "batch passed, expected {want:?} invalid"),
+        Err(e) => assert_eq!(e.invalid(), want),
+    }
+}
+
 /// About 3.3 shares per session: over 10,000 share cases.
 const SESSIONS: usize = 3_000;
 
@@ -128,10 +166,7 @@ fn agrees_with_frost_secp256k1_on_random_sessions() {
     let sessions: Vec<Session> = (0..SESSIONS)
         .map(|i| session(&mut rng, i % 3 == 1))
         .collect();
-    let pkgs: Vec<SigningPackage<'_>> = sessions
-        .iter()
-        .map(|s| SigningPackage::new(&s.msg, &s.commitments).unwrap())
-        .collect();
+    let pkgs: Vec<SigningPackage<'_>> = sessions.iter().map(Session::package).collect();
     let mut checked = 0;
     for (s, pkg) in sessions.iter().zip(&pkgs) {
         for (id, share, vs, ok) in &s.shares {
@@ -141,11 +176,7 @@ fn agrees_with_frost_secp256k1_on_random_sessions() {
             );
             checked += 1;
         }
-        let ours: Vec<_> = s
-            .shares
-            .iter()
-            .map(|(id, sh, vs, _)| (*id, *sh, *vs))
-            .collect();
+        let ours = s.plain_shares();
         match (frost::aggregate(pkg, &s.vk, &ours), &s.zf_sig) {
             (Ok(sig), Some(zf_sig)) => {
                 assert_eq!(sig.to_bytes().to_vec(), *zf_sig);
@@ -182,17 +213,7 @@ fn agrees_with_frost_secp256k1_on_random_sessions() {
         for (id, share, vs, _) in &s.shares {
             b.push(pkg, &s.vk, *id, vs, share).unwrap();
         }
-        let exp: Vec<usize> = s
-            .shares
-            .iter()
-            .enumerate()
-            .filter(|(_, x)| !x.3)
-            .map(|(i, _)| i)
-            .collect();
-        match b.verify() {
-            Ok(()) => assert!(exp.is_empty()),
-            Err(e) => assert_eq!(e.invalid(), exp.as_slice()),
-        }
+        assert_names(b.verify(), &s.invalid_indices());
     }
 }
 
@@ -204,10 +225,7 @@ fn agrees_with_frost_secp256k1_on_random_sessions() {
 fn verified_shares_aggregate_without_reverification() {
     let mut rng = StdRng::seed_from_u64(0xa66);
     let sessions: Vec<Session> = (0..200).map(|i| session(&mut rng, i % 4 == 1)).collect();
-    let pkgs: Vec<SigningPackage<'_>> = sessions
-        .iter()
-        .map(|s| SigningPackage::new(&s.msg, &s.commitments).unwrap())
-        .collect();
+    let pkgs: Vec<SigningPackage<'_>> = sessions.iter().map(Session::package).collect();
     let total: usize = sessions.iter().map(|s| s.shares.len()).sum();
     let mut batch = ShareBatchVerifier::with_capacity(total);
     let mut owner = Vec::new();
@@ -227,11 +245,7 @@ fn verified_shares_aggregate_without_reverification() {
             .collect();
         let expected: Vec<Identifier> = s.shares.iter().filter(|x| !x.3).map(|x| x.0).collect();
         assert_eq!(named, expected, "batch culprits of session {si}");
-        let ours: Vec<_> = s
-            .shares
-            .iter()
-            .map(|(id, sh, vs, _)| (*id, *sh, *vs))
-            .collect();
+        let ours = s.plain_shares();
         if named.is_empty() {
             let vs: Vec<_> = s.shares.iter().map(|(id, _, vs, _)| (*id, *vs)).collect();
             frost::verify_key_shares(&s.vk, vs.len(), &vs).unwrap();
@@ -283,24 +297,8 @@ fn key_shares_are_checked_against_the_key() {
                 })
                 .collect()
         };
-        let vk = VerifyingKey::from_bytes(
-            &pubkeys
-                .verifying_key()
-                .serialize()
-                .unwrap()
-                .try_into()
-                .unwrap(),
-        )
-        .unwrap();
-        let other_vk = VerifyingKey::from_bytes(
-            &other
-                .verifying_key()
-                .serialize()
-                .unwrap()
-                .try_into()
-                .unwrap(),
-        )
-        .unwrap();
+        let vk = vk_of(&pubkeys);
+        let other_vk = vk_of(&other);
         let shares = conv(&pubkeys);
         let min = usize::from(min);
         frost::verify_key_shares(&vk, min, &shares).unwrap();
@@ -339,19 +337,12 @@ fn key_shares_are_checked_against_the_key() {
 fn signature_batches_name_exactly_the_bad_signatures() {
     let mut rng = StdRng::seed_from_u64(0x51b);
     let sessions: Vec<Session> = (0..150).map(|i| session(&mut rng, i % 5 == 2)).collect();
-    let pkgs: Vec<SigningPackage<'_>> = sessions
-        .iter()
-        .map(|s| SigningPackage::new(&s.msg, &s.commitments).unwrap())
-        .collect();
+    let pkgs: Vec<SigningPackage<'_>> = sessions.iter().map(Session::package).collect();
     let sigs: Vec<frost::Signature> = sessions
         .iter()
         .zip(&pkgs)
         .map(|(s, pkg)| {
-            let ours: Vec<_> = s
-                .shares
-                .iter()
-                .map(|(id, sh, vs, _)| (*id, *sh, *vs))
-                .collect();
+            let ours = s.plain_shares();
             frost::aggregate_unverified(pkg, &s.vk, &ours).unwrap()
         })
         .collect();
@@ -407,10 +398,7 @@ fn signature_batches_name_exactly_the_bad_signatures() {
 fn precomputed_shares_and_keys_agree_with_plain_ones() {
     let mut rng = StdRng::seed_from_u64(0x9c0);
     let sessions: Vec<Session> = (0..24).map(|i| session(&mut rng, i % 3 == 0)).collect();
-    let pkgs: Vec<SigningPackage<'_>> = sessions
-        .iter()
-        .map(|s| SigningPackage::new(&s.msg, &s.commitments).unwrap())
-        .collect();
+    let pkgs: Vec<SigningPackage<'_>> = sessions.iter().map(Session::package).collect();
     let pre_keys: Vec<frost::PrecomputedVerifyingKey> = sessions
         .iter()
         .map(|s| frost::PrecomputedVerifyingKey::new(&s.vk))
@@ -441,11 +429,7 @@ fn precomputed_shares_and_keys_agree_with_plain_ones() {
             }
             k += 1;
         }
-        let ours: Vec<_> = s
-            .shares
-            .iter()
-            .map(|(id, sh, vs, _)| (*id, *sh, *vs))
-            .collect();
+        let ours = s.plain_shares();
         let sig = frost::aggregate_unverified(pkg, &s.vk, &ours).unwrap();
         let ok = frost::verify(&s.vk, &s.msg, &sig).is_ok();
         assert_eq!(pre_keys[si].verify(&s.msg, &sig).is_ok(), ok);
@@ -481,17 +465,7 @@ fn precomputed_shares_and_keys_agree_with_plain_ones() {
         for ((id, share, _, _), pre) in s.shares.iter().zip(&pre_shares[si]) {
             one.push_precomputed(pkg, &s.vk, *id, pre, share).unwrap();
         }
-        let want: Vec<usize> = s
-            .shares
-            .iter()
-            .enumerate()
-            .filter(|(_, x)| !x.3)
-            .map(|(i, _)| i)
-            .collect();
-        match one.verify() {
-            Ok(()) => assert!(want.is_empty()),
-            Err(e) => assert_eq!(e.invalid(), want.as_slice()),
-        }
+        assert_names(one.verify(), &s.invalid_indices());
     }
     assert_eq!(
         shares.verify().unwrap_err().invalid(),
@@ -512,10 +486,7 @@ fn bind_packages_matches_binding_one_by_one() {
     let sessions: Vec<Session> = (0..40).map(|i| session(&mut rng, i % 4 == 3)).collect();
     // One key per batch call: group the sessions by key (each random session has its own
     // key, so bind each key's packages together, plus one call over mixed keys).
-    let together: Vec<SigningPackage<'_>> = sessions
-        .iter()
-        .map(|s| SigningPackage::new(&s.msg, &s.commitments).unwrap())
-        .collect();
+    let together: Vec<SigningPackage<'_>> = sessions.iter().map(Session::package).collect();
     let alone: Vec<SigningPackage<'_>> = sessions
         .iter()
         .map(|s| SigningPackage::with_key(&s.msg, &s.commitments, &s.vk).unwrap())
@@ -552,19 +523,8 @@ fn bind_packages_matches_binding_one_by_one() {
     // Many packages under one key in one call.
     let (_, pubkeys) =
         zf::keys::generate_with_dealer(5, 3, zf::keys::IdentifierList::Default, &mut rng).unwrap();
-    let vk = VerifyingKey::from_bytes(
-        &pubkeys
-            .verifying_key()
-            .serialize()
-            .unwrap()
-            .try_into()
-            .unwrap(),
-    )
-    .unwrap();
-    let pkgs: Vec<SigningPackage<'_>> = sessions
-        .iter()
-        .map(|s| SigningPackage::new(&s.msg, &s.commitments).unwrap())
-        .collect();
+    let vk = vk_of(&pubkeys);
+    let pkgs: Vec<SigningPackage<'_>> = sessions.iter().map(Session::package).collect();
     let refs: Vec<&SigningPackage<'_>> = pkgs.iter().collect();
     frost::bind_packages(&refs, &vk);
     for (s, p) in sessions.iter().zip(&pkgs) {
