@@ -293,7 +293,7 @@ impl RunReport {
         if self.mode == "tally" {
             let _ = writeln!(
                 s,
-                "  coordinator time:     verify+aggregate {:.3} ms per batch, waiting for fdatasync {:.3} ms per commit",
+                "  coordinator time:     verify+aggregate {:.3} ms per batch, blocked on journal commits {:.3} ms per commit",
                 if c.batch_sessions.is_empty() {
                     0.0
                 } else {
