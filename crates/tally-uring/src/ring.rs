@@ -368,6 +368,12 @@ impl Slot {
     const fn busy(&self) -> bool {
         self.generation & 1 == 1
     }
+
+    /// Whether a completion of `kind` with the `more` flag leaves this slot in use
+    /// (multishot operations, and a send-zc result awaiting its notification).
+    fn busy_after_more(&self, kind: OpKind) -> bool {
+        self.multishot || kind == OpKind::SendZc
+    }
 }
 
 /// The in-flight operations: a fixed array of slots with an intrusive free list.
@@ -425,76 +431,182 @@ impl Slab {
         in_flight: &mut u32,
         pool: &mut Option<Registered>,
     ) {
+        *in_flight -= 1;
+        Self::free_kept(slot, idx, free_head, pool);
+    }
+
+    /// Frees a busy slot, leaving the in-flight count to the caller (a drain adjusts it
+    /// once per batch).
+    #[inline(always)]
+    fn free_kept(slot: &mut Slot, idx: u32, free_head: &mut u32, pool: &mut Option<Registered>) {
         slot.generation = slot.generation.wrapping_add(1);
         slot.next_free = *free_head;
         *free_head = idx;
-        *in_flight -= 1;
         if slot.extra {
-            let (lo, hi) = (slot.frame_lo, slot.frame_hi);
-            slot.frame_lo = 0;
-            slot.frame_hi = 0;
-            slot.multishot = false;
-            slot.extra = false;
-            release_frames(pool, lo, hi);
+            Self::undo_extra(slot, pool);
         }
     }
 
-    /// Converts one CQE into a typed completion and updates the slab (the caller counts
-    /// `completed` once per batch). `None` for a `user_data` this ring does not know.
+    /// Releases the frames and the multishot flag of a slot being freed.
+    #[cold]
+    #[inline(never)]
+    fn undo_extra(slot: &mut Slot, pool: &mut Option<Registered>) {
+        let (lo, hi) = (slot.frame_lo, slot.frame_hi);
+        slot.frame_lo = 0;
+        slot.frame_hi = 0;
+        slot.multishot = false;
+        slot.extra = false;
+        release_frames(pool, lo, hi);
+    }
+
+    /// Converts every CQE of `cqes` into a typed completion handed to `f`, and updates the
+    /// slab. The caller finishes with [`Slab::settle`].
+    ///
+    /// The fast path (a single-shot completion with result 0 and no flags of an operation
+    /// without pool frames, such as a NOP, an fsync or a timeout) runs in a tight loop
+    /// with no call and no counter: the free-list head stays in a register and is written
+    /// back once, and how many CQEs were consumed is the caller's count. At the first CQE
+    /// that needs more (foreign `user_data`, flags, an error, bytes, frames to release),
+    /// the rest of the batch goes to [`Slab::complete_general`], out of line.
     #[inline(always)]
     #[allow(
         clippy::cast_possible_truncation,
-        reason = "user_data is generation << 32 | slot index: the halves are u32 by construction"
+        clippy::cast_sign_loss,
+        reason = "user_data is generation << 32 | slot index: the halves are u32 by construction; the result's bits are only tested for zero"
     )]
-    fn complete(
-        &mut self,
+    fn complete_all<I: Iterator<Item = cqueue::Entry>>(
+        slots: &mut [Slot],
+        t: &mut Tally,
+        mut cqes: I,
         pool: &mut Option<Registered>,
         provided: &mut Option<BufRing>,
-        stats: &RingStats,
-        ud: u64,
-        res: i32,
-        flags: u32,
-    ) -> Option<Completion> {
-        let idx = ud as u32;
-        let generation = (ud >> 32) as u32;
-        let Self {
-            slots,
-            free_head,
-            in_flight,
-            ..
-        } = self;
-        // A free slot has an even generation, a `user_data` always an odd one.
-        let slot = slots
-            .get_mut(idx as usize)
-            .filter(|s| s.generation == generation)?;
-        let (kind, tag) = (slot.kind, slot.tag);
-        if res < 0 {
-            stats.errors.incr();
-        }
-        if flags == 0 {
-            // Single-shot completion with no buffer: the common case.
-            if res > 0 && kind.moves_bytes() {
-                stats.bytes.add(u64::from(res.unsigned_abs()));
+        f: &mut impl FnMut(Completion),
+    ) -> I {
+        let mut free_head = t.free_head;
+        let mut pending = None;
+        for cqe in &mut cqes {
+            let ud = cqe.user_data();
+            let idx = ud as u32;
+            let generation = (ud >> 32) as u32;
+            // A free slot has an even generation, a `user_data` always an odd one, so a
+            // stale or foreign completion never matches.
+            let Some(slot) = slots
+                .get_mut(idx as usize)
+                .filter(|s| s.generation == generation && !s.extra)
+            else {
+                pending = Some(cqe);
+                break;
+            };
+            if (cqe.flags() | cqe.result() as u32) != 0 {
+                pending = Some(cqe);
+                break;
             }
-            Self::free(slot, idx, free_head, in_flight, pool);
-            return Some(Completion {
+            let (kind, tag) = (slot.kind, slot.tag);
+            slot.generation = generation.wrapping_add(1);
+            slot.next_free = free_head;
+            free_head = idx;
+            f(Completion {
                 op: OpId(ud),
                 tag,
                 kind,
-                raw_result: res,
+                raw_result: 0,
                 more: false,
                 buffer: None,
             });
         }
-        let multishot = slot.multishot;
+        t.free_head = free_head;
+        match pending {
+            Some(first) => Self::complete_general(slots, t, first, cqes, pool, provided, f),
+            None => cqes,
+        }
+    }
+
+    /// [`Slab::complete_all`] for any CQE: errors, bytes, flags, frames, foreign
+    /// `user_data`.
+    #[inline(never)]
+    #[allow(
+        clippy::cast_possible_truncation,
+        reason = "user_data is generation << 32 | slot index: the halves are u32 by construction"
+    )]
+    fn complete_general<I: Iterator<Item = cqueue::Entry>>(
+        slots: &mut [Slot],
+        t: &mut Tally,
+        first: cqueue::Entry,
+        mut cqes: I,
+        pool: &mut Option<Registered>,
+        provided: &mut Option<BufRing>,
+        f: &mut impl FnMut(Completion),
+    ) -> I {
+        t.general = true;
+        for cqe in std::iter::once(first).chain(&mut cqes) {
+            let ud = cqe.user_data();
+            let idx = ud as u32;
+            let generation = (ud >> 32) as u32;
+            let Some(slot) = slots
+                .get_mut(idx as usize)
+                .filter(|s| s.generation == generation)
+            else {
+                t.foreign += 1;
+                continue;
+            };
+            let c = Self::complete_slow(slot, t, provided, ud, cqe.result(), cqe.flags());
+            if c.more && slot.busy_after_more(c.kind) {
+                t.kept += 1;
+            } else {
+                Self::free_kept(slot, idx, &mut t.free_head, pool);
+            }
+            f(c);
+        }
+        cqes
+    }
+
+    /// Writes a drain's totals back: `consumed` CQEs were read. Returns how many
+    /// completions were delivered.
+    #[inline(always)]
+    #[allow(
+        clippy::cast_possible_truncation,
+        reason = "consumed <= the CQ size, a u32"
+    )]
+    fn settle(&mut self, t: &Tally, consumed: usize, stats: &RingStats) -> usize {
+        self.free_head = t.free_head;
+        stats.completed.add(consumed as u64);
+        if !t.general {
+            // Every CQE took the fast path: delivered, slot freed, nothing else to count.
+            self.in_flight = self.in_flight.wrapping_sub(consumed as u32);
+            return consumed;
+        }
+        // Every consumed CQE is foreign or delivered; every delivered one freed its slot
+        // unless it was kept (multishot, send-zc awaiting its notification).
+        let delivered = consumed.saturating_sub(t.foreign as usize);
+        let freed = u32::try_from(delivered.saturating_sub(t.kept)).unwrap_or(u32::MAX);
+        self.in_flight = self.in_flight.saturating_sub(freed);
+        if t.errors != 0 {
+            stats.errors.add(t.errors);
+        }
+        if t.bytes != 0 {
+            stats.bytes.add(t.bytes);
+        }
+        delivered
+    }
+
+    /// Builds a completion of any kind and counts its errors and bytes.
+    #[inline(always)]
+    fn complete_slow(
+        slot: &Slot,
+        t: &mut Tally,
+        provided: &mut Option<BufRing>,
+        ud: u64,
+        res: i32,
+        flags: u32,
+    ) -> Completion {
         let more = cqueue::more(flags);
-        let kind = if kind == OpKind::SendZc && cqueue::notif(flags) {
+        let kind = if slot.kind == OpKind::SendZc && cqueue::notif(flags) {
             OpKind::SendZcNotif
         } else {
-            kind
+            slot.kind
         };
-        if res > 0 && kind.moves_bytes() {
-            stats.bytes.add(u64::from(res.unsigned_abs()));
+        if res != 0 {
+            t.result(kind, res);
         }
         let buffer = cqueue::buffer_select(flags);
         if let (Some(bid), Some(br)) = (buffer, provided.as_mut())
@@ -502,18 +614,39 @@ impl Slab {
         {
             *w |= 1 << (bid & 63);
         }
-        let keep = more && (multishot || kind == OpKind::SendZc);
-        if !keep {
-            Self::free(slot, idx, free_head, in_flight, pool);
-        }
-        Some(Completion {
+        Completion {
             op: OpId(ud),
-            tag,
+            tag: slot.tag,
             kind,
             raw_result: res,
             more,
             buffer,
-        })
+        }
+    }
+}
+
+/// A drain's running totals, written back to the slab and the stats once per batch.
+#[derive(Default)]
+struct Tally {
+    free_head: u32,
+    /// Some CQE went through [`Slab::complete_general`]: the counts below apply.
+    general: bool,
+    /// Delivered completions whose slot stays busy.
+    kept: usize,
+    errors: u64,
+    bytes: u64,
+    foreign: u64,
+}
+
+impl Tally {
+    /// Counts a non-zero result: an error, or bytes moved by a data operation.
+    #[inline(always)]
+    fn result(&mut self, kind: OpKind, res: i32) {
+        if res < 0 {
+            self.errors += 1;
+        } else if kind.moves_bytes() {
+            self.bytes += u64::from(res.unsigned_abs());
+        }
     }
 }
 
@@ -1472,27 +1605,19 @@ impl Ring {
                 stats,
                 ..
             } = self;
-            let mut cq = uring.completion();
+            let cq = uring.completion();
             let dropped = cq.overflow();
-            let before = n;
-            for cqe in &mut cq {
-                if let Some(c) = slab.complete(
-                    pool,
-                    provided,
-                    stats,
-                    cqe.user_data(),
-                    cqe.result(),
-                    cqe.flags(),
-                ) {
-                    f(c);
-                    n += 1;
-                } else {
-                    // Not ours (never expected): counted, not delivered.
-                    stats.completed.incr();
-                }
-            }
+            let mut t = Tally {
+                free_head: slab.free_head,
+                ..Tally::default()
+            };
+            let ready = cq.len();
+            // The queue goes in and comes back by value (two registers), so that its head
+            // stays in a register through the loop.
+            let cq = Slab::complete_all(&mut slab.slots, &mut t, cq, pool, provided, &mut f);
+            let consumed = ready - cq.len();
             drop(cq);
-            self.stats.completed.add((n - before) as u64);
+            n += slab.settle(&t, consumed, stats);
             if dropped != self.last_dropped {
                 return Err(self.completions_lost(dropped));
             }
@@ -1541,26 +1666,24 @@ impl Ring {
             } = self;
             let mut cq = uring.completion();
             let dropped = cq.overflow();
-            let before = n;
-            while n < max {
-                let Some(cqe) = cq.next() else { break };
-                if let Some(c) = slab.complete(
-                    pool,
-                    provided,
-                    stats,
-                    cqe.user_data(),
-                    cqe.result(),
-                    cqe.flags(),
-                ) {
-                    f(c);
-                    n += 1;
-                } else {
-                    stats.completed.incr();
-                }
-            }
+            let mut t = Tally {
+                free_head: slab.free_head,
+                ..Tally::default()
+            };
+            let ready = cq.len();
+            // What is left of the `take` adapter is not needed: `cq` itself advanced.
+            let _rest = Slab::complete_all(
+                &mut slab.slots,
+                &mut t,
+                cq.by_ref().take(max - n),
+                pool,
+                provided,
+                f,
+            );
+            let consumed = ready - cq.len();
+            n += slab.settle(&t, consumed, stats);
             let more_ready = !cq.is_empty();
             drop(cq);
-            self.stats.completed.add((n - before) as u64);
             if dropped != self.last_dropped {
                 return Err(self.completions_lost(dropped));
             }

@@ -583,3 +583,94 @@ fn seccomp_deny_io_uring_setup() {
     println!("CHILD-OK: seccomp test only on x86_64");
     std::process::exit(0);
 }
+
+/// One batch mixing completions the drain's fast path takes (NOPs) with ones it hands to
+/// the general path (an error, reads moving bytes and releasing frames), consumed by
+/// `drain` and by `reap` into arrays smaller than the batch: every tag arrives once, the
+/// stats count exactly the errors and bytes, and the free list is intact afterwards (the
+/// slab takes exactly its capacity again).
+#[test]
+fn mixed_batch_fast_and_general_paths_keep_the_slab_consistent() {
+    let Some(mut r) = ring(RingOptions::new(64).max_in_flight(32)) else {
+        return;
+    };
+    r.register_frame_pool(FramePool::new(FramePoolOptions::new(4096, 8).populate(true)).unwrap())
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut file = std::fs::File::create_new(dir.path().join("m")).unwrap();
+    file.write_all(&[7u8; 4 * 4096]).unwrap();
+    let t = Target::from(&file);
+    for use_reap in [false, true] {
+        let before = r.stats().snapshot();
+        let mut expected = Vec::new();
+        for i in 0..24u64 {
+            match i % 6 {
+                // An error in the middle of NOPs: `Target::Fd(-1)` fails with EBADF.
+                2 => {
+                    let frame = 4 + (i / 6) as usize;
+                    r.read_fixed(Target::Fd(-1), PoolRange::new(frame * 4096, 4096), 0, i)
+                        .unwrap();
+                }
+                4 => {
+                    let frame = (i / 6) as usize;
+                    r.read_fixed(t, PoolRange::new(frame * 4096, 4096), 0, i)
+                        .unwrap();
+                }
+                _ => {
+                    r.nop(i).unwrap();
+                }
+            }
+            expected.push(i);
+        }
+        r.submit_and_wait(24).unwrap();
+        let mut got = Vec::new();
+        let mut rounds = 0;
+        while got.len() < 24 && rounds < 1000 {
+            rounds += 1;
+            if use_reap {
+                let mut out = [Completion::default(); 5];
+                let n = r.reap(&mut out).unwrap();
+                got.extend_from_slice(&out[..n]);
+            } else {
+                r.drain(|c| got.push(c)).unwrap();
+            }
+            if got.len() < 24 {
+                r.submit_and_wait(1).unwrap();
+            }
+        }
+        let mut tags: Vec<u64> = got.iter().map(|c| c.tag).collect();
+        tags.sort_unstable();
+        assert_eq!(tags, expected);
+        for c in &got {
+            match c.tag % 6 {
+                2 => assert_eq!(c.result(), Err(tally_uring::Errno(libc::EBADF))),
+                4 => assert_eq!((c.kind, c.result()), (OpKind::ReadFixed, Ok(4096))),
+                _ => assert_eq!((c.kind, c.result()), (OpKind::Nop, Ok(0))),
+            }
+        }
+        let d = r.stats().snapshot().delta(&before);
+        assert_eq!((d.completed, d.errors, d.bytes), (24, 4, 4 * 4096));
+        assert_eq!(r.in_flight(), 0);
+        // Every frame is idle again and the free list holds exactly 32 slots.
+        assert_eq!(
+            r.pool_bytes(PoolRange::new(0, 8 * 4096)).unwrap().len(),
+            8 * 4096
+        );
+        for i in 0..32 {
+            r.nop(1000 + i).unwrap();
+        }
+        assert!(matches!(
+            r.nop(2000),
+            Err(RingError::InFlightFull { capacity: 32 })
+        ));
+        r.submit_and_wait(32).unwrap();
+        let mut n = 0;
+        while n < 32 {
+            n += r.drain(|_| {}).unwrap();
+            if n < 32 {
+                r.submit_and_wait(1).unwrap();
+            }
+        }
+        assert_eq!(r.in_flight(), 0);
+    }
+}
