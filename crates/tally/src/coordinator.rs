@@ -351,6 +351,26 @@ impl<N: Net> Front<N> {
         })
     }
 
+    /// Receives until `max_batch` sessions are ready or the socket is drained (waiting up
+    /// to `wait` for the first datagram, reading at most `4 * max_batch` calls' worth),
+    /// then verifies the ready sessions into `outcomes`. Returns the datagrams received.
+    fn receive_and_verify(
+        &mut self,
+        wait: Option<Duration>,
+        max_batch: usize,
+    ) -> Result<usize, CoordError> {
+        let mut got = 0;
+        loop {
+            let n = self.receive(64, if got == 0 { wait } else { None })?;
+            got += n;
+            if n == 0 || self.ready.len() >= max_batch || got >= 4 * max_batch {
+                break;
+            }
+        }
+        self.verify_ready();
+        Ok(got)
+    }
+
     /// Receives up to `max` datagrams (waiting up to `wait` for the first); complete
     /// sessions move to `ready`.
     fn receive(&mut self, max: usize, wait: Option<Duration>) -> Result<usize, CoordError> {
@@ -760,16 +780,7 @@ fn run_to_completion<N: Net>(
         let stopping = stop.load(Ordering::Relaxed);
         let idle = f.ready.is_empty() && filling.is_empty() && in_flight.is_empty();
         let wait = (idle && !stopping).then_some(Duration::from_micros(500));
-        // Receive until a batch worth of sessions is ready or the socket is drained.
-        let mut got = 0;
-        loop {
-            let n = f.receive(64, if got == 0 { wait } else { None })?;
-            got += n;
-            if n == 0 || f.ready.len() >= max_batch || got >= 4 * max_batch {
-                break;
-            }
-        }
-        f.verify_ready();
+        let got = f.receive_and_verify(wait, max_batch)?;
         for o in f.outcomes.drain(..) {
             let len = o.record(&mut rec);
             let seq = journal.append(rec.get(..len).unwrap_or(&[]))?;
@@ -885,15 +896,7 @@ fn run_staged<N: Net>(
                     let wait = (idle && !stopping && outstanding == 0)
                         .then_some(Duration::from_micros(500))
                         .or((idle && outstanding > 0).then_some(Duration::from_micros(50)));
-                    let mut got = 0;
-                    loop {
-                        let n = f.receive(64, if got == 0 { wait } else { None })?;
-                        got += n;
-                        if n == 0 || f.ready.len() >= max_batch || got >= 4 * max_batch {
-                            break;
-                        }
-                    }
-                    f.verify_ready();
+                    let got = f.receive_and_verify(wait, max_batch)?;
                     backlog.append(&mut f.outcomes);
                     let mut pushed = 0;
                     for o in &backlog {
