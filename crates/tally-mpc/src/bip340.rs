@@ -165,9 +165,7 @@ fn challenge(r: &[u8; 32], pk: &[u8; 32], msg: &[u8]) -> Scalar {
 
 fn check_r(r: Option<Affine>, sig: &Signature) -> Result<(), Error> {
     let r = r.ok_or(Error::InvalidSignature)?;
-    if bool::from(r.y.normalize().is_odd())
-        || !bool::from((r.x + sig.r.negate(1)).normalizes_to_zero())
-    {
+    if r.y.is_odd() || !r.x.eq(&sig.r) {
         return Err(Error::InvalidSignature);
     }
     Ok(())

@@ -4,6 +4,7 @@
 mod batch;
 pub mod bip340;
 mod error;
+mod field;
 pub mod frost;
 pub mod msm;
 pub mod point;

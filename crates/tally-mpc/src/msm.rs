@@ -34,7 +34,7 @@
 //! signature, of which about 56k is lifting `R` (a square root) and 155k the Pippenger
 //! product (3 half scalars per signature, 19 windows of 7 bits).
 
-use crate::point::{Affine, Fe, FeMul, Jacobian, batch_normalize, consts};
+use crate::point::{Affine, Fe, Jacobian, batch_normalize, consts};
 use crate::scalar::{Half, WNAF_LEN, glv_split, signed_digits, wnaf};
 use k256::Scalar;
 use std::sync::OnceLock;
@@ -449,31 +449,27 @@ pub(crate) fn pippenger_affine(s: &mut PippengerScratch) -> Jacobian {
                 .copied()
                 .unwrap_or(Affine::PLACEHOLDER);
             let p = point(&s.points, i, neg);
-            let d = p.x + bkt.x.negate(1);
-            let d = if bool::from(d.normalizes_to_zero()) {
-                Fe::ONE
-            } else {
-                d
-            };
+            let d = p.x.sub(&bkt.x);
+            let d = if d.is_zero() { Fe::ONE } else { d };
             s.prefix.push(acc);
-            acc = acc.m(&d);
+            acc = acc.mul(&d);
             s.denom.push(d);
         }
-        let mut inv = Option::<Fe>::from(acc.invert_vartime()).unwrap_or(Fe::ONE);
+        let mut inv = acc.invert().unwrap_or(Fe::ONE);
         for ((&(b, i, neg), d), pre) in s.round.iter().zip(&s.denom).zip(&s.prefix).rev() {
-            let dinv = inv.m(pre);
-            inv = inv.m(d);
+            let dinv = inv.mul(pre);
+            inv = inv.mul(d);
             let bi = b as usize;
             let bkt = s.abuckets.get(bi).copied().unwrap_or(Affine::PLACEHOLDER);
             let p = point(&s.points, i, neg);
-            let same_x = bool::from((p.x + bkt.x.negate(1)).normalizes_to_zero());
+            let same_x = p.x.eq(&bkt.x);
             let new = if same_x {
                 // Doubling or cancellation (rare): do it in Jacobian coordinates.
                 Jacobian::from_affine(&bkt).add_affine(&p).to_affine()
             } else {
-                let lambda = (p.y + bkt.y.negate(1)).m(&dinv);
-                let x3 = (lambda.square() + bkt.x.negate(1) + p.x.negate(1)).normalize_weak();
-                let y3 = (lambda.m(&(bkt.x + x3.negate(1))) + bkt.y.negate(1)).normalize_weak();
+                let lambda = p.y.sub(&bkt.y).mul(&dinv);
+                let x3 = lambda.square().sub(&bkt.x).sub(&p.x);
+                let y3 = lambda.mul(&bkt.x.sub(&x3)).sub(&bkt.y);
                 Some(Affine { x: x3, y: y3 })
             };
             match new {

@@ -16,32 +16,8 @@
 //! coordinate is `normalize_weak`ed. Debug builds of k256 check magnitudes at run time,
 //! so the test suite catches any violation.
 
-mod sqrt;
-
-use k256::elliptic_curve::hazmat::FieldArithmetic;
-use k256::{FieldBytes, Secp256k1};
+pub(crate) use crate::field::Fe;
 use std::sync::OnceLock;
-
-/// k256's field element (5x52 limbs, lazy reduction).
-pub(crate) type Fe = <Secp256k1 as FieldArithmetic>::FieldElement;
-
-/// Field multiplication through k256's `#[inline(always)]` operator path (the inherent
-/// `FieldElement::mul` is an out-of-line call, about 10% slower in the point formulas).
-pub(crate) trait FeMul {
-    /// `self * rhs`, magnitudes as for `FieldElement::mul`.
-    fn m(&self, rhs: &Fe) -> Fe;
-}
-
-impl FeMul for Fe {
-    #[allow(
-        clippy::inline_always,
-        reason = "measured: the out-of-line call costs about 3% of a verification"
-    )]
-    #[inline(always)]
-    fn m(&self, rhs: &Fe) -> Fe {
-        *self * rhs
-    }
-}
 
 /// An affine point that is never the identity.
 #[derive(Clone, Copy, Debug)]
@@ -80,7 +56,7 @@ fn fe_from_hex(hex: &str) -> Option<Fe> {
         let lo = char::from(*pair.get(1)?).to_digit(16)?;
         *out = u8::try_from(hi * 16 + lo).ok()?;
     }
-    Option::from(Fe::from_bytes(&FieldBytes::from(bytes)))
+    Fe::from_bytes(&bytes)
 }
 
 /// The curve constants (parsed once per process).
@@ -100,7 +76,7 @@ pub(crate) fn consts() -> &'static Consts {
 
 /// `x^3 + 7`.
 fn curve_rhs(x: &Fe) -> Fe {
-    x.square().mul(x) + Fe::from_u64(7)
+    x.square().mul(x).add(&Fe::from_u64(7))
 }
 
 impl Affine {
@@ -113,21 +89,17 @@ impl Affine {
     /// The point with this x coordinate and the requested y parity (`lift_x` in BIP340).
     /// `None` when `x^3 + 7` has no square root.
     pub(crate) fn lift_x(x: &Fe, odd: bool) -> Option<Self> {
-        let y = sqrt::sqrt(&curve_rhs(x))?.normalize();
-        let y = if bool::from(y.is_odd()) == odd {
-            y
-        } else {
-            y.negate(1).normalize()
-        };
+        let y = curve_rhs(x).sqrt()?.normalize();
+        let y = if y.is_odd() == odd { y } else { y.neg() };
         Some(Self {
             x: x.normalize(),
-            y,
+            y: y.normalize(),
         })
     }
 
     /// Decodes an x coordinate from 32 big-endian bytes; `None` when it is not below p.
     pub(crate) fn fe_from_bytes(bytes: &[u8; 32]) -> Option<Fe> {
-        Option::from(Fe::from_bytes(&FieldBytes::from(*bytes)))
+        Fe::from_bytes(bytes)
     }
 
     /// Decodes a 33-byte SEC1 compressed point.
@@ -147,12 +119,8 @@ impl Affine {
     /// 33-byte SEC1 compressed encoding.
     pub(crate) fn to_compressed(self) -> [u8; 33] {
         let mut out = [0u8; 33];
-        out[0] = if bool::from(self.y.normalize().is_odd()) {
-            3
-        } else {
-            2
-        };
-        out[1..].copy_from_slice(&self.x.normalize().to_bytes());
+        out[0] = if self.y.is_odd() { 3 } else { 2 };
+        out[1..].copy_from_slice(&self.x.to_bytes());
         out
     }
 
@@ -160,22 +128,21 @@ impl Affine {
     pub(crate) fn neg(&self) -> Self {
         Self {
             x: self.x,
-            y: self.y.negate(1).normalize_weak(),
+            y: self.y.neg(),
         }
     }
 
     /// `lambda * self = (beta x, y)`.
     pub(crate) fn endo(&self, beta: &Fe) -> Self {
         Self {
-            x: self.x.mul(beta).normalize_weak(),
+            x: self.x.mul(beta),
             y: self.y,
         }
     }
 
     /// Whether both coordinates are equal.
     pub(crate) fn eq(&self, other: &Self) -> bool {
-        (self.x + other.x.negate(1)).normalizes_to_zero().into()
-            && bool::from((self.y + other.y.negate(1)).normalizes_to_zero())
+        self.x.eq(&other.x) && self.y.eq(&other.y)
     }
 }
 
@@ -221,12 +188,11 @@ impl Jacobian {
         }
         // secp256k1 has no point of order 2, so y != 0 here.
         let s = self.y.square(); // Y^2
-        let m = self.x.square().mul_single(3); // 3X^2, magnitude 3
-        let t = self.x.m(&s); // X Y^2
-        let x3 = (m.square() + t.mul_single(8).negate(8)).normalize_weak(); // M^2 - 8T
-        let four_t_minus_x3 = t.mul_single(4) + x3.negate(1); // magnitude 6
-        let y3 = (m.m(&four_t_minus_x3) + s.square().mul_single(8).negate(8)).normalize_weak();
-        let z3 = self.y.m(&self.z).double().normalize_weak();
+        let m = self.x.square().mul_small(3); // 3X^2
+        let t4 = self.x.mul(&s).mul_small(4); // 4 X Y^2
+        let x3 = m.square().sub(&t4.double()); // M^2 - 8T
+        let y3 = m.mul(&t4.sub(&x3)).sub(&s.square().mul_small(8));
+        let z3 = self.y.mul(&self.z).double();
         Self {
             x: x3,
             y: y3,
@@ -235,34 +201,29 @@ impl Jacobian {
         }
     }
 
-    /// `self + b` for affine `b` (8M + 3S). `b`'s coordinates may have magnitude up to 2.
+    /// `self + b` for affine `b` (8M + 3S).
     pub(crate) fn add_affine(&self, b: &Affine) -> Self {
         if self.infinity {
-            return Self {
-                x: b.x.normalize_weak(),
-                y: b.y.normalize_weak(),
-                z: Fe::ONE,
-                infinity: false,
-            };
+            return Self::from_affine(b);
         }
         let z12 = self.z.square();
-        let u2 = b.x.m(&z12);
-        let s2 = b.y.m(&z12).m(&self.z);
-        let h = u2 + self.x.negate(1); // magnitude 3
-        let i = s2 + self.y.negate(1); // magnitude 3
-        if bool::from(h.normalizes_to_zero()) {
-            return if bool::from(i.normalizes_to_zero()) {
+        let u2 = b.x.mul(&z12);
+        let s2 = b.y.mul(&z12).mul(&self.z);
+        let h = u2.sub(&self.x);
+        let i = s2.sub(&self.y);
+        if h.is_zero() {
+            return if i.is_zero() {
                 self.double()
             } else {
                 Self::INFINITY
             };
         }
         let h2 = h.square();
-        let h3 = h2.m(&h);
-        let t = self.x.m(&h2);
-        let z3 = self.z.m(&h);
-        let x3 = (i.square() + h3.negate(1) + t.double().negate(2)).normalize_weak();
-        let y3 = (i.m(&(t + x3.negate(1))) + h3.m(&self.y).negate(1)).normalize_weak();
+        let h3 = h2.mul(&h);
+        let t = self.x.mul(&h2);
+        let z3 = self.z.mul(&h);
+        let x3 = i.square().sub(&h3).sub(&t.double());
+        let y3 = i.mul(&t.sub(&x3)).sub(&h3.mul(&self.y));
         Self {
             x: x3,
             y: y3,
@@ -281,25 +242,25 @@ impl Jacobian {
         }
         let z1z1 = self.z.square();
         let z2z2 = b.z.square();
-        let u1 = self.x.m(&z2z2);
-        let u2 = b.x.m(&z1z1);
-        let s1 = self.y.m(&z2z2).m(&b.z);
-        let s2 = b.y.m(&z1z1).m(&self.z);
-        let h = u2 + u1.negate(1);
-        let r = s2 + s1.negate(1);
-        if bool::from(h.normalizes_to_zero()) {
-            return if bool::from(r.normalizes_to_zero()) {
+        let u1 = self.x.mul(&z2z2);
+        let u2 = b.x.mul(&z1z1);
+        let s1 = self.y.mul(&z2z2).mul(&b.z);
+        let s2 = b.y.mul(&z1z1).mul(&self.z);
+        let h = u2.sub(&u1);
+        let r = s2.sub(&s1);
+        if h.is_zero() {
+            return if r.is_zero() {
                 self.double()
             } else {
                 Self::INFINITY
             };
         }
         let h2 = h.square();
-        let h3 = h2.m(&h);
-        let t = u1.m(&h2);
-        let z3 = self.z.m(&b.z).m(&h);
-        let x3 = (r.square() + h3.negate(1) + t.double().negate(2)).normalize_weak();
-        let y3 = (r.m(&(t + x3.negate(1))) + h3.m(&s1).negate(1)).normalize_weak();
+        let h3 = h2.mul(&h);
+        let t = u1.mul(&h2);
+        let z3 = self.z.mul(&b.z).mul(&h);
+        let x3 = r.square().sub(&h3).sub(&t.double());
+        let y3 = r.mul(&t.sub(&x3)).sub(&h3.mul(&s1));
         Self {
             x: x3,
             y: y3,
@@ -313,11 +274,11 @@ impl Jacobian {
         if self.infinity {
             return None;
         }
-        let zinv = Option::<Fe>::from(self.z.invert_vartime())?;
+        let zinv = self.z.invert()?;
         let zinv2 = zinv.square();
         Some(Affine {
-            x: self.x.m(&zinv2).normalize(),
-            y: self.y.m(&zinv2).m(&zinv).normalize(),
+            x: self.x.mul(&zinv2).normalize(),
+            y: self.y.mul(&zinv2).mul(&zinv).normalize(),
         })
     }
 
@@ -327,9 +288,7 @@ impl Jacobian {
             return false;
         }
         let z2 = self.z.square();
-        let x_eq = (b.x.m(&z2) + self.x.negate(1)).normalizes_to_zero();
-        let y_eq = (b.y.m(&z2).m(&self.z) + self.y.negate(1)).normalizes_to_zero();
-        bool::from(x_eq) && bool::from(y_eq)
+        b.x.mul(&z2).eq(&self.x) && b.y.mul(&z2).mul(&self.z).eq(&self.y)
     }
 
     /// Multiplies `z` by `c` (maps a point of the isomorphic curve `y^2 = x^3 + 7 c^6`
@@ -352,18 +311,18 @@ pub(crate) fn batch_normalize(points: &[Jacobian], prefix: &mut [Fe], out: &mut 
             return false;
         }
         *pre = acc;
-        acc = acc.m(&p.z);
+        acc = acc.mul(&p.z);
     }
-    let Some(mut inv) = Option::<Fe>::from(acc.invert_vartime()) else {
+    let Some(mut inv) = acc.invert() else {
         return false;
     };
     for ((p, pre), o) in points.iter().zip(prefix.iter()).zip(out.iter_mut()).rev() {
         let zinv = inv.mul(pre);
-        inv = inv.m(&p.z);
+        inv = inv.mul(&p.z);
         let zinv2 = zinv.square();
         *o = Affine {
-            x: p.x.m(&zinv2).normalize(),
-            y: p.y.m(&zinv2).m(&zinv).normalize(),
+            x: p.x.mul(&zinv2),
+            y: p.y.mul(&zinv2).mul(&zinv),
         };
     }
     true
@@ -378,8 +337,8 @@ pub(crate) fn odd_multiples_into(p: &Affine, d: &Jacobian, out: &mut [Jacobian])
     let c2 = c.square();
     let d_iso = Affine { x: d.x, y: d.y };
     let mut cur = Jacobian {
-        x: p.x.m(&c2).normalize_weak(),
-        y: p.y.m(&c2).m(&c).normalize_weak(),
+        x: p.x.mul(&c2),
+        y: p.y.mul(&c2).mul(&c),
         z: Fe::ONE,
         infinity: false,
     };
