@@ -11,6 +11,8 @@
 //! folded with `2^256 = 0x1000003D1 (mod p)`: four more multiplications and one small
 //! fold. Sums and differences fold their carry or borrow the same way.
 
+mod modinv;
+
 /// `2^256 mod p`.
 const K: u64 = 0x1_0000_03D1;
 /// p's limbs.
@@ -362,13 +364,9 @@ impl Fe {
         root.square().eq(self).then_some(root)
     }
 
-    /// `1 / self` (variable time), `None` for 0.
+    /// `1 / self` (variable time, safegcd), `None` for 0.
     pub(crate) fn invert(&self) -> Option<Self> {
-        use k256::elliptic_curve::hazmat::FieldArithmetic;
-        type KFe = <k256::Secp256k1 as FieldArithmetic>::FieldElement;
-        let k: KFe = Option::from(KFe::from_bytes(&self.to_bytes().into()))?;
-        let inv: KFe = Option::from(k.invert_vartime())?;
-        Some(Self::from_bytes_wide(&inv.to_bytes().into()))
+        modinv::invert_var(self)
     }
 
     /// `1 / self` by Fermat (`self^(p-2)`; 0 for 0), the tests' reference for
