@@ -642,7 +642,7 @@ pub fn bind_packages(packages: &[&SigningPackage<'_>], key: &VerifyingKey) {
         ) else {
             continue;
         };
-        let Some(mut acc) = crate::msm::straus_with_tables(b, t, None, &mut wnafs) else {
+        let Some(mut acc) = crate::msm::straus_with_tables(b, t, None, &mut wnafs, None) else {
             continue;
         };
         for (_, c) in p.commitments {

@@ -34,7 +34,7 @@
 //! signature, of which about 56k is lifting `R` (a square root) and 155k the Pippenger
 //! product (3 half scalars per signature, 19 windows of 7 bits).
 
-use crate::point::{Affine, Fe, Jacobian, batch_normalize, consts};
+use crate::point::{Affine, Fe, Jacobian, batch_normalize, consts, odd_multiples_globalz};
 use crate::scalar::{Half, WNAF_LEN, glv_split, signed_digits, wnaf};
 use k256::Scalar;
 use std::sync::OnceLock;
@@ -198,13 +198,26 @@ pub(crate) fn straus(
     s: &mut StrausScratch<'_>,
 ) -> Option<Jacobian> {
     let nb = bases.len();
+    let tables = s.tables.get_mut(..nb * STRAUS_TABLE)?;
+    let mut points = [Affine::PLACEHOLDER; STRAUS_MAX_BASES];
+    if nb <= STRAUS_MAX_BASES {
+        for (slot, b) in points.iter_mut().zip(bases) {
+            *slot = b.p;
+        }
+        let points = points.get(..nb)?;
+        let ratios = s.prefix.get_mut(..nb * STRAUS_TABLE)?;
+        if let Some(z) = odd_multiples_globalz(points, STRAUS_TABLE, tables, ratios) {
+            return straus_with_tables(bases, tables, g, s.wnafs, Some(&z));
+        }
+    }
+    // More bases than the stack buffer holds (or a degenerate table): true affine
+    // tables, normalised with one inversion.
     let jac = s.jac.get_mut(..nb * STRAUS_TABLE)?;
     fill_tables(bases, jac);
-    let tables = s.tables.get_mut(..nb * STRAUS_TABLE)?;
     if !batch_normalize(jac, s.prefix.get_mut(..nb * STRAUS_TABLE)?, tables) {
         return None;
     }
-    straus_with_tables(bases, tables, g, s.wnafs)
+    straus_with_tables(bases, tables, g, s.wnafs, None)
 }
 
 /// The Jacobian odd multiples `P, 3P, ..., 15P` of every base, [`STRAUS_TABLE`] per base,
@@ -215,13 +228,18 @@ pub(crate) fn fill_tables(bases: &[Base], jac: &mut [Jacobian]) {
     }
 }
 
-/// [`straus`] with the bases' tables already built and normalised (`tables`, as
-/// [`fill_tables`] lays them out); `wnafs` holds two per base.
+/// [`straus`] with the bases' tables already built (`tables`, as [`fill_tables`] lays
+/// them out); `wnafs` holds two per base. With `zg = None` the tables are affine; with
+/// `Some(z)` they are affine up to the common Jacobian `z` (see
+/// [`odd_multiples_globalz`]): the sum is then accumulated in coordinates scaled by `z`,
+/// the generator's points are added through [`Jacobian::add_affine_zinv`], and the
+/// result is scaled back.
 pub(crate) fn straus_with_tables(
     bases: &[Base],
     tables: &[Affine],
     g: Option<(Half, Half)>,
     wnafs: &mut [[i16; WNAF_LEN]],
+    zg: Option<&Fe>,
 ) -> Option<Jacobian> {
     let beta = consts().beta;
     let nb = bases.len();
@@ -260,11 +278,16 @@ pub(crate) fn straus_with_tables(
             }
         }
         if let Some(&d) = gw1.get(i).filter(|d| **d != 0) {
-            acc = acc.add_affine(&lookup(gtab, d, true, g1.neg, false, &beta)?);
+            let q = lookup(gtab, d, true, g1.neg, false, &beta)?;
+            acc = zg.map_or_else(|| acc.add_affine(&q), |z| acc.add_affine_zinv(&q, z));
         }
         if let Some(&d) = gw2.get(i).filter(|d| **d != 0) {
-            acc = acc.add_affine(&lookup(gtab, d, true, g2.neg, true, &beta)?);
+            let q = lookup(gtab, d, true, g2.neg, true, &beta)?;
+            acc = zg.map_or_else(|| acc.add_affine(&q), |z| acc.add_affine_zinv(&q, z));
         }
+    }
+    if let Some(z) = zg {
+        acc.scale_z(z);
     }
     Some(acc)
 }

@@ -206,29 +206,74 @@ impl Jacobian {
         if self.infinity {
             return Self::from_affine(b);
         }
-        let z12 = self.z.square();
-        let u2 = b.x.mul(&z12);
-        let s2 = b.y.mul(&z12).mul(&self.z);
-        let h = u2.sub(&self.x);
-        let i = s2.sub(&self.y);
-        if h.is_zero() {
-            return if i.is_zero() {
-                self.double()
-            } else {
-                Self::INFINITY
+        self.add_affine_general(b, &self.z)
+            .map_or_else(|| self.add_affine_degenerate(b, &self.z), |(r, _)| r)
+    }
+
+    /// `self + b` for the point `b` given as the Jacobian point `(b.x, b.y, 1 / bzinv)`
+    /// (9M + 3S; libsecp256k1's `gej_add_zinv_var`).
+    pub(crate) fn add_affine_zinv(&self, b: &Affine, bzinv: &Fe) -> Self {
+        if self.infinity {
+            let bzinv2 = bzinv.square();
+            return Self {
+                x: b.x.mul(&bzinv2),
+                y: b.y.mul(&bzinv2).mul(bzinv),
+                z: Fe::ONE,
+                infinity: false,
             };
         }
+        let az = self.z.mul(bzinv);
+        self.add_affine_general(b, &az)
+            .map_or_else(|| self.add_affine_degenerate(b, &az), |(r, _)| r)
+    }
+
+    /// `self + b` for affine `b` and `self` not the identity, with the ratio
+    /// `z(result) / z(self)`; `None` when `self = +-b` (doubling or cancellation).
+    pub(crate) fn add_affine_zr(&self, b: &Affine) -> Option<(Self, Fe)> {
+        if self.infinity {
+            return None;
+        }
+        self.add_affine_general(b, &self.z)
+    }
+
+    /// The mixed addition where `b` is scaled by `zz / self.z`: `u2 = b.x zz^2`,
+    /// `s2 = b.y zz^3`, and `z3 = self.z h`. `None` when `h = 0`.
+    #[inline]
+    fn add_affine_general(&self, b: &Affine, zz: &Fe) -> Option<(Self, Fe)> {
+        let z12 = zz.square();
+        let u2 = b.x.mul(&z12);
+        let s2 = b.y.mul(&z12).mul(zz);
+        let h = u2.sub(&self.x);
+        if h.is_zero() {
+            return None;
+        }
+        let i = s2.sub(&self.y);
         let h2 = h.square();
         let h3 = h2.mul(&h);
         let t = self.x.mul(&h2);
         let z3 = self.z.mul(&h);
         let x3 = i.square().sub(&h3).sub(&t.double());
         let y3 = i.mul(&t.sub(&x3)).sub(&h3.mul(&self.y));
-        Self {
-            x: x3,
-            y: y3,
-            z: z3,
-            infinity: false,
+        Some((
+            Self {
+                x: x3,
+                y: y3,
+                z: z3,
+                infinity: false,
+            },
+            h,
+        ))
+    }
+
+    /// The `h = 0` case of [`Self::add_affine_general`]: doubling or the identity.
+    #[cold]
+    fn add_affine_degenerate(&self, b: &Affine, zz: &Fe) -> Self {
+        let z12 = zz.square();
+        let s2 = b.y.mul(&z12).mul(zz);
+        if s2.sub(&self.y).is_zero() {
+            self.double()
+        } else {
+            Self::INFINITY
         }
     }
 
@@ -293,7 +338,7 @@ impl Jacobian {
 
     /// Multiplies `z` by `c` (maps a point of the isomorphic curve `y^2 = x^3 + 7 c^6`
     /// with coordinates taken as-is back to secp256k1).
-    fn scale_z(&mut self, c: &Fe) {
+    pub(crate) fn scale_z(&mut self, c: &Fe) {
         self.z = self.z.mul(c);
     }
 }
@@ -350,4 +395,68 @@ pub(crate) fn odd_multiples_into(p: &Affine, d: &Jacobian, out: &mut [Jacobian])
         real.scale_z(&c);
         *slot = real;
     }
+}
+
+/// Odd multiples `P, 3P, ..., (2 STRAUS_TABLE - 1) P` of every point of `points`, as
+/// affine coordinates that all share one implied Jacobian `Z` (libsecp256k1's
+/// `ecmult_odd_multiples_table` and `ge_table_set_globalz`): entry `(x, y)` stands for
+/// the point `(x / Z^2, y / Z^3)`, and `Z` is returned. No inversion: the multiples of each
+/// point are built with mixed additions on the isomorphic curve where `2P` is affine, and
+/// the tables of consecutive points are chained through their `Z` ratios, which `zr`
+/// (scratch, as long as `out`) records. `out` holds `per_point` entries per point.
+/// `None` if a slice is too short or an addition degenerates (impossible for points of
+/// prime order and tables this small).
+pub(crate) fn odd_multiples_globalz(
+    points: &[Affine],
+    per_point: usize,
+    out: &mut [Affine],
+    zr: &mut [Fe],
+) -> Option<Fe> {
+    let total = points.len() * per_point;
+    let out = out.get_mut(..total)?;
+    let zr = zr.get_mut(..total)?;
+    // z of the previous entry, in secp256k1 terms.
+    let mut zprev = Fe::ONE;
+    let mut first = true;
+    for (p, (tab, ratios)) in points.iter().zip(
+        out.chunks_exact_mut(per_point)
+            .zip(zr.chunks_exact_mut(per_point)),
+    ) {
+        let d = Jacobian::from_affine(p).double();
+        // On the curve y^2 = x^3 + 7 c^6, 2P = (d.x, d.y) is affine.
+        let c = d.z;
+        let d_iso = Affine { x: d.x, y: d.y };
+        // P on that curve, in Jacobian coordinates with z = zprev.
+        let s = if first { c } else { c.mul(&zprev) };
+        first = false;
+        let s2 = s.square();
+        let mut cur = Jacobian {
+            x: p.x.mul(&s2),
+            y: p.y.mul(&s2).mul(&s),
+            z: zprev,
+            infinity: false,
+        };
+        for (i, (slot, ratio)) in tab.iter_mut().zip(ratios.iter_mut()).enumerate() {
+            if i == 0 {
+                *ratio = c;
+            } else {
+                let (next, h) = cur.add_affine_zr(&d_iso)?;
+                cur = next;
+                *ratio = h;
+            }
+            *slot = Affine { x: cur.x, y: cur.y };
+        }
+        zprev = cur.z.mul(&c);
+    }
+    // Bring every entry to the last entry's z.
+    let mut zs = Fe::ONE;
+    for (k, (slot, ratio)) in out.iter_mut().zip(zr.iter()).rev().enumerate() {
+        if k > 0 {
+            let zs2 = zs.square();
+            slot.x = slot.x.mul(&zs2);
+            slot.y = slot.y.mul(&zs2).mul(&zs);
+        }
+        zs = zs.mul(ratio);
+    }
+    Some(zprev)
 }
