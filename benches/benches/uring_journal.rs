@@ -21,6 +21,12 @@
 //!   3x the duration (same disk conditions for all three; the ratio column compares with
 //!   `pair:okay1`).
 //!
+//! * `pairp:*`: one writer in 200 ms slices taking turns: `tally1q` (groups of 1024
+//!   with up to 4 commits in flight, `JournalOptions::commits_in_flight(4)`: `pwrite`,
+//!   queue the `fdatasync`, fill the next group; every slice ends with all of its
+//!   groups durable, and that wait counts), `tally1d` and `okay1` as above. Latency is
+//!   per group, from its first append to the moment its ack is seen.
+//!
 //! * `pair8:*`: 8 writers switching every 200 ms between a `SharedJournal` with direct
 //!   commits (`tally8d`), one with io_uring commits (`tally8r`) and okaywal (`okay8`),
 //!   3x the duration in all (the ratio column compares with `pair8:okay8`).
@@ -194,6 +200,15 @@ fn tally1(dir: &Path, recs: &[Vec<u8>], dur: Duration, pipelined: bool, direct: 
     }
 }
 
+/// One okaywal entry of `GROUP` chunks, committed.
+fn okay_group(wal: &WriteAheadLog, recs: &[Vec<u8>]) {
+    let mut w = wal.begin_entry().unwrap();
+    for i in 0..GROUP {
+        w.write_chunk(&recs[i % recs.len()]).unwrap();
+    }
+    w.commit().unwrap();
+}
+
 fn okay1(dir: &Path, recs: &[Vec<u8>], dur: Duration) -> Run {
     let wal = WriteAheadLog::recover(dir, NoCheckpoint).unwrap();
     settle();
@@ -202,11 +217,7 @@ fn okay1(dir: &Path, recs: &[Vec<u8>], dur: Duration) -> Run {
     let mut n = 0u64;
     while start.elapsed() < dur {
         let t = Instant::now();
-        let mut w = wal.begin_entry().unwrap();
-        for i in 0..GROUP {
-            w.write_chunk(&recs[i % recs.len()]).unwrap();
-        }
-        w.commit().unwrap();
+        okay_group(&wal, recs);
         h.record(t.elapsed().as_nanos() as u64).unwrap();
         n += GROUP as u64;
     }
@@ -230,11 +241,7 @@ fn pair1(dir: &Path, recs: &[Vec<u8>], dur: Duration) -> [Run; 3] {
     let mut jd = Journal::open(&db, tally_opts(recs[0].len()).direct_commit(true)).unwrap();
     let wal = WriteAheadLog::recover(&dc, NoCheckpoint).unwrap();
     settle();
-    let mut runs = [(), (), ()].map(|()| Run {
-        records: 0,
-        secs: 0.0,
-        hist: hist(),
-    });
+    let mut runs = three_runs();
     let start = Instant::now();
     let mut cycle = 0usize;
     while start.elapsed() < dur * 3 {
@@ -253,11 +260,7 @@ fn pair1(dir: &Path, recs: &[Vec<u8>], dur: Duration) -> [Run; 3] {
                     record(&mut runs[which], el);
                 }
                 _ => {
-                    let mut w = wal.begin_entry().unwrap();
-                    for i in 0..GROUP {
-                        w.write_chunk(&recs[i % recs.len()]).unwrap();
-                    }
-                    w.commit().unwrap();
+                    okay_group(&wal, recs);
                     record(&mut runs[which], t.elapsed());
                 }
             }
@@ -268,6 +271,90 @@ fn pair1(dir: &Path, recs: &[Vec<u8>], dur: Duration) -> [Run; 3] {
     assert_eq!(jd.durable_seq(), runs[1].records);
     wal.shutdown().unwrap();
     runs
+}
+
+/// One writer in 200 ms slices: `tally1q` (pipelined, 4 commits in flight), `tally1d`
+/// and `okay1` take turns, the starting one rotating each cycle, for 3x the duration.
+fn pairp(dir: &Path, recs: &[Vec<u8>], dur: Duration) -> [Run; 3] {
+    use std::collections::VecDeque;
+    let (dq, dd, dc) = (dir.join("q"), dir.join("d"), dir.join("o"));
+    let mut jq = Journal::open(&dq, tally_opts(recs[0].len()).commits_in_flight(4)).unwrap();
+    let mut jd = Journal::open(&dd, tally_opts(recs[0].len())).unwrap();
+    let wal = WriteAheadLog::recover(&dc, NoCheckpoint).unwrap();
+    settle();
+    let mut runs = three_runs();
+    let slice = Duration::from_millis(200);
+    let start = Instant::now();
+    let mut cycle = 0usize;
+    let mut pending: VecDeque<(u64, Instant)> = VecDeque::with_capacity(16);
+    while start.elapsed() < dur * 3 {
+        for k in 0..3 {
+            let which = (cycle + k) % 3;
+            let t_slice = Instant::now();
+            let run = &mut runs[which];
+            match which {
+                0 => {
+                    let done = |d: u64, pending: &mut VecDeque<(u64, Instant)>, run: &mut Run| {
+                        while let Some(&(last, t0)) = pending.front() {
+                            if last > d {
+                                break;
+                            }
+                            run.hist.record(t0.elapsed().as_nanos() as u64).unwrap();
+                            run.records += GROUP as u64;
+                            pending.pop_front();
+                        }
+                    };
+                    while t_slice.elapsed() < slice {
+                        let t = Instant::now();
+                        for i in 0..GROUP {
+                            jq.append(&recs[i % recs.len()]).unwrap();
+                        }
+                        pending.push_back((jq.start_commit().unwrap(), t));
+                        let d = jq.poll_commits().unwrap();
+                        done(d, &mut pending, run);
+                        jq.release_through(d).unwrap();
+                    }
+                    let d = jq.wait_commit().unwrap();
+                    done(d, &mut pending, run);
+                    assert!(pending.is_empty());
+                }
+                1 => {
+                    while t_slice.elapsed() < slice {
+                        let t = Instant::now();
+                        for i in 0..GROUP {
+                            jd.append(&recs[i % recs.len()]).unwrap();
+                        }
+                        let d = jd.commit().unwrap();
+                        run.hist.record(t.elapsed().as_nanos() as u64).unwrap();
+                        run.records += GROUP as u64;
+                        jd.release_through(d).unwrap();
+                    }
+                }
+                _ => {
+                    while t_slice.elapsed() < slice {
+                        let t = Instant::now();
+                        okay_group(&wal, recs);
+                        run.hist.record(t.elapsed().as_nanos() as u64).unwrap();
+                        run.records += GROUP as u64;
+                    }
+                }
+            }
+            run.secs += t_slice.elapsed().as_secs_f64();
+        }
+        cycle += 1;
+    }
+    assert_eq!(jq.durable_seq(), runs[0].records);
+    assert_eq!(jd.durable_seq(), runs[1].records);
+    wal.shutdown().unwrap();
+    runs
+}
+
+fn three_runs() -> [Run; 3] {
+    [(), (), ()].map(|()| Run {
+        records: 0,
+        secs: 0.0,
+        hist: hist(),
+    })
 }
 
 fn record(run: &mut Run, el: Duration) {
@@ -471,6 +558,9 @@ fn main() {
         "pair:tally1",
         "pair:tally1d",
         "pair:okay1",
+        "pairp:tally1q",
+        "pairp:tally1d",
+        "pairp:okay1",
         "pair8:tally8d",
         "pair8:tally8r",
         "pair8:okay8",
@@ -495,7 +585,12 @@ fn main() {
                 if !wanted(mode)
                     || matches!(
                         *mode,
-                        "pair:tally1d" | "pair:okay1" | "pair8:tally8r" | "pair8:okay8"
+                        "pair:tally1d"
+                            | "pair:okay1"
+                            | "pairp:tally1d"
+                            | "pairp:okay1"
+                            | "pair8:tally8r"
+                            | "pair8:okay8"
                     )
                 {
                     continue;
@@ -513,6 +608,7 @@ fn main() {
                     "tally8" => vec![tally8(dir.path(), &recs, dur)],
                     "okay8" => vec![okay8(dir.path(), &recs, dur)],
                     "pair8:tally8d" => pair8(dir.path(), &recs, dur).into(),
+                    "pairp:tally1q" => pairp(dir.path(), &recs, dur).into(),
                     _ => pair1(dir.path(), &recs, dur).into(),
                 };
                 for (k, run) in runs.iter().enumerate() {
@@ -543,7 +639,8 @@ fn main() {
                 "tally1" | "tally1p" | "tally1d" | "okay1" => Some(4),
                 "tally8" | "okay8" => Some(6),
                 _ if mode.starts_with("pair:") => Some(9),
-                _ if mode.starts_with("pair8:") => Some(12),
+                _ if mode.starts_with("pairp:") => Some(12),
+                _ if mode.starts_with("pair8:") => Some(15),
                 _ => None,
             }
             .filter(|p| !results[*p].is_empty());

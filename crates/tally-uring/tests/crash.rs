@@ -37,8 +37,17 @@ fn options() -> JournalOptions {
 }
 
 fn child(dir: &Path, seed: u64) {
-    // Both commit paths: direct (pwrite + fdatasync) and linked io_uring write + fdatasync.
-    let mut j = Journal::open(dir, options().direct_commit(seed.is_multiple_of(2))).unwrap();
+    // Three commit paths: direct (pwrite + fdatasync), linked io_uring write + fdatasync,
+    // and pipelined (pwrite, then up to 4 io_uring fdatasyncs in flight, acked as they
+    // finish).
+    let pipelined = seed % 3 == 2;
+    let opts = if pipelined {
+        options().commits_in_flight(4)
+    } else {
+        options().direct_commit(seed.is_multiple_of(2))
+    };
+    let mut j = Journal::open(dir, opts).unwrap();
+    let mut acked = 0u64;
     let mut out = std::io::stderr().lock(); // libtest writes its own lines to stdout
     let mut x = seed | 1;
     loop {
@@ -50,9 +59,21 @@ fn child(dir: &Path, seed: u64) {
             let s = j.next_seq();
             assert_eq!(j.append(&payload(s)).unwrap(), s);
         }
-        let durable = j.commit().unwrap();
-        out.write_all(&durable.to_le_bytes()).unwrap();
-        out.flush().unwrap();
+        let durable = if pipelined {
+            j.start_commit().unwrap();
+            if x.is_multiple_of(5) {
+                j.wait_durable(j.next_seq() - 1).unwrap()
+            } else {
+                j.poll_commits().unwrap()
+            }
+        } else {
+            j.commit().unwrap()
+        };
+        if durable > acked || !pipelined {
+            acked = durable;
+            out.write_all(&durable.to_le_bytes()).unwrap();
+            out.flush().unwrap();
+        }
     }
 }
 

@@ -16,7 +16,9 @@
 //!   0  len          u32     payload bytes
 //!   4  crc          u32     CRC32C(salt || seq || group_back || len || payload)
 //!   8  seq          u64
-//!  16  group_back   u32     seq - (first seq of the commit group this record was written in)
+//!  16  group_back   u32     seq - (first seq not yet durable when the record's commit
+//!                           group was opened: the group's own first record, or an earlier
+//!                           one while flushes of earlier groups were still in flight)
 //!  20  payload      [u8; len]
 //! ```
 //! The salt makes records left over from a recycled segment's previous life (or from a

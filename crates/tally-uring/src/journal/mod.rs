@@ -8,7 +8,12 @@
 //!   `JournalOptions::direct_commit(false)` a write linked to an `fdatasync` in one
 //!   io_uring submission, and [`Journal::start_commit`] / [`Journal::wait_commit`] split
 //!   it so the next group can fill while the previous one flushes), and returns the
-//!   highest durable sequence number.
+//!   highest durable sequence number. With `JournalOptions::commits_in_flight(n)`,
+//!   [`Journal::start_commit`] writes the group and queues its `fdatasync` on io_uring,
+//!   keeping up to `n` flushes in the device at once; [`Journal::poll_commits`] and
+//!   [`Journal::wait_durable`] collect the acks. Records written while earlier flushes
+//!   are pending carry, in `group_back`, the distance to the first record not yet
+//!   durable, so that recovery cuts everything after a lost flush as one torn tail.
 //! * Segments are preallocated with `fallocate` and, by default, pre-written with zeros
 //!   once, so that commits overwrite already-written blocks and an `fdatasync` carries no
 //!   extent metadata; [`Journal::release_through`] recycles segments whose records are no
@@ -140,6 +145,16 @@ pub enum JournalError {
         /// Highest durable sequence number.
         durable: u64,
     },
+    /// [`Journal::wait_durable`] was asked for a record that was never appended.
+    #[error(
+        "record {seq} was never appended (the next append gets {next}): wait only for sequence numbers returned by append"
+    )]
+    NotAppended {
+        /// The sequence number asked for.
+        seq: u64,
+        /// The sequence number the next append gets.
+        next: u64,
+    },
     /// The shared journal's thread has stopped.
     #[error("the journal thread has stopped: {reason}")]
     Stopped {
@@ -181,6 +196,7 @@ pub struct JournalOptions {
     max_free_segments: u32,
     spare_segments: u32,
     direct_commit: bool,
+    commits_in_flight: u32,
 }
 
 impl Default for JournalOptions {
@@ -202,6 +218,7 @@ impl JournalOptions {
             max_free_segments: 4,
             spare_segments: 0,
             direct_commit: true,
+            commits_in_flight: 1,
         }
     }
 
@@ -264,8 +281,32 @@ impl JournalOptions {
         self
     }
 
+    /// How many commits may be in flight at once (1 to 64; default 1). With more than
+    /// one, [`Journal::start_commit`] writes the group with `pwrite` on the calling thread,
+    /// queues an io_uring `fdatasync` for it and returns at once; the next group fills and
+    /// starts its own flush while earlier ones are still in the device, and the writer
+    /// never sleeps in `fdatasync` itself. Measured on the 2-vCPU VM, one writer, groups
+    /// of 1024, depth 4, taking turns with okaywal in 200 ms slices (`pairp:*` in the
+    /// `uring_journal` bench): 11-15x okaywal's records/s at 64 B and 2.8x at 1 KiB, with a
+    /// lower median ack latency per group. [`Journal::poll_commits`],
+    /// [`Journal::wait_durable`] and [`Journal::wait_commit`] collect the acks. Each
+    /// flush covers every group written before it started, so the durable sequence number
+    /// only grows. Overrides [`JournalOptions::direct_commit`] when above 1. A
+    /// [`SharedJournal`] commits one group at a time whatever this says: with 8 writers
+    /// each waiting for its own record, overlapping flushes (tried both from the journal
+    /// thread and led by the writers) made 0.6-0.8x the records/s of one group at a time,
+    /// because each flush then carried fewer records.
+    #[must_use]
+    pub const fn commits_in_flight(mut self, n: u32) -> Self {
+        self.commits_in_flight = n;
+        self
+    }
+
     fn validate(&self) -> Result<(), JournalError> {
         let bad = |reason| Err(JournalError::InvalidOptions { reason });
+        if self.commits_in_flight == 0 || self.commits_in_flight > 64 {
+            return bad("commits_in_flight must be between 1 and 64");
+        }
         if self.segment_bytes < (64 << 10) || !self.segment_bytes.is_multiple_of(4096) {
             return bad("segment_bytes must be a multiple of 4096 and at least 64 KiB");
         }
@@ -367,7 +408,10 @@ pub struct Journal {
     next_seq: u64,
     group_first: u64,
     durable: u64,
-    in_flight: Option<InFlight>,
+    /// Highest sequence number covered by a started commit.
+    submitted: u64,
+    /// Commits started and not yet reaped, oldest first.
+    in_flight: std::collections::VecDeque<InFlight>,
     /// The current segment holds written but not yet synced records (a write-out of a
     /// group larger than a buffer, before its commit).
     seg_unsynced: bool,
@@ -587,7 +631,10 @@ impl Journal {
             next_seq,
             group_first: next_seq,
             durable: next_seq - 1,
-            in_flight: None,
+            submitted: next_seq - 1,
+            in_flight: std::collections::VecDeque::with_capacity(
+                options.commits_in_flight as usize,
+            ),
             seg_unsynced: false,
             poisoned: None,
             stats,
@@ -637,6 +684,12 @@ impl Journal {
         }
     }
 
+    /// Poisons the journal with an I/O error on the current segment.
+    fn poison_io<T>(&mut self, what: &'static str, source: io::Error) -> Result<T, JournalError> {
+        let e = JournalError::from_io(&self.dir, &self.seg.path, what, source);
+        self.poison(e)
+    }
+
     fn poison<T>(&mut self, e: JournalError) -> Result<T, JournalError> {
         self.poisoned = Some(e.to_string());
         Err(e)
@@ -644,6 +697,14 @@ impl Journal {
 
     fn half_offset(&self, half: usize) -> usize {
         half * self.opts.group_buffer_bytes
+    }
+
+    /// The framed records of the fill half, in the registered pool.
+    fn fill_range(&self) -> PoolRange {
+        PoolRange::new(
+            self.half_offset(self.fill_half),
+            u32::try_from(self.filled).unwrap_or(0),
+        )
     }
 
     /// Appends one record to the current group and returns its sequence number. The
@@ -725,10 +786,7 @@ impl Journal {
             return Ok(());
         }
         self.verify_fill()?;
-        let range = PoolRange::new(
-            self.half_offset(self.fill_half),
-            u32::try_from(self.filled).unwrap_or(0),
-        );
+        let range = self.fill_range();
         let op = self.ring.write_fixed(
             Target::Fd(self.seg.file.as_raw_fd()),
             range,
@@ -762,15 +820,22 @@ impl Journal {
         Ok(())
     }
 
-    /// Starts committing every appended record: one write of the group linked to one
-    /// `fdatasync`, submitted together. Returns the sequence number that will be durable
-    /// once [`Journal::wait_commit`] returns. Appends may continue meanwhile (into the
-    /// other buffer); a commit already in flight is waited for first.
+    /// Starts committing every appended record and returns the sequence number that will
+    /// be durable once the commit completes. With one commit in flight (the default) this is
+    /// one write of the group linked to one `fdatasync`, submitted together (with
+    /// [`JournalOptions::direct_commit`], the default, it is done before returning);
+    /// appends may continue meanwhile (into the other buffer) and a commit already in
+    /// flight is waited for first. With [`JournalOptions::commits_in_flight`] above 1 the
+    /// group is written with `pwrite` and its `fdatasync` queued, waiting only when that
+    /// many commits are already in flight.
     ///
     /// # Errors
     /// As [`Journal::commit`].
     pub fn start_commit(&mut self) -> Result<u64, JournalError> {
         self.check_poison()?;
+        if self.opts.commits_in_flight > 1 {
+            return self.start_pipelined();
+        }
         self.wait_commit()?;
         let last = self.next_seq - 1;
         if last == self.durable {
@@ -782,10 +847,7 @@ impl Journal {
         let target = Target::Fd(self.seg.file.as_raw_fd());
         let inflight = if self.filled > 0 {
             self.verify_fill()?;
-            let range = PoolRange::new(
-                self.half_offset(self.fill_half),
-                u32::try_from(self.filled).unwrap_or(0),
-            );
+            let range = self.fill_range();
             let (w, s) =
                 self.ring
                     .write_fixed_then_fdatasync(target, range, self.seg.buf_file_off, last)?;
@@ -807,45 +869,71 @@ impl Journal {
         self.filled = 0;
         self.fill_half ^= 1;
         self.group_first = self.next_seq;
-        self.in_flight = Some(inflight);
+        self.submitted = last;
+        self.in_flight.push_back(inflight);
         self.stats.commits.incr();
+        Ok(last)
+    }
+
+    /// Writes the fill half to the segment with `pwrite` on this thread.
+    fn pwrite_fill(&mut self, what: &'static str) -> Result<(), JournalError> {
+        if self.filled == 0 {
+            return Ok(());
+        }
+        self.verify_fill()?;
+        let range = self.fill_range();
+        let written = self
+            .ring
+            .pool_bytes(range)
+            .map(|b| self.seg.file.write_all_at(b, self.seg.buf_file_off));
+        match written {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(source)) => self.poison_io(what, source),
+            Err(e) => self.poison(e.into()),
+        }
+    }
+
+    /// The pipelined commit of [`JournalOptions::commits_in_flight`] > 1: `pwrite` the
+    /// group (so every later flush covers it), queue its `fdatasync`, return.
+    ///
+    /// Records of the next group are framed with `group_back` pointing at the first
+    /// sequence number not yet known durable (instead of the group's own first record),
+    /// so recovery treats everything written while earlier flushes were pending as one
+    /// torn tail, never as mid-log corruption.
+    fn start_pipelined(&mut self) -> Result<u64, JournalError> {
+        let last = self.next_seq - 1;
+        if last == self.submitted && !self.seg_unsynced {
+            return Ok(last);
+        }
+        while self.in_flight.len() >= self.opts.commits_in_flight as usize {
+            self.reap_commits(true)?;
+        }
+        self.pwrite_fill("write a commit group")?;
+        let target = Target::Fd(self.seg.file.as_raw_fd());
+        let sync = self.ring.sync(target, true, last)?;
+        self.ring.submit()?;
+        self.in_flight.push_back(InFlight {
+            sync,
+            write: None,
+            last_seq: last,
+        });
+        self.seg_unsynced = false;
+        self.seg.buf_file_off += self.filled as u64;
+        self.filled = 0;
+        self.fill_half ^= 1;
+        self.submitted = last;
+        self.stats.commits.incr();
+        // Collect whatever already finished, then open the next group.
+        self.reap_commits(false)?;
+        self.group_first = self.durable + 1;
         Ok(last)
     }
 
     /// The synchronous commit path of [`JournalOptions::direct_commit`].
     fn direct_commit(&mut self, last: u64) -> Result<u64, JournalError> {
-        if self.filled > 0 {
-            self.verify_fill()?;
-            let range = PoolRange::new(
-                self.half_offset(self.fill_half),
-                u32::try_from(self.filled).unwrap_or(0),
-            );
-            let written = self
-                .ring
-                .pool_bytes(range)
-                .map(|b| self.seg.file.write_all_at(b, self.seg.buf_file_off));
-            match written {
-                Ok(Ok(())) => {}
-                Ok(Err(source)) => {
-                    let e = JournalError::from_io(
-                        &self.dir,
-                        &self.seg.path,
-                        "write a commit group",
-                        source,
-                    );
-                    return self.poison(e);
-                }
-                Err(e) => return self.poison(e.into()),
-            }
-        }
+        self.pwrite_fill("write a commit group")?;
         if let Err(source) = self.seg.file.sync_data() {
-            let e = JournalError::from_io(
-                &self.dir,
-                &self.seg.path,
-                "fdatasync a commit group",
-                source,
-            );
-            return self.poison(e);
+            return self.poison_io("fdatasync a commit group", source);
         }
         self.seg_unsynced = false;
         self.seg.buf_file_off += self.filled as u64;
@@ -853,17 +941,107 @@ impl Journal {
         self.fill_half ^= 1;
         self.group_first = self.next_seq;
         self.durable = last;
+        self.submitted = last;
         self.stats.commits.incr();
         Ok(last)
     }
 
-    /// Waits for the commit started by [`Journal::start_commit`] (if any) and returns the
-    /// highest durable sequence number.
+    /// Collects finished commits without waiting and returns the highest durable sequence
+    /// number (for [`JournalOptions::commits_in_flight`] > 1; otherwise commits finish
+    /// inside [`Journal::commit`] / [`Journal::wait_commit`]).
+    ///
+    /// # Errors
+    /// As [`Journal::commit`].
+    pub fn poll_commits(&mut self) -> Result<u64, JournalError> {
+        self.check_poison()?;
+        self.reap_commits(false)?;
+        Ok(self.durable)
+    }
+
+    /// Waits until record `seq` is durable (starting a commit if `seq` was appended but not
+    /// yet committed) and returns the highest durable sequence number.
+    ///
+    /// # Errors
+    /// [`JournalError::NotAppended`] when `seq` was never appended; as [`Journal::commit`].
+    pub fn wait_durable(&mut self, seq: u64) -> Result<u64, JournalError> {
+        self.check_poison()?;
+        if seq >= self.next_seq {
+            return Err(JournalError::NotAppended {
+                seq,
+                next: self.next_seq,
+            });
+        }
+        if seq > self.submitted {
+            self.start_commit()?;
+        }
+        while self.durable < seq {
+            if self.in_flight.is_empty() {
+                // Nothing left to wait for: only a new commit can cover `seq`.
+                self.start_commit()?;
+                if self.in_flight.is_empty() && self.durable < seq {
+                    return self.poison(JournalError::Stopped {
+                        reason: format!("record {seq} was appended but no commit covers it"),
+                    });
+                }
+            } else if self.opts.commits_in_flight > 1 {
+                self.reap_commits(true)?;
+            } else {
+                self.wait_commit()?;
+            }
+        }
+        Ok(self.durable)
+    }
+
+    /// Reaps finished commits; with `block`, waits for at least one completion first.
+    fn reap_commits(&mut self, block: bool) -> Result<(), JournalError> {
+        if self.in_flight.is_empty() {
+            return Ok(());
+        }
+        let mut failed: Option<crate::Errno> = None;
+        let mut done_max = 0u64;
+        let in_flight = &mut self.in_flight;
+        let mut on = |c: crate::ring::Completion| {
+            if let Some(pos) = in_flight.iter().position(|f| f.sync == c.op)
+                && let Some(f) = in_flight.remove(pos)
+            {
+                match c.result() {
+                    Ok(_) => done_max = done_max.max(f.last_seq),
+                    Err(errno) => failed = failed.or(Some(errno)),
+                }
+            }
+        };
+        let drained = if block {
+            self.ring.wait_one().map(|c| {
+                on(c);
+                1
+            })
+        } else {
+            self.ring.drain(&mut on)
+        };
+        if let Err(e) = drained {
+            return self.poison(e.into());
+        }
+        if let Some(errno) = failed {
+            return self.poison_io("fdatasync a commit group", errno.to_io());
+        }
+        // A finished flush covers every group written before it started.
+        self.durable = self.durable.max(done_max);
+        Ok(())
+    }
+
+    /// Waits for every commit started by [`Journal::start_commit`] and returns the highest
+    /// durable sequence number.
     ///
     /// # Errors
     /// As [`Journal::commit`].
     pub fn wait_commit(&mut self) -> Result<u64, JournalError> {
-        let Some(inf) = self.in_flight.take() else {
+        if self.opts.commits_in_flight > 1 {
+            while !self.in_flight.is_empty() {
+                self.reap_commits(true)?;
+            }
+            return Ok(self.durable);
+        }
+        let Some(inf) = self.in_flight.pop_front() else {
             return Ok(self.durable);
         };
         let mut write_result = None;
