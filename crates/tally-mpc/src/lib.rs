@@ -17,5 +17,6 @@ pub use error::{AggregateError, BatchError, Error};
 /// nothing.
 pub fn warm_up() {
     let _ = msm::generator_table();
+    let _ = msm::generator_odd_table();
     let _ = point::consts();
 }

@@ -143,11 +143,6 @@ impl CombTable {
         self.mul_add(acc, k1, false, &beta);
         self.mul_add(acc, k2, true, &beta);
     }
-
-    /// The window-8 wNAF table: `m * P` at index `m - 1`, `m = 1..=128`.
-    fn first_row(&self) -> &[Affine] {
-        self.points.get(..COMB_ROW).unwrap_or(&[])
-    }
 }
 
 /// The generator's comb table, built on first use (about 15 million instructions, once
@@ -155,6 +150,34 @@ impl CombTable {
 pub(crate) fn generator_table() -> &'static CombTable {
     static TABLE: OnceLock<CombTable> = OnceLock::new();
     TABLE.get_or_init(|| CombTable::new(&consts().g))
+}
+
+/// wNAF window of the generator in Straus.
+const G_WINDOW: u32 = 13;
+/// Entries of the generator's odd-multiples table: `G, 3G, ..., (2^G_WINDOW - 1) G`.
+const G_TABLE: usize = 1 << (G_WINDOW - 2);
+
+/// The generator's odd multiples for Straus (window 13: 2,048 affine points, 128 KiB),
+/// built on first use (about 6 million instructions, once per process).
+pub(crate) fn generator_odd_table() -> &'static [Affine] {
+    static TABLE: OnceLock<Vec<Affine>> = OnceLock::new();
+    TABLE.get_or_init(|| {
+        let g = consts().g;
+        let mut jac = Vec::with_capacity(G_TABLE);
+        if let Some(d) = Jacobian::from_affine(&g).double().to_affine() {
+            let mut cur = Jacobian::from_affine(&g);
+            for _ in 0..G_TABLE {
+                jac.push(cur);
+                cur = cur.add_affine(&d);
+            }
+        }
+        let mut prefix = vec![Fe::ZERO; jac.len()];
+        let mut out = vec![Affine::PLACEHOLDER; jac.len()];
+        if !batch_normalize(&jac, &mut prefix, &mut out) {
+            out.clear();
+        }
+        out
+    })
 }
 
 /// Looks up `d * T` in a table of odd multiples (`T[i] = (2i + 1) P`) or of all multiples
@@ -253,13 +276,13 @@ pub(crate) fn straus_with_tables(
                 .max(wnaf(b.k2.mag, STRAUS_W, w2));
         }
     }
-    let gtab = generator_table().first_row();
+    let gtab = generator_odd_table();
     let mut gw = [[0i16; WNAF_LEN]; 2];
     let (g1, g2) = g.unwrap_or_default();
     let [gw1, gw2] = &mut gw;
     top = top
-        .max(wnaf(g1.mag, COMB_W, gw1))
-        .max(wnaf(g2.mag, COMB_W, gw2));
+        .max(wnaf(g1.mag, G_WINDOW, gw1))
+        .max(wnaf(g2.mag, G_WINDOW, gw2));
     let mut acc = Jacobian::INFINITY;
     for i in (0..top).rev() {
         acc = acc.double();
@@ -278,11 +301,11 @@ pub(crate) fn straus_with_tables(
             }
         }
         if let Some(&d) = gw1.get(i).filter(|d| **d != 0) {
-            let q = lookup(gtab, d, true, g1.neg, false, &beta)?;
+            let q = lookup(gtab, d, false, g1.neg, false, &beta)?;
             acc = zg.map_or_else(|| acc.add_affine(&q), |z| acc.add_affine_zinv(&q, z));
         }
         if let Some(&d) = gw2.get(i).filter(|d| **d != 0) {
-            let q = lookup(gtab, d, true, g2.neg, true, &beta)?;
+            let q = lookup(gtab, d, false, g2.neg, true, &beta)?;
             acc = zg.map_or_else(|| acc.add_affine(&q), |z| acc.add_affine_zinv(&q, z));
         }
     }
