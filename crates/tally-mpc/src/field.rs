@@ -39,6 +39,24 @@ fn mac(x: u64, y: u64, add1: u64, add2: u64) -> (u64, u64) {
     (t as u64, (t >> 64) as u64)
 }
 
+/// `x * b` as five limbs (no carry out: the top limb is at most `2^64 - 1`).
+#[allow(
+    clippy::inline_always,
+    reason = "the rows of every product; must inline"
+)]
+#[inline(always)]
+fn mul_row(x: u64, b: &[u64; 4]) -> [u64; 5] {
+    let [b0, b1, b2, b3] = *b;
+    let (l0, h0) = mac(x, b0, 0, 0);
+    let (l1, h1) = mac(x, b1, 0, 0);
+    let (l2, h2) = mac(x, b2, 0, 0);
+    let (l3, h3) = mac(x, b3, 0, 0);
+    let (s1, c) = adc(l1, h0, false);
+    let (s2, c) = adc(l2, h1, c);
+    let (s3, c) = adc(l3, h2, c);
+    [l0, s1, s2, s3, h3 + u64::from(c)]
+}
+
 /// `a + b + carry` as (sum, carry out).
 #[allow(clippy::inline_always, reason = "carry chains; must inline")]
 #[inline(always)]
@@ -63,10 +81,12 @@ fn sbb(a: u64, b: u64, borrow: bool) -> (u64, bool) {
 fn reduce_wide(lo: [u64; 4], hi: [u64; 4]) -> Fe {
     let [r0, r1, r2, r3] = lo;
     let [r4, r5, r6, r7] = hi;
-    let (t0, c) = mac(r4, K, r0, 0);
-    let (t1, c) = mac(r5, K, r1, c);
-    let (t2, c) = mac(r6, K, r2, c);
-    let (t3, c) = mac(r7, K, r3, c);
+    let [x0, x1, x2, x3, x4] = mul_row(K, &[r4, r5, r6, r7]);
+    let (t0, c) = adc(r0, x0, false);
+    let (t1, c) = adc(r1, x1, c);
+    let (t2, c) = adc(r2, x2, c);
+    let (t3, c) = adc(r3, x3, c);
+    let c = x4 + u64::from(c);
     // c < 2^34: fold c * 2^256 = c * K once more.
     let (t0, hi) = mac(c, K, t0, 0);
     let (t1, o) = t1.overflowing_add(hi);
@@ -254,7 +274,9 @@ impl Fe {
         fold_small([t0, t1, t2, t3], c)
     }
 
-    /// `self * rhs`.
+    /// `self * rhs`: one row `a_i * rhs` of five limbs at a time, added into the product
+    /// with a carry chain (measured: fewer register spills than a multiply-accumulate per
+    /// limb product).
     #[allow(
         clippy::inline_always,
         reason = "measured: the core of every point formula"
@@ -263,23 +285,26 @@ impl Fe {
     #[must_use]
     pub(crate) fn mul(&self, rhs: &Self) -> Self {
         let [a0, a1, a2, a3] = self.0;
-        let [b0, b1, b2, b3] = rhs.0;
-        let (r0, c) = mac(a0, b0, 0, 0);
-        let (r1, c) = mac(a0, b1, 0, c);
-        let (r2, c) = mac(a0, b2, 0, c);
-        let (r3, r4) = mac(a0, b3, 0, c);
-        let (r1, c) = mac(a1, b0, r1, 0);
-        let (r2, c) = mac(a1, b1, r2, c);
-        let (r3, c) = mac(a1, b2, r3, c);
-        let (r4, r5) = mac(a1, b3, r4, c);
-        let (r2, c) = mac(a2, b0, r2, 0);
-        let (r3, c) = mac(a2, b1, r3, c);
-        let (r4, c) = mac(a2, b2, r4, c);
-        let (r5, r6) = mac(a2, b3, r5, c);
-        let (r3, c) = mac(a3, b0, r3, 0);
-        let (r4, c) = mac(a3, b1, r4, c);
-        let (r5, c) = mac(a3, b2, r5, c);
-        let (r6, r7) = mac(a3, b3, r6, c);
+        let b = rhs.0;
+        let [r0, r1, r2, r3, r4] = mul_row(a0, &b);
+        let [x0, x1, x2, x3, x4] = mul_row(a1, &b);
+        let (r1, c) = adc(r1, x0, false);
+        let (r2, c) = adc(r2, x1, c);
+        let (r3, c) = adc(r3, x2, c);
+        let (r4, c) = adc(r4, x3, c);
+        let r5 = x4 + u64::from(c);
+        let [x0, x1, x2, x3, x4] = mul_row(a2, &b);
+        let (r2, c) = adc(r2, x0, false);
+        let (r3, c) = adc(r3, x1, c);
+        let (r4, c) = adc(r4, x2, c);
+        let (r5, c) = adc(r5, x3, c);
+        let r6 = x4 + u64::from(c);
+        let [x0, x1, x2, x3, x4] = mul_row(a3, &b);
+        let (r3, c) = adc(r3, x0, false);
+        let (r4, c) = adc(r4, x1, c);
+        let (r5, c) = adc(r5, x2, c);
+        let (r6, c) = adc(r6, x3, c);
+        let r7 = x4 + u64::from(c);
         reduce_wide([r0, r1, r2, r3], [r4, r5, r6, r7])
     }
 

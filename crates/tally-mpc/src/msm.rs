@@ -4,17 +4,20 @@
 //!
 //! # Cost model
 //!
-//! Costs are counted in field multiplications (M, about 266 instructions with k256's
-//! 5x52 field), mixed additions (A, 8M + 3S, about 2,600 instructions), doublings
-//! (D, 3M + 4S, about 1,700) and inversions (I, about 28,000). Every scalar is first split
-//! with the GLV endomorphism into two halves below 2^128, so an `n`-point product with
-//! 256-bit scalars becomes a `2n`-point product with 128-bit scalars and only 128
-//! doublings.
+//! Costs are counted in field multiplications (M, about 150-170 instructions with the
+//! crate's 4x64-limb field; squarings S about 105-120), mixed additions (A, 8M + 3S, about
+//! 1,770 instructions), doublings (D, 3M + 4S, about 1,060) and inversions (I, about
+//! 11,600, safegcd). Every scalar is first split with the GLV endomorphism into two halves
+//! below 2^128, so an `n`-point product with 256-bit scalars becomes a `2n`-point product
+//! with 128-bit scalars and only 128 doublings.
 //!
 //! * **Straus** (up to 24 bases): 128 shared D, plus per point half
-//!   about `128 / (w + 1)` A with `w = 5` (a table of 8 odd multiples, built with mixed
-//!   additions on an isomorphic curve and normalised together with one I). The generator
-//!   uses window 8 against the first row of its comb table (no per-call table cost).
+//!   about `128 / (w + 1)` A with `w = 5` (a table of 8 odd multiples per base, built with
+//!   mixed additions on an isomorphic curve; the tables of all bases share one implied
+//!   Jacobian `Z`, so they need no inversion and the sum is accumulated in coordinates
+//!   scaled by that `Z`). The generator uses window 13 against a table of 2,048 odd
+//!   multiples (128 KiB, built once), about `128 / 14` additions per half, each 1M dearer
+//!   because its points are scaled by `1/Z` on the fly.
 //! * **Pippenger** (larger `n`): signed digits of `c` bits, `2^(c-1)` buckets per window;
 //!   one bucket addition per point half and window plus two additions per bucket for the
 //!   sums. Bucket additions are affine (`lambda = (y2 - y1) / (x2 - x1)`, 5M + 1S) in
@@ -27,12 +30,10 @@
 //!   multiplication is at most 34 A and no doublings. A table holds 2,176 affine points
 //!   (about 174 KiB).
 //!
-//! Measured (callgrind, release build; `docs/benchmarks/tally-mpc.md`): a Jacobian doubling
-//! is about 1,770 instructions and a mixed addition about 3,000 with k256's field
-//! (libsecp256k1: 1,483 and 2,444). A cold BIP340 verification is 550k instructions
-//! (libsecp256k1 396k), one against a `PrecomputedKey` 229k, and a batch of 256 223k per
-//! signature, of which about 56k is lifting `R` (a square root) and 155k the Pippenger
-//! product (3 half scalars per signature, 19 windows of 7 bits).
+//! Measured (callgrind, release build; `docs/benchmarks/tally-mpc.md`): a cold BIP340
+//! verification is 318k instructions (libsecp256k1 398k), one against a `PrecomputedKey`
+//! 147k, and a batch of 256 149k per signature, of which about 29k is lifting `R` (a
+//! square root), 11k the challenge hash and about 100k the Pippenger product.
 
 use crate::point::{Affine, Fe, Jacobian, batch_normalize, consts, odd_multiples_globalz};
 use crate::scalar::{Half, WNAF_LEN, glv_split, signed_digits, wnaf};
