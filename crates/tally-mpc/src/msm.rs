@@ -682,6 +682,11 @@ mod tests {
     }
 
     #[test]
+    #[allow(
+        clippy::too_many_lines,
+        clippy::many_single_char_names,
+        reason = "one scenario: every multiplication path against the same references"
+    )]
     fn straus_pippenger_and_comb_agree_with_double_and_add() {
         let g = consts().g;
         let beta = consts().beta;
@@ -719,6 +724,12 @@ mod tests {
             };
             let got = straus(&bases, None, &mut s).unwrap();
             assert!(same(&got, &want), "straus n={n}");
+            // With a generator term too (global-Z tables plus `1/Z`-scaled G points).
+            let gk = scalar(1000 + n as u64);
+            let mut with_g = terms.clone();
+            with_g.push((g, gk));
+            let got = straus(&bases, Some(glv_split(&gk)), &mut s).unwrap();
+            assert!(same(&got, &reference(&with_g)), "straus with G n={n}");
             let mut pip = PippengerScratch::with_capacity(2 * n);
             for b in &bases {
                 pip.push_base(b, &beta);
@@ -748,6 +759,33 @@ mod tests {
         }
         let jac = pippenger(&mut a);
         assert!(same(&pippenger_affine(&mut a), &jac));
+        // More bases than Straus' stack buffer: the fallback with one inversion, against
+        // Pippenger, with and without a generator term.
+        let many = big.get(..STRAUS_MAX_BASES + 6).unwrap();
+        let n = many.len();
+        let mut jac_s = vec![Jacobian::INFINITY; n * STRAUS_TABLE];
+        let mut prefix = vec![Fe::ZERO; n * STRAUS_TABLE];
+        let mut tables = vec![Affine::PLACEHOLDER; n * STRAUS_TABLE];
+        let mut wnafs = vec![[0i16; WNAF_LEN]; 2 * n];
+        let mut s = StrausScratch {
+            jac: &mut jac_s,
+            prefix: &mut prefix,
+            tables: &mut tables,
+            wnafs: &mut wnafs,
+        };
+        let mut pip = PippengerScratch::with_capacity(2 * n);
+        for b in many {
+            pip.push_base(b, &beta);
+        }
+        let want = pippenger(&mut pip);
+        assert!(same(&straus(many, None, &mut s).unwrap(), &want));
+        let gk = scalar(77);
+        let mut want_g = want;
+        generator_table().mul_add_scalar(&mut want_g, &gk);
+        assert!(same(
+            &straus(many, Some(glv_split(&gk)), &mut s).unwrap(),
+            &want_g
+        ));
         // Generator paths: Straus' window-8 generator and the comb.
         let k = scalar(99);
         let want = reference(&[(g, k)]);
