@@ -1,5 +1,5 @@
-//! Proves that the ring's hot path (queue, submit, wait, reap) allocates nothing, with a
-//! counting global allocator.
+//! Proves that the ring's hot path (queue, submit, wait, reap) and the journal's append
+//! and commit paths allocate nothing, with a counting global allocator.
 #![allow(
     clippy::many_single_char_names,
     clippy::cast_possible_truncation,
@@ -17,7 +17,10 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use tally_core_types::{FramePool, FramePoolOptions};
-use tally_uring::{Completion, PoolRange, Ring, RingOptions, Target};
+use tally_uring::{Completion, Journal, JournalOptions, PoolRange, Ring, RingOptions, Target};
+
+/// The tests count a process-wide number: they take turns.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 struct Counting;
 static ALLOCS: AtomicU64 = AtomicU64::new(0);
@@ -45,6 +48,9 @@ static GLOBAL: Counting = Counting;
 
 #[test]
 fn submit_and_complete_do_not_allocate() {
+    let _turn = SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let mut ring = match Ring::new(RingOptions::new(64)) {
         Ok(r) => r,
         Err(e) => {
@@ -116,4 +122,58 @@ fn submit_and_complete_do_not_allocate() {
         "the hot path allocated {} times",
         after - before
     );
+}
+
+#[test]
+fn journal_append_and_commits_do_not_allocate() {
+    let _turn = SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let payload = [7u8; 100];
+    // Both blocking commits and commits in flight; the segment (64 MiB) never rotates here.
+    for pipelined in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = if pipelined {
+            JournalOptions::new().commits_in_flight(4)
+        } else {
+            JournalOptions::new()
+        };
+        let mut j = match Journal::open(dir.path(), opts) {
+            Ok(j) => j,
+            Err(e) => {
+                eprintln!("skipping: {e}");
+                return;
+            }
+        };
+        let round = |j: &mut Journal| {
+            for _ in 0..64 {
+                j.append(&payload).unwrap();
+            }
+            if pipelined {
+                let last = j.start_commit().unwrap();
+                j.poll_commits().unwrap();
+                if last.is_multiple_of(256) {
+                    assert_eq!(j.wait_durable(last).unwrap(), last);
+                }
+            } else {
+                let last = j.next_seq() - 1;
+                assert_eq!(j.commit().unwrap(), last);
+            }
+        };
+        round(&mut j);
+        let before = ALLOCS.load(Ordering::Relaxed);
+        for _ in 0..200 {
+            round(&mut j);
+        }
+        let last = j.next_seq() - 1;
+        assert_eq!(j.wait_durable(last).unwrap(), last);
+        let after = ALLOCS.load(Ordering::Relaxed);
+        assert_eq!(
+            after - before,
+            0,
+            "journal append/commit (pipelined: {pipelined}) allocated {} times",
+            after - before
+        );
+        assert_eq!(j.durable_seq(), 201 * 64);
+    }
 }
