@@ -43,6 +43,17 @@ fn with_pool(frames: u32) -> Option<Ring> {
     Some(r)
 }
 
+/// A fresh read-write file `name` in `dir`.
+fn scratch_file(dir: &std::path::Path, name: &str) -> std::fs::File {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(dir.join(name))
+        .unwrap()
+}
+
 #[test]
 fn nop_batch_is_one_enter_and_typed() {
     for mode in [
@@ -156,13 +167,7 @@ fn drain_delivers_in_place_frees_slots_and_frames_and_survives_overflow() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let mut file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(dir.path().join("d"))
-        .unwrap();
+    let mut file = scratch_file(dir.path(), "d");
     let data: Vec<u8> = (0..8 * 4096u32).map(|i| (i % 251) as u8).collect();
     file.write_all(&data).unwrap();
     let t = Target::from(&file);
@@ -248,13 +253,7 @@ fn drain_delivers_in_place_frees_slots_and_frames_and_survives_overflow() {
 fn fixed_write_read_fdatasync_fallocate_registered_files() {
     let Some(mut r) = with_pool(8) else { return };
     let dir = tempfile::tempdir().unwrap();
-    let mut file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(dir.path().join("f"))
-        .unwrap();
+    let mut file = scratch_file(dir.path(), "f");
     let t = Target::from(&file);
     // fallocate 1 MiB.
     let op = r.fallocate(t, 0, 1 << 20, 0, 1).unwrap();
