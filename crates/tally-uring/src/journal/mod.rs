@@ -295,7 +295,7 @@ impl JournalOptions {
     /// only grows. Overrides [`JournalOptions::direct_commit`] when above 1. A
     /// [`SharedJournal`] commits one group at a time whatever this says: with 8 writers
     /// each waiting for its own record, overlapping flushes (tried both from the journal
-    /// thread and led by the writers) made 0.6-0.8x the records/s of one group at a time,
+    /// thread and led by the writers) made 0.45-0.8x the records/s of one group at a time,
     /// because each flush then carried fewer records.
     #[must_use]
     pub const fn commits_in_flight(mut self, n: u32) -> Self {
