@@ -27,8 +27,9 @@
 //!   groups durable, and that wait counts), `tally1d` and `okay1` as above. Latency is
 //!   per group, from its first append to the moment its ack is seen.
 //!
-//! * `pair8:*`: 8 writers switching every 200 ms between a `SharedJournal` with direct
-//!   commits (`tally8d`), one with io_uring commits (`tally8r`) and okaywal (`okay8`),
+//! * `pair8:*`: 8 writers switching every 200 ms between a default `SharedJournal`
+//!   (`tally8d`: direct commits, a keep-awake thread), one without the keep-awake thread
+//!   (`tally8s`: `SharedOptions::keep_awake(false)`) and okaywal (`okay8`),
 //!   3x the duration in all (the ratio column compares with `pair8:okay8`).
 //!
 //! `TALLY_JOURNAL_BENCH_MODES=pair,pair8,tally8` runs only the listed modes (`pair` and
@@ -416,7 +417,7 @@ fn tally8(dir: &Path, recs: &[Vec<u8>], dur: Duration) -> Run {
 }
 
 /// 8 writers, each waiting for its own record, switching every 200 ms between a
-/// `SharedJournal` with direct commits, one with io_uring commits, and okaywal (3x the
+/// default `SharedJournal`, one without the keep-awake thread, and okaywal (3x the
 /// duration in all), so that the three see the same disk. A record counts for the journal
 /// it was handed to; each journal's rate is its records over the time of its own slices.
 fn pair8(dir: &Path, recs: &[Vec<u8>], dur: Duration) -> [Run; 3] {
@@ -428,9 +429,9 @@ fn pair8(dir: &Path, recs: &[Vec<u8>], dur: Duration) -> [Run; 3] {
     )
     .unwrap();
     let sr = SharedJournal::open(
-        &dir.join("r"),
-        tally_opts(recs[0].len()).direct_commit(false),
-        SharedOptions::new(),
+        &dir.join("s"),
+        tally_opts(recs[0].len()),
+        SharedOptions::new().keep_awake(false),
     )
     .unwrap();
     let wal = WriteAheadLog::recover(dir.join("o"), NoCheckpoint).unwrap();
@@ -562,7 +563,7 @@ fn main() {
         "pairp:tally1d",
         "pairp:okay1",
         "pair8:tally8d",
-        "pair8:tally8r",
+        "pair8:tally8s",
         "pair8:okay8",
     ];
     let only = std::env::var("TALLY_JOURNAL_BENCH_MODES").ok();
@@ -589,7 +590,7 @@ fn main() {
                             | "pair:okay1"
                             | "pairp:tally1d"
                             | "pairp:okay1"
-                            | "pair8:tally8r"
+                            | "pair8:tally8s"
                             | "pair8:okay8"
                     )
                 {

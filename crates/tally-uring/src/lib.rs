@@ -4,6 +4,7 @@ mod crc;
 pub mod error;
 pub mod journal;
 pub mod ring;
+mod sched;
 
 pub use error::{Errno, RingError};
 pub use journal::{

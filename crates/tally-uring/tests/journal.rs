@@ -599,8 +599,23 @@ impl Drop for Mount {
     }
 }
 
-#[test]
-fn enospc_is_a_clear_error_and_keeps_committed_records() {
+/// A journal in a fresh 1 MiB tmpfs (unmounted when the guards drop), with 256 KiB
+/// segments and records up to 1 KiB; `None` with the reason printed when mounting (or
+/// opening) is refused.
+fn journal_on_small_tmpfs() -> Option<(Journal, PathBuf, Mount, tempfile::TempDir)> {
+    let (mnt, base) = small_tmpfs()?;
+    let dir = mnt.0.join("j");
+    let opts = JournalOptions::new()
+        .segment_bytes(256 << 10)
+        .group_buffer_bytes(16 << 10)
+        .max_record_bytes(1024);
+    let j = open(&dir, opts)?;
+    Some((j, dir, mnt, base))
+}
+
+/// A 1 MiB tmpfs in a temporary directory (unmounted on drop), or `None` with the reason
+/// printed when mounting is refused.
+fn small_tmpfs() -> Option<(Mount, tempfile::TempDir)> {
     let base = tempfile::tempdir().unwrap();
     let mnt = base.path().join("mnt");
     std::fs::create_dir(&mnt).unwrap();
@@ -611,15 +626,14 @@ fn enospc_is_a_clear_error_and_keeps_committed_records() {
         .is_ok_and(|s| s.success());
     if !ok {
         eprintln!("skipping: cannot mount a 1 MiB tmpfs (needs root / CAP_SYS_ADMIN)");
-        return;
+        return None;
     }
-    let _guard = Mount(mnt.clone());
-    let dir = mnt.join("j");
-    let opts = JournalOptions::new()
-        .segment_bytes(256 << 10)
-        .group_buffer_bytes(16 << 10)
-        .max_record_bytes(1024);
-    let Some(mut j) = open(&dir, opts) else {
+    Some((Mount(mnt), base))
+}
+
+#[test]
+fn enospc_is_a_clear_error_and_keeps_committed_records() {
+    let Some((mut j, dir, _mnt, _base)) = journal_on_small_tmpfs() else {
         return;
     };
     let mut committed = 0;
@@ -647,12 +661,61 @@ fn enospc_is_a_clear_error_and_keeps_committed_records() {
 
 #[test]
 fn many_writers_share_group_commits() {
-    many_writers(small(), true);
+    many_writers(small(), SharedOptions::new(), true);
+}
+
+#[test]
+fn many_writers_without_keep_awake() {
+    many_writers(small(), SharedOptions::new().keep_awake(false), true);
+}
+
+/// A shared journal that runs out of space stops (with and without its keep-awake
+/// thread), every waiting writer gets `Stopped` naming the cause, and every record acknowledged before is replayed.
+#[test]
+fn shared_journal_enospc_reaches_every_waiter() {
+    for keep_awake in [true, false] {
+        let Some((j, dir, _mnt, _base)) = journal_on_small_tmpfs() else {
+            return;
+        };
+        let shared = SharedJournal::start(j, SharedOptions::new().keep_awake(keep_awake)).unwrap();
+        let acked: Vec<u64> = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..4u8)
+                .map(|t| {
+                    let h = shared.handle();
+                    s.spawn(move || {
+                        let mut acked = Vec::new();
+                        loop {
+                            match h.append_durable(&[t; 1000]) {
+                                Ok(seq) => acked.push(seq),
+                                Err(e) => {
+                                    assert!(matches!(e, JournalError::Stopped { .. }), "{e}");
+                                    assert!(e.to_string().contains("no space left"), "{e}");
+                                    break acked;
+                                }
+                            }
+                            assert!(acked.len() < 10_000, "tmpfs never filled up");
+                        }
+                    })
+                })
+                .collect();
+            hs.into_iter().flat_map(|h| h.join().unwrap()).collect()
+        });
+        assert!(!acked.is_empty());
+        let err = shared.close().unwrap_err();
+        assert!(matches!(err, JournalError::NoSpace { .. }), "{err}");
+        let (recs, _) = replay_all(&dir).unwrap();
+        let replayed: std::collections::HashSet<u64> = recs.iter().map(|(s, _)| *s).collect();
+        assert!(
+            acked.iter().all(|s| replayed.contains(s)),
+            "keep_awake {keep_awake}"
+        );
+        assert!(recs.iter().all(|(_, p)| p.len() == 1000));
+    }
 }
 
 #[test]
 fn many_writers_with_commits_in_flight() {
-    many_writers(small().commits_in_flight(4), false);
+    many_writers(small().commits_in_flight(4), SharedOptions::new(), false);
     // Appends after the writers are gone, then close: everything handed over is durable.
     let dir = tempfile::tempdir().unwrap();
     let Ok(j) = Journal::open(dir.path(), small().commits_in_flight(4)) else {
@@ -672,7 +735,7 @@ fn many_writers_with_commits_in_flight() {
     assert_eq!(replay_all(dir.path()).unwrap().0.len(), 50);
 }
 
-fn many_writers(opts: JournalOptions, expect_grouping: bool) {
+fn many_writers(opts: JournalOptions, shared: SharedOptions, expect_grouping: bool) {
     let dir = tempfile::tempdir().unwrap();
     let j = match Journal::open(dir.path(), opts) {
         Ok(j) => j,
@@ -681,7 +744,7 @@ fn many_writers(opts: JournalOptions, expect_grouping: bool) {
             return;
         }
     };
-    let shared = SharedJournal::start(j, SharedOptions::new()).unwrap();
+    let shared = SharedJournal::start(j, shared).unwrap();
     let mut all: Vec<(u64, Vec<u8>)> = std::thread::scope(|s| {
         let hs: Vec<_> = (0..8u8)
             .map(|t| {
