@@ -439,6 +439,7 @@ fn pair8(dir: &Path, recs: &[Vec<u8>], dur: Duration) -> [Run; 3] {
     let phase = AtomicUsize::new(0);
     let stop = AtomicBool::new(false);
     let mut secs = [0f64; 3];
+    let mut cpu = [0f64; 3];
     let per_thread: Vec<([u64; 3], [Histogram<u64>; 3])> = std::thread::scope(|s| {
         let hs: Vec<_> = (0..THREADS)
             .map(|t| {
@@ -478,8 +479,10 @@ fn pair8(dir: &Path, recs: &[Vec<u8>], dur: Duration) -> [Run; 3] {
         let mut k = 0usize;
         while start.elapsed() < dur * 3 {
             let t = Instant::now();
+            let c = process_cpu_secs();
             std::thread::sleep(slice);
             secs[k % 3] += t.elapsed().as_secs_f64();
+            cpu[k % 3] += process_cpu_secs() - c;
             k += 1;
             phase.store(k, Ordering::Relaxed);
         }
@@ -500,7 +503,30 @@ fn pair8(dir: &Path, recs: &[Vec<u8>], dur: Duration) -> [Run; 3] {
     sd.close().unwrap();
     sr.close().unwrap();
     wal.shutdown().unwrap();
+    // CPU time of the whole process (writers, journal threads, keep-awake thread) per
+    // wall-clock second of each journal's slices: how many CPUs it kept busy.
+    println!(
+        "  {} B pair8 CPUs busy: tally8d {:.2}, tally8s {:.2}, okay8 {:.2}; CPU us per record: {:.1}, {:.1}, {:.1}",
+        recs[0].len(),
+        cpu[0] / secs[0],
+        cpu[1] / secs[1],
+        cpu[2] / secs[2],
+        cpu[0] * 1e6 / runs[0].records as f64,
+        cpu[1] * 1e6 / runs[1].records as f64,
+        cpu[2] * 1e6 / runs[2].records as f64,
+    );
     runs
+}
+
+/// CPU time used by this process so far, in seconds.
+fn process_cpu_secs() -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec for the duration of the call.
+    unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &raw mut ts) };
+    ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
 }
 
 fn okay8(dir: &Path, recs: &[Vec<u8>], dur: Duration) -> Run {
