@@ -70,7 +70,7 @@ impl SharedOptions {
     /// thread wants, and it sleeps whenever every handed-over record is durable. While a
     /// flush is in flight it keeps one CPU from going idle. That pays where waking an idle
     /// CPU is slow: on the 2-vCPU VMs we measure on, with 8 writers each waiting for its
-    /// own record, it raised the records per second by 13-43 % (to 1.24-1.57x okaywal's)
+    /// own record, it raised the records per second by 7-44 % (to 1.24-1.57x okaywal's)
     /// and lowered p99 (see `docs/benchmarks/tally-uring.md`). The cost is that CPU's
     /// otherwise idle time while records are in flight and for 1 ms after: there about
     /// 0.9 of a CPU, 50 instead of 25 us of CPU time per record (power, and the sibling
