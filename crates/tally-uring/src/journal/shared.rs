@@ -73,7 +73,7 @@ impl SharedOptions {
     /// own record, it raised the records per second by 7-44 % (to 1.24-1.57x okaywal's)
     /// and lowered p99 (see `docs/benchmarks/tally-uring.md`). The cost is that CPU's
     /// otherwise idle time while records are in flight and for 1 ms after: there about
-    /// 0.9 of a CPU, 50 instead of 25 us of CPU time per record (power, and the sibling
+    /// 0.9 of a CPU, 50-60 instead of 25 us of CPU time per record (power, and the sibling
     /// hyperthread of a busy core). If the kernel refuses `SCHED_IDLE`, the thread exits
     /// at once instead of polling at normal priority.
     #[must_use]
