@@ -287,9 +287,10 @@ impl JournalOptions {
     /// starts its own flush while earlier ones are still in the device, and the writer
     /// never sleeps in `fdatasync` itself. Measured on the 2-vCPU VM, one writer, groups
     /// of 1024, depth 4, taking turns with okaywal in 200 ms slices (`pairp:*` in the
-    /// `uring_journal` bench, three runs): 10.7-14.6x okaywal's records/s at 64 B (median
-    /// ack per group 0.66 against 2.3 ms) and 2.3-2.9x at 1 KiB (where four queued 1 MiB
-    /// groups raise the median ack to 3 ms against 1.7 ms). [`Journal::poll_commits`],
+    /// `uring_journal` bench, five runs): 1.76-14.6x okaywal's records/s at 64 B and
+    /// 1.84-2.9x at 1 KiB, the low ends on a quiet disk where okaywal's flushes do not wait
+    /// for the 4 ms tick. At 1 KiB four queued 1 MiB groups raise the median ack to
+    /// 2.7-3 ms against okaywal's 1.4-1.7 ms. [`Journal::poll_commits`],
     /// [`Journal::wait_durable`] and [`Journal::wait_commit`] collect the acks. Each
     /// flush covers every group written before it started, so the durable sequence number
     /// only grows. Overrides [`JournalOptions::direct_commit`] when above 1. A
