@@ -679,26 +679,13 @@ fn shared_journal_enospc_reaches_every_waiter() {
         };
         let shared = SharedJournal::start(j, SharedOptions::new().keep_awake(keep_awake)).unwrap();
         let acked: Vec<u64> = std::thread::scope(|s| {
-            let hs: Vec<_> = (0..4u8)
-                .map(|t| {
-                    let h = shared.handle();
-                    s.spawn(move || {
-                        let mut acked = Vec::new();
-                        loop {
-                            match h.append_durable(&[t; 1000]) {
-                                Ok(seq) => acked.push(seq),
-                                Err(e) => {
-                                    assert!(matches!(e, JournalError::Stopped { .. }), "{e}");
-                                    assert!(e.to_string().contains("no space left"), "{e}");
-                                    break acked;
-                                }
-                            }
-                            assert!(acked.len() < 10_000, "tmpfs never filled up");
-                        }
-                    })
-                })
-                .collect();
-            hs.into_iter().flat_map(|h| h.join().unwrap()).collect()
+            writers_until_error(s, &shared, 1000, |e| {
+                assert!(matches!(e, JournalError::Stopped { .. }), "{e}");
+                assert!(e.to_string().contains("no space left"), "{e}");
+            })
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
         });
         assert!(!acked.is_empty());
         let err = shared.close().unwrap_err();
@@ -799,21 +786,9 @@ fn close_while_writers_wait_never_hangs_or_loses_acks() {
         state ^= state << 17;
         let delay = std::time::Duration::from_micros(state % 2000);
         let (acked, j) = std::thread::scope(|s| {
-            let hs: Vec<_> = (0..4u8)
-                .map(|t| {
-                    let h = shared.handle();
-                    s.spawn(move || {
-                        let mut acked = Vec::new();
-                        loop {
-                            match h.append_durable(&[t; 16]) {
-                                Ok(seq) => acked.push(seq),
-                                Err(JournalError::Stopped { .. }) => break acked,
-                                Err(e) => panic!("{e}"),
-                            }
-                        }
-                    })
-                })
-                .collect();
+            let hs = writers_until_error(s, &shared, 16, |e| {
+                assert!(matches!(e, JournalError::Stopped { .. }), "{e}");
+            });
             std::thread::sleep(delay);
             let j = shared.close().unwrap();
             let acked: Vec<u64> = hs.into_iter().flat_map(|h| h.join().unwrap()).collect();
@@ -829,4 +804,33 @@ fn close_while_writers_wait_never_hangs_or_loses_acks() {
             "round {round}: an acknowledged record is missing"
         );
     }
+}
+
+/// Spawns 4 writers in `s` that append `len`-byte records with `append_durable` until it
+/// fails; each returns the sequence numbers acknowledged to it, after `check` has seen
+/// its error.
+fn writers_until_error<'s, 'e>(
+    s: &'s std::thread::Scope<'s, 'e>,
+    shared: &SharedJournal,
+    len: usize,
+    check: fn(&JournalError),
+) -> Vec<std::thread::ScopedJoinHandle<'s, Vec<u64>>> {
+    (0..4u8)
+        .map(|t| {
+            let h = shared.handle();
+            s.spawn(move || {
+                let mut acked = Vec::new();
+                loop {
+                    match h.append_durable(&vec![t; len]) {
+                        Ok(seq) => acked.push(seq),
+                        Err(e) => {
+                            check(&e);
+                            break acked;
+                        }
+                    }
+                    assert!(acked.len() < 1_000_000, "the writer never stopped");
+                }
+            })
+        })
+        .collect()
 }
