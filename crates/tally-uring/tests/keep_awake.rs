@@ -1,12 +1,6 @@
 //! The shared journal's keep-awake thread, alone in its own test binary: it inspects
 //! this process's threads by name, which other tests running in parallel would disturb.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing,
-    reason = "test code"
-)]
+#![allow(clippy::unwrap_used, clippy::indexing_slicing, reason = "test code")]
 
 use tally_uring::{JournalOptions, SharedJournal, SharedOptions};
 
