@@ -664,6 +664,12 @@ fn many_writers_share_group_commits() {
     many_writers(small(), SharedOptions::new(), true);
 }
 
+/// An inbox of 64 bytes holds 7 of these records: writers block for space and go on.
+#[test]
+fn many_writers_with_a_tiny_inbox() {
+    many_writers(small(), SharedOptions::new().max_pending_bytes(64), true);
+}
+
 #[test]
 fn many_writers_without_keep_awake() {
     many_writers(small(), SharedOptions::new().keep_awake(false), true);

@@ -327,11 +327,13 @@ impl JournalHandle {
             if st.inbox.len() + need <= self.inner.opts.max_pending_bytes {
                 break;
             }
+            st.space_waiters += 1;
             st = self
                 .inner
                 .done
                 .wait(st)
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
+            st.space_waiters -= 1;
         }
         st.inbox.extend_from_slice(&len.to_le_bytes());
         st.inbox.extend_from_slice(payload);
