@@ -329,11 +329,7 @@ impl JournalHandle {
                 break;
             }
             st.space_waiters += 1;
-            st = self
-                .inner
-                .done
-                .wait(st)
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            st = wait(&self.inner.done, st);
             st.space_waiters -= 1;
         }
         st.inbox.extend_from_slice(&len.to_le_bytes());
@@ -376,11 +372,7 @@ impl JournalHandle {
                     reason: "the shared journal was closed".into(),
                 });
             }
-            st = self
-                .inner
-                .done
-                .wait(st)
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            st = wait(&self.inner.done, st);
         }
     }
 
@@ -409,10 +401,7 @@ fn run(mut journal: Journal, inner: &Inner) -> Result<Journal, JournalError> {
             st.wake_at = 1;
             while st.inbox_records == 0 && !st.closed {
                 st.worker_waiting = true;
-                st = inner
-                    .work
-                    .wait(st)
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                st = wait(&inner.work, st);
                 st.worker_waiting = false;
             }
             if st.inbox_records == 0 && st.closed {
@@ -462,6 +451,13 @@ fn run(mut journal: Journal, inner: &Inner) -> Result<Journal, JournalError> {
     }
 }
 
+/// Waits on `cv`, taking the guard back even if another thread panicked while holding
+/// the lock (the state stays consistent: every update is complete before a wait).
+fn wait<'a>(cv: &Condvar, st: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
+    cv.wait(st)
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// The keep-awake thread: in `SCHED_IDLE`, polls while records are handed over but not
 /// yet durable (and for [`KEEP_AWAKE_GRACE`] after), sleeps otherwise; returns on close or
 /// failure.
@@ -481,10 +477,7 @@ fn keep_awake(inner: &Inner) {
                     break;
                 }
                 st.awake_parked = true;
-                st = inner
-                    .awake
-                    .wait(st)
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                st = wait(&inner.awake, st);
                 st.awake_parked = false;
             }
         }
