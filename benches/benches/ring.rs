@@ -16,7 +16,8 @@ use std::time::Duration;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use crossbeam_queue::ArrayQueue;
 use tally_benches::ring::{
-    CAPACITY, PingPong, Queue, expected_sum, pair_loop, ping_pong, throughput,
+    CAPACITY, PingPong, Queue, SingleVariant, expected_sum, pair_loop, ping_pong, throughput,
+    throughput_variant,
 };
 use tally_core_types::SpscRing;
 
@@ -81,6 +82,13 @@ fn two_threads(c: &mut Criterion) {
             g.bench_function(q.name(), |b| {
                 b.iter_custom(|iters| throughput(q, iters.max(1), batched));
             });
+        }
+        if !batched {
+            for v in SingleVariant::ALL {
+                g.bench_function(v.name(), |b| {
+                    b.iter_custom(|iters| throughput_variant(v, iters.max(1)));
+                });
+            }
         }
         g.finish();
     }

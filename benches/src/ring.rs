@@ -130,7 +130,10 @@ pub fn expected_sum(n: u64) -> u64 {
 /// Two threads pinned to cores 0 (producer) and 1 (consumer) move the values `0..msgs`;
 /// returns the time from the common start until the consumer has seen the last one.
 /// `batched` uses the queue's slice API with [`BATCH`] items (crossbeam has none and
-/// moves items one at a time). Panics if the consumer sees a wrong sequence.
+/// moves items one at a time). One item at a time, every producer retries `push` and
+/// every consumer retries `pop`, calling [`relax`] after each failure;
+/// [`throughput_variant`] has a cross-check with another wait policy. Panics if the
+/// consumer sees a wrong sequence.
 ///
 /// The loops are written out per queue on purpose: folding them into one generic loop
 /// over a small producer/consumer trait slowed rtrb's one-item-per-op loop from 139-160
@@ -261,6 +264,68 @@ pub fn throughput(queue: Queue, msgs: u64, batched: bool) -> Duration {
                     while expected < msgs {
                         if let Some(v) = q.pop() {
                             assert_eq!(v, expected, "crossbeam: out of order");
+                            expected += 1;
+                        } else {
+                            relax(&mut spins);
+                        }
+                    }
+                },
+            )
+        }
+    }
+}
+
+/// One-item-per-op cross-checks run beside [`throughput`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SingleVariant {
+    /// rtrb with a refill wait: after a failed `push` the producer waits until `slots()`
+    /// reports half the ring free before pushing again, so that it does not write into
+    /// the cache line the consumer is reading. A user of rtrb can write this loop; it
+    /// shows what a dense ring reaches with that policy.
+    RtrbRefill,
+}
+
+impl SingleVariant {
+    /// Every variant, in report order.
+    pub const ALL: [SingleVariant; 1] = [SingleVariant::RtrbRefill];
+
+    /// Short name used in bench ids.
+    pub fn name(self) -> &'static str {
+        match self {
+            SingleVariant::RtrbRefill => "rtrb_refill",
+        }
+    }
+}
+
+/// [`throughput`] one item at a time for a [`SingleVariant`]; the consumer is the same
+/// as there.
+pub fn throughput_variant(variant: SingleVariant, msgs: u64) -> Duration {
+    let start = Barrier::new(2);
+    match variant {
+        SingleVariant::RtrbRefill => {
+            let (mut p, mut c) = rtrb::RingBuffer::<u64>::new(CAPACITY);
+            run_pair(
+                &start,
+                move || {
+                    let mut next = 0u64;
+                    let mut spins = 0u32;
+                    while next < msgs {
+                        if p.push(next).is_ok() {
+                            next += 1;
+                        } else {
+                            relax(&mut spins);
+                            while p.slots() < CAPACITY / 2 {
+                                relax(&mut spins);
+                            }
+                        }
+                    }
+                },
+                move || {
+                    let mut expected = 0u64;
+                    let mut spins = 0u32;
+                    while expected < msgs {
+                        if let Ok(v) = c.pop() {
+                            assert_eq!(v, expected, "rtrb: out of order");
                             expected += 1;
                         } else {
                             relax(&mut spins);

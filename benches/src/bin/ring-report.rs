@@ -1,5 +1,5 @@
 //! `ring-report`: a quick side-by-side report of Tally's SPSC ring against `rtrb` and
-//! `crossbeam-queue` on this machine (about 20 seconds). Competitors are interleaved
+//! `crossbeam-queue` on this machine (about 2 seconds a round). Competitors are interleaved
 //! round by round and the report gives medians over rounds and ratios against rtrb, so
 //! machine drift hits every queue alike. For publication-grade numbers use
 //! `cargo bench -p tally-benches --bench ring` and the callgrind kernels.
@@ -8,10 +8,13 @@
 use std::process::ExitCode;
 use std::time::Instant;
 
-use tally_benches::ring::{PingPong, Queue, expected_sum, pair_loop, ping_pong, throughput};
+use tally_benches::ring::{
+    PingPong, Queue, SingleVariant, expected_sum, pair_loop, ping_pong, throughput,
+    throughput_variant,
+};
 
 const PAIRS: u64 = 20_000_000;
-const MSGS: u64 = 5_000_000;
+const MSGS: u64 = 20_000_000;
 const RTTS: u64 = 50_000;
 
 fn median(v: &mut [f64]) -> f64 {
@@ -31,6 +34,42 @@ fn percentile(sorted: &[u32], p: f64) -> f64 {
     )]
     let i = (((sorted.len() - 1) as f64) * p).round() as usize;
     sorted.get(i).map_or(f64::NAN, |v| f64::from(*v))
+}
+
+/// Prints the one-item-per-op table: each queue's and cross-check's median, the ratio of
+/// medians against rtrb and the median and range of the per-round ratios.
+fn print_single(single: &[Vec<f64>], variant: &[Vec<f64>]) {
+    let rtrb_rounds = single.get(1).cloned().unwrap_or_default();
+    let rtrb_single = median(&mut rtrb_rounds.clone());
+    println!(
+        "\ntwo pinned threads, one item per op (M msgs/s, median; ratio of medians vs rtrb; \
+         median and range of the per-round ratios; higher is better)"
+    );
+    let rows = Queue::ALL
+        .into_iter()
+        .enumerate()
+        .map(|(k, q)| (q.name(), single.get(k).cloned().unwrap_or_default()))
+        .chain(
+            SingleVariant::ALL
+                .into_iter()
+                .enumerate()
+                .map(|(k, v)| (v.name(), variant.get(k).cloned().unwrap_or_default())),
+        );
+    for (name, mut rounds) in rows {
+        let mut ratios: Vec<f64> = rounds
+            .iter()
+            .zip(&rtrb_rounds)
+            .map(|(a, b)| a / b)
+            .collect();
+        let v = median(&mut rounds);
+        let r = median(&mut ratios);
+        let lo = ratios.first().copied().unwrap_or(f64::NAN);
+        let hi = ratios.last().copied().unwrap_or(f64::NAN);
+        println!(
+            "  {name:<17} {v:>8.1} M/s  {:>5.2}x   per round {r:.2}x [{lo:.2}-{hi:.2}]",
+            v / rtrb_single
+        );
+    }
 }
 
 #[allow(clippy::cast_precision_loss, reason = "counts far below 2^52")]
@@ -60,6 +99,7 @@ fn main() -> ExitCode {
 
     let mut pair_ns: Vec<Vec<f64>> = vec![Vec::new(); 3];
     let mut single: Vec<Vec<f64>> = vec![Vec::new(); 3];
+    let mut variant: Vec<Vec<f64>> = vec![Vec::new(); SingleVariant::ALL.len()];
     let mut batch: Vec<Vec<f64>> = vec![Vec::new(); 2];
     let mut p50: Vec<Vec<f64>> = vec![Vec::new(); 4];
     let mut p99: Vec<Vec<f64>> = vec![Vec::new(); 4];
@@ -88,6 +128,12 @@ fn main() -> ExitCode {
                 }
             }
         }
+        for (k, v) in SingleVariant::ALL.into_iter().enumerate() {
+            let d = throughput_variant(v, MSGS);
+            if let Some(x) = variant.get_mut(k) {
+                x.push(MSGS as f64 / d.as_secs_f64() / 1e6);
+            }
+        }
         for (k, kind) in PingPong::ALL.into_iter().enumerate() {
             ping_pong(kind, RTTS, Some(&mut samples));
             samples.sort_unstable();
@@ -100,20 +146,13 @@ fn main() -> ExitCode {
     eprintln!();
     let med = |v: &mut Vec<Vec<f64>>, k: usize| v.get_mut(k).map_or(f64::NAN, |x| median(x));
     let rtrb_pair = med(&mut pair_ns, 1);
-    let rtrb_single = med(&mut single, 1);
     let rtrb_batch = med(&mut batch, 1);
     println!("\nsingle thread push+pop pair (ns, median; ratio vs rtrb, lower is better)");
     for (k, q) in Queue::ALL.into_iter().enumerate() {
         let v = med(&mut pair_ns, k);
         println!("  {:<10} {v:>8.2} ns   {:>5.2}x", q.name(), v / rtrb_pair);
     }
-    println!(
-        "\ntwo pinned threads, one item per op (M msgs/s, median; ratio vs rtrb, higher is better)"
-    );
-    for (k, q) in Queue::ALL.into_iter().enumerate() {
-        let v = med(&mut single, k);
-        println!("  {:<10} {v:>8.1} M/s  {:>5.2}x", q.name(), v / rtrb_single);
-    }
+    print_single(&single, &variant);
     println!("\ntwo pinned threads, batches of 256 (M msgs/s, median; ratio vs rtrb)");
     for (k, q) in [Queue::Tally, Queue::Rtrb].into_iter().enumerate() {
         let v = med(&mut batch, k);
