@@ -10,16 +10,13 @@
 )]
 #![allow(missing_docs, reason = "criterion macros generate undocumented items")]
 
-use std::hint::black_box;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use crossbeam_queue::ArrayQueue;
 use tally_benches::ring::{
-    CAPACITY, PingPong, Queue, SingleVariant, expected_sum, pair_loop, ping_pong, throughput,
+    PingPong, Queue, SingleVariant, expected_sum, pair_loop, ping_pong, throughput,
     throughput_variant,
 };
-use tally_core_types::SpscRing;
 
 fn check_correctness() {
     // Read the core list before any thread is pinned (see `ring::cores`).
@@ -41,28 +38,21 @@ fn pair(c: &mut Criterion) {
     check_correctness();
     let mut g = c.benchmark_group("ring_pair");
     g.throughput(Throughput::Elements(1));
-    let mut ring = SpscRing::<u64, CAPACITY>::new();
-    let (mut p, mut cons) = ring.split();
-    g.bench_function("tally", |b| {
-        b.iter(|| {
-            p.push(black_box(1)).unwrap();
-            black_box(cons.pop())
+    // `pair_loop` keeps each queue in locals, the way an application's loop holds it.
+    // Capturing the halves in a `b.iter` closure instead put every index through memory
+    // and measured store-to-load forwarding: 8.3 ns for Tally and 8.7 ns for rtrb,
+    // against 1.0 and 2.2 ns here.
+    for q in Queue::ALL {
+        g.bench_function(q.name(), |b| {
+            b.iter_custom(|iters| {
+                let t = Instant::now();
+                let sum = pair_loop(q, iters);
+                let elapsed = t.elapsed();
+                assert_eq!(sum, expected_sum(iters), "{} pair loop is wrong", q.name());
+                elapsed
+            });
         });
-    });
-    let (mut rp, mut rc) = rtrb::RingBuffer::<u64>::new(CAPACITY);
-    g.bench_function("rtrb", |b| {
-        b.iter(|| {
-            rp.push(black_box(1)).unwrap();
-            black_box(rc.pop().ok())
-        });
-    });
-    let q = ArrayQueue::<u64>::new(CAPACITY);
-    g.bench_function("crossbeam", |b| {
-        b.iter(|| {
-            q.push(black_box(1)).unwrap();
-            black_box(q.pop())
-        });
-    });
+    }
     g.finish();
 }
 

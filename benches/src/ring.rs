@@ -122,9 +122,15 @@ pub fn pin(index: usize) {
     }
 }
 
-/// Sum of `0..n`, what a consumer of the values `0..n` must add up to.
+/// Sum of `0..n` modulo 2^64, what a consumer of the values `0..n` must add up to with
+/// `wrapping_add`.
 pub fn expected_sum(n: u64) -> u64 {
-    (0..n).fold(0u64, u64::wrapping_add)
+    let n = u128::from(n);
+    // n (n - 1) / 2 < 2^127 for n < 2^64; the cast keeps the low 64 bits, as wrapping
+    // additions would.
+    #[allow(clippy::cast_possible_truncation, reason = "modulo 2^64 on purpose")]
+    let sum = (n * n.saturating_sub(1) / 2) as u64;
+    sum
 }
 
 /// Two threads pinned to cores 0 (producer) and 1 (consumer) move the values `0..msgs`;
@@ -576,4 +582,22 @@ pub fn ping_pong(kind: PingPong, rounds: u64, mut samples: Option<&mut [u32]>) -
         }
     }
     total
+}
+
+#[cfg(test)]
+mod tests {
+    use super::expected_sum;
+
+    #[test]
+    fn expected_sum_matches_wrapping_additions() {
+        for n in [0u64, 1, 2, 3, 10_000] {
+            assert_eq!(
+                expected_sum(n),
+                (0..n).fold(0u64, u64::wrapping_add),
+                "n = {n}"
+            );
+        }
+        // 2^33 (2^33 - 1) / 2 = 2^65 - 2^32, which is 2^64 - 2^32 modulo 2^64.
+        assert_eq!(expected_sum(1 << 33), 0xFFFF_FFFF_0000_0000);
+    }
 }
