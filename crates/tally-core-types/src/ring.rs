@@ -3,46 +3,68 @@
 //! # Design
 //! - `N` slots, `N` a power of two checked at compile time; positions are free-running
 //!   `usize` counters and a slot is `position & (N - 1)`.
+//! - Slots are laid out in *groups*: one 64-byte cache line holds a *stamp* followed by
+//!   as many values as fit ([`SpscRing::SLOTS_PER_GROUP`]: 7 for a `u64`, 14 for a
+//!   `u32`; one for values over 28 bytes, where a group is one stamp and one value).
+//!   The stamp is the producer's position after the last value it wrote into the group.
+//!   [`Consumer::pop`] checks the stamp of the group it reads instead of loading the
+//!   producer's `tail`, so handing over one item moves **one** cache line between the
+//!   cores (the group's, which the consumer must read anyway) instead of two (the `tail`
+//!   line, then the slot's). This keeps the ping-pong round trip near the bare
+//!   cache-line floor. Stamps are never cleared: the next lap's stamps are `N` higher.
 //! - The consumer's `head` and the producer's `tail` live on separate
 //!   [`CachePadded`] lines. Each side keeps its own position in a local field (it is the
 //!   only writer) and a *cached* copy of the other side's position, refreshed only when
 //!   the cache says the ring is full (producer) or empty (consumer).
-//! - Each slot also carries a *stamp*: `position + 1` of the value it holds, written by
-//!   the producer right after the value (same cache line) and before `tail`.
-//!   [`Consumer::pop`] checks the stamp of the slot it wants instead of loading `tail`,
-//!   so handing over one item moves **one** cache line between the cores (the slot's,
-//!   which the consumer must read anyway) instead of two (the `tail` line, then the
-//!   slot's). This puts the ping-pong round trip near the bare cache-line floor and keeps
-//!   the `tail` line out of the consumer's way while streaming one item per op. Stamps
-//!   are never cleared: the next lap's stamp differs by `N`.
-//! - The price: a slot is a `usize` wider, so batches of small items move more bytes
-//!   (16 instead of 8 per `u64`); `docs/benchmarks/tally-core-types.md` has the numbers.
+//! - **Slots go back to the producer a group at a time.** A single pop publishes `head`
+//!   only when it finishes a group, when it finds the ring empty, and when the
+//!   [`Consumer`] is dropped; a batch pop publishes once at its end, and
+//!   [`Consumer::release`] publishes on demand. Between those points the producer sees
+//!   up to `SLOTS_PER_GROUP - 1` slots that the consumer has emptied as still occupied,
+//!   so [`Producer::push`] may report a full ring that has that many free slots. The
+//!   reason: a consumer that stores `head` on every pop pays for the `head` line on
+//!   every pop whenever the producer is polling it (a full ring), and a stream of one
+//!   item per op is limited by exactly that consumer
+//!   (`docs/benchmarks/tally-core-types.md`).
 //! - [`SpscRing::split`] borrows the ring mutably and hands out a [`Producer`] and a
 //!   [`Consumer`] bound to that borrow. Both are `Send`, so they move into
 //!   `std::thread::scope` threads; the borrow checker guarantees one producer and one
 //!   consumer at a time without reference counting. For threads that outlive a scope,
 //!   [`SpscRing::leak`] makes a `'static` ring once at start-up.
 //! - Batch operations ([`Producer::push_slice`], [`Producer::push_iter`],
-//!   [`Consumer::pop_slice`], [`Consumer::pop_each`]) publish their index once per batch.
+//!   [`Consumer::pop_slice`], [`Consumer::pop_each`]) store one stamp per group and
+//!   publish their index once per batch.
+//! - A [`Consumer`] passed to `mem::forget` never publishes its last position, so the
+//!   ring cannot tell which of the items after the published `head` it took: it leaks
+//!   all the items left inside (never drops them twice), and a later `split` starts
+//!   empty.
 //!
 //! # Memory ordering
-//! The producer writes a slot's value, then its stamp with `Release`, and after the whole
-//! push or batch stores `tail` with `Release`; the consumer loads `tail` (batch pops) or
-//! the stamp (single pops) with `Acquire` before reading the value. A batch's cache lines
-//! are thus complete before `tail` tells a batch consumer to read them. A consumer that
-//! took an item by its stamp may briefly be ahead of the published `tail`, so every
-//! `tail - head` is clamped at zero. Symmetrically the consumer moves
-//! a value out of a slot, then stores `head` with `Release`; the producer loads `head`
-//! with `Acquire` before overwriting slots below it. This is checked by the loom tests
-//! (`tests/loom.rs`, `--cfg tally_loom`).
+//! The producer writes a value, then the group's stamp with `Release`, then `tail` with
+//! `Release` (once per push or batch); the consumer loads the stamp (single pops) or
+//! `tail` (batch pops) with `Acquire` before reading values. A consumer that took items
+//! by their stamps may briefly be ahead of the published `tail`, so every
+//! `tail - head` is clamped at zero. Symmetrically the consumer moves values out, then
+//! stores `head` with `Release`; the producer loads `head` with `Acquire` before
+//! overwriting slots below it. This is checked by the loom tests (`tests/loom.rs`,
+//! `--cfg tally_loom`).
 //!
 //! This module and `sync` hold the crate's only `unsafe` that touches ring slots.
 
+use core::alloc::Layout;
 use core::marker::PhantomData;
 use core::mem::MaybeUninit;
+use core::ptr::NonNull;
+use core::sync::atomic::{AtomicBool, Ordering as CoreOrdering};
 
 use crate::cache_padded::CachePadded;
 use crate::sync::{AtomicUsize, Ordering, UnsafeCell};
+
+/// The cell that holds one value.
+type Cell<T> = UnsafeCell<MaybeUninit<T>>;
+
+/// Bytes of a group of several slots: one cache line.
+const LINE: usize = 64;
 
 /// Items between `head` and a `tail` that may lag behind it: a consumer that took items
 /// by their stamps can be ahead of the last published (or cached) `tail`, which then
@@ -53,13 +75,17 @@ const fn ready<const N: usize>(head: usize, tail: usize) -> usize {
     if n <= N { n } else { 0 }
 }
 
-/// One ring slot: the value cell and the stamp that says which position it holds.
-struct Slot<T> {
-    /// `position + 1` once the value for `position` is written (`index + 1 - N` before
-    /// the first lap, as if the lap before had been stamped).
-    /// Stored by the producer only.
-    stamp: AtomicUsize,
-    value: UnsafeCell<MaybeUninit<T>>,
+const fn max(a: usize, b: usize) -> usize {
+    if a > b { a } else { b }
+}
+
+/// Where a side of the ring is: byte offsets of its group and of its next slot in the
+/// group array, and how many slots of the group are left (including that slot).
+#[derive(Debug, Clone, Copy)]
+struct Cursor {
+    group: usize,
+    value: usize,
+    left: usize,
 }
 
 /// A bounded single-producer single-consumer ring of `N` slots (`N` a power of two).
@@ -87,48 +113,123 @@ struct Slot<T> {
 /// });
 /// ```
 pub struct SpscRing<T, const N: usize> {
-    /// Consumer position: the next slot to read. Stored by the consumer only.
+    /// Consumer position as last published: the consumer has taken every item below it.
+    /// Stored by the consumer only (see the module docs for when).
     head: CachePadded<AtomicUsize>,
     /// Producer position: the next slot to write. Stored by the producer only.
     /// Invariant: `head <= tail <= head + N` (in wrapping arithmetic).
     tail: CachePadded<AtomicUsize>,
+    /// Set by `split`, cleared when the [`Consumer`] is dropped: still set afterwards
+    /// means the consumer was forgotten and `head` may be behind what it took.
+    consumer_out: AtomicBool,
+    /// `GROUPS` groups of `STRIDE` bytes, allocated with `LAYOUT` in `new`: each a stamp
+    /// (`AtomicUsize`) at offset 0 and `Cell<T>`s from `VALUES_AT`, all initialised.
     /// Slots `head..tail` (masked) hold initialised values; the others are uninitialised.
-    slots: Box<[Slot<T>; N]>,
+    groups: NonNull<u8>,
+    /// The ring owns `T` values.
+    _owns: PhantomData<T>,
 }
 
-// SAFETY: the ring owns `T` values and hands them from one thread to another, which is
-// sound when `T: Send`. Shared access (`&SpscRing`) only reaches slots through a
-// `Producer` or `Consumer`, of which `split(&mut self)` makes exactly one each; the
-// head/tail protocol gives each slot a single accessor at a time.
+// SAFETY: the ring owns `T` values (moving it moves them) and its group array, which
+// nothing else points to; sound to send when `T: Send`.
+unsafe impl<T: Send, const N: usize> Send for SpscRing<T, N> {}
+
+// SAFETY: the ring hands `T` values from one thread to another, which is sound when
+// `T: Send`. Shared access (`&SpscRing`) only reaches slots through a `Producer` or
+// `Consumer`, of which `split(&mut self)` makes exactly one each; the head/tail and
+// stamp protocol gives each slot a single accessor at a time.
 unsafe impl<T: Send, const N: usize> Sync for SpscRing<T, N> {}
 
 impl<T, const N: usize> SpscRing<T, N> {
     /// Compile-time check that `N` is a non-zero power of two small enough for the stamps
-    /// (see `Consumer::pop`).
-    const POWER_OF_TWO: () = assert!(
-        N.is_power_of_two() && N <= usize::MAX / 4,
-        "SpscRing capacity N must be a power of two no larger than usize::MAX / 4"
+    /// (see `Consumer::pop`) and that the group array fits the address space.
+    const CHECKS: () = assert!(
+        N.is_power_of_two() && N <= usize::MAX / 4 && Self::BYTES <= isize::MAX as usize / 2,
+        "SpscRing capacity N must be a power of two no larger than usize::MAX / 4, and N slots of T must fit in memory"
     );
     const MASK: usize = N - 1;
 
-    /// An empty ring. This allocates the slot array once (on the heap, so that large rings
+    const CELL_SIZE: usize = size_of::<Cell<T>>();
+    const CELL_ALIGN: usize = align_of::<Cell<T>>();
+    /// Offset of the first value in a group, after the stamp.
+    const VALUES_AT: usize = size_of::<AtomicUsize>().next_multiple_of(Self::CELL_ALIGN);
+
+    /// Number of slots that share one cache line and one stamp: as many values as fit in
+    /// a 64-byte line after the stamp (at least one, at most `N`). The consumer hands
+    /// slots back to the producer a group at a time (see [`Consumer::release`]).
+    pub const SLOTS_PER_GROUP: usize = {
+        let fit = if Self::CELL_SIZE == 0 {
+            LINE
+        } else if Self::VALUES_AT >= LINE {
+            1
+        } else {
+            (LINE - Self::VALUES_AT) / Self::CELL_SIZE
+        };
+        let fit = if fit == 0 { 1 } else { fit };
+        if fit > N { N } else { fit }
+    };
+    const GROUP_ALIGN: usize = max(
+        max(align_of::<AtomicUsize>(), Self::CELL_ALIGN),
+        if Self::SLOTS_PER_GROUP > 1 { LINE } else { 1 },
+    );
+    /// Bytes from one group to the next: a whole line when a group holds several slots.
+    const STRIDE: usize = (Self::VALUES_AT + Self::SLOTS_PER_GROUP * Self::CELL_SIZE)
+        .next_multiple_of(Self::GROUP_ALIGN);
+    const GROUPS: usize = N.div_ceil(Self::SLOTS_PER_GROUP);
+    /// Slots in the last group (fewer than the others when they do not divide `N`).
+    const LAST_LEN: usize = N - (Self::GROUPS - 1) * Self::SLOTS_PER_GROUP;
+    const LAST_GROUP: usize = (Self::GROUPS - 1) * Self::STRIDE;
+    const BYTES: usize = Self::GROUPS * Self::STRIDE;
+
+    /// An empty ring. This allocates the group array once (on the heap, so that large rings
     /// do not live on the stack); nothing allocates afterwards.
     pub fn new() -> Self {
-        let () = Self::POWER_OF_TWO;
-        let slots: Box<[Slot<T>]> = (0..N)
-            .map(|i| Slot {
-                // As if position `i - N` (the lap before the first) had been stamped.
-                stamp: AtomicUsize::new(i.wrapping_add(1).wrapping_sub(N)),
-                value: UnsafeCell::new(MaybeUninit::uninit()),
-            })
-            .collect();
-        let Ok(slots) = slots.try_into() else {
-            unreachable!("the iterator yields exactly N slots")
+        let () = Self::CHECKS;
+        let layout = Self::layout();
+        // SAFETY: `layout` has a non-zero size (every group holds a stamp).
+        let raw = unsafe { std::alloc::alloc(layout) };
+        let Some(groups) = NonNull::new(raw) else {
+            std::alloc::handle_alloc_error(layout)
         };
+        for g in 0..Self::GROUPS {
+            let at = g * Self::STRIDE;
+            let first = g * Self::SLOTS_PER_GROUP;
+            let len = Self::group_len(g);
+            // As if the lap before the first had filled the group: a stamp at or below
+            // every position of the group in the first lap.
+            let stamp = AtomicUsize::new(first.wrapping_add(len).wrapping_sub(N));
+            // SAFETY: `at` is a group offset inside the allocation, aligned for a stamp
+            // (`STRIDE` and the allocation are multiples of `GROUP_ALIGN`).
+            unsafe { groups.add(at).cast::<AtomicUsize>().write(stamp) };
+            for k in 0..len {
+                let cell: Cell<T> = UnsafeCell::new(MaybeUninit::uninit());
+                // SAFETY: slot `k < len` of the group lies inside the allocation and is
+                // aligned for `Cell<T>` (`VALUES_AT` and `CELL_SIZE` are multiples of
+                // its alignment).
+                unsafe {
+                    groups
+                        .add(at + Self::VALUES_AT + k * Self::CELL_SIZE)
+                        .cast::<Cell<T>>()
+                        .write(cell);
+                }
+            }
+        }
         Self {
             head: CachePadded::new(AtomicUsize::new(0)),
             tail: CachePadded::new(AtomicUsize::new(0)),
-            slots,
+            consumer_out: AtomicBool::new(false),
+            groups,
+            _owns: PhantomData,
+        }
+    }
+
+    #[inline]
+    fn layout() -> Layout {
+        // `CHECKS` bounds `BYTES`, and `GROUP_ALIGN` is a maximum of alignments, which are
+        // powers of two, so this is always `Ok`.
+        match Layout::from_size_align(Self::BYTES, Self::GROUP_ALIGN) {
+            Ok(layout) => layout,
+            Err(_) => unreachable!("SpscRing group layout is checked at compile time"),
         }
     }
 
@@ -140,22 +241,33 @@ impl<T, const N: usize> SpscRing<T, N> {
     }
 
     /// Splits the ring into its producer and consumer half. Items already in the ring
-    /// stay there; the halves pick up where previous ones stopped.
+    /// stay there; the halves pick up where previous ones stopped (unless the previous
+    /// consumer was forgotten: see the module docs).
     pub fn split(&mut self) -> (Producer<'_, T, N>, Consumer<'_, T, N>) {
-        let head = self.head.load(Ordering::Acquire);
         let tail = self.tail.load(Ordering::Acquire);
+        if self.consumer_out.load(CoreOrdering::Relaxed) {
+            // The last consumer was forgotten: the items after `head` may have been taken.
+            // Leak them all rather than hand any out twice.
+            self.head.store(tail, Ordering::Release);
+        }
+        let head = self.head.load(Ordering::Acquire);
+        self.consumer_out.store(true, CoreOrdering::Relaxed);
         let ring: &Self = self;
         (
             Producer {
                 ring,
                 tail,
                 head_cache: head,
+                cursor: Self::cursor(tail),
+                unpublished: false,
                 _not_sync: PhantomData,
             },
             Consumer {
                 ring,
                 head,
+                released: head,
                 tail_cache: tail,
+                cursor: Self::cursor(head),
                 _not_sync: PhantomData,
             },
         )
@@ -166,7 +278,8 @@ impl<T, const N: usize> SpscRing<T, N> {
         N
     }
 
-    /// Number of items in the ring (a snapshot when the halves are in use).
+    /// Number of items in the ring (a snapshot when the halves are in use, counting items
+    /// the consumer took but has not yet released).
     pub fn len(&self) -> usize {
         let head = self.head.load(Ordering::Acquire);
         ready::<N>(head, self.tail.load(Ordering::Acquire))
@@ -177,45 +290,66 @@ impl<T, const N: usize> SpscRing<T, N> {
         self.len() == 0
     }
 
-    /// Writes `value` into the slot of `position`, then stamps it `position + 1` with
-    /// `Release` so that a consumer polling the stamp may take it.
-    ///
-    /// # Safety
-    /// Only the producer calls this, and only for a free slot: `position - head < N` for
-    /// a `head` it acquired, and `position >= tail` (nothing the consumer may read).
-    #[inline]
-    unsafe fn fill(&self, position: usize, value: T) {
-        let slot = self.slot(position);
-        // SAFETY: the caller guarantees the slot is free: no value to leak, and the
-        // consumer neither reads it (its stamp is a lap old) nor will before the stamp.
-        slot.value.with_mut(|p| unsafe { (*p).write(value) });
-        slot.stamp
-            .store(position.wrapping_add(1), Ordering::Release);
+    /// Slots in group `g`.
+    const fn group_len(g: usize) -> usize {
+        if g + 1 == Self::GROUPS {
+            Self::LAST_LEN
+        } else {
+            Self::SLOTS_PER_GROUP
+        }
     }
 
-    /// Calls `f(slots, k)` for the slots of positions `from..from + n` in at most two
-    /// contiguous runs (before and after the wrap), in order; `k` is the run's offset from
-    /// `from`. `f` returns how many of its slots it used; the walk stops at a short run.
-    /// Returns the total used.
+    /// The cursor of `position`.
     #[inline]
-    fn runs(&self, from: usize, n: usize, mut f: impl FnMut(&[Slot<T>], usize) -> usize) -> usize {
-        let start = from & Self::MASK;
-        let first = n.min(N - start);
-        let a = self.slots.get(start..start + first).unwrap_or(&[]);
-        let used = f(a, 0);
-        if used < first || first == n {
-            return used;
+    fn cursor(position: usize) -> Cursor {
+        let index = position & Self::MASK;
+        let g = index / Self::SLOTS_PER_GROUP;
+        let k = index % Self::SLOTS_PER_GROUP;
+        let len = Self::group_len(g);
+        let group = g * Self::STRIDE;
+        Cursor {
+            group,
+            value: group + Self::VALUES_AT + k * Self::CELL_SIZE,
+            left: len - k,
         }
-        used + f(self.slots.get(..n - first).unwrap_or(&[]), first)
     }
 
+    /// Moves `cursor` past one slot. Returns whether that finished its group.
     #[inline]
-    fn slot(&self, position: usize) -> &Slot<T> {
-        // `position & MASK < N`, so this is always `Some`; the compiler removes the branch.
-        match self.slots.get(position & Self::MASK) {
-            Some(slot) => slot,
-            None => unreachable!("masked position is below N"),
+    fn advance(cursor: &mut Cursor) -> bool {
+        cursor.value += Self::CELL_SIZE;
+        cursor.left -= 1;
+        if cursor.left != 0 {
+            return false;
         }
+        cursor.group = if cursor.group == Self::LAST_GROUP {
+            0
+        } else {
+            cursor.group + Self::STRIDE
+        };
+        cursor.value = cursor.group + Self::VALUES_AT;
+        cursor.left = if cursor.group == Self::LAST_GROUP {
+            Self::LAST_LEN
+        } else {
+            Self::SLOTS_PER_GROUP
+        };
+        true
+    }
+
+    /// The stamp of the group at byte offset `group`.
+    #[inline]
+    fn stamp(&self, cursor: &Cursor) -> &AtomicUsize {
+        // SAFETY: cursors only hold group offsets below `BYTES` (built by `cursor` and
+        // `advance`), where `new` wrote an `AtomicUsize` that lives as long as the ring.
+        unsafe { self.groups.add(cursor.group).cast::<AtomicUsize>().as_ref() }
+    }
+
+    /// The cell of the slot under `cursor`.
+    #[inline]
+    fn cell(&self, cursor: &Cursor) -> &Cell<T> {
+        // SAFETY: cursors only hold value offsets of slots that exist (`left >= 1`), where
+        // `new` wrote a `Cell<T>` that lives as long as the ring.
+        unsafe { self.groups.add(cursor.value).cast::<Cell<T>>().as_ref() }
     }
 }
 
@@ -229,15 +363,35 @@ impl<T, const N: usize> Drop for SpscRing<T, N> {
     fn drop(&mut self) {
         let head = self.head.load(Ordering::Acquire);
         let tail = self.tail.load(Ordering::Acquire);
-        let mut pos = head;
-        while pos != tail {
-            // SAFETY: slots `head..tail` hold initialised values (ring invariant) and no
-            // producer or consumer exists any more (we have `&mut self`).
-            self.slot(pos)
-                .value
-                .with_mut(|p| unsafe { (*p).assume_init_drop() });
-            pos = pos.wrapping_add(1);
+        if !self.consumer_out.load(CoreOrdering::Relaxed) {
+            let mut pos = head;
+            let mut cursor = Self::cursor(head);
+            while pos != tail {
+                // SAFETY: slots `head..tail` hold initialised values (ring invariant; the
+                // last consumer published its exact position when dropped) and no producer
+                // or consumer exists any more (we have `&mut self`).
+                self.cell(&cursor)
+                    .with_mut(|p| unsafe { (*p).assume_init_drop() });
+                Self::advance(&mut cursor);
+                pos = pos.wrapping_add(1);
+            }
         }
+        for g in 0..Self::GROUPS {
+            let at = g * Self::STRIDE;
+            for k in 0..Self::group_len(g) {
+                let cell = at + Self::VALUES_AT + k * Self::CELL_SIZE;
+                // SAFETY: `new` wrote a `Cell<T>` here; dropping the cell does not drop
+                // its `MaybeUninit` content (handled above), and nothing uses it again.
+                unsafe {
+                    core::ptr::drop_in_place(self.groups.add(cell).cast::<Cell<T>>().as_ptr());
+                };
+            }
+            // SAFETY: `new` wrote an `AtomicUsize` at each group offset; nothing uses it
+            // again.
+            unsafe { core::ptr::drop_in_place(self.groups.add(at).cast::<AtomicUsize>().as_ptr()) };
+        }
+        // SAFETY: allocated in `new` with this layout, and not used after this.
+        unsafe { std::alloc::dealloc(self.groups.as_ptr(), Self::layout()) };
     }
 }
 
@@ -257,6 +411,10 @@ pub struct Producer<'a, T, const N: usize> {
     tail: usize,
     /// Last `ring.head` we loaded; `head_cache <= ring.head`.
     head_cache: usize,
+    /// The slot of `tail`.
+    cursor: Cursor,
+    /// Set while `write_run` writes: values after the published `tail` may exist.
+    unpublished: bool,
     /// Producer is `Send` but not `Sync`: its methods take `&mut self` anyway.
     _not_sync: PhantomData<core::cell::Cell<()>>,
 }
@@ -269,7 +427,9 @@ impl<T, const N: usize> Producer<'_, T, N> {
     /// Appends `value`, or hands it back when the ring is full.
     ///
     /// # Errors
-    /// `Err(value)` when all `N` slots are occupied.
+    /// `Err(value)` when all `N` slots are occupied, counting up to
+    /// `SLOTS_PER_GROUP - 1` slots the consumer has emptied but not yet released (see
+    /// [`Consumer::release`]).
     #[inline]
     pub fn push(&mut self, value: T) -> Result<(), T> {
         if self.tail.wrapping_sub(self.head_cache) == N {
@@ -281,9 +441,15 @@ impl<T, const N: usize> Producer<'_, T, N> {
         // SAFETY: `tail - head < N`, so slot `tail` is outside `head..tail`: the consumer
         // does not read it and it holds no value (it was never written or was moved out
         // before the consumer published the `head` we acquired).
-        unsafe { self.ring.fill(self.tail, value) };
+        self.ring
+            .cell(&self.cursor)
+            .with_mut(|p| unsafe { (*p).write(value) });
         self.tail = self.tail.wrapping_add(1);
+        self.ring
+            .stamp(&self.cursor)
+            .store(self.tail, Ordering::Release);
         self.ring.tail.store(self.tail, Ordering::Release);
+        SpscRing::<T, N>::advance(&mut self.cursor);
         Ok(())
     }
 
@@ -305,30 +471,55 @@ impl<T, const N: usize> Producer<'_, T, N> {
         }
     }
 
+    /// Writes up to `max` values from `next` into free slots (the caller checked they are
+    /// free), stamping each group once after its last value, then publishes. Stops early
+    /// when `next` returns `None`. Returns how many were written. `tail` moves with every
+    /// value, so a panicking `next` leaves a consistent producer for `Drop` to publish.
+    #[inline]
+    fn write_run(&mut self, max: usize, mut next: impl FnMut(usize) -> Option<T>) -> usize {
+        let from = self.tail;
+        self.unpublished = true;
+        while self.tail.wrapping_sub(from) < max {
+            let Some(value) = next(self.tail.wrapping_sub(from)) else {
+                break;
+            };
+            // SAFETY: the caller reserved `max` free slots after `from` (see `push`).
+            self.ring
+                .cell(&self.cursor)
+                .with_mut(|p| unsafe { (*p).write(value) });
+            self.tail = self.tail.wrapping_add(1);
+            let at = self.cursor;
+            if SpscRing::<T, N>::advance(&mut self.cursor) {
+                self.ring.stamp(&at).store(self.tail, Ordering::Release);
+            }
+        }
+        let n = self.tail.wrapping_sub(from);
+        if n > 0 {
+            self.publish();
+        }
+        self.unpublished = false;
+        n
+    }
+
+    /// Stamps the group we stopped in if values there are unstamped, then stores `tail`.
+    fn publish(&mut self) {
+        if self.cursor.value != self.cursor.group + SpscRing::<T, N>::VALUES_AT {
+            self.ring
+                .stamp(&self.cursor)
+                .store(self.tail, Ordering::Release);
+        }
+        self.ring.tail.store(self.tail, Ordering::Release);
+    }
+
     /// Pushes items from `iter` while there is room, publishing once at the end. Returns
     /// how many were pushed; the rest stay in the iterator.
     pub fn push_iter<I: Iterator<Item = T>>(&mut self, iter: &mut I) -> usize {
         let free = self.reserve(N);
-        let from = self.tail;
-        let pushed = self.ring.runs(from, free, |slots, k| {
-            let mut pos = from.wrapping_add(k);
-            for slot in slots {
-                let Some(value) = iter.next() else { break };
-                // SAFETY: below `free`, so the slot is free (see `push`).
-                slot.value.with_mut(|p| unsafe { (*p).write(value) });
-                pos = pos.wrapping_add(1);
-                slot.stamp.store(pos, Ordering::Release);
-            }
-            pos.wrapping_sub(from.wrapping_add(k))
-        });
-        if pushed > 0 {
-            self.tail = self.tail.wrapping_add(pushed);
-            self.ring.tail.store(self.tail, Ordering::Release);
-        }
-        pushed
+        self.write_run(free, |_| iter.next())
     }
 
-    /// Number of items in the ring as seen by the producer (may be stale-high).
+    /// Number of items in the ring as seen by the producer (may be stale-high, and counts
+    /// items the consumer took but has not yet released).
     pub fn len(&self) -> usize {
         self.tail
             .wrapping_sub(self.ring.head.load(Ordering::Acquire))
@@ -349,23 +540,17 @@ impl<T: Copy, const N: usize> Producer<'_, T, N> {
     /// Copies as many items from `items` as fit, publishing once. Returns how many.
     pub fn push_slice(&mut self, items: &[T]) -> usize {
         let n = self.reserve(items.len()).min(items.len());
-        let from = self.tail;
-        let n = self.ring.runs(from, n, |slots, k| {
-            let src = items.get(k..k + slots.len()).unwrap_or(&[]);
-            let mut pos = from.wrapping_add(k);
-            for (slot, v) in slots.iter().zip(src) {
-                // SAFETY: below `n <= free`, so the slot is free (see `push`).
-                slot.value.with_mut(|p| unsafe { (*p).write(*v) });
-                pos = pos.wrapping_add(1);
-                slot.stamp.store(pos, Ordering::Release);
-            }
-            src.len()
-        });
-        if n > 0 {
-            self.tail = self.tail.wrapping_add(n);
-            self.ring.tail.store(self.tail, Ordering::Release);
+        self.write_run(n, |k| items.get(k).copied())
+    }
+}
+
+impl<T, const N: usize> Drop for Producer<'_, T, N> {
+    fn drop(&mut self) {
+        // Only after a panic inside `write_run` (from the caller's iterator) are values
+        // written but unpublished; every operation publishes before it returns.
+        if self.unpublished {
+            self.publish();
         }
-        n
     }
 }
 
@@ -381,11 +566,15 @@ impl<T, const N: usize> core::fmt::Debug for Producer<'_, T, N> {
 /// The reading half of an [`SpscRing`].
 pub struct Consumer<'a, T, const N: usize> {
     ring: &'a SpscRing<T, N>,
-    /// Our position; equal to `ring.head` after each publish.
+    /// Our position: every item below it has been taken.
     head: usize,
+    /// The last position we stored in `ring.head`; `released <= head`.
+    released: usize,
     /// Last `ring.tail` we loaded; `tail_cache <= ring.tail`. Single pops do not
     /// refresh it, so it may fall behind `head` (see `cached_available`).
     tail_cache: usize,
+    /// The slot of `head`.
+    cursor: Cursor,
     /// Consumer is `Send` but not `Sync`.
     _not_sync: PhantomData<core::cell::Cell<()>>,
 }
@@ -395,30 +584,57 @@ unsafe impl<T: Send, const N: usize> Send for Consumer<'_, T, N> {}
 
 impl<T, const N: usize> Consumer<'_, T, N> {
     /// Removes the oldest item, or `None` when the ring is empty.
+    ///
+    /// The emptied slot goes back to the producer when this pop finishes its group of
+    /// [`SpscRing::SLOTS_PER_GROUP`] slots, when a pop finds the ring empty, or at
+    /// [`Consumer::release`], whichever comes first.
     #[inline]
     pub fn pop(&mut self) -> Option<T> {
-        let slot = self.ring.slot(self.head);
-        // Ask the slot itself rather than the producer's `tail` line (see the module
-        // docs). The stamp is `head + 1` when ready and `head + 1 - N` (the previous lap,
-        // which we consumed after acquiring that stamp or a `tail` stored after it)
-        // otherwise, so "ahead of `head`" is exact. An ordering test rather than `==` keeps the compiler from deriving the
-        // next `head` from the loaded stamp, which would chain every pop's load to the
-        // previous one.
-        let ahead = slot
-            .stamp
+        // Ask the group's stamp rather than the producer's `tail` line (see the module
+        // docs). The stamp is at least `head + 1` when slot `head` is ready, and at most
+        // `head` otherwise (this lap's earlier slots, or the previous lap's, `N` lower),
+        // so "ahead of `head`" is exact. An ordering test rather than `==` keeps the
+        // compiler from deriving the next `head` from the loaded stamp, which would chain
+        // every pop's load to the previous one.
+        let ahead = self
+            .ring
+            .stamp(&self.cursor)
             .load(Ordering::Acquire)
             .wrapping_sub(self.head)
             .cast_signed();
         if ahead <= 0 {
+            self.release();
             return None;
         }
-        // SAFETY: the slot's acquired stamp says it holds the value for position `head`,
+        // SAFETY: the group's acquired stamp says it holds the value for position `head`,
         // written by the producer before its release store of the stamp; we move it out
-        // and then publish `head`, so it is never read twice.
-        let value = slot.value.with_mut(|p| unsafe { (*p).assume_init_read() });
+        // and move `head` past it, so it is never read twice, and the producer does not
+        // overwrite it before we publish a `head` past it.
+        let value = self
+            .ring
+            .cell(&self.cursor)
+            .with_mut(|p| unsafe { (*p).assume_init_read() });
         self.head = self.head.wrapping_add(1);
-        self.ring.head.store(self.head, Ordering::Release);
+        if SpscRing::<T, N>::advance(&mut self.cursor) {
+            self.publish();
+        }
         Some(value)
+    }
+
+    /// Hands the slots of the items taken so far back to the producer now. Single pops
+    /// do this a group at a time; call it when the consumer stops popping for a while
+    /// with items still in the ring and the producer may be waiting for room.
+    #[inline]
+    pub fn release(&mut self) {
+        if self.released != self.head {
+            self.publish();
+        }
+    }
+
+    #[inline]
+    fn publish(&mut self) {
+        self.ring.head.store(self.head, Ordering::Release);
+        self.released = self.head;
     }
 
     /// Items known to be ready from the cached `tail`, without touching shared memory.
@@ -434,50 +650,46 @@ impl<T, const N: usize> Consumer<'_, T, N> {
         self.cached_available()
     }
 
-    /// Moves up to `dst.len()` items into `dst` (dropping what `dst` held there),
-    /// publishing once. Returns how many.
-    pub fn pop_slice(&mut self, dst: &mut [T]) -> usize {
-        let mut n = self.cached_available();
-        if n < dst.len() {
-            n = self.available();
-        }
-        let n = n.min(dst.len());
-        let n = self.ring.runs(self.head, n, |slots, k| {
-            let out = dst.get_mut(k..k + slots.len()).unwrap_or(&mut []);
-            for (d, slot) in out.iter_mut().zip(slots) {
-                // SAFETY: below `n <= tail - head`: the slot holds an initialised value,
-                // read once (we publish `head` past it below).
-                *d = slot.value.with_mut(|p| unsafe { (*p).assume_init_read() });
-            }
-            out.len()
-        });
-        if n > 0 {
-            self.head = self.head.wrapping_add(n);
-            self.ring.head.store(self.head, Ordering::Release);
-        }
-        n
-    }
-
-    /// Moves up to `max` items out, calling `f` on each in order, publishing once.
-    /// Returns how many.
-    pub fn pop_each(&mut self, max: usize, mut f: impl FnMut(T)) -> usize {
+    /// Moves up to `max` ready items out through `f`, then publishes `head`. Returns how
+    /// many.
+    #[inline]
+    fn take_run(&mut self, max: usize, mut f: impl FnMut(usize, T)) -> usize {
         let mut n = self.cached_available();
         if n < max {
             n = self.available();
         }
         let n = n.min(max);
-        let n = self.ring.runs(self.head, n, |slots, _| {
-            for slot in slots {
-                // SAFETY: as in `pop_slice`.
-                f(slot.value.with_mut(|p| unsafe { (*p).assume_init_read() }));
-            }
-            slots.len()
-        });
-        if n > 0 {
-            self.head = self.head.wrapping_add(n);
-            self.ring.head.store(self.head, Ordering::Release);
+        for k in 0..n {
+            // SAFETY: below `n <= tail - head` for a `tail` we acquired: the slot holds an
+            // initialised value, read once (`head` moves past it before `f` runs, so a
+            // panicking `f` leaves a consistent consumer for `Drop` to publish).
+            let value = self
+                .ring
+                .cell(&self.cursor)
+                .with_mut(|p| unsafe { (*p).assume_init_read() });
+            SpscRing::<T, N>::advance(&mut self.cursor);
+            self.head = self.head.wrapping_add(1);
+            f(k, value);
         }
+        self.release();
         n
+    }
+
+    /// Moves up to `dst.len()` items into `dst` (dropping what `dst` held there),
+    /// publishing once. Returns how many.
+    pub fn pop_slice(&mut self, dst: &mut [T]) -> usize {
+        let max = dst.len();
+        self.take_run(max, |k, v| {
+            if let Some(d) = dst.get_mut(k) {
+                *d = v;
+            }
+        })
+    }
+
+    /// Moves up to `max` items out, calling `f` on each in order, publishing once.
+    /// Returns how many.
+    pub fn pop_each(&mut self, max: usize, mut f: impl FnMut(T)) -> usize {
+        self.take_run(max, |_, v| f(v))
     }
 
     /// Number of items in the ring as seen by the consumer.
@@ -493,6 +705,13 @@ impl<T, const N: usize> Consumer<'_, T, N> {
     /// Number of slots.
     pub const fn capacity(&self) -> usize {
         N
+    }
+}
+
+impl<T, const N: usize> Drop for Consumer<'_, T, N> {
+    fn drop(&mut self) {
+        self.release();
+        self.ring.consumer_out.store(false, CoreOrdering::Relaxed);
     }
 }
 
@@ -521,10 +740,89 @@ mod tests {
         assert_eq!(p.push(9), Err(9));
         assert_eq!(p.len(), 4);
         assert_eq!(c.pop(), Some(0));
+        // One group of four: the slot goes back at the end of the group or on release.
+        assert_eq!(p.push(4), Err(4));
+        c.release();
         p.push(4).unwrap();
         let got: Vec<_> = std::iter::from_fn(|| c.pop()).collect();
         assert_eq!(got, [1, 2, 3, 4]);
         assert!(c.is_empty());
+        assert!(p.is_empty(), "an empty pop releases");
+    }
+
+    #[test]
+    fn group_layout() {
+        assert_eq!(SpscRing::<u64, 1024>::SLOTS_PER_GROUP, 7);
+        assert_eq!(SpscRing::<u32, 1024>::SLOTS_PER_GROUP, 14);
+        assert_eq!(SpscRing::<u8, 16>::SLOTS_PER_GROUP, 16);
+        assert_eq!(SpscRing::<[u8; 40], 16>::SLOTS_PER_GROUP, 1);
+        assert_eq!(SpscRing::<(), 1024>::SLOTS_PER_GROUP, 64);
+        assert_eq!(SpscRing::<CachePadded<u8>, 8>::SLOTS_PER_GROUP, 1);
+        assert_eq!(SpscRing::<u64, 1024>::STRIDE, 64);
+        assert_eq!(SpscRing::<u64, 1024>::GROUPS, 147);
+        assert_eq!(SpscRing::<u64, 1024>::LAST_LEN, 2);
+    }
+
+    #[test]
+    fn slots_return_a_group_at_a_time() {
+        // Groups of 7, 7 and 2 slots.
+        let mut ring = SpscRing::<u64, 16>::new();
+        let (mut p, mut c) = ring.split();
+        for i in 0..16 {
+            p.push(i).unwrap();
+        }
+        for i in 0..6 {
+            assert_eq!(c.pop(), Some(i));
+        }
+        assert_eq!(p.push(99), Err(99));
+        assert_eq!(p.free_slots(), 0);
+        assert_eq!(c.pop(), Some(6));
+        assert_eq!(p.free_slots(), 7);
+        for i in 16..23 {
+            p.push(i).unwrap();
+        }
+        assert_eq!(p.push(99), Err(99));
+        for i in 7..23 {
+            assert_eq!(c.pop(), Some(i));
+        }
+        assert_eq!(c.pop(), None);
+        assert_eq!(p.free_slots(), 16);
+    }
+
+    #[test]
+    fn many_laps_over_uneven_groups() {
+        let mut ring = SpscRing::<u64, 16>::new();
+        let (mut p, mut c) = ring.split();
+        let mut next = 0u64;
+        for lap in 0..200u64 {
+            let k = 1 + lap % 16;
+            for _ in 0..k {
+                p.push(next).unwrap();
+                next += 1;
+            }
+            let base = next - k;
+            for i in 0..k {
+                assert_eq!(c.pop(), Some(base + i));
+            }
+            assert_eq!(c.pop(), None);
+        }
+    }
+
+    #[test]
+    fn large_aligned_and_zero_sized_items() {
+        let mut ring = SpscRing::<CachePadded<u64>, 4>::new();
+        let (mut p, mut c) = ring.split();
+        for i in 0..10 {
+            p.push(CachePadded::new(i)).unwrap();
+            assert_eq!(c.pop().map(CachePadded::into_inner), Some(i));
+        }
+        let mut units = SpscRing::<(), 128>::new();
+        let (mut p, mut c) = units.split();
+        for _ in 0..128 {
+            p.push(()).unwrap();
+        }
+        assert_eq!(p.push(()), Err(()));
+        assert_eq!(c.pop_each(usize::MAX, drop), 128);
     }
 
     #[test]
@@ -539,6 +837,66 @@ mod tests {
             drop(c.pop());
             assert_eq!(Rc::strong_count(&marker), 6);
         }
+        assert_eq!(Rc::strong_count(&marker), 1);
+    }
+
+    #[test]
+    fn forgotten_consumer_leaks_instead_of_dropping_twice() {
+        let marker = Rc::new(());
+        let mut ring = SpscRing::<Rc<()>, 8>::new();
+        {
+            let (mut p, mut c) = ring.split();
+            for _ in 0..5 {
+                p.push(Rc::clone(&marker)).unwrap();
+            }
+            drop((c.pop(), c.pop()));
+            core::mem::forget(c);
+        }
+        assert_eq!(Rc::strong_count(&marker), 4);
+        {
+            let (mut p, mut c) = ring.split();
+            assert_eq!(
+                c.pop(),
+                None,
+                "a split after a forgotten consumer starts empty"
+            );
+            p.push(Rc::clone(&marker)).unwrap();
+        }
+        drop(ring);
+        // The three left behind by the forgotten consumer leak; the last one is dropped.
+        assert_eq!(Rc::strong_count(&marker), 4);
+    }
+
+    #[test]
+    fn panicking_callbacks_leave_a_consistent_ring() {
+        let marker = Rc::new(());
+        let mut ring = SpscRing::<Rc<()>, 16>::new();
+        let (mut p, mut c) = ring.split();
+        let mut made = 0;
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            p.push_iter(&mut std::iter::from_fn(|| {
+                made += 1;
+                assert!(made <= 9, "iterator fails");
+                Some(Rc::clone(&marker))
+            }))
+        }));
+        assert!(r.is_err());
+        assert_eq!(c.available(), 0, "nothing published before the panic");
+        p.push(Rc::clone(&marker)).unwrap();
+        assert_eq!(c.available(), 10);
+        let mut seen = 0;
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            c.pop_each(usize::MAX, |v| {
+                seen += 1;
+                assert!(seen < 4, "callback fails");
+                drop(v);
+            })
+        }));
+        assert!(r.is_err());
+        assert_eq!(c.len(), 6);
+        assert_eq!(c.pop_each(usize::MAX, drop), 6);
+        drop((p, c));
+        drop(ring);
         assert_eq!(Rc::strong_count(&marker), 1);
     }
 
@@ -572,5 +930,20 @@ mod tests {
         assert_eq!(all, [4, 5, 6, 7, 8, 9, 10, 11]);
         assert_eq!(p.push_iter(&mut it), 8);
         assert_eq!(it.next(), Some(108));
+    }
+
+    #[test]
+    fn batch_push_is_visible_to_single_pops() {
+        // Groups of 7, 7, 2: a batch stamps each group once.
+        let mut ring = SpscRing::<u64, 16>::new();
+        let (mut p, mut c) = ring.split();
+        for round in 0..50u64 {
+            let items: Vec<u64> = (0..=(round % 16)).map(|i| round * 100 + i).collect();
+            assert_eq!(p.push_slice(&items), items.len());
+            for &v in &items {
+                assert_eq!(c.pop(), Some(v));
+            }
+            assert_eq!(c.pop(), None);
+        }
     }
 }

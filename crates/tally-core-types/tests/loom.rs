@@ -136,3 +136,12 @@ fn single_push_mixed_pop() {
 fn batch_push_single_pop() {
     model(Push::Slice, |_| true);
 }
+
+/// Under loom the cells are larger, but a 2-slot ring of `u32` still forms one group, so
+/// the models above also check the group stamp and the consumer's release a group at a
+/// time (the producer's third push waits for the consumer to finish the group).
+#[test]
+fn models_cover_a_shared_group() {
+    assert_eq!(SpscRing::<u32, 2>::SLOTS_PER_GROUP, 2);
+    assert_eq!(SpscRing::<loom::sync::Arc<u32>, 2>::SLOTS_PER_GROUP, 2);
+}

@@ -1,9 +1,13 @@
 //! Property tests: the ring against a `VecDeque` model, single and batch operations,
-//! across wrap-around.
+//! across wrap-around, for groups of several slots that divide `N` unevenly and for
+//! one-slot groups. The model also tracks when the consumer hands slots back to the
+//! producer (the end of a group, an empty pop, a batch pop, `release`, a dropped
+//! consumer), so the producer's "full" is checked exactly.
 #![allow(clippy::unwrap_used, clippy::indexing_slicing, reason = "test code")]
 #![cfg(not(tally_loom))]
 
 use std::collections::VecDeque;
+use std::fmt::Debug;
 
 use proptest::prelude::*;
 use tally_core_types::SpscRing;
@@ -16,77 +20,156 @@ enum Op {
     PushIter(Vec<u32>),
     PopSlice(usize),
     PopEach(usize),
+    Release,
     Resplit,
 }
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        any::<u32>().prop_map(Op::Push),
-        Just(Op::Pop),
-        prop::collection::vec(any::<u32>(), 0..20).prop_map(Op::PushSlice),
-        prop::collection::vec(any::<u32>(), 0..20).prop_map(Op::PushIter),
-        (0usize..20).prop_map(Op::PopSlice),
-        (0usize..20).prop_map(Op::PopEach),
-        Just(Op::Resplit),
+        4 => any::<u32>().prop_map(Op::Push),
+        4 => Just(Op::Pop),
+        1 => prop::collection::vec(any::<u32>(), 0..20).prop_map(Op::PushSlice),
+        1 => prop::collection::vec(any::<u32>(), 0..20).prop_map(Op::PushIter),
+        1 => (0usize..20).prop_map(Op::PopSlice),
+        1 => (0usize..20).prop_map(Op::PopEach),
+        1 => Just(Op::Release),
+        1 => Just(Op::Resplit),
     ]
 }
 
-const N: usize = 16;
+/// A 40-byte item: one slot per group.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+struct Wide([u32; 10]);
+
+impl From<u32> for Wide {
+    fn from(v: u32) -> Self {
+        Self([v; 10])
+    }
+}
+
+/// The model: the items, the consumer's position, and the position it last released.
+struct Model<T> {
+    items: VecDeque<T>,
+    head: usize,
+    released: usize,
+}
+
+impl<T: Copy> Model<T> {
+    fn occupied(&self) -> usize {
+        self.items.len() + (self.head - self.released)
+    }
+    fn take(&mut self, n: usize) -> Vec<T> {
+        self.head += n;
+        self.items.drain(..n).collect()
+    }
+}
+
+fn check<T, const N: usize>(ops: Vec<Op>) -> Result<(), TestCaseError>
+where
+    T: From<u32> + Copy + PartialEq + Debug + Default,
+{
+    let group = SpscRing::<T, N>::SLOTS_PER_GROUP;
+    let mut ring = SpscRing::<T, N>::new();
+    let mut model = Model {
+        items: VecDeque::new(),
+        head: 0,
+        released: 0,
+    };
+    let mut ops = ops.into_iter().peekable();
+    while ops.peek().is_some() {
+        let (mut p, mut c) = ring.split();
+        for op in ops.by_ref() {
+            match op {
+                Op::Push(v) => {
+                    let r = p.push(T::from(v));
+                    if model.occupied() < N {
+                        prop_assert_eq!(r, Ok(()));
+                        model.items.push_back(T::from(v));
+                    } else {
+                        prop_assert_eq!(r, Err(T::from(v)));
+                    }
+                }
+                Op::Pop => {
+                    let got = c.pop();
+                    prop_assert_eq!(got, model.items.front().copied());
+                    if got.is_some() {
+                        model.take(1);
+                        // Finished a group: groups start at multiples of `group` within
+                        // the lap (the last one may be shorter).
+                        if (model.head % N).is_multiple_of(group) {
+                            model.released = model.head;
+                        }
+                    } else {
+                        model.released = model.head;
+                    }
+                }
+                Op::PushSlice(vs) => {
+                    let vs: Vec<T> = vs.into_iter().map(T::from).collect();
+                    let n = p.push_slice(&vs);
+                    prop_assert_eq!(n, vs.len().min(N - model.occupied()));
+                    model.items.extend(&vs[..n]);
+                }
+                Op::PushIter(vs) => {
+                    let vs: Vec<T> = vs.into_iter().map(T::from).collect();
+                    let mut it = vs.iter().copied();
+                    let n = p.push_iter(&mut it);
+                    prop_assert_eq!(n, vs.len().min(N - model.occupied()));
+                    model.items.extend(&vs[..n]);
+                    prop_assert_eq!(it.next(), vs.get(n).copied());
+                }
+                Op::PopSlice(k) => {
+                    let mut buf = vec![T::default(); k];
+                    let n = c.pop_slice(&mut buf);
+                    prop_assert_eq!(n, k.min(model.items.len()));
+                    let want = model.take(n);
+                    model.released = model.head;
+                    prop_assert_eq!(&buf[..n], &want[..]);
+                }
+                Op::PopEach(k) => {
+                    let mut got = Vec::new();
+                    let n = c.pop_each(k, |v| got.push(v));
+                    prop_assert_eq!(n, k.min(model.items.len()));
+                    let want = model.take(n);
+                    model.released = model.head;
+                    prop_assert_eq!(got, want);
+                }
+                Op::Release => {
+                    c.release();
+                    model.released = model.head;
+                }
+                Op::Resplit => break,
+            }
+            prop_assert_eq!(c.len(), model.items.len());
+            prop_assert_eq!(p.len(), model.occupied());
+            prop_assert_eq!(c.is_empty(), model.items.is_empty());
+        }
+        // Dropping the consumer releases.
+        model.released = model.head;
+    }
+    prop_assert_eq!(ring.len(), model.items.len());
+    Ok(())
+}
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
+    /// `u32` in 16 slots: groups of 14 and 2.
     #[test]
-    fn ring_matches_vecdeque(ops in prop::collection::vec(op(), 1..200)) {
-        let mut ring = SpscRing::<u32, N>::new();
-        let mut model: VecDeque<u32> = VecDeque::new();
-        let mut ops = ops.into_iter().peekable();
-        while ops.peek().is_some() {
-            let (mut p, mut c) = ring.split();
-            for op in ops.by_ref() {
-                match op {
-                    Op::Push(v) => {
-                        let r = p.push(v);
-                        if model.len() < N {
-                            prop_assert_eq!(r, Ok(()));
-                            model.push_back(v);
-                        } else {
-                            prop_assert_eq!(r, Err(v));
-                        }
-                    }
-                    Op::Pop => prop_assert_eq!(c.pop(), model.pop_front()),
-                    Op::PushSlice(vs) => {
-                        let n = p.push_slice(&vs);
-                        prop_assert_eq!(n, vs.len().min(N - model.len()));
-                        model.extend(&vs[..n]);
-                    }
-                    Op::PushIter(vs) => {
-                        let mut it = vs.iter().copied();
-                        let n = p.push_iter(&mut it);
-                        prop_assert_eq!(n, vs.len().min(N - model.len()));
-                        model.extend(&vs[..n]);
-                        prop_assert_eq!(it.next(), vs.get(n).copied());
-                    }
-                    Op::PopSlice(k) => {
-                        let mut buf = vec![0u32; k];
-                        let n = c.pop_slice(&mut buf);
-                        prop_assert_eq!(n, k.min(model.len()));
-                        let want: Vec<u32> = model.drain(..n).collect();
-                        prop_assert_eq!(&buf[..n], &want[..]);
-                    }
-                    Op::PopEach(k) => {
-                        let mut got = Vec::new();
-                        let n = c.pop_each(k, |v| got.push(v));
-                        prop_assert_eq!(n, k.min(model.len()));
-                        let want: Vec<u32> = model.drain(..n).collect();
-                        prop_assert_eq!(got, want);
-                    }
-                    Op::Resplit => break,
-                }
-                prop_assert_eq!(c.len(), model.len());
-                prop_assert_eq!(p.len(), model.len());
-                prop_assert_eq!(c.is_empty(), model.is_empty());
-            }
-        }
-        prop_assert_eq!(ring.len(), model.len());
+    fn ring_matches_vecdeque(ops in prop::collection::vec(op(), 1..300)) {
+        prop_assert_eq!(SpscRing::<u32, 16>::SLOTS_PER_GROUP, 14);
+        check::<u32, 16>(ops)?;
+    }
+
+    /// `u64` in 32 slots: groups of 7, 7, 7, 7 and 4.
+    #[test]
+    fn ring_matches_vecdeque_u64(ops in prop::collection::vec(op(), 1..300)) {
+        prop_assert_eq!(SpscRing::<u64, 32>::SLOTS_PER_GROUP, 7);
+        check::<u64, 32>(ops)?;
+    }
+
+    /// 40-byte items in 8 slots: one slot per group, so every pop releases.
+    #[test]
+    fn ring_matches_vecdeque_wide(ops in prop::collection::vec(op(), 1..300)) {
+        prop_assert_eq!(SpscRing::<Wide, 8>::SLOTS_PER_GROUP, 1);
+        check::<Wide, 8>(ops)?;
     }
 }
