@@ -175,6 +175,12 @@ impl<T, const N: usize> SpscRing<T, N> {
     /// Bytes from one group to the next: a whole line when a group holds several slots.
     const STRIDE: usize = (Self::VALUES_AT + Self::SLOTS_PER_GROUP * Self::CELL_SIZE)
         .next_multiple_of(Self::GROUP_ALIGN);
+    /// Alignment of the group array: line pairs (128 bytes) when groups are lines.
+    const ALLOC_ALIGN: usize = if Self::SLOTS_PER_GROUP > 1 {
+        max(Self::GROUP_ALIGN, 2 * LINE)
+    } else {
+        Self::GROUP_ALIGN
+    };
     const GROUPS: usize = N.div_ceil(Self::SLOTS_PER_GROUP);
     /// Slots in the last group (fewer than the others when they do not divide `N`).
     const LAST_LEN: usize = N - (Self::GROUPS - 1) * Self::SLOTS_PER_GROUP;
@@ -227,7 +233,7 @@ impl<T, const N: usize> SpscRing<T, N> {
     fn layout() -> Layout {
         // `CHECKS` bounds `BYTES`, and `GROUP_ALIGN` is a maximum of alignments, which are
         // powers of two, so this is always `Ok`.
-        match Layout::from_size_align(Self::BYTES, Self::GROUP_ALIGN) {
+        match Layout::from_size_align(Self::BYTES, Self::ALLOC_ALIGN) {
             Ok(layout) => layout,
             Err(_) => unreachable!("SpscRing group layout is checked at compile time"),
         }
