@@ -262,6 +262,7 @@ impl<T, const N: usize> SpscRing<T, N> {
         (
             Producer {
                 ring,
+                groups: ring.groups,
                 tail,
                 head_cache: head,
                 cursor: Self::cursor(tail),
@@ -270,6 +271,7 @@ impl<T, const N: usize> SpscRing<T, N> {
             },
             Consumer {
                 ring,
+                groups: ring.groups,
                 head,
                 released: head,
                 tail_cache: tail,
@@ -342,14 +344,6 @@ impl<T, const N: usize> SpscRing<T, N> {
         true
     }
 
-    /// The stamp of the group at byte offset `group`.
-    #[inline]
-    fn stamp(&self, cursor: &Cursor) -> &AtomicUsize {
-        // SAFETY: cursors only hold group offsets below `BYTES` (built by `cursor` and
-        // `advance`), where `new` wrote an `AtomicUsize` that lives as long as the ring.
-        unsafe { self.groups.add(cursor.group).cast::<AtomicUsize>().as_ref() }
-    }
-
     /// The cell of the slot under `cursor`.
     #[inline]
     fn cell(&self, cursor: &Cursor) -> &Cell<T> {
@@ -413,6 +407,8 @@ impl<T, const N: usize> core::fmt::Debug for SpscRing<T, N> {
 /// The writing half of an [`SpscRing`].
 pub struct Producer<'a, T, const N: usize> {
     ring: &'a SpscRing<T, N>,
+    /// `ring.groups`, copied so that a push does not load it through `ring`.
+    groups: NonNull<u8>,
     /// Our position; equal to `ring.tail` after each publish.
     tail: usize,
     /// Last `ring.head` we loaded; `head_cache <= ring.head`.
@@ -429,7 +425,23 @@ pub struct Producer<'a, T, const N: usize> {
 // role, and `SpscRing: Sync` (for `T: Send`) makes the shared reference sendable.
 unsafe impl<T: Send, const N: usize> Send for Producer<'_, T, N> {}
 
-impl<T, const N: usize> Producer<'_, T, N> {
+impl<'a, T, const N: usize> Producer<'a, T, N> {
+    /// The stamp of the group under `cursor`.
+    #[inline]
+    fn stamp_of(&self, cursor: &Cursor) -> &'a AtomicUsize {
+        // SAFETY: `groups` is the group array of the ring we borrow for `'a`; cursors only
+        // hold group offsets below `BYTES`, where `new` wrote an `AtomicUsize`.
+        unsafe { self.groups.add(cursor.group).cast::<AtomicUsize>().as_ref() }
+    }
+
+    /// The cell of the slot under `cursor`.
+    #[inline]
+    fn cell_of(&self, cursor: &Cursor) -> &'a Cell<T> {
+        // SAFETY: as in `stamp_of`; cursors only hold value offsets of slots that exist,
+        // where `new` wrote a `Cell<T>`.
+        unsafe { self.groups.add(cursor.value).cast::<Cell<T>>().as_ref() }
+    }
+
     /// Appends `value`, or hands it back when the ring is full.
     ///
     /// # Errors
@@ -447,12 +459,10 @@ impl<T, const N: usize> Producer<'_, T, N> {
         // SAFETY: `tail - head < N`, so slot `tail` is outside `head..tail`: the consumer
         // does not read it and it holds no value (it was never written or was moved out
         // before the consumer published the `head` we acquired).
-        self.ring
-            .cell(&self.cursor)
+        self.cell_of(&self.cursor)
             .with_mut(|p| unsafe { (*p).write(value) });
         self.tail = self.tail.wrapping_add(1);
-        self.ring
-            .stamp(&self.cursor)
+        self.stamp_of(&self.cursor)
             .store(self.tail, Ordering::Release);
         self.ring.tail.store(self.tail, Ordering::Release);
         SpscRing::<T, N>::advance(&mut self.cursor);
@@ -490,13 +500,12 @@ impl<T, const N: usize> Producer<'_, T, N> {
                 break;
             };
             // SAFETY: the caller reserved `max` free slots after `from` (see `push`).
-            self.ring
-                .cell(&self.cursor)
+            self.cell_of(&self.cursor)
                 .with_mut(|p| unsafe { (*p).write(value) });
             self.tail = self.tail.wrapping_add(1);
             let at = self.cursor;
             if SpscRing::<T, N>::advance(&mut self.cursor) {
-                self.ring.stamp(&at).store(self.tail, Ordering::Release);
+                self.stamp_of(&at).store(self.tail, Ordering::Release);
             }
         }
         let n = self.tail.wrapping_sub(from);
@@ -510,8 +519,7 @@ impl<T, const N: usize> Producer<'_, T, N> {
     /// Stamps the group we stopped in if values there are unstamped, then stores `tail`.
     fn publish(&mut self) {
         if self.cursor.value != self.cursor.group + SpscRing::<T, N>::VALUES_AT {
-            self.ring
-                .stamp(&self.cursor)
+            self.stamp_of(&self.cursor)
                 .store(self.tail, Ordering::Release);
         }
         self.ring.tail.store(self.tail, Ordering::Release);
@@ -572,6 +580,8 @@ impl<T, const N: usize> core::fmt::Debug for Producer<'_, T, N> {
 /// The reading half of an [`SpscRing`].
 pub struct Consumer<'a, T, const N: usize> {
     ring: &'a SpscRing<T, N>,
+    /// `ring.groups`, copied so that a pop does not load it through `ring`.
+    groups: NonNull<u8>,
     /// Our position: every item below it has been taken.
     head: usize,
     /// The last position we stored in `ring.head`; `released <= head`.
@@ -588,7 +598,23 @@ pub struct Consumer<'a, T, const N: usize> {
 // SAFETY: a Consumer is the ring's only reader; see `Producer`.
 unsafe impl<T: Send, const N: usize> Send for Consumer<'_, T, N> {}
 
-impl<T, const N: usize> Consumer<'_, T, N> {
+impl<'a, T, const N: usize> Consumer<'a, T, N> {
+    /// The stamp of the group under `cursor`.
+    #[inline]
+    fn stamp_of(&self, cursor: &Cursor) -> &'a AtomicUsize {
+        // SAFETY: `groups` is the group array of the ring we borrow for `'a`; cursors only
+        // hold group offsets below `BYTES`, where `new` wrote an `AtomicUsize`.
+        unsafe { self.groups.add(cursor.group).cast::<AtomicUsize>().as_ref() }
+    }
+
+    /// The cell of the slot under `cursor`.
+    #[inline]
+    fn cell_of(&self, cursor: &Cursor) -> &'a Cell<T> {
+        // SAFETY: as in `stamp_of`; cursors only hold value offsets of slots that exist,
+        // where `new` wrote a `Cell<T>`.
+        unsafe { self.groups.add(cursor.value).cast::<Cell<T>>().as_ref() }
+    }
+
     /// Removes the oldest item, or `None` when the ring is empty.
     ///
     /// The emptied slot goes back to the producer when this pop finishes its group of
@@ -603,8 +629,7 @@ impl<T, const N: usize> Consumer<'_, T, N> {
         // compiler from deriving the next `head` from the loaded stamp, which would chain
         // every pop's load to the previous one.
         let ahead = self
-            .ring
-            .stamp(&self.cursor)
+            .stamp_of(&self.cursor)
             .load(Ordering::Acquire)
             .wrapping_sub(self.head)
             .cast_signed();
@@ -617,8 +642,7 @@ impl<T, const N: usize> Consumer<'_, T, N> {
         // and move `head` past it, so it is never read twice, and the producer does not
         // overwrite it before we publish a `head` past it.
         let value = self
-            .ring
-            .cell(&self.cursor)
+            .cell_of(&self.cursor)
             .with_mut(|p| unsafe { (*p).assume_init_read() });
         self.head = self.head.wrapping_add(1);
         if SpscRing::<T, N>::advance(&mut self.cursor) {
@@ -670,8 +694,7 @@ impl<T, const N: usize> Consumer<'_, T, N> {
             // initialised value, read once (`head` moves past it before `f` runs, so a
             // panicking `f` leaves a consistent consumer for `Drop` to publish).
             let value = self
-                .ring
-                .cell(&self.cursor)
+                .cell_of(&self.cursor)
                 .with_mut(|p| unsafe { (*p).assume_init_read() });
             SpscRing::<T, N>::advance(&mut self.cursor);
             self.head = self.head.wrapping_add(1);
