@@ -126,8 +126,10 @@ pub struct SpscRing<T, const N: usize> {
     /// (`AtomicUsize`) at offset 0 and `Cell<T>`s from `VALUES_AT`, all initialised.
     /// Slots `head..tail` (masked) hold initialised values; the others are uninitialised.
     groups: NonNull<u8>,
-    /// The ring owns `T` values.
-    _owns: PhantomData<T>,
+    /// The ring owns `T` values, and is invariant in `T` (as a cell of `T` is): a
+    /// producer writes `T`s through a shared reference, so it must not be able to
+    /// shorten the lifetimes inside `T`.
+    _owns: PhantomData<core::cell::UnsafeCell<T>>,
 }
 
 // SAFETY: the ring owns `T` values (moving it moves them) and its group array, which
@@ -266,7 +268,6 @@ impl<T, const N: usize> SpscRing<T, N> {
                 tail,
                 head_cache: head,
                 cursor: Self::cursor(tail),
-                unpublished: false,
                 _not_sync: PhantomData,
             },
             Consumer {
@@ -364,16 +365,16 @@ impl<T, const N: usize> Drop for SpscRing<T, N> {
         let head = self.head.load(Ordering::Acquire);
         let tail = self.tail.load(Ordering::Acquire);
         if !self.consumer_out.load(CoreOrdering::Relaxed) {
-            let mut pos = head;
             let mut cursor = Self::cursor(head);
-            while pos != tail {
-                // SAFETY: slots `head..tail` hold initialised values (ring invariant; the
-                // last consumer published its exact position when dropped) and no producer
-                // or consumer exists any more (we have `&mut self`).
+            // `ready` rather than `head != tail`: a `head` past `tail` counts as empty.
+            for _ in 0..ready::<N>(head, tail) {
+                // SAFETY: slots `head..tail` hold initialised values (ring invariant: the
+                // last consumer published its exact position when dropped, and every
+                // producer operation stores `tail` before it returns or unwinds) and no
+                // producer or consumer exists any more (we have `&mut self`).
                 self.cell(&cursor)
                     .with_mut(|p| unsafe { (*p).assume_init_drop() });
                 Self::advance(&mut cursor);
-                pos = pos.wrapping_add(1);
             }
         }
         for g in 0..Self::GROUPS {
@@ -405,6 +406,21 @@ impl<T, const N: usize> core::fmt::Debug for SpscRing<T, N> {
 }
 
 /// The writing half of an [`SpscRing`].
+///
+/// It is invariant in `T`: it cannot shorten the lifetimes inside `T`, so it cannot
+/// push a borrow that ends before the ring hands it out.
+///
+/// ```compile_fail
+/// use tally_core_types::{Producer, SpscRing};
+///
+/// let mut ring = SpscRing::<&'static str, 4>::new();
+/// let (p, mut c) = ring.split();
+/// let short = String::from("short-lived");
+/// let mut p: Producer<'_, &str, 4> = p;
+/// p.push(short.as_str()).unwrap();
+/// drop(short);
+/// let _dangling: &'static str = c.pop().unwrap();
+/// ```
 pub struct Producer<'a, T, const N: usize> {
     ring: &'a SpscRing<T, N>,
     /// `ring.groups`, copied so that a push does not load it through `ring`.
@@ -415,8 +431,6 @@ pub struct Producer<'a, T, const N: usize> {
     head_cache: usize,
     /// The slot of `tail`.
     cursor: Cursor,
-    /// Set while `write_run` writes: values after the published `tail` may exist.
-    unpublished: bool,
     /// Producer is `Send` but not `Sync`: its methods take `&mut self` anyway.
     _not_sync: PhantomData<core::cell::Cell<()>>,
 }
@@ -489,36 +503,49 @@ impl<'a, T, const N: usize> Producer<'a, T, N> {
 
     /// Writes up to `max` values from `next` into free slots (the caller checked they are
     /// free), stamping each group once after its last value, then publishes. Stops early
-    /// when `next` returns `None`. Returns how many were written. `tail` moves with every
-    /// value, so a panicking `next` leaves a consistent producer for `Drop` to publish.
+    /// when `next` returns `None`. Returns how many were written. If `next` panics, the
+    /// guard publishes the values written so far while unwinding, so the ring stays
+    /// consistent even if the producer is then forgotten.
     #[inline]
     fn write_run(&mut self, max: usize, mut next: impl FnMut(usize) -> Option<T>) -> usize {
+        /// Publishes on drop: at the end of the run or while unwinding from `next`.
+        struct Publish<'p, 'a, T, const N: usize>(&'p mut Producer<'a, T, N>, usize);
+        impl<T, const N: usize> Drop for Publish<'_, '_, T, N> {
+            fn drop(&mut self) {
+                if self.0.tail != self.1 {
+                    self.0.publish();
+                }
+            }
+        }
         let from = self.tail;
-        self.unpublished = true;
-        while self.tail.wrapping_sub(from) < max {
-            let Some(value) = next(self.tail.wrapping_sub(from)) else {
+        let run = Publish(self, from);
+        let p = &mut *run.0;
+        while p.tail.wrapping_sub(from) < max {
+            let Some(value) = next(p.tail.wrapping_sub(from)) else {
                 break;
             };
             // SAFETY: the caller reserved `max` free slots after `from` (see `push`).
-            self.cell_of(&self.cursor)
-                .with_mut(|p| unsafe { (*p).write(value) });
-            self.tail = self.tail.wrapping_add(1);
-            let at = self.cursor;
-            if SpscRing::<T, N>::advance(&mut self.cursor) {
-                self.stamp_of(&at).store(self.tail, Ordering::Release);
+            p.cell_of(&p.cursor)
+                .with_mut(|c| unsafe { (*c).write(value) });
+            p.tail = p.tail.wrapping_add(1);
+            let at = p.cursor;
+            if SpscRing::<T, N>::advance(&mut p.cursor) {
+                p.stamp_of(&at).store(p.tail, Ordering::Release);
             }
         }
-        let n = self.tail.wrapping_sub(from);
-        if n > 0 {
-            self.publish();
-        }
-        self.unpublished = false;
+        let n = p.tail.wrapping_sub(from);
+        drop(run);
         n
     }
 
     /// Stamps the group we stopped in if values there are unstamped, then stores `tail`.
     fn publish(&mut self) {
-        if self.cursor.value != self.cursor.group + SpscRing::<T, N>::VALUES_AT {
+        let group_len = if self.cursor.group == SpscRing::<T, N>::LAST_GROUP {
+            SpscRing::<T, N>::LAST_LEN
+        } else {
+            SpscRing::<T, N>::SLOTS_PER_GROUP
+        };
+        if self.cursor.left != group_len {
             self.stamp_of(&self.cursor)
                 .store(self.tail, Ordering::Release);
         }
@@ -558,16 +585,6 @@ impl<T: Copy, const N: usize> Producer<'_, T, N> {
     }
 }
 
-impl<T, const N: usize> Drop for Producer<'_, T, N> {
-    fn drop(&mut self) {
-        // Only after a panic inside `write_run` (from the caller's iterator) are values
-        // written but unpublished; every operation publishes before it returns.
-        if self.unpublished {
-            self.publish();
-        }
-    }
-}
-
 impl<T, const N: usize> core::fmt::Debug for Producer<'_, T, N> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Producer")
@@ -586,8 +603,9 @@ pub struct Consumer<'a, T, const N: usize> {
     head: usize,
     /// The last position we stored in `ring.head`; `released <= head`.
     released: usize,
-    /// Last `ring.tail` we loaded; `tail_cache <= ring.tail`. Single pops do not
-    /// refresh it, so it may fall behind `head` (see `cached_available`).
+    /// Last `ring.tail` we loaded, or a `head` we reached by single pops: at most the
+    /// producer's position. Single pops do not refresh it, so it may fall behind `head`
+    /// (by less than a group: see `pop`), which `cached_available` counts as nothing.
     tail_cache: usize,
     /// The slot of `head`.
     cursor: Cursor,
@@ -647,6 +665,12 @@ impl<'a, T, const N: usize> Consumer<'a, T, N> {
         self.head = self.head.wrapping_add(1);
         if SpscRing::<T, N>::advance(&mut self.cursor) {
             self.publish();
+            // Single pops move `head` past `tail_cache`; pull the cache along so that
+            // `tail_cache - head` cannot wrap around (after 2^32 pops on a 32-bit target)
+            // into a count that looks ready to a batch pop.
+            if self.tail_cache.wrapping_sub(self.head).cast_signed() < 0 {
+                self.tail_cache = self.head;
+            }
         }
         Some(value)
     }
@@ -900,33 +924,59 @@ mod tests {
     fn panicking_callbacks_leave_a_consistent_ring() {
         let marker = Rc::new(());
         let mut ring = SpscRing::<Rc<()>, 16>::new();
-        let (mut p, mut c) = ring.split();
-        let mut made = 0;
-        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            p.push_iter(&mut std::iter::from_fn(|| {
-                made += 1;
-                assert!(made <= 9, "iterator fails");
-                Some(Rc::clone(&marker))
-            }))
-        }));
-        assert!(r.is_err());
-        assert_eq!(c.available(), 0, "nothing published before the panic");
-        p.push(Rc::clone(&marker)).unwrap();
-        assert_eq!(c.available(), 10);
-        let mut seen = 0;
-        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            c.pop_each(usize::MAX, |v| {
-                seen += 1;
-                assert!(seen < 4, "callback fails");
-                drop(v);
-            })
-        }));
-        assert!(r.is_err());
-        assert_eq!(c.len(), 6);
-        assert_eq!(c.pop_each(usize::MAX, drop), 6);
-        drop((p, c));
+        {
+            let (mut p, mut c) = ring.split();
+            let mut made = 0;
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                p.push_iter(&mut std::iter::from_fn(|| {
+                    made += 1;
+                    assert!(made <= 9, "iterator fails");
+                    Some(Rc::clone(&marker))
+                }))
+            }));
+            assert!(r.is_err());
+            assert_eq!(c.available(), 9, "published while unwinding");
+            // The ring must not need the producer's help any more.
+            core::mem::forget(p);
+            let mut seen = 0;
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                c.pop_each(usize::MAX, |v| {
+                    seen += 1;
+                    assert!(seen < 4, "callback fails");
+                    drop(v);
+                })
+            }));
+            assert!(r.is_err());
+            assert_eq!(c.len(), 5);
+            assert_eq!(c.pop().map(|v| Rc::ptr_eq(&v, &marker)), Some(true));
+        }
+        {
+            let (mut p, mut c) = ring.split();
+            p.push(Rc::clone(&marker)).unwrap();
+            assert_eq!(c.len(), 5);
+            assert_eq!(c.pop_each(2, drop), 2);
+        }
+        assert_eq!(Rc::strong_count(&marker), 4);
         drop(ring);
         assert_eq!(Rc::strong_count(&marker), 1);
+    }
+
+    #[test]
+    fn zero_sized_batches_are_visible_to_single_pops() {
+        let mut ring = SpscRing::<(), 128>::new();
+        let (mut p, mut c) = ring.split();
+        for round in 0..300 {
+            let k = 1 + round % 70;
+            if round % 2 == 0 {
+                assert_eq!(p.push_slice(&vec![(); k]), k);
+            } else {
+                assert_eq!(p.push_iter(&mut std::iter::repeat_n((), k)), k);
+            }
+            for _ in 0..k {
+                assert_eq!(c.pop(), Some(()));
+            }
+            assert_eq!(c.pop(), None);
+        }
     }
 
     #[test]

@@ -12,7 +12,7 @@ fn ring<T: Send + 'static>() -> &'static mut SpscRing<T, 2> {
 }
 
 /// Pushes every item one at a time, yielding while the ring is full.
-fn push_each<T>(p: &mut Producer<'_, T, 2>, items: impl IntoIterator<Item = T>) {
+fn push_each<T, const N: usize>(p: &mut Producer<'_, T, N>, items: impl IntoIterator<Item = T>) {
     for mut v in items {
         loop {
             match p.push(v) {
@@ -130,7 +130,7 @@ fn single_push_mixed_pop() {
     model(Push::Single, |k| k % 2 == 0);
 }
 
-/// Batch pushes (values first, then `tail`, then the stamps) read back by single pops that
+/// Batch pushes (values, then each group's stamp, then `tail`) read back by single pops that
 /// may see a stamp before or after the batch's `tail`.
 #[test]
 fn batch_push_single_pop() {
@@ -144,4 +144,40 @@ fn batch_push_single_pop() {
 fn models_cover_a_shared_group() {
     assert_eq!(SpscRing::<u32, 2>::SLOTS_PER_GROUP, 2);
     assert_eq!(SpscRing::<loom::sync::Arc<u32>, 2>::SLOTS_PER_GROUP, 2);
+}
+
+/// A 4-slot ring of `u32` forms two groups of uneven size under loom (3 and 1 slots).
+/// Started at position 3 (set up before the model's threads), three items cross the short
+/// group and wrap into the first one, whose stamps are a lap old: the consumer must take
+/// them in order, and the producer must wait for the consumer to release each group.
+#[test]
+fn uneven_groups_wrap() {
+    assert_eq!(SpscRing::<u32, 4>::SLOTS_PER_GROUP, 3);
+    loom::model(|| {
+        let ring = Box::leak(Box::new(SpscRing::<u32, 4>::new()));
+        {
+            let (mut p, mut c) = ring.split();
+            for v in 0..3 {
+                p.push(v).unwrap();
+            }
+            assert_eq!(c.pop_each(3, drop), 3);
+        }
+        let (mut p, mut c) = ring.split();
+        let t = thread::spawn(move || push_each(&mut p, [10, 11, 12]));
+        assert_eq!(pop_each_n(&mut c, 3), [10, 11, 12]);
+        t.join().unwrap();
+        assert!(c.pop().is_none());
+    });
+}
+
+/// Pops `n` items one at a time from a 4-slot ring, yielding while it is empty.
+fn pop_each_n(c: &mut Consumer<'_, u32, 4>, n: usize) -> Vec<u32> {
+    let mut got = Vec::new();
+    while got.len() < n {
+        match c.pop() {
+            Some(v) => got.push(v),
+            None => thread::yield_now(),
+        }
+    }
+    got
 }
