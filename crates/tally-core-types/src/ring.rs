@@ -4,8 +4,9 @@
 //! - `N` slots, `N` a power of two checked at compile time; positions are free-running
 //!   `usize` counters and a slot is `position & (N - 1)`.
 //! - Slots are laid out in *groups*: one 64-byte cache line holds a *stamp* followed by
-//!   as many values as fit ([`SpscRing::SLOTS_PER_GROUP`]: 7 for a `u64`, 14 for a
-//!   `u32`; one for values over 28 bytes, where a group is one stamp and one value).
+//!   as many values as fit ([`SpscRing::SLOTS_PER_GROUP`]; on 64-bit targets 7 for a
+//!   `u64`, 14 for a `u32`, and one for values over 28 bytes, where a group is one stamp
+//!   and one value).
 //!   The stamp is the producer's position after the last value it wrote into the group.
 //!   [`Consumer::pop`] checks the stamp of the group it reads instead of loading the
 //!   producer's `tail`, so handing over one item moves **one** cache line between the
@@ -636,8 +637,9 @@ impl<'a, T, const N: usize> Consumer<'a, T, N> {
     /// Removes the oldest item, or `None` when the ring is empty.
     ///
     /// The emptied slot goes back to the producer when this pop finishes its group of
-    /// [`SpscRing::SLOTS_PER_GROUP`] slots, when a pop finds the ring empty, or at
-    /// [`Consumer::release`], whichever comes first.
+    /// [`SpscRing::SLOTS_PER_GROUP`] slots, when a pop finds the ring empty, at the end
+    /// of a batch pop, at [`Consumer::release`], or when the consumer is dropped,
+    /// whichever comes first.
     #[inline]
     pub fn pop(&mut self) -> Option<T> {
         // Ask the group's stamp rather than the producer's `tail` line (see the module

@@ -65,6 +65,9 @@ fn ring_hot_paths_allocate_nothing() {
             assert_eq!(c.pop_each(16, |v| assert!(v < 16)), 16);
             assert_eq!(p.push(1).and_then(|()| p.push(2)), Ok(()));
             assert_eq!(c.pop_each(usize::MAX, drop), 2);
+            p.push(3).unwrap();
+            assert_eq!(c.pop(), Some(3));
+            c.release();
         }
         // Full ring hands the value back without allocating.
         while p.push(0).is_ok() {}
