@@ -89,6 +89,37 @@ struct Cursor {
     left: usize,
 }
 
+/// A half's handle on the ring's group array: the base pointer, valid for `'a`.
+struct Groups<'a, T, const N: usize> {
+    base: NonNull<u8>,
+    _ring: PhantomData<&'a SpscRing<T, N>>,
+}
+
+impl<'a, T, const N: usize> Groups<'a, T, N> {
+    fn of(ring: &'a SpscRing<T, N>) -> Self {
+        Self {
+            base: ring.groups,
+            _ring: PhantomData,
+        }
+    }
+
+    /// The stamp of the group under `cursor`.
+    #[inline]
+    fn stamp(&self, cursor: &Cursor) -> &'a AtomicUsize {
+        // SAFETY: `base` is the group array of the ring borrowed for `'a`; cursors only
+        // hold group offsets below `BYTES`, where `new` wrote an `AtomicUsize`.
+        unsafe { self.base.add(cursor.group).cast::<AtomicUsize>().as_ref() }
+    }
+
+    /// The cell of the slot under `cursor`.
+    #[inline]
+    fn cell(&self, cursor: &Cursor) -> &'a Cell<T> {
+        // SAFETY: as in `stamp`; cursors only hold value offsets of slots that exist,
+        // where `new` wrote a `Cell<T>`.
+        unsafe { self.base.add(cursor.value).cast::<Cell<T>>().as_ref() }
+    }
+}
+
 /// A bounded single-producer single-consumer ring of `N` slots (`N` a power of two).
 ///
 /// ```
@@ -265,7 +296,7 @@ impl<T, const N: usize> SpscRing<T, N> {
         (
             Producer {
                 ring,
-                groups: ring.groups,
+                groups: Groups::of(ring),
                 tail,
                 head_cache: head,
                 cursor: Self::cursor(tail),
@@ -273,7 +304,7 @@ impl<T, const N: usize> SpscRing<T, N> {
             },
             Consumer {
                 ring,
-                groups: ring.groups,
+                groups: Groups::of(ring),
                 head,
                 released: head,
                 tail_cache: tail,
@@ -425,7 +456,7 @@ impl<T, const N: usize> core::fmt::Debug for SpscRing<T, N> {
 pub struct Producer<'a, T, const N: usize> {
     ring: &'a SpscRing<T, N>,
     /// `ring.groups`, copied so that a push does not load it through `ring`.
-    groups: NonNull<u8>,
+    groups: Groups<'a, T, N>,
     /// Our position; equal to `ring.tail` after each publish.
     tail: usize,
     /// Last `ring.head` we loaded; `head_cache <= ring.head`.
@@ -440,23 +471,7 @@ pub struct Producer<'a, T, const N: usize> {
 // role, and `SpscRing: Sync` (for `T: Send`) makes the shared reference sendable.
 unsafe impl<T: Send, const N: usize> Send for Producer<'_, T, N> {}
 
-impl<'a, T, const N: usize> Producer<'a, T, N> {
-    /// The stamp of the group under `cursor`.
-    #[inline]
-    fn stamp_of(&self, cursor: &Cursor) -> &'a AtomicUsize {
-        // SAFETY: `groups` is the group array of the ring we borrow for `'a`; cursors only
-        // hold group offsets below `BYTES`, where `new` wrote an `AtomicUsize`.
-        unsafe { self.groups.add(cursor.group).cast::<AtomicUsize>().as_ref() }
-    }
-
-    /// The cell of the slot under `cursor`.
-    #[inline]
-    fn cell_of(&self, cursor: &Cursor) -> &'a Cell<T> {
-        // SAFETY: as in `stamp_of`; cursors only hold value offsets of slots that exist,
-        // where `new` wrote a `Cell<T>`.
-        unsafe { self.groups.add(cursor.value).cast::<Cell<T>>().as_ref() }
-    }
-
+impl<T, const N: usize> Producer<'_, T, N> {
     /// Appends `value`, or hands it back when the ring is full.
     ///
     /// # Errors
@@ -474,10 +489,12 @@ impl<'a, T, const N: usize> Producer<'a, T, N> {
         // SAFETY: `tail - head < N`, so slot `tail` is outside `head..tail`: the consumer
         // does not read it and it holds no value (it was never written or was moved out
         // before the consumer published the `head` we acquired).
-        self.cell_of(&self.cursor)
+        self.groups
+            .cell(&self.cursor)
             .with_mut(|p| unsafe { (*p).write(value) });
         self.tail = self.tail.wrapping_add(1);
-        self.stamp_of(&self.cursor)
+        self.groups
+            .stamp(&self.cursor)
             .store(self.tail, Ordering::Release);
         self.ring.tail.store(self.tail, Ordering::Release);
         SpscRing::<T, N>::advance(&mut self.cursor);
@@ -526,12 +543,13 @@ impl<'a, T, const N: usize> Producer<'a, T, N> {
                 break;
             };
             // SAFETY: the caller reserved `max` free slots after `from` (see `push`).
-            p.cell_of(&p.cursor)
+            p.groups
+                .cell(&p.cursor)
                 .with_mut(|c| unsafe { (*c).write(value) });
             p.tail = p.tail.wrapping_add(1);
             let at = p.cursor;
             if SpscRing::<T, N>::advance(&mut p.cursor) {
-                p.stamp_of(&at).store(p.tail, Ordering::Release);
+                p.groups.stamp(&at).store(p.tail, Ordering::Release);
             }
         }
         let n = p.tail.wrapping_sub(from);
@@ -547,7 +565,8 @@ impl<'a, T, const N: usize> Producer<'a, T, N> {
             SpscRing::<T, N>::SLOTS_PER_GROUP
         };
         if self.cursor.left != group_len {
-            self.stamp_of(&self.cursor)
+            self.groups
+                .stamp(&self.cursor)
                 .store(self.tail, Ordering::Release);
         }
         self.ring.tail.store(self.tail, Ordering::Release);
@@ -599,7 +618,7 @@ impl<T, const N: usize> core::fmt::Debug for Producer<'_, T, N> {
 pub struct Consumer<'a, T, const N: usize> {
     ring: &'a SpscRing<T, N>,
     /// `ring.groups`, copied so that a pop does not load it through `ring`.
-    groups: NonNull<u8>,
+    groups: Groups<'a, T, N>,
     /// Our position: every item below it has been taken.
     head: usize,
     /// The last position we stored in `ring.head`; `released <= head`.
@@ -617,23 +636,7 @@ pub struct Consumer<'a, T, const N: usize> {
 // SAFETY: a Consumer is the ring's only reader; see `Producer`.
 unsafe impl<T: Send, const N: usize> Send for Consumer<'_, T, N> {}
 
-impl<'a, T, const N: usize> Consumer<'a, T, N> {
-    /// The stamp of the group under `cursor`.
-    #[inline]
-    fn stamp_of(&self, cursor: &Cursor) -> &'a AtomicUsize {
-        // SAFETY: `groups` is the group array of the ring we borrow for `'a`; cursors only
-        // hold group offsets below `BYTES`, where `new` wrote an `AtomicUsize`.
-        unsafe { self.groups.add(cursor.group).cast::<AtomicUsize>().as_ref() }
-    }
-
-    /// The cell of the slot under `cursor`.
-    #[inline]
-    fn cell_of(&self, cursor: &Cursor) -> &'a Cell<T> {
-        // SAFETY: as in `stamp_of`; cursors only hold value offsets of slots that exist,
-        // where `new` wrote a `Cell<T>`.
-        unsafe { self.groups.add(cursor.value).cast::<Cell<T>>().as_ref() }
-    }
-
+impl<T, const N: usize> Consumer<'_, T, N> {
     /// Removes the oldest item, or `None` when the ring is empty.
     ///
     /// The emptied slot goes back to the producer when this pop finishes its group of
@@ -649,7 +652,8 @@ impl<'a, T, const N: usize> Consumer<'a, T, N> {
         // compiler from deriving the next `head` from the loaded stamp, which would chain
         // every pop's load to the previous one.
         let ahead = self
-            .stamp_of(&self.cursor)
+            .groups
+            .stamp(&self.cursor)
             .load(Ordering::Acquire)
             .wrapping_sub(self.head)
             .cast_signed();
@@ -662,7 +666,8 @@ impl<'a, T, const N: usize> Consumer<'a, T, N> {
         // and move `head` past it, so it is never read twice, and the producer does not
         // overwrite it before we publish a `head` past it.
         let value = self
-            .cell_of(&self.cursor)
+            .groups
+            .cell(&self.cursor)
             .with_mut(|p| unsafe { (*p).assume_init_read() });
         self.head = self.head.wrapping_add(1);
         if SpscRing::<T, N>::advance(&mut self.cursor) {
@@ -720,7 +725,8 @@ impl<'a, T, const N: usize> Consumer<'a, T, N> {
             // initialised value, read once (`head` moves past it before `f` runs, so a
             // panicking `f` leaves a consistent consumer for `Drop` to publish).
             let value = self
-                .cell_of(&self.cursor)
+                .groups
+                .cell(&self.cursor)
                 .with_mut(|p| unsafe { (*p).assume_init_read() });
             SpscRing::<T, N>::advance(&mut self.cursor);
             self.head = self.head.wrapping_add(1);

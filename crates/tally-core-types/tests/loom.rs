@@ -27,7 +27,7 @@ fn push_each<T, const N: usize>(p: &mut Producer<'_, T, N>, items: impl IntoIter
 }
 
 /// Pops `n` items one at a time, yielding while the ring is empty.
-fn pop_each<T>(c: &mut Consumer<'_, T, 2>, n: usize) -> Vec<T> {
+fn pop_each<T, const N: usize>(c: &mut Consumer<'_, T, N>, n: usize) -> Vec<T> {
     let mut got = Vec::new();
     while got.len() < n {
         match c.pop() {
@@ -164,20 +164,8 @@ fn uneven_groups_wrap() {
         }
         let (mut p, mut c) = ring.split();
         let t = thread::spawn(move || push_each(&mut p, [10, 11, 12]));
-        assert_eq!(pop_each_n(&mut c, 3), [10, 11, 12]);
+        assert_eq!(pop_each(&mut c, 3), [10, 11, 12]);
         t.join().unwrap();
         assert!(c.pop().is_none());
     });
-}
-
-/// Pops `n` items one at a time from a 4-slot ring, yielding while it is empty.
-fn pop_each_n(c: &mut Consumer<'_, u32, 4>, n: usize) -> Vec<u32> {
-    let mut got = Vec::new();
-    while got.len() < n {
-        match c.pop() {
-            Some(v) => got.push(v),
-            None => thread::yield_now(),
-        }
-    }
-    got
 }
