@@ -154,7 +154,7 @@ pub struct SpscRing<T, const N: usize> {
     /// Set by `split`, cleared when the [`Consumer`] is dropped: still set afterwards
     /// means the consumer was forgotten and `head` may be behind what it took.
     consumer_out: AtomicBool,
-    /// `GROUPS` groups of `STRIDE` bytes, allocated with `LAYOUT` in `new`: each a stamp
+    /// `GROUPS` groups of `STRIDE` bytes, allocated with `layout()` in `new`: each a stamp
     /// (`AtomicUsize`) at offset 0 and `Cell<T>`s from `VALUES_AT`, all initialised.
     /// Slots `head..tail` (masked) hold initialised values; the others are uninitialised.
     groups: NonNull<u8>,
@@ -265,7 +265,7 @@ impl<T, const N: usize> SpscRing<T, N> {
 
     #[inline]
     fn layout() -> Layout {
-        // `CHECKS` bounds `BYTES`, and `GROUP_ALIGN` is a maximum of alignments, which are
+        // `CHECKS` bounds `BYTES`, and `ALLOC_ALIGN` is a maximum of alignments, which are
         // powers of two, so this is always `Ok`.
         match Layout::from_size_align(Self::BYTES, Self::ALLOC_ALIGN) {
             Ok(layout) => layout,
