@@ -6,11 +6,12 @@
     clippy::too_many_lines,
     reason = "test code"
 )]
-//! Proves the hot paths allocate nothing, with a counting global allocator. One test
-//! function only, so no other test thread allocates while we count.
+//! Proves the hot paths allocate nothing, with a counting global allocator. The count is
+//! per thread: every path under test runs on the test's own thread, and libtest's main
+//! thread may allocate at any moment while it waits for the test.
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::cell::Cell;
 use tally_mpc::bip340::{self, BatchVerifier, PrecomputedKey, Signature, XOnlyPublicKey};
 use tally_mpc::frost::{
     self, Identifier, ShareBatchVerifier, SignatureShare, SigningCommitments, SigningPackage,
@@ -18,12 +19,20 @@ use tally_mpc::frost::{
 };
 
 struct Counting;
-static ALLOCS: AtomicUsize = AtomicUsize::new(0);
+thread_local! {
+    // Const-initialised and without a destructor, so reading it never allocates.
+    static ALLOCS: Cell<usize> = const { Cell::new(0) };
+}
+
+fn count_one() {
+    // `try_with`: an allocation during thread teardown is not ours to count.
+    let _ = ALLOCS.try_with(|a| a.set(a.get() + 1));
+}
 
 // SAFETY: forwards to the system allocator unchanged; only counts calls.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::SeqCst);
+        count_one();
         // SAFETY: same contract as the caller's.
         unsafe { System.alloc(layout) }
     }
@@ -32,7 +41,7 @@ unsafe impl GlobalAlloc for Counting {
         unsafe { System.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::SeqCst);
+        count_one();
         // SAFETY: same contract as the caller's.
         unsafe { System.realloc(ptr, layout, new_size) }
     }
@@ -42,9 +51,9 @@ unsafe impl GlobalAlloc for Counting {
 static GLOBAL: Counting = Counting;
 
 fn count<R>(f: impl FnOnce() -> R) -> (R, usize) {
-    let before = ALLOCS.load(Ordering::SeqCst);
+    let before = ALLOCS.with(Cell::get);
     let r = f();
-    (r, ALLOCS.load(Ordering::SeqCst) - before)
+    (r, ALLOCS.with(Cell::get) - before)
 }
 
 fn hex(s: &str) -> Vec<u8> {
@@ -56,6 +65,10 @@ fn hex(s: &str) -> Vec<u8> {
 
 #[test]
 fn hot_paths_do_not_allocate() {
+    // The harness must be able to fail: a Vec allocates, and this thread sees it.
+    let (v, n) = count(|| std::hint::black_box(vec![1u8; 10]));
+    assert_eq!(n, 1, "the counting allocator missed an allocation");
+    drop(v);
     tally_mpc::warm_up();
     // BIP340 vector 1, and libsecp-made signatures over one key.
     let pk = XOnlyPublicKey::from_slice(&hex(
