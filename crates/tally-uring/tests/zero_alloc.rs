@@ -65,7 +65,11 @@ fn submit_and_complete_and_journal_commits_do_not_allocate() {
     // The harness must be able to fail: a Vec allocates, and this thread sees it.
     let before = allocs();
     let v = std::hint::black_box(vec![1u8; 10]);
-    assert_eq!(allocs() - before, 1, "the counting allocator missed an allocation");
+    assert_eq!(
+        allocs() - before,
+        1,
+        "the counting allocator missed an allocation"
+    );
     drop(v);
     ring_round_trips();
     journal_append_and_commits();
