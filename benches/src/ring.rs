@@ -106,6 +106,23 @@ pub fn relax(spins: &mut u32) {
     }
 }
 
+/// Panics with `what` unless a consumer received `expected`. Takes the values by value
+/// so that they stay in registers: `assert_eq!` takes references, and in the two-thread
+/// loops that made the compiler store both to the stack on every pop, two stores per item
+/// that queue up behind the ring's own stores in the consumer's store buffer.
+#[inline]
+fn check(got: u64, expected: u64, what: &'static str) {
+    if got != expected {
+        mismatch(got, expected, what);
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn mismatch(got: u64, expected: u64, what: &'static str) -> ! {
+    panic!("{what}: got {got}, expected {expected}")
+}
+
 /// The cores this process may run on, read once. `core_affinity::get_core_ids` reads the
 /// *calling thread's* affinity mask, and a thread inherits its creator's mask, so asking
 /// again after pinning one thread would see only that core and pin every later thread
@@ -186,7 +203,7 @@ fn tally_single(start: &Barrier, msgs: u64) -> Duration {
             let mut spins = 0u32;
             while expected < msgs {
                 if let Some(v) = c.pop() {
-                    assert_eq!(v, expected, "tally: out of order");
+                    check(v, expected, "tally: out of order");
                     expected += 1;
                 } else {
                     relax(&mut spins);
@@ -229,7 +246,7 @@ fn tally_batched(start: &Barrier, msgs: u64) -> Duration {
                     relax(&mut spins);
                 }
                 for v in buf.iter().take(n) {
-                    assert_eq!(*v, expected, "tally: out of order");
+                    check(*v, expected, "tally: out of order");
                     expected += 1;
                 }
             }
@@ -259,7 +276,7 @@ fn rtrb_single(start: &Barrier, msgs: u64) -> Duration {
             let mut spins = 0u32;
             while expected < msgs {
                 if let Ok(v) = c.pop() {
-                    assert_eq!(v, expected, "rtrb: out of order");
+                    check(v, expected, "rtrb: out of order");
                     expected += 1;
                 } else {
                     relax(&mut spins);
@@ -301,7 +318,7 @@ fn rtrb_batched(start: &Barrier, msgs: u64) -> Duration {
                     relax(&mut spins);
                 }
                 for v in got.iter() {
-                    assert_eq!(*v, expected, "rtrb: out of order");
+                    check(*v, expected, "rtrb: out of order");
                     expected += 1;
                 }
             }
@@ -332,7 +349,7 @@ fn throughput_crossbeam(start: &Barrier, msgs: u64) -> Duration {
             let mut spins = 0u32;
             while expected < msgs {
                 if let Some(v) = q.pop() {
-                    assert_eq!(v, expected, "crossbeam: out of order");
+                    check(v, expected, "crossbeam: out of order");
                     expected += 1;
                 } else {
                     relax(&mut spins);
@@ -392,7 +409,7 @@ pub fn throughput_variant(variant: SingleVariant, msgs: u64) -> Duration {
                     let mut spins = 0u32;
                     while expected < msgs {
                         if let Ok(v) = c.pop() {
-                            assert_eq!(v, expected, "rtrb: out of order");
+                            check(v, expected, "rtrb: out of order");
                             expected += 1;
                         } else {
                             relax(&mut spins);
@@ -550,7 +567,7 @@ pub fn ping_pong(kind: PingPong, rounds: u64, mut samples: Option<&mut [u32]>) -
                         relax(&mut spins);
                     };
                     record(i, t.elapsed());
-                    assert_eq!(v, i, "tally ping-pong: wrong echo");
+                    check(v, i, "tally ping-pong: wrong echo");
                 }
             });
         }
@@ -595,7 +612,7 @@ pub fn ping_pong(kind: PingPong, rounds: u64, mut samples: Option<&mut [u32]>) -
                         relax(&mut spins);
                     };
                     record(i, t.elapsed());
-                    assert_eq!(v, i, "rtrb ping-pong: wrong echo");
+                    check(v, i, "rtrb ping-pong: wrong echo");
                 }
             });
         }
@@ -641,7 +658,7 @@ pub fn ping_pong(kind: PingPong, rounds: u64, mut samples: Option<&mut [u32]>) -
                         relax(&mut spins);
                     };
                     record(i, t.elapsed());
-                    assert_eq!(v, i, "crossbeam ping-pong: wrong echo");
+                    check(v, i, "crossbeam ping-pong: wrong echo");
                 }
             });
         }
