@@ -34,21 +34,31 @@ fn keep_awake_thread_is_sched_idle_and_stops_with_the_journal() {
     let Some(j) = open(dir.path()) else {
         return;
     };
+    if !sched_idle_allowed() {
+        eprintln!("skipping: this kernel refuses SCHED_IDLE, so the keep-awake thread exits");
+        return;
+    }
     let shared = SharedJournal::start(j, SharedOptions::new()).unwrap();
     let h = shared.handle();
     assert_eq!(h.append_durable(b"x").unwrap(), 1);
-    let tids = threads_named("tally-journal-a"); // comm keeps 15 bytes
-    if tids.is_empty() && !sched_idle_allowed() {
-        eprintln!("skipping: this kernel refuses SCHED_IDLE, so the keep-awake thread exits");
-        shared.close().unwrap();
-        return;
-    }
+    // The thread names itself and then moves to `SCHED_IDLE` once it first runs, which
+    // on a loaded machine can be a while after `start` returns: wait for both.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let (tids, policy) = loop {
+        let tids = threads_named("tally-journal-a"); // comm keeps 15 bytes
+        let policy = tids.first().and_then(|t| policy_of(t));
+        if policy == Some(5) || std::time::Instant::now() > deadline {
+            break (tids, policy);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
     assert_eq!(tids.len(), 1, "{tids:?}");
-    let stat = std::fs::read_to_string(format!("/proc/self/task/{}/stat", tids[0])).unwrap();
-    // Fields after the parenthesised name; policy is field 41 overall, 39 after it.
-    let after = &stat[stat.rfind(')').unwrap() + 2..];
-    let policy: u32 = after.split(' ').nth(38).unwrap().parse().unwrap();
-    assert_eq!(policy, 5, "keep-awake thread is not SCHED_IDLE: {stat}");
+    assert_eq!(
+        policy,
+        Some(5),
+        "keep-awake thread {} is not SCHED_IDLE",
+        tids[0]
+    );
     shared.close().unwrap();
     assert!(threads_named("tally-journal-a").is_empty());
 
@@ -58,6 +68,14 @@ fn keep_awake_thread_is_sched_idle_and_stops_with_the_journal() {
     assert_eq!(shared.handle().append_durable(b"y").unwrap(), 1);
     assert!(threads_named("tally-journal-a").is_empty());
     shared.close().unwrap();
+}
+
+/// The scheduling policy of thread `tid` of this process (`/proc/.../stat` field 41).
+fn policy_of(tid: &str) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).ok()?;
+    // Fields after the parenthesised name; policy is field 41 overall, 39 after it.
+    let after = stat.get(stat.rfind(')')? + 2..)?;
+    after.split(' ').nth(38)?.parse().ok()
 }
 
 /// Whether a thread of this machine may move itself to `SCHED_IDLE` (what the keep-awake
