@@ -157,12 +157,12 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         ),
         Transport::AfPacket(_, why) => ("none".to_owned(), "af_packet".to_owned(), why.clone()),
     };
-    if !args.json {
-        eprintln!(
-            "{}: xdp {xdp_mode}, bind {bind}, fallback: {fallback:?}",
-            t.kind().as_str()
-        );
-    }
+    // Always on stderr (the JSON goes to stdout): it also tells a script that the socket
+    // is bound and traffic may start.
+    eprintln!(
+        "{}: xdp {xdp_mode}, bind {bind}, fallback: {fallback:?}",
+        t.kind().as_str()
+    );
     let tx_flow = if args.mode == "txonly" {
         let dst = args.tx_dst.ok_or("--mode txonly needs --tx-dst IP:PORT")?;
         let dst_mac = args.tx_dst_mac.ok_or("--mode txonly needs --tx-dst-mac")?;

@@ -50,17 +50,34 @@ fn xsk_example_rxdrop_reports_json() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_secs(1));
+    // Send only once the example says its socket is bound (its first stderr line): on a
+    // loaded machine a fixed pause was not always long enough.
+    let mut child = child;
+    let stderr = child.stderr.take().unwrap();
+    let (line_tx, line_rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut rest = String::new();
+        let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stderr));
+        if let Some(Ok(first)) = lines.next() {
+            let _ = line_tx.send(first);
+        }
+        for l in lines.map_while(Result::ok) {
+            rest.push_str(&l);
+            rest.push('\n');
+        }
+        rest
+    });
+    let first = line_rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the example printed nothing within 30 s");
+    eprintln!("example: {first}");
     pair.run_in(Side::A, || {
         common::send_flows(cfg.ip_a, SocketAddrV4::new(cfg.ip_b, 9200), 1, 300, 64)
     })
     .unwrap();
     let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "xsk failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let rest = reader.join().unwrap();
+    assert!(out.status.success(), "xsk failed: {first}\n{rest}");
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     eprintln!("{v}");
     assert_eq!(v["transport"], "af_xdp");
