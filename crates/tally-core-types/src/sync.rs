@@ -1,14 +1,14 @@
-//! Atomics and cells used by the ring, swapped for loom's under `--cfg tally_loom` so
+//! Atomics and cells used by the ring and the counters, swapped for loom's under `--cfg tally_loom` so
 //! that the loom model checker can explore every interleaving (the shim pattern used by
 //! crossbeam).
 
 #[cfg(tally_loom)]
 pub(crate) use loom::cell::UnsafeCell;
 #[cfg(tally_loom)]
-pub(crate) use loom::sync::atomic::{AtomicUsize, Ordering};
+pub(crate) use loom::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 #[cfg(not(tally_loom))]
-pub(crate) use core::sync::atomic::{AtomicUsize, Ordering};
+pub(crate) use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 /// `core::cell::UnsafeCell` with loom's closure-based access API.
 #[cfg(not(tally_loom))]

@@ -1,10 +1,11 @@
-//! Loom model checks of the ring's memory ordering. Run with
+//! Loom model checks of the ring's memory ordering and of the single-writer counters. Run
+//! with
 //! `RUSTFLAGS="--cfg tally_loom" cargo test -p tally-core-types --release --test loom`.
 #![cfg(tally_loom)]
 #![allow(clippy::unwrap_used, clippy::indexing_slicing, reason = "test code")]
 
 use loom::thread;
-use tally_core_types::{Consumer, Producer, SpscRing};
+use tally_core_types::{Consumer, Counter, Producer, SpscRing};
 
 /// A 2-slot ring leaked for the model's threads (so that 3 items must wrap).
 fn ring<T: Send + 'static>() -> &'static mut SpscRing<T, 2> {
@@ -167,5 +168,27 @@ fn uneven_groups_wrap() {
         assert_eq!(pop_each(&mut c, 3), [10, 11, 12]);
         t.join().unwrap();
         assert!(c.pop().is_none());
+    });
+}
+
+/// A [`Counter`] bumped by its owner with a relaxed load and store while another thread
+/// reads it: every read is a value the owner stored (0, 1, 3 or 4 here: `add(2)` is one
+/// store), a later read never goes back, and after the join every increment is seen.
+/// The owner runs on the model's main thread: with the reader there instead, loom ran a
+/// single interleaving.
+#[test]
+fn counter_reads_are_stored_values_in_order() {
+    loom::model(|| {
+        let c = loom::sync::Arc::new(Counter::new());
+        let reader = loom::sync::Arc::clone(&c);
+        let t = thread::spawn(move || (reader.get(), reader.get()));
+        c.incr();
+        c.add(2);
+        c.incr();
+        let (first, second) = t.join().unwrap();
+        assert!([0, 1, 3, 4].contains(&first), "read {first}");
+        assert!([0, 1, 3, 4].contains(&second), "read {second}");
+        assert!(second >= first, "went back from {first} to {second}");
+        assert_eq!(c.get(), 4);
     });
 }
