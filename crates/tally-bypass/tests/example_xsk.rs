@@ -34,7 +34,7 @@ fn xsk_example_rxdrop_reports_json() {
         return;
     };
     let cfg = pair.config().clone();
-    let child = Command::new("ip")
+    let mut child = Command::new("ip")
         .args(["netns", "exec", pair.netns(Side::B).name()])
         .arg(&example)
         .args([
@@ -52,7 +52,6 @@ fn xsk_example_rxdrop_reports_json() {
         .unwrap();
     // Send only once the example says its socket is bound (its first stderr line): on a
     // loaded machine a fixed pause was not always long enough.
-    let mut child = child;
     let stderr = child.stderr.take().unwrap();
     let (line_tx, line_rx) = std::sync::mpsc::channel();
     let reader = std::thread::spawn(move || {
