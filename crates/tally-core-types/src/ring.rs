@@ -333,11 +333,7 @@ impl<T, const N: usize> SpscRing<T, N> {
 
     /// Slots in group `g`.
     const fn group_len(g: usize) -> usize {
-        if g + 1 == Self::GROUPS {
-            Self::LAST_LEN
-        } else {
-            Self::SLOTS_PER_GROUP
-        }
+        Self::len_at(g * Self::STRIDE)
     }
 
     /// The cursor of `position`.
@@ -369,20 +365,18 @@ impl<T, const N: usize> SpscRing<T, N> {
             cursor.group + Self::STRIDE
         };
         cursor.value = cursor.group + Self::VALUES_AT;
-        cursor.left = if cursor.group == Self::LAST_GROUP {
-            Self::LAST_LEN
-        } else {
-            Self::SLOTS_PER_GROUP
-        };
+        cursor.left = Self::len_at(cursor.group);
         true
     }
 
-    /// The cell of the slot under `cursor`.
+    /// Slots in the group at byte offset `group`.
     #[inline]
-    fn cell(&self, cursor: &Cursor) -> &Cell<T> {
-        // SAFETY: cursors only hold value offsets of slots that exist (`left >= 1`), where
-        // `new` wrote a `Cell<T>` that lives as long as the ring.
-        unsafe { self.groups.add(cursor.value).cast::<Cell<T>>().as_ref() }
+    const fn len_at(group: usize) -> usize {
+        if group == Self::LAST_GROUP {
+            Self::LAST_LEN
+        } else {
+            Self::SLOTS_PER_GROUP
+        }
     }
 }
 
@@ -397,6 +391,7 @@ impl<T, const N: usize> Drop for SpscRing<T, N> {
         let head = self.head.load(Ordering::Acquire);
         let tail = self.tail.load(Ordering::Acquire);
         if !self.consumer_out.load(CoreOrdering::Relaxed) {
+            let groups = Groups::of(self);
             let mut cursor = Self::cursor(head);
             // `ready` rather than `head != tail`: a `head` past `tail` counts as empty.
             for _ in 0..ready::<N>(head, tail) {
@@ -404,7 +399,8 @@ impl<T, const N: usize> Drop for SpscRing<T, N> {
                 // last consumer published its exact position when dropped, and every
                 // producer operation stores `tail` before it returns or unwinds) and no
                 // producer or consumer exists any more (we have `&mut self`).
-                self.cell(&cursor)
+                groups
+                    .cell(&cursor)
                     .with_mut(|p| unsafe { (*p).assume_init_drop() });
                 Self::advance(&mut cursor);
             }
@@ -559,12 +555,7 @@ impl<T, const N: usize> Producer<'_, T, N> {
 
     /// Stamps the group we stopped in if values there are unstamped, then stores `tail`.
     fn publish(&mut self) {
-        let group_len = if self.cursor.group == SpscRing::<T, N>::LAST_GROUP {
-            SpscRing::<T, N>::LAST_LEN
-        } else {
-            SpscRing::<T, N>::SLOTS_PER_GROUP
-        };
-        if self.cursor.left != group_len {
+        if self.cursor.left != SpscRing::<T, N>::len_at(self.cursor.group) {
             self.groups
                 .stamp(&self.cursor)
                 .store(self.tail, Ordering::Release);
