@@ -367,58 +367,217 @@ pub enum SingleVariant {
     /// the cache line the consumer is reading. A user of rtrb can write this loop; it
     /// shows what a dense ring reaches with that policy.
     RtrbRefill,
+    /// Tally's ring in loops that also count failed pushes and pops, as a caller that
+    /// watches back-pressure would. The extra count in the retry paths changes where the
+    /// two threads settle: in these loops the producer usually finds the ring full, so
+    /// the consumer sets the rate.
+    TallyCounted,
+    /// rtrb in the same counting loops.
+    RtrbCounted,
+    /// Tally's ring with a consumer that does some work on every item (a chain of
+    /// multiplies, [`consumer_work`]), so that it is slower than the producer and the
+    /// ring stays nearly full: the producer waits and refills slots as they come back.
+    TallySlowConsumer,
+    /// rtrb with the same slow consumer.
+    RtrbSlowConsumer,
+}
+
+/// The per-item work of the slow-consumer variants: a dependent chain of multiplies
+/// (about 4 ns here), folded into `acc`, which the consumer returns through `black_box`.
+#[inline]
+pub fn consumer_work(acc: u64, v: u64) -> u64 {
+    let mut x = acc ^ v;
+    for _ in 0..4 {
+        x = x.wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(29);
+    }
+    x
 }
 
 impl SingleVariant {
     /// Every variant, in report order.
-    pub const ALL: [SingleVariant; 1] = [SingleVariant::RtrbRefill];
+    pub const ALL: [SingleVariant; 5] = [
+        SingleVariant::RtrbRefill,
+        SingleVariant::TallyCounted,
+        SingleVariant::RtrbCounted,
+        SingleVariant::TallySlowConsumer,
+        SingleVariant::RtrbSlowConsumer,
+    ];
 
     /// Short name used in bench ids.
     pub fn name(self) -> &'static str {
         match self {
             SingleVariant::RtrbRefill => "rtrb_refill",
+            SingleVariant::TallyCounted => "tally_counted",
+            SingleVariant::RtrbCounted => "rtrb_counted",
+            SingleVariant::TallySlowConsumer => "tally_slow_consumer",
+            SingleVariant::RtrbSlowConsumer => "rtrb_slow_consumer",
         }
     }
 }
 
+/// What a one-item-per-op variant measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VariantRun {
+    /// From the common start until the consumer saw the last item.
+    pub elapsed: Duration,
+    /// Pushes that found the ring full (counted by the `*_counted` variants, else 0).
+    pub full: u64,
+    /// Pops that found the ring empty (counted by the `*_counted` variants, else 0).
+    pub empty: u64,
+}
+
 /// [`throughput`] one item at a time for a [`SingleVariant`]; the consumer is the same
-/// as there.
-pub fn throughput_variant(variant: SingleVariant, msgs: u64) -> Duration {
+/// as there, plus a failure count in the `*_counted` variants.
+pub fn throughput_variant(variant: SingleVariant, msgs: u64) -> VariantRun {
     let start = Barrier::new(2);
     match variant {
-        SingleVariant::RtrbRefill => {
-            let (mut p, mut c) = rtrb::RingBuffer::<u64>::new(CAPACITY);
-            run_pair(
-                &start,
-                move || {
-                    let mut next = 0u64;
-                    let mut spins = 0u32;
-                    while next < msgs {
-                        if p.push(next).is_ok() {
-                            next += 1;
-                        } else {
-                            relax(&mut spins);
-                            while p.slots() < CAPACITY / 2 {
-                                relax(&mut spins);
-                            }
-                        }
-                    }
-                },
-                move || {
-                    let mut expected = 0u64;
-                    let mut spins = 0u32;
-                    while expected < msgs {
-                        if let Ok(v) = c.pop() {
-                            check(v, expected, "rtrb: out of order");
-                            expected += 1;
-                        } else {
-                            relax(&mut spins);
-                        }
-                    }
-                },
-            )
-        }
+        SingleVariant::TallyCounted => tally_counted::<false>(&start, msgs),
+        SingleVariant::RtrbCounted => rtrb_counted::<false>(&start, msgs),
+        SingleVariant::TallySlowConsumer => tally_counted::<true>(&start, msgs),
+        SingleVariant::RtrbSlowConsumer => rtrb_counted::<true>(&start, msgs),
+        SingleVariant::RtrbRefill => VariantRun {
+            elapsed: rtrb_refill(&start, msgs),
+            full: 0,
+            empty: 0,
+        },
     }
+}
+
+/// [`SingleVariant::TallyCounted`], or with `WORK` [`SingleVariant::TallySlowConsumer`]
+/// (one function per `WORK`, so each loop is compiled on its own).
+#[inline(never)]
+fn tally_counted<const WORK: bool>(start: &Barrier, msgs: u64) -> VariantRun {
+    let mut ring = Box::new(SpscRing::<u64, CAPACITY>::new());
+    let (mut p, mut c) = ring.split();
+    let (full, empty) = (AtomicU64::new(0), AtomicU64::new(0));
+    let (full_ref, empty_ref) = (&full, &empty);
+    let elapsed = run_pair(
+        start,
+        move || {
+            let mut next = 0u64;
+            let mut spins = 0u32;
+            let mut failed = 0u64;
+            while next < msgs {
+                if p.push(next).is_ok() {
+                    next += 1;
+                } else {
+                    failed += 1;
+                    relax(&mut spins);
+                }
+            }
+            full_ref.store(failed, Ordering::Relaxed);
+        },
+        move || {
+            let mut expected = 0u64;
+            let mut spins = 0u32;
+            let mut failed = 0u64;
+            let mut acc = 0u64;
+            while expected < msgs {
+                if let Some(v) = c.pop() {
+                    check(v, expected, "tally: out of order");
+                    if WORK {
+                        acc = consumer_work(acc, v);
+                    }
+                    expected += 1;
+                } else {
+                    failed += 1;
+                    relax(&mut spins);
+                }
+            }
+            black_box(acc);
+            empty_ref.store(failed, Ordering::Relaxed);
+        },
+    );
+    VariantRun {
+        elapsed,
+        full: full.into_inner(),
+        empty: empty.into_inner(),
+    }
+}
+
+/// [`SingleVariant::RtrbCounted`], or with `WORK` [`SingleVariant::RtrbSlowConsumer`].
+#[inline(never)]
+fn rtrb_counted<const WORK: bool>(start: &Barrier, msgs: u64) -> VariantRun {
+    let (mut p, mut c) = rtrb::RingBuffer::<u64>::new(CAPACITY);
+    let (full, empty) = (AtomicU64::new(0), AtomicU64::new(0));
+    let (full_ref, empty_ref) = (&full, &empty);
+    let elapsed = run_pair(
+        start,
+        move || {
+            let mut next = 0u64;
+            let mut spins = 0u32;
+            let mut failed = 0u64;
+            while next < msgs {
+                if p.push(next).is_ok() {
+                    next += 1;
+                } else {
+                    failed += 1;
+                    relax(&mut spins);
+                }
+            }
+            full_ref.store(failed, Ordering::Relaxed);
+        },
+        move || {
+            let mut expected = 0u64;
+            let mut spins = 0u32;
+            let mut failed = 0u64;
+            let mut acc = 0u64;
+            while expected < msgs {
+                if let Ok(v) = c.pop() {
+                    check(v, expected, "rtrb: out of order");
+                    if WORK {
+                        acc = consumer_work(acc, v);
+                    }
+                    expected += 1;
+                } else {
+                    failed += 1;
+                    relax(&mut spins);
+                }
+            }
+            black_box(acc);
+            empty_ref.store(failed, Ordering::Relaxed);
+        },
+    );
+    VariantRun {
+        elapsed,
+        full: full.into_inner(),
+        empty: empty.into_inner(),
+    }
+}
+
+/// [`SingleVariant::RtrbRefill`].
+#[inline(never)]
+fn rtrb_refill(start: &Barrier, msgs: u64) -> Duration {
+    let (mut p, mut c) = rtrb::RingBuffer::<u64>::new(CAPACITY);
+    run_pair(
+        start,
+        move || {
+            let mut next = 0u64;
+            let mut spins = 0u32;
+            while next < msgs {
+                if p.push(next).is_ok() {
+                    next += 1;
+                } else {
+                    relax(&mut spins);
+                    while p.slots() < CAPACITY / 2 {
+                        relax(&mut spins);
+                    }
+                }
+            }
+        },
+        move || {
+            let mut expected = 0u64;
+            let mut spins = 0u32;
+            while expected < msgs {
+                if let Ok(v) = c.pop() {
+                    check(v, expected, "rtrb: out of order");
+                    expected += 1;
+                } else {
+                    relax(&mut spins);
+                }
+            }
+        },
+    )
 }
 
 fn run_pair(
@@ -668,7 +827,42 @@ pub fn ping_pong(kind: PingPong, rounds: u64, mut samples: Option<&mut [u32]>) -
 
 #[cfg(test)]
 mod tests {
-    use super::expected_sum;
+    use super::{
+        PingPong, Queue, SingleVariant, expected_sum, pair_loop, ping_pong, throughput,
+        throughput_variant,
+    };
+
+    /// Every workload runs a few thousand items through every queue: each one checks
+    /// what it receives and panics on a wrong item, so a broken queue or loop fails here
+    /// before it can produce a benchmark figure. A consumer that panics leaves its
+    /// producer spinning on a full ring, so the workloads run on a thread of their own
+    /// and the test fails if they have not finished within two minutes (they take well
+    /// under a second).
+    #[test]
+    fn every_workload_moves_its_items_in_order() {
+        const MSGS: u64 = 20_000;
+        let (done, finished) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for q in Queue::ALL {
+                assert_eq!(pair_loop(q, MSGS), expected_sum(MSGS), "{}", q.name());
+                throughput(q, MSGS, false);
+                throughput(q, MSGS, true);
+            }
+            for v in SingleVariant::ALL {
+                let run = throughput_variant(v, MSGS);
+                assert!(run.elapsed.as_nanos() > 0, "{}", v.name());
+            }
+            let mut samples = vec![0u32; 200];
+            for kind in PingPong::ALL {
+                ping_pong(kind, 200, Some(&mut samples));
+                assert!(samples.iter().all(|ns| *ns > 0), "{}", kind.name());
+            }
+            done.send(()).unwrap();
+        });
+        if let Err(e) = finished.recv_timeout(std::time::Duration::from_mins(2)) {
+            panic!("the workloads did not finish ({e}): a check failed or a queue lost an item");
+        }
+    }
 
     #[test]
     fn expected_sum_matches_wrapping_additions() {

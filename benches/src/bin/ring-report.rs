@@ -36,6 +36,16 @@ fn percentile(sorted: &[u32], p: f64) -> f64 {
     sorted.get(i).map_or(f64::NAN, |v| f64::from(*v))
 }
 
+/// A row's median and, against `base` round by round, the median, lowest and highest
+/// per-round ratio.
+fn row_stats(rounds: &[f64], base: &[f64]) -> (f64, f64, f64, f64) {
+    let mut ratios: Vec<f64> = rounds.iter().zip(base).map(|(a, b)| a / b).collect();
+    let per_round = median(&mut ratios);
+    let lo = ratios.first().copied().unwrap_or(f64::NAN);
+    let hi = ratios.last().copied().unwrap_or(f64::NAN);
+    (median(&mut rounds.to_vec()), per_round, lo, hi)
+}
+
 /// Prints the one-item-per-op table: each queue's and cross-check's median, the ratio of
 /// medians against rtrb and the median and range of the per-round ratios.
 fn print_single(single: &[Vec<f64>], variant: &[Vec<f64>]) {
@@ -53,23 +63,94 @@ fn print_single(single: &[Vec<f64>], variant: &[Vec<f64>]) {
             SingleVariant::ALL
                 .into_iter()
                 .enumerate()
+                .filter(|(_, v)| *v == SingleVariant::RtrbRefill)
                 .map(|(k, v)| (v.name(), variant.get(k).cloned().unwrap_or_default())),
         );
-    for (name, mut rounds) in rows {
-        let mut ratios: Vec<f64> = rounds
-            .iter()
-            .zip(&rtrb_rounds)
-            .map(|(a, b)| a / b)
-            .collect();
-        let v = median(&mut rounds);
-        let r = median(&mut ratios);
-        let lo = ratios.first().copied().unwrap_or(f64::NAN);
-        let hi = ratios.last().copied().unwrap_or(f64::NAN);
+    for (name, rounds) in rows {
+        let (v, r, lo, hi) = row_stats(&rounds, &rtrb_rounds);
         println!(
             "  {name:<17} {v:>8.1} M/s  {:>5.2}x   per round {r:.2}x [{lo:.2}-{hi:.2}]",
             v / rtrb_single
         );
     }
+}
+
+/// Prints the counting loops: Tally against rtrb in the same loops (per-round ratios),
+/// and how often each side found the ring full or empty.
+fn print_counted(
+    title: &str,
+    pair: [SingleVariant; 2],
+    variant: &[Vec<f64>],
+    full: &[Vec<f64>],
+    empty: &[Vec<f64>],
+) {
+    let index = |want: SingleVariant| {
+        SingleVariant::ALL
+            .iter()
+            .position(|v| *v == want)
+            .unwrap_or(usize::MAX)
+    };
+    let [ours, peer] = pair.map(index);
+    let peer_rounds = variant.get(peer).cloned().unwrap_or_default();
+    let peer_median = median(&mut peer_rounds.clone());
+    println!(
+        "\none item per op, {title} (M msgs/s, median; ratio vs the rtrb row; per-round \
+         ratios; % of pushes that found the ring full, % of pops that found it empty, \
+         medians)"
+    );
+    for k in [ours, peer] {
+        let Some(which) = SingleVariant::ALL.get(k) else {
+            continue;
+        };
+        let rounds = variant.get(k).cloned().unwrap_or_default();
+        let (rate, per_round, lo, hi) = row_stats(&rounds, &peer_rounds);
+        let full_pct = median(&mut full.get(k).cloned().unwrap_or_default());
+        let empty_pct = median(&mut empty.get(k).cloned().unwrap_or_default());
+        println!(
+            "  {:<20} {rate:>8.1} M/s  {:>5.2}x   per round {per_round:.2}x [{lo:.2}-{hi:.2}]   \
+             full {full_pct:.2} %  empty {empty_pct:.2} %",
+            which.name(),
+            rate / peer_median
+        );
+    }
+}
+
+/// One round of every [`SingleVariant`]: its rate and, as percentages, how often a push
+/// found the ring full and a pop found it empty.
+#[allow(clippy::cast_precision_loss, reason = "counts far below 2^52")]
+fn run_variants(variant: &mut [Vec<f64>], full: &mut [Vec<f64>], empty: &mut [Vec<f64>]) {
+    for (k, v) in SingleVariant::ALL.into_iter().enumerate() {
+        let run = throughput_variant(v, MSGS);
+        if let Some(x) = variant.get_mut(k) {
+            x.push(MSGS as f64 / run.elapsed.as_secs_f64() / 1e6);
+        }
+        if let (Some(f), Some(e)) = (full.get_mut(k), empty.get_mut(k)) {
+            // Pushes are the messages plus the failed attempts; so are pops.
+            f.push(100.0 * run.full as f64 / (MSGS + run.full) as f64);
+            e.push(100.0 * run.empty as f64 / (MSGS + run.empty) as f64);
+        }
+    }
+}
+
+/// The two tables of Tally against rtrb in the same variant loops.
+fn print_variants(variant: &[Vec<f64>], full: &[Vec<f64>], empty: &[Vec<f64>]) {
+    print_counted(
+        "loops that count failed attempts",
+        [SingleVariant::TallyCounted, SingleVariant::RtrbCounted],
+        variant,
+        full,
+        empty,
+    );
+    print_counted(
+        "a consumer that works on every item (ring nearly full)",
+        [
+            SingleVariant::TallySlowConsumer,
+            SingleVariant::RtrbSlowConsumer,
+        ],
+        variant,
+        full,
+        empty,
+    );
 }
 
 #[allow(clippy::cast_precision_loss, reason = "counts far below 2^52")]
@@ -100,6 +181,8 @@ fn main() -> ExitCode {
     let mut pair_ns: Vec<Vec<f64>> = vec![Vec::new(); 3];
     let mut single: Vec<Vec<f64>> = vec![Vec::new(); 3];
     let mut variant: Vec<Vec<f64>> = vec![Vec::new(); SingleVariant::ALL.len()];
+    let mut full = variant.clone();
+    let mut empty = variant.clone();
     let mut batch: Vec<Vec<f64>> = vec![Vec::new(); 2];
     let mut p50: Vec<Vec<f64>> = vec![Vec::new(); 4];
     let mut p99: Vec<Vec<f64>> = vec![Vec::new(); 4];
@@ -128,12 +211,7 @@ fn main() -> ExitCode {
                 }
             }
         }
-        for (k, v) in SingleVariant::ALL.into_iter().enumerate() {
-            let d = throughput_variant(v, MSGS);
-            if let Some(x) = variant.get_mut(k) {
-                x.push(MSGS as f64 / d.as_secs_f64() / 1e6);
-            }
-        }
+        run_variants(&mut variant, &mut full, &mut empty);
         for (k, kind) in PingPong::ALL.into_iter().enumerate() {
             ping_pong(kind, RTTS, Some(&mut samples));
             samples.sort_unstable();
@@ -153,6 +231,7 @@ fn main() -> ExitCode {
         println!("  {:<10} {v:>8.2} ns   {:>5.2}x", q.name(), v / rtrb_pair);
     }
     print_single(&single, &variant);
+    print_variants(&variant, &full, &empty);
     println!("\ntwo pinned threads, batches of 256 (M msgs/s, median; ratio vs rtrb)");
     for (k, q) in [Queue::Tally, Queue::Rtrb].into_iter().enumerate() {
         let v = med(&mut batch, k);
