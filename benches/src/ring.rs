@@ -368,9 +368,9 @@ pub enum SingleVariant {
     /// shows what a dense ring reaches with that policy.
     RtrbRefill,
     /// Tally's ring in loops that also count failed pushes and pops, as a caller that
-    /// watches back-pressure would. The extra count in the retry paths changes where the
-    /// two threads settle: in these loops the producer usually finds the ring full, so
-    /// the consumer sets the rate.
+    /// watches back-pressure would. A small change to the retry paths can change where
+    /// the two threads settle (in one scratch harness it left the ring full on 1-5 % of
+    /// pushes); `ring-report` prints how often each side found the ring full or empty.
     TallyCounted,
     /// rtrb in the same counting loops.
     RtrbCounted,
@@ -382,8 +382,9 @@ pub enum SingleVariant {
     RtrbSlowConsumer,
 }
 
-/// The per-item work of the slow-consumer variants: a dependent chain of multiplies
-/// (about 4 ns here), folded into `acc`, which the consumer returns through `black_box`.
+/// The per-item work of the slow-consumer variants: a dependent chain of four multiplies
+/// and rotates (with the pop, about 5 ns per item on the benchmark machine), folded into
+/// `acc`, which the consumer hands to `black_box`.
 #[inline]
 pub fn consumer_work(acc: u64, v: u64) -> u64 {
     let mut x = acc ^ v;
@@ -420,14 +421,14 @@ impl SingleVariant {
 pub struct VariantRun {
     /// From the common start until the consumer saw the last item.
     pub elapsed: Duration,
-    /// Pushes that found the ring full (counted by the `*_counted` variants, else 0).
+    /// Pushes that found the ring full (0 for `rtrb_refill`, which does not count).
     pub full: u64,
-    /// Pops that found the ring empty (counted by the `*_counted` variants, else 0).
+    /// Pops that found the ring empty (0 for `rtrb_refill`, which does not count).
     pub empty: u64,
 }
 
 /// [`throughput`] one item at a time for a [`SingleVariant`]; the consumer is the same
-/// as there, plus a failure count in the `*_counted` variants.
+/// as there, plus failure counts (and per-item work in the slow-consumer variants).
 pub fn throughput_variant(variant: SingleVariant, msgs: u64) -> VariantRun {
     let start = Barrier::new(2);
     match variant {
