@@ -444,106 +444,75 @@ pub fn throughput_variant(variant: SingleVariant, msgs: u64) -> VariantRun {
     }
 }
 
+/// The counting two-thread loops for one queue, written out by a macro so that each
+/// queue's function holds exactly the loop it would hold written by hand (a generic loop
+/// compiles differently; see [`throughput`]). `$p` and `$c` are the queue's halves;
+/// `$ready` matches what a successful pop returns, binding `$v`; `$work` says whether
+/// the consumer runs [`consumer_work`] on each item.
+macro_rules! counted_loops {
+    ($start:expr, $msgs:expr, $work:expr, $p:ident, $c:ident, $ready:pat => $v:ident, $what:literal) => {{
+        let (full, empty) = (AtomicU64::new(0), AtomicU64::new(0));
+        let (full_ref, empty_ref) = (&full, &empty);
+        let msgs = $msgs;
+        let elapsed = run_pair(
+            $start,
+            move || {
+                let mut next = 0u64;
+                let mut spins = 0u32;
+                let mut failed = 0u64;
+                while next < msgs {
+                    if $p.push(next).is_ok() {
+                        next += 1;
+                    } else {
+                        failed += 1;
+                        relax(&mut spins);
+                    }
+                }
+                full_ref.store(failed, Ordering::Relaxed);
+            },
+            move || {
+                let mut expected = 0u64;
+                let mut spins = 0u32;
+                let mut failed = 0u64;
+                let mut acc = 0u64;
+                while expected < msgs {
+                    if let $ready = $c.pop() {
+                        check($v, expected, $what);
+                        if $work {
+                            acc = consumer_work(acc, $v);
+                        }
+                        expected += 1;
+                    } else {
+                        failed += 1;
+                        relax(&mut spins);
+                    }
+                }
+                black_box(acc);
+                empty_ref.store(failed, Ordering::Relaxed);
+            },
+        );
+        VariantRun {
+            elapsed,
+            full: full.into_inner(),
+            empty: empty.into_inner(),
+        }
+    }};
+}
+
 /// [`SingleVariant::TallyCounted`], or with `WORK` [`SingleVariant::TallySlowConsumer`]
 /// (one function per `WORK`, so each loop is compiled on its own).
 #[inline(never)]
 fn tally_counted<const WORK: bool>(start: &Barrier, msgs: u64) -> VariantRun {
     let mut ring = Box::new(SpscRing::<u64, CAPACITY>::new());
     let (mut p, mut c) = ring.split();
-    let (full, empty) = (AtomicU64::new(0), AtomicU64::new(0));
-    let (full_ref, empty_ref) = (&full, &empty);
-    let elapsed = run_pair(
-        start,
-        move || {
-            let mut next = 0u64;
-            let mut spins = 0u32;
-            let mut failed = 0u64;
-            while next < msgs {
-                if p.push(next).is_ok() {
-                    next += 1;
-                } else {
-                    failed += 1;
-                    relax(&mut spins);
-                }
-            }
-            full_ref.store(failed, Ordering::Relaxed);
-        },
-        move || {
-            let mut expected = 0u64;
-            let mut spins = 0u32;
-            let mut failed = 0u64;
-            let mut acc = 0u64;
-            while expected < msgs {
-                if let Some(v) = c.pop() {
-                    check(v, expected, "tally: out of order");
-                    if WORK {
-                        acc = consumer_work(acc, v);
-                    }
-                    expected += 1;
-                } else {
-                    failed += 1;
-                    relax(&mut spins);
-                }
-            }
-            black_box(acc);
-            empty_ref.store(failed, Ordering::Relaxed);
-        },
-    );
-    VariantRun {
-        elapsed,
-        full: full.into_inner(),
-        empty: empty.into_inner(),
-    }
+    counted_loops!(start, msgs, WORK, p, c, Some(v) => v, "tally: out of order")
 }
 
 /// [`SingleVariant::RtrbCounted`], or with `WORK` [`SingleVariant::RtrbSlowConsumer`].
 #[inline(never)]
 fn rtrb_counted<const WORK: bool>(start: &Barrier, msgs: u64) -> VariantRun {
     let (mut p, mut c) = rtrb::RingBuffer::<u64>::new(CAPACITY);
-    let (full, empty) = (AtomicU64::new(0), AtomicU64::new(0));
-    let (full_ref, empty_ref) = (&full, &empty);
-    let elapsed = run_pair(
-        start,
-        move || {
-            let mut next = 0u64;
-            let mut spins = 0u32;
-            let mut failed = 0u64;
-            while next < msgs {
-                if p.push(next).is_ok() {
-                    next += 1;
-                } else {
-                    failed += 1;
-                    relax(&mut spins);
-                }
-            }
-            full_ref.store(failed, Ordering::Relaxed);
-        },
-        move || {
-            let mut expected = 0u64;
-            let mut spins = 0u32;
-            let mut failed = 0u64;
-            let mut acc = 0u64;
-            while expected < msgs {
-                if let Ok(v) = c.pop() {
-                    check(v, expected, "rtrb: out of order");
-                    if WORK {
-                        acc = consumer_work(acc, v);
-                    }
-                    expected += 1;
-                } else {
-                    failed += 1;
-                    relax(&mut spins);
-                }
-            }
-            black_box(acc);
-            empty_ref.store(failed, Ordering::Relaxed);
-        },
-    );
-    VariantRun {
-        elapsed,
-        full: full.into_inner(),
-        empty: empty.into_inner(),
-    }
+    counted_loops!(start, msgs, WORK, p, c, Ok(v) => v, "rtrb: out of order")
 }
 
 /// [`SingleVariant::RtrbRefill`].
