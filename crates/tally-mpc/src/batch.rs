@@ -65,7 +65,9 @@ pub(crate) struct Engine {
     /// Open-addressing table of `key index + 1`, size a power of two.
     key_slots: Vec<u32>,
     key_acc: Vec<Scalar>,
+    /// Per key: the last check (by `generation`) that added the key's term; 0 for none.
     key_mark: Vec<u32>,
+    /// Counts checks, from 1; never 0 (see `check`).
     generation: u32,
     transcript: Sha256,
     bases: Vec<Base>,
@@ -112,6 +114,13 @@ impl Engine {
 
     pub(crate) fn len(&self) -> usize {
         self.entries.len()
+    }
+
+    /// Moves the check counter, so that a test can reach its wrap-around without 2^32
+    /// checks.
+    #[cfg(test)]
+    pub(crate) fn set_generation(&mut self, generation: u32) {
+        self.generation = generation;
     }
 
     pub(crate) fn capacity(&self) -> usize {
@@ -212,7 +221,16 @@ impl Engine {
     /// Checks the weighted sum of entries `lo..hi`; `true` when it is zero.
     fn check(&mut self, lo: usize, hi: usize) -> bool {
         let beta = consts().beta;
-        self.generation = self.generation.wrapping_add(1);
+        // Keys enter with mark 0, so 0 never names a check: when the counter would wrap
+        // to it, every mark is reset and counting restarts at 1. (A wrap to 0 once made
+        // the first check after it skip every key term, so that `R = sG` passed for any
+        // key; `a_keyless_forgery_fails_at_every_check_counter` guards this.)
+        self.generation = if let Some(next) = self.generation.checked_add(1) {
+            next
+        } else {
+            self.key_mark.iter_mut().for_each(|m| *m = 0);
+            1
+        };
         let gen_ = self.generation;
         self.bases.clear();
         let mut gsum = Scalar::ZERO;

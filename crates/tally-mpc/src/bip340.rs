@@ -280,3 +280,57 @@ impl<'a> BatchVerifier<'a> {
             .push(&entry, &[&key.bytes, &sig.to_bytes(), &e_bytes])
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k256::elliptic_curve::sec1::ToSec1Point;
+
+    /// A "signature" that needs no secret key: `R = sG` with `R`'s `y` made even. It
+    /// satisfies `sG = R` but not `sG = R + eP`, so only a check that drops the key's
+    /// term accepts it.
+    fn keyless_forgery() -> Signature {
+        let mut s = Scalar::from(0x1234_5678_9abc_def0_u64);
+        let mut r = (k256::ProjectivePoint::GENERATOR * s).to_affine();
+        let enc = r.to_sec1_point(true);
+        if enc.as_bytes().first() == Some(&3) {
+            s = -s;
+            r = (k256::ProjectivePoint::GENERATOR * s).to_affine();
+        }
+        let enc = r.to_sec1_point(true);
+        assert_eq!(enc.as_bytes()[0], 2);
+        let mut bytes = [0u8; 64];
+        bytes[..32].copy_from_slice(&enc.as_bytes()[1..33]);
+        bytes[32..].copy_from_slice(&s.to_bytes());
+        Signature::from_bytes(&bytes).unwrap()
+    }
+
+    fn some_key() -> XOnlyPublicKey {
+        let p = (k256::ProjectivePoint::GENERATOR * Scalar::from(7u64)).to_affine();
+        let enc = p.to_sec1_point(true);
+        XOnlyPublicKey::from_slice(&enc.as_bytes()[1..33]).unwrap()
+    }
+
+    /// The engine marks each key once per check with a check counter; when that counter
+    /// wrapped to the value new keys start with, the key terms were skipped and a
+    /// keyless forgery passed. Every counter value must still reject it.
+    #[test]
+    fn a_keyless_forgery_fails_at_every_check_counter() {
+        let key = some_key();
+        let sig = keyless_forgery();
+        let msg = b"message";
+        assert!(verify(&key, msg, &sig).is_err());
+        for generation in [0, 1, u32::MAX - 1, u32::MAX] {
+            let mut batch = BatchVerifier::with_capacity(4);
+            batch.engine.set_generation(generation);
+            for _ in 0..3 {
+                batch.push(&key, msg, &sig).unwrap();
+                assert!(
+                    batch.verify().is_err(),
+                    "forgery accepted at check counter {generation}"
+                );
+                batch.clear();
+            }
+        }
+    }
+}
