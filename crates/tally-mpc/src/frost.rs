@@ -520,7 +520,13 @@ impl<'a> SigningPackage<'a> {
             return Err(Error::KeyMismatch);
         }
         let s = self.compute_session(key)?;
-        Ok(self.session.get_or_init(|| s))
+        // Another thread may have set the session first, for another key: compare again.
+        let s = self.session.get_or_init(|| s);
+        if s.key == key.bytes {
+            Ok(s)
+        } else {
+            Err(Error::KeyMismatch)
+        }
     }
 
     /// The binding factors `rho_i` for `key` (input order).

@@ -106,3 +106,69 @@ fn rfc9591_secp256k1_sha256_vector() {
         frost::aggregate(&pkg, &vk, &[shares[0], (shares[1].0, bad, shares[1].2)]).unwrap_err();
     assert_eq!(err.culprits(), &[shares[1].0]);
 }
+
+/// A package binds to the first key it is used with; every other key gets
+/// `KeyMismatch`, also when two threads race to use a fresh package with different keys
+/// (the loser once received the winner's session).
+#[test]
+fn a_package_serves_only_the_key_it_was_first_used_with() {
+    let v: Value =
+        serde_json::from_str(include_str!("vectors/rfc9591-frost-secp256k1-sha256.json")).unwrap();
+    let inputs = &v["inputs"];
+    let vk = VerifyingKey::from_bytes(&arr(inputs["group_public_key"].as_str().unwrap())).unwrap();
+    let other = VerifyingKey::from_bytes(&public(
+        "0000000000000000000000000000000000000000000000000000000000000007",
+    ))
+    .unwrap();
+    let msg = hex(inputs["message"].as_str().unwrap());
+    let commitments: Vec<(Identifier, SigningCommitments)> = v["round_one_outputs"]["outputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| {
+            let id =
+                Identifier::from_u16(u16::try_from(o["identifier"].as_u64().unwrap()).unwrap())
+                    .unwrap();
+            let c = SigningCommitments::from_bytes(
+                &arr(o["hiding_nonce_commitment"].as_str().unwrap()),
+                &arr(o["binding_nonce_commitment"].as_str().unwrap()),
+            )
+            .unwrap();
+            (id, c)
+        })
+        .collect();
+
+    let pkg = SigningPackage::new(&msg, &commitments).unwrap();
+    let r = pkg.group_commitment(&vk).unwrap();
+    assert!(matches!(
+        pkg.group_commitment(&other),
+        Err(tally_mpc::Error::KeyMismatch)
+    ));
+    assert_eq!(pkg.group_commitment(&vk).unwrap(), r);
+    let r_other = SigningPackage::new(&msg, &commitments)
+        .unwrap()
+        .group_commitment(&other)
+        .unwrap();
+    assert_ne!(r, r_other);
+
+    for _ in 0..300 {
+        let pkg = SigningPackage::new(&msg, &commitments).unwrap();
+        let barrier = std::sync::Barrier::new(2);
+        let (a, b) = std::thread::scope(|s| {
+            let a = s.spawn(|| {
+                barrier.wait();
+                pkg.group_commitment(&vk)
+            });
+            let b = s.spawn(|| {
+                barrier.wait();
+                pkg.group_commitment(&other)
+            });
+            (a.join().unwrap(), b.join().unwrap())
+        });
+        match (a, b) {
+            (Ok(x), Err(tally_mpc::Error::KeyMismatch)) => assert_eq!(x, r),
+            (Err(tally_mpc::Error::KeyMismatch), Ok(y)) => assert_eq!(y, r_other),
+            (a, b) => panic!("both keys served by one package: {a:?} / {b:?}"),
+        }
+    }
+}
