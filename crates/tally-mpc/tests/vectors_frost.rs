@@ -139,36 +139,38 @@ fn a_package_serves_only_the_key_it_was_first_used_with() {
         .collect();
 
     let pkg = SigningPackage::new(&msg, &commitments).unwrap();
-    let r = pkg.group_commitment(&vk).unwrap();
+    let r_vk = pkg.group_commitment(&vk).unwrap();
     assert!(matches!(
         pkg.group_commitment(&other),
         Err(tally_mpc::Error::KeyMismatch)
     ));
-    assert_eq!(pkg.group_commitment(&vk).unwrap(), r);
+    assert_eq!(pkg.group_commitment(&vk).unwrap(), r_vk);
     let r_other = SigningPackage::new(&msg, &commitments)
         .unwrap()
         .group_commitment(&other)
         .unwrap();
-    assert_ne!(r, r_other);
+    assert_ne!(r_vk, r_other);
 
     for _ in 0..300 {
         let pkg = SigningPackage::new(&msg, &commitments).unwrap();
         let barrier = std::sync::Barrier::new(2);
-        let (a, b) = std::thread::scope(|s| {
-            let a = s.spawn(|| {
+        let (first, second) = std::thread::scope(|scope| {
+            let one = scope.spawn(|| {
                 barrier.wait();
                 pkg.group_commitment(&vk)
             });
-            let b = s.spawn(|| {
+            let two = scope.spawn(|| {
                 barrier.wait();
                 pkg.group_commitment(&other)
             });
-            (a.join().unwrap(), b.join().unwrap())
+            (one.join().unwrap(), two.join().unwrap())
         });
-        match (a, b) {
-            (Ok(x), Err(tally_mpc::Error::KeyMismatch)) => assert_eq!(x, r),
-            (Err(tally_mpc::Error::KeyMismatch), Ok(y)) => assert_eq!(y, r_other),
-            (a, b) => panic!("both keys served by one package: {a:?} / {b:?}"),
+        match (first, second) {
+            (Ok(got), Err(tally_mpc::Error::KeyMismatch)) => assert_eq!(got, r_vk),
+            (Err(tally_mpc::Error::KeyMismatch), Ok(got)) => assert_eq!(got, r_other),
+            (first, second) => {
+                panic!("both keys served by one package: {first:?} / {second:?}")
+            }
         }
     }
 }
