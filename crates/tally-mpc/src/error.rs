@@ -165,17 +165,24 @@ pub enum AggregateError {
         /// Signers whose shares failed verification.
         culprits: Vec<Identifier>,
     },
+    /// Every share verifies against its signer's verifying share, yet their sum is no
+    /// signature for the key: no signer cheated, but the verifying shares belong to
+    /// another key or fewer signers than the key's threshold took part.
+    #[error(
+        "every signature share is valid for its signer, but together they do not sign for this key: the verifying shares belong to another key, or fewer signers than the key's threshold took part; check the verifying shares with verify_key_shares and sign with at least the threshold"
+    )]
+    SharesDoNotMatchKey,
     /// The inputs were inconsistent (missing shares, unknown signers).
     #[error(transparent)]
     Input(#[from] Error),
 }
 
 impl AggregateError {
-    /// The signers whose shares were invalid (empty for input errors).
+    /// The signers whose shares were invalid (empty when no share is).
     pub fn culprits(&self) -> &[Identifier] {
         match self {
             Self::InvalidShares { culprits } => culprits,
-            Self::Input(_) => &[],
+            Self::SharesDoNotMatchKey | Self::Input(_) => &[],
         }
     }
 }

@@ -1016,6 +1016,8 @@ fn sum_shares(
 /// # Errors
 ///
 /// [`AggregateError::InvalidShares`] naming the signers whose shares are wrong;
+/// [`AggregateError::SharesDoNotMatchKey`] when every share is valid but the sum is not (the
+/// verifying shares belong to another key, or too few signers took part);
 /// [`AggregateError::Input`] for shares from unknown signers, duplicates or missing shares.
 pub fn aggregate(
     package: &SigningPackage<'_>,
@@ -1031,6 +1033,9 @@ pub fn aggregate(
         .filter(|(id, share, vs)| verify_signature_share(package, key, *id, vs, share).is_err())
         .map(|(id, _, _)| *id)
         .collect();
+    if culprits.is_empty() {
+        return Err(AggregateError::SharesDoNotMatchKey);
+    }
     Err(AggregateError::InvalidShares { culprits })
 }
 

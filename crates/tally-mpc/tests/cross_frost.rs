@@ -540,3 +540,63 @@ fn bind_packages_matches_binding_one_by_one() {
         );
     }
 }
+
+/// Shares that are each valid but do not add up to a signature for the key (here one
+/// signer of a 2-of-3 key signs alone, which frost-secp256k1 allows once its key package
+/// says 1-of-3): `aggregate` names no culprit, because none cheated, and says so with
+/// `SharesDoNotMatchKey` instead of an empty culprit list.
+#[test]
+fn valid_shares_below_the_threshold_are_no_culprits() {
+    let mut rng = StdRng::seed_from_u64(0x7e5);
+    let (secret_shares, pubkeys) =
+        zf::keys::generate_with_dealer(3, 2, zf::keys::IdentifierList::Default, &mut rng).unwrap();
+    let (zf_id, secret) = secret_shares.into_iter().next().unwrap();
+    let full = zf::keys::KeyPackage::try_from(secret).unwrap();
+    let alone = zf::keys::KeyPackage::new(
+        zf_id,
+        *full.signing_share(),
+        *full.verifying_share(),
+        *full.verifying_key(),
+        1,
+    );
+    let msg = b"one signer of two".to_vec();
+    let (nonces, zf_commitment) = zf::round1::commit(alone.signing_share(), &mut rng);
+    let zf_pkg = zf::SigningPackage::new(BTreeMap::from([(zf_id, zf_commitment)]), &msg);
+    let zf_share = zf::round2::sign(&zf_pkg, &nonces, &alone).unwrap();
+
+    let id = id_of(&zf_id);
+    let commitments = vec![(
+        id,
+        SigningCommitments::from_bytes(
+            &zf_commitment
+                .hiding()
+                .serialize()
+                .unwrap()
+                .try_into()
+                .unwrap(),
+            &zf_commitment
+                .binding()
+                .serialize()
+                .unwrap()
+                .try_into()
+                .unwrap(),
+        )
+        .unwrap(),
+    )];
+    let pkg = SigningPackage::new(&msg, &commitments).unwrap();
+    let vk = vk_of(&pubkeys);
+    let share = SignatureShare::from_bytes(&zf_share.serialize().try_into().unwrap()).unwrap();
+    let vshare = VerifyingShare::from_bytes(
+        &pubkeys.verifying_shares()[&zf_id]
+            .serialize()
+            .unwrap()
+            .try_into()
+            .unwrap(),
+    )
+    .unwrap();
+    frost::verify_signature_share(&pkg, &vk, id, &vshare, &share).unwrap();
+    let err = frost::aggregate(&pkg, &vk, &[(id, share, vshare)]).unwrap_err();
+    assert_eq!(err, tally_mpc::AggregateError::SharesDoNotMatchKey);
+    assert!(err.culprits().is_empty());
+    assert!(err.to_string().contains("threshold"));
+}
