@@ -114,15 +114,16 @@ pub enum Error {
         /// The threshold (at least 1).
         need: usize,
     },
-    /// Verifying shares that do not belong to the group key: `identifier` is the first
-    /// share off the polynomial through the others, or `None` when the shares agree with
-    /// each other but interpolate to another key.
+    /// Verifying shares that do not belong to the group key: `identifier` is the one share
+    /// that does not fit the key and the other shares, or `None` when no single share
+    /// explains it (several are wrong, they belong to another key, or there are only
+    /// threshold many, so a wrong share cannot be told from a wrong key).
     #[error(
         "the verifying shares do not belong to this group verifying key ({}); check the key package from key generation",
-        identifier.map_or_else(|| "they interpolate to another key".to_owned(), |i| format!("signer {i}'s share is off the polynomial"))
+        identifier.map_or_else(|| "no single share is to blame: several are wrong, or they belong to another key".to_owned(), |i| format!("signer {i}'s share does not fit the key and the other shares"))
     )]
     InconsistentVerifyingShares {
-        /// The first inconsistent share, if the shares disagree with each other.
+        /// The one share that does not fit, when a single share explains the misfit.
         identifier: Option<Identifier>,
     },
     /// A FROST signature share is invalid.

@@ -755,8 +755,10 @@ fn lincomb(terms: impl Iterator<Item = (Affine, Scalar)>) -> Jacobian {
 ///
 /// [`Error::NotEnoughShares`] if fewer than `min_signers` shares (or `min_signers` is 0),
 /// [`Error::TooManySigners`] above [`MAX_SIGNERS`], [`Error::DuplicateIdentifier`],
-/// [`Error::InconsistentVerifyingShares`] naming the first share off the polynomial, or
-/// none when the polynomial's value at zero is not `key`.
+/// [`Error::InconsistentVerifyingShares`] naming the one share that does not fit `key` and
+/// the others, or none when no single share explains the misfit: several shares are
+/// wrong, the shares belong to another key, or there are exactly `min_signers` of them
+/// (no share to spare, so a wrong one cannot be told from a wrong key).
 pub fn verify_key_shares(
     key: &VerifyingKey,
     min_signers: usize,
@@ -780,29 +782,101 @@ pub fn verify_key_shares(
             return Err(Error::DuplicateIdentifier { identifier: *id });
         }
     }
-    let (basis, rest) = shares.split_at(min_signers);
-    let mut xs = [Scalar::ZERO; MAX_SIGNERS];
-    for (x, (id, _)) in xs.iter_mut().zip(basis) {
-        *x = id.scalar();
-    }
-    let xs = xs.get(..min_signers).unwrap_or(&[]);
-    let mut lambda = [Scalar::ZERO; MAX_SIGNERS];
-    let interpolate = |at: &Scalar, lambda: &mut [Scalar; MAX_SIGNERS]| {
-        let l = lambda.get_mut(..min_signers).unwrap_or(&mut []);
-        lagrange_at(xs, at, l);
-        lincomb(basis.iter().zip(l.iter()).map(|((_, y), c)| (y.point, *c)))
-    };
-    if !interpolate(&Scalar::ZERO, &mut lambda).eq_affine(&key.point) {
+    if n == min_signers {
+        // No share to spare: the polynomial is the one through all of them, and the only
+        // check is its value at zero.
+        let mut xs = [Scalar::ZERO; MAX_SIGNERS];
+        for (x, (id, _)) in xs.iter_mut().zip(shares) {
+            *x = id.scalar();
+        }
+        let mut lambda = [Scalar::ZERO; MAX_SIGNERS];
+        let l = lambda.get_mut(..n).unwrap_or(&mut []);
+        lagrange_at(xs.get(..n).unwrap_or(&[]), &Scalar::ZERO, l);
+        if lincomb(shares.iter().zip(l.iter()).map(|((_, y), c)| (y.point, *c)))
+            .eq_affine(&key.point)
+        {
+            return Ok(());
+        }
         return Err(Error::InconsistentVerifyingShares { identifier: None });
     }
-    for (id, y) in rest {
-        if !interpolate(&id.scalar(), &mut lambda).eq_affine(&y.point) {
+    // The key is trusted: fit the polynomial through it (at zero) and `min_signers - 1`
+    // shares, and check the others. When exactly one share is off, it is the culprit;
+    // when more are, a share used for the fit may be the bad one, so refit without each
+    // of them in turn.
+    match off_polynomial(key, min_signers, shares, None) {
+        Off::None => return Ok(()),
+        Off::One(i) => {
             return Err(Error::InconsistentVerifyingShares {
-                identifier: Some(*id),
+                identifier: shares.get(i).map(|(id, _)| *id),
+            });
+        }
+        Off::Several => {}
+    }
+    for skip in 0..min_signers.saturating_sub(1) {
+        if let Off::None = off_polynomial(key, min_signers, shares, Some(skip)) {
+            return Err(Error::InconsistentVerifyingShares {
+                identifier: shares.get(skip).map(|(id, _)| *id),
             });
         }
     }
-    Ok(())
+    Err(Error::InconsistentVerifyingShares { identifier: None })
+}
+
+/// Which shares lie off a fitted polynomial (see [`off_polynomial`]).
+enum Off {
+    None,
+    One(usize),
+    Several,
+}
+
+/// Fits the polynomial through `key` at zero and the first `min_signers - 1` shares other
+/// than `skip` (an index into `shares`), and reports which other shares (except `skip`)
+/// lie off it. `shares.len() > min_signers`, at most [`MAX_SIGNERS`].
+fn off_polynomial(
+    key: &VerifyingKey,
+    min_signers: usize,
+    shares: &[(Identifier, VerifyingShare)],
+    skip: Option<usize>,
+) -> Off {
+    let fit = min_signers.saturating_sub(1);
+    let mut xs = [Scalar::ZERO; MAX_SIGNERS];
+    let mut points = [key.point; MAX_SIGNERS];
+    let mut in_fit = [false; MAX_SIGNERS];
+    let mut nodes = 1;
+    for (i, (id, y)) in shares.iter().enumerate() {
+        if nodes > fit {
+            break;
+        }
+        if Some(i) == skip {
+            continue;
+        }
+        if let (Some(x), Some(p), Some(f)) =
+            (xs.get_mut(nodes), points.get_mut(nodes), in_fit.get_mut(i))
+        {
+            *x = id.scalar();
+            *p = y.point;
+            *f = true;
+        }
+        nodes += 1;
+    }
+    let xs = xs.get(..nodes).unwrap_or(&[]);
+    let points = points.get(..nodes).unwrap_or(&[]);
+    let mut lambda = [Scalar::ZERO; MAX_SIGNERS];
+    let mut off = Off::None;
+    for (i, ((id, y), fitted)) in shares.iter().zip(in_fit).enumerate() {
+        if fitted || Some(i) == skip {
+            continue;
+        }
+        let l = lambda.get_mut(..nodes).unwrap_or(&mut []);
+        lagrange_at(xs, &id.scalar(), l);
+        if !lincomb(points.iter().zip(l.iter()).map(|(p, c)| (*p, *c))).eq_affine(&y.point) {
+            off = match off {
+                Off::None => Off::One(i),
+                Off::One(_) | Off::Several => return Off::Several,
+            };
+        }
+    }
+    off
 }
 
 fn small_straus(bases: &[Base], g: &Scalar) -> Option<Jacobian> {

@@ -319,6 +319,33 @@ fn key_shares_are_checked_against_the_key() {
             frost::verify_key_shares(&vk, min, &bad).unwrap_err(),
             tally_mpc::Error::InconsistentVerifyingShares { identifier: expect }
         );
+        // A wrong share among the first `min` (those a naive check would interpolate
+        // from) is named too, whichever position it has.
+        for pos in 0..shares.len() {
+            let mut bad = shares.clone();
+            bad[pos].1 = conv(&other)[pos].1;
+            let expect = if min < shares.len() {
+                Some(bad[pos].0)
+            } else {
+                None
+            };
+            assert_eq!(
+                frost::verify_key_shares(&vk, min, &bad).unwrap_err(),
+                tally_mpc::Error::InconsistentVerifyingShares { identifier: expect },
+                "{min}-of-{max}, wrong share at {pos}"
+            );
+        }
+        // Two wrong shares: no single one is to blame.
+        if shares.len() >= 2 {
+            let mut bad = shares.clone();
+            bad[0].1 = conv(&other)[0].1;
+            bad[last].1 = conv(&other)[last].1;
+            assert_eq!(
+                frost::verify_key_shares(&vk, min, &bad).unwrap_err(),
+                tally_mpc::Error::InconsistentVerifyingShares { identifier: None },
+                "{min}-of-{max}, two wrong shares"
+            );
+        }
         assert!(matches!(
             frost::verify_key_shares(&vk, shares.len() + 1, &shares),
             Err(tally_mpc::Error::NotEnoughShares { .. })
