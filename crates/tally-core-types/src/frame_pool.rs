@@ -20,6 +20,10 @@ pub const MIN_FRAME_SIZE_BYTES: usize = 2048;
 const HUGE_PAGE_SHIFT: u8 = 21;
 
 /// The id of one frame in a [`FramePool`]: its index, `0..frame_count`.
+///
+/// An id is only an index: it does not record which pool made it. A pool rejects ids
+/// beyond its own frames, but an in-range id from another pool is taken as its own, so
+/// keep ids with the pool they came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct FrameId(u32);
 
@@ -220,7 +224,7 @@ impl FramePool {
     /// Returns a frame to the pool.
     ///
     /// # Errors
-    /// [`CoreError::FrameOutOfRange`] for an id not from this pool, [`CoreError::DoubleFree`]
+    /// [`CoreError::FrameOutOfRange`] for an id beyond this pool's frames, [`CoreError::DoubleFree`]
     /// when the frame is already free. The pool is unchanged on error.
     #[inline]
     pub fn free(&mut self, id: FrameId) -> Result<()> {
@@ -251,7 +255,7 @@ impl FramePool {
     /// Whether the frame is currently allocated.
     ///
     /// # Errors
-    /// [`CoreError::FrameOutOfRange`] for an id not from this pool.
+    /// [`CoreError::FrameOutOfRange`] for an id beyond this pool's frames.
     pub fn is_allocated(&self, id: FrameId) -> Result<bool> {
         let raw = id.0;
         self.in_use
@@ -282,7 +286,7 @@ impl FramePool {
     /// The bytes of one frame.
     ///
     /// # Errors
-    /// [`CoreError::FrameOutOfRange`] for an id not from this pool.
+    /// [`CoreError::FrameOutOfRange`] for an id beyond this pool's frames.
     #[inline]
     pub fn frame(&self, id: FrameId) -> Result<&[u8]> {
         let range = self.range(id)?;
@@ -295,7 +299,7 @@ impl FramePool {
     /// The bytes of one frame, writable.
     ///
     /// # Errors
-    /// [`CoreError::FrameOutOfRange`] for an id not from this pool.
+    /// [`CoreError::FrameOutOfRange`] for an id beyond this pool's frames.
     #[inline]
     pub fn frame_mut(&mut self, id: FrameId) -> Result<&mut [u8]> {
         let range = self.range(id)?;

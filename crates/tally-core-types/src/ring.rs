@@ -263,14 +263,18 @@ impl<T, const N: usize> SpscRing<T, N> {
         }
     }
 
+    /// The group array's layout, computed at compile time: `CHECKS` bounds `BYTES` and
+    /// `ALLOC_ALIGN` is a power of two, so this cannot fail, and if it ever did the build
+    /// would stop here rather than a program at run time.
+    const LAYOUT: Layout = match Layout::from_size_align(Self::BYTES, Self::ALLOC_ALIGN) {
+        Ok(layout) => layout,
+        Err(_) => panic!("SpscRing group layout does not fit: see SpscRing::CHECKS"),
+    };
+
     #[inline]
     fn layout() -> Layout {
-        // `CHECKS` bounds `BYTES`, and `ALLOC_ALIGN` is a maximum of alignments, which are
-        // powers of two, so this is always `Ok`.
-        match Layout::from_size_align(Self::BYTES, Self::ALLOC_ALIGN) {
-            Ok(layout) => layout,
-            Err(_) => unreachable!("SpscRing group layout is checked at compile time"),
-        }
+        let () = Self::CHECKS;
+        Self::LAYOUT
     }
 
     /// Leaks a new ring so that its producer and consumer can live for the whole program

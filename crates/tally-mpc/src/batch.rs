@@ -87,8 +87,14 @@ fn transcript_start() -> Sha256 {
 
 impl Engine {
     pub(crate) fn with_capacity(capacity: usize) -> Self {
-        let max_bases = (MAX_POINTS + 1) * capacity + 1;
-        let slots = (2 * capacity.max(1)).next_power_of_two();
+        // Saturating: an absurd capacity fails in `Vec::with_capacity` (documented on the
+        // public constructors), never in this arithmetic.
+        let max_bases = (MAX_POINTS + 1).saturating_mul(capacity).saturating_add(1);
+        let slots = capacity
+            .max(1)
+            .saturating_mul(2)
+            .checked_next_power_of_two()
+            .unwrap_or(usize::MAX);
         let straus_bases = STRAUS_MAX_BASES;
         Self {
             capacity,
@@ -103,7 +109,7 @@ impl Engine {
             generation: 0,
             transcript: transcript_start(),
             bases: Vec::with_capacity(max_bases),
-            pip: PippengerScratch::with_capacity(2 * max_bases),
+            pip: PippengerScratch::with_capacity(max_bases.saturating_mul(2)),
             s_jac: vec![Jacobian::INFINITY; straus_bases * STRAUS_TABLE],
             s_prefix: vec![Fe::ZERO; straus_bases * STRAUS_TABLE],
             s_tables: vec![Affine::PLACEHOLDER; straus_bases * STRAUS_TABLE],

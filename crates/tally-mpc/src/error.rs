@@ -17,20 +17,20 @@ pub enum Error {
         got: usize,
     },
     /// A field element (an x coordinate or a signature's `r`) was not below the field prime p.
-    #[error("{what}: value is not below the field prime p; the encoding is invalid, reject it")]
+    #[error("{what}: value is not below the field prime p, so the encoding is invalid; reject it")]
     FieldElementOutOfRange {
         /// The item being decoded.
         what: &'static str,
     },
     /// A scalar was not below the group order n.
-    #[error("{what}: scalar is not below the group order n; the encoding is invalid, reject it")]
+    #[error("{what}: scalar is not below the group order n, so the encoding is invalid; reject it")]
     ScalarOutOfRange {
         /// The item being decoded.
         what: &'static str,
     },
     /// No curve point has the given x coordinate.
     #[error(
-        "{what}: no secp256k1 point has this x coordinate; the key or signature is forged or corrupted"
+        "{what}: no secp256k1 point has this x coordinate (the key or signature is forged or corrupted); reject it"
     )]
     NotOnCurve {
         /// The item being decoded.
@@ -45,7 +45,9 @@ pub enum Error {
         tag: u8,
     },
     /// A point was the identity where the protocol forbids it.
-    #[error("{what}: the identity point is not allowed here; the input is invalid")]
+    #[error(
+        "{what}: the identity point is not allowed here; reject this input (for a FROST group commitment: discard the session's nonces and restart from round one with fresh ones)"
+    )]
     IdentityPoint {
         /// The item being decoded or computed.
         what: &'static str,
@@ -62,17 +64,17 @@ pub enum Error {
         capacity: usize,
     },
     /// A FROST identifier was zero.
-    #[error("FROST identifier is zero; identifiers are non-zero scalars (1, 2, 3, ...)")]
+    #[error("FROST identifier is zero; use non-zero identifiers (1, 2, 3, ...)")]
     ZeroIdentifier,
     /// A FROST identifier occurred twice.
-    #[error("FROST identifier {identifier} occurs twice; each signer may appear once per session")]
+    #[error("FROST identifier {identifier} occurs twice; pass each signer once per session")]
     DuplicateIdentifier {
         /// The repeated identifier.
         identifier: Identifier,
     },
     /// More signers than a `SigningPackage` can hold.
     #[error(
-        "{count} signers exceed the maximum of {max} per signing session; split the session or raise the limit"
+        "{count} signers exceed the maximum of {max} (per signing session, and per key for verify_key_shares); sign with at most {max} signers, any subset of at least the threshold"
     )]
     TooManySigners {
         /// Signers given.
@@ -81,11 +83,13 @@ pub enum Error {
         max: usize,
     },
     /// A signing session had no signers.
-    #[error("the commitment list is empty; a session needs at least one signer")]
+    #[error(
+        "the commitment list is empty; pass the round-one commitments of at least the threshold of signers"
+    )]
     NoSigners,
     /// A share came from a signer with no commitment in the session.
     #[error(
-        "signer {identifier} has no commitment in this signing package; it did not take part in round one"
+        "signer {identifier} has no commitment in this signing package (it did not take part in round one); drop its share, or rebuild the package with its commitment"
     )]
     MissingCommitment {
         /// The signer.
@@ -128,7 +132,7 @@ pub enum Error {
     },
     /// A FROST signature share is invalid.
     #[error(
-        "signature share of signer {identifier} is invalid; that signer cheated or the share was corrupted"
+        "signature share of signer {identifier} is invalid (that signer cheated or the share was corrupted); exclude that signer and restart the session"
     )]
     InvalidShare {
         /// The signer.
@@ -185,5 +189,106 @@ impl AggregateError {
             Self::InvalidShares { culprits } => culprits,
             Self::SharesDoNotMatchKey | Self::Input(_) => &[],
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{AggregateError, BatchError, Error};
+    use crate::frost::Identifier;
+
+    /// One value of every variant. The exhaustive `match` in `every_message_says_what_to_do`
+    /// stops the build when a variant is added without being listed here.
+    fn every_error() -> Vec<Error> {
+        let id = Identifier::from_u16(3).ok();
+        let Some(identifier) = id else {
+            return Vec::new();
+        };
+        vec![
+            Error::InvalidLength {
+                what: "x",
+                expected: 32,
+                got: 31,
+            },
+            Error::FieldElementOutOfRange { what: "x" },
+            Error::ScalarOutOfRange { what: "x" },
+            Error::NotOnCurve { what: "x" },
+            Error::InvalidPointTag { what: "x", tag: 4 },
+            Error::IdentityPoint { what: "x" },
+            Error::InvalidSignature,
+            Error::BatchFull { capacity: 8 },
+            Error::ZeroIdentifier,
+            Error::DuplicateIdentifier { identifier },
+            Error::TooManySigners { count: 65, max: 64 },
+            Error::NoSigners,
+            Error::MissingCommitment { identifier },
+            Error::MissingShare { identifier },
+            Error::KeyMismatch,
+            Error::NotEnoughShares { got: 1, need: 2 },
+            Error::InconsistentVerifyingShares { identifier: None },
+            Error::InconsistentVerifyingShares {
+                identifier: Some(identifier),
+            },
+            Error::InvalidShare { identifier },
+        ]
+    }
+
+    /// The remedy after the last "; " starts with one of these verbs.
+    const ACTIONS: &[&str] = &[
+        "pass", "reject", "call", "use", "sign", "collect", "exclude", "check", "drop",
+    ];
+
+    fn says_what_to_do(message: &str) -> bool {
+        message
+            .rsplit_once("; ")
+            .and_then(|(_, remedy)| remedy.split_whitespace().next())
+            .is_some_and(|verb| ACTIONS.contains(&verb))
+    }
+
+    #[test]
+    fn every_message_says_what_to_do() {
+        let errors = every_error();
+        assert_eq!(errors.len(), 19);
+        for e in &errors {
+            match e {
+                Error::InvalidLength { .. }
+                | Error::FieldElementOutOfRange { .. }
+                | Error::ScalarOutOfRange { .. }
+                | Error::NotOnCurve { .. }
+                | Error::InvalidPointTag { .. }
+                | Error::IdentityPoint { .. }
+                | Error::InvalidSignature
+                | Error::BatchFull { .. }
+                | Error::ZeroIdentifier
+                | Error::DuplicateIdentifier { .. }
+                | Error::TooManySigners { .. }
+                | Error::NoSigners
+                | Error::MissingCommitment { .. }
+                | Error::MissingShare { .. }
+                | Error::KeyMismatch
+                | Error::NotEnoughShares { .. }
+                | Error::InconsistentVerifyingShares { .. }
+                | Error::InvalidShare { .. } => {}
+            }
+            assert!(says_what_to_do(&e.to_string()), "{e}");
+        }
+        let aggregate = [
+            AggregateError::InvalidShares { culprits: vec![] },
+            AggregateError::SharesDoNotMatchKey,
+        ];
+        for e in &aggregate {
+            match e {
+                AggregateError::InvalidShares { .. }
+                | AggregateError::SharesDoNotMatchKey
+                | AggregateError::Input(_) => {}
+            }
+            assert!(says_what_to_do(&e.to_string()), "{e}");
+        }
+        let batch = BatchError::new(vec![1, 3]);
+        assert!(says_what_to_do(&batch.to_string()), "{batch}");
+        // And the check itself tells a remedy from a diagnosis.
+        assert!(!says_what_to_do(
+            "the share is invalid; that signer cheated"
+        ));
     }
 }

@@ -31,9 +31,9 @@
 //!   (about 174 KiB).
 //!
 //! Measured (callgrind, release build; `docs/benchmarks/tally-mpc.md`): a cold BIP340
-//! verification is 318k instructions (libsecp256k1 398k), one against a `PrecomputedKey`
-//! 147k, and a batch of 256 149k per signature, of which about 29k is lifting `R` (a
-//! square root), 11k the challenge hash and about 100k the Pippenger product.
+//! verification is 303k instructions (libsecp256k1 398k), one against a `PrecomputedKey`
+//! 140k, and a batch of 256 145k per signature (the table in that file gives the split of
+//! a cold verification).
 
 use crate::point::{Affine, Fe, Jacobian, batch_normalize, consts, odd_multiples_globalz};
 use crate::scalar::{Half, WNAF_LEN, glv_split, signed_digits, wnaf};
@@ -146,8 +146,8 @@ impl CombTable {
     }
 }
 
-/// The generator's comb table, built on first use (about 15 million instructions, once
-/// per process). Call `crate::warm_up` to build it ahead of time.
+/// The generator's comb table, built on first use (once per process; it is most of the
+/// 13.4 million instructions `crate::warm_up` costs that the window-13 table does not). Call `crate::warm_up` to build it ahead of time.
 pub(crate) fn generator_table() -> &'static CombTable {
     static TABLE: OnceLock<CombTable> = OnceLock::new();
     TABLE.get_or_init(|| CombTable::new(&consts().g))
@@ -347,17 +347,20 @@ pub(crate) struct PippengerScratch {
 impl PippengerScratch {
     /// Reserves room for `halves` point halves.
     pub(crate) fn with_capacity(halves: usize) -> Self {
+        // Saturating: an absurd capacity fails in `Vec::with_capacity` (documented on the
+        // public constructors), never in this arithmetic.
+        let digits = halves.saturating_mul(PIPPENGER_MAX_WINDOWS);
         Self {
             points: Vec::with_capacity(halves),
-            digits: Vec::with_capacity(halves * PIPPENGER_MAX_WINDOWS),
+            digits: Vec::with_capacity(digits),
             buckets: Vec::with_capacity((1 << (PIPPENGER_MAX_C - 1)).max(AFFINE_MAX_BUCKETS)),
             abuckets: Vec::with_capacity(AFFINE_MAX_BUCKETS),
             aset: Vec::with_capacity(AFFINE_MAX_BUCKETS),
             sched: Vec::with_capacity(AFFINE_MAX_BUCKETS),
-            items: Vec::with_capacity(halves * PIPPENGER_MAX_WINDOWS),
-            round: Vec::with_capacity(AFFINE_MAX_BUCKETS.min(halves * PIPPENGER_MAX_WINDOWS)),
-            denom: Vec::with_capacity(AFFINE_MAX_BUCKETS.min(halves * PIPPENGER_MAX_WINDOWS)),
-            prefix: Vec::with_capacity(AFFINE_MAX_BUCKETS.min(halves * PIPPENGER_MAX_WINDOWS)),
+            items: Vec::with_capacity(digits),
+            round: Vec::with_capacity(AFFINE_MAX_BUCKETS.min(digits)),
+            denom: Vec::with_capacity(AFFINE_MAX_BUCKETS.min(digits)),
+            prefix: Vec::with_capacity(AFFINE_MAX_BUCKETS.min(digits)),
         }
     }
 
@@ -786,7 +789,7 @@ mod tests {
             &straus(many, Some(glv_split(&gk)), &mut s).unwrap(),
             &want_g
         ));
-        // Generator paths: Straus' window-8 generator and the comb.
+        // Generator paths: Straus' window-13 generator and the comb.
         let k = scalar(99);
         let want = reference(&[(g, k)]);
         let mut s = StrausScratch {

@@ -111,9 +111,18 @@ fn hot_paths_do_not_allocate() {
         r.unwrap();
         assert_eq!(n, 0, "BatchVerifier::push allocated (size {size})");
         let (r, n) = count(|| batch.verify());
-        // Odd entries pair `pk` with `sig` on the wrong message: invalid unless msg matches.
-        let _ = r;
-        // A failing batch hands over its buffer; count only passing batches strictly.
+        // Odd entries pair `pk` with vector 1's `sig` on a 4-byte message it does not
+        // sign: exactly they are invalid. A failing batch hands its index buffer to the
+        // error and allocates nothing (`clear` replaces the buffer, outside the count).
+        let odd: Vec<usize> = (1..size).step_by(2).collect();
+        match r {
+            Ok(()) => assert!(odd.is_empty(), "size {size}: bad entries passed"),
+            Err(e) => assert_eq!(e.invalid(), odd.as_slice(), "size {size}"),
+        }
+        assert_eq!(
+            n, 0,
+            "a failing BatchVerifier::verify allocated (size {size})"
+        );
         batch.clear();
         for i in (0..size).step_by(2) {
             batch.push(&pk2, &msgs[i], &sigs[i]).unwrap();
@@ -121,7 +130,6 @@ fn hot_paths_do_not_allocate() {
         let (r, n2) = count(|| batch.verify());
         r.unwrap();
         assert_eq!(n2, 0, "BatchVerifier::verify allocated (size {size})");
-        let _ = n;
     }
 
     // FROST: the RFC vector session.
