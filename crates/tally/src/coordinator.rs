@@ -15,7 +15,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
@@ -170,8 +170,11 @@ pub struct CoordStats {
     pub journal_records: u64,
     /// Group commits (each one write + one `fdatasync`).
     pub journal_commits: u64,
-    /// Replies sent after their record was durable.
+    /// Replies sent.
     pub replies_sent: u64,
+    /// Replies whose journal record was not yet durable when they were sent, checked
+    /// against the journal's durable sequence number at send time (must be 0).
+    pub replies_before_durable: u64,
     /// Drops by reason.
     pub drops: Drops,
     /// Sessions per verification batch.
@@ -200,6 +203,7 @@ impl CoordStats {
             journal_records: 0,
             journal_commits: 0,
             replies_sent: 0,
+            replies_before_durable: 0,
             drops: Drops::default(),
             batch_sessions: crate::report::histogram(1, 1 << 20, 2),
             verify_time: Duration::ZERO,
@@ -289,14 +293,18 @@ struct Front<N: Net> {
     cfg: CoordConfig,
     net: N,
     table: HashMap<u64, Pending>,
+    /// Complete sessions for the next verification batch (at most `max_batch_sessions`).
     ready: Vec<Pending>,
+    /// Complete sessions beyond the batch being verified, in order.
+    held: Vec<Pending>,
     outcomes: Vec<Outcome>,
     placeholder: (Identifier, SigningCommitments),
     stats: CoordStats,
     last_expiry: Instant,
     /// The verifying shares belong to the key for `cfg.threshold` (checked once).
     key_shares_ok: bool,
-    /// The batch verifiers, kept between batches (no per-batch allocation).
+    /// The batch verifiers, kept between batches so that their buffers are reused (the
+    /// per-batch package and index lists are still allocated per batch).
     batch: Option<ShareBatchVerifier<'static>>,
     sig_batch: Option<SignatureBatchVerifier<'static>>,
     /// Comb tables of the group key and of each verifying share (by identifier), built
@@ -342,6 +350,7 @@ impl<N: Net> Front<N> {
                 .collect(),
             table: HashMap::with_capacity(cfg.table_capacity),
             ready: Vec::with_capacity(cfg.max_batch_sessions),
+            held: Vec::with_capacity(cfg.max_batch_sessions),
             outcomes: Vec::with_capacity(cfg.max_batch_sessions),
             cfg,
             net,
@@ -366,6 +375,14 @@ impl<N: Net> Front<N> {
             if n == 0 || self.ready.len() >= max_batch || got >= 4 * max_batch {
                 break;
             }
+        }
+        // One `receive` call completes every session its datagrams finish, which can be
+        // more than `max_batch`: verify them in order, at most `max_batch` at a time.
+        let max = max_batch.max(1);
+        while self.ready.len() > max {
+            self.held.extend(self.ready.drain(max..));
+            self.verify_ready();
+            self.ready.append(&mut self.held);
         }
         self.verify_ready();
         Ok(got)
@@ -792,7 +809,11 @@ fn run_to_completion<N: Net>(
             let t0 = Instant::now();
             journal.wait_commit()?;
             f.stats.commit_wait_time += t0.elapsed();
+            let durable = journal.durable_seq();
             for (o, seq) in in_flight.drain(..) {
+                if seq > durable {
+                    f.stats.replies_before_durable += 1;
+                }
                 f.send_reply(&o, seq);
             }
             f.net.flush();
@@ -839,6 +860,10 @@ fn run_staged<N: Net>(
     let (mut jp, mut jc) = to_journal.split();
     let (mut np, mut nc) = to_net.split();
     let front_done = Arc::new(AtomicBool::new(false));
+    // The journal's durable sequence number, published by the journal thread after each
+    // commit, so that the network thread can check every reply against it.
+    let durable_cell = AtomicU64::new(0);
+    let durable = &durable_cell;
     let start = Instant::now();
     let (records, commits, wait) =
         std::thread::scope(|s| -> Result<(u64, u64, Duration), CoordError> {
@@ -870,6 +895,7 @@ fn run_staged<N: Net>(
                     let t0 = Instant::now();
                     journal.commit()?;
                     wait += t0.elapsed();
+                    durable.store(journal.durable_seq(), Ordering::Release);
                     commits += 1;
                     records += group.len() as u64;
                     for item in group.drain(..) {
@@ -909,6 +935,9 @@ fn run_staged<N: Net>(
                     outstanding += pushed;
                     let mut replies = 0;
                     while let Some((o, seq)) = nc.pop() {
+                        if seq > durable.load(Ordering::Acquire) {
+                            f.stats.replies_before_durable += 1;
+                        }
                         f.send_reply(&o, seq);
                         replies += 1;
                     }

@@ -93,13 +93,57 @@ fn finish(result: Result<ReplayReport, tally_uring::JournalError>) -> ExitCode {
     }
 }
 
-/// `tally journal verify DIR`: exit 0 when intact (a torn tail is not damage), 1 on damage.
+/// Whether `dir` looks like a journal: a directory holding at least one segment
+/// (`seg-*.tjl`). Otherwise says why on stderr, so that a wrong path is not reported as an
+/// intact empty journal (or as damage).
+#[allow(clippy::print_stderr, reason = "command-line diagnostics")]
+fn is_journal(dir: &Path) -> bool {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) => {
+            eprintln!(
+                "tally: cannot read the journal directory {}: {e}; pass the directory that holds the seg-*.tjl files",
+                dir.display()
+            );
+            return false;
+        }
+    };
+    let has_segment = entries.flatten().any(|e| {
+        e.file_name()
+            .to_str()
+            .is_some_and(|n| n.starts_with("seg-") && n.rsplit('.').next() == Some("tjl"))
+    });
+    if !has_segment {
+        let hint = if dir.join("tally").is_dir() {
+            format!(
+                " (the pipeline writes its journal to {})",
+                dir.join("tally").display()
+            )
+        } else {
+            String::new()
+        };
+        eprintln!(
+            "tally: no journal segments (seg-*.tjl) in {}{hint}; pass the directory that holds them",
+            dir.display()
+        );
+    }
+    has_segment
+}
+
+/// `tally journal verify DIR`: exit 0 when intact (a torn tail is not damage), 1 on damage,
+/// 2 when `DIR` holds no journal.
 pub fn verify(dir: &Path) -> ExitCode {
+    if !is_journal(dir) {
+        return ExitCode::from(2);
+    }
     finish(Journal::replay(dir, |_, _| {}))
 }
 
-/// `tally journal dump DIR [--limit N]`.
+/// `tally journal dump DIR [--limit N]` (exit codes as `verify`).
 pub fn dump(dir: &Path, limit: u64) -> ExitCode {
+    if !is_journal(dir) {
+        return ExitCode::from(2);
+    }
     let mut printed = 0u64;
     let r = Journal::replay(dir, |seq, payload| {
         if printed < limit {

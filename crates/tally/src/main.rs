@@ -50,7 +50,7 @@ enum Cmd {
 
 #[derive(Debug, Subcommand)]
 enum JournalCmd {
-    /// Check every record (exit status 1 on damage).
+    /// Check every record (exit status 1 on damage, 2 when the directory holds no journal).
     Verify {
         /// Journal directory.
         dir: PathBuf,
@@ -134,6 +134,15 @@ struct PipelineArgs {
     quiet: bool,
 }
 
+/// Longest `--duration` (seconds): about 11.6 days, far inside what `Instant` can add.
+const MAX_DURATION_S: f64 = 1e6;
+/// Most sessions in flight (`--window`); the coordinator's table holds four times this.
+const MAX_WINDOW: usize = 1 << 20;
+/// Most sessions per verification batch (`--max-batch`).
+const MAX_BATCH: usize = 4096;
+/// Most pre-signed sessions (`--pool`), all signed before the timed run.
+const MAX_POOL: usize = 1 << 20;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.cmd {
@@ -162,8 +171,11 @@ fn pipeline_cmd(a: &PipelineArgs) -> ExitCode {
         );
         return ExitCode::from(2);
     }
-    if !(a.duration > 0.0 && a.duration.is_finite()) {
-        eprintln!("tally: --duration must be a positive number of seconds");
+    if !(a.duration > 0.0 && a.duration <= MAX_DURATION_S) {
+        eprintln!(
+            "tally: --duration must be a number of seconds above 0 and at most {MAX_DURATION_S}, got {}",
+            a.duration
+        );
         return ExitCode::from(2);
     }
     if a.threshold == 0 || a.threshold > a.signers || usize::from(a.threshold) > wire::MAX_T {
@@ -173,9 +185,15 @@ fn pipeline_cmd(a: &PipelineArgs) -> ExitCode {
         );
         return ExitCode::from(2);
     }
-    if a.window == 0 || a.max_batch == 0 {
-        eprintln!("tally: --window and --max-batch must be at least 1");
-        return ExitCode::from(2);
+    for (name, value, max) in [
+        ("--window", a.window, MAX_WINDOW),
+        ("--max-batch", a.max_batch, MAX_BATCH),
+        ("--pool", a.pool, MAX_POOL),
+    ] {
+        if value == 0 || value > max {
+            eprintln!("tally: {name} must be between 1 and {max}, got {value}");
+            return ExitCode::from(2);
+        }
     }
     #[cfg(not(feature = "baseline"))]
     if a.baseline || a.compare {

@@ -79,12 +79,29 @@ impl RunReport {
         v
     }
 
-    /// Whether every session sent is completed or dropped, and every detected invalid
-    /// share was injected.
+    /// Whether the generator's and the coordinator's counts agree:
+    /// * the generator got an answer or gave up on every session it sent;
+    /// * every session the coordinator opened was signed, rejected or expired, and every
+    ///   signed or rejected one was journaled once and answered (or counted as a failed
+    ///   reply);
+    /// * no reply left before its journal record was durable;
+    /// * the generator received no more answers than the coordinator sent, none of them
+    ///   wrong, and no detected invalid share that was not injected.
     pub fn accounting_ok(&self) -> bool {
-        self.load.sessions_sent == self.load.sessions_completed + self.load.no_reply
-            && self.load.invalid_shares_detected <= self.load.invalid_shares_injected
-            && self.load.wrong_answers == 0
+        let g = &self.load;
+        let c = &self.coord;
+        let decided = c.sessions_signed + c.sessions_rejected;
+        g.sessions_sent == g.sessions_completed + g.no_reply
+            && c.sessions_opened == decided + c.drops.expired
+            && c.journal_records == decided
+            && c.replies_sent + c.drops.reply_failed == decided
+            && c.replies_before_durable == 0
+            && c.culprit_mismatches == 0
+            && g.sessions_completed <= c.replies_sent
+            && g.sessions_signed <= c.sessions_signed
+            && g.sessions_rejected <= c.sessions_rejected
+            && g.invalid_shares_detected <= g.invalid_shares_injected
+            && g.wrong_answers == 0
     }
 
     /// The JSON object.
@@ -137,6 +154,13 @@ impl RunReport {
             "invalid_shares_detected": g.invalid_shares_detected,
             "invalid_shares_detected_by_coordinator": c.invalid_shares_detected,
             "culprit_mismatches": c.culprit_mismatches,
+            "coordinator": {
+                "sessions_opened": c.sessions_opened,
+                "sessions_signed": c.sessions_signed,
+                "sessions_rejected": c.sessions_rejected,
+                "replies_sent": c.replies_sent,
+                "replies_before_durable": c.replies_before_durable,
+            },
             "drops": g.no_reply,
             "drop_reasons": reasons,
             "datagram_drops": dgram,
@@ -320,9 +344,9 @@ impl RunReport {
             s,
             "  accounting:           {}",
             if self.accounting_ok() {
-                "ok (completed + dropped = sent, no wrong answers)"
+                "ok (generator and coordinator counts agree, no reply before its record was durable, no wrong answers)"
             } else {
-                "MISMATCH"
+                "MISMATCH (compare the counts in --json: sessions_sent, coordinator.*, journal_records, drops)"
             }
         );
         s

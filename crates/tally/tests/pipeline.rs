@@ -50,6 +50,25 @@ fn check(v: &serde_json::Value, journal: &std::path::Path) {
             .unwrap_or_else(|| panic!("missing {k} in {v}"))
     };
     assert!(n("sessions_sent") > 50, "too few sessions: {v}");
+    // The coordinator's own counts (see `RunReport::accounting_ok`), checked here too so
+    // that a failure names the count that is off.
+    let c = |k: &str| {
+        v["coordinator"][k]
+            .as_u64()
+            .unwrap_or_else(|| panic!("missing coordinator.{k} in {v}"))
+    };
+    assert_eq!(
+        c("replies_before_durable"),
+        0,
+        "a reply left before its record was durable: {v}"
+    );
+    assert_eq!(
+        n("journal_records"),
+        c("sessions_signed") + c("sessions_rejected"),
+        "{v}"
+    );
+    assert!(n("sessions_completed") <= c("replies_sent"), "{v}");
+    assert_eq!(v["accounting_ok"], true, "{v}");
     assert_eq!(
         n("sessions_completed") + n("drops"),
         n("sessions_sent"),
@@ -134,10 +153,17 @@ fn staged_pipeline_accounts_for_every_session() {
             "0.02",
             "--verify",
             "shares",
+            "--max-batch",
+            "5",
         ],
         dir.path(),
     );
     assert_eq!(v["shape"], "staged");
+    // `--max-batch` bounds every verification batch (one receive call can complete more
+    // sessions than that; they wait for the next batch).
+    let batches = &v["verify_batch_sessions"];
+    assert!(batches["max"].as_u64().unwrap() <= 5, "{v}");
+    assert!(batches["batches"].as_u64().unwrap() > 0, "{v}");
     // Every share in the batch (the other test covers the default, signatures first).
     assert_eq!(v["verify"], "shares");
     check(&v, &dir.path().join("tally"));
@@ -197,5 +223,52 @@ fn ctrl_c_stops_drains_and_removes_the_namespaces() {
                 .unwrap()
         );
         assert!(!list.contains(&pid), "namespaces left behind: {list}");
+    }
+}
+
+/// Values the binary cannot honour exit with status 2 and a message naming the option,
+/// before any work starts (no panic, no allocation failure).
+#[test]
+fn bad_values_exit_2_with_a_message() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["pipeline", "--duration", "1e20"], "--duration"),
+        (&["pipeline", "--duration", "NaN"], "--duration"),
+        (&["pipeline", "--duration", "0"], "--duration"),
+        (&["pipeline", "--window", "0"], "--window"),
+        (&["pipeline", "--window", "99999999999999"], "--window"),
+        (&["pipeline", "--max-batch", "100000"], "--max-batch"),
+        (&["pipeline", "--pool", "0"], "--pool"),
+        (&["pipeline", "--invalid-ratio", "2"], "--invalid-ratio"),
+        (&["pipeline", "--threshold", "0"], "--threshold"),
+    ];
+    for (args, names) in cases {
+        let out = tally().args(*args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.starts_with("tally: ") && stderr.contains(names),
+            "{args:?}: {stderr}"
+        );
+    }
+    // A directory that is not a journal (the pipeline writes to `DIR/tally`), and one
+    // that does not exist: status 2 with a hint, never "damage: none".
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("tally")).unwrap();
+    for (path, hint) in [
+        (dir.path().to_path_buf(), "tally"),
+        (dir.path().join("missing"), "cannot read"),
+    ] {
+        for cmd in ["verify", "dump"] {
+            let out = tally().args(["journal", cmd]).arg(&path).output().unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(
+                out.status.code(),
+                Some(2),
+                "{cmd} {}: {stderr}",
+                path.display()
+            );
+            assert!(stderr.contains(hint), "{stderr}");
+            assert!(!String::from_utf8_lossy(&out.stdout).contains("damage"));
+        }
     }
 }
