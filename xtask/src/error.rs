@@ -1,21 +1,21 @@
 //! The one error type of `xtask`, and how each kind maps to an exit code.
 
-use std::fmt;
-
 /// Why an `xtask` command stopped.
 ///
 /// `bench-compare` and `gate` promise exit codes 0 (no regression), 1 (regression) and
 /// 2 (bad input); everything that is not a regression but stops the command is `BadInput`
 /// or `Failed`, and both carry a message that says what to do.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// A file, ref, flag or config the user gave cannot be used (exit code 2).
+    #[error("bad input: {message}")]
     BadInput {
         /// What is wrong, and what to do about it.
         message: String,
     },
     /// A step (a cargo command, a bench run, a lint) ran and failed (exit code 1).
+    #[error("failed: {message}")]
     Failed {
         /// Which step failed, and how to rerun it alone.
         message: String,
@@ -45,17 +45,6 @@ impl Error {
         }
     }
 }
-
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Error::BadInput { message } => write!(f, "bad input: {message}"),
-            Error::Failed { message } => write!(f, "failed: {message}"),
-        }
-    }
-}
-
-impl std::error::Error for Error {}
 
 /// Result alias used across `xtask`.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -93,8 +93,15 @@ pub enum CoordError {
     #[error("network receive failed: {0}; check the interface and permissions")]
     Net(#[from] std::io::Error),
     /// The journal thread of the staged shape panicked or failed to start.
-    #[error("the journal stage stopped unexpectedly: {0}")]
+    #[error(
+        "the journal stage stopped unexpectedly: {0}; rerun without --stages to see the journal's own error"
+    )]
     Stage(String),
+    /// The coordinator's fixed set-up values could not be built (a bug, not bad input).
+    #[error(
+        "building the coordinator's set-up failed: {0}; report this with the command line used"
+    )]
+    Config(#[from] tally_mpc::Error),
 }
 
 /// Counted drops, by reason. Datagram-level reasons drop one datagram; `expired` and
@@ -323,8 +330,8 @@ const G: [u8; 33] = [
 impl<N: Net> Front<N> {
     fn new(cfg: CoordConfig, net: N) -> Result<Self, CoordError> {
         let placeholder = (
-            Identifier::from_u16(1).map_err(|e| CoordError::Stage(e.to_string()))?,
-            SigningCommitments::from_bytes(&G, &G).map_err(|e| CoordError::Stage(e.to_string()))?,
+            Identifier::from_u16(1)?,
+            SigningCommitments::from_bytes(&G, &G)?,
         );
         let stats = CoordStats::empty();
         let shares: Vec<(Identifier, VerifyingShare)> = cfg
