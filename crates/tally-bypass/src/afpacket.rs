@@ -11,7 +11,15 @@
 //! unreachable.
 //!
 //! Transmit: frames of the mapped `PACKET_TX_RING` are filled in place, marked
-//! `TP_STATUS_SEND_REQUEST` and sent with one `send` per flush.
+//! `TP_STATUS_SEND_REQUEST` and handed to the kernel by a non-blocking `send` kick
+//! (`MSG_DONTWAIT`) per flush. Frames the kernel has not taken yet (a kick answered with
+//! ENOBUFS or EAGAIN, a kick that failed, a partial kick) stay marked and are tracked, so
+//! the next flush kicks again; and a send that finds its slot still busy always kicks
+//! before it reports [`TxError::RingFull`], so the ring cannot stay wedged.
+//!
+//! The kernel stops at a frame it rejects as malformed (`TP_STATUS_WRONG_FORMAT`, for
+//! example longer than the MTU; counted in `tx_wrong_format`) until that slot is written
+//! again, one ring lap later: keep frames within the interface MTU.
 
 use core::sync::atomic::{AtomicU32, Ordering};
 use std::net::UdpSocket;
@@ -35,6 +43,9 @@ const PKT_STATUS_OFF: usize = 20;
 const PKT_MAC_OFF: usize = 24;
 /// Where transmit data starts in a tx frame: `TPACKET3_HDRLEN - sizeof(sockaddr_ll)`.
 const TX_DATA_OFF: usize = 48;
+/// The lowest offset a packet can have in a receive block (past the block descriptor
+/// words we read); the kernel puts the first one at 48.
+const MIN_PKT_OFF: usize = BLOCK_FIRST_PKT_OFF + 4;
 const TP_STATUS_KERNEL: u32 = 0;
 const TP_STATUS_USER: u32 = 1;
 const TP_STATUS_SEND_REQUEST: u32 = 1;
@@ -42,6 +53,8 @@ const TP_STATUS_SENDING: u32 = 2;
 const TP_STATUS_WRONG_FORMAT: u32 = 4;
 /// The most packets one batch holds (the per-batch offset table is allocated once).
 pub const MAX_BATCH: usize = 256;
+/// Frames marked for transmission since the last kick that make the next send kick first.
+const AUTO_KICK_FRAMES: u32 = 64;
 
 /// Options of [`PacketSocket::open`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,7 +105,8 @@ tally_core_types::single_writer_stats! {
         rx_bytes,
         /// Blocks returned to the kernel.
         rx_blocks,
-        /// Packet headers pointing outside their block (the rest of the block is skipped).
+        /// Receive blocks with a packet header pointing outside the block (counted once
+        /// per block; the rest of that block is skipped and the block returned).
         rx_invalid,
         /// Drops the kernel reported (`PACKET_STATISTICS` `tp_drops`, accumulated).
         rx_kernel_drops,
@@ -102,10 +116,181 @@ tally_core_types::single_writer_stats! {
         tx_bytes,
         /// Sends refused because no tx frame was free.
         tx_ring_full,
-        /// Frames the kernel rejected (`TP_STATUS_WRONG_FORMAT`).
+        /// Frames the kernel rejected (`TP_STATUS_WRONG_FORMAT`, for example longer than
+        /// the MTU): they are not sent.
         tx_wrong_format,
         /// `send` kicks.
         tx_kicks,
+        /// Kicks answered with ENOBUFS or EAGAIN (device queue full, socket send buffer
+        /// full): the frames stay queued in the ring and the next flush or send retries
+        /// them.
+        tx_kick_again,
+    }
+}
+
+/// Transmit-ring bookkeeping, kept apart from the mapping so that it can be tested alone.
+///
+/// Slots are used in ring order, as the kernel sends them. `pending` slots ending just
+/// before `next` were marked `TP_STATUS_SEND_REQUEST` and had not been taken by the kernel
+/// when we last looked; the kernel takes frames only inside a kick, in order, so looking
+/// after each kick keeps this exact.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct TxCursor {
+    /// Slots in the ring (at least 1).
+    frames: u32,
+    /// The next slot to write.
+    next: u32,
+    /// Marked slots not yet seen taken, the oldest `pending` slots before `next`.
+    pending: u32,
+    /// Slots marked since the last kick.
+    unkicked: u32,
+}
+
+impl TxCursor {
+    fn new(frames: u32) -> Self {
+        Self {
+            frames: frames.max(1),
+            next: 0,
+            pending: 0,
+            unkicked: 0,
+        }
+    }
+
+    /// The oldest slot not yet seen taken (meaningful while `pending > 0`).
+    fn oldest(&self) -> u32 {
+        if self.pending <= self.next {
+            self.next - self.pending
+        } else {
+            self.frames - (self.pending - self.next)
+        }
+    }
+
+    /// Slot `next` was just marked for sending.
+    fn marked(&mut self) {
+        self.next = if self.next + 1 >= self.frames {
+            0
+        } else {
+            self.next + 1
+        };
+        self.pending = self.pending.saturating_add(1).min(self.frames);
+        self.unkicked = self.unkicked.saturating_add(1);
+    }
+
+    /// Drops from `pending` the oldest slots the kernel has taken (`status(slot)` no
+    /// longer has `TP_STATUS_SEND_REQUEST`); returns how many of them it rejected
+    /// (`TP_STATUS_WRONG_FORMAT`).
+    fn reap(&mut self, mut status: impl FnMut(u32) -> u32) -> u32 {
+        let mut wrong_format = 0;
+        while self.pending > 0 {
+            let slot = self.oldest();
+            let st = status(slot);
+            if st & TP_STATUS_SEND_REQUEST != 0 {
+                break;
+            }
+            if st & TP_STATUS_WRONG_FORMAT != 0 {
+                wrong_format += 1;
+            }
+            self.pending -= 1;
+        }
+        wrong_format
+    }
+}
+
+/// Whether a transmit slot with this status may not be written (the kernel still owns it).
+fn tx_slot_busy(status: u32) -> bool {
+    status & (TP_STATUS_SEND_REQUEST | TP_STATUS_SENDING) != 0
+}
+
+/// Ring sizes derived from a [`PacketConfig`], validated and overflow-checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Geometry {
+    rx_frame_nr: u32,
+    tx_block: u32,
+    tx_block_nr: u32,
+    tx_frame_nr: u32,
+    rx_bytes: usize,
+    tx_bytes: usize,
+}
+
+impl Geometry {
+    fn new(config: &PacketConfig) -> Result<Self> {
+        for (what, v, min) in [
+            (
+                "block_size (power of two >= 4096; set PacketConfig::block_size)",
+                config.block_size,
+                4096,
+            ),
+            (
+                "block_count (power of two >= 1; set PacketConfig::block_count)",
+                config.block_count,
+                1,
+            ),
+            (
+                "tx_frame_size (power of two >= 2048; set PacketConfig::tx_frame_size)",
+                config.tx_frame_size,
+                2048,
+            ),
+            (
+                "tx_frames (power of two >= 8; set PacketConfig::tx_frames)",
+                config.tx_frames,
+                8,
+            ),
+        ] {
+            if !v.is_power_of_two() || v < min {
+                return Err(BypassError::InvalidOption {
+                    what,
+                    value: u64::from(v),
+                });
+            }
+        }
+        // The kernel refuses rings of 4 GiB or more (EINVAL): say so up front.
+        let rx_total = config
+            .block_size
+            .checked_mul(config.block_count)
+            .ok_or(BypassError::InvalidOption {
+                what: "block_size * block_count (receive ring bytes, below 4 GiB; use smaller or fewer blocks)",
+                value: u64::from(config.block_size) * u64::from(config.block_count),
+            })?;
+        let rx_frame_nr = rx_total / 2048;
+        let tx_total = config
+            .tx_frames
+            .checked_mul(config.tx_frame_size)
+            .ok_or(BypassError::InvalidOption {
+                what: "tx_frames * tx_frame_size (transmit ring bytes, below 4 GiB; use fewer or smaller frames)",
+                value: u64::from(config.tx_frames) * u64::from(config.tx_frame_size),
+            })?;
+        let tx_block = config.tx_frame_size.max(1 << 16);
+        let tx_block_nr = tx_total.div_ceil(tx_block);
+        let tx_frame_nr = tx_block_nr
+            .checked_mul(tx_block / config.tx_frame_size)
+            .ok_or(BypassError::InvalidOption {
+                what: "tx_frames (transmit frames after rounding up to 64 KiB blocks, below 2^32)",
+                value: u64::from(config.tx_frames),
+            })?;
+        let tx_bytes = usize::try_from(u64::from(tx_block) * u64::from(tx_block_nr)).map_err(
+            |_| BypassError::InvalidOption {
+                what: "tx_frames * tx_frame_size (transmit ring bytes; use fewer or smaller frames)",
+                value: u64::from(tx_total),
+            },
+        )?;
+        let rx_bytes = usize::try_from(rx_total).map_err(|_| BypassError::InvalidOption {
+            what: "block_size * block_count (receive ring bytes; use smaller or fewer blocks)",
+            value: u64::from(rx_total),
+        })?;
+        rx_bytes
+            .checked_add(tx_bytes)
+            .ok_or(BypassError::InvalidOption {
+                what: "receive plus transmit ring bytes (too large to map; shrink the rings)",
+                value: u64::from(rx_total) + u64::from(tx_total),
+            })?;
+        Ok(Self {
+            rx_frame_nr,
+            tx_block,
+            tx_block_nr,
+            tx_frame_nr,
+            rx_bytes,
+            tx_bytes,
+        })
     }
 }
 
@@ -118,7 +303,6 @@ pub struct PacketSocket {
     block_size: usize,
     block_count: u32,
     tx_frame_size: usize,
-    tx_frames: u32,
     /// Current receive block and how many of its packets were consumed.
     block: u32,
     block_consumed: u32,
@@ -128,8 +312,7 @@ pub struct PacketSocket {
     block_exhausted: bool,
     /// Offsets and lengths of the current batch's packets (absolute in the mapping).
     batch: Box<[(usize, usize)]>,
-    tx_next: u32,
-    tx_queued: u32,
+    tx: TxCursor,
     stats: PacketStats,
     parse_stats: ParseStats,
     checksum_policy: UdpChecksumPolicy,
@@ -190,27 +373,11 @@ impl PacketSocket {
         reason = "one linear set-up sequence, each step a few lines"
     )]
     pub fn open(ifname: &str, config: &PacketConfig) -> Result<Self> {
+        let geo = Geometry::new(config)?;
         let ifindex = sys::if_nametoindex(ifname).map_err(|source| BypassError::Interface {
             name: ifname.to_owned(),
             source,
         })?;
-        for (what, v, min) in [
-            ("block_size (power of two >= 4096)", config.block_size, 4096),
-            ("block_count (power of two)", config.block_count, 1),
-            (
-                "tx_frame_size (power of two >= 2048)",
-                config.tx_frame_size,
-                2048,
-            ),
-            ("tx_frames (power of two >= 8)", config.tx_frames, 8),
-        ] {
-            if !v.is_power_of_two() || v < min {
-                return Err(BypassError::InvalidOption {
-                    what,
-                    value: u64::from(v),
-                });
-            }
-        }
         // Protocol 0: receive nothing until the filter is in place and we bind.
         let fd = sys::socket(libc::AF_PACKET, libc::SOCK_RAW, 0)
             .map_err(sock_err("socket(AF_PACKET)"))?;
@@ -243,25 +410,22 @@ impl PacketSocket {
         rx.tp_block_size = config.block_size;
         rx.tp_block_nr = config.block_count;
         rx.tp_frame_size = 2048;
-        rx.tp_frame_nr = config.block_size / 2048 * config.block_count;
+        rx.tp_frame_nr = geo.rx_frame_nr;
         rx.tp_retire_blk_tov = config.retire_timeout_ms;
         sys::setsockopt(raw, libc::SOL_PACKET, libc::PACKET_RX_RING, &rx)
             .map_err(sock_err("setsockopt(PACKET_RX_RING)"))?;
-        let tx_block = config.tx_frame_size.max(1 << 16);
         let mut tx: libc::tpacket_req3 = sys::Pod::zeroed();
-        tx.tp_block_size = tx_block;
+        tx.tp_block_size = geo.tx_block;
         tx.tp_frame_size = config.tx_frame_size;
-        tx.tp_block_nr = (config.tx_frames * config.tx_frame_size).div_ceil(tx_block);
-        tx.tp_frame_nr = tx.tp_block_nr * (tx_block / config.tx_frame_size);
+        tx.tp_block_nr = geo.tx_block_nr;
+        tx.tp_frame_nr = geo.tx_frame_nr;
         sys::setsockopt(raw, libc::SOL_PACKET, libc::PACKET_TX_RING, &tx)
             .map_err(sock_err("setsockopt(PACKET_TX_RING)"))?;
-        let rx_bytes_total = config.block_size as usize * config.block_count as usize;
-        let tx_bytes_total = tx_block as usize * tx.tp_block_nr as usize;
-        let map = Mapping::new(&fd, rx_bytes_total + tx_bytes_total, 0).map_err(|source| {
-            BypassError::RingMap {
-                ring: "PACKET_RX_RING + PACKET_TX_RING",
-                source,
-            }
+        // `Geometry::new` checked that the sum fits.
+        let map_bytes = geo.rx_bytes.saturating_add(geo.tx_bytes);
+        let map = Mapping::new(&fd, map_bytes, 0).map_err(|source| BypassError::RingMap {
+            ring: "PACKET_RX_RING + PACKET_TX_RING",
+            source,
         })?;
 
         let mut reservations = Vec::new();
@@ -285,18 +449,16 @@ impl PacketSocket {
             map,
             fd,
             _reservations: reservations,
-            rx_bytes_total,
+            rx_bytes_total: geo.rx_bytes,
             block_size: config.block_size as usize,
             block_count: config.block_count,
             tx_frame_size: config.tx_frame_size as usize,
-            tx_frames: tx.tp_frame_nr,
             block: 0,
             block_consumed: 0,
             next_pkt: 0,
             block_exhausted: false,
             batch: vec![(0usize, 0usize); MAX_BATCH].into_boxed_slice(),
-            tx_next: 0,
-            tx_queued: 0,
+            tx: TxCursor::new(geo.tx_frame_nr),
             stats: PacketStats::new(),
             parse_stats: ParseStats::new(),
             checksum_policy: config.checksum_policy,
@@ -348,8 +510,14 @@ impl PacketSocket {
         self.block as usize * self.block_size
     }
 
-    /// Fills `self.batch` from the current block; returns the count.
+    /// Fills `self.batch` with up to `max` packets of the current block; returns the
+    /// count. Gives the block back only when it turns out to be fully consumed already
+    /// (or empty), or corrupt from its first unread packet on (counted).
     fn fill_batch(&mut self, max: usize) -> usize {
+        let max = max.min(MAX_BATCH);
+        if max == 0 {
+            return 0;
+        }
         let base = self.block_base();
         if self.word(base + BLOCK_STATUS_OFF).load(Ordering::Acquire) & TP_STATUS_USER == 0 {
             return 0;
@@ -360,12 +528,12 @@ impl PacketSocket {
                 .word(base + BLOCK_FIRST_PKT_OFF)
                 .load(Ordering::Relaxed) as usize;
         }
-        let max = max.min(MAX_BATCH);
         let mut n = 0;
-        while n < max && !self.block_exhausted && self.block_consumed as usize + n < num as usize {
+        while n < max && !self.block_exhausted && (self.block_consumed as usize) + n < num as usize
+        {
             let pkt = self.next_pkt;
-            if !pkt.is_multiple_of(4) || pkt + TX_DATA_OFF > self.block_size {
-                self.stats.rx_invalid.incr();
+            if !self.packet_in_block(pkt) {
+                self.block_corrupt();
                 break;
             }
             let h = base + pkt;
@@ -373,8 +541,12 @@ impl PacketSocket {
             let mac = usize::from(self.u16_at(h + PKT_MAC_OFF));
             let next = self.word(h + PKT_NEXT_OFF).load(Ordering::Relaxed) as usize;
             let _ = (self.word(h + PKT_LEN_OFF), self.word(h + PKT_STATUS_OFF));
-            if pkt + mac + snap > self.block_size {
-                self.stats.rx_invalid.incr();
+            if pkt
+                .checked_add(mac)
+                .and_then(|e| e.checked_add(snap))
+                .is_none_or(|end| end > self.block_size)
+            {
+                self.block_corrupt();
                 break;
             }
             if let Some(slot) = self.batch.get_mut(n) {
@@ -382,16 +554,33 @@ impl PacketSocket {
             }
             self.stats.rx_bytes.add(snap as u64);
             n += 1;
-            self.next_pkt = pkt + next;
             if next == 0 {
                 self.block_exhausted = true;
+            } else {
+                self.next_pkt = pkt.saturating_add(next);
             }
         }
         if n == 0 {
-            // An empty or corrupt block: give it back now.
+            // Nothing left to read here: every packet was consumed (or there were none),
+            // or the next one is corrupt (counted). Give the block back.
             self.release_block();
         }
         n
+    }
+
+    /// Whether a packet header at block offset `pkt` is aligned and lies inside the block.
+    fn packet_in_block(&self, pkt: usize) -> bool {
+        pkt.is_multiple_of(4)
+            && pkt >= MIN_PKT_OFF
+            && pkt
+                .checked_add(TX_DATA_OFF)
+                .is_some_and(|end| end <= self.block_size)
+    }
+
+    /// The current block has a bad packet header: count it once and skip the rest.
+    fn block_corrupt(&mut self) {
+        self.stats.rx_invalid.incr();
+        self.block_exhausted = true;
     }
 
     fn release_block(&mut self) {
@@ -407,6 +596,42 @@ impl PacketSocket {
 
     fn tx_frame_off(&self, i: u32) -> usize {
         self.rx_bytes_total + i as usize * self.tx_frame_size
+    }
+
+    fn tx_status(&self, slot: u32) -> u32 {
+        self.word(self.tx_frame_off(slot) + PKT_STATUS_OFF)
+            .load(Ordering::Acquire)
+    }
+
+    /// A non-blocking transmit kick (`MSG_DONTWAIT`), then a look at which frames the
+    /// kernel took. ENOBUFS and EAGAIN leave the frames queued (counted in
+    /// `tx_kick_again`); the next flush or send kicks again.
+    fn kick(&mut self) -> Result<(), TxError> {
+        self.tx.unkicked = 0;
+        self.stats.tx_kicks.incr();
+        let r = sys::kick_tx(self.fd.as_raw_fd());
+        let mut tx = self.tx;
+        let wrong = tx.reap(|slot| self.tx_status(slot));
+        self.tx = tx;
+        self.stats.tx_wrong_format.add(u64::from(wrong));
+        match r {
+            Ok(()) => Ok(()),
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::EAGAIN | libc::ENOBUFS | libc::EINTR)
+                ) =>
+            {
+                self.stats.tx_kick_again.incr();
+                Ok(())
+            }
+            Err(e) => Err(TxError::Kick(e)),
+        }
+    }
+
+    /// Frames marked for transmission that the kernel had not taken at the last kick.
+    pub fn tx_pending(&self) -> u32 {
+        self.tx.pending
     }
 }
 
@@ -457,7 +682,9 @@ impl Drop for PacketRxBatch<'_> {
             return;
         }
         let sock = &mut *self.sock;
-        sock.block_consumed += u32::try_from(self.count).unwrap_or(0);
+        sock.block_consumed = sock
+            .block_consumed
+            .saturating_add(u32::try_from(self.count).unwrap_or(u32::MAX));
         let num = sock
             .word(sock.block_base() + BLOCK_NUM_PKTS_OFF)
             .load(Ordering::Relaxed);
@@ -471,6 +698,13 @@ impl PacketTransport for PacketSocket {
     type Batch<'a> = PacketRxBatch<'a>;
 
     fn recv(&mut self, max: usize) -> PacketRxBatch<'_> {
+        if max == 0 {
+            // Asking for nothing must not touch the blocks.
+            return PacketRxBatch {
+                sock: self,
+                count: 0,
+            };
+        }
         let mut count = self.fill_batch(max);
         if count == 0 {
             // The block may have been empty: try the next one once.
@@ -494,24 +728,25 @@ impl PacketTransport for PacketSocket {
     }
 
     fn send_frame(&mut self, f: &mut dyn FnMut(&mut [u8]) -> usize) -> Result<(), TxError> {
-        let hdr = self.tx_frame_off(self.tx_next);
-        let status = self.word(hdr + PKT_STATUS_OFF).load(Ordering::Acquire);
-        if status == TP_STATUS_WRONG_FORMAT {
-            self.stats.tx_wrong_format.incr();
-        } else if status != TP_STATUS_KERNEL {
-            self.flush()?;
-            if self.word(hdr + PKT_STATUS_OFF).load(Ordering::Acquire)
-                & (TP_STATUS_SEND_REQUEST | TP_STATUS_SENDING)
-                != 0
-            {
+        if self.tx.unkicked >= AUTO_KICK_FRAMES {
+            // Kick before taking the frame, so that an error leaves nothing half-queued.
+            self.kick()?;
+        }
+        let slot = self.tx.next;
+        let hdr = self.tx_frame_off(slot);
+        if tx_slot_busy(self.tx_status(slot)) {
+            // The kernel still has this slot. Kick regardless of what we think is
+            // pending: an earlier kick may have failed or stopped early.
+            self.kick()?;
+            if tx_slot_busy(self.tx_status(slot)) {
                 self.stats.tx_ring_full.incr();
                 return Err(TxError::RingFull);
             }
         }
-        let cap = self.tx_frame_size - TX_DATA_OFF;
-        // SAFETY: this tx frame is available (status checked above), so the kernel does not
+        let cap = self.tx_frame_size.saturating_sub(TX_DATA_OFF);
+        // SAFETY: this tx frame is not busy (status checked above), so the kernel does not
         // read it until we set TP_STATUS_SEND_REQUEST; it lies inside the tx part of the
-        // mapping, disjoint from every rx block.
+        // mapping (slot < tp_frame_nr), disjoint from every rx block.
         let buf = unsafe {
             core::slice::from_raw_parts_mut(self.map.as_ptr().add(hdr + TX_DATA_OFF), cap)
         };
@@ -522,38 +757,24 @@ impl PacketTransport for PacketSocket {
         if len > cap {
             return Err(TxError::FrameTooLong { len, capacity: cap });
         }
+        let len32 = u32::try_from(len).unwrap_or(u32::MAX);
         self.word(hdr + PKT_NEXT_OFF).store(0, Ordering::Relaxed);
-        self.word(hdr + PKT_LEN_OFF)
-            .store(u32::try_from(len).unwrap_or(0), Ordering::Relaxed);
+        self.word(hdr + PKT_LEN_OFF).store(len32, Ordering::Relaxed);
         self.word(hdr + PKT_SNAPLEN_OFF)
-            .store(u32::try_from(len).unwrap_or(0), Ordering::Relaxed);
+            .store(len32, Ordering::Relaxed);
         self.word(hdr + PKT_STATUS_OFF)
             .store(TP_STATUS_SEND_REQUEST, Ordering::Release);
-        self.tx_next = (self.tx_next + 1) % self.tx_frames;
-        self.tx_queued += 1;
+        self.tx.marked();
         self.stats.tx_packets.incr();
         self.stats.tx_bytes.add(len as u64);
-        if self.tx_queued >= 64 {
-            self.flush()?;
-        }
         Ok(())
     }
 
     fn flush(&mut self) -> Result<(), TxError> {
-        if self.tx_queued == 0 {
+        if self.tx.pending == 0 {
             return Ok(());
         }
-        self.tx_queued = 0;
-        self.stats.tx_kicks.incr();
-        // SAFETY: send with no buffer tells the kernel to transmit the ring's requests.
-        let r = unsafe { libc::send(self.fd.as_raw_fd(), core::ptr::null(), 0, 0) };
-        if r < 0 {
-            let e = std::io::Error::last_os_error();
-            if !matches!(e.raw_os_error(), Some(libc::EAGAIN | libc::ENOBUFS)) {
-                return Err(TxError::Kick(e));
-            }
-        }
-        Ok(())
+        self.kick()
     }
 
     fn kind(&self) -> TransportKind {
@@ -583,5 +804,284 @@ impl PacketTransport for PacketSocket {
             rx_malformed: self.parse_stats.snapshot().total(),
             ..TransportStats::default()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::fd::FromRawFd;
+
+    use super::*;
+
+    const BLOCK: usize = 4096;
+
+    /// A socket whose "rings" are a memfd mapping we play the kernel on: exercises the
+    /// block walking without AF_PACKET. Its descriptor is no socket, so no kicks.
+    fn fake(blocks: u32, tx_frames: u32) -> PacketSocket {
+        // SAFETY: a valid NUL-terminated name; plain syscall.
+        let raw = unsafe { libc::memfd_create(c"tally-afpacket-test".as_ptr(), libc::MFD_CLOEXEC) };
+        assert!(
+            raw >= 0,
+            "memfd_create: {}",
+            std::io::Error::last_os_error()
+        );
+        // SAFETY: the kernel just returned this descriptor; nobody else owns it.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let rx = BLOCK * blocks as usize;
+        let len = rx + 2048 * tx_frames as usize;
+        // SAFETY: our descriptor; plain syscall.
+        let r = unsafe { libc::ftruncate(raw, libc::off_t::try_from(len).unwrap()) };
+        assert_eq!(r, 0, "ftruncate: {}", std::io::Error::last_os_error());
+        let map = Mapping::new(&fd, len, 0).unwrap();
+        PacketSocket {
+            map,
+            fd,
+            _reservations: Vec::new(),
+            rx_bytes_total: rx,
+            block_size: BLOCK,
+            block_count: blocks,
+            tx_frame_size: 2048,
+            block: 0,
+            block_consumed: 0,
+            next_pkt: 0,
+            block_exhausted: false,
+            batch: vec![(0usize, 0usize); MAX_BATCH].into_boxed_slice(),
+            tx: TxCursor::new(tx_frames),
+            stats: PacketStats::new(),
+            parse_stats: ParseStats::new(),
+            checksum_policy: UdpChecksumPolicy::VerifyOrPartial,
+            ifindex: 0,
+        }
+    }
+
+    fn put(s: &PacketSocket, off: usize, v: u32) {
+        s.word(off).store(v, Ordering::SeqCst);
+    }
+
+    fn status(s: &PacketSocket, block: usize) -> u32 {
+        s.word(block * BLOCK + BLOCK_STATUS_OFF)
+            .load(Ordering::SeqCst)
+    }
+
+    /// Hands block `b` to "user space" with packets at `offs` (each 64 bytes of snap,
+    /// mac offset 32, the first word of the frame = `marker + i`).
+    fn fill_block(s: &PacketSocket, b: usize, offs: &[usize], marker: u32) {
+        let base = b * BLOCK;
+        put(
+            s,
+            base + BLOCK_NUM_PKTS_OFF,
+            u32::try_from(offs.len()).unwrap(),
+        );
+        put(
+            s,
+            base + BLOCK_FIRST_PKT_OFF,
+            u32::try_from(offs[0]).unwrap(),
+        );
+        for (i, &off) in offs.iter().enumerate() {
+            let h = base + off;
+            let next = offs.get(i + 1).map_or(0, |n| n - off);
+            put(s, h + PKT_NEXT_OFF, u32::try_from(next).unwrap());
+            put(s, h + PKT_SNAPLEN_OFF, 64);
+            put(s, h + PKT_LEN_OFF, 64);
+            put(s, h + PKT_MAC_OFF, 32);
+            put(s, h + 32, marker + u32::try_from(i).unwrap());
+        }
+        put(s, base + BLOCK_STATUS_OFF, TP_STATUS_USER);
+    }
+
+    fn markers(b: &PacketRxBatch<'_>) -> Vec<u32> {
+        (0..b.len())
+            .map(|i| {
+                let f = b.frame(i).unwrap();
+                assert_eq!(f.len(), 64);
+                u32::from_ne_bytes(f[..4].try_into().unwrap())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn recv_zero_takes_nothing_and_releases_no_block() {
+        let mut s = fake(4, 8);
+        fill_block(&s, 0, &[48, 160], 100);
+        fill_block(&s, 1, &[48], 200);
+        for _ in 0..3 {
+            assert!(s.recv(0).is_empty());
+        }
+        assert_eq!(status(&s, 0), TP_STATUS_USER, "recv(0) released block 0");
+        assert_eq!(status(&s, 1), TP_STATUS_USER, "recv(0) released block 1");
+        assert_eq!(s.packet_stats().rx_blocks, 0);
+        let b = s.recv(64);
+        assert_eq!(markers(&b), [100, 101]);
+        drop(b);
+        assert_eq!(status(&s, 0), TP_STATUS_KERNEL);
+        assert_eq!(status(&s, 1), TP_STATUS_USER);
+        assert_eq!(markers(&s.recv(64)), [200]);
+        let st = s.packet_stats();
+        assert_eq!((st.rx_blocks, st.rx_packets, st.rx_invalid), (2, 3, 0));
+    }
+
+    #[test]
+    fn block_is_released_only_when_fully_consumed() {
+        let mut s = fake(2, 8);
+        fill_block(&s, 0, &[48, 160, 272], 10);
+        assert_eq!(markers(&s.recv(1)), [10]);
+        assert_eq!(status(&s, 0), TP_STATUS_USER);
+        assert_eq!(markers(&s.recv(1)), [11]);
+        assert_eq!(status(&s, 0), TP_STATUS_USER);
+        assert_eq!(markers(&s.recv(5)), [12]);
+        assert_eq!(status(&s, 0), TP_STATUS_KERNEL);
+        assert!(s.recv(5).is_empty());
+        assert_eq!(s.packet_stats().rx_blocks, 1);
+    }
+
+    #[test]
+    fn corrupt_packet_releases_block_once_and_counts_once() {
+        let mut s = fake(2, 8);
+        fill_block(&s, 0, &[48, 160, 272], 10);
+        // The second packet claims more bytes than the block holds.
+        put(&s, 160 + PKT_SNAPLEN_OFF, 1 << 20);
+        fill_block(&s, 1, &[48], 20);
+        let b = s.recv(64);
+        assert_eq!(markers(&b), [10]);
+        drop(b);
+        assert_eq!(status(&s, 0), TP_STATUS_KERNEL, "corrupt block kept");
+        assert_eq!(markers(&s.recv(64)), [20]);
+        let st = s.packet_stats();
+        assert_eq!((st.rx_invalid, st.rx_blocks, st.rx_packets), (1, 2, 2));
+    }
+
+    #[test]
+    fn corrupt_first_packet_offset_is_counted_and_skipped() {
+        for first in [0u32, 4, 6, 4096 - 8, u32::MAX] {
+            let mut s = fake(2, 8);
+            fill_block(&s, 0, &[48], 10);
+            put(&s, BLOCK_FIRST_PKT_OFF, first);
+            fill_block(&s, 1, &[48], 20);
+            // Block 0 is given back unread (counted) and block 1 read in the same call.
+            assert_eq!(markers(&s.recv(64)), [20], "first packet at {first}");
+            assert_eq!(status(&s, 0), TP_STATUS_KERNEL);
+            assert_eq!(s.packet_stats().rx_invalid, 1, "first packet at {first}");
+        }
+    }
+
+    #[test]
+    fn empty_block_is_given_back() {
+        let mut s = fake(2, 8);
+        put(&s, BLOCK_FIRST_PKT_OFF, 48);
+        put(&s, BLOCK_STATUS_OFF, TP_STATUS_USER);
+        assert!(s.recv(64).is_empty());
+        assert_eq!(status(&s, 0), TP_STATUS_KERNEL);
+        assert_eq!(s.packet_stats().rx_invalid, 0);
+    }
+
+    #[test]
+    fn geometry_overflow_is_an_invalid_option_with_the_real_value() {
+        let big_rx = PacketConfig {
+            block_size: 1 << 31,
+            block_count: 1 << 20,
+            ..PacketConfig::default()
+        };
+        match Geometry::new(&big_rx) {
+            Err(BypassError::InvalidOption { what, value }) => {
+                assert!(what.contains("block_size * block_count"), "{what}");
+                assert_eq!(value, 1 << 51);
+            }
+            other => panic!("{other:?}"),
+        }
+        let big_tx = PacketConfig {
+            tx_frames: 1 << 20,
+            tx_frame_size: 1 << 20,
+            ..PacketConfig::default()
+        };
+        match Geometry::new(&big_tx) {
+            Err(BypassError::InvalidOption { what, value }) => {
+                assert!(what.contains("tx_frames * tx_frame_size"), "{what}");
+                assert_eq!(value, 1 << 40);
+            }
+            other => panic!("{other:?}"),
+        }
+        let not_pow2 = PacketConfig {
+            block_count: 3,
+            ..PacketConfig::default()
+        };
+        match Geometry::new(&not_pow2) {
+            Err(BypassError::InvalidOption { value, .. }) => assert_eq!(value, 3),
+            other => panic!("{other:?}"),
+        }
+        // Within range: the kernel request the old arithmetic computed.
+        let g = Geometry::new(&PacketConfig::default()).unwrap();
+        assert_eq!(g.rx_frame_nr, (1 << 20) / 2048 * 16);
+        assert_eq!(
+            (g.tx_block, g.tx_block_nr, g.tx_frame_nr),
+            (1 << 16, 32, 1024)
+        );
+        assert_eq!((g.rx_bytes, g.tx_bytes), (16 << 20, 2 << 20));
+        // The largest ring the kernel accepts still passes.
+        let edge = PacketConfig {
+            block_size: 1 << 31,
+            block_count: 2,
+            tx_frames: 1 << 20,
+            tx_frame_size: 1 << 11,
+            ..PacketConfig::default()
+        };
+        assert!(
+            Geometry::new(&edge).is_err(),
+            "2 GiB * 2 is 4 GiB: over the limit"
+        );
+        let edge = PacketConfig {
+            block_count: 1,
+            ..edge
+        };
+        assert_eq!(Geometry::new(&edge).unwrap().rx_frame_nr, 1 << 20);
+    }
+
+    #[test]
+    fn tx_cursor_tracks_pending_slots_across_the_wrap() {
+        let mut c = TxCursor::new(4);
+        let mut st = [TP_STATUS_KERNEL; 4];
+        for slot in 0..3 {
+            assert_eq!(c.next, slot);
+            st[slot as usize] = TP_STATUS_SEND_REQUEST;
+            c.marked();
+        }
+        assert_eq!((c.pending, c.oldest(), c.unkicked), (3, 0, 3));
+        // The kernel took slots 0 and 1 (one sent, one still sending), not 2.
+        st[0] = TP_STATUS_KERNEL;
+        st[1] = TP_STATUS_SENDING;
+        assert_eq!(c.reap(|s| st[s as usize]), 0);
+        assert_eq!((c.pending, c.oldest()), (1, 2));
+        // Nothing taken: a failed kick leaves everything pending.
+        assert_eq!(c.reap(|s| st[s as usize]), 0);
+        assert_eq!(c.pending, 1);
+        st[3] = TP_STATUS_SEND_REQUEST;
+        c.marked();
+        st[0] = TP_STATUS_SEND_REQUEST;
+        c.marked();
+        assert_eq!((c.next, c.pending, c.oldest()), (1, 3, 2));
+        // Slot 2 rejected as malformed, 3 taken, 0 not yet.
+        st[2] = TP_STATUS_WRONG_FORMAT;
+        st[3] = TP_STATUS_SENDING;
+        assert_eq!(c.reap(|s| st[s as usize]), 1);
+        assert_eq!((c.pending, c.oldest()), (1, 0));
+        st[0] = TP_STATUS_KERNEL;
+        assert_eq!(c.reap(|s| st[s as usize]), 0);
+        assert_eq!(c.pending, 0);
+        // A full ring: every slot pending, the oldest is `next` itself.
+        for _ in 0..4 {
+            c.marked();
+        }
+        assert_eq!((c.pending, c.oldest()), (4, c.next));
+        c.marked();
+        assert_eq!(c.pending, 4, "pending never exceeds the ring");
+    }
+
+    #[test]
+    fn busy_means_send_request_or_sending() {
+        assert!(!tx_slot_busy(TP_STATUS_KERNEL));
+        assert!(!tx_slot_busy(TP_STATUS_WRONG_FORMAT));
+        assert!(tx_slot_busy(TP_STATUS_SEND_REQUEST));
+        assert!(tx_slot_busy(TP_STATUS_SENDING));
+        // Timestamp flags on a finished frame do not make it busy.
+        assert!(!tx_slot_busy(1 << 29));
     }
 }

@@ -48,16 +48,41 @@ pub enum TxError {
     #[error(transparent)]
     Build(#[from] BuildError),
     /// The closure wrote a length larger than the frame.
-    #[error("frame length {len} exceeds the transmit frame size {capacity}")]
+    #[error(
+        "frame length {len} exceeds the transmit frame capacity {capacity}: the send closure must return at most the length of the buffer it was given; send a smaller frame, or configure larger frames (XskConfig::frame_size, PacketConfig::tx_frame_size)"
+    )]
     FrameTooLong {
         /// Length returned.
         len: usize,
         /// Frame capacity.
         capacity: usize,
     },
-    /// The kernel refused the transmit kick.
-    #[error("transmit kick failed: {0}")]
+    /// The kernel refused the transmit kick. Frames already queued stay queued: the next
+    /// flush retries them.
+    #[error("transmit kick failed: {0}; {hint}", hint = kick_hint(.0))]
     Kick(#[source] std::io::Error),
+}
+
+/// What to do about a failed transmit kick, by errno.
+fn kick_hint(e: &std::io::Error) -> &'static str {
+    match e.raw_os_error() {
+        Some(libc::ENETDOWN) => {
+            "the interface is down: bring it up (`ip link set dev IF up`); queued frames stay queued and the next flush sends them"
+        }
+        Some(libc::ENXIO | libc::ENODEV) => {
+            "the interface is gone: reopen the transport on an existing interface"
+        }
+        Some(libc::EMSGSIZE | libc::EINVAL) => {
+            "the kernel rejected a queued frame (longer than the interface MTU, or shorter than an Ethernet header): send frames within the MTU"
+        }
+        Some(libc::EPERM | libc::EACCES) => {
+            "not permitted: run as root, or grant CAP_NET_RAW and CAP_NET_ADMIN"
+        }
+        Some(libc::EAGAIN | libc::EBUSY | libc::ENOBUFS) => {
+            "the device queue is full: flush again later"
+        }
+        _ => "queued frames stay queued: call flush again, or reopen the transport",
+    }
 }
 
 /// Counters common to every transport (snapshot; see the transports for details).
@@ -416,5 +441,26 @@ impl PacketTransport for Transport {
             Self::AfXdp(x) => x.stats(),
             Self::AfPacket(p, _) => p.stats(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tx_error_messages_say_what_to_do() {
+        let kick = |errno| TxError::Kick(std::io::Error::from_raw_os_error(errno)).to_string();
+        assert!(kick(libc::ENETDOWN).contains("ip link set dev IF up"));
+        assert!(kick(libc::EMSGSIZE).contains("MTU"));
+        assert!(kick(libc::ENXIO).contains("reopen"));
+        assert!(kick(libc::EIO).contains("flush again"));
+        let long = TxError::FrameTooLong {
+            len: 3000,
+            capacity: 2000,
+        }
+        .to_string();
+        assert!(long.contains("3000") && long.contains("2000"), "{long}");
+        assert!(long.contains("PacketConfig::tx_frame_size"), "{long}");
     }
 }

@@ -7,6 +7,7 @@
     clippy::panic,
     clippy::indexing_slicing,
     clippy::cast_possible_truncation,
+    clippy::too_many_lines,
     reason = "test code"
 )]
 
@@ -146,4 +147,134 @@ fn transport_falls_back_to_af_packet_with_the_reason() {
         })
         .unwrap();
     assert_eq!(kind, TransportKind::AfXdp);
+}
+
+/// `ip -n NS link set IF up|down`.
+fn set_link(ns: &str, ifname: &str, state: &str) {
+    let out = std::process::Command::new("ip")
+        .args(["-n", ns, "link", "set", ifname, state])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "ip link set {state}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The tx ring filled while every kick fails (the peer is down: the kernel answers
+/// ENOBUFS and leaves the frames marked) must start sending again once the peer is back:
+/// the stuck frames go out and new sends are accepted. It used to stay `RingFull` forever,
+/// because the failed flush had forgotten the queued frames.
+#[test]
+fn tx_ring_recovers_after_failed_kicks() {
+    const PORT_W: u16 = 9150;
+    const MORE: u32 = 300;
+    let Some(pair) = common::veth_or_skip("ptxw", VethConfig::default()) else {
+        return;
+    };
+    let cfg = pair.config().clone();
+    let ns_b = pair.netns(Side::B).name().to_owned();
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let (ip_b, deadline_b) = (cfg.ip_b, Instant::now() + Duration::from_secs(30));
+    let receiver = pair.spawn_in(Side::B, move || {
+        let s = UdpSocket::bind((ip_b, PORT_W)).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        ready_tx.send(()).unwrap();
+        let mut seqs = Vec::new();
+        let mut buf = [0u8; 256];
+        let mut idle = 0;
+        while Instant::now() < deadline_b && idle < 5 {
+            match s.recv_from(&mut buf) {
+                Ok((n, _)) if n >= 8 => {
+                    idle = 0;
+                    seqs.push(u32::from_be_bytes(buf[4..8].try_into().unwrap()));
+                }
+                Ok(_) => {}
+                // Count quiet periods only once something arrived.
+                Err(_) => idle += u32::from(!seqs.is_empty()),
+            }
+        }
+        seqs
+    });
+    ready_rx.recv_timeout(Duration::from_secs(30)).unwrap();
+    let c2 = cfg.clone();
+    let (stuck, stats) = pair
+        .run_in(Side::A, move || {
+            let config = PacketConfig {
+                tx_frames: 8,
+                reserve_ports: false,
+                ..PacketConfig::default()
+            };
+            let mut sock = PacketSocket::open(&c2.if_a, &config).expect("open AF_PACKET");
+            let flow = UdpFlow {
+                src_mac: c2.mac_a,
+                dst_mac: c2.mac_b,
+                src: SocketAddrV4::new(c2.ip_a, 40000),
+                dst: SocketAddrV4::new(c2.ip_b, PORT_W),
+            };
+            let mut seq = 0u32;
+            let send = |sock: &mut PacketSocket, seq: &mut u32| {
+                let r = sock.send_udp(&flow, &common::payload(9, *seq, 64), *seq as u16);
+                if r.is_ok() {
+                    *seq += 1;
+                }
+                r
+            };
+            // Peer down: fill the ring. Each kick fails, nothing leaves.
+            set_link(&ns_b, &c2.if_b, "down");
+            loop {
+                match send(&mut sock, &mut seq) {
+                    Ok(()) => assert!(seq <= 4096, "the ring never filled"),
+                    Err(tally_bypass::TxError::RingFull) => break,
+                    Err(e) => panic!("send with the peer down: {e}"),
+                }
+            }
+            let stuck = seq;
+            for _ in 0..3 {
+                sock.flush().unwrap();
+                assert!(matches!(
+                    send(&mut sock, &mut seq),
+                    Err(tally_bypass::TxError::RingFull)
+                ));
+            }
+            assert_eq!(sock.tx_pending(), stuck, "frames still marked for sending");
+            let down = sock.packet_stats();
+            assert!(down.tx_kick_again > 0, "ENOBUFS kicks counted: {down:?}");
+            // Peer up: sending must resume, the stuck frames first.
+            set_link(&ns_b, &c2.if_b, "up");
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while seq < stuck + MORE {
+                match send(&mut sock, &mut seq) {
+                    Ok(()) => {}
+                    Err(tally_bypass::TxError::RingFull) => {
+                        assert!(
+                            Instant::now() < deadline,
+                            "tx ring still full 10 s after the peer came back: {:?}",
+                            sock.packet_stats()
+                        );
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                    Err(e) => panic!("send after the peer came back: {e}"),
+                }
+            }
+            while sock.tx_pending() > 0 {
+                assert!(Instant::now() < deadline, "frames left pending");
+                sock.flush().unwrap();
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            (stuck, sock.packet_stats())
+        })
+        .unwrap();
+    let seqs = receiver.join().unwrap().unwrap();
+    eprintln!("stuck {stuck}, received {}, stats {stats:?}", seqs.len());
+    assert!(
+        stuck >= 8,
+        "the ring held at least tx_frames frames: {stuck}"
+    );
+    assert_eq!(stats.tx_packets, u64::from(stuck + MORE));
+    // Every frame, the stuck ones included, arrived once and in order.
+    let want: Vec<u32> = (0..stuck + MORE).collect();
+    assert_eq!(seqs, want);
 }

@@ -26,16 +26,36 @@ fn verifier_rejection_carries_the_log() {
         eprintln!("SKIP: bpf(2) needs root");
         return;
     }
-    // A program that reads r2 before writing it: the verifier must refuse.
     let map = XskMap::new(4).unwrap();
-    let mut insns = steering_program(&XdpFilter::All, map.raw_fd()).unwrap();
-    insns.truncate(insns.len() - 1); // drop the final `exit`
-    match XdpProgram::load(&insns, "tally_bad") {
-        Err(BypassError::Verifier { log, .. }) => {
-            eprintln!("verifier log: {log}");
-            assert!(!log.trim().is_empty());
+    let steer = steering_program(&XdpFilter::All, map.raw_fd()).unwrap();
+    // Without its final `exit` (EINVAL), and without the `r2 = ctx->rx_queue_index` load
+    // so that the helper call reads r2 before it is written (EACCES): the verifier must
+    // refuse both.
+    let mut no_exit = steer.clone();
+    no_exit.truncate(no_exit.len() - 1);
+    let uninit_r2 = steer[1..].to_vec();
+    for (what, insns, errno) in [
+        ("no exit", no_exit, libc::EINVAL),
+        ("uninitialised r2", uninit_r2, libc::EACCES),
+    ] {
+        match XdpProgram::load(&insns, "tally_bad") {
+            Err(e @ BypassError::Verifier { .. }) => {
+                let BypassError::Verifier { log, source } = &e else {
+                    unreachable!()
+                };
+                eprintln!("{what}: verifier log ({source}): {log}");
+                assert!(!log.trim().is_empty());
+                assert_eq!(source.raw_os_error(), Some(errno), "{what}");
+                // EACCES is how the kernel reports a rejected program; callers that skip
+                // on "permission denied" must not skip this.
+                assert!(
+                    !e.is_permission_denied(),
+                    "{what}: a verifier rejection looks like a permission skip: {e}"
+                );
+                assert!(e.to_string().contains("not a permissions problem"), "{e}");
+            }
+            other => panic!("{what}: expected a verifier error, got {other:?}"),
         }
-        other => panic!("expected a verifier error, got {other:?}"),
     }
     let good = XdpProgram::load(
         &steering_program(&XdpFilter::UdpDstPorts(vec![1, 2, 3]), map.raw_fd()).unwrap(),

@@ -5,7 +5,16 @@
 //! [`XskRxBatch`], which returns them to the fill ring when dropped; the fill ring has at
 //! least `rx_frames` slots, so that return never fails. The `tx_frames` stay on the pool's
 //! free list until a send takes one; the completion ring gives them back.
+//!
+//! The kernel's rings are checked, not trusted: every descriptor must lie inside one
+//! frame, an rx descriptor must name a receive frame the kernel holds and a completion a
+//! frame that is on the tx ring (the socket keeps one ownership state per frame), and the
+//! entries taken are clamped to the ring size. Rejected entries are counted
+//! (`rx_invalid_descs`, `tx_bad_completions`, `ring_index_anomalies`) and skipped. Still
+//! trusted: that the kernel has stopped writing a receive frame once an rx descriptor
+//! names it, and has stopped reading a transmit frame once a completion names it.
 
+mod owner;
 mod ring;
 mod umem;
 
@@ -15,6 +24,7 @@ use std::time::Duration;
 
 use tally_core_types::{FramePool, FramePoolOptions};
 
+use self::owner::FrameOwners;
 use self::ring::{ConsRing, ProdRing, XdpDesc};
 use self::umem::UmemArea;
 use crate::bpf::{
@@ -157,7 +167,9 @@ tally_core_types::single_writer_stats! {
         rx_bytes,
         /// Non-empty receive batches.
         rx_batches,
-        /// Rx descriptors pointing outside the UMEM or past their frame (skipped).
+        /// Rx descriptors pointing outside the UMEM or past their frame, or naming a frame
+        /// the kernel does not hold (a transmit frame, or one already in the same batch):
+        /// skipped, their frame not returned to the fill ring.
         rx_invalid_descs,
         /// Fill-ring wake-ups issued (need_wakeup set).
         fill_wakeups,
@@ -173,8 +185,12 @@ tally_core_types::single_writer_stats! {
         tx_kick_again,
         /// Completed tx frames returned to the pool.
         tx_completed,
-        /// Completion-ring addresses that were not ours (ignored).
+        /// Completion-ring addresses that do not name a frame on the tx ring (not ours,
+        /// a receive frame, never sent, or completed twice): ignored.
         tx_bad_completions,
+        /// Times the kernel's rx or completion producer index was more than a ring ahead
+        /// of our consumer index (impossible): the entries taken were clamped to the ring.
+        ring_index_anomalies,
     }
 }
 
@@ -233,6 +249,11 @@ pub struct XskSocket {
     fd: OwnedFd,
     umem: UmemArea,
     pool: FramePool,
+    /// Who owns each UMEM frame (see [`owner`]).
+    owners: FrameOwners,
+    /// The validated `(offset, len)` of each descriptor of the current rx batch (`None`
+    /// when rejected); as many entries as the rx ring.
+    rx_spans: Box<[Option<(usize, usize)>]>,
     /// Frames pushed on the tx ring but not yet submitted/kicked.
     tx_queued: u32,
     stats: XskStats,
@@ -292,7 +313,7 @@ impl XskSocket {
                 .huge_pages(config.huge_pages),
         )?;
         let base = NonNull::new(pool.as_mut_ptr()).ok_or(BypassError::InvalidOption {
-            what: "UMEM address",
+            what: "UMEM address (the frame pool mapped nothing; report this as a bug)",
             value: 0,
         })?;
         let umem = UmemArea::new(base, pool.len_bytes(), config.frame_size);
@@ -328,9 +349,16 @@ impl XskSocket {
         ] {
             sys::setsockopt(raw, libc::SOL_XDP, opt, &size).map_err(sock_err(op))?;
         }
-        let (off, _) =
+        let (off, off_len) =
             sys::getsockopt::<libc::xdp_mmap_offsets>(raw, libc::SOL_XDP, libc::XDP_MMAP_OFFSETS)
                 .map_err(sock_err("getsockopt(XDP_MMAP_OFFSETS)"))?;
+        // An older kernel answers with the shorter layout without the `flags` offsets,
+        // which would leave them zero (pointing at the producer index).
+        check_optlen(
+            "getsockopt(XDP_MMAP_OFFSETS)",
+            off_len,
+            size_of::<libc::xdp_mmap_offsets>(),
+        )?;
         let ring_err = |ring| move |source| BypassError::RingMap { ring, source };
         let mut fill = ProdRing::<u64>::map(
             &fd,
@@ -354,12 +382,13 @@ impl XskSocket {
                 .map_err(ring_err("tx"))?;
 
         // Hand every rx frame to the kernel before binding.
+        let mut owners = FrameOwners::new(frames);
         for _ in 0..config.rx_frames {
             let id = pool.alloc()?;
-            if fill.free(1) == 0 {
+            if fill.free(1) == 0 || !owners.give_to_fill(id.index()) {
                 return Err(BypassError::InvalidOption {
-                    what: "fill ring smaller than rx_frames",
-                    value: 0,
+                    what: "rx_frames (the kernel's fill ring has fewer slots than rx_frames; use a smaller power of two)",
+                    value: u64::from(config.rx_frames),
                 });
             }
             fill.push(pool.offset_of(id));
@@ -399,6 +428,8 @@ impl XskSocket {
             fd,
             umem,
             pool,
+            owners,
+            rx_spans: vec![None; config.rx_ring as usize].into_boxed_slice(),
             tx_queued: 0,
             stats: XskStats::new(),
             parse_stats: ParseStats::new(),
@@ -456,16 +487,23 @@ impl XskSocket {
         self.pool.free_count()
     }
 
-    /// Returns completed transmit frames to the pool.
+    /// Returns completed transmit frames to the pool: only frames that are on the tx ring
+    /// (a completion naming anything else is counted and ignored).
     fn reclaim(&mut self) {
-        let n = self.comp.available(self.config.tx_frames);
+        let n = self
+            .comp
+            .available(self.config.tx_frames, &self.stats.ring_index_anomalies);
         for i in 0..n {
             let addr = self.comp.peek(i);
-            let freed = self
-                .pool
-                .id_at_offset(addr)
-                .and_then(|id| self.pool.free(id));
-            if freed.is_ok() {
+            let freed = match self.pool.id_at_offset(addr) {
+                Ok(id)
+                    if self.pool.offset_of(id) == addr && self.owners.complete_tx(id.index()) =>
+                {
+                    self.pool.free(id).is_ok()
+                }
+                _ => false,
+            };
+            if freed {
                 self.stats.tx_completed.incr();
             } else {
                 self.stats.tx_bad_completions.incr();
@@ -506,6 +544,12 @@ impl XskSocket {
                 Err(TxError::FrameTooLong { len, capacity: cap })
             };
         }
+        if !self.owners.send_tx(id.index()) {
+            // The pool handed out a frame we do not count as free: keep it out of
+            // circulation (still allocated) rather than let two owners share it.
+            self.stats.tx_ring_full.incr();
+            return Err(TxError::RingFull);
+        }
         self.tx.push(XdpDesc {
             addr: off,
             len: u32::try_from(len).unwrap_or(0),
@@ -515,6 +559,19 @@ impl XskSocket {
         self.stats.tx_packets.incr();
         self.stats.tx_bytes.add(len as u64);
         Ok(())
+    }
+}
+
+/// Checks the length a `getsockopt` wrote against the structure we asked for.
+fn check_optlen(what: &'static str, got: usize, expected: usize) -> Result<()> {
+    if got == expected {
+        Ok(())
+    } else {
+        Err(BypassError::KernelAbi {
+            what,
+            got,
+            expected,
+        })
     }
 }
 
@@ -589,10 +646,15 @@ pub struct XskRxBatch<'a> {
 }
 
 impl XskRxBatch<'_> {
+    /// The span of descriptor `i`, validated (bounds and ownership) and copied when the
+    /// batch was taken: the ring entry is not read again.
     fn span(&self, i: usize) -> Option<(usize, usize)> {
-        let i = u32::try_from(i).ok().filter(|i| *i < self.count)?;
-        let d = self.sock.rx.peek(i);
-        self.sock.umem.check(d.addr, d.len)
+        self.sock
+            .rx_spans
+            .get(..self.count as usize)?
+            .get(i)
+            .copied()
+            .flatten()
     }
 }
 
@@ -603,9 +665,11 @@ impl RxBatch for XskRxBatch<'_> {
 
     fn frame(&self, i: usize) -> Option<&[u8]> {
         let (off, len) = self.span(i)?;
-        // SAFETY: the descriptor is between our consumer index and the kernel's producer
-        // index, so its frame is ours until this batch returns it to the fill ring on drop;
-        // the batch borrows the socket, so nothing else can return or reuse it meanwhile.
+        // SAFETY: `span` is `Some` only for a descriptor inside one frame whose frame moved
+        // from `Fill` (held by the kernel) to `Rx` when the batch was taken, so it is ours
+        // until this batch returns it to the fill ring on drop; no transmit frame and no
+        // other descriptor of the batch names it; the batch borrows the socket, so nothing
+        // else can return or reuse it meanwhile.
         Some(unsafe { self.sock.umem.bytes(off, len) })
     }
 
@@ -623,9 +687,9 @@ impl RxBatch for XskRxBatch<'_> {
         };
         let rx = self.sock.umem.frame_ref(off, len);
         self.sock.queue_tx(&mut |tx: &mut [u8]| {
-            // SAFETY: the rx frame belongs to this batch until it is dropped (it is not on
-            // the fill ring), and it is a different frame from the tx frame just taken from
-            // the pool's free list.
+            // SAFETY: the rx frame is in state `Rx`, owned by this batch until it is dropped
+            // (it is not on the fill ring); the tx frame was just taken from the pool's free
+            // list, which holds only `TxFree` frames, so the two are different frames.
             let rx = unsafe { rx.get() };
             f(rx, tx)
         })
@@ -638,10 +702,15 @@ impl Drop for XskRxBatch<'_> {
             return;
         }
         let sock = &mut *self.sock;
-        for i in 0..self.count {
-            let d = sock.rx.peek(i);
-            let chunk = sock.umem.chunk_of(d.addr);
-            if sock.umem.check(chunk, 1).is_some() && sock.fill.free(1) > 0 {
+        for span in sock.rx_spans.get(..self.count as usize).unwrap_or(&[]) {
+            // Rejected descriptors named no frame of ours: nothing to give back.
+            let Some((off, _)) = *span else {
+                continue;
+            };
+            let chunk = sock.umem.chunk_of(off as u64);
+            // The fill ring has a slot for every receive frame, and only frames leaving
+            // `Rx` are pushed, so it has room unless the kernel's consumer index is bogus.
+            if sock.owners.return_rx(sock.umem.frame_index(chunk)) && sock.fill.free(1) > 0 {
                 sock.fill.push(chunk);
             }
         }
@@ -658,18 +727,30 @@ impl PacketTransport for XskSocket {
     type Batch<'a> = XskRxBatch<'a>;
 
     fn recv(&mut self, max: usize) -> XskRxBatch<'_> {
-        let n = self.rx.available(u32::try_from(max).unwrap_or(u32::MAX));
+        // `available` never exceeds the rx ring size, the length of `rx_spans`.
+        let max = u32::try_from(max)
+            .unwrap_or(u32::MAX)
+            .min(u32::try_from(self.rx_spans.len()).unwrap_or(u32::MAX));
+        let n = self.rx.available(max, &self.stats.ring_index_anomalies);
         if n > 0 {
-            let mut bytes = 0u64;
+            let (mut bytes, mut good) = (0u64, 0u64);
             for i in 0..n {
                 let d = self.rx.peek(i);
-                if self.umem.check(d.addr, d.len).is_some() {
+                let span = self.umem.check(d.addr, d.len).filter(|(off, _)| {
+                    let idx = self.umem.frame_index(self.umem.chunk_of(*off as u64));
+                    self.owners.take_rx(idx)
+                });
+                if span.is_some() {
                     bytes += u64::from(d.len);
+                    good += 1;
                 } else {
                     self.stats.rx_invalid_descs.incr();
                 }
+                if let Some(slot) = self.rx_spans.get_mut(i as usize) {
+                    *slot = span;
+                }
             }
-            self.stats.rx_packets.add(u64::from(n));
+            self.stats.rx_packets.add(good);
             self.stats.rx_bytes.add(bytes);
             self.stats.rx_batches.incr();
         } else if self.config.need_wakeup && self.fill.needs_wakeup() {
@@ -683,7 +764,7 @@ impl PacketTransport for XskSocket {
     }
 
     fn wait(&mut self, timeout: Duration) -> Result<bool> {
-        if self.rx.available(1) > 0 {
+        if self.rx.available(1, &self.stats.ring_index_anomalies) > 0 {
             return Ok(true);
         }
         let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
@@ -748,6 +829,184 @@ impl PacketTransport for XskSocket {
             tx_ring_full: s.tx_ring_full,
             tx_kicks: s.tx_kicks,
             rx_malformed: self.parse_stats.snapshot().total(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::owner::Owner;
+    use super::*;
+    use crate::netns::{Side, VethConfig, VethPair};
+
+    /// Opens a small socket in namespace B of a fresh veth pair and runs `f` on it, or
+    /// prints why it cannot (not root, kernel refuses) and returns.
+    fn with_socket(tag: &str, f: impl FnOnce(&mut XskSocket) + Send) {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("SKIP {tag}: not root (network namespaces and AF_XDP need root)");
+            return;
+        }
+        let pair = match VethPair::new(tag, VethConfig::default()) {
+            Ok(p) => p,
+            Err(e) if e.is_permission_denied() => {
+                eprintln!("SKIP {tag}: not permitted: {e}");
+                return;
+            }
+            Err(e) => panic!("veth setup failed as root: {e}"),
+        };
+        let ifb = pair.config().if_b.clone();
+        pair.run_in(Side::B, move || {
+            let config = XskConfig {
+                rx_frames: 8,
+                tx_frames: 8,
+                rx_ring: 8,
+                tx_ring: 8,
+                // A port nobody sends to: the kernel leaves the rx ring to us.
+                filter: XdpFilter::UdpDstPorts(vec![9599]),
+                ..XskConfig::default()
+            };
+            match XskSocket::open(&ifb, 0, config) {
+                Ok(mut sock) => f(&mut sock),
+                Err(e) if e.is_permission_denied() => {
+                    eprintln!("SKIP {tag}: the kernel refused AF_XDP: {e}");
+                }
+                Err(e) => panic!("AF_XDP open failed as root: {e}"),
+            }
+        })
+        .unwrap();
+    }
+
+    fn frames_in(sock: &XskSocket, state: Owner) -> Vec<u32> {
+        (0..sock.pool.frame_count())
+            .filter(|i| sock.owners.get(*i) == Some(state))
+            .collect()
+    }
+
+    fn addr(sock: &XskSocket, frame: u32) -> u64 {
+        u64::from(frame) * sock.config.frame_size as u64
+    }
+
+    #[test]
+    fn rx_descriptors_for_frames_we_hold_are_rejected() {
+        with_socket("xown", |sock| {
+            let rx = frames_in(sock, Owner::Fill);
+            let tx = frames_in(sock, Owner::TxFree);
+            assert_eq!((rx.len(), tx.len()), (8, 8));
+            let (r, t) = (rx[0], tx[0]);
+            let desc = |addr, len| XdpDesc {
+                addr,
+                len,
+                options: 0,
+            };
+            // The kernel takes the first two fill entries (frames rx[0] and rx[1]).
+            sock.fill.kernel_consume(2);
+            let fill_before = sock.fill.produced();
+            sock.rx.inject(desc(addr(sock, r) + 256, 60));
+            sock.rx.inject(desc(addr(sock, r) + 512, 60)); // the same frame again
+            sock.rx.inject(desc(addr(sock, t), 60)); // a transmit frame
+            sock.rx.inject(desc(addr(sock, 1000), 60)); // outside the UMEM
+            {
+                let mut batch = sock.recv(64);
+                assert_eq!(batch.len(), 4);
+                assert_eq!(batch.frame(0).map(<[u8]>::len), Some(60));
+                assert!(batch.frame(1).is_none(), "duplicate frame accepted");
+                assert!(batch.frame(2).is_none(), "transmit frame accepted as rx");
+                assert!(batch.frame(3).is_none());
+                let mut called = false;
+                batch
+                    .reply(2, &mut |_, _| {
+                        called = true;
+                        0
+                    })
+                    .unwrap();
+                assert!(!called, "reply to a rejected descriptor");
+                assert_eq!(batch.sock.owners.get(r), Some(Owner::Rx));
+                assert_eq!(batch.sock.owners.get(t), Some(Owner::TxFree));
+            }
+            let s = sock.xsk_stats();
+            assert_eq!((s.rx_packets, s.rx_invalid_descs), (1, 3));
+            assert_eq!(
+                sock.fill.produced().wrapping_sub(fill_before),
+                1,
+                "the fill ring gets the frame back exactly once"
+            );
+            assert_eq!(sock.owners.get(r), Some(Owner::Fill));
+
+            // A producer index far ahead: at most one ring of entries, counted.
+            sock.fill.kernel_consume(7);
+            let cons = sock.rx.consumer_index();
+            sock.rx.set_producer(cons.wrapping_add(1000));
+            let fill_before = sock.fill.produced();
+            let before = sock.xsk_stats();
+            {
+                let batch = sock.recv(64);
+                assert_eq!(batch.len(), 8, "clamped to the rx ring size");
+            }
+            let d = sock.xsk_stats().delta(&before);
+            assert!(d.ring_index_anomalies >= 1, "{d:?}");
+            assert_eq!(d.rx_packets + d.rx_invalid_descs, 8);
+            assert_eq!(
+                u64::from(sock.fill.produced().wrapping_sub(fill_before)),
+                d.rx_packets,
+                "each accepted frame returned once"
+            );
+            assert!(frames_in(sock, Owner::Rx).is_empty());
+            assert_eq!(frames_in(sock, Owner::Fill).len(), 8);
+        });
+    }
+
+    #[test]
+    fn completions_for_frames_not_sent_are_rejected() {
+        with_socket("xcomp", |sock| {
+            let rx = frames_in(sock, Owner::Fill);
+            let tx = frames_in(sock, Owner::TxFree);
+            let free = sock.pool.free_count();
+            sock.comp.inject(addr(sock, rx[0])); // a receive frame
+            sock.comp.inject(addr(sock, tx[0])); // a transmit frame never sent
+            sock.comp.inject(addr(sock, 1 << 20)); // outside the UMEM
+            sock.reclaim();
+            let s = sock.xsk_stats();
+            assert_eq!((s.tx_completed, s.tx_bad_completions), (0, 3));
+            assert_eq!(sock.pool.free_count(), free, "a frame freed twice");
+            assert_eq!(sock.owners.get(rx[0]), Some(Owner::Fill));
+
+            // A frame on the tx ring is accepted once, inside its frame only at its start.
+            sock.send_frame(&mut |buf| {
+                buf[..60].fill(0xab);
+                60
+            })
+            .unwrap();
+            let sent = frames_in(sock, Owner::TxKernel);
+            assert_eq!(sent.len(), 1);
+            sock.comp.inject(addr(sock, sent[0]) + 64);
+            sock.comp.inject(addr(sock, sent[0]));
+            sock.comp.inject(addr(sock, sent[0]));
+            sock.reclaim();
+            let s = sock.xsk_stats();
+            assert_eq!((s.tx_completed, s.tx_bad_completions), (1, 5));
+            assert_eq!(sock.pool.free_count(), free);
+            assert_eq!(sock.owners.get(sent[0]), Some(Owner::TxFree));
+        });
+    }
+
+    #[test]
+    fn mmap_offsets_must_have_the_full_length() {
+        let full = size_of::<libc::xdp_mmap_offsets>();
+        assert!(check_optlen("x", full, full).is_ok());
+        // The pre-5.4 layout (no flags offsets) and anything else is refused.
+        for got in [0, full - 4 * 8, full - 1, full + 8] {
+            match check_optlen("getsockopt(XDP_MMAP_OFFSETS)", got, full) {
+                Err(e @ BypassError::KernelAbi { .. }) => {
+                    let msg = e.to_string();
+                    assert!(
+                        msg.contains(&got.to_string()) && msg.contains("AF_PACKET"),
+                        "{msg}"
+                    );
+                    assert!(!e.is_permission_denied());
+                }
+                other => panic!("{got}: {other:?}"),
+            }
         }
     }
 }

@@ -10,13 +10,33 @@
 //! consumer loads `producer` with `Acquire` before reading descriptors below it, and
 //! stores `consumer` with `Release` after it is done with them.
 //!
+//! The kernel's indices are not trusted to be sane: the entries a consumer takes are
+//! clamped to the ring size (a producer index more than a ring ahead would otherwise make
+//! us read slots twice), and so is the room a producer sees.
+//!
 //! This module holds the only `unsafe` that touches ring memory.
 
 use core::sync::atomic::{AtomicU32, Ordering};
 use std::io;
 use std::os::fd::OwnedFd;
 
+use tally_core_types::Counter;
+
 use crate::sys::Mapping;
+
+/// Entries between our consumer index `cons` and the producer index `prod` of a ring of
+/// `size` entries, at most `size`; `true` when `prod` was impossible (more than a ring
+/// ahead of `cons`, or behind it).
+pub(crate) fn ready_entries(prod: u32, cons: u32, size: u32) -> (u32, bool) {
+    let n = prod.wrapping_sub(cons);
+    if n > size { (size, true) } else { (n, false) }
+}
+
+/// Free entries for a producer at `prod` when the consumer index plus `size` is
+/// `cons_plus_size`, at most `size`; `true` when the consumer index was impossible.
+pub(crate) fn free_entries(cons_plus_size: u32, prod: u32, size: u32) -> (u32, bool) {
+    ready_entries(cons_plus_size, prod, size)
+}
 
 /// One rx/tx descriptor (`struct xdp_desc`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -134,9 +154,10 @@ impl<T: Copy> ProdRing<T> {
         })
     }
 
-    /// Free entries, refreshing the cached consumer index only if fewer than `want`.
+    /// Free entries (at most the ring size), refreshing the cached consumer index only if
+    /// fewer than `want`.
     pub(crate) fn free(&mut self, want: u32) -> u32 {
-        let free = self.cached_cons.wrapping_sub(self.cached_prod);
+        let (free, _) = free_entries(self.cached_cons, self.cached_prod, self.mem.size);
         if free >= want {
             return free;
         }
@@ -145,7 +166,7 @@ impl<T: Copy> ProdRing<T> {
             .consumer()
             .load(Ordering::Acquire)
             .wrapping_add(self.mem.size);
-        self.cached_cons.wrapping_sub(self.cached_prod)
+        free_entries(self.cached_cons, self.cached_prod, self.mem.size).0
     }
 
     /// Writes one entry at the producer position; the caller checked `free() >= 1`.
@@ -203,13 +224,17 @@ impl<T: Copy> ConsRing<T> {
         })
     }
 
-    /// Entries ready to take (at most `max`), refreshing the producer index when the
-    /// cache is empty.
-    pub(crate) fn available(&mut self, max: u32) -> u32 {
-        let mut n = self.cached_prod.wrapping_sub(self.cached_cons);
+    /// Entries ready to take (at most `max` and at most the ring size), refreshing the
+    /// producer index when the cache is empty. An impossible producer index (more than
+    /// a ring ahead of ours) is counted in `anomalies`.
+    pub(crate) fn available(&mut self, max: u32, anomalies: &Counter) -> u32 {
+        let (mut n, mut bogus) = ready_entries(self.cached_prod, self.cached_cons, self.mem.size);
         if n == 0 {
             self.cached_prod = self.mem.producer().load(Ordering::Acquire);
-            n = self.cached_prod.wrapping_sub(self.cached_cons);
+            (n, bogus) = ready_entries(self.cached_prod, self.cached_cons, self.mem.size);
+        }
+        if bogus {
+            anomalies.incr();
         }
         n.min(max)
     }
@@ -225,5 +250,77 @@ impl<T: Copy> ConsRing<T> {
         self.mem
             .consumer()
             .store(self.cached_cons, Ordering::Release);
+    }
+}
+
+/// Test hooks that play the kernel's side of a ring.
+#[cfg(test)]
+impl<T: Copy> ConsRing<T> {
+    /// Writes `v` at the producer index and publishes it, as the kernel would.
+    pub(crate) fn inject(&self, v: T) {
+        let p = self.mem.producer().load(Ordering::Acquire);
+        self.mem.write(p, v);
+        self.mem
+            .producer()
+            .store(p.wrapping_add(1), Ordering::Release);
+    }
+
+    /// Stores a (possibly bogus) producer index.
+    pub(crate) fn set_producer(&self, p: u32) {
+        self.mem.producer().store(p, Ordering::Release);
+    }
+
+    /// Our consumer index.
+    pub(crate) fn consumer_index(&self) -> u32 {
+        self.cached_cons
+    }
+}
+
+/// Test hooks.
+#[cfg(test)]
+impl<T: Copy> ProdRing<T> {
+    /// Our producer index (entries pushed so far).
+    pub(crate) fn produced(&self) -> u32 {
+        self.cached_prod
+    }
+
+    /// Advances the consumer index by `n`, as the kernel would after taking entries.
+    pub(crate) fn kernel_consume(&self, n: u32) {
+        let c = self.mem.consumer().load(Ordering::Acquire);
+        self.mem
+            .consumer()
+            .store(c.wrapping_add(n), Ordering::Release);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ready_entries_are_clamped_to_the_ring() {
+        assert_eq!(ready_entries(5, 5, 8), (0, false));
+        assert_eq!(ready_entries(13, 5, 8), (8, false));
+        // Free-running indices wrap.
+        assert_eq!(ready_entries(3, u32::MAX - 2, 8), (6, false));
+        // More than a ring ahead: a bogus index; never more than the ring.
+        assert_eq!(ready_entries(14, 5, 8), (8, true));
+        assert_eq!(ready_entries(5 + (1 << 31), 5, 8), (8, true));
+        // Behind our consumer: just as bogus.
+        assert_eq!(ready_entries(4, 5, 8), (8, true));
+    }
+
+    #[test]
+    fn free_entries_are_clamped_to_the_ring() {
+        // Consumer at 0, producer at 0: the whole ring is free.
+        assert_eq!(free_entries(8, 0, 8), (8, false));
+        assert_eq!(free_entries(8, 8, 8), (0, false));
+        // Consumer at MAX - 3, producer wrapped to 0: 4 outstanding, 4 free.
+        assert_eq!(
+            free_entries((u32::MAX - 3).wrapping_add(8), 0, 8),
+            (4, false)
+        );
+        // A consumer index past our producer: bogus, still at most the ring.
+        assert_eq!(free_entries(20, 4, 8), (8, true));
     }
 }

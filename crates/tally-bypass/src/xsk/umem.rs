@@ -39,6 +39,12 @@ impl UmemArea {
         addr & !((1u64 << self.frame_shift) - 1)
     }
 
+    /// The number of the frame containing `addr` (`u32::MAX` when far out of range,
+    /// which no frame has).
+    pub(crate) fn frame_index(&self, addr: u64) -> u32 {
+        u32::try_from(addr >> self.frame_shift).unwrap_or(u32::MAX)
+    }
+
     /// `(offset, len)` when `[addr, addr + len)` lies inside one frame of the UMEM.
     pub(crate) fn check(&self, addr: u64, len: u32) -> Option<(usize, usize)> {
         let off = usize::try_from(addr).ok()?;
