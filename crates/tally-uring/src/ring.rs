@@ -74,10 +74,11 @@ pub enum TaskrunMode {
     Plain,
 }
 
-/// Kernel SQ polling thread. **Harmful on small shared machines:** on the 2-vCPU VM
-/// these crates are measured on, SQPOLL made a NOP round trip about 3x slower (590 ns
-/// against 178 ns per op at batch 1) and collapsed fio's 4 KiB reads from about 290k to
-/// 24k IOPS, because the polling thread competes with the application for a vCPU.
+/// Kernel SQ polling thread. **Usually harmful on small shared machines:** the polling
+/// thread competes with the application for a CPU. On a 2-vCPU VM it made NOP round trips
+/// and fio's page-cache reads much slower (measured outside this repository, in the team
+/// note `../shared/notes/measured-sys.md`; no benchmark here reproduces it). Measure your
+/// own workload before turning it on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SqPoll {
     /// Idle time before the kernel thread sleeps, in milliseconds.
@@ -665,8 +666,13 @@ fn release_frames(pool: &mut Option<Registered>, lo: u32, hi: u32) {
 
 struct Registered {
     pool: FramePool,
-    /// Number of in-flight operations using each frame.
-    busy: Box<[u16]>,
+    /// Number of in-flight operations using each frame. A `u32`, like the slab's
+    /// capacity: each operation counts at most once per frame and at most
+    /// `max_in_flight < u32::MAX` operations are in flight, so the saturating increments
+    /// never saturate and a busy frame never reads as idle. (A narrower counter would:
+    /// more operations on one frame than it can count, and `pool_bytes` would hand out
+    /// memory the kernel still uses.)
+    busy: Box<[u32]>,
     frame_shift: u32,
 }
 
@@ -685,11 +691,13 @@ struct BufRing {
 /// typed completions and single-writer statistics.
 ///
 /// ```
-/// use tally_uring::{Completion, Ring, RingOptions};
+/// use tally_uring::{Completion, Ring, RingError, RingOptions};
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let mut ring = match Ring::new(RingOptions::new(64)) {
 ///     Ok(r) => r,
-///     Err(e) => { eprintln!("skip: {e}"); return Ok(()) } // io_uring refused here
+///     // Only the kernel's refusal of io_uring skips; any other error fails.
+///     Err(e @ RingError::Setup { .. }) => { eprintln!("skip: {e}"); return Ok(()) }
+///     Err(e) => return Err(e.into()),
 /// };
 /// for tag in 0..8 {
 ///     ring.nop(tag)?;
@@ -889,7 +897,7 @@ impl Ring {
         let frame_shift = pool.frame_size_bytes().trailing_zeros();
         self.pool = Some(Registered {
             pool,
-            busy: vec![0u16; frames].into_boxed_slice(),
+            busy: vec![0u32; frames].into_boxed_slice(),
             frame_shift,
         });
         Ok(())

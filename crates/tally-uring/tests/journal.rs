@@ -711,7 +711,7 @@ fn many_writers_with_commits_in_flight() {
     many_writers(small().commits_in_flight(4), SharedOptions::new(), false);
     // Appends after the writers are gone, then close: everything handed over is durable.
     let dir = tempfile::tempdir().unwrap();
-    let Ok(j) = Journal::open(dir.path(), small().commits_in_flight(4)) else {
+    let Some(j) = open(dir.path(), small().commits_in_flight(4)) else {
         return;
     };
     let shared = SharedJournal::start(j, SharedOptions::new()).unwrap();
@@ -730,12 +730,8 @@ fn many_writers_with_commits_in_flight() {
 
 fn many_writers(opts: JournalOptions, shared: SharedOptions, expect_grouping: bool) {
     let dir = tempfile::tempdir().unwrap();
-    let j = match Journal::open(dir.path(), opts) {
-        Ok(j) => j,
-        Err(e) => {
-            eprintln!("skipping: {e}");
-            return;
-        }
+    let Some(j) = open(dir.path(), opts) else {
+        return;
     };
     let shared = SharedJournal::start(j, shared).unwrap();
     let mut all: Vec<(u64, Vec<u8>)> = std::thread::scope(|s| {
@@ -839,4 +835,161 @@ fn writers_until_error<'s, 'e>(
             })
         })
         .collect()
+}
+
+/// Whether this process may lock `bytes` of memory (io_uring pins registered buffers):
+/// with `CAP_IPC_LOCK` always, otherwise up to `RLIMIT_MEMLOCK`.
+fn can_lock(bytes: u64) -> bool {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let cap_ipc_lock = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .is_some_and(|caps| caps & (1 << 14) != 0);
+    if cap_ipc_lock {
+        return true;
+    }
+    let limits = std::fs::read_to_string("/proc/self/limits").unwrap_or_default();
+    limits
+        .lines()
+        .find(|l| l.starts_with("Max locked memory"))
+        .and_then(|l| l.split_whitespace().nth(3))
+        .is_some_and(|soft| soft == "unlimited" || soft.parse::<u64>().is_ok_and(|n| n >= bytes))
+}
+
+/// A payload of `len` bytes that differs per `seed`.
+fn big(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31) ^ (i >> 12) as u8 ^ seed)
+        .collect()
+}
+
+/// Records of the largest size the options allow, with 8 MiB group buffers (twice the
+/// reader's initial 4 MiB window), survive reopen and replay: as the very last record
+/// (once mistaken for a torn tail and overwritten), in the middle of the log and at the end
+/// of a segment.
+#[test]
+fn largest_allowed_records_round_trip() {
+    let group = 8usize << 20;
+    // The frame of the largest payload (20-byte header, rounded up to 8) fills the buffer.
+    let max = u32::try_from(group - 20).unwrap();
+    let opts = JournalOptions::new()
+        .segment_bytes(32 << 20)
+        .group_buffer_bytes(group)
+        .max_record_bytes(max)
+        .prewrite(false);
+    let dir = tempfile::tempdir().unwrap();
+    let too_big = Journal::open(dir.path(), opts.max_record_bytes(max + 1)).unwrap_err();
+    assert!(
+        matches!(too_big, JournalError::InvalidOptions { .. }),
+        "{too_big}"
+    );
+    if !can_lock(2 * group as u64 + (1 << 20)) {
+        eprintln!("skipping: RLIMIT_MEMLOCK is too low to register two 8 MiB group buffers");
+        return;
+    }
+    let Some(mut j) = open(dir.path(), opts) else {
+        return;
+    };
+    let len = max as usize;
+    assert!(matches!(
+        j.append(&vec![0; len + 1]),
+        Err(JournalError::RecordTooLarge { .. })
+    ));
+    assert_eq!(j.append(&big(len, 1)).unwrap(), 1);
+    assert_eq!(j.commit().unwrap(), 1);
+    drop(j);
+
+    // The largest record is the last one: intact, not a torn tail.
+    let (mut j, rep) = Journal::open_with_report(dir.path(), opts).unwrap();
+    assert!(rep.torn_tail.is_none(), "{rep:?}");
+    assert_eq!((rep.records, rep.last_seq, j.next_seq()), (1, 1, 2));
+    assert_eq!(j.append(b"small").unwrap(), 2);
+    assert_eq!(j.append(&big(len, 3)).unwrap(), 3);
+    assert_eq!(j.append(&big(len, 4)).unwrap(), 4);
+    assert_eq!(j.commit().unwrap(), 4);
+    // The segment (32 MiB) holds three of them: the next one rotates.
+    assert_eq!(j.append(&big(len, 5)).unwrap(), 5);
+    assert_eq!(j.commit().unwrap(), 5);
+    drop(j);
+
+    let expect = |s: u64| -> Vec<u8> {
+        if s == 2 {
+            b"small".to_vec()
+        } else {
+            big(len, s as u8)
+        }
+    };
+    let (recs, rep) = replay_all(dir.path()).unwrap();
+    assert!(rep.torn_tail.is_none(), "{rep:?}");
+    assert_eq!(rep.segments, 2);
+    assert_eq!(recs.len(), 5);
+    for (s, p) in &recs {
+        assert!(*p == expect(*s), "record {s} came back different");
+    }
+    // And once more through recovery, then an append after the last large record.
+    let mut j = open(dir.path(), opts).unwrap();
+    assert_eq!(j.next_seq(), 6);
+    assert_eq!(j.append(b"after").unwrap(), 6);
+    assert_eq!(j.commit().unwrap(), 6);
+    drop(j);
+    let (recs, _) = replay_all(dir.path()).unwrap();
+    assert_eq!(recs.len(), 6);
+    assert!(recs[4].1 == expect(5));
+}
+
+/// Both group buffers are registered with io_uring as one buffer, which the kernel limits
+/// to 1 GiB: larger group buffers are refused up front, the largest accepted size opens.
+#[test]
+fn group_buffers_above_512_mib_are_refused_and_512_mib_opens() {
+    let dir = tempfile::tempdir().unwrap();
+    let small_seg = JournalOptions::new().segment_bytes(1 << 20).prewrite(false);
+    let bad = Journal::open(dir.path(), small_seg.group_buffer_bytes(1 << 30)).unwrap_err();
+    assert!(
+        matches!(bad, JournalError::InvalidOptions { .. }) && bad.to_string().contains("512 MiB"),
+        "{bad}"
+    );
+    if !can_lock(1 << 30) {
+        eprintln!("skipping the 512 MiB open: RLIMIT_MEMLOCK is below 1 GiB");
+        return;
+    }
+    let Some(mut j) = open(dir.path(), small_seg.group_buffer_bytes(512 << 20)) else {
+        return;
+    };
+    assert_eq!(j.append(b"x").unwrap(), 1);
+    assert_eq!(j.commit().unwrap(), 1);
+}
+
+/// Runs `f` on its own thread and fails the test if it does not return within 30 s.
+fn within<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(30))
+        .expect("the call hung")
+}
+
+#[test]
+fn shared_wait_durable_refuses_a_sequence_number_never_handed_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(j) = open(dir.path(), small()) else {
+        return;
+    };
+    let shared = SharedJournal::start(j, SharedOptions::new().keep_awake(false)).unwrap();
+    let h = shared.handle();
+    let w = h.clone();
+    assert!(matches!(
+        within(move || w.wait_durable(1)),
+        Err(JournalError::NotAppended { seq: 1, next: 1 })
+    ));
+    assert_eq!(h.append_durable(b"a").unwrap(), 1);
+    let w = h.clone();
+    assert!(matches!(
+        within(move || w.wait_durable(7)),
+        Err(JournalError::NotAppended { seq: 7, next: 2 })
+    ));
+    assert_eq!(h.wait_durable(1).unwrap(), 1);
+    assert_eq!(h.wait_durable(0).unwrap(), 1);
+    shared.close().unwrap();
 }

@@ -111,6 +111,62 @@ fn slab_full_is_an_error_not_a_crash() {
     r.nop(10).unwrap();
 }
 
+/// More operations in flight on one frame than a 16-bit counter holds: the frame must
+/// stay busy until the very last of them is reaped (a saturating `u16` count reached 0
+/// one completion early and handed out memory the kernel still used).
+#[test]
+fn a_frame_stays_busy_under_more_than_65535_operations() {
+    const OPS: usize = 65_536; // u16::MAX + 1, and exactly the largest CQ: no overflow
+    let Some(mut r) = ring(
+        RingOptions::new(4096)
+            .cq_entries(65_536)
+            .max_in_flight(OPS as u32 + 8),
+    ) else {
+        return;
+    };
+    r.register_frame_pool(FramePool::new(FramePoolOptions::new(4096, 2).populate(true)).unwrap())
+        .unwrap();
+    let null = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/null")
+        .unwrap();
+    let t = Target::from(&null);
+    for i in 0..OPS {
+        // One byte of frame 0 each; a full SQ is submitted early.
+        r.write_fixed(t, PoolRange::new(0, 1), 0, i as u64).unwrap();
+    }
+    r.submit().unwrap();
+    assert_eq!(r.in_flight() as usize, OPS);
+    let mut out = vec![Completion::default(); 4096];
+    let mut reaped = 0usize;
+    let mut reap_until = |r: &mut Ring, target: usize| {
+        while reaped < target {
+            let want = (target - reaped).min(out.len());
+            let n = r.reap(&mut out[..want]).unwrap();
+            assert!(out[..n].iter().all(|c| c.result() == Ok(1)));
+            reaped += n;
+            if n == 0 {
+                r.submit_and_wait(1).unwrap();
+            }
+        }
+    };
+    reap_until(&mut r, OPS - 1);
+    assert_eq!(r.in_flight(), 1);
+    assert!(
+        matches!(
+            r.pool_bytes(PoolRange::new(0, 1)),
+            Err(RingError::FrameInFlight { frame: 0 })
+        ),
+        "frame 0 reads as idle while a write from it is still in flight"
+    );
+    assert!(r.pool_bytes_mut(PoolRange::new(0, 1)).is_err());
+    // The other frame was never used.
+    assert!(r.pool_bytes(PoolRange::new(4096, 1)).is_ok());
+    reap_until(&mut r, OPS);
+    assert_eq!(r.in_flight(), 0);
+    assert!(r.pool_bytes_mut(PoolRange::new(0, 1)).is_ok());
+}
+
 #[test]
 fn sq_full_submits_early() {
     let Some(mut r) = ring(RingOptions::new(4).cq_entries(64).max_in_flight(64)) else {

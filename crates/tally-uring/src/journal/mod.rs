@@ -14,6 +14,9 @@
 //!   [`Journal::wait_durable`] collect the acks. Records written while earlier flushes
 //!   are pending carry, in `group_back`, the distance to the first record not yet
 //!   durable, so that recovery cuts everything after a lost flush as one torn tail.
+//!   Acks are published in the order the flushes started, each flush runs on its own open
+//!   file description of the segment (so that it sees every writeback error since that
+//!   description's previous flush), and any failed flush poisons the journal.
 //! * Segments are preallocated with `fallocate` and, by default, pre-written with zeros
 //!   once, so that commits overwrite already-written blocks and an `fdatasync` carries no
 //!   extent metadata; [`Journal::release_through`] recycles segments whose records are no
@@ -27,7 +30,8 @@
 //!   [`JournalHandle`]s, so that many threads share one group commit.
 //!
 //! Memory is bounded: two group buffers of [`JournalOptions::group_buffer_bytes`] plus a
-//! read window during recovery.
+//! read window during recovery (4 MiB, or one frame of [`JournalOptions::max_record_bytes`]
+//! when that is larger).
 #![deny(unsafe_code)]
 
 pub mod format;
@@ -186,6 +190,10 @@ impl JournalError {
     }
 }
 
+/// Largest [`JournalOptions::group_buffer_bytes`]: the two buffers are registered as one
+/// io_uring fixed buffer, and the kernel refuses a buffer over 1 GiB.
+const MAX_GROUP_BUFFER_BYTES: usize = 512 << 20;
+
 /// How to open a [`Journal`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct JournalOptions {
@@ -229,7 +237,8 @@ impl JournalOptions {
         self
     }
 
-    /// Size of each of the two group buffers (a power of two, at least 8 KiB). A group
+    /// Size of each of the two group buffers (a power of two, 8 KiB to 512 MiB: both are
+    /// registered with io_uring as one buffer, which the kernel limits to 1 GiB). A group
     /// larger than this is written out in pieces before its commit.
     #[must_use]
     pub const fn group_buffer_bytes(mut self, n: usize) -> Self {
@@ -237,7 +246,10 @@ impl JournalOptions {
         self
     }
 
-    /// Largest payload [`Journal::append`] accepts.
+    /// Largest payload [`Journal::append`] accepts. Its frame (a 20-byte record header
+    /// plus the payload, rounded up to a multiple of 8) must fit one group buffer and one
+    /// segment after the segment's 4 KiB header; recovery reads back a record of any size
+    /// accepted here.
     #[must_use]
     pub const fn max_record_bytes(mut self, n: u32) -> Self {
         self.max_record_bytes = n;
@@ -291,9 +303,18 @@ impl JournalOptions {
     /// 1.84-2.9x at 1 KiB, the low ends on a quiet disk where okaywal's flushes do not wait
     /// for the 4 ms tick. At 1 KiB four queued 1 MiB groups raise the median ack to
     /// 2.7-3 ms against okaywal's 1.4-1.7 ms. [`Journal::poll_commits`],
-    /// [`Journal::wait_durable`] and [`Journal::wait_commit`] collect the acks. Each
-    /// flush covers every group written before it started, so the durable sequence number
-    /// only grows. Overrides [`JournalOptions::direct_commit`] when above 1. A
+    /// [`Journal::wait_durable`] and [`Journal::wait_commit`] collect the acks.
+    ///
+    /// Acks are published strictly in the order the commits started: a flush that
+    /// finished early is acknowledged only after every earlier one succeeded, and a failed
+    /// flush poisons the journal before anything started after it is acknowledged. Each
+    /// flush runs on its own open file description of the segment (so the journal holds
+    /// up to `n` more descriptors), opened before any record was written to the segment:
+    /// Linux reports a writeback error once per open file description, so on one shared
+    /// description an error could be reported to one of several overlapping flushes only,
+    /// and a flush whose pages failed could return success.
+    ///
+    /// Overrides [`JournalOptions::direct_commit`] when above 1. A
     /// [`SharedJournal`] commits one group at a time whatever this says: with 8 writers
     /// each waiting for its own record, overlapping flushes (tried both from the journal
     /// thread and led by the writers) made 0.45-0.8x the records/s of one group at a time,
@@ -314,14 +335,16 @@ impl JournalOptions {
         }
         if self.group_buffer_bytes < (8 << 10)
             || !self.group_buffer_bytes.is_power_of_two()
-            || self.group_buffer_bytes > (1 << 30)
+            || self.group_buffer_bytes > MAX_GROUP_BUFFER_BYTES
         {
-            return bad("group_buffer_bytes must be a power of two between 8 KiB and 1 GiB");
+            return bad(
+                "group_buffer_bytes must be a power of two between 8 KiB and 512 MiB (the two group buffers are registered with io_uring as one buffer, which the kernel limits to 1 GiB)",
+            );
         }
         let frame = frame_bytes(self.max_record_bytes as usize) as u64;
         if frame > self.group_buffer_bytes as u64 || frame > self.segment_bytes - HEADER_BYTES {
             return bad(
-                "max_record_bytes (plus 24 bytes of framing) must fit one group buffer and one segment",
+                "max_record_bytes plus its 20-byte record header, rounded up to a multiple of 8, must fit one group buffer and one segment after its 4 KiB header: lower max_record_bytes or raise group_buffer_bytes / segment_bytes",
             );
         }
         Ok(())
@@ -384,22 +407,75 @@ struct Segment {
     buf_file_off: u64,
     /// Segment size.
     bytes: u64,
+    /// With [`JournalOptions::commits_in_flight`] above 1: one open file description of
+    /// this segment per commit slot, opened before any record was written to it. Each
+    /// pipelined `fdatasync` runs on its slot's description, so that it reports every
+    /// writeback error of the file since that description's previous sync (the kernel
+    /// reports an error once per open file description: on a shared one, an error could
+    /// go to an earlier sync only and a later sync could succeed without seeing it).
+    sync_files: Vec<File>,
 }
 
+/// A commit whose `fdatasync` is in flight.
 struct InFlight {
     sync: OpId,
     write: Option<OpId>,
     last_seq: u64,
+    /// Index into [`Segment::sync_files`] (pipelined commits; 0 otherwise).
+    slot: usize,
+    /// The sync's result once its completion arrived (pipelined commits are published in
+    /// submission order, so a finished one may wait here for earlier ones).
+    result: Option<Result<(), crate::Errno>>,
+}
+
+impl InFlight {
+    fn new(sync: OpId, write: Option<OpId>, last_seq: u64, slot: usize) -> Self {
+        Self {
+            sync,
+            write,
+            last_seq,
+            slot,
+            result: None,
+        }
+    }
+}
+
+/// Publishes finished commits strictly in submission order: pops the finished, successful
+/// commits at the front of `in_flight` and raises `durable` to the last one's sequence
+/// number. Returns the error of the first failed commit still queued, if any; nothing
+/// after a failed commit is ever published, even if its own sync succeeded (the caller
+/// poisons the journal).
+fn publish_in_order(
+    in_flight: &mut std::collections::VecDeque<InFlight>,
+    durable: &mut u64,
+) -> Result<(), crate::Errno> {
+    while let Some(f) = in_flight.front() {
+        if f.result != Some(Ok(())) {
+            break;
+        }
+        *durable = (*durable).max(f.last_seq);
+        in_flight.pop_front();
+    }
+    match in_flight
+        .iter()
+        .find_map(|f| f.result.and_then(Result::err))
+    {
+        Some(errno) => Err(errno),
+        None => Ok(()),
+    }
 }
 
 /// A single-writer, crash-safe group-commit journal. See the [module docs](self).
 pub struct Journal {
-    dir: PathBuf,
-    dir_file: File,
-    _lock: File,
-    opts: JournalOptions,
+    // Field order is drop order. The ring goes first: its `Drop` waits for every operation
+    // still in flight (a commit's write and `fdatasync`), which name the segment's
+    // descriptors, so those must still be open; and the directory lock goes last, so that
+    // no other writer can open the directory while our last write is still landing.
     ring: Ring,
     seg: Segment,
+    dir: PathBuf,
+    dir_file: File,
+    opts: JournalOptions,
     free: Vec<(u64, PathBuf)>,
     /// Live segments (index, first seq), oldest first.
     live: std::collections::VecDeque<(u64, u64)>,
@@ -420,6 +496,8 @@ pub struct Journal {
     poisoned: Option<String>,
     stats: JournalStats,
     salt_state: RandomState,
+    /// The `flock` on `LOCK`: declared last, so dropped after every other field (above).
+    _lock: File,
 }
 
 impl std::fmt::Debug for Journal {
@@ -463,9 +541,7 @@ impl Journal {
         options: JournalOptions,
     ) -> Result<(Self, ReplayReport), JournalError> {
         options.validate()?;
-        std::fs::create_dir_all(dir).map_err(|source| {
-            JournalError::from_io(dir, dir, "create the journal directory", source)
-        })?;
+        create_dir_durably(dir)?;
         let lock_path = dir.join("LOCK");
         let lock = OpenOptions::new()
             .create(true)
@@ -548,6 +624,8 @@ impl Journal {
                     .map_err(|source| {
                         JournalError::io(&ls.path, "open the last segment", source)
                     })?;
+                // Before the wipe below and any new record.
+                let sync_files = open_sync_files(&ls.path, sync_slots(&options))?;
                 let seg = Segment {
                     file,
                     path: ls.path.clone(),
@@ -555,6 +633,7 @@ impl Journal {
                     salt: ls.header.salt,
                     buf_file_off: ls.end_off,
                     bytes: ls.header.segment_bytes,
+                    sync_files,
                 };
                 if zero_until > ls.end_off {
                     // Wipe the intact records of the torn group so they can never be
@@ -587,6 +666,7 @@ impl Journal {
                     index,
                     scan.next_seq,
                     1,
+                    sync_slots(&options),
                 )?;
                 live.push_back((index, scan.next_seq));
                 (seg, scan.next_seq)
@@ -611,6 +691,7 @@ impl Journal {
                 next_free_index,
                 1,
                 1,
+                0,
             )?;
             let to = dir.join(scan::free_name(next_free_index));
             std::fs::rename(&spare.path, &to)
@@ -620,12 +701,11 @@ impl Journal {
             next_free_index += 1;
         }
         let j = Self {
-            dir: dir.to_path_buf(),
-            dir_file,
-            _lock: lock,
-            opts: options,
             ring,
             seg,
+            dir: dir.to_path_buf(),
+            dir_file,
+            opts: options,
             free,
             live,
             fill_half: 0,
@@ -641,6 +721,7 @@ impl Journal {
             poisoned: None,
             stats,
             salt_state,
+            _lock: lock,
         };
         Ok((j, report))
     }
@@ -853,17 +934,9 @@ impl Journal {
             let (w, s) =
                 self.ring
                     .write_fixed_then_fdatasync(target, range, self.seg.buf_file_off, last)?;
-            InFlight {
-                sync: s,
-                write: Some(w),
-                last_seq: last,
-            }
+            InFlight::new(s, Some(w), last, 0)
         } else {
-            InFlight {
-                sync: self.ring.sync(target, true, last)?,
-                write: None,
-                last_seq: last,
-            }
+            InFlight::new(self.ring.sync(target, true, last)?, None, last, 0)
         };
         self.ring.submit()?;
         self.seg_unsynced = false;
@@ -911,14 +984,31 @@ impl Journal {
             self.reap_commits(true)?;
         }
         self.pwrite_fill("write a commit group")?;
-        let target = Target::Fd(self.seg.file.as_raw_fd());
-        let sync = self.ring.sync(target, true, last)?;
-        self.ring.submit()?;
-        self.in_flight.push_back(InFlight {
-            sync,
-            write: None,
-            last_seq: last,
+        // The lowest slot no queued commit holds (fewer than `commits_in_flight` are
+        // queued, and each segment has that many sync descriptors).
+        let used = self.in_flight.iter().fold(0u64, |m, f| {
+            m | u32::try_from(f.slot)
+                .ok()
+                .and_then(|b| 1u64.checked_shl(b))
+                .unwrap_or(0)
         });
+        let slot = (!used).trailing_zeros() as usize;
+        let Some(sync_file) = self.seg.sync_files.get(slot) else {
+            return self.poison_io(
+                "find a free commit slot (internal error: report this bug)",
+                io::Error::other("every sync descriptor of the segment is in use"),
+            );
+        };
+        // The sync runs on the slot's own open file description: see `Segment::sync_files`.
+        let target = Target::Fd(sync_file.as_raw_fd());
+        let sync = self.ring.sync(target, true, last)?;
+        self.in_flight
+            .push_back(InFlight::new(sync, None, last, slot));
+        if let Err(e) = self.ring.submit() {
+            // The sync may or may not reach the kernel later; nothing it covers can be
+            // acknowledged now.
+            return self.poison(e.into());
+        }
         self.seg_unsynced = false;
         self.seg.buf_file_off += self.filled as u64;
         self.filled = 0;
@@ -995,21 +1085,25 @@ impl Journal {
     }
 
     /// Reaps finished commits; with `block`, waits for at least one completion first.
+    /// Commits are published in the order they were started: a flush that finished is
+    /// acknowledged only once every earlier one has succeeded, and any failure poisons the
+    /// journal before anything started after it is acknowledged.
     fn reap_commits(&mut self, block: bool) -> Result<(), JournalError> {
+        // A failure seen earlier is still queued (and reported again); otherwise the
+        // front commit has not finished, so a completion is still to come for `block`.
+        if let Err(errno) = publish_in_order(&mut self.in_flight, &mut self.durable) {
+            return self.poison_io("fdatasync a commit group", errno.to_io());
+        }
         if self.in_flight.is_empty() {
             return Ok(());
         }
-        let mut failed: Option<crate::Errno> = None;
-        let mut done_max = 0u64;
         let in_flight = &mut self.in_flight;
         let mut on = |c: crate::ring::Completion| {
-            if let Some(pos) = in_flight.iter().position(|f| f.sync == c.op)
-                && let Some(f) = in_flight.remove(pos)
+            if let Some(f) = in_flight
+                .iter_mut()
+                .find(|f| f.sync == c.op && f.result.is_none())
             {
-                match c.result() {
-                    Ok(_) => done_max = done_max.max(f.last_seq),
-                    Err(errno) => failed = failed.or(Some(errno)),
-                }
+                f.result = Some(c.result().map(|_| ()));
             }
         };
         let drained = if block {
@@ -1023,11 +1117,9 @@ impl Journal {
         if let Err(e) = drained {
             return self.poison(e.into());
         }
-        if let Some(errno) = failed {
+        if let Err(errno) = publish_in_order(&mut self.in_flight, &mut self.durable) {
             return self.poison_io("fdatasync a commit group", errno.to_io());
         }
-        // A finished flush covers every group written before it started.
-        self.durable = self.durable.max(done_max);
         Ok(())
     }
 
@@ -1131,7 +1223,15 @@ impl Journal {
             index,
             first_seq,
             self.fill_half ^ 1,
-        )?;
+            sync_slots(&self.opts),
+        );
+        let seg = match seg {
+            Ok(seg) => seg,
+            // An operation that failed to finish may still name a descriptor of the
+            // abandoned segment (kept open for it): nothing more may be queued behind it.
+            Err(e) if self.ring.in_flight() > 0 => return self.poison(e),
+            Err(e) => return Err(e),
+        };
         self.seg = seg;
         self.live.push_back((index, first_seq));
         if moved > 0 {
@@ -1224,6 +1324,41 @@ impl Journal {
     }
 }
 
+/// Creates `dir` and any missing parents, then fsyncs the parent of every directory it
+/// created (outermost first), so that after a power loss the journal directory's entry
+/// is not missing while records in it were acknowledged. (Entries inside `dir` are synced
+/// as segments are created.) Returns the directories it synced.
+fn create_dir_durably(dir: &Path) -> Result<Vec<PathBuf>, JournalError> {
+    let mut missing: Vec<&Path> = Vec::new();
+    for a in dir.ancestors() {
+        if a.as_os_str().is_empty() || std::fs::metadata(a).is_ok() {
+            break;
+        }
+        missing.push(a);
+    }
+    std::fs::create_dir_all(dir).map_err(|source| {
+        JournalError::from_io(dir, dir, "create the journal directory", source)
+    })?;
+    let mut synced = Vec::with_capacity(missing.len());
+    for created in missing.iter().rev() {
+        let parent = match created.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        File::open(parent)
+            .and_then(|f| f.sync_all())
+            .map_err(|source| {
+                JournalError::io(
+                    parent,
+                    "fsync a directory after creating the journal directory in it",
+                    source,
+                )
+            })?;
+        synced.push(parent.to_path_buf());
+    }
+    Ok(synced)
+}
+
 /// Removes segments whose creation was interrupted before their rename.
 fn remove_leftover_tmp(dir: &Path) {
     if let Ok(rd) = std::fs::read_dir(dir) {
@@ -1253,6 +1388,55 @@ fn report_of(scan: &scan::Scan) -> ReplayReport {
     }
 }
 
+/// How many sync descriptors each segment gets (see [`Segment::sync_files`]).
+fn sync_slots(opts: &JournalOptions) -> usize {
+    if opts.commits_in_flight > 1 {
+        opts.commits_in_flight as usize
+    } else {
+        0
+    }
+}
+
+/// Opens `n` more file descriptions of segment `path`, one per pipelined commit slot
+/// (see [`Segment::sync_files`]). Call before any record is written to the segment.
+fn open_sync_files(path: &Path, n: usize) -> Result<Vec<File>, JournalError> {
+    (0..n)
+        .map(|_| {
+            File::open(path).map_err(|source| {
+                JournalError::io(
+                    path,
+                    "open a segment for commit syncs (one descriptor per commits_in_flight: raise `ulimit -n` or lower commits_in_flight)",
+                    source,
+                )
+            })
+        })
+        .collect()
+}
+
+/// Waits until the ring has nothing in flight (after an error left operations queued or
+/// running). Returns `false` if it could not get there.
+fn settle_ring(ring: &mut Ring) -> bool {
+    for _ in 0..10_000 {
+        if ring.in_flight() == 0 {
+            return true;
+        }
+        let _ = ring.submit_and_wait(1);
+        let _ = ring.drain(|_| {});
+    }
+    ring.in_flight() == 0
+}
+
+/// After a failed io_uring operation on `file`: waits until no operation may still use its
+/// descriptor, so that closing it cannot redirect a queued operation to whatever file
+/// gets the same number next. If the ring cannot be settled, the descriptor is leaked
+/// instead (kept open for good); the caller then sees operations still in flight and
+/// poisons the journal.
+fn release_after_error(ring: &mut Ring, file: File) {
+    if !settle_ring(ring) {
+        std::mem::forget(file);
+    }
+}
+
 #[allow(
     clippy::too_many_arguments,
     reason = "internal helper shared by open and rotate"
@@ -1268,6 +1452,7 @@ fn create_segment(
     index: u64,
     first_seq: u64,
     scratch_half: usize,
+    sync_slots: usize,
 ) -> Result<Segment, JournalError> {
     let path = dir.join(scan::seg_name(index));
     let mut hasher = salt_state.build_hasher();
@@ -1294,6 +1479,7 @@ fn create_segment(
             .open(&from)
             .map_err(|source| JournalError::io(&from, "open a free segment", source))?;
         write_header(dir, &file, &from, index, first_seq, salt, opts)?;
+        let sync_files = open_sync_files(&from, sync_slots)?;
         std::fs::rename(&from, &path)
             .map_err(|source| JournalError::io(&from, "rename a recycled segment", source))?;
         fsync_dir(dir_file, dir)?;
@@ -1305,6 +1491,7 @@ fn create_segment(
             salt,
             buf_file_off: HEADER_BYTES,
             bytes: opts.segment_bytes,
+            sync_files,
         });
     }
     let tmp = dir.join(format!("new-{index:016x}.tmp"));
@@ -1319,31 +1506,24 @@ fn create_segment(
         let _ = std::fs::remove_file(&tmp);
         e
     };
-    let t = Target::Fd(file.as_raw_fd());
-    let op = ring.fallocate(t, 0, opts.segment_bytes, 0, 0)?;
-    if let Err(e) = ring.run(op, |_| {}) {
+    if let Err(e) = fill_segment(ring, &file, opts, scratch_half) {
+        release_after_error(ring, file);
         return Err(cleanup(match e {
-            RingError::Op { errno, .. } => JournalError::from_io(
+            RingError::Op { op, errno } => JournalError::from_io(
                 dir,
                 &tmp,
-                "preallocate a segment (fallocate)",
+                if op == "fallocate" {
+                    "preallocate a segment (fallocate)"
+                } else {
+                    "pre-write a segment"
+                },
                 errno.to_io(),
             ),
             e => e.into(),
         }));
     }
-    if opts.prewrite {
-        prewrite(ring, t, opts, scratch_half).map_err(|e| match e {
-            RingError::Op { errno, .. } => cleanup(JournalError::from_io(
-                dir,
-                &tmp,
-                "pre-write a segment",
-                errno.to_io(),
-            )),
-            e => cleanup(e.into()),
-        })?;
-    }
     write_header(dir, &file, &tmp, index, first_seq, salt, opts).map_err(cleanup)?;
+    let sync_files = open_sync_files(&tmp, sync_slots).map_err(cleanup)?;
     std::fs::rename(&tmp, &path)
         .map_err(|source| cleanup(JournalError::io(&tmp, "rename a new segment", source)))?;
     fsync_dir(dir_file, dir)?;
@@ -1355,7 +1535,25 @@ fn create_segment(
         salt,
         buf_file_off: HEADER_BYTES,
         bytes: opts.segment_bytes,
+        sync_files,
     })
+}
+
+/// Preallocates a new segment file and, with [`JournalOptions::prewrite`], writes zeros
+/// over it (then syncs).
+fn fill_segment(
+    ring: &mut Ring,
+    file: &File,
+    opts: &JournalOptions,
+    scratch_half: usize,
+) -> Result<(), RingError> {
+    let t = Target::Fd(file.as_raw_fd());
+    let op = ring.fallocate(t, 0, opts.segment_bytes, 0, 0)?;
+    ring.run(op, |_| {})?;
+    if opts.prewrite {
+        prewrite(ring, t, opts, scratch_half)?;
+    }
+    Ok(())
 }
 
 fn write_header(
@@ -1385,13 +1583,15 @@ fn write_header(
 }
 
 /// Writes zeros over the whole segment with fixed writes from the (zeroed) second half
-/// of the pool, then syncs.
+/// of the pool, then syncs. On an error, writes may still be queued or running: the
+/// caller must settle the ring before closing the file ([`release_after_error`]).
 fn prewrite(
     ring: &mut Ring,
     t: Target,
     opts: &JournalOptions,
     scratch_half: usize,
 ) -> Result<(), RingError> {
+    const DEPTH: usize = 32;
     let chunk = opts.group_buffer_bytes;
     // The half that is not filling (idle: rotation waits for commits first); the fill half
     // may hold records that move to the new segment.
@@ -1399,28 +1599,239 @@ fn prewrite(
     ring.pool_bytes_mut(PoolRange::new(range_off, u32::try_from(chunk).unwrap_or(0)))?
         .fill(0);
     let mut off = 0u64;
-    let mut pending = 0u32;
-    let mut out = [crate::ring::Completion::default(); 32];
+    // The writes in flight. A completion counts only if it is one of them, so a stray
+    // completion cannot upset the count (which is never kept separately).
+    let mut ours = [None::<OpId>; DEPTH];
+    let mut out = [crate::ring::Completion::default(); DEPTH];
     let mut first_err = None;
-    while off < opts.segment_bytes || pending > 0 {
-        while off < opts.segment_bytes && pending < 32 {
+    while off < opts.segment_bytes || ours.iter().any(Option::is_some) {
+        while off < opts.segment_bytes {
+            let Some(free) = ours.iter_mut().find(|o| o.is_none()) else {
+                break;
+            };
             let len = u32::try_from((opts.segment_bytes - off).min(chunk as u64)).unwrap_or(0);
-            ring.write_fixed(t, PoolRange::new(range_off, len), off, 0)?;
+            *free = Some(ring.write_fixed(t, PoolRange::new(range_off, len), off, 0)?);
             off += u64::from(len);
-            pending += 1;
         }
         ring.submit_and_wait(1)?;
         let n = ring.reap(&mut out)?;
         for c in out.iter().take(n) {
-            if let Err(errno) = c.result() {
-                first_err.get_or_insert(RingError::Op { op: "write", errno });
+            if let Some(mine) = ours.iter_mut().find(|o| **o == Some(c.op)) {
+                *mine = None;
+                if let Err(errno) = c.result() {
+                    first_err.get_or_insert(RingError::Op { op: "write", errno });
+                }
             }
         }
-        pending -= u32::try_from(n).unwrap_or(0);
     }
     if let Some(e) = first_err {
         return Err(e);
     }
     let op = ring.sync(t, true, 0)?;
     ring.run(op, |_| {}).map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(
+        clippy::unwrap_used,
+        clippy::panic,
+        clippy::indexing_slicing,
+        reason = "test code"
+    )]
+
+    use std::collections::VecDeque;
+
+    use super::*;
+
+    fn commit(last_seq: u64, result: Option<Result<(), crate::Errno>>) -> InFlight {
+        let mut f = InFlight::new(OpId::default(), None, last_seq, 0);
+        f.result = result;
+        f
+    }
+
+    const OK: Option<Result<(), crate::Errno>> = Some(Ok(()));
+    const EIO: Option<Result<(), crate::Errno>> = Some(Err(crate::Errno(libc::EIO)));
+
+    #[test]
+    fn commits_are_published_in_order_and_never_past_a_failure() {
+        // A later flush finished first: nothing is published until the earlier one is.
+        let mut q: VecDeque<InFlight> = [commit(10, None), commit(20, OK)].into();
+        let mut durable = 5;
+        assert_eq!(publish_in_order(&mut q, &mut durable), Ok(()));
+        assert_eq!((durable, q.len()), (5, 2));
+        q[0].result = OK;
+        assert_eq!(publish_in_order(&mut q, &mut durable), Ok(()));
+        assert_eq!((durable, q.len()), (20, 0));
+
+        // An earlier flush fails after a later one succeeded: the failure is reported and
+        // nothing after it is published (only what finished before it).
+        let mut q: VecDeque<InFlight> = [commit(30, OK), commit(40, EIO), commit(50, OK)].into();
+        assert_eq!(
+            publish_in_order(&mut q, &mut durable),
+            Err(crate::Errno(libc::EIO))
+        );
+        assert_eq!(durable, 30);
+
+        // A later flush fails while an earlier one is still running: reported at once,
+        // nothing published.
+        let mut q: VecDeque<InFlight> = [commit(60, None), commit(70, EIO)].into();
+        assert_eq!(
+            publish_in_order(&mut q, &mut durable),
+            Err(crate::Errno(libc::EIO))
+        );
+        assert_eq!(durable, 30);
+    }
+
+    fn open_or_skip(dir: &Path, opts: JournalOptions) -> Option<Journal> {
+        match Journal::open(dir, opts) {
+            Ok(j) => Some(j),
+            Err(JournalError::Ring(e @ RingError::Setup { .. })) => {
+                eprintln!("skipping: {e}");
+                None
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    /// A pipelined flush that fails (its slot's descriptor is swapped for `/dev/null`,
+    /// which has no `fsync`: EINVAL) poisons the journal, and no later group is
+    /// acknowledged, even one whose own flush succeeds.
+    #[test]
+    fn a_failed_pipelined_sync_poisons_and_acknowledges_nothing_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = JournalOptions::new()
+            .segment_bytes(1 << 20)
+            .group_buffer_bytes(16 << 10)
+            .max_record_bytes(1024)
+            .prewrite(false)
+            .commits_in_flight(4);
+        let Some(mut j) = open_or_skip(dir.path(), opts) else {
+            return;
+        };
+        assert_eq!(j.seg.sync_files.len(), 4);
+        // The first commit takes slot 0 (the lowest free one).
+        j.seg.sync_files[0] = File::open("/dev/null").unwrap();
+        assert_eq!(j.append(b"one").unwrap(), 1);
+        let first = j.start_commit();
+        // The failure may already have been reaped (then the journal is poisoned); if
+        // not, a second group goes to slot 1, a real descriptor, and its flush succeeds.
+        let second = j.append(b"two").and_then(|_| j.start_commit());
+        let waited = j.wait_durable(1);
+        assert!(
+            first.is_err() || second.is_err() || waited.is_err(),
+            "the failed flush was never reported"
+        );
+        assert_eq!(
+            j.durable_seq(),
+            0,
+            "a group was acknowledged past a failed flush"
+        );
+        // Waiting for what is still queued reports the failure again (it never waits for
+        // a completion that will not come).
+        assert!(j.wait_commit().is_err());
+        assert!(j.poll_commits().is_err());
+        assert_eq!(j.durable_seq(), 0);
+        match j.commit() {
+            Err(JournalError::Poisoned { durable: 0, reason }) => {
+                assert!(reason.contains("fdatasync"), "{reason}");
+            }
+            other => panic!("expected a poisoned journal, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn pipelined_commits_sync_on_their_own_descriptors() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = JournalOptions::new()
+            .segment_bytes(64 << 10)
+            .group_buffer_bytes(16 << 10)
+            .max_record_bytes(1024)
+            .prewrite(false);
+        let Some(j) = open_or_skip(dir.path(), opts.commits_in_flight(3)) else {
+            return;
+        };
+        assert_eq!(j.seg.sync_files.len(), 3);
+        drop(j);
+        // Blocking commits need none.
+        let j = open_or_skip(dir.path(), opts).unwrap();
+        assert!(j.seg.sync_files.is_empty());
+        drop(j);
+        // Every new segment gets its own (rotation).
+        let mut j = open_or_skip(dir.path(), opts.commits_in_flight(2)).unwrap();
+        assert_eq!(j.seg.sync_files.len(), 2);
+        let first = j.seg.index;
+        while j.seg.index == first {
+            j.append(&[7u8; 1000]).unwrap();
+            j.start_commit().unwrap();
+        }
+        assert_eq!(j.seg.sync_files.len(), 2);
+        let last = j.next_seq() - 1;
+        assert_eq!(j.wait_durable(last).unwrap(), last);
+    }
+
+    #[test]
+    fn group_buffers_are_limited_to_what_the_kernel_registers() {
+        assert!(
+            JournalOptions::new()
+                .group_buffer_bytes(512 << 20)
+                .validate()
+                .is_ok()
+        );
+        let e = JournalOptions::new()
+            .group_buffer_bytes(1 << 30)
+            .validate()
+            .unwrap_err();
+        assert!(
+            matches!(e, JournalError::InvalidOptions { .. }) && e.to_string().contains("512 MiB"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn new_directories_are_made_durable_in_their_parents() {
+        let base = tempfile::tempdir().unwrap();
+        let dir = base.path().join("a").join("b").join("journal");
+        let synced = create_dir_durably(&dir).unwrap();
+        assert!(dir.is_dir());
+        assert_eq!(
+            synced,
+            [
+                base.path().to_path_buf(),
+                base.path().join("a"),
+                base.path().join("a").join("b"),
+            ]
+        );
+        // Nothing new, nothing to sync.
+        assert!(create_dir_durably(&dir).unwrap().is_empty());
+    }
+
+    /// After an error, operations still queued on a segment's descriptor are finished
+    /// before the descriptor can be closed.
+    #[test]
+    fn an_abandoned_segment_is_closed_only_when_no_operation_names_it() {
+        let mut ring = match Ring::new(RingOptions::new(8).mode(TaskrunMode::CoopTaskrun)) {
+            Ok(r) => r,
+            Err(e @ RingError::Setup { .. }) => {
+                eprintln!("skipping: {e}");
+                return;
+            }
+            Err(e) => panic!("{e}"),
+        };
+        ring.register_frame_pool(
+            FramePool::new(FramePoolOptions::new(4096, 1).populate(true)).unwrap(),
+        )
+        .unwrap();
+        let file = tempfile::tempfile().unwrap();
+        let check = file.try_clone().unwrap();
+        for i in 0..4u64 {
+            // Queued, not submitted: as a failed submit leaves them.
+            ring.write_fixed(Target::from(&file), PoolRange::new(0, 4096), i * 4096, 0)
+                .unwrap();
+        }
+        assert_eq!(ring.in_flight(), 4);
+        release_after_error(&mut ring, file);
+        assert_eq!(ring.in_flight(), 0);
+        assert_eq!(check.metadata().unwrap().len(), 4 * 4096);
+    }
 }

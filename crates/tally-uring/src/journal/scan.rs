@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 
 use super::JournalError;
 use super::format::{
-    HEADER_BYTES, HeaderProblem, RECORD_ALIGN, RECORD_HEADER_BYTES, SegmentHeader, check_record,
-    frame_bytes,
+    HEADER_BYTES, HeaderProblem, RECORD_ALIGN, RECORD_HEADER_BYTES, RecordHead, SegmentHeader,
+    check_record, frame_bytes, peek_header,
 };
 
 /// A segment file found in the journal directory.
@@ -97,8 +97,32 @@ impl Reader {
         })
     }
 
-    /// Up to `want` bytes at `off` (fewer at the end of the file).
+    /// Up to `want` bytes at `off` (fewer only at the end of the file). The buffer grows
+    /// when `want` is larger than it, so a record as large as the segment's `max_record`
+    /// can always be read whole, whatever window the reader was opened with.
     pub fn window(&mut self, off: u64, want: usize) -> Result<&[u8], JournalError> {
+        if want > self.buf.len() {
+            // Never more than the file holds: `want` comes from a segment header, which is
+            // checked (CRC) but could still claim a huge `max_record`.
+            let cap = usize::try_from(self.file_len).unwrap_or(usize::MAX);
+            let grow_to = want.min(cap);
+            if grow_to > self.buf.len() {
+                self.buf
+                    .try_reserve_exact(grow_to - self.buf.len())
+                    .map_err(|_| {
+                        JournalError::io(
+                            &self.path,
+                            "allocate a read buffer for the segment's largest record",
+                            io::Error::new(
+                                io::ErrorKind::OutOfMemory,
+                                "out of memory: free memory, or read the journal on a machine with more",
+                            ),
+                        )
+                    })?;
+                self.buf.resize(grow_to, 0);
+                // The old contents stay valid at the start of the larger buffer.
+            }
+        }
         let want = want.min(self.buf.len());
         let have_end = self.buf_off + self.buf_len as u64;
         let need_end = (off + want as u64).min(self.file_len);
@@ -171,6 +195,35 @@ fn header_of(r: &mut Reader) -> Result<Result<SegmentHeader, HeaderProblem>, Jou
     Ok(SegmentHeader::decode(b))
 }
 
+/// The record whose frame starts at `off`, with its payload, if it is intact and `seq_ok`
+/// accepts its sequence number. Reads the header first and then exactly the frame it
+/// announces, so the reader's window grows only for records that are really that large.
+fn record_at<'r>(
+    r: &'r mut Reader,
+    off: u64,
+    salt: u64,
+    max_record: u32,
+    seq_ok: &impl Fn(u64) -> bool,
+) -> Result<Option<(RecordHead, &'r [u8])>, JournalError> {
+    let Some((len, _, seq, back)) = peek_header(r.window(off, RECORD_HEADER_BYTES)?) else {
+        return Ok(None);
+    };
+    // The cheap checks of `check_record`, before a large frame is read.
+    if len > max_record || !seq_ok(seq) || u64::from(back) >= seq {
+        return Ok(None);
+    }
+    let w = r.window(off, frame_bytes(len as usize))?;
+    let Some(rec) = check_record(w, salt, max_record, seq_ok) else {
+        return Ok(None);
+    };
+    let payload = w
+        .get(RECORD_HEADER_BYTES..RECORD_HEADER_BYTES + rec.len as usize)
+        .unwrap_or(&[]);
+    Ok(Some((rec, payload)))
+}
+
+/// Initial read window. [`Reader::window`] grows it when a record's frame is larger
+/// (records may be as large as a whole group buffer).
 const WINDOW: usize = 4 << 20;
 
 /// Reads every live segment in order, delivering intact records, and decides whether a
@@ -240,17 +293,10 @@ pub(crate) fn scan(dir: &Path, mut deliver: impl FnMut(u64, &[u8])) -> Result<Sc
         if out.first_seq.is_none() {
             out.first_seq = Some(h.first_seq);
         }
-        let frame_max = RECORD_HEADER_BYTES + h.max_record as usize + RECORD_ALIGN;
         let mut off = HEADER_BYTES;
         let mut e = e0;
-        loop {
-            let w = r.window(off, frame_max)?;
-            let Some(rec) = check_record(w, h.salt, h.max_record, |s| s == e) else {
-                break;
-            };
-            let payload = w
-                .get(RECORD_HEADER_BYTES..RECORD_HEADER_BYTES + rec.len as usize)
-                .unwrap_or(&[]);
+        while let Some((rec, payload)) = record_at(&mut r, off, h.salt, h.max_record, &|s| s == e)?
+        {
             deliver(rec.seq, payload);
             out.records += 1;
             out.payload_bytes += u64::from(rec.len);
@@ -293,13 +339,12 @@ pub(crate) fn scan(dir: &Path, mut deliver: impl FnMut(u64, &[u8])) -> Result<Sc
                     Err(_) => continue,
                 }
             };
-            let lmax = RECORD_HEADER_BYTES + lh.max_record as usize + RECORD_ALIGN;
             let mut at = start;
             while at + RECORD_HEADER_BYTES as u64 <= lr.file_len {
-                let w = lr.window(at, lmax)?;
-                if let Some(rec) =
-                    check_record(w, lh.salt, lh.max_record, |s| s >= e && s - e < (1 << 40))
-                {
+                let found = record_at(lr, at, lh.salt, lh.max_record, &|s| {
+                    s >= e && s - e < (1 << 40)
+                })?;
+                if let Some((rec, _)) = found {
                     if next_starts_at_e || rec.group_first > e {
                         return Err(JournalError::Corrupt {
                             segment: sf.path.clone(),

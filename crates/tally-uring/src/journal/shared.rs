@@ -123,11 +123,79 @@ struct Inner {
 }
 
 impl Inner {
+    fn new(next: u64, durable: u64, opts: SharedOptions, max_record: u32) -> Self {
+        Self {
+            state: Mutex::new(State {
+                inbox: Vec::with_capacity(opts.max_pending_bytes),
+                inbox_records: 0,
+                next_seq: next,
+                failed: None,
+                closed: false,
+                space_waiters: 0,
+                worker_waiting: false,
+                wake_at: 1,
+                awake_parked: false,
+            }),
+            work: Condvar::new(),
+            done: Condvar::new(),
+            durable: AtomicU64::new(durable),
+            handed: AtomicU64::new(next.saturating_sub(1)),
+            stopped: AtomicBool::new(false),
+            awake: Condvar::new(),
+            opts,
+            max_record,
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
+
+    /// Records why the journal thread stopped (the first reason wins) and wakes every
+    /// waiter: writers, the keep-awake thread and the journal thread itself.
+    fn fail(&self, reason: String) {
+        let mut st = self.lock();
+        if st.failed.is_none() {
+            st.failed = Some(reason);
+        }
+        self.stopped.store(true, Ordering::Release);
+        drop(st);
+        self.done.notify_all();
+        self.awake.notify_all();
+        self.work.notify_all();
+    }
+}
+
+/// Why a panicked journal thread stopped (for waiters and for [`SharedJournal::close`]).
+const PANICKED: &str = "the journal thread panicked (a bug: please report it); records acknowledged before are durable: reopen the journal to go on";
+
+/// Marks the shared journal failed if the journal thread unwinds, so that no writer
+/// waits forever for a commit that will never come.
+struct FailOnUnwind<'a>(&'a Inner);
+
+impl Drop for FailOnUnwind<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.fail(PANICKED.into());
+        }
+    }
+}
+
+/// Starts the journal thread running `body`; if `body` panics, the shared journal is
+/// marked failed and every waiter woken.
+fn spawn_worker(
+    inner: &Arc<Inner>,
+    body: impl FnOnce(&Inner) -> Result<Journal, JournalError> + Send + 'static,
+) -> std::io::Result<JoinHandle<Result<Journal, JournalError>>> {
+    let worker = Arc::clone(inner);
+    std::thread::Builder::new()
+        .name("tally-journal".into())
+        .spawn(move || {
+            let _guard = FailOnUnwind(&worker);
+            body(&worker)
+        })
 }
 
 /// A journal on its own thread, shared by [`JournalHandle`]s.
@@ -174,29 +242,12 @@ impl SharedJournal {
     /// # Errors
     /// [`JournalError::Stopped`] if the thread cannot be spawned.
     pub fn start(journal: Journal, shared: SharedOptions) -> Result<Self, JournalError> {
-        let next = journal.next_seq();
-        let durable = journal.durable_seq();
-        let inner = Arc::new(Inner {
-            state: Mutex::new(State {
-                inbox: Vec::with_capacity(shared.max_pending_bytes),
-                inbox_records: 0,
-                next_seq: next,
-                failed: None,
-                closed: false,
-                space_waiters: 0,
-                worker_waiting: false,
-                wake_at: 1,
-                awake_parked: false,
-            }),
-            work: Condvar::new(),
-            done: Condvar::new(),
-            durable: AtomicU64::new(durable),
-            handed: AtomicU64::new(next.saturating_sub(1)),
-            stopped: AtomicBool::new(false),
-            awake: Condvar::new(),
-            opts: shared,
-            max_record: journal.opts.max_record_bytes,
-        });
+        let inner = Arc::new(Inner::new(
+            journal.next_seq(),
+            journal.durable_seq(),
+            shared,
+            journal.opts.max_record_bytes,
+        ));
         let awake = if shared.keep_awake {
             let poller = Arc::clone(&inner);
             Some(
@@ -210,10 +261,7 @@ impl SharedJournal {
         } else {
             None
         };
-        let worker = Arc::clone(&inner);
-        let thread = std::thread::Builder::new()
-            .name("tally-journal".into())
-            .spawn(move || run(journal, &worker));
+        let thread = spawn_worker(&inner, move |worker| run(journal, worker));
         let mut this = Self {
             inner,
             thread: None,
@@ -254,8 +302,12 @@ impl SharedJournal {
         self.inner.work.notify_all();
         self.inner.done.notify_all();
         let result = match self.thread.take() {
-            Some(t) => t.join().map_err(|_| JournalError::Stopped {
-                reason: "the journal thread panicked".into(),
+            Some(t) => t.join().map_err(|_| {
+                // Normally already done by the thread's unwind guard.
+                self.inner.fail(PANICKED.into());
+                JournalError::Stopped {
+                    reason: PANICKED.into(),
+                }
             }),
             None => Err(JournalError::Stopped {
                 reason: "already closed".into(),
@@ -353,10 +405,18 @@ impl JournalHandle {
     /// Waits until record `seq` is durable; returns the highest durable sequence number.
     ///
     /// # Errors
-    /// [`JournalError::Stopped`] if the journal failed before `seq` became durable.
+    /// [`JournalError::NotAppended`] when `seq` was never handed out by
+    /// [`JournalHandle::append`]; [`JournalError::Stopped`] if the journal failed (or its
+    /// thread panicked) before `seq` became durable.
     pub fn wait_durable(&self, seq: u64) -> Result<u64, JournalError> {
         let inner = &*self.inner;
         let mut st = inner.lock();
+        if seq >= st.next_seq {
+            return Err(JournalError::NotAppended {
+                seq,
+                next: st.next_seq,
+            });
+        }
         loop {
             let durable = inner.durable.load(Ordering::Acquire);
             if durable >= seq {
@@ -367,11 +427,8 @@ impl JournalHandle {
                     reason: reason.clone(),
                 });
             }
-            if st.closed && st.inbox_records == 0 && st.next_seq <= seq {
-                return Err(JournalError::Stopped {
-                    reason: "the shared journal was closed".into(),
-                });
-            }
+            // `seq` was handed out (checked above): the journal thread commits it before it
+            // stops, or sets `failed`, also when it panics.
             st = wait(&self.inner.done, st);
         }
     }
@@ -434,20 +491,19 @@ fn run(mut journal: Journal, inner: &Inner) -> Result<Journal, JournalError> {
         }
         let result = append_all(&mut journal, &local).and_then(|()| journal.commit());
         local.clear();
-        let mut st = inner.lock();
         match result {
-            Ok(durable) => inner.durable.store(durable, Ordering::Release),
-            Err(e) => {
-                st.failed = Some(e.to_string());
-                inner.stopped.store(true, Ordering::Release);
+            Ok(durable) => {
+                // Under the mutex, so that a waiter cannot miss the change.
+                let st = inner.lock();
+                inner.durable.store(durable, Ordering::Release);
                 drop(st);
                 inner.done.notify_all();
-                inner.awake.notify_all();
+            }
+            Err(e) => {
+                inner.fail(e.to_string());
                 return Err(e);
             }
         }
-        drop(st);
-        inner.done.notify_all();
     }
 }
 
@@ -508,4 +564,62 @@ fn append_all(journal: &mut Journal, mut buf: &[u8]) -> Result<(), JournalError>
         buf = rest;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        reason = "test code"
+    )]
+
+    use std::sync::mpsc;
+
+    use super::*;
+
+    /// If the journal thread panics, a writer waiting for its record gets an error
+    /// instead of waiting forever, later appends fail, and `close` reports the panic.
+    #[test]
+    fn a_panicking_journal_thread_releases_every_waiter() {
+        let inner = Arc::new(Inner::new(
+            1,
+            0,
+            SharedOptions::new().keep_awake(false),
+            1024,
+        ));
+        let (go, go_rx) = mpsc::channel::<()>();
+        let thread = spawn_worker(&inner, move |_| -> Result<Journal, JournalError> {
+            let _ = go_rx.recv();
+            panic!("injected panic in the journal thread (expected by this test)");
+        })
+        .unwrap();
+        let shared = SharedJournal {
+            inner,
+            thread: Some(thread),
+            awake: None,
+        };
+        let h = shared.handle();
+        assert_eq!(h.append(b"x").unwrap(), 1);
+        let (tx, rx) = mpsc::channel();
+        let h2 = h.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send(h2.wait_durable(1));
+        });
+        std::thread::sleep(Duration::from_millis(20)); // let it start waiting
+        go.send(()).unwrap();
+        let waited = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("wait_durable hung after the journal thread panicked");
+        match waited {
+            Err(JournalError::Stopped { reason }) => assert!(reason.contains("panicked")),
+            other => panic!("expected Stopped, got {other:?}"),
+        }
+        assert!(matches!(h.append(b"y"), Err(JournalError::Stopped { .. })));
+        match shared.close() {
+            Err(JournalError::Stopped { reason }) => assert!(reason.contains("panicked")),
+            other => panic!("expected Stopped, got {other:?}"),
+        }
+    }
 }
