@@ -176,24 +176,49 @@ fn tx_ring_recovers_after_failed_kicks() {
     let cfg = pair.config().clone();
     let ns_b = pair.netns(Side::B).name().to_owned();
     let (ready_tx, ready_rx) = mpsc::channel();
-    let (ip_b, deadline_b) = (cfg.ip_b, Instant::now() + Duration::from_secs(30));
+    let (ip_b, deadline_b) = (cfg.ip_b, Instant::now() + Duration::from_mins(1));
+    // How many frames the sender handed to the kernel, once it is done (0 before): the
+    // receiver waits for exactly that many, so a slow (loaded) sender cannot make it stop
+    // early.
+    let sent_total = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let sent_seen = std::sync::Arc::clone(&sent_total);
     let receiver = pair.spawn_in(Side::B, move || {
         let s = UdpSocket::bind((ip_b, PORT_W)).unwrap();
         s.set_read_timeout(Some(Duration::from_millis(200)))
             .unwrap();
+        // The stuck frames and the rest arrive in one burst; the default receive buffer
+        // (about 200 KiB of skb truesize) drops part of it, which would look like lost
+        // frames. Root may force a larger one.
+        let bytes: libc::c_int = 8 << 20;
+        // SAFETY: `s` owns an open socket descriptor, and the option value is a `c_int`
+        // that outlives the call, with its size passed alongside.
+        let r = unsafe {
+            libc::setsockopt(
+                std::os::fd::AsRawFd::as_raw_fd(&s),
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUFFORCE,
+                (&raw const bytes).cast(),
+                libc::socklen_t::try_from(size_of::<libc::c_int>()).unwrap(),
+            )
+        };
+        assert_eq!(r, 0, "SO_RCVBUFFORCE: {}", std::io::Error::last_os_error());
         ready_tx.send(()).unwrap();
         let mut seqs = Vec::new();
         let mut buf = [0u8; 256];
-        let mut idle = 0;
-        while Instant::now() < deadline_b && idle < 5 {
+        // Quiet periods after the sender finished (a lost datagram would otherwise keep
+        // the receiver waiting until the deadline).
+        let mut idle_after_done = 0;
+        while Instant::now() < deadline_b && idle_after_done < 25 {
+            let total = sent_seen.load(std::sync::atomic::Ordering::Acquire);
+            if total != 0 && seqs.len() >= total as usize {
+                break;
+            }
             match s.recv_from(&mut buf) {
                 Ok((n, _)) if n >= 8 => {
-                    idle = 0;
                     seqs.push(u32::from_be_bytes(buf[4..8].try_into().unwrap()));
                 }
                 Ok(_) => {}
-                // Count quiet periods only once something arrived.
-                Err(_) => idle += u32::from(!seqs.is_empty()),
+                Err(_) => idle_after_done += u32::from(total != 0),
             }
         }
         seqs
@@ -267,6 +292,7 @@ fn tx_ring_recovers_after_failed_kicks() {
             (stuck, sock.packet_stats())
         })
         .unwrap();
+    sent_total.store(stuck + MORE, std::sync::atomic::Ordering::Release);
     let seqs = receiver.join().unwrap().unwrap();
     eprintln!("stuck {stuck}, received {}, stats {stats:?}", seqs.len());
     assert!(
