@@ -3,7 +3,7 @@
 //!
 //! | command | what it does |
 //! |---|---|
-//! | `lint` | fmt check, clippy `-D warnings`, rustdoc `-D warnings`, cargo-deny (if installed), tidy |
+//! | `lint` | fmt check, clippy `-D warnings`, rustdoc `-D warnings`, cargo-deny (required when `CI` is set), tidy |
 //! | `tidy` | the tidy check alone (also the test `tidy::tests::workspace_is_tidy`) |
 //! | `bench` | criterion benches and/or callgrind instruction counts into a `tally-bench/1` file |
 //! | `bench-compare` | compares two result files or git refs; exit 0 / 1 (regression) / 2 (bad input) |
@@ -38,7 +38,7 @@ usage: cargo xtask <command> [options]
 
 commands:
   lint                      fmt --check, clippy -D warnings, doc -D warnings,
-                            cargo deny (if installed), tidy
+                            cargo deny (required when CI is set), tidy
   tidy                      source policy checks only
   bench [--filter F] [--save FILE] [--instructions | --instructions-only]
                             run criterion benches (and/or count instructions of the
