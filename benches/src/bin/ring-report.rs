@@ -1,7 +1,8 @@
 //! `ring-report`: a quick side-by-side report of Tally's SPSC ring against `rtrb` and
 //! `crossbeam-queue` on this machine (about 2 seconds a round). Competitors are interleaved
-//! round by round and the report gives medians over rounds and ratios against rtrb, so
-//! machine drift hits every queue alike. For publication-grade numbers use
+//! round by round (in their listed order in even rounds, reversed in odd ones, so that none
+//! always runs after the same neighbour) and the report gives medians over rounds and
+//! ratios against rtrb, so machine drift hits every queue alike. For publication-grade numbers use
 //! `cargo bench -p tally-benches --bench ring` and the callgrind kernels.
 //!
 //! Usage: `ring-report [--rounds N]` (default 5).
@@ -115,11 +116,26 @@ fn print_counted(
     }
 }
 
+/// `items` with their indices, in order in even rounds and reversed in odd ones, so that
+/// the competitors take turns going first.
+fn in_turn<T, const N: usize>(items: [T; N], round: usize) -> Vec<(usize, T)> {
+    let mut v: Vec<(usize, T)> = items.into_iter().enumerate().collect();
+    if round % 2 == 1 {
+        v.reverse();
+    }
+    v
+}
+
 /// One round of every [`SingleVariant`]: its rate and, as percentages, how often a push
 /// found the ring full and a pop found it empty.
 #[allow(clippy::cast_precision_loss, reason = "counts far below 2^52")]
-fn run_variants(variant: &mut [Vec<f64>], full: &mut [Vec<f64>], empty: &mut [Vec<f64>]) {
-    for (k, v) in SingleVariant::ALL.into_iter().enumerate() {
+fn run_variants(
+    round: usize,
+    variant: &mut [Vec<f64>],
+    full: &mut [Vec<f64>],
+    empty: &mut [Vec<f64>],
+) {
+    for (k, v) in in_turn(SingleVariant::ALL, round) {
         let run = throughput_variant(v, MSGS);
         if let Some(x) = variant.get_mut(k) {
             x.push(MSGS as f64 / run.elapsed.as_secs_f64() / 1e6);
@@ -189,7 +205,7 @@ fn main() -> ExitCode {
     let mut samples = vec![0u32; usize::try_from(RTTS).unwrap_or(0)];
     for round in 0..rounds {
         eprint!("\rround {}/{rounds}", round + 1);
-        for (k, q) in Queue::ALL.into_iter().enumerate() {
+        for (k, q) in in_turn(Queue::ALL, round) {
             let t = Instant::now();
             let sum = pair_loop(q, PAIRS);
             let ns = t.elapsed().as_nanos() as f64 / PAIRS as f64;
@@ -211,8 +227,8 @@ fn main() -> ExitCode {
                 }
             }
         }
-        run_variants(&mut variant, &mut full, &mut empty);
-        for (k, kind) in PingPong::ALL.into_iter().enumerate() {
+        run_variants(round, &mut variant, &mut full, &mut empty);
+        for (k, kind) in in_turn(PingPong::ALL, round) {
             ping_pong(kind, RTTS, Some(&mut samples));
             samples.sort_unstable();
             if let (Some(a), Some(b)) = (p50.get_mut(k), p99.get_mut(k)) {
