@@ -993,3 +993,27 @@ fn shared_wait_durable_refuses_a_sequence_number_never_handed_out() {
     assert_eq!(h.wait_durable(0).unwrap(), 1);
     shared.close().unwrap();
 }
+
+/// Records appended to a `Journal` before it moves onto its thread are committed by
+/// `SharedJournal::start`: their waiters return instead of waiting forever (the journal
+/// thread commits only what arrives through its inbox).
+#[test]
+fn shared_start_makes_records_appended_before_it_durable() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(mut j) = open(dir.path(), small()) else {
+        return;
+    };
+    assert_eq!(j.append(b"before").unwrap(), 1);
+    assert_eq!(j.append(b"before, too").unwrap(), 2);
+    assert_eq!(j.durable_seq(), 0);
+    let shared = SharedJournal::start(j, SharedOptions::new().keep_awake(false)).unwrap();
+    let w = shared.handle();
+    assert_eq!(within(move || w.wait_durable(2)).unwrap(), 2);
+    shared.close().unwrap();
+    let mut seen = Vec::new();
+    Journal::replay(dir.path(), |seq, p| seen.push((seq, p.to_vec()))).unwrap();
+    assert_eq!(
+        seen,
+        vec![(1, b"before".to_vec()), (2, b"before, too".to_vec())]
+    );
+}

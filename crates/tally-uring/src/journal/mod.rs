@@ -1465,7 +1465,7 @@ fn create_segment(
     );
     let salt = hasher.finish() | 1;
     // Reuse a released segment of the right size if there is one.
-    while let Some((_, from)) = free.pop() {
+    while let Some((free_index, from)) = free.pop() {
         let size_ok = std::fs::metadata(&from).is_ok_and(|m| m.len() == opts.segment_bytes);
         if !size_ok {
             let _ = std::fs::remove_file(&from);
@@ -1473,26 +1473,41 @@ fn create_segment(
         }
         // Header first (under the free name), then rename: a crash leaves either a free
         // file or a complete segment.
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&from)
-            .map_err(|source| JournalError::io(&from, "open a free segment", source))?;
-        write_header(dir, &file, &from, index, first_seq, salt, opts)?;
-        let sync_files = open_sync_files(&from, sync_slots)?;
-        std::fs::rename(&from, &path)
-            .map_err(|source| JournalError::io(&from, "rename a recycled segment", source))?;
-        fsync_dir(dir_file, dir)?;
-        stats.segments_recycled.incr();
-        return Ok(Segment {
-            file,
-            path,
-            index,
-            salt,
-            buf_file_off: HEADER_BYTES,
-            bytes: opts.segment_bytes,
-            sync_files,
-        });
+        let recycled = (|| -> Result<Segment, JournalError> {
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&from)
+                .map_err(|source| JournalError::io(&from, "open a free segment", source))?;
+            write_header(dir, &file, &from, index, first_seq, salt, opts)?;
+            let sync_files = open_sync_files(&from, sync_slots)?;
+            std::fs::rename(&from, &path)
+                .map_err(|source| JournalError::io(&from, "rename a recycled segment", source))?;
+            fsync_dir(dir_file, dir)?;
+            Ok(Segment {
+                file,
+                path: path.clone(),
+                index,
+                salt,
+                buf_file_off: HEADER_BYTES,
+                bytes: opts.segment_bytes,
+                sync_files,
+            })
+        })();
+        return match recycled {
+            Ok(segment) => {
+                stats.segments_recycled.incr();
+                Ok(segment)
+            }
+            Err(e) => {
+                // Still a free file (the rename did not happen): keep it for the next
+                // rotation instead of forgetting it until the journal is reopened.
+                if from.exists() {
+                    free.push((free_index, from));
+                }
+                Err(e)
+            }
+        };
     }
     let tmp = dir.join(format!("new-{index:016x}.tmp"));
     let file = OpenOptions::new()

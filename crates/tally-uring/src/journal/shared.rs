@@ -237,11 +237,20 @@ impl SharedJournal {
         Self::start(journal, shared)
     }
 
-    /// Moves an open journal onto its own thread.
+    /// Moves an open journal onto its own thread. Records appended to `journal` and not
+    /// yet committed are committed first, so that every sequence number a handle can wait
+    /// for is durable or on its way.
     ///
     /// # Errors
-    /// [`JournalError::Stopped`] if the thread cannot be spawned.
-    pub fn start(journal: Journal, shared: SharedOptions) -> Result<Self, JournalError> {
+    /// [`JournalError::Stopped`] if the thread cannot be spawned; as [`Journal::commit`]
+    /// if the records already appended cannot be made durable.
+    pub fn start(mut journal: Journal, shared: SharedOptions) -> Result<Self, JournalError> {
+        // The journal thread commits only what arrives through its inbox; records appended
+        // before the hand-over would otherwise never become durable, and their waiters
+        // (and the keep-awake thread) would wait forever.
+        if journal.durable_seq().saturating_add(1) < journal.next_seq() {
+            journal.commit()?;
+        }
         let inner = Arc::new(Inner::new(
             journal.next_seq(),
             journal.durable_seq(),
