@@ -15,11 +15,17 @@
 //! (`MSG_DONTWAIT`) per flush. Frames the kernel has not taken yet (a kick answered with
 //! ENOBUFS or EAGAIN, a kick that failed, a partial kick) stay marked and are tracked, so
 //! the next flush kicks again; and a send that finds its slot still busy always kicks
-//! before it reports [`TxError::RingFull`], so the ring cannot stay wedged.
+//! before it reports [`TxError::RingFull`].
 //!
-//! The kernel stops at a frame it rejects as malformed (`TP_STATUS_WRONG_FORMAT`, for
-//! example longer than the MTU; counted in `tx_wrong_format`) until that slot is written
-//! again, one ring lap later: keep frames within the interface MTU.
+//! A frame longer than the interface MTU plus its Ethernet header (the MTU is read when
+//! the socket opens, and again after a rejection) is refused with
+//! [`TxError::FrameTooLong`] before it reaches the ring. The kernel stops at a frame it
+//! still rejects as malformed (`TP_STATUS_WRONG_FORMAT`, for example after the MTU was
+//! lowered; counted once per rejection in `tx_wrong_format`) until that slot is written
+//! again: the frames queued behind it wait, and the next send writes its frame into that
+//! very slot, so the kernel resumes with it and then sends the frames that waited. A
+//! rejected frame therefore delays the frames behind it until the next send, and never
+//! wedges the ring.
 
 use core::sync::atomic::{AtomicU32, Ordering};
 use std::net::UdpSocket;
@@ -55,6 +61,10 @@ const TP_STATUS_WRONG_FORMAT: u32 = 4;
 pub const MAX_BATCH: usize = 256;
 /// Frames marked for transmission since the last kick that make the next send kick first.
 const AUTO_KICK_FRAMES: u32 = 64;
+/// Bytes of an Ethernet header, which the kernel allows on top of the MTU.
+const ETH_HLEN: usize = 14;
+/// Bytes of an 802.1Q tag, which the kernel also allows on a frame that carries one.
+const VLAN_HLEN: usize = 4;
 
 /// Options of [`PacketSocket::open`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,7 +127,8 @@ tally_core_types::single_writer_stats! {
         /// Sends refused because no tx frame was free.
         tx_ring_full,
         /// Frames the kernel rejected (`TP_STATUS_WRONG_FORMAT`, for example longer than
-        /// the MTU): they are not sent.
+        /// an MTU lowered after the socket opened): they are not sent, and the next send
+        /// takes their slot (see the module docs).
         tx_wrong_format,
         /// `send` kicks.
         tx_kicks,
@@ -130,18 +141,31 @@ tally_core_types::single_writer_stats! {
 
 /// Transmit-ring bookkeeping, kept apart from the mapping so that it can be tested alone.
 ///
-/// Slots are used in ring order, as the kernel sends them. `pending` slots ending just
-/// before `next` were marked `TP_STATUS_SEND_REQUEST` and had not been taken by the kernel
-/// when we last looked; the kernel takes frames only inside a kick, in order, so looking
-/// after each kick keeps this exact.
+/// Slots are written in ring order, as the kernel sends them, starting at `next`. The
+/// kernel keeps its own head, the slot it sends next, and advances it only past frames it
+/// took; `head` mirrors it: the `pending` slots from `head` on were marked
+/// `TP_STATUS_SEND_REQUEST` and had not been taken when we last looked. The kernel takes
+/// frames only inside a kick, in order, so looking after each kick keeps this exact.
+///
+/// A frame the kernel rejects (`TP_STATUS_WRONG_FORMAT`) leaves its head on that slot
+/// until the slot is marked again. So once the slot at `head` is seen rejected, the next
+/// send writes `head` instead of `next` (the kernel resumes there), rather than waiting
+/// one ring lap for `next` to come round, which would never happen if the ring behind the
+/// rejected slot is full.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct TxCursor {
     /// Slots in the ring (at least 1).
     frames: u32,
-    /// The next slot to write.
+    /// The next slot to write in ring order.
     next: u32,
-    /// Marked slots not yet seen taken, the oldest `pending` slots before `next`.
+    /// The oldest marked slot not yet seen taken: the kernel's head (equal to `next`
+    /// when nothing is pending).
+    head: u32,
+    /// Marked slots not yet seen taken: `pending` slots from `head` on.
     pending: u32,
+    /// The slot at `head` was seen rejected (and counted): the kernel stays on it until it
+    /// is marked again, which the next send does.
+    head_rejected: bool,
     /// Slots marked since the last kick.
     unkicked: u32,
 }
@@ -151,46 +175,83 @@ impl TxCursor {
         Self {
             frames: frames.max(1),
             next: 0,
+            head: 0,
             pending: 0,
+            head_rejected: false,
             unkicked: 0,
         }
     }
 
-    /// The oldest slot not yet seen taken (meaningful while `pending > 0`).
-    fn oldest(&self) -> u32 {
-        if self.pending <= self.next {
-            self.next - self.pending
+    /// The slot after `slot`.
+    fn after(&self, slot: u32) -> u32 {
+        if slot.saturating_add(1) >= self.frames {
+            0
         } else {
-            self.frames - (self.pending - self.next)
+            slot + 1
         }
     }
 
-    /// Slot `next` was just marked for sending.
-    fn marked(&mut self) {
-        self.next = if self.next + 1 >= self.frames {
-            0
+    /// The slot the next send writes: the rejected head slot if there is one, else `next`.
+    fn write_slot(&self) -> u32 {
+        if self.head_rejected {
+            self.head
         } else {
-            self.next + 1
-        };
-        self.pending = self.pending.saturating_add(1).min(self.frames);
+            self.next
+        }
+    }
+
+    /// Marked frames the kernel has not taken, not counting a rejected one.
+    fn waiting(&self) -> u32 {
+        self.pending - u32::from(self.head_rejected && self.pending > 0)
+    }
+
+    /// Slot [`TxCursor::write_slot`] was just marked for sending.
+    fn marked(&mut self) {
         self.unkicked = self.unkicked.saturating_add(1);
+        if self.head_rejected {
+            // The rejected head slot was written again: the kernel resumes from it, and
+            // it stays pending.
+            self.head_rejected = false;
+            return;
+        }
+        if self.pending == 0 {
+            self.head = self.next;
+        } else if self.pending >= self.frames {
+            // `next` was the oldest pending slot, and it was free (taken after we last
+            // looked): it is the newest now.
+            self.head = self.after(self.head);
+        }
+        self.next = self.after(self.next);
+        self.pending = self.pending.saturating_add(1).min(self.frames);
     }
 
     /// Drops from `pending` the oldest slots the kernel has taken (`status(slot)` no
-    /// longer has `TP_STATUS_SEND_REQUEST`); returns how many of them it rejected
-    /// (`TP_STATUS_WRONG_FORMAT`).
+    /// longer has `TP_STATUS_SEND_REQUEST`); returns how many newly rejected frames
+    /// (`TP_STATUS_WRONG_FORMAT`) it found. The kernel stops at a rejected slot, so
+    /// `head` stays on it (see [`TxCursor::write_slot`]).
     fn reap(&mut self, mut status: impl FnMut(u32) -> u32) -> u32 {
         let mut wrong_format = 0;
         while self.pending > 0 {
-            let slot = self.oldest();
-            let st = status(slot);
+            let st = status(self.head);
             if st & TP_STATUS_SEND_REQUEST != 0 {
                 break;
             }
             if st & TP_STATUS_WRONG_FORMAT != 0 {
-                wrong_format += 1;
+                if !self.head_rejected {
+                    wrong_format += 1;
+                    self.head_rejected = true;
+                }
+                // The kernel stays here, unless it has taken the next marked slot anyway
+                // (then it moved on, and so do we).
+                let moved_on =
+                    self.pending > 1 && status(self.after(self.head)) & TP_STATUS_SEND_REQUEST == 0;
+                if !moved_on {
+                    break;
+                }
             }
+            self.head = self.after(self.head);
             self.pending -= 1;
+            self.head_rejected = false;
         }
         wrong_format
     }
@@ -313,6 +374,11 @@ pub struct PacketSocket {
     /// Offsets and lengths of the current batch's packets (absolute in the mapping).
     batch: Box<[(usize, usize)]>,
     tx: TxCursor,
+    /// The longest frame the kernel accepts for transmission without a VLAN tag: the
+    /// interface MTU plus the Ethernet header (re-read after a rejection).
+    tx_max_len: usize,
+    /// The interface name, to re-read its MTU.
+    ifname: String,
     stats: PacketStats,
     parse_stats: ParseStats,
     checksum_policy: UdpChecksumPolicy,
@@ -444,6 +510,7 @@ impl PacketSocket {
         sll.sll_protocol = u16::try_from(libc::ETH_P_ALL).unwrap_or(0).to_be();
         sll.sll_ifindex = i32::try_from(ifindex).unwrap_or(0);
         sys::bind(raw, &sll).map_err(sock_err("bind(AF_PACKET)"))?;
+        let mtu = sys::if_mtu(raw, ifname).map_err(sock_err("ioctl(SIOCGIFMTU)"))?;
 
         Ok(Self {
             map,
@@ -459,6 +526,8 @@ impl PacketSocket {
             block_exhausted: false,
             batch: vec![(0usize, 0usize); MAX_BATCH].into_boxed_slice(),
             tx: TxCursor::new(geo.tx_frame_nr),
+            tx_max_len: (mtu as usize).saturating_add(ETH_HLEN),
+            ifname: ifname.to_owned(),
             stats: PacketStats::new(),
             parse_stats: ParseStats::new(),
             checksum_policy: config.checksum_policy,
@@ -613,7 +682,13 @@ impl PacketSocket {
         let mut tx = self.tx;
         let wrong = tx.reap(|slot| self.tx_status(slot));
         self.tx = tx;
-        self.stats.tx_wrong_format.add(u64::from(wrong));
+        if wrong > 0 {
+            self.stats.tx_wrong_format.add(u64::from(wrong));
+            // Perhaps the MTU was lowered: refuse such frames up front from now on.
+            if let Ok(mtu) = sys::if_mtu(self.fd.as_raw_fd(), &self.ifname) {
+                self.tx_max_len = (mtu as usize).saturating_add(ETH_HLEN);
+            }
+        }
         match r {
             Ok(()) => Ok(()),
             Err(e)
@@ -629,9 +704,18 @@ impl PacketSocket {
         }
     }
 
-    /// Frames marked for transmission that the kernel had not taken at the last kick.
+    /// Frames marked for transmission that the kernel had not taken at the last kick (not
+    /// counting a frame it rejected).
     pub fn tx_pending(&self) -> u32 {
-        self.tx.pending
+        self.tx.waiting()
+    }
+
+    /// The longest frame [`PacketTransport::send_frame`] accepts: the interface MTU plus
+    /// the Ethernet header (4 bytes more for a frame with an 802.1Q tag), at most the
+    /// transmit frame's data area.
+    pub fn tx_max_frame_len(&self) -> usize {
+        self.tx_max_len
+            .min(self.tx_frame_size.saturating_sub(TX_DATA_OFF))
     }
 }
 
@@ -732,17 +816,19 @@ impl PacketTransport for PacketSocket {
             // Kick before taking the frame, so that an error leaves nothing half-queued.
             self.kick()?;
         }
-        let slot = self.tx.next;
-        let hdr = self.tx_frame_off(slot);
+        let mut slot = self.tx.write_slot();
         if tx_slot_busy(self.tx_status(slot)) {
             // The kernel still has this slot. Kick regardless of what we think is
-            // pending: an earlier kick may have failed or stopped early.
+            // pending: an earlier kick may have failed or stopped early (or stopped at a
+            // rejected frame, whose slot the cursor then offers instead).
             self.kick()?;
+            slot = self.tx.write_slot();
             if tx_slot_busy(self.tx_status(slot)) {
                 self.stats.tx_ring_full.incr();
                 return Err(TxError::RingFull);
             }
         }
+        let hdr = self.tx_frame_off(slot);
         let cap = self.tx_frame_size.saturating_sub(TX_DATA_OFF);
         // SAFETY: this tx frame is not busy (status checked above), so the kernel does not
         // read it until we set TP_STATUS_SEND_REQUEST; it lies inside the tx part of the
@@ -756,6 +842,16 @@ impl PacketTransport for PacketSocket {
         }
         if len > cap {
             return Err(TxError::FrameTooLong { len, capacity: cap });
+        }
+        // The kernel rejects a frame longer than the MTU plus the Ethernet header (plus
+        // an 802.1Q tag when it has one) and then stops at it: refuse it here instead.
+        let vlan = buf.get(12..14) == Some(&[0x81, 0x00][..]);
+        let max = self
+            .tx_max_len
+            .saturating_add(if vlan { VLAN_HLEN } else { 0 })
+            .min(cap);
+        if len > max {
+            return Err(TxError::FrameTooLong { len, capacity: max });
         }
         let len32 = u32::try_from(len).unwrap_or(u32::MAX);
         self.word(hdr + PKT_NEXT_OFF).store(0, Ordering::Relaxed);
@@ -771,7 +867,7 @@ impl PacketTransport for PacketSocket {
     }
 
     fn flush(&mut self) -> Result<(), TxError> {
-        if self.tx.pending == 0 {
+        if self.tx.waiting() == 0 {
             return Ok(());
         }
         self.kick()
@@ -847,6 +943,8 @@ mod tests {
             block_exhausted: false,
             batch: vec![(0usize, 0usize); MAX_BATCH].into_boxed_slice(),
             tx: TxCursor::new(tx_frames),
+            tx_max_len: usize::MAX,
+            ifname: String::new(),
             stats: PacketStats::new(),
             parse_stats: ParseStats::new(),
             checksum_policy: UdpChecksumPolicy::VerifyOrPartial,
@@ -1040,16 +1138,16 @@ mod tests {
         let mut c = TxCursor::new(4);
         let mut st = [TP_STATUS_KERNEL; 4];
         for slot in 0..3 {
-            assert_eq!(c.next, slot);
+            assert_eq!(c.write_slot(), slot);
             st[slot as usize] = TP_STATUS_SEND_REQUEST;
             c.marked();
         }
-        assert_eq!((c.pending, c.oldest(), c.unkicked), (3, 0, 3));
+        assert_eq!((c.pending, c.head, c.unkicked), (3, 0, 3));
         // The kernel took slots 0 and 1 (one sent, one still sending), not 2.
         st[0] = TP_STATUS_KERNEL;
         st[1] = TP_STATUS_SENDING;
         assert_eq!(c.reap(|s| st[s as usize]), 0);
-        assert_eq!((c.pending, c.oldest()), (1, 2));
+        assert_eq!((c.pending, c.head), (1, 2));
         // Nothing taken: a failed kick leaves everything pending.
         assert_eq!(c.reap(|s| st[s as usize]), 0);
         assert_eq!(c.pending, 1);
@@ -1057,22 +1155,177 @@ mod tests {
         c.marked();
         st[0] = TP_STATUS_SEND_REQUEST;
         c.marked();
-        assert_eq!((c.next, c.pending, c.oldest()), (1, 3, 2));
-        // Slot 2 rejected as malformed, 3 taken, 0 not yet.
-        st[2] = TP_STATUS_WRONG_FORMAT;
+        assert_eq!((c.next, c.pending, c.head), (1, 3, 2));
+        st[2] = TP_STATUS_KERNEL;
         st[3] = TP_STATUS_SENDING;
-        assert_eq!(c.reap(|s| st[s as usize]), 1);
-        assert_eq!((c.pending, c.oldest()), (1, 0));
+        assert_eq!(c.reap(|s| st[s as usize]), 0);
+        assert_eq!((c.pending, c.head), (1, 0));
         st[0] = TP_STATUS_KERNEL;
         assert_eq!(c.reap(|s| st[s as usize]), 0);
-        assert_eq!(c.pending, 0);
+        assert_eq!((c.pending, c.head, c.waiting()), (0, 1, 0));
         // A full ring: every slot pending, the oldest is `next` itself.
         for _ in 0..4 {
             c.marked();
         }
-        assert_eq!((c.pending, c.oldest()), (4, c.next));
+        assert_eq!((c.pending, c.head), (4, c.next));
+        // Writing `next` again (the kernel finished it after the last look) makes the
+        // slot after it the oldest.
         c.marked();
         assert_eq!(c.pending, 4, "pending never exceeds the ring");
+        assert_eq!(c.head, c.next);
+    }
+
+    /// Plays the kernel's transmit loop (`tpacket_snd` without `PACKET_LOSS`) on `st`:
+    /// from `head`, sends every marked slot in order and stops at the first slot that is
+    /// not marked; a marked slot `bad` says to reject is marked `TP_STATUS_WRONG_FORMAT` and the
+    /// head stays on it.
+    fn kernel_kick(st: &mut [u32], head: &mut u32, bad: impl Fn(u32) -> bool) {
+        while st[*head as usize] == TP_STATUS_SEND_REQUEST {
+            if bad(*head) {
+                st[*head as usize] = TP_STATUS_WRONG_FORMAT;
+                return;
+            }
+            st[*head as usize] = TP_STATUS_KERNEL;
+            *head = (*head + 1) % u32::try_from(st.len()).unwrap();
+        }
+    }
+
+    #[test]
+    fn tx_cursor_rewrites_a_rejected_slot_and_never_wedges() {
+        const N: u32 = 4;
+        let mut c = TxCursor::new(N);
+        let mut st = [TP_STATUS_KERNEL; N as usize];
+        let mut kernel_head = 0u32;
+        // Which slot writes carry a malformed frame.
+        let mut bad = [false; N as usize];
+        let mut rejected = 0;
+        let send = |c: &mut TxCursor, st: &mut [u32], bad: &mut [bool], is_bad: bool| {
+            let slot = c.write_slot();
+            assert!(!tx_slot_busy(st[slot as usize]), "slot {slot} busy: {c:?}");
+            st[slot as usize] = TP_STATUS_SEND_REQUEST;
+            bad[slot as usize] = is_bad;
+            c.marked();
+            slot
+        };
+        // Slot 0 is malformed, 1 and 2 fine.
+        assert_eq!(send(&mut c, &mut st, &mut bad, true), 0);
+        send(&mut c, &mut st, &mut bad, false);
+        send(&mut c, &mut st, &mut bad, false);
+        kernel_kick(&mut st, &mut kernel_head, |s| bad[s as usize]);
+        assert_eq!(kernel_head, 0, "the kernel stops at the rejected frame");
+        rejected += c.reap(|s| st[s as usize]);
+        assert_eq!(rejected, 1);
+        assert_eq!((c.head, c.pending, c.waiting()), (0, 3, 2));
+        assert!(c.head_rejected);
+        // Looking again does not count the same rejection twice.
+        assert_eq!(c.reap(|s| st[s as usize]), 0);
+        // The next send takes the rejected slot (the kernel's head), not slot 3; and that
+        // frame is malformed again.
+        assert_eq!(send(&mut c, &mut st, &mut bad, true), 0);
+        assert_eq!((c.next, c.pending), (3, 3));
+        kernel_kick(&mut st, &mut kernel_head, |s| bad[s as usize]);
+        rejected += c.reap(|s| st[s as usize]);
+        assert_eq!(
+            rejected, 2,
+            "the second rejection of the same slot is counted"
+        );
+        assert_eq!(c.head, kernel_head);
+        // The slot is offered again, not slot 3.
+        assert_eq!(c.write_slot(), 0);
+        // A good frame into the rejected slot: the kernel sends it and everything behind.
+        assert_eq!(send(&mut c, &mut st, &mut bad, false), 0);
+        kernel_kick(&mut st, &mut kernel_head, |s| bad[s as usize]);
+        rejected += c.reap(|s| st[s as usize]);
+        assert_eq!(rejected, 2);
+        assert_eq!((c.pending, c.waiting(), c.head), (0, 0, kernel_head));
+        assert!(!c.head_rejected);
+
+        // A full ring whose oldest frame is rejected, and rejected again when rewritten:
+        // the old cursor wedged here for good (every other slot busy, the rejected one
+        // never coming round as `next`).
+        assert_eq!(send(&mut c, &mut st, &mut bad, true), 3);
+        for _ in 0..3 {
+            send(&mut c, &mut st, &mut bad, false);
+        }
+        assert_eq!((c.pending, c.head, c.next), (4, 3, 3));
+        for round in 1..=2 {
+            kernel_kick(&mut st, &mut kernel_head, |s| bad[s as usize]);
+            rejected += c.reap(|s| st[s as usize]);
+            assert_eq!(rejected, 2 + round);
+            assert_eq!((c.head, c.pending, c.waiting()), (3, 4, 3));
+            assert_eq!(c.write_slot(), 3, "round {round}: {c:?}");
+            // Rewritten: malformed in round 1, good in round 2.
+            send(&mut c, &mut st, &mut bad, round == 1);
+        }
+        kernel_kick(&mut st, &mut kernel_head, |s| bad[s as usize]);
+        assert_eq!(c.reap(|s| st[s as usize]), 0);
+        assert_eq!((c.pending, c.head, kernel_head), (0, 3, 3));
+        assert_eq!(st, [TP_STATUS_KERNEL; N as usize], "everything was sent");
+        // And the ring goes on in order, in step with the kernel.
+        for _ in 0..3 * N {
+            let slot = send(&mut c, &mut st, &mut bad, false);
+            assert_eq!(slot, kernel_head);
+            kernel_kick(&mut st, &mut kernel_head, |s| bad[s as usize]);
+            assert_eq!(c.reap(|s| st[s as usize]), 0);
+            assert_eq!((c.pending, c.head), (0, kernel_head));
+        }
+    }
+
+    #[test]
+    fn tx_cursor_follows_a_kernel_that_moved_past_a_rejected_slot() {
+        // Not what the kernel does without PACKET_LOSS, but if it ever takes the frames
+        // after a rejected one, the cursor must not stay behind.
+        let mut c = TxCursor::new(4);
+        let mut st = [TP_STATUS_KERNEL; 4];
+        for s in &mut st[..3] {
+            *s = TP_STATUS_SEND_REQUEST;
+            c.marked();
+        }
+        st = [
+            TP_STATUS_WRONG_FORMAT,
+            TP_STATUS_KERNEL,
+            TP_STATUS_SEND_REQUEST,
+            TP_STATUS_KERNEL,
+        ];
+        assert_eq!(c.reap(|s| st[s as usize]), 1);
+        assert_eq!((c.head, c.pending, c.head_rejected), (2, 1, false));
+    }
+
+    #[test]
+    fn over_mtu_frames_are_refused_before_the_ring() {
+        let mut s = fake(1, 8);
+        s.tx_max_len = 1500 + ETH_HLEN;
+        assert_eq!(s.tx_max_frame_len(), 1514);
+        let frame = |len: usize, vlan: bool| {
+            move |buf: &mut [u8]| {
+                buf[..len].fill(0);
+                if vlan {
+                    buf[12..14].copy_from_slice(&[0x81, 0x00]);
+                }
+                len
+            }
+        };
+        for (len, vlan) in [(1515, false), (1519, true), (2000, false)] {
+            match s.send_frame(&mut frame(len, vlan)) {
+                Err(e @ TxError::FrameTooLong { capacity, .. }) => {
+                    assert_eq!(capacity, if vlan { 1518 } else { 1514 });
+                    let msg = e.to_string();
+                    assert!(
+                        msg.contains("MTU") && msg.contains(&len.to_string()),
+                        "{msg}"
+                    );
+                }
+                other => panic!("{len}: {other:?}"),
+            }
+        }
+        // Nothing was queued: the slot is still free, nothing pending.
+        assert_eq!((s.tx.pending, s.tx.next, s.tx.unkicked), (0, 0, 0));
+        assert_eq!(s.tx_status(0), TP_STATUS_KERNEL);
+        assert_eq!(s.packet_stats().tx_packets, 0);
+        // At the limit: queued.
+        s.send_frame(&mut frame(1514, false)).unwrap();
+        s.send_frame(&mut frame(1518, true)).unwrap();
+        assert_eq!((s.tx.pending, s.tx_status(0)), (2, TP_STATUS_SEND_REQUEST));
     }
 
     #[test]

@@ -310,3 +310,23 @@ pub(crate) fn if_hwaddr(ifname: &str) -> io::Result<[u8; 6]> {
     }
     Ok(mac)
 }
+
+/// The MTU of `ifname` (`SIOCGIFMTU`), asked through the socket `fd`: the kernel looks the
+/// name up in the network namespace of that socket, whichever namespace the calling thread
+/// is in now.
+pub(crate) fn if_mtu(fd: RawFd, ifname: &str) -> io::Result<u32> {
+    // SAFETY: ifreq is plain old data; zero is a valid value.
+    let mut ifr: libc::ifreq = unsafe { core::mem::zeroed() };
+    let name = ifname.as_bytes();
+    if name.len() >= ifr.ifr_name.len() {
+        return Err(io::Error::from(io::ErrorKind::InvalidInput));
+    }
+    for (d, s) in ifr.ifr_name.iter_mut().zip(name) {
+        *d = libc::c_char::from_ne_bytes([*s]);
+    }
+    // SAFETY: SIOCGIFMTU fills `ifr_mtu` of a valid ifreq.
+    cvt(unsafe { libc::ioctl(fd, libc::SIOCGIFMTU, &raw mut ifr) })?;
+    // SAFETY: the kernel wrote the `ifr_mtu` member of the union.
+    let mtu = unsafe { ifr.ifr_ifru.ifru_mtu };
+    u32::try_from(mtu).map_err(|_| io::Error::from(io::ErrorKind::InvalidData))
+}

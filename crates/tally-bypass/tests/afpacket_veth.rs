@@ -304,3 +304,97 @@ fn tx_ring_recovers_after_failed_kicks() {
     let want: Vec<u32> = (0..stuck + MORE).collect();
     assert_eq!(seqs, want);
 }
+
+/// A frame longer than the MTU plus the Ethernet header is refused before it reaches the
+/// ring (the kernel would reject it and stop there). When the MTU is lowered after the
+/// socket opened, the kernel does reject a queued frame: it is counted, the MTU is read
+/// again, and the next send takes the rejected slot, so the ring keeps working.
+#[test]
+fn over_mtu_frames_are_refused_and_a_rejected_frame_does_not_wedge_the_ring() {
+    let Some(pair) = common::veth_or_skip("pmtu", VethConfig::default()) else {
+        return;
+    };
+    let cfg = pair.config().clone();
+    let ns_a = pair.netns(Side::A).name().to_owned();
+    let stats = pair
+        .run_in(Side::A, move || {
+            let config = PacketConfig {
+                tx_frames: 8,
+                reserve_ports: false,
+                ..PacketConfig::default()
+            };
+            let mut sock = PacketSocket::open(&cfg.if_a, &config).expect("open AF_PACKET");
+            assert_eq!(sock.tx_max_frame_len(), 1500 + 14, "veth MTU 1500");
+            let (mac_a, mac_b) = (cfg.mac_a, cfg.mac_b);
+            let frame = move |len: usize| {
+                move |buf: &mut [u8]| {
+                    buf[..len].fill(0);
+                    buf[..6].copy_from_slice(&mac_b.0);
+                    buf[6..12].copy_from_slice(&mac_a.0);
+                    buf[12..14].copy_from_slice(&[0x88, 0xb5]); // local experimental
+                    len
+                }
+            };
+            match sock.send_frame(&mut frame(1515)) {
+                Err(
+                    e @ tally_bypass::TxError::FrameTooLong {
+                        len: 1515,
+                        capacity: 1514,
+                    },
+                ) => {
+                    assert!(e.to_string().contains("MTU"), "{e}");
+                }
+                other => panic!("over-MTU frame: {other:?}"),
+            }
+            assert_eq!(sock.tx_pending(), 0, "nothing queued");
+            sock.send_frame(&mut frame(1514)).unwrap();
+            sock.flush().unwrap();
+            assert_eq!(sock.packet_stats().tx_wrong_format, 0);
+
+            // Lower the MTU under a queued full-size frame: the kernel rejects it.
+            sock.send_frame(&mut frame(1514)).unwrap();
+            sock.send_frame(&mut frame(100)).unwrap();
+            let out = std::process::Command::new("ip")
+                .args(["-n", &ns_a, "link", "set", &cfg.if_a, "mtu", "1400"])
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            // The kick reports the rejection (EMSGSIZE) after counting it.
+            match sock.flush() {
+                Err(tally_bypass::TxError::Kick(e)) => {
+                    assert_eq!(e.raw_os_error(), Some(libc::EMSGSIZE), "{e}");
+                }
+                other => panic!("flush of a rejected frame: {other:?}"),
+            }
+            let s = sock.packet_stats();
+            assert_eq!(s.tx_wrong_format, 1, "{s:?}");
+            assert_eq!(sock.tx_max_frame_len(), 1414, "MTU read again");
+            assert_eq!(
+                sock.tx_pending(),
+                1,
+                "the frame behind the rejected one waits"
+            );
+            assert!(matches!(
+                sock.send_frame(&mut frame(1414 + 1)),
+                Err(tally_bypass::TxError::FrameTooLong { .. })
+            ));
+            // Many more sends than the ring holds: all go out.
+            for _ in 0..40 {
+                sock.send_frame(&mut frame(200)).unwrap();
+                sock.flush().unwrap();
+            }
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while sock.tx_pending() > 0 {
+                assert!(Instant::now() < deadline, "frames left pending");
+                sock.flush().unwrap();
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            sock.packet_stats()
+        })
+        .unwrap();
+    assert_eq!(stats.tx_wrong_format, 1, "{stats:?}");
+}

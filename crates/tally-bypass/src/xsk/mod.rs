@@ -8,9 +8,12 @@
 //!
 //! The kernel's rings are checked, not trusted: every descriptor must lie inside one
 //! frame, an rx descriptor must name a receive frame the kernel holds and a completion a
-//! frame that is on the tx ring (the socket keeps one ownership state per frame), and the
-//! entries taken are clamped to the ring size. Rejected entries are counted
-//! (`rx_invalid_descs`, `tx_bad_completions`, `ring_index_anomalies`) and skipped. Still
+//! frame that is on the tx ring (the socket keeps one ownership state per frame), and an
+//! impossible ring index (more than a ring ahead, or behind) yields no entries until the
+//! kernel's index is sane again. Rejected entries are counted (`rx_invalid_descs`,
+//! `tx_bad_completions`, `ring_index_anomalies`) and skipped; an rx descriptor that names
+//! a receive frame the kernel held but fails the bounds check is unreadable, and its frame
+//! still goes back to the fill ring with its batch. Still
 //! trusted: that the kernel has stopped writing a receive frame once an rx descriptor
 //! names it, and has stopped reading a transmit frame once a completion names it.
 
@@ -169,7 +172,8 @@ tally_core_types::single_writer_stats! {
         rx_batches,
         /// Rx descriptors pointing outside the UMEM or past their frame, or naming a frame
         /// the kernel does not hold (a transmit frame, or one already in the same batch):
-        /// skipped, their frame not returned to the fill ring.
+        /// skipped (unreadable). A frame the kernel did hold goes back to the fill ring
+        /// with the batch; any other frame is left to its owner.
         rx_invalid_descs,
         /// Fill-ring wake-ups issued (need_wakeup set).
         fill_wakeups,
@@ -188,8 +192,11 @@ tally_core_types::single_writer_stats! {
         /// Completion-ring addresses that do not name a frame on the tx ring (not ours,
         /// a receive frame, never sent, or completed twice): ignored.
         tx_bad_completions,
-        /// Times the kernel's rx or completion producer index was more than a ring ahead
-        /// of our consumer index (impossible): the entries taken were clamped to the ring.
+        /// Times a ring index of the kernel was impossible: an rx or completion producer
+        /// index more than a ring ahead of our consumer index (or behind it), or a fill
+        /// or tx consumer index past our producer index (or more than a ring behind it).
+        /// Nothing was taken (no room was assumed), and the index is read again on the
+        /// next call.
         ring_index_anomalies,
     }
 }
@@ -251,9 +258,9 @@ pub struct XskSocket {
     pool: FramePool,
     /// Who owns each UMEM frame (see [`owner`]).
     owners: FrameOwners,
-    /// The validated `(offset, len)` of each descriptor of the current rx batch (`None`
-    /// when rejected); as many entries as the rx ring.
-    rx_spans: Box<[Option<(usize, usize)>]>,
+    /// The frame taken and the validated span of each descriptor of the current rx
+    /// batch; as many entries as the rx ring.
+    rx_spans: Box<[RxSlot]>,
     /// Frames pushed on the tx ring but not yet submitted/kicked.
     tx_queued: u32,
     stats: XskStats,
@@ -382,10 +389,11 @@ impl XskSocket {
                 .map_err(ring_err("tx"))?;
 
         // Hand every rx frame to the kernel before binding.
+        let stats = XskStats::new();
         let mut owners = FrameOwners::new(frames);
         for _ in 0..config.rx_frames {
             let id = pool.alloc()?;
-            if fill.free(1) == 0 || !owners.give_to_fill(id.index()) {
+            if fill.free(1, &stats.ring_index_anomalies) == 0 || !owners.give_to_fill(id.index()) {
                 return Err(BypassError::InvalidOption {
                     what: "rx_frames (the kernel's fill ring has fewer slots than rx_frames; use a smaller power of two)",
                     value: u64::from(config.rx_frames),
@@ -429,9 +437,9 @@ impl XskSocket {
             umem,
             pool,
             owners,
-            rx_spans: vec![None; config.rx_ring as usize].into_boxed_slice(),
+            rx_spans: vec![RxSlot::default(); config.rx_ring as usize].into_boxed_slice(),
             tx_queued: 0,
-            stats: XskStats::new(),
+            stats,
             parse_stats: ParseStats::new(),
             config,
             info,
@@ -518,9 +526,11 @@ impl XskSocket {
         if self.tx_queued >= AUTO_FLUSH_FRAMES {
             self.flush()?;
         }
-        if self.pool.free_count() == 0 || self.tx.free(1) == 0 {
+        let anomalies = &self.stats.ring_index_anomalies;
+        if self.pool.free_count() == 0 || self.tx.free(1, anomalies) == 0 {
             self.flush()?;
-            if self.pool.free_count() == 0 || self.tx.free(1) == 0 {
+            let anomalies = &self.stats.ring_index_anomalies;
+            if self.pool.free_count() == 0 || self.tx.free(1, anomalies) == 0 {
                 self.stats.tx_ring_full.incr();
                 return Err(TxError::RingFull);
             }
@@ -639,6 +649,31 @@ fn bind_with_fallback(
     }
 }
 
+/// What one rx descriptor of a batch gave us.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+struct RxSlot {
+    /// The UMEM offset of the frame the descriptor named, when that frame was held by the
+    /// kernel (`Fill`) and is now ours (`Rx`): the batch gives it back to the fill ring.
+    chunk: Option<u64>,
+    /// The readable `(offset, len)`: the frame is ours and the descriptor lies inside it.
+    span: Option<(usize, usize)>,
+}
+
+/// Checks one rx descriptor: takes its frame when the kernel held it (`Fill` -> `Rx`),
+/// even when the descriptor's length runs past the frame (so the frame is not lost), and
+/// makes it readable only when it also lies inside that frame.
+fn take_rx_desc(umem: &UmemArea, owners: &mut FrameOwners, d: XdpDesc) -> RxSlot {
+    let chunk = umem.chunk_of(d.addr);
+    if !owners.take_rx(umem.frame_index(chunk)) {
+        return RxSlot::default();
+    }
+    RxSlot {
+        chunk: Some(chunk),
+        // `check` accepts only ranges inside the frame that holds `d.addr`.
+        span: umem.check(d.addr, d.len),
+    }
+}
+
 /// Received frames borrowed from an [`XskSocket`]; dropped, they go back to the fill ring.
 pub struct XskRxBatch<'a> {
     sock: &'a mut XskSocket,
@@ -653,8 +688,7 @@ impl XskRxBatch<'_> {
             .rx_spans
             .get(..self.count as usize)?
             .get(i)
-            .copied()
-            .flatten()
+            .and_then(|slot| slot.span)
     }
 }
 
@@ -702,15 +736,19 @@ impl Drop for XskRxBatch<'_> {
             return;
         }
         let sock = &mut *self.sock;
-        for span in sock.rx_spans.get(..self.count as usize).unwrap_or(&[]) {
-            // Rejected descriptors named no frame of ours: nothing to give back.
-            let Some((off, _)) = *span else {
+        for slot in sock.rx_spans.get(..self.count as usize).unwrap_or(&[]) {
+            // Rejected descriptors that named no frame the kernel held: nothing to give back.
+            let Some(chunk) = slot.chunk else {
                 continue;
             };
-            let chunk = sock.umem.chunk_of(off as u64);
             // The fill ring has a slot for every receive frame, and only frames leaving
-            // `Rx` are pushed, so it has room unless the kernel's consumer index is bogus.
-            if sock.owners.return_rx(sock.umem.frame_index(chunk)) && sock.fill.free(1) > 0 {
+            // `Rx` are pushed, so it has room unless the kernel's consumer index is bogus
+            // (counted). Look before changing the state: a frame marked `Fill` must be on
+            // the fill ring; without room it stays `Rx` (out of circulation, never shared).
+            if sock.fill.free(1, &sock.stats.ring_index_anomalies) == 0 {
+                continue;
+            }
+            if sock.owners.return_rx(sock.umem.frame_index(chunk)) {
                 sock.fill.push(chunk);
             }
         }
@@ -736,18 +774,15 @@ impl PacketTransport for XskSocket {
             let (mut bytes, mut good) = (0u64, 0u64);
             for i in 0..n {
                 let d = self.rx.peek(i);
-                let span = self.umem.check(d.addr, d.len).filter(|(off, _)| {
-                    let idx = self.umem.frame_index(self.umem.chunk_of(*off as u64));
-                    self.owners.take_rx(idx)
-                });
-                if span.is_some() {
+                let taken = take_rx_desc(&self.umem, &mut self.owners, d);
+                if taken.span.is_some() {
                     bytes += u64::from(d.len);
                     good += 1;
                 } else {
                     self.stats.rx_invalid_descs.incr();
                 }
                 if let Some(slot) = self.rx_spans.get_mut(i as usize) {
-                    *slot = span;
+                    *slot = taken;
                 }
             }
             self.stats.rx_packets.add(good);
@@ -933,27 +968,116 @@ mod tests {
             );
             assert_eq!(sock.owners.get(r), Some(Owner::Fill));
 
-            // A producer index far ahead: at most one ring of entries, counted.
+            // A producer index far ahead (or behind): nothing taken, counted, and read
+            // again on every call rather than cached.
             sock.fill.kernel_consume(7);
             let cons = sock.rx.consumer_index();
-            sock.rx.set_producer(cons.wrapping_add(1000));
             let fill_before = sock.fill.produced();
-            let before = sock.xsk_stats();
-            {
-                let batch = sock.recv(64);
-                assert_eq!(batch.len(), 8, "clamped to the rx ring size");
+            for (bogus, round) in [(cons.wrapping_add(1000), 1u32), (cons.wrapping_sub(1), 2)] {
+                sock.rx.set_producer(bogus);
+                let before = sock.xsk_stats();
+                for _ in 0..round {
+                    assert_eq!(sock.recv(64).len(), 0, "entries taken from a bogus index");
+                    // poll() may report POLLIN (the kernel compares the same bogus
+                    // indices); what matters is that nothing is taken.
+                    let _ = sock.wait(Duration::ZERO);
+                }
+                let d = sock.xsk_stats().delta(&before);
+                assert_eq!(d.ring_index_anomalies, 2 * u64::from(round), "{d:?}");
+                assert_eq!((d.rx_packets, d.rx_invalid_descs, d.rx_batches), (0, 0, 0));
+                assert_eq!(sock.rx.consumer_index(), cons, "the consumer index moved");
             }
-            let d = sock.xsk_stats().delta(&before);
-            assert!(d.ring_index_anomalies >= 1, "{d:?}");
-            assert_eq!(d.rx_packets + d.rx_invalid_descs, 8);
-            assert_eq!(
-                u64::from(sock.fill.produced().wrapping_sub(fill_before)),
-                d.rx_packets,
-                "each accepted frame returned once"
-            );
+            assert_eq!(sock.fill.produced(), fill_before);
             assert!(frames_in(sock, Owner::Rx).is_empty());
             assert_eq!(frames_in(sock, Owner::Fill).len(), 8);
+
+            // The real index restored: the socket works again, no more anomalies.
+            sock.rx.set_producer(cons);
+            let before = sock.xsk_stats();
+            assert_eq!(sock.recv(64).len(), 0);
+            let fill = frames_in(sock, Owner::Fill);
+            sock.rx.inject(desc(addr(sock, fill[0]) + 256, 60));
+            {
+                let batch = sock.recv(64);
+                assert_eq!(batch.len(), 1);
+                assert_eq!(batch.frame(0).map(<[u8]>::len), Some(60));
+            }
+            let d = sock.xsk_stats().delta(&before);
+            assert_eq!((d.ring_index_anomalies, d.rx_packets), (0, 1), "{d:?}");
+            assert_eq!(sock.fill.produced().wrapping_sub(fill_before), 1);
+            assert_eq!(frames_in(sock, Owner::Fill).len(), 8);
         });
+    }
+
+    #[test]
+    fn rx_descriptor_too_long_for_its_frame_still_returns_the_frame() {
+        with_socket("xlong", |sock| {
+            let rx = frames_in(sock, Owner::Fill);
+            let r = rx[0];
+            let frame = u32::try_from(sock.config.frame_size).unwrap();
+            sock.fill.kernel_consume(8);
+            // More rounds than rx frames: before the fix each one lost its frame, and rx
+            // stopped for good once every frame was lost.
+            for round in 0..3 * rx.len() {
+                let before = sock.xsk_stats();
+                let fill_before = sock.fill.produced();
+                sock.rx.inject(XdpDesc {
+                    addr: addr(sock, r) + 256,
+                    len: frame, // runs past the end of its frame
+                    options: 0,
+                });
+                {
+                    let batch = sock.recv(64);
+                    assert_eq!(batch.len(), 1);
+                    assert!(
+                        batch.frame(0).is_none(),
+                        "an out-of-frame span was readable"
+                    );
+                    assert_eq!(batch.sock.owners.get(r), Some(Owner::Rx), "round {round}");
+                }
+                let d = sock.xsk_stats().delta(&before);
+                assert_eq!((d.rx_packets, d.rx_invalid_descs), (0, 1), "{d:?}");
+                assert_eq!(sock.owners.get(r), Some(Owner::Fill), "frame lost");
+                assert_eq!(
+                    sock.fill.produced().wrapping_sub(fill_before),
+                    1,
+                    "the frame is back on the fill ring"
+                );
+                sock.fill.kernel_consume(1);
+            }
+            assert_eq!(frames_in(sock, Owner::Fill).len(), rx.len());
+        });
+    }
+
+    #[test]
+    fn rx_descriptor_takes_a_kernel_held_frame_even_when_unreadable() {
+        const FRAME: usize = 2048;
+        let umem = UmemArea::new(NonNull::dangling(), 4 * FRAME, FRAME);
+        let mut owners = FrameOwners::new(4);
+        assert!(owners.give_to_fill(0) && owners.give_to_fill(1));
+        let d = |addr: u64, len| XdpDesc {
+            addr,
+            len,
+            options: 0,
+        };
+        let f = FRAME as u64;
+        // Inside its frame: taken and readable.
+        let ok = take_rx_desc(&umem, &mut owners, d(256, 60));
+        assert_eq!((ok.chunk, ok.span), (Some(0), Some((256, 60))));
+        // Runs past its frame: still taken (it must go back to the fill ring), unreadable.
+        let long = take_rx_desc(&umem, &mut owners, d(f + 256, 2048));
+        assert_eq!((long.chunk, long.span), (Some(f), None));
+        assert_eq!(owners.get(1), Some(Owner::Rx));
+        // The same frame again, a transmit frame, outside the UMEM: nothing taken.
+        for (addr, len) in [(f + 512, 60), (2 * f, 60), (4 * f, 60), (u64::MAX, 1)] {
+            assert_eq!(
+                take_rx_desc(&umem, &mut owners, d(addr, len)),
+                RxSlot::default(),
+                "{addr:#x}"
+            );
+        }
+        assert_eq!(owners.get(2), Some(Owner::TxFree));
+        assert!(owners.return_rx(0) && owners.return_rx(1));
     }
 
     #[test]

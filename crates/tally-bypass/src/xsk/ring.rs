@@ -10,9 +10,12 @@
 //! consumer loads `producer` with `Acquire` before reading descriptors below it, and
 //! stores `consumer` with `Release` after it is done with them.
 //!
-//! The kernel's indices are not trusted to be sane: the entries a consumer takes are
-//! clamped to the ring size (a producer index more than a ring ahead would otherwise make
-//! us read slots twice), and so is the room a producer sees.
+//! The kernel's indices are not trusted to be sane. An index that is impossible (the
+//! producer more than a ring ahead of the consumer, which includes a producer behind it)
+//! gives no entries at all: a consumer takes nothing (the slots hold no descriptors
+//! published in this lap) and a producer sees no room. The impossible count is not cached,
+//! so the next call reads the kernel's index again, and the socket recovers as soon as
+//! the index is sane again. Each such read is counted (`ring_index_anomalies`).
 //!
 //! This module holds the only `unsafe` that touches ring memory.
 
@@ -25,15 +28,16 @@ use tally_core_types::Counter;
 use crate::sys::Mapping;
 
 /// Entries between our consumer index `cons` and the producer index `prod` of a ring of
-/// `size` entries, at most `size`; `true` when `prod` was impossible (more than a ring
-/// ahead of `cons`, or behind it).
+/// `size` entries. `(0, true)` when `prod` is impossible (more than a ring ahead of
+/// `cons`, or behind it): none of the slots can be trusted to hold an entry of this lap.
 pub(crate) fn ready_entries(prod: u32, cons: u32, size: u32) -> (u32, bool) {
     let n = prod.wrapping_sub(cons);
-    if n > size { (size, true) } else { (n, false) }
+    if n > size { (0, true) } else { (n, false) }
 }
 
 /// Free entries for a producer at `prod` when the consumer index plus `size` is
-/// `cons_plus_size`, at most `size`; `true` when the consumer index was impossible.
+/// `cons_plus_size`; `(0, true)` when the consumer index is impossible (past our producer
+/// index, or more than a ring behind it).
 pub(crate) fn free_entries(cons_plus_size: u32, prod: u32, size: u32) -> (u32, bool) {
     ready_entries(cons_plus_size, prod, size)
 }
@@ -155,8 +159,9 @@ impl<T: Copy> ProdRing<T> {
     }
 
     /// Free entries (at most the ring size), refreshing the cached consumer index only if
-    /// fewer than `want`.
-    pub(crate) fn free(&mut self, want: u32) -> u32 {
+    /// fewer than `want`. An impossible consumer index gives no room and is counted in
+    /// `anomalies`; it is not kept, so the next call reads the index again.
+    pub(crate) fn free(&mut self, want: u32, anomalies: &Counter) -> u32 {
         let (free, _) = free_entries(self.cached_cons, self.cached_prod, self.mem.size);
         if free >= want {
             return free;
@@ -166,7 +171,13 @@ impl<T: Copy> ProdRing<T> {
             .consumer()
             .load(Ordering::Acquire)
             .wrapping_add(self.mem.size);
-        free_entries(self.cached_cons, self.cached_prod, self.mem.size).0
+        let (free, bogus) = free_entries(self.cached_cons, self.cached_prod, self.mem.size);
+        if bogus {
+            anomalies.incr();
+            // Cache "no room": the next call re-reads the consumer index.
+            self.cached_cons = self.cached_prod;
+        }
+        free
     }
 
     /// Writes one entry at the producer position; the caller checked `free() >= 1`.
@@ -226,15 +237,21 @@ impl<T: Copy> ConsRing<T> {
 
     /// Entries ready to take (at most `max` and at most the ring size), refreshing the
     /// producer index when the cache is empty. An impossible producer index (more than
-    /// a ring ahead of ours) is counted in `anomalies`.
+    /// a ring ahead of ours, or behind it) gives no entries and is counted in
+    /// `anomalies`; it is not kept, so the next call reads the index again.
     pub(crate) fn available(&mut self, max: u32, anomalies: &Counter) -> u32 {
-        let (mut n, mut bogus) = ready_entries(self.cached_prod, self.cached_cons, self.mem.size);
+        let (mut n, _) = ready_entries(self.cached_prod, self.cached_cons, self.mem.size);
         if n == 0 {
-            self.cached_prod = self.mem.producer().load(Ordering::Acquire);
-            (n, bogus) = ready_entries(self.cached_prod, self.cached_cons, self.mem.size);
-        }
-        if bogus {
-            anomalies.incr();
+            let prod = self.mem.producer().load(Ordering::Acquire);
+            let bogus;
+            (n, bogus) = ready_entries(prod, self.cached_cons, self.mem.size);
+            if bogus {
+                anomalies.incr();
+                // Cache "empty": the next call re-reads the producer index.
+                self.cached_prod = self.cached_cons;
+            } else {
+                self.cached_prod = prod;
+            }
         }
         n.min(max)
     }
@@ -298,20 +315,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ready_entries_are_clamped_to_the_ring() {
+    fn impossible_producer_index_gives_no_entries() {
         assert_eq!(ready_entries(5, 5, 8), (0, false));
         assert_eq!(ready_entries(13, 5, 8), (8, false));
         // Free-running indices wrap.
         assert_eq!(ready_entries(3, u32::MAX - 2, 8), (6, false));
-        // More than a ring ahead: a bogus index; never more than the ring.
-        assert_eq!(ready_entries(14, 5, 8), (8, true));
-        assert_eq!(ready_entries(5 + (1 << 31), 5, 8), (8, true));
-        // Behind our consumer: just as bogus.
-        assert_eq!(ready_entries(4, 5, 8), (8, true));
+        // More than a ring ahead: a bogus index; nothing is taken.
+        assert_eq!(ready_entries(14, 5, 8), (0, true));
+        assert_eq!(ready_entries(5 + (1 << 31), 5, 8), (0, true));
+        // Behind our consumer: just as bogus (it used to read as a full ring).
+        assert_eq!(ready_entries(4, 5, 8), (0, true));
+        assert_eq!(ready_entries(u32::MAX, 0, 8), (0, true));
     }
 
     #[test]
-    fn free_entries_are_clamped_to_the_ring() {
+    fn impossible_consumer_index_gives_no_room() {
         // Consumer at 0, producer at 0: the whole ring is free.
         assert_eq!(free_entries(8, 0, 8), (8, false));
         assert_eq!(free_entries(8, 8, 8), (0, false));
@@ -320,7 +338,9 @@ mod tests {
             free_entries((u32::MAX - 3).wrapping_add(8), 0, 8),
             (4, false)
         );
-        // A consumer index past our producer: bogus, still at most the ring.
-        assert_eq!(free_entries(20, 4, 8), (8, true));
+        // A consumer index past our producer: bogus, no room.
+        assert_eq!(free_entries(20, 4, 8), (0, true));
+        // A consumer index more than a ring behind our producer: bogus too.
+        assert_eq!(free_entries(8, 9, 8), (0, true));
     }
 }
