@@ -136,12 +136,13 @@ struct PipelineArgs {
 
 /// Longest `--duration` (seconds): about 11.6 days, far inside what `Instant` can add.
 const MAX_DURATION_S: f64 = 1e6;
-/// Most sessions in flight (`--window`); the coordinator's table holds four times this.
-const MAX_WINDOW: usize = 1 << 20;
+/// Most sessions in flight (`--window`). The coordinator reserves a table of four times
+/// this many sessions of a few KiB each up front: 16,384 keeps that under 1 GiB.
+const MAX_WINDOW: usize = 1 << 14;
 /// Most sessions per verification batch (`--max-batch`).
 const MAX_BATCH: usize = 4096;
-/// Most pre-signed sessions (`--pool`), all signed before the timed run.
-const MAX_POOL: usize = 1 << 20;
+/// Most pre-signed sessions (`--pool`), all signed before the timed run (a few KiB each).
+const MAX_POOL: usize = 1 << 16;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -178,10 +179,15 @@ fn pipeline_cmd(a: &PipelineArgs) -> ExitCode {
         );
         return ExitCode::from(2);
     }
-    if a.threshold == 0 || a.threshold > a.signers || usize::from(a.threshold) > wire::MAX_T {
+    if a.threshold == 0
+        || a.threshold > a.signers
+        || usize::from(a.threshold) > wire::MAX_T
+        || usize::from(a.signers) > tally_mpc::frost::MAX_SIGNERS
+    {
         eprintln!(
-            "tally: need 1 <= --threshold <= --signers and --threshold <= {}",
-            wire::MAX_T
+            "tally: need 1 <= --threshold <= --signers, --threshold <= {} and --signers <= {}",
+            wire::MAX_T,
+            tally_mpc::frost::MAX_SIGNERS
         );
         return ExitCode::from(2);
     }

@@ -240,6 +240,9 @@ fn bad_values_exit_2_with_a_message() {
         (&["pipeline", "--pool", "0"], "--pool"),
         (&["pipeline", "--invalid-ratio", "2"], "--invalid-ratio"),
         (&["pipeline", "--threshold", "0"], "--threshold"),
+        (&["pipeline", "--signers", "65"], "--signers"),
+        (&["pipeline", "--window", "16385"], "--window"),
+        (&["pipeline", "--pool", "65537"], "--pool"),
     ];
     for (args, names) in cases {
         let out = tally().args(*args).output().unwrap();
