@@ -30,15 +30,21 @@ fn public(secret: &str) -> [u8; 33] {
     secp256k1::PublicKey::from_secret_key(&sk).serialize()
 }
 
-#[test]
-fn rfc9591_secp256k1_sha256_vector() {
+/// The vector's JSON, group key, message and round-one commitments.
+fn vector() -> (
+    Value,
+    VerifyingKey,
+    Vec<u8>,
+    Vec<(Identifier, SigningCommitments)>,
+) {
     let v: Value =
         serde_json::from_str(include_str!("vectors/rfc9591-frost-secp256k1-sha256.json")).unwrap();
     let inputs = &v["inputs"];
     let vk = VerifyingKey::from_bytes(&arr(inputs["group_public_key"].as_str().unwrap())).unwrap();
     let msg = hex(inputs["message"].as_str().unwrap());
-    let r1 = v["round_one_outputs"]["outputs"].as_array().unwrap();
-    let commitments: Vec<(Identifier, SigningCommitments)> = r1
+    let commitments = v["round_one_outputs"]["outputs"]
+        .as_array()
+        .unwrap()
         .iter()
         .map(|o| {
             let id =
@@ -52,6 +58,14 @@ fn rfc9591_secp256k1_sha256_vector() {
             (id, c)
         })
         .collect();
+    (v, vk, msg, commitments)
+}
+
+#[test]
+fn rfc9591_secp256k1_sha256_vector() {
+    let (v, vk, msg, commitments) = vector();
+    let inputs = &v["inputs"];
+    let r1 = v["round_one_outputs"]["outputs"].as_array().unwrap();
     let pkg = SigningPackage::new(&msg, &commitments).unwrap();
     for o in r1 {
         let id = Identifier::from_u16(u16::try_from(o["identifier"].as_u64().unwrap()).unwrap())
@@ -112,31 +126,11 @@ fn rfc9591_secp256k1_sha256_vector() {
 /// (the loser once received the winner's session).
 #[test]
 fn a_package_serves_only_the_key_it_was_first_used_with() {
-    let v: Value =
-        serde_json::from_str(include_str!("vectors/rfc9591-frost-secp256k1-sha256.json")).unwrap();
-    let inputs = &v["inputs"];
-    let vk = VerifyingKey::from_bytes(&arr(inputs["group_public_key"].as_str().unwrap())).unwrap();
+    let (_, vk, msg, commitments) = vector();
     let other = VerifyingKey::from_bytes(&public(
         "0000000000000000000000000000000000000000000000000000000000000007",
     ))
     .unwrap();
-    let msg = hex(inputs["message"].as_str().unwrap());
-    let commitments: Vec<(Identifier, SigningCommitments)> = v["round_one_outputs"]["outputs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|o| {
-            let id =
-                Identifier::from_u16(u16::try_from(o["identifier"].as_u64().unwrap()).unwrap())
-                    .unwrap();
-            let c = SigningCommitments::from_bytes(
-                &arr(o["hiding_nonce_commitment"].as_str().unwrap()),
-                &arr(o["binding_nonce_commitment"].as_str().unwrap()),
-            )
-            .unwrap();
-            (id, c)
-        })
-        .collect();
 
     let pkg = SigningPackage::new(&msg, &commitments).unwrap();
     let r_vk = pkg.group_commitment(&vk).unwrap();
