@@ -314,8 +314,9 @@ const TARGET_EXTRA_INSTRUCTIONS: u64 = 20_000_000;
 /// `(I(10 + n) - I(10)) / n`, rounded. Start-up and set-up cancel in the difference.
 ///
 /// # Errors
-/// `Failed` when a run fails or the counts shrink with more iterations (a kernel that is
-/// not deterministic).
+/// `Failed` when a run fails (a kernel exits non-zero when its checksum is wrong), the
+/// counts shrink with more iterations (a kernel that is not deterministic), or an
+/// iteration costs no instructions (work optimised away or skipped).
 pub fn instructions_per_iter(program: &Path, args: &[OsString]) -> Result<u64> {
     let base = callgrind_total(program, args, ITERS_REF)?;
     let probe = callgrind_total(program, args, ITERS_REF * 2)?;
@@ -335,7 +336,17 @@ pub fn instructions_per_iter(program: &Path, args: &[OsString]) -> Result<u64> {
             args
         ))
     })?;
-    Ok((extra + n / 2) / n)
+    let per_iter = (extra + n / 2) / n;
+    if per_iter == 0 {
+        // A count of 0 would pass every comparison as "improved": the kernel's loop was
+        // optimised away or skipped its work.
+        return Err(Error::failed(format!(
+            "{} {:?}: no instructions per iteration ({extra} over {n} iterations); the kernel's work was optimised away or skipped (feed its inputs through std::hint::black_box and return a checksum)",
+            program.display(),
+            args
+        )));
+    }
+    Ok(per_iter)
 }
 
 /// Counts instructions of `kernels` with `icount`, one progress step each.

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::bench::{self, BenchOptions};
-use crate::compare;
+use crate::compare::{self, Comparison};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::lint;
@@ -35,8 +35,9 @@ pub struct GateOptions {
 /// rewrites the baseline). Returns whether a kernel regressed.
 ///
 /// # Errors
-/// `BadInput` for a missing or malformed config or baseline, or a gate kernel that
-/// `icount --list` does not know; `Failed` when a build or callgrind run fails.
+/// `BadInput` for a missing or malformed config or baseline, a config that gates no
+/// kernel, or a gate kernel that `icount --list` does not know; `Failed` when a build,
+/// a kernel or a callgrind run fails (valgrind missing included: the gate never skips).
 pub fn gate(root: &Path, opts: &GateOptions) -> Result<bool> {
     let config_path = opts
         .config
@@ -47,41 +48,28 @@ pub fn gate(root: &Path, opts: &GateOptions) -> Result<bool> {
         .clone()
         .unwrap_or_else(|| root.join(GATE_BASELINE));
     let config = Config::load(&config_path)?;
+    // A gate without kernels passes whatever the code does.
+    if config.gate.is_empty() {
+        return Err(Error::bad_input(format!(
+            "{} lists no kernels under `gate`, so the gate would pass whatever the code does; \
+             add kernel ids (`cargo run -p tally-benches --bin icount -- --list`) and record \
+             their counts with `cargo xtask gate --refresh`",
+            config_path.display()
+        )));
+    }
     // Read the baseline first: a broken baseline is bad input, found before the build.
     let baseline = if opts.refresh {
         None
     } else if baseline_path.is_file() {
-        Some(Results::load(&baseline_path)?)
+        let base = Results::load(&baseline_path)?;
+        require_baseline(&config, &base, &baseline_path)?;
+        Some(base)
     } else {
         return Err(Error::bad_input(format!(
             "no baseline at {}; record one on purpose with `cargo xtask gate --refresh` (see docs/bench-format.md)",
             baseline_path.display()
         )));
     };
-    // A gated kernel without a baseline entry would only be listed as "new": it would not
-    // be gated at all. Refuse instead, so that adding a kernel to the gate means
-    // recording its baseline in the same change.
-    if let Some(base) = &baseline {
-        let missing: Vec<&str> = config
-            .gate
-            .iter()
-            .filter(|id| base.get(id).and_then(|r| r.instructions).is_none())
-            .map(String::as_str)
-            .collect();
-        if !missing.is_empty() {
-            return Err(Error::bad_input(format!(
-                "gate kernels without an instruction count in {}: {}; record them with `cargo xtask gate --refresh` and commit the baseline",
-                baseline_path.display(),
-                missing.join(", ")
-            )));
-        }
-    }
-    if config.gate.is_empty() {
-        eprintln!(
-            "gate: {} lists no kernels; nothing to measure",
-            config_path.display()
-        );
-    }
     let head = bench::bench(
         root,
         &BenchOptions {
@@ -103,10 +91,77 @@ pub fn gate(root: &Path, opts: &GateOptions) -> Result<bool> {
         );
         return Ok(false);
     };
-    let cmp = compare::compare(&base, &head, &config);
+    let cmp = judge(&config, &base, &head)?;
     print!("{}", compare::to_table(&cmp));
     crate::write_reports(&cmp, opts.markdown.as_deref(), opts.chart.as_deref())?;
     Ok(cmp.has_regression())
+}
+
+/// Every gated kernel needs an instruction count in the baseline. Without one it would
+/// only be listed as "new", not gated at all: adding a kernel to the gate means
+/// recording its baseline in the same change.
+fn require_baseline(config: &Config, base: &Results, baseline_path: &Path) -> Result<()> {
+    let missing: Vec<&str> = config
+        .gate
+        .iter()
+        .filter(|id| base.get(id).and_then(|r| r.instructions).is_none())
+        .map(String::as_str)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(Error::bad_input(format!(
+        "gate kernels without an instruction count in {}: {}; record them with `cargo xtask gate --refresh` and commit the baseline",
+        baseline_path.display(),
+        missing.join(", ")
+    )))
+}
+
+/// The gate's verdict: the gated kernels' counts in `measured` against `baseline`, under
+/// the thresholds of `config`. Only gated kernels are rows (other baseline entries are
+/// not reported as "removed"), and each must have a count on both sides.
+///
+/// # Errors
+/// `BadInput` when a gated kernel has no count in the baseline; `Failed` when one has
+/// none in the measurement.
+pub fn judge(config: &Config, baseline: &Results, measured: &Results) -> Result<Comparison> {
+    require_baseline(config, baseline, Path::new("the baseline"))?;
+    let unmeasured: Vec<&str> = config
+        .gate
+        .iter()
+        .filter(|id| measured.get(id).and_then(|r| r.instructions).is_none())
+        .map(String::as_str)
+        .collect();
+    if !unmeasured.is_empty() {
+        return Err(Error::failed(format!(
+            "gate kernels without a measured instruction count: {}; rerun `cargo xtask gate` and read the callgrind output above",
+            unmeasured.join(", ")
+        )));
+    }
+    let gated = |r: &Results| Results {
+        results: r
+            .results
+            .iter()
+            .filter(|b| config.gate.contains(&b.id))
+            .cloned()
+            .collect(),
+        ..r.clone()
+    };
+    let cmp = compare::compare(&gated(baseline), &gated(measured), config);
+    // Every gated kernel is now a row judged on instructions; anything else is a bug
+    // here, and must not pass silently.
+    if let Some(row) = cmp
+        .rows
+        .iter()
+        .find(|r| r.basis != Some(compare::Basis::Instructions))
+    {
+        return Err(Error::failed(format!(
+            "gate kernel {} was not compared on instructions ({})",
+            row.id,
+            row.verdict.label()
+        )));
+    }
+    Ok(cmp)
 }
 
 /// Runs what `.ci/run` runs: the workspace tests, lint, the loom tests, and the gate.
@@ -209,6 +264,73 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(err.exit_code(), 2);
+    }
+
+    fn counts(rows: &[(&str, u64)]) -> Results {
+        Results {
+            commit: "c".into(),
+            machine: "m".into(),
+            created_unix_s: None,
+            results: rows
+                .iter()
+                .map(|(id, n)| crate::results::BenchResult {
+                    id: (*id).to_owned(),
+                    wall: None,
+                    instructions: Some(*n),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn gate_refuses_an_empty_gate_list() {
+        let base = r#"{"schema":"tally-bench/1","commit":"c","machine":"m","results":[{"id":"ring/a","instructions":10}]}"#;
+        for refresh in [false, true] {
+            let mut opts = scratch(
+                "empty-gate",
+                r#"{"schema":"tally-bench-config/1","gate":[]}"#,
+                Some(base),
+            );
+            opts.refresh = refresh;
+            let err = gate(Path::new("/nonexistent"), &opts).unwrap_err();
+            assert_eq!(err.exit_code(), 2, "{err}");
+            assert!(err.to_string().contains("lists no kernels"), "{err}");
+        }
+    }
+
+    #[test]
+    fn gate_verdict_fails_a_regression_and_passes_the_inverse() {
+        let config = Config::parse(CONFIG).unwrap();
+        let base = counts(&[("ring/a", 1000), ("ring/b", 50), ("other/x", 7)]);
+        // ring/a 20 % more instructions: a regression past the 5 % default.
+        let head = counts(&[("ring/a", 1200), ("ring/b", 50)]);
+        let cmp = judge(&config, &base, &head).unwrap();
+        assert!(cmp.has_regression());
+        // Swapped, the same pair is an improvement and passes: an inverted comparison
+        // fails this test.
+        let cmp = judge(&config, &head, &base).unwrap();
+        assert!(!cmp.has_regression());
+        // Only gated kernels are judged: the baseline's other entries are not rows.
+        assert!(
+            cmp.rows.iter().all(|r| r.id.starts_with("ring/")),
+            "{cmp:?}"
+        );
+        // Exactly at the threshold passes, one instruction past it fails.
+        let cmp = judge(&config, &base, &counts(&[("ring/a", 1050), ("ring/b", 50)])).unwrap();
+        assert!(!cmp.has_regression());
+        let cmp = judge(&config, &base, &counts(&[("ring/a", 1051), ("ring/b", 50)])).unwrap();
+        assert!(cmp.has_regression());
+    }
+
+    #[test]
+    fn gate_verdict_refuses_a_gated_kernel_without_a_measurement() {
+        let config = Config::parse(CONFIG).unwrap();
+        let base = counts(&[("ring/a", 1000), ("ring/b", 50)]);
+        let err = judge(&config, &base, &counts(&[("ring/a", 1000)])).unwrap_err();
+        assert!(err.to_string().contains("ring/b"), "{err}");
+        assert_ne!(err.exit_code(), 0);
+        let err = judge(&config, &counts(&[("ring/a", 1000)]), &base).unwrap_err();
+        assert_eq!(err.exit_code(), 2, "{err}");
     }
 
     #[test]

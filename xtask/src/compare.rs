@@ -9,6 +9,7 @@
 use std::fmt::Write as _;
 
 use crate::config::Config;
+use crate::error::{Error, Result};
 use crate::results::{BenchResult, Results};
 
 /// What the comparison measured for one bench.
@@ -95,6 +96,23 @@ impl Comparison {
     pub fn count(&self, verdict: Verdict) -> usize {
         self.rows.iter().filter(|r| r.verdict == verdict).count()
     }
+}
+
+/// Refuses a comparison in which no bench had a measure on both sides: "no regression"
+/// would then be a pass that nothing backs (a `--filter` that matches nothing, files from
+/// different bench sets, wall clock on one side and instructions on the other).
+///
+/// # Errors
+/// `BadInput` saying how many benches each side had and what to check.
+pub fn require_compared(cmp: &Comparison, base_len: usize, head_len: usize) -> Result<()> {
+    if cmp.rows.iter().any(|r| r.basis.is_some()) {
+        return Ok(());
+    }
+    Err(Error::bad_input(format!(
+        "nothing was compared: base has {base_len} benches, head has {head_len}, and none has \
+         a measure (instructions or wall clock) on both sides; check --filter, and that both \
+         sides come from the same benches and modes (--instructions on both, or neither)"
+    )))
 }
 
 fn change_pct(base: f64, head: f64) -> f64 {

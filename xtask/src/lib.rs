@@ -208,10 +208,17 @@ fn bench_compare(root: &Path, mut args: Args) -> Result<bool> {
         instructions,
         kernels: None,
     };
-    let [b, h] = refs::results_for(root, [&base_side, &head_side], &opts, rounds)?;
+    let [mut b, mut h] = refs::results_for(root, [&base_side, &head_side], &opts, rounds)?;
+    // Refs are benched with the filter already; result files are filtered here, so that
+    // `--filter` means the same for both kinds of side.
+    if let Some(f) = opts.filter.as_deref() {
+        b.results.retain(|r| r.id.contains(f));
+        h.results.retain(|r| r.id.contains(f));
+    }
     let cmp = compare::compare(&b, &h, &config);
     print!("{}", compare::to_table(&cmp));
     write_reports(&cmp, markdown.as_deref(), chart.as_deref())?;
+    compare::require_compared(&cmp, b.results.len(), h.results.len())?;
     Ok(cmp.has_regression())
 }
 

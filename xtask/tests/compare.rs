@@ -343,3 +343,72 @@ fn markdown_and_chart_reports() {
     assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
     assert!(svg.contains("g/&lt;y&gt;") && svg.contains("#d62728") && svg.contains("#2ca02c"));
 }
+
+#[test]
+fn nothing_in_common_is_bad_input_not_a_pass() {
+    // Two files that share no measured bench (a typo in --filter, files from different
+    // bench sets): nothing was compared, so "no regression" would be a vacuous pass.
+    let d = scratch();
+    let base = write(&d, "base.json", &results("a", &[("g/old", None, Some(10))]));
+    let head = write(&d, "head.json", &results("b", &[("g/new", None, Some(99))]));
+    let run = compare(&base, &head, &[]);
+    assert_eq!(run.code, 2, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr.contains("nothing was compared"),
+        "{}",
+        run.stderr
+    );
+    // Wall clock on one side and instructions on the other: not comparable either.
+    let base = write(
+        &d,
+        "b2.json",
+        &results("a", &[("g/x", Some((10.0, 9.0, 11.0)), None)]),
+    );
+    let head = write(&d, "h2.json", &results("b", &[("g/x", None, Some(10))]));
+    let run = compare(&base, &head, &[]);
+    assert_eq!(run.code, 2, "{}{}", run.stdout, run.stderr);
+    // A filter that matches nothing.
+    let base = write(&d, "b3.json", &results("a", &[("g/x", None, Some(10))]));
+    let head = write(&d, "h3.json", &results("b", &[("g/x", None, Some(20))]));
+    let run = compare(&base, &head, &["--filter", "typo/"]);
+    assert_eq!(run.code, 2, "{}{}", run.stdout, run.stderr);
+}
+
+#[test]
+fn filter_applies_to_result_files() {
+    let d = scratch();
+    let base = write(
+        &d,
+        "base.json",
+        &results("a", &[("g/x", None, Some(1000)), ("h/y", None, Some(1000))]),
+    );
+    let head = write(
+        &d,
+        "head.json",
+        &results("b", &[("g/x", None, Some(1200)), ("h/y", None, Some(1000))]),
+    );
+    // Without a filter the g/x regression fails the comparison ...
+    assert_eq!(compare(&base, &head, &[]).code, 1);
+    // ... with `--filter h/` only h/y is compared, as documented.
+    let run = compare(&base, &head, &["--filter", "h/"]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert!(!run.stdout.contains("g/x"), "{}", run.stdout);
+    assert!(line(&run, "h/y").contains("unchanged"));
+    let run = compare(&base, &head, &["--filter", "g/"]);
+    assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+}
+
+#[test]
+fn instruction_regression_of_20_percent_fails_and_the_inverse_passes() {
+    // A test that fails if the comparison is inverted: +20 % instructions is exit 1,
+    // the same pair swapped (-16.7 %) is exit 0 and "improved".
+    let d = scratch();
+    let base = write(&d, "base.json", &results("a", &[("g/x", None, Some(1000))]));
+    let head = write(&d, "head.json", &results("b", &[("g/x", None, Some(1200))]));
+    let run = compare(&base, &head, &[]);
+    assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+    assert!(line(&run, "g/x").contains("+20.00 %"));
+    let run = compare(&head, &base, &[]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert!(line(&run, "g/x").contains("improved"));
+}

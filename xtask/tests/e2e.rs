@@ -45,10 +45,34 @@ fn valgrind_available() -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
+/// A "kernel" whose loop the compiler removes: no instructions per iteration.
+const EMPTY: &str = r#"
+fn main() {
+    let iters: u64 = std::env::args().nth(2).unwrap().parse().unwrap();
+    let mut acc = 0u64;
+    for i in 0..iters {
+        acc = acc.wrapping_add(i & 0);
+    }
+    println!("{acc}");
+}
+"#;
+
+/// A kernel that reports a failure (a wrong checksum) through its exit status.
+const FAILING: &str = r#"
+fn main() {
+    eprintln!("icount: kernel tiny/fail returned checksum 0, expected 10");
+    std::process::exit(3);
+}
+"#;
+
 fn build_tiny(dir: &Path) -> PathBuf {
-    let src = dir.join("tiny.rs");
-    std::fs::write(&src, TINY).unwrap();
-    let exe = dir.join("tiny");
+    build_source(dir, "tiny", TINY)
+}
+
+fn build_source(dir: &Path, name: &str, source: &str) -> PathBuf {
+    let src = dir.join(format!("{name}.rs"));
+    std::fs::write(&src, source).unwrap();
+    let exe = dir.join(name);
     let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
     let status = Command::new(rustc)
         .args(["--edition", "2021", "-C", "opt-level=2", "-o"])
@@ -134,5 +158,34 @@ fn slower_head_fails_and_identical_code_passes() {
     let (code, out) = compare(&slower, &base);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("improved"), "{out}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_kernel_without_work_or_with_a_failure_is_an_error_not_a_count() {
+    if !valgrind_available() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "valgrind is missing on CI: add `apt-get install -y valgrind` to .ci/run"
+        );
+        eprintln!("skipping: valgrind is not installed (apt-get install -y valgrind)");
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("xtask-e2e-empty-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    // Zero instructions per iteration means the work was optimised away (or skipped):
+    // a count of 0 would pass every comparison as "improved".
+    let exe = build_source(&dir, "empty", EMPTY);
+    let err = instructions_per_iter(&exe, &[OsString::from("x")]).unwrap_err();
+    assert!(
+        err.to_string().contains("no instructions per iteration"),
+        "{err}"
+    );
+    assert_ne!(err.exit_code(), 0);
+    // A kernel that exits non-zero (icount's checksum check) fails the measurement.
+    let exe = build_source(&dir, "failing", FAILING);
+    let err = instructions_per_iter(&exe, &[OsString::from("x")]).unwrap_err();
+    assert!(err.to_string().contains("expected 10"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
