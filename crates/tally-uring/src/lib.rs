@@ -12,6 +12,6 @@ pub use journal::{
     ReplayReport, SharedJournal, SharedOptions, TornTail,
 };
 pub use ring::{
-    Completion, IoBuf, IoReq, OpId, OpKind, PoolRange, ProbeReport, Ring, RingOptions, RingStats,
-    RingStatsSnapshot, SqPoll, Target, TaskrunMode,
+    Completion, IoBuf, IoReq, MAX_IN_FLIGHT, OpId, OpKind, PoolRange, PoolView, ProbeReport, Ring,
+    RingOptions, RingStats, RingStatsSnapshot, SqPoll, Target, TaskrunMode,
 };

@@ -34,7 +34,7 @@ use std::time::Duration;
 use io_uring::{IoUring, Probe, cqueue, opcode, squeue, types};
 use tally_core_types::{FramePool, FramePoolOptions};
 
-use crate::error::{Errno, RingError, setup_hint};
+use crate::error::{Errno, Registration, RingError, register_hint, setup_hint};
 
 tally_core_types::single_writer_stats! {
     /// Ring statistics, written by the thread that owns the [`Ring`], readable from any
@@ -224,6 +224,48 @@ impl PoolRange {
     }
 }
 
+/// Sizes and allocation state of the frame pool registered with a [`Ring`], without access
+/// to its bytes (see [`Ring::pool`]).
+#[derive(Debug, Clone, Copy)]
+pub struct PoolView<'a> {
+    pool: &'a FramePool,
+}
+
+impl PoolView<'_> {
+    /// Size of one frame in bytes.
+    pub fn frame_size_bytes(&self) -> usize {
+        self.pool.frame_size_bytes()
+    }
+
+    /// Number of frames.
+    pub fn frame_count(&self) -> u32 {
+        self.pool.frame_count()
+    }
+
+    /// Frames not allocated.
+    pub fn free_count(&self) -> u32 {
+        self.pool.free_count()
+    }
+
+    /// Length of the pool in bytes.
+    pub fn len_bytes(&self) -> usize {
+        self.pool.len_bytes()
+    }
+
+    /// Byte offset of frame `id` in the pool (for a [`PoolRange`]).
+    pub fn offset_of(&self, id: tally_core_types::FrameId) -> u64 {
+        self.pool.offset_of(id)
+    }
+
+    /// Whether frame `id` is allocated.
+    ///
+    /// # Errors
+    /// [`RingError::Pool`] when `id` is not a frame of this pool.
+    pub fn is_allocated(&self, id: tally_core_types::FrameId) -> Result<bool, RingError> {
+        Ok(self.pool.is_allocated(id)?)
+    }
+}
+
 /// Handle of a queued or in-flight operation (its `user_data`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct OpId(u64);
@@ -333,6 +375,19 @@ impl Completion {
 }
 
 const NONE: u32 = u32::MAX;
+
+/// Largest in-flight slab [`Ring::new`] accepts (48 bytes of bookkeeping per slot).
+pub const MAX_IN_FLIGHT: u32 = 1 << 20;
+
+/// Largest completion queue the kernel sets up without clamping (`IORING_MAX_CQ_ENTRIES`).
+const MAX_CQ_ENTRIES: u32 = 65_536;
+
+/// `user_data` of the entries [`Ring`]'s drop queues itself: slot `u32::MAX` never exists,
+/// so their completions are foreign to the slab.
+const DROP_USER_DATA: u64 = u64::MAX;
+
+/// How long [`Ring`]'s drop waits for cancelled operations before it leaks their memory.
+const DROP_WAIT: Duration = Duration::from_secs(2);
 
 #[derive(Clone, Copy)]
 struct Slot {
@@ -718,6 +773,8 @@ pub struct Ring {
     stats: Arc<RingStats>,
     probe: ProbeReport,
     last_dropped: u32,
+    /// The thread that built a `SINGLE_ISSUER` ring: the only one that may submit to it.
+    issuer: Option<std::thread::ThreadId>,
 }
 
 impl std::fmt::Debug for Ring {
@@ -736,6 +793,23 @@ impl std::fmt::Debug for Ring {
 )]
 fn ring_base(mem: &mut FramePool) -> *mut types::BufRingEntry {
     mem.as_mut_ptr().cast()
+}
+
+/// Refuses file offsets the kernel would misread: `u64::MAX` means "the current file
+/// position" to io_uring's read and write, and other values above `i64::MAX` are negative
+/// `loff_t`s.
+#[inline(always)]
+fn check_offset(offset: u64) -> Result<(), RingError> {
+    if offset > i64::MAX as u64 {
+        return Err(offset_too_large(offset));
+    }
+    Ok(())
+}
+
+#[cold]
+#[inline(never)]
+fn offset_too_large(offset: u64) -> RingError {
+    RingError::OffsetTooLarge { offset }
 }
 
 fn io_uring_disabled_sysctl() -> Option<u8> {
@@ -762,14 +836,17 @@ impl Ring {
                 reason: "sq_entries must be a power of two in 1..=32768",
             });
         }
-        if options.cq_entries < options.sq_entries || !options.cq_entries.is_power_of_two() {
+        if options.cq_entries < options.sq_entries
+            || !options.cq_entries.is_power_of_two()
+            || options.cq_entries > MAX_CQ_ENTRIES
+        {
             return Err(RingError::InvalidOptions {
-                reason: "cq_entries must be a power of two >= sq_entries",
+                reason: "cq_entries must be a power of two >= sq_entries and at most 65536",
             });
         }
-        if options.max_in_flight == 0 || options.max_in_flight == NONE {
+        if options.max_in_flight == 0 || options.max_in_flight > MAX_IN_FLIGHT {
             return Err(RingError::InvalidOptions {
-                reason: "max_in_flight must be at least 1",
+                reason: "max_in_flight must be in 1..=1048576 (MAX_IN_FLIGHT)",
             });
         }
         let mut builder = IoUring::builder();
@@ -837,6 +914,8 @@ impl Ring {
             stats: Arc::new(RingStats::new()),
             probe: report,
             last_dropped: 0,
+            issuer: (options.mode == TaskrunMode::DeferTaskrun)
+                .then(|| std::thread::current().id()),
         })
     }
 
@@ -886,12 +965,15 @@ impl Ring {
         // SAFETY: the iovec covers exactly the pool's mapping; the ring owns the pool from
         // here on (it is dropped after the ring is unregistered, see `Drop`), so the memory
         // stays valid while registered.
-        unsafe { self.uring.submitter().register_buffers(std::slice::from_ref(&iov)) }.map_err(|source| {
-            RingError::Register {
-                what: "frame pool buffers",
-                source,
-                hint: "raise RLIMIT_MEMLOCK (`ulimit -l`) or register a smaller pool; buffers must be at most 1 GiB",
-            }
+        unsafe {
+            self.uring
+                .submitter()
+                .register_buffers(std::slice::from_ref(&iov))
+        }
+        .map_err(|source| RingError::Register {
+            what: "frame pool buffers",
+            hint: register_hint(Registration::Buffers, source.raw_os_error().unwrap_or(0)),
+            source,
         })?;
         let frames = pool.frame_count() as usize;
         let frame_shift = pool.frame_size_bytes().trailing_zeros();
@@ -903,14 +985,23 @@ impl Ring {
         Ok(())
     }
 
-    /// The registered pool (for `alloc`/`free` bookkeeping and sizes).
+    /// Sizes and allocation state of the registered pool. Its bytes are reachable only
+    /// through [`Ring::pool_bytes`] and [`Ring::pool_bytes_mut`], which refuse frames an
+    /// operation in flight uses (the pool itself is not handed out: its `as_slice` would
+    /// read memory the kernel may be writing):
+    ///
+    /// ```compile_fail
+    /// # fn f(ring: &tally_uring::Ring) -> Result<(), tally_uring::RingError> {
+    /// let bytes: &[u8] = ring.pool()?.as_slice();
+    /// # Ok(()) }
+    /// ```
     ///
     /// # Errors
     /// [`RingError::NoFramePool`] before [`Ring::register_frame_pool`].
-    pub fn pool(&self) -> Result<&FramePool, RingError> {
+    pub fn pool(&self) -> Result<PoolView<'_>, RingError> {
         self.pool
             .as_ref()
-            .map(|r| &r.pool)
+            .map(|r| PoolView { pool: &r.pool })
             .ok_or(RingError::NoFramePool)
     }
 
@@ -997,19 +1088,28 @@ impl Ring {
             .unwrap_or(&mut []))
     }
 
-    /// Registers files; operations then use [`Target::Fixed`] with their index.
+    /// Registers files; operations then use [`Target::Fixed`] with their index. Replacing
+    /// registered files needs an idle ring.
     ///
     /// # Errors
-    /// [`RingError::Register`] when the kernel refuses.
+    /// [`RingError::Busy`] when files are already registered and operations are in flight
+    /// (they may name the old slots); [`RingError::Register`] when the kernel refuses.
     pub fn register_files(&mut self, fds: &[RawFd]) -> Result<(), RingError> {
         if self.files_registered > 0 {
+            // A queued or linked operation resolves its `Target::Fixed` slot when it is
+            // issued: swapping the table under it would send its I/O to another file.
+            if self.slab.in_flight != 0 {
+                return Err(RingError::Busy {
+                    in_flight: self.slab.in_flight,
+                });
+            }
             self.uring
                 .submitter()
                 .unregister_files()
                 .map_err(|source| RingError::Register {
                     what: "files (unregister)",
+                    hint: register_hint(Registration::Files, source.raw_os_error().unwrap_or(0)),
                     source,
-                    hint: "wait for operations on registered files to finish",
                 })?;
             self.files_registered = 0;
         }
@@ -1018,8 +1118,8 @@ impl Ring {
             .register_files(fds)
             .map_err(|source| RingError::Register {
                 what: "files",
+                hint: register_hint(Registration::Files, source.raw_os_error().unwrap_or(0)),
                 source,
-                hint: "pass open descriptors; at most RLIMIT_NOFILE of them",
             })?;
         self.files_registered = u32::try_from(fds.len()).unwrap_or(NONE);
         Ok(())
@@ -1081,8 +1181,8 @@ impl Ring {
         }
         .map_err(|source| RingError::Register {
             what: "provided-buffer ring",
+            hint: register_hint(Registration::BufRing, source.raw_os_error().unwrap_or(0)),
             source,
-            hint: "provided-buffer rings need Linux 5.19; the group id must be unused",
         })?;
         let words = usize::from(count).div_ceil(64);
         let mut br = BufRing {
@@ -1273,16 +1373,20 @@ impl Ring {
         })
     }
 
-    fn fixed_rw(
+    /// Checks a pool-range operation, takes its slot, marks its frames busy and builds its
+    /// entry (not pushed: on a push failure the caller releases the slot, which releases
+    /// the frames).
+    #[inline(always)]
+    fn fixed_entry(
         &mut self,
         kind: OpKind,
         target: Target,
         range: PoolRange,
         file_offset: u64,
         tag: u64,
-        flags: squeue::Flags,
-    ) -> Result<OpId, RingError> {
+    ) -> Result<(u32, squeue::Entry), RingError> {
         self.check_target(target)?;
+        check_offset(file_offset)?;
         let reg = self.pool.as_ref().ok_or(RingError::NoFramePool)?;
         let (lo, hi) = Self::check_range(reg, range)?;
         if kind == OpKind::ReadFixed {
@@ -1323,11 +1427,23 @@ impl Ring {
                 .build(),
         };
         self.mark_frames(idx, lo, hi);
-        if let Err(e) = self.push(&entry.user_data(ud).flags(flags)) {
+        Ok((idx, entry.user_data(ud)))
+    }
+
+    fn fixed_rw(
+        &mut self,
+        kind: OpKind,
+        target: Target,
+        range: PoolRange,
+        file_offset: u64,
+        tag: u64,
+    ) -> Result<OpId, RingError> {
+        let (idx, entry) = self.fixed_entry(kind, target, range, file_offset, tag)?;
+        if let Err(e) = self.push(&entry) {
             self.release_slot(idx);
             return Err(e);
         }
-        Ok(OpId(ud))
+        Ok(OpId(entry.get_user_data()))
     }
 
     /// Queues a read of `range.len` bytes at `file_offset` into the pool range (registered
@@ -1335,7 +1451,8 @@ impl Ring {
     ///
     /// # Errors
     /// [`RingError::NoFramePool`], [`RingError::RangeOutOfPool`], [`RingError::FrameInFlight`],
-    /// [`RingError::FileIndex`], [`RingError::InFlightFull`], [`RingError::Enter`].
+    /// [`RingError::FileIndex`], [`RingError::OffsetTooLarge`] (above `i64::MAX`),
+    /// [`RingError::InFlightFull`], [`RingError::Enter`].
     #[inline]
     pub fn read_fixed(
         &mut self,
@@ -1344,14 +1461,7 @@ impl Ring {
         file_offset: u64,
         tag: u64,
     ) -> Result<OpId, RingError> {
-        self.fixed_rw(
-            OpKind::ReadFixed,
-            target,
-            range,
-            file_offset,
-            tag,
-            squeue::Flags::empty(),
-        )
+        self.fixed_rw(OpKind::ReadFixed, target, range, file_offset, tag)
     }
 
     /// Queues a write of the pool range at `file_offset` (registered buffer).
@@ -1366,22 +1476,19 @@ impl Ring {
         file_offset: u64,
         tag: u64,
     ) -> Result<OpId, RingError> {
-        self.fixed_rw(
-            OpKind::WriteFixed,
-            target,
-            range,
-            file_offset,
-            tag,
-            squeue::Flags::empty(),
-        )
+        self.fixed_rw(OpKind::WriteFixed, target, range, file_offset, tag)
     }
 
     /// Queues a write of the pool range linked to an `fdatasync` of the same file: the sync
     /// starts only after the write completed in full (a short or failed write cancels it
     /// with `ECANCELED`). Returns (write, sync).
     ///
+    /// Both entries are published to the kernel together (a link only holds within one
+    /// submission: an SQPOLL thread taking the write alone would run the sync on its own).
+    ///
     /// # Errors
-    /// As [`Ring::read_fixed`].
+    /// As [`Ring::read_fixed`]; [`RingError::InvalidOptions`] on a ring whose submission
+    /// queue has a single entry (it cannot hold the pair).
     pub fn write_fixed_then_fdatasync(
         &mut self,
         target: Target,
@@ -1389,31 +1496,47 @@ impl Ring {
         file_offset: u64,
         tag: u64,
     ) -> Result<(OpId, OpId), RingError> {
-        if self.slab.in_flight + 2 > self.capacity() {
-            self.stats.in_flight_full.incr();
-            return Err(RingError::InFlightFull {
-                capacity: self.capacity(),
+        if self.uring.submission().capacity() < 2 {
+            return Err(RingError::InvalidOptions {
+                reason: "a write linked to an fdatasync needs a submission queue of at least 2 entries",
             });
         }
-        // Both entries must land in the same submission batch for the link to hold.
-        let free_sq = {
-            let sq = self.uring.submission();
-            sq.capacity() - sq.len()
-        };
-        if free_sq < 2 {
-            self.stats.sq_full.incr();
-            self.submit()?;
+        if self.slab.in_flight.saturating_add(2) > self.capacity() {
+            return Err(self.in_flight_full());
         }
-        let w = self.fixed_rw(
-            OpKind::WriteFixed,
-            target,
-            range,
-            file_offset,
-            tag,
-            squeue::Flags::IO_LINK,
-        )?;
-        let s = self.sync(target, true, tag)?;
-        Ok((w, s))
+        let (w_idx, write) =
+            self.fixed_entry(OpKind::WriteFixed, target, range, file_offset, tag)?;
+        let (s_idx, s_ud) = match self.take_slot(OpKind::Fdatasync, tag) {
+            Ok(v) => v,
+            Err(e) => {
+                self.release_slot(w_idx);
+                return Err(e);
+            }
+        };
+        let sync = match target {
+            Target::Fd(fd) => opcode::Fsync::new(types::Fd(fd)),
+            Target::Fixed(i) => opcode::Fsync::new(types::Fixed(i)),
+        }
+        .flags(types::FsyncFlags::DATASYNC)
+        .build()
+        .user_data(s_ud);
+        let pair = [write.flags(squeue::Flags::IO_LINK), sync];
+        let pushed = loop {
+            // SAFETY: the write names pool frames marked busy until its completion (see
+            // `push`); the fdatasync names no memory.
+            if unsafe { self.uring.submission().push_multiple(&pair) }.is_ok() {
+                break Ok(());
+            }
+            if let Err(e) = self.make_room() {
+                break Err(e);
+            }
+        };
+        if let Err(e) = pushed {
+            self.release_slot(s_idx);
+            self.release_slot(w_idx);
+            return Err(e);
+        }
+        Ok((OpId(pair[0].get_user_data()), OpId(s_ud)))
     }
 
     /// Queues an `fsync` (`data_only = false`) or `fdatasync` (`data_only = true`).
@@ -1534,7 +1657,7 @@ impl Ring {
     /// # Errors
     /// As [`Ring::read_fixed`].
     pub fn send(&mut self, socket: Target, range: PoolRange, tag: u64) -> Result<OpId, RingError> {
-        self.fixed_rw(OpKind::Send, socket, range, 0, tag, squeue::Flags::empty())
+        self.fixed_rw(OpKind::Send, socket, range, 0, tag)
     }
 
     /// Queues a zero-copy send of the pool range (registered buffer). Two completions
@@ -1552,14 +1675,7 @@ impl Ring {
         if !self.probe.supports(opcode::SendZc::CODE) {
             return Err(RingError::Unsupported { op: "send_zc" });
         }
-        self.fixed_rw(
-            OpKind::SendZc,
-            socket,
-            range,
-            0,
-            tag,
-            squeue::Flags::empty(),
-        )
+        self.fixed_rw(OpKind::SendZc, socket, range, 0, tag)
     }
 
     // ----- submission and completion ------------------------------------------------
@@ -1724,28 +1840,51 @@ impl Ring {
     /// Waits for one completion of any operation (submitting queued entries first).
     ///
     /// # Errors
-    /// [`RingError::Enter`], [`RingError::CompletionsLost`].
+    /// [`RingError::NothingInFlight`] when no operation is in flight (nothing could
+    /// complete); [`RingError::Enter`], [`RingError::CompletionsLost`].
     pub fn wait_one(&mut self) -> Result<Completion, RingError> {
         let mut out = [Completion::default()];
         loop {
             if self.reap(&mut out)? == 1 {
                 return Ok(out[0]);
             }
+            if self.slab.in_flight == 0 {
+                return Err(RingError::NothingInFlight);
+            }
             self.submit_and_wait(1)?;
         }
+    }
+
+    /// Whether `op` is queued or in flight on this ring (its final completion not yet
+    /// consumed).
+    pub fn is_in_flight(&self, op: OpId) -> bool {
+        #[allow(
+            clippy::cast_possible_truncation,
+            reason = "user_data is generation << 32 | slot index: the halves are u32 by construction"
+        )]
+        let (idx, generation) = (op.0 as u32, (op.0 >> 32) as u32);
+        self.slab
+            .slots
+            .get(idx as usize)
+            .is_some_and(|s| s.busy() && s.generation == generation)
     }
 
     /// Waits until `op` completes (its final completion) and returns it. Completions of
     /// other operations that arrive meanwhile are handed to `other`.
     ///
     /// # Errors
-    /// [`RingError::Enter`], [`RingError::CompletionsLost`].
+    /// [`RingError::NotInFlight`] when `op` is not in flight on this ring (its final
+    /// completion was already consumed); [`RingError::Enter`],
+    /// [`RingError::CompletionsLost`].
     pub fn wait_for(
         &mut self,
         op: OpId,
         mut other: impl FnMut(Completion),
     ) -> Result<Completion, RingError> {
         loop {
+            if !self.is_in_flight(op) {
+                return Err(RingError::NotInFlight { user_data: op.0 });
+            }
             let c = self.wait_one()?;
             if c.op == op && !c.more {
                 return Ok(c);
@@ -1763,7 +1902,9 @@ impl Ring {
     ///
     /// # Errors
     /// [`RingError::Busy`] when other operations are in flight; [`RingError::InFlightFull`]
-    /// when the batch is larger than the slab; [`RingError::Enter`].
+    /// when the batch is larger than the slab; [`RingError::OffsetTooLarge`];
+    /// [`RingError::WrongThread`] for a [`TaskrunMode::DeferTaskrun`] ring used from
+    /// another thread than its creator; [`RingError::Enter`].
     pub fn rw_batch(&mut self, target: Target, reqs: &mut [IoReq<'_>]) -> Result<(), RingError> {
         if self.slab.in_flight != 0 {
             return Err(RingError::Busy {
@@ -1771,6 +1912,16 @@ impl Ring {
             });
         }
         self.check_target(target)?;
+        if let Some(issuer) = self.issuer
+            && issuer != std::thread::current().id()
+        {
+            // The kernel would refuse every submission with EEXIST while the entries,
+            // naming borrowed memory, stay queued: refuse before queueing any.
+            return Err(RingError::WrongThread);
+        }
+        for req in reqs.iter() {
+            check_offset(req.offset)?;
+        }
         if reqs.len() > self.slab.slots.len() {
             self.stats.in_flight_full.incr();
             return Err(RingError::InFlightFull {
@@ -1886,7 +2037,7 @@ impl Ring {
     /// Runs one queued operation to completion and maps a negative result to an error.
     ///
     /// # Errors
-    /// [`RingError::Op`], [`RingError::Enter`].
+    /// [`RingError::Op`], [`RingError::NotInFlight`], [`RingError::Enter`].
     pub fn run(&mut self, op: OpId, mut other: impl FnMut(Completion)) -> Result<u32, RingError> {
         let c = self.wait_for(op, &mut other)?;
         c.result().map_err(|errno| RingError::Op {
@@ -1945,26 +2096,87 @@ impl<'a> IoReq<'a> {
     }
 }
 
-impl Drop for Ring {
-    fn drop(&mut self) {
-        // Operations still in flight may write into the pool or read timespecs. Cancel
-        // them all and wait (bounded) so the memory is not freed under the kernel.
-        if self.slab.in_flight > 0 {
-            let any = types::CancelBuilder::any();
-            let _ = self
-                .uring
-                .submitter()
-                .register_sync_cancel(Some(types::Timespec::new().sec(1)), any);
-            let mut out = [Completion::default(); 32];
-            for _ in 0..1000 {
-                if self.slab.in_flight == 0 {
-                    break;
-                }
-                let _ = self.submit_and_wait(1);
-                let _ = self.reap(&mut out);
+impl Ring {
+    /// Cancels every operation and waits (at most [`DROP_WAIT`]) until the slab is empty.
+    /// Returns whether it is: only then may the memory the operations name be freed.
+    fn quiesce(&mut self) -> bool {
+        if self
+            .issuer
+            .is_some_and(|t| t != std::thread::current().id())
+        {
+            // A SINGLE_ISSUER ring cannot submit or wait from this thread.
+            return false;
+        }
+        // Entries still in the SQ are invisible to cancellation: hand them over first.
+        let _ = self.uring.submitter().submit();
+        let timeout = types::Timespec::new().sec(1);
+        match self
+            .uring
+            .submitter()
+            .register_sync_cancel(Some(timeout), types::CancelBuilder::any())
+        {
+            // Cancelled, nothing left to cancel, or some operation outlasted the timeout
+            // (the wait below is bounded too).
+            Ok(()) => {}
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ETIME)) => {}
+            // Kernels before 6.0 have no synchronous cancel: queue an asynchronous one.
+            Err(_) => {
+                let cancel = opcode::AsyncCancel2::new(types::CancelBuilder::any())
+                    .build()
+                    .user_data(DROP_USER_DATA);
+                // SAFETY: a cancel request names no memory.
+                let _ = unsafe { self.uring.submission().push(&cancel) };
+                let _ = self.uring.submitter().submit();
             }
         }
-        // The io_uring fd closes when `uring` drops (first field), which ends the kernel's
-        // use of registered buffers and the buffer ring before the pools are unmapped.
+        let deadline = std::time::Instant::now() + DROP_WAIT;
+        let mut out = [Completion::default(); 32];
+        while self.slab.in_flight > 0 {
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
+            let waited = if self.probe.ext_arg {
+                let tick = types::Timespec::new().nsec(10_000_000);
+                let args = types::SubmitArgs::new().timespec(&tick);
+                self.uring.submitter().submit_with_args(1, &args)
+            } else {
+                std::thread::sleep(Duration::from_millis(1));
+                self.uring.submitter().submit()
+            };
+            if let Err(e) = waited
+                && !matches!(
+                    e.raw_os_error(),
+                    Some(libc::ETIME | libc::EINTR | libc::EBUSY | libc::EAGAIN)
+                )
+            {
+                return false;
+            }
+            // A lost completion leaves its operation unaccounted for: give up waiting.
+            if self.reap(&mut out).is_err() {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+impl Drop for Ring {
+    /// Cancels the operations in flight and waits for them (bounded), so that no memory
+    /// they name is freed under the kernel. If they do not all complete (an operation
+    /// that ignores cancellation, a `DeferTaskrun` ring dropped on another thread), the
+    /// frame pool, the provided buffers and the timeout values are leaked on purpose.
+    fn drop(&mut self) {
+        if self.slab.in_flight == 0 || self.quiesce() {
+            return;
+        }
+        if let Some(reg) = self.pool.take() {
+            std::mem::forget(reg);
+        }
+        if let Some(br) = self.provided.take() {
+            std::mem::forget(br);
+        }
+        std::mem::forget(std::mem::take(&mut self.slab.timespecs));
+        // The io_uring fd closes when `uring` drops; the kernel then cancels what is left,
+        // and the leaked memory stays mapped for whatever it still does.
     }
 }

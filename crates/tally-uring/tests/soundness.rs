@@ -1,0 +1,356 @@
+//! The engine against its kernel-facing promises: memory the kernel may still write is
+//! never freed or handed out, linked entries stay linked, calls that could only block
+//! forever return an error instead, and bad input is refused before it reaches the kernel.
+//!
+//! Each test skips with a printed reason when the kernel refuses io_uring, except on CI
+//! (`CI` set: root on Linux 6.x), where a refusal fails the test.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::cast_possible_truncation,
+    reason = "test code"
+)]
+
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use tally_core_types::{FramePool, FramePoolOptions};
+use tally_uring::{
+    Completion, Errno, OpKind, PoolRange, Ring, RingError, RingOptions, SqPoll, Target, TaskrunMode,
+};
+
+fn ring(opts: RingOptions) -> Option<Ring> {
+    match Ring::new(opts) {
+        Ok(r) => Some(r),
+        Err(e @ RingError::Setup { .. }) if std::env::var_os("CI").is_none() => {
+            eprintln!("skipping: {e}");
+            None
+        }
+        Err(e) => panic!("{e}"),
+    }
+}
+
+fn with_pool(opts: RingOptions, frames: u32) -> Option<Ring> {
+    let mut r = ring(opts)?;
+    r.register_frame_pool(
+        FramePool::new(FramePoolOptions::new(4096, frames).populate(true)).unwrap(),
+    )
+    .unwrap();
+    Some(r)
+}
+
+/// A pipe as (read end, write end).
+fn pipe() -> (std::fs::File, std::fs::File) {
+    let mut fds = [0i32; 2];
+    // SAFETY: `pipe2` writes two descriptors into the live array.
+    let rc = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) };
+    assert_eq!(rc, 0, "pipe2: {}", std::io::Error::last_os_error());
+    // SAFETY: both descriptors were just opened and are owned by nobody else.
+    let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    (std::fs::File::from(r), std::fs::File::from(w))
+}
+
+/// Runs `f` on its own thread and fails if it does not finish within `limit` (the thread
+/// is left behind: the test fails either way).
+fn within<T: Send + 'static>(
+    limit: Duration,
+    what: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> T {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(v) => v,
+        Err(e) => panic!("{what} did not return within {limit:?} ({e})"),
+    }
+}
+
+/// Dropping a ring whose read was queued but never submitted, on a pipe nobody writes
+/// to, returns promptly (the drop used to submit the read and then wait for it forever).
+#[test]
+fn drop_with_an_unsubmitted_read_that_never_completes_returns() {
+    let Some(mut r) = with_pool(RingOptions::new(8).mode(TaskrunMode::CoopTaskrun), 2) else {
+        return;
+    };
+    let (rd, wr) = pipe();
+    r.read_fixed(Target::from(&rd), PoolRange::new(0, 4096), 0, 1)
+        .unwrap();
+    assert_eq!(r.in_flight(), 1);
+    within(Duration::from_secs(20), "Ring::drop", move || drop(r));
+    drop((rd, wr));
+}
+
+/// A read submitted on a pipe, the ring dropped, then the pipe written: the cancelled read
+/// takes none of the data, and memory mapped afterwards (likely at the old pool's
+/// address) is not written by the kernel.
+#[test]
+fn drop_with_a_submitted_read_cancels_it_and_writes_no_memory_later() {
+    for mode in [TaskrunMode::DeferTaskrun, TaskrunMode::CoopTaskrun] {
+        let Some(mut r) = with_pool(RingOptions::new(8).mode(mode), 4) else {
+            return;
+        };
+        let (mut rd, mut wr) = pipe();
+        for i in 0..4u64 {
+            r.read_fixed(
+                Target::from(&rd),
+                PoolRange::new(i as usize * 4096, 4096),
+                0,
+                i,
+            )
+            .unwrap();
+        }
+        r.submit().unwrap();
+        let start = Instant::now();
+        drop(r);
+        assert!(start.elapsed() < Duration::from_secs(10));
+        let mut fresh = FramePool::new(FramePoolOptions::new(4096, 4).populate(true)).unwrap();
+        fresh.as_mut_slice().fill(0xAA);
+        wr.write_all(&[0x55; 4096]).unwrap();
+        drop(wr);
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(
+            fresh.as_slice().iter().all(|b| *b == 0xAA),
+            "memory mapped after the drop was written by a read of the dropped ring"
+        );
+        let mut back = Vec::new();
+        rd.read_to_end(&mut back).unwrap();
+        assert_eq!(back.len(), 4096, "a cancelled read consumed pipe data");
+    }
+}
+
+/// On an SQPOLL ring the kernel thread takes entries as soon as they are published: a
+/// write and its linked fdatasync published one at a time could be taken apart, and the
+/// sync then ran on its own (it succeeded after a failed write). Each must be cancelled.
+#[test]
+fn linked_write_and_sync_stay_linked_on_an_sqpoll_ring() {
+    let Some(mut r) = with_pool(
+        RingOptions::new(8)
+            .mode(TaskrunMode::Plain)
+            .sqpoll(Some(SqPoll {
+                idle_ms: 2000,
+                cpu: None,
+            })),
+        2,
+    ) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ro"), b"abc").unwrap();
+    let ro = std::fs::File::open(dir.path().join("ro")).unwrap();
+    let mut broken = 0;
+    for i in 0..2000u64 {
+        let (w, s) = r
+            .write_fixed_then_fdatasync(Target::from(&ro), PoolRange::new(0, 10), 0, i)
+            .unwrap();
+        let mut write = None;
+        let c = r.wait_for(s, |c| write = Some(c)).unwrap();
+        if write.is_none() {
+            write = Some(r.wait_for(w, |_| {}).unwrap());
+        }
+        assert_eq!(write.unwrap().result(), Err(Errno(libc::EBADF)));
+        if c.result() != Err(Errno(libc::ECANCELED)) {
+            broken += 1;
+        }
+    }
+    assert_eq!(broken, 0, "{broken} of 2000 syncs ran without their write");
+}
+
+/// Waiting for an operation whose completion was already consumed, or for any completion
+/// with nothing in flight, is an error (it used to block forever).
+#[test]
+fn waiting_for_nothing_is_an_error_not_a_hang() {
+    let Some(mut r) = ring(RingOptions::new(8).mode(TaskrunMode::CoopTaskrun)) else {
+        return;
+    };
+    let op = r.nop(1).unwrap();
+    r.submit_and_wait(1).unwrap();
+    let mut n = 0;
+    while n == 0 {
+        n = r.drain(|_| {}).unwrap();
+    }
+    let (r, run, one) = within(Duration::from_secs(20), "run/wait_one", move || {
+        let run = r.run(op, |_| {});
+        let one = r.wait_one();
+        (r, run, one)
+    });
+    assert!(
+        matches!(run, Err(RingError::NotInFlight { user_data }) if user_data == op.user_data()),
+        "{run:?}"
+    );
+    assert!(matches!(one, Err(RingError::NothingInFlight)), "{one:?}");
+    // A stale id never matches a later operation in the same slot.
+    let mut r = r;
+    let again = r.nop(2).unwrap();
+    assert_ne!(again, op);
+    assert!(matches!(
+        r.run(op, |_| {}),
+        Err(RingError::NotInFlight { .. })
+    ));
+    assert_eq!(r.run(again, |_| {}).unwrap(), 0);
+}
+
+/// Re-registering files while an operation names a registered slot would send that
+/// operation to whatever file the slot holds next; it is refused instead.
+#[test]
+fn files_cannot_be_reregistered_under_operations_in_flight() {
+    let Some(mut r) = with_pool(RingOptions::new(8), 2) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let open = |name: &str| {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(dir.path().join(name))
+            .unwrap()
+    };
+    let (a, b) = (open("a"), open("b"));
+    r.register_files(&[a.as_raw_fd()]).unwrap();
+    r.pool_bytes_mut(PoolRange::new(0, 5))
+        .unwrap()
+        .copy_from_slice(b"hello");
+    let w = r
+        .write_fixed(Target::Fixed(0), PoolRange::new(0, 5), 0, 1)
+        .unwrap();
+    let swapped = r.register_files(&[b.as_raw_fd()]);
+    assert_eq!(r.run(w, |_| {}).unwrap(), 5);
+    assert_eq!(
+        std::fs::read(dir.path().join("b")).unwrap(),
+        b"",
+        "a write queued for file a went to file b"
+    );
+    assert_eq!(std::fs::read(dir.path().join("a")).unwrap(), b"hello");
+    assert!(
+        matches!(swapped, Err(RingError::Busy { in_flight: 1 })),
+        "{swapped:?}"
+    );
+    // Idle: re-registering works and the slot now names b.
+    r.register_files(&[b.as_raw_fd()]).unwrap();
+    let w = r
+        .write_fixed(Target::Fixed(0), PoolRange::new(0, 5), 0, 2)
+        .unwrap();
+    assert_eq!(r.run(w, |_| {}).unwrap(), 5);
+    assert_eq!(std::fs::read(dir.path().join("b")).unwrap(), b"hello");
+}
+
+/// A `DeferTaskrun` ring moved to another thread cannot submit there (the kernel answers
+/// EEXIST); a borrowed-buffer call used to retry forever, it now refuses at once.
+#[test]
+fn borrowed_io_from_a_foreign_thread_is_refused_not_spun_on() {
+    let Some(r) = ring(RingOptions::new(8)) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let file = std::fs::File::create(dir.path().join("f")).unwrap();
+    let (mut r, res) = within(Duration::from_secs(20), "write_at", move || {
+        let mut r = r;
+        let res = r.write_at(Target::from(&file), b"data", 0);
+        (r, res)
+    });
+    assert!(matches!(res, Err(RingError::WrongThread)), "{res:?}");
+    assert_eq!(r.in_flight(), 0);
+    // The creating thread still uses it.
+    let op = r.nop(1).unwrap();
+    assert_eq!(r.run(op, |_| {}).unwrap(), 0);
+}
+
+/// Sizes the kernel or the address space cannot hold are `InvalidOptions` (a huge
+/// in-flight slab aborted the process; an oversized CQ looked like a kernel refusal).
+#[test]
+fn oversized_options_are_invalid_not_an_abort() {
+    for opts in [
+        RingOptions::new(8).max_in_flight(u32::MAX - 1),
+        RingOptions::new(8).cq_entries(1 << 17),
+    ] {
+        let res = Ring::new(opts);
+        assert!(
+            matches!(res, Err(RingError::InvalidOptions { .. })),
+            "{opts:?}: {res:?}"
+        );
+    }
+}
+
+/// An offset with the top bit set is refused: the kernel reads `u64::MAX` as "the file's
+/// current position", so a wrapped offset silently read or wrote the wrong place.
+#[test]
+fn offsets_beyond_i64_max_are_refused() {
+    let Some(mut r) = with_pool(RingOptions::new(8), 2) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("f"), b"abcdef").unwrap();
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(dir.path().join("f"))
+        .unwrap();
+    let t = Target::from(&file);
+    for off in [u64::MAX, 1 << 63] {
+        let res = r.read_fixed(t, PoolRange::new(0, 6), off, 0);
+        if let Ok(op) = res {
+            let got = r.run(op, |_| {});
+            panic!("offset {off:#x} was accepted and read {got:?}");
+        }
+        assert!(
+            matches!(res, Err(RingError::OffsetTooLarge { offset }) if offset == off),
+            "{res:?}"
+        );
+        assert!(matches!(
+            r.write_fixed(t, PoolRange::new(0, 6), off, 0),
+            Err(RingError::OffsetTooLarge { .. })
+        ));
+        let mut buf = [0u8; 6];
+        assert!(matches!(
+            r.read_at(t, &mut buf, off),
+            Err(RingError::OffsetTooLarge { .. })
+        ));
+        assert_eq!(r.in_flight(), 0);
+    }
+    // The largest valid offset still reaches the kernel (and fails there).
+    let op = r
+        .read_fixed(t, PoolRange::new(0, 6), i64::MAX as u64, 0)
+        .unwrap();
+    let c: Completion = r.wait_for(op, |_| {}).unwrap();
+    assert_eq!(c.kind, OpKind::ReadFixed);
+    assert!(matches!(c.result(), Ok(0) | Err(_)));
+}
+
+/// A submission queue of one entry cannot hold a write and its linked fdatasync in one
+/// batch: the pair was split over two submissions and the sync ran unlinked (it succeeded
+/// after a failed write, acknowledging data that was never written). It is refused now.
+#[test]
+fn linked_write_and_sync_never_split_over_submissions() {
+    let Some(mut r) = with_pool(RingOptions::new(1).mode(TaskrunMode::CoopTaskrun), 2) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ro"), b"abc").unwrap();
+    let ro = std::fs::File::open(dir.path().join("ro")).unwrap();
+    match r.write_fixed_then_fdatasync(Target::from(&ro), PoolRange::new(0, 10), 0, 1) {
+        Err(RingError::InvalidOptions { .. }) => assert_eq!(r.in_flight(), 0),
+        Ok((w, s)) => {
+            let mut write = None;
+            let c = r.wait_for(s, |c| write = Some(c)).unwrap();
+            if write.is_none() {
+                write = Some(r.wait_for(w, |_| {}).unwrap());
+            }
+            assert_eq!(write.unwrap().result(), Err(Errno(libc::EBADF)));
+            assert_eq!(
+                c.result(),
+                Err(Errno(libc::ECANCELED)),
+                "the fdatasync ran without its failed write"
+            );
+        }
+        Err(e) => panic!("{e}"),
+    }
+    // The frames are free again either way.
+    r.pool_bytes_mut(PoolRange::new(0, 10)).unwrap();
+}
