@@ -390,41 +390,87 @@ impl<T, const N: usize> Default for SpscRing<T, N> {
     }
 }
 
+impl<T, const N: usize> SpscRing<T, N> {
+    /// Drops the `count` items from `cursor` on. If one of them panics in its `Drop`, the
+    /// rest are still dropped while unwinding (a second panic then aborts, as in a `Vec`).
+    ///
+    /// # Safety
+    /// The `count` slots from `cursor` on hold initialised values that nothing else reads
+    /// or drops, now or later.
+    unsafe fn drop_items(&self, mut cursor: Cursor, mut count: usize) {
+        /// Drops the items after the one being dropped if its `Drop` unwinds.
+        struct Rest<'r, T, const N: usize> {
+            ring: &'r SpscRing<T, N>,
+            cursor: Cursor,
+            count: usize,
+        }
+        impl<T, const N: usize> Drop for Rest<'_, T, N> {
+            fn drop(&mut self) {
+                // SAFETY: the slots after the one whose `Drop` panicked: the caller's
+                // contract, less the slots already dropped.
+                unsafe { self.ring.drop_items(self.cursor, self.count) };
+            }
+        }
+        let groups = Groups::of(self);
+        while count > 0 {
+            let at = cursor;
+            Self::advance(&mut cursor);
+            count -= 1;
+            let rest = Rest {
+                ring: self,
+                cursor,
+                count,
+            };
+            // SAFETY: the caller's contract; `rest` covers only the slots after this one.
+            groups
+                .cell(&at)
+                .with_mut(|p| unsafe { (*p).assume_init_drop() });
+            core::mem::forget(rest);
+        }
+    }
+}
+
 impl<T, const N: usize> Drop for SpscRing<T, N> {
     fn drop(&mut self) {
+        /// Frees the group array at the end of `drop`, also when an item's `Drop` panics.
+        struct Free<T, const N: usize>(NonNull<u8>, PhantomData<T>);
+        impl<T, const N: usize> Drop for Free<T, N> {
+            fn drop(&mut self) {
+                let base = self.0;
+                for g in 0..SpscRing::<T, N>::GROUPS {
+                    let at = g * SpscRing::<T, N>::STRIDE;
+                    for k in 0..SpscRing::<T, N>::group_len(g) {
+                        let cell =
+                            at + SpscRing::<T, N>::VALUES_AT + k * SpscRing::<T, N>::CELL_SIZE;
+                        // SAFETY: `new` wrote a `Cell<T>` here; dropping the cell does not
+                        // drop its `MaybeUninit` content (the ring's items were dropped or
+                        // leaked before), and nothing uses it again.
+                        unsafe {
+                            core::ptr::drop_in_place(base.add(cell).cast::<Cell<T>>().as_ptr());
+                        };
+                    }
+                    // SAFETY: `new` wrote an `AtomicUsize` at each group offset; nothing
+                    // uses it again.
+                    unsafe {
+                        core::ptr::drop_in_place(base.add(at).cast::<AtomicUsize>().as_ptr());
+                    }
+                }
+                // SAFETY: allocated in `new` with this layout, and not used after this.
+                unsafe { std::alloc::dealloc(base.as_ptr(), SpscRing::<T, N>::layout()) };
+            }
+        }
+        let free = Free::<T, N>(self.groups, PhantomData);
         let head = self.head.load(Ordering::Acquire);
         let tail = self.tail.load(Ordering::Acquire);
         if !self.consumer_out.load(CoreOrdering::Relaxed) {
-            let groups = Groups::of(self);
-            let mut cursor = Self::cursor(head);
             // `ready` rather than `head != tail`: a `head` past `tail` counts as empty.
-            for _ in 0..ready::<N>(head, tail) {
-                // SAFETY: slots `head..tail` hold initialised values (ring invariant: the
-                // last consumer published its exact position when dropped, and every
-                // producer operation stores `tail` before it returns or unwinds) and no
-                // producer or consumer exists any more (we have `&mut self`).
-                groups
-                    .cell(&cursor)
-                    .with_mut(|p| unsafe { (*p).assume_init_drop() });
-                Self::advance(&mut cursor);
-            }
+            // SAFETY: slots `head..tail` hold initialised values (ring invariant: the last
+            // consumer published its exact position when dropped, and every producer
+            // operation stores `tail` before it returns or unwinds) and no producer or
+            // consumer exists any more (we have `&mut self`); `free` runs after them.
+            unsafe { self.drop_items(Self::cursor(head), ready::<N>(head, tail)) };
         }
-        for g in 0..Self::GROUPS {
-            let at = g * Self::STRIDE;
-            for k in 0..Self::group_len(g) {
-                let cell = at + Self::VALUES_AT + k * Self::CELL_SIZE;
-                // SAFETY: `new` wrote a `Cell<T>` here; dropping the cell does not drop
-                // its `MaybeUninit` content (handled above), and nothing uses it again.
-                unsafe {
-                    core::ptr::drop_in_place(self.groups.add(cell).cast::<Cell<T>>().as_ptr());
-                };
-            }
-            // SAFETY: `new` wrote an `AtomicUsize` at each group offset; nothing uses it
-            // again.
-            unsafe { core::ptr::drop_in_place(self.groups.add(at).cast::<AtomicUsize>().as_ptr()) };
-        }
-        // SAFETY: allocated in `new` with this layout, and not used after this.
-        unsafe { std::alloc::dealloc(self.groups.as_ptr(), Self::layout()) };
+        drop(free);
     }
 }
 
@@ -1027,6 +1073,106 @@ mod tests {
                 assert_eq!(c.pop(), Some(v));
             }
             assert_eq!(c.pop(), None);
+        }
+    }
+}
+
+#[cfg(all(test, not(tally_loom)))]
+mod wrap_tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::VecDeque;
+
+    /// A ring whose positions start at `p`, as if `p` items had passed through it: the
+    /// stamps are those a producer leaves after writing `p - N .. p`.
+    fn at_position<T, const N: usize>(p: usize) -> SpscRing<T, N> {
+        let ring = SpscRing::<T, N>::new();
+        ring.head.store(p, Ordering::Relaxed);
+        ring.tail.store(p, Ordering::Relaxed);
+        let groups = Groups::of(&ring);
+        for i in 0..N {
+            let pos = p.wrapping_sub(N).wrapping_add(i);
+            let cursor = SpscRing::<T, N>::cursor(pos);
+            groups
+                .stamp(&cursor)
+                .store(pos.wrapping_add(1), Ordering::Relaxed);
+        }
+        ring
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Push,
+        Pop,
+        PushIter(usize),
+        PopEach(usize),
+        Release,
+        Resplit,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => Just(Op::Push),
+            4 => Just(Op::Pop),
+            1 => (0usize..40).prop_map(Op::PushIter),
+            1 => (0usize..40).prop_map(Op::PopEach),
+            1 => Just(Op::Release),
+            1 => Just(Op::Resplit),
+        ]
+    }
+
+    /// Runs `ops` on a ring starting `before` positions below `usize::MAX + 1` and checks
+    /// it against a `VecDeque`: every item comes out once, in order, across the wrap of the
+    /// position counters.
+    fn check<const N: usize>(before: usize, ops: &[Op]) -> Result<(), TestCaseError> {
+        let mut ring = at_position::<u64, N>(0usize.wrapping_sub(before));
+        let mut model = VecDeque::new();
+        let mut next = 0u64;
+        let mut ops = ops.iter().peekable();
+        while ops.peek().is_some() {
+            let (mut p, mut c) = ring.split();
+            for op in ops.by_ref() {
+                match op {
+                    Op::Push => {
+                        if p.push(next).is_ok() {
+                            model.push_back(next);
+                            next += 1;
+                        } else {
+                            prop_assert!(model.len() + SpscRing::<u64, N>::SLOTS_PER_GROUP > N);
+                        }
+                    }
+                    Op::Pop => prop_assert_eq!(c.pop(), model.pop_front()),
+                    Op::PushIter(k) => {
+                        let mut it = next..next + *k as u64;
+                        let n = p.push_iter(&mut it);
+                        model.extend(next..next + n as u64);
+                        next += n as u64;
+                    }
+                    Op::PopEach(k) => {
+                        let mut got = Vec::new();
+                        let n = c.pop_each(*k, |v| got.push(v));
+                        prop_assert_eq!(n, got.len());
+                        let want: Vec<u64> = model.drain(..n.min(model.len())).collect();
+                        prop_assert_eq!(got, want);
+                    }
+                    Op::Release => c.release(),
+                    Op::Resplit => break,
+                }
+                prop_assert_eq!(c.len(), model.len());
+                prop_assert!(p.len() >= model.len() && p.len() <= N);
+            }
+        }
+        prop_assert_eq!(ring.len(), model.len());
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+        #[test]
+        fn positions_wrap_around_usize(before in 0usize..100, ops in prop::collection::vec(op(), 1..200)) {
+            check::<16>(before, &ops)?;
+            check::<32>(before, &ops)?;
+            check::<4>(before, &ops)?;
         }
     }
 }
