@@ -64,7 +64,8 @@ pub enum CoreError {
     },
     /// A huge-page mapping was refused, usually because none are reserved.
     #[error(
-        "huge-page mapping of {bytes} bytes failed ({source}): reserve huge pages first, e.g. `echo 64 > /proc/sys/vm/nr_hugepages`, or create the pool without huge pages"
+        "huge-page mapping of {bytes} bytes failed ({source}): it needs {pages} free 2 MiB huge pages (HugePages_Free in /proc/meminfo); as root, raise /proc/sys/vm/nr_hugepages by at least {pages} (e.g. `echo $(( $(cat /proc/sys/vm/nr_hugepages) + {pages} )) > /proc/sys/vm/nr_hugepages`), or create the pool without huge pages",
+        pages = .bytes.div_ceil(2 << 20)
     )]
     HugePages {
         /// Size of the mapping.

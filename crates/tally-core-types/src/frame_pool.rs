@@ -469,6 +469,49 @@ mod tests {
             FramePool::new(FramePoolOptions::new(1 << 62, u32::MAX)),
             Err(CoreError::PoolTooLarge { .. })
         ));
+        // 4 PiB fits `isize` but no address space: the kernel refuses, the pool says so.
+        for huge in [false, true] {
+            let opts = FramePoolOptions::new(1 << 20, u32::MAX).huge_pages(huge);
+            match FramePool::new(opts) {
+                Err(e @ CoreError::Map { .. }) if !huge => {
+                    assert!(e.to_string().contains("reduce the pool size"), "{e}");
+                }
+                Err(e @ CoreError::HugePages { .. }) if huge => {
+                    assert!(
+                        e.to_string().contains("2147483648 free 2 MiB huge pages"),
+                        "{e}"
+                    );
+                }
+                other => panic!("a 4 PiB pool: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn kernel_refusals_say_what_to_change() {
+        let io = || std::io::Error::from_raw_os_error(libc::ENOMEM);
+        let huge = CoreError::HugePages {
+            bytes: 5 << 20,
+            source: io(),
+        }
+        .to_string();
+        assert!(huge.contains("needs 3 free 2 MiB huge pages"), "{huge}");
+        assert!(huge.contains("/proc/sys/vm/nr_hugepages) + 3 ))"), "{huge}");
+        let mlock = CoreError::Mlock {
+            bytes: 4096,
+            source: std::io::Error::from_raw_os_error(libc::EPERM),
+        }
+        .to_string();
+        assert!(
+            mlock.contains("RLIMIT_MEMLOCK") && mlock.contains("CAP_IPC_LOCK"),
+            "{mlock}"
+        );
+        let map = CoreError::Map {
+            bytes: 4096,
+            source: io(),
+        }
+        .to_string();
+        assert!(map.contains("reduce the pool size"), "{map}");
     }
 
     #[test]
