@@ -13,3 +13,4 @@
 
 pub mod kernels;
 pub mod ring;
+pub mod stats;

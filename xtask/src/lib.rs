@@ -6,7 +6,7 @@
 //! | `lint` | fmt check, clippy `-D warnings`, rustdoc `-D warnings`, cargo-deny (required when `CI` is set), tidy |
 //! | `tidy` | the tidy check alone (also the test `tidy::tests::workspace_is_tidy`) |
 //! | `bench` | criterion benches and/or callgrind instruction counts into a `tally-bench/1` file |
-//! | `bench-compare` | compares two result files or git refs; exit 0 / 1 (regression) / 2 (bad input) |
+//! | `bench-compare` | compares two result files or git refs; exit 0 / 1 (regression or failed step) / 2 (bad input, nothing compared) |
 //! | `gate` | instruction counts of the configured hot paths against `bench-baseline/instructions.json` |
 //! | `ci` | what `.ci/run` runs |
 //!
@@ -50,11 +50,14 @@ commands:
                 [--repo DIR]
                             A and B: result files or git refs (refs are built and
                             benched in worktrees, interleaved over N rounds, default 2;
-                            refs of the repository DIR, default this workspace)
-                            exit 0: no regression, 1: regression, 2: bad input
+                            refs of the repository DIR, default this workspace;
+                            --filter applies to result files too)
+                            exit 0: no regression, 1: regression or a failed step,
+                            2: bad input (also: no bench measured on both sides)
   gate [--refresh] [--config FILE] [--baseline FILE] [--markdown FILE] [--chart FILE]
                             instruction-count gate against bench-baseline/instructions.json
-                            (--refresh rewrites the baseline on purpose)
+                            (--refresh rewrites the baseline on purpose); exit codes as
+                            bench-compare; never skips (no valgrind: exit 1)
   ci                        everything .ci/run runs
   help                      this text";
 

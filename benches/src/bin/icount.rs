@@ -1,4 +1,6 @@
 //! Runs one instruction-count kernel: `icount KERNEL_ID ITERS`, or `icount --list`.
+//! Exits 3 when the kernel's checksum is not the one every successful iteration adds up
+//! to (see [`tally_benches::kernels::Kernel::expect`]), 2 on a usage error.
 //!
 //! Meant to run under `valgrind --tool=callgrind` (see `cargo xtask bench --instructions`).
 use std::process::ExitCode;
@@ -21,9 +23,18 @@ fn main() -> ExitCode {
                 eprintln!("icount: no kernel {id:?}; `icount --list` shows the ids");
                 return ExitCode::from(2);
             };
-            let sum = (kernel.run)(iters);
-            println!("{id} {iters} {sum}");
-            ExitCode::SUCCESS
+            // A run whose checksum is wrong skipped work or measured an error path: exit
+            // 3, so that `cargo xtask bench --instructions` reports it instead of a count.
+            match kernel.run_checked(iters) {
+                Ok(sum) => {
+                    println!("{id} {iters} {sum}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("icount: {e}");
+                    ExitCode::from(3)
+                }
+            }
         }
         _ => {
             eprintln!("usage: icount KERNEL_ID ITERS | icount --list");

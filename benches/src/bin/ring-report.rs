@@ -13,15 +13,11 @@ use tally_benches::ring::{
     PingPong, Queue, SingleVariant, expected_sum, pair_loop, ping_pong, throughput,
     throughput_variant,
 };
+use tally_benches::stats::median;
 
 const PAIRS: u64 = 20_000_000;
 const MSGS: u64 = 20_000_000;
 const RTTS: u64 = 50_000;
-
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
-}
 
 fn percentile(sorted: &[u32], p: f64) -> f64 {
     if sorted.is_empty() {

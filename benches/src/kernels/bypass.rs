@@ -17,28 +17,65 @@ pub const KERNELS: &[Kernel] = &[
     Kernel {
         id: "bypass/parse_udp_verify_64",
         run: parse_verify,
+        expect: |n| n * PARSED,
     },
     Kernel {
         id: "bypass/parse_udp_nocsum_64",
         run: parse_ignore,
+        expect: |n| n * PARSED,
     },
     Kernel {
         id: "bypass/build_udp_64",
         run: build,
+        expect: |n| n * BUILT,
     },
     Kernel {
         id: "bypass/reply_in_place_64",
         run: reply,
+        expect: |n| n * FRAME_LEN,
     },
     Kernel {
         id: "bypass/etherparse_slice_64",
         run: etherparse_slice,
+        expect: |n| n * PARSED,
     },
     Kernel {
         id: "bypass/etherparse_build_64",
         run: etherparse_build,
+        expect: |n| n * BUILT,
     },
 ];
+
+/// Length of the kernels' frame: Ethernet 14 + IPv4 20 + UDP 8 + the 64-byte payload.
+const FRAME_LEN: u64 = 14 + 20 + 8 + 64;
+/// What a successful parse adds to the checksum: payload length plus source port.
+const PARSED: u64 = 64 + 40000;
+/// What a successful build adds: the frame length plus the byte at offset 40, the high
+/// byte of the UDP checksum (computed independently by [`udp_checksum`]), so that a
+/// builder that writes a wrong checksum fails the kernel.
+const BUILT: u64 = FRAME_LEN + (udp_checksum() >> 8) as u64;
+
+/// The UDP checksum (RFC 768) of the kernels' datagram, written out here from the
+/// pseudo-header and the datagram rather than taken from the code under test.
+const fn udp_checksum() -> u16 {
+    const UDP_LEN: u32 = 8 + 64;
+    // Pseudo-header: 198.18.0.1, 198.18.0.2, protocol 17, UDP length.
+    let mut sum: u32 = 0xC612 + 0x0001 + 0xC612 + 0x0002 + 17 + UDP_LEN;
+    // UDP header: ports 40000 and 9000, length, checksum 0.
+    sum += 40000 + 9000 + UDP_LEN;
+    // 64 bytes of 0x42: 32 words of 0x4242.
+    sum += 32 * 0x4242;
+    while sum > 0xFFFF {
+        sum = (sum & 0xFFFF) + (sum >> 16);
+    }
+    // `sum` is at most 0xFFFF here, so the cast keeps every bit.
+    #[allow(clippy::cast_possible_truncation, reason = "folded to 16 bits above")]
+    let folded = sum as u16;
+    match !folded {
+        0 => 0xFFFF,
+        c => c,
+    }
+}
 
 fn flow() -> UdpFlow {
     UdpFlow {

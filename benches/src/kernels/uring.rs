@@ -15,40 +15,57 @@ pub const KERNELS: &[Kernel] = &[
     Kernel {
         id: "uring/nop_tally_b1",
         run: |n| tally_nop(n, 1),
+        expect: |n| n * tags(1),
     },
     Kernel {
         id: "uring/nop_tally_b32",
         run: |n| tally_nop(n, 32),
+        expect: |n| n * tags(32),
     },
     Kernel {
         id: "uring/nop_tally_reap_b1",
         run: |n| tally_nop_reap(n, 1),
+        expect: |n| n * tags(1),
     },
     Kernel {
         id: "uring/nop_tally_reap_b32",
         run: |n| tally_nop_reap(n, 32),
+        expect: |n| n * tags(32),
     },
     Kernel {
         id: "uring/journal_group64",
         run: |n| journal_groups(n, 64),
+        expect: |n| n * (GROUP_RECORDS + 1),
     },
     Kernel {
         id: "uring/journal_group1k",
         run: |n| journal_groups(n, 1024),
+        expect: |n| n * (GROUP_RECORDS + 1),
     },
     Kernel {
         id: "uring/nop_raw_b1",
         run: |n| raw_nop(n, 1),
+        expect: |n| n * tags(1),
     },
     Kernel {
         id: "uring/nop_raw_b32",
         run: |n| raw_nop(n, 32),
+        expect: |n| n * tags(32),
     },
 ];
 
+/// What one round of `batch` NOPs adds to a NOP kernel's checksum: the tags
+/// `1..=batch` (never 0, so that a ring that was refused, which returns 0, fails).
+const fn tags(batch: u64) -> u64 {
+    batch * (batch + 1) / 2
+}
+
+/// Records per commit group in the journal kernels.
+const GROUP_RECORDS: u64 = 1024;
+
 /// `iters` rounds of `batch` NOPs through `Ring` (one enter per round), completions
-/// consumed in place with [`Ring::drain`]. Returns 0 when io_uring is refused, so the
-/// instruction count shows the skip.
+/// consumed in place with [`Ring::drain`]. Returns early (0 when io_uring is refused), so
+/// that the checksum misses the rounds not run and `icount` refuses the count.
 fn tally_nop(iters: u64, batch: u32) -> u64 {
     let Ok(mut ring) = Ring::new(RingOptions::new(64)) else {
         return 0;
@@ -56,7 +73,7 @@ fn tally_nop(iters: u64, batch: u32) -> u64 {
     let mut sum = 0u64;
     for _ in 0..iters {
         for i in 0..batch {
-            if ring.nop(u64::from(i)).is_err() {
+            if ring.nop(u64::from(i) + 1).is_err() {
                 return sum;
             }
         }
@@ -83,7 +100,7 @@ fn tally_nop_reap(iters: u64, batch: u32) -> u64 {
     let mut sum = 0u64;
     for _ in 0..iters {
         for i in 0..batch {
-            if ring.nop(u64::from(i)).is_err() {
+            if ring.nop(u64::from(i) + 1).is_err() {
                 return sum;
             }
         }
@@ -115,7 +132,7 @@ fn raw_nop(iters: u64, batch: u32) -> u64 {
     let mut sum = 0u64;
     for _ in 0..iters {
         for i in 0..batch {
-            let e = opcode::Nop::new().build().user_data(u64::from(i));
+            let e = opcode::Nop::new().build().user_data(u64::from(i) + 1);
             // SAFETY: a NOP references no memory.
             if unsafe { ring.submission().push(&e) }.is_err() {
                 return sum;
@@ -157,14 +174,14 @@ fn journal_groups(iters: u64, size: usize) -> u64 {
     let payload: Vec<u8> = (0..size).map(|i| (i * 31).to_le_bytes()[0]).collect();
     let mut sum = 0u64;
     for _ in 0..iters {
-        for _ in 0..1024 {
+        for _ in 0..GROUP_RECORDS {
             match j.append(&payload) {
-                Ok(seq) => sum = sum.wrapping_add(seq),
+                Ok(seq) => sum += u64::from(std::hint::black_box(seq) != u64::MAX),
                 Err(_) => return sum,
             }
         }
         match j.commit() {
-            Ok(d) => sum = sum.wrapping_add(d),
+            Ok(d) => sum += u64::from(std::hint::black_box(d) != u64::MAX),
             Err(_) => return sum,
         }
     }
