@@ -443,12 +443,31 @@ pub fn bench(root: &Path, opts: &BenchOptions) -> Result<Results> {
         let mut progress = Progress::new("kernel", kernels.len());
         counts = count_kernels(&icount, &kernels, &mut progress, "")?;
     }
+    let results = merge(wall, &counts);
+    require_measured(&results, opts)?;
     Ok(Results {
         commit: util::commit_of(root),
         machine: util::machine(),
         created_unix_s: Some(util::now_unix_s()),
-        results: merge(wall, &counts),
+        results,
     })
+}
+
+/// Refuses a run that measured nothing: an empty results file would only make a later
+/// comparison vacuous.
+///
+/// # Errors
+/// `BadInput` naming the filter when no bench or kernel was measured.
+pub fn require_measured(results: &[BenchResult], opts: &BenchOptions) -> Result<()> {
+    if !results.is_empty() {
+        return Ok(());
+    }
+    Err(Error::bad_input(match opts.filter.as_deref() {
+        Some(f) => format!(
+            "nothing was measured: no bench or kernel id contains --filter {f:?} (`cargo run -p {BENCH_PACKAGE} --bin icount -- --list` lists the kernel ids)"
+        ),
+        None => "nothing was measured: there are no benches or kernels to run".to_owned(),
+    }))
 }
 
 #[cfg(test)]
@@ -506,6 +525,23 @@ mod tests {
         let later = SystemTime::now() + std::time::Duration::from_hours(1);
         assert!(collect_criterion(&home, Some(later)).unwrap().is_empty());
         let _ = std::fs::remove_dir_all(&home);
+    }
+
+    #[test]
+    fn an_empty_run_is_refused() {
+        let opts = BenchOptions {
+            filter: Some("typo/".into()),
+            ..BenchOptions::default()
+        };
+        let err = require_measured(&[], &opts).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        assert!(err.to_string().contains("typo/"), "{err}");
+        let one = BenchResult {
+            id: "g/x".into(),
+            wall: None,
+            instructions: Some(1),
+        };
+        assert!(require_measured(&[one], &opts).is_ok());
     }
 
     #[test]

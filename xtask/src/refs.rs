@@ -1,6 +1,7 @@
 //! `bench-compare` on git refs: each ref is checked out in a temporary git worktree,
-//! built once, and benched in interleaved rounds (base, head, base, head, ...) so that
-//! slow drift of a shared machine lands on both sides alike. The rounds are combined per
+//! built once, and benched in interleaved rounds that alternate which side goes first
+//! (base, head, head, base, ...) so that slow drift of a shared machine lands on both
+//! sides alike. The rounds are combined per
 //! bench by taking the median of each of median, low and high.
 //!
 //! Both worktrees build into one target directory (`<target>/bench-compare/target`), so
@@ -175,7 +176,7 @@ fn prepare(
 }
 
 /// Runs the criterion benches of all prepared sides, interleaved: round 1 of every side,
-/// then round 2 of every side, and so on.
+/// then round 2 of every side in the reverse order, and so on ([`side_order`]).
 fn run_rounds(
     prepared: &mut [Prepared],
     work: &Path,
@@ -188,7 +189,10 @@ fn run_rounds(
     }
     let mut progress = Progress::new("bench run", steps);
     for round in 1..=rounds {
-        for p in prepared.iter_mut() {
+        for k in side_order(round, prepared.len()) {
+            let Some(p) = prepared.get_mut(k) else {
+                continue;
+            };
             let home = work.join(format!("criterion-{}-{round}", p.label));
             let _ = std::fs::remove_dir_all(&home);
             bench::run_criterion(
@@ -203,6 +207,19 @@ fn run_rounds(
         }
     }
     Ok(())
+}
+
+/// The order in which the sides run in round `round` (1-based): listed order in odd
+/// rounds, reversed in even ones (base, head, head, base, ...). With the base always
+/// first, a machine that drifts slower over the run would make every head round later
+/// than its base round and bias the head; alternating makes each side's mean position
+/// the same over every two rounds.
+pub fn side_order(round: usize, sides: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..sides).collect();
+    if round.is_multiple_of(2) {
+        order.reverse();
+    }
+    order
 }
 
 /// Counts instructions of the kernels on every prepared side that built `icount`.
@@ -327,6 +344,23 @@ mod tests {
             }),
             instructions: None,
         }
+    }
+
+    #[test]
+    fn rounds_alternate_which_side_goes_first() {
+        let order: Vec<Vec<usize>> = (1..=4).map(|r| side_order(r, 2)).collect();
+        assert_eq!(order, [[0, 1], [1, 0], [0, 1], [1, 0]]);
+        // Over every two rounds, both sides have the same mean position, so a linear
+        // drift of the machine lands on both alike.
+        let mut pos = [0usize; 2];
+        for (round, o) in order.iter().enumerate() {
+            for (slot, side) in o.iter().enumerate() {
+                pos[*side] += round * 2 + slot;
+            }
+        }
+        assert_eq!(pos[0], pos[1]);
+        assert_eq!(side_order(1, 1), [0]);
+        assert_eq!(side_order(2, 1), [0]);
     }
 
     #[test]
