@@ -323,7 +323,8 @@ impl FramePool {
     }
 
     /// Byte offset of a frame from the start of the region (the address a kernel
-    /// descriptor uses for it).
+    /// descriptor uses for it). Unchecked: an id beyond this pool's frames (one from
+    /// another pool) gives an offset at or past [`FramePool::len_bytes`].
     pub fn offset_of(&self, id: FrameId) -> u64 {
         u64::from(id.0) << self.frame_shift
     }

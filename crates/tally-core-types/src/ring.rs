@@ -2,7 +2,8 @@
 //!
 //! # Design
 //! - `N` slots, `N` a power of two checked at compile time; positions are free-running
-//!   `usize` counters and a slot is `position & (N - 1)`.
+//!   `usize` counters and a slot is `position & (N - 1)` (all position arithmetic wraps:
+//!   a unit test runs the ring across `usize::MAX`).
 //! - Slots are laid out in *groups*: one 64-byte cache line holds a *stamp* followed by
 //!   as many values as fit ([`SpscRing::SLOTS_PER_GROUP`]; on 64-bit targets 7 for a
 //!   `u64`, 14 for a `u32`, and one for values over 28 bytes, where a group is one stamp
@@ -28,7 +29,7 @@
 //!   item per op is limited by exactly that consumer
 //!   (`docs/benchmarks/tally-core-types.md`).
 //! - [`SpscRing::split`] borrows the ring mutably and hands out a [`Producer`] and a
-//!   [`Consumer`] bound to that borrow. Both are `Send`, so they move into
+//!   [`Consumer`] bound to that borrow. Both are `Send` when `T: Send`, so they move into
 //!   `std::thread::scope` threads; the borrow checker guarantees one producer and one
 //!   consumer at a time without reference counting. For threads that outlive a scope,
 //!   [`SpscRing::leak`] makes a `'static` ring once at start-up.
@@ -50,7 +51,7 @@
 //! overwriting slots below it. This is checked by the loom tests (`tests/loom.rs`,
 //! `--cfg tally_loom`).
 //!
-//! This module and `sync` hold the crate's only `unsafe` that touches ring slots.
+//! This module holds the crate's only `unsafe`.
 
 use core::alloc::Layout;
 use core::marker::PhantomData;
@@ -488,7 +489,7 @@ impl<T, const N: usize> core::fmt::Debug for SpscRing<T, N> {
 /// It is invariant in `T`: it cannot shorten the lifetimes inside `T`, so it cannot
 /// push a borrow that ends before the ring hands it out.
 ///
-/// ```compile_fail
+/// ```compile_fail,E0597
 /// use tally_core_types::{Producer, SpscRing};
 ///
 /// let mut ring = SpscRing::<&'static str, 4>::new();
@@ -498,6 +499,24 @@ impl<T, const N: usize> core::fmt::Debug for SpscRing<T, N> {
 /// p.push(short.as_str()).unwrap();
 /// drop(short);
 /// let _dangling: &'static str = c.pop().unwrap();
+/// ```
+///
+/// It is `Send` only when `T` is, and never `Sync`:
+///
+/// ```compile_fail,E0277
+/// use tally_core_types::SpscRing;
+/// fn send<S: Send>(_: S) {}
+/// let mut ring = SpscRing::<std::rc::Rc<u8>, 4>::new();
+/// let (p, _c) = ring.split();
+/// send(p);
+/// ```
+///
+/// ```compile_fail,E0277
+/// use tally_core_types::SpscRing;
+/// fn shared<S: Sync>(_: &S) {}
+/// let mut ring = SpscRing::<u8, 4>::new();
+/// let (p, _c) = ring.split();
+/// shared(&p);
 /// ```
 pub struct Producer<'a, T, const N: usize> {
     ring: &'a SpscRing<T, N>,
@@ -656,6 +675,25 @@ impl<T, const N: usize> core::fmt::Debug for Producer<'_, T, N> {
 }
 
 /// The reading half of an [`SpscRing`].
+///
+/// It is `Send` only when `T` is, and never `Sync`, so a `&Consumer` cannot reach a
+/// second thread:
+///
+/// ```compile_fail,E0277
+/// use tally_core_types::SpscRing;
+/// fn send<S: Send>(_: S) {}
+/// let mut ring = SpscRing::<std::rc::Rc<u8>, 4>::new();
+/// let (_p, c) = ring.split();
+/// send(c);
+/// ```
+///
+/// ```compile_fail,E0277
+/// use tally_core_types::SpscRing;
+/// fn shared<S: Sync>(_: &S) {}
+/// let mut ring = SpscRing::<u8, 4>::new();
+/// let (_p, c) = ring.split();
+/// shared(&c);
+/// ```
 pub struct Consumer<'a, T, const N: usize> {
     ring: &'a SpscRing<T, N>,
     /// `ring.groups`, copied so that a pop does not load it through `ring`.
