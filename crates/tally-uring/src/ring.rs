@@ -9,14 +9,17 @@
 //!   after [`Ring::register_frame_pool`]; every frame in the range is marked busy until
 //!   the completion (for send-zc: the notification) arrives, and [`Ring::pool_bytes`] /
 //!   [`Ring::pool_bytes_mut`] refuse busy frames, so no Rust reference ever aliases memory
-//!   the kernel may write;
+//!   the kernel may write ([`Ring::pool`] shows sizes only, never the bytes);
 //! * plain reads and writes from borrowed slices ([`Ring::read_at`], [`Ring::write_at`],
 //!   [`Ring::rw_batch`]) wait for their completions before they return, so the borrow
 //!   outlives the kernel's use;
 //! * timeouts keep their `timespec` in the slab's per-slot array, which never moves (it is
 //!   a boxed slice allocated once);
 //! * the provided-buffer ring and its buffers are owned by the ring, a buffer is readable
-//!   only between the completion that delivered it and [`Ring::recycle_buffer`].
+//!   only between the completion that delivered it and [`Ring::recycle_buffer`];
+//! * dropping the ring submits what is queued, cancels every operation and waits for them
+//!   (bounded); if some are still running then, the pool, the provided buffers and the
+//!   timeout values are leaked on purpose, never freed under the kernel.
 //!
 //! In-flight operations live in a fixed-capacity slab keyed by `user_data`
 //! (`generation << 32 | slot`); queueing, submitting and reaping allocate nothing.
@@ -65,7 +68,10 @@ tally_core_types::single_writer_stats! {
 pub enum TaskrunMode {
     /// `SINGLE_ISSUER | DEFER_TASKRUN` (Linux 6.1): completion work runs only when this
     /// thread enters the kernel to wait. Fastest (about 10 % less per NOP round trip here);
-    /// the ring must then be used only from the thread that created it.
+    /// the ring must then be used only from the thread that created it (elsewhere the
+    /// kernel refuses submissions with `EEXIST`, the borrowed-buffer calls return
+    /// [`RingError::WrongThread`], and a drop there leaks the memory of operations still
+    /// in flight).
     DeferTaskrun,
     /// `COOP_TASKRUN | TASKRUN_FLAG` (Linux 5.19): no interrupting IPIs for completion
     /// work; the ring may move between threads.
@@ -120,7 +126,8 @@ impl RingOptions {
         self
     }
 
-    /// Capacity of the in-flight slab (operations queued or submitted but not completed).
+    /// Capacity of the in-flight slab (operations queued or submitted but not completed),
+    /// at most [`MAX_IN_FLIGHT`].
     #[must_use]
     pub const fn max_in_flight(mut self, n: u32) -> Self {
         self.max_in_flight = n;
@@ -1732,7 +1739,10 @@ impl Ring {
                 ..
             } = self;
             let cq = uring.completion();
-            let dropped = cq.overflow();
+            if cq.overflow() != self.last_dropped {
+                drop(cq);
+                return self.lost_or(n);
+            }
             let mut t = Tally {
                 free_head: slab.free_head,
                 ..Tally::default()
@@ -1744,9 +1754,6 @@ impl Ring {
             let consumed = ready - cq.len();
             drop(cq);
             n += slab.settle(&t, consumed, stats);
-            if dropped != self.last_dropped {
-                return Err(self.completions_lost(dropped));
-            }
             if self.uring.submission().cq_overflow() {
                 self.stats.cq_overflow.incr();
                 // An enter with GETEVENTS moves the kernel's overflow list into the CQ.
@@ -1791,7 +1798,10 @@ impl Ring {
                 ..
             } = self;
             let mut cq = uring.completion();
-            let dropped = cq.overflow();
+            if cq.overflow() != self.last_dropped {
+                drop(cq);
+                return self.lost_or(n);
+            }
             let mut t = Tally {
                 free_head: slab.free_head,
                 ..Tally::default()
@@ -1810,9 +1820,6 @@ impl Ring {
             n += slab.settle(&t, consumed, stats);
             let more_ready = !cq.is_empty();
             drop(cq);
-            if dropped != self.last_dropped {
-                return Err(self.completions_lost(dropped));
-            }
             if n >= max {
                 return Ok(n);
             }
@@ -1829,12 +1836,21 @@ impl Ring {
         }
     }
 
+    /// The kernel's dropped-completions counter moved: returns the `n` completions this
+    /// call already delivered (the loss is reported by the next call, before it consumes
+    /// anything), or the loss when nothing was delivered. Returning the error after
+    /// delivering completions would lose their count: `reap`'s caller could not tell
+    /// which entries of its array were filled.
     #[cold]
     #[inline(never)]
-    fn completions_lost(&mut self, dropped: u32) -> RingError {
+    fn lost_or(&mut self, n: usize) -> Result<usize, RingError> {
+        if n > 0 {
+            return Ok(n);
+        }
+        let dropped = self.uring.completion().overflow();
         let lost = dropped.wrapping_sub(self.last_dropped);
         self.last_dropped = dropped;
-        RingError::CompletionsLost { dropped: lost }
+        Err(RingError::CompletionsLost { dropped: lost })
     }
 
     /// Waits for one completion of any operation (submitting queued entries first).

@@ -354,3 +354,80 @@ fn linked_write_and_sync_never_split_over_submissions() {
     // The frames are free again either way.
     r.pool_bytes_mut(PoolRange::new(0, 10)).unwrap();
 }
+
+/// An entry the kernel rejects while preparing it (a timeout with a negative `tv_sec`)
+/// stops that submission partway (no `SUBMIT_ALL`): the rejected one completes with its
+/// error, the ones behind it stay queued and go in with the next enter, and every
+/// operation completes exactly once.
+#[test]
+fn a_submission_stopped_partway_loses_no_operation() {
+    let Some(mut r) = ring(RingOptions::new(16)) else {
+        return;
+    };
+    r.nop(0).unwrap();
+    let bad = r.timeout(Duration::MAX, 1).unwrap();
+    for tag in 2..6 {
+        r.nop(tag).unwrap();
+    }
+    let submitted = r.submit_and_wait(6).unwrap();
+    assert!(submitted <= 6);
+    let mut got = Vec::new();
+    while r.in_flight() > 0 {
+        got.push(r.wait_one().unwrap());
+    }
+    got.sort_by_key(|c| c.tag);
+    assert_eq!(
+        got.iter().map(|c| c.tag).collect::<Vec<_>>(),
+        [0, 1, 2, 3, 4, 5]
+    );
+    assert_eq!(got[1].op, bad);
+    assert_eq!(got[1].result(), Err(Errno(libc::EINVAL)));
+    assert!(
+        got.iter()
+            .filter(|c| c.tag != 1)
+            .all(|c| c.result() == Ok(0))
+    );
+    assert!(matches!(r.wait_one(), Err(RingError::NothingInFlight)));
+}
+
+extern "C" fn ignore_signal(_: libc::c_int) {}
+
+/// A signal that interrupts a thread blocked in `io_uring_enter` (EINTR) is retried, not
+/// reported: the wait still ends with the timeout's own completion.
+#[test]
+fn a_signal_during_a_wait_is_retried() {
+    use std::os::unix::thread::JoinHandleExt;
+    // SAFETY: installs a handler that does nothing, without SA_RESTART, for SIGUSR2 (no
+    // other test of this binary uses it); the struct is zeroed and then filled in.
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = ignore_signal as *const () as usize;
+        libc::sigemptyset(&raw mut sa.sa_mask);
+        assert_eq!(
+            libc::sigaction(libc::SIGUSR2, &raw const sa, std::ptr::null_mut()),
+            0
+        );
+    }
+    if ring(RingOptions::new(8)).is_none() {
+        return;
+    }
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let waiter = std::thread::spawn(move || {
+        let mut r = Ring::new(RingOptions::new(8)).unwrap();
+        let t = r.timeout(Duration::from_millis(300), 1).unwrap();
+        ready_tx.send(()).unwrap();
+        let start = Instant::now();
+        let c = r.wait_for(t, |_| {});
+        (c, start.elapsed())
+    });
+    ready_rx.recv().unwrap();
+    for _ in 0..5 {
+        std::thread::sleep(Duration::from_millis(30));
+        // SAFETY: the thread is alive until joined below; SIGUSR2 has a handler.
+        unsafe { libc::pthread_kill(waiter.as_pthread_t(), libc::SIGUSR2) };
+    }
+    let (c, elapsed) = waiter.join().unwrap();
+    let c = c.unwrap();
+    assert_eq!(c.result(), Err(Errno(libc::ETIME)));
+    assert!(elapsed >= Duration::from_millis(250), "{elapsed:?}");
+}
