@@ -294,13 +294,10 @@ fn measure(
     }
 }
 
+/// Median of the rounds (the mean of the middle two for an even count, NaN when empty):
+/// the upper middle value alone made a run of two rounds report the better one.
 fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    if v.is_empty() {
-        f64::NAN
-    } else {
-        v[v.len() / 2]
-    }
+    tally_benches::stats::median(&mut v)
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -117,9 +117,9 @@ fn run(bin: &PathBuf, baseline: bool) -> Run {
     }
 }
 
+/// Median of the runs (the mean of the middle two for an even count, NaN when empty).
 fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v.get(v.len() / 2).copied().unwrap_or(0.0)
+    tally_benches::stats::median(&mut v)
 }
 
 fn bench(c: &mut Criterion) {

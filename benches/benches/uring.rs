@@ -130,6 +130,22 @@ fn bench_file() -> std::fs::File {
     f
 }
 
+/// Panics unless every completion read a whole 4 KiB page (the pread side's
+/// `read_exact_at` fails on an error or a short read in the same way).
+fn full_reads(done: &[Completion]) {
+    for c in done {
+        if c.raw_result != 4096 {
+            failed_read(c.raw_result);
+        }
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn failed_read(raw: i32) -> ! {
+    panic!("a 4 KiB fixed read completed with {raw}, not 4096 bytes")
+}
+
 struct Offsets(u64);
 impl Offsets {
     fn next(&mut self) -> u64 {
@@ -175,6 +191,9 @@ fn read4k(c: &mut Criterion) {
                 .unwrap();
             ring.submit_and_wait(1).unwrap();
             let n = ring.reap(&mut out).unwrap();
+            // As `read_exact_at` does for pread: a failed or short read is an error, not
+            // a fast iteration.
+            full_reads(&out[..n]);
             black_box(n)
         });
     });
@@ -199,6 +218,7 @@ fn read4k(c: &mut Criterion) {
                 }
                 ring.submit_and_wait(1).unwrap();
                 let n = ring.reap(&mut out).unwrap();
+                full_reads(&out[..n]);
                 for c in &out[..n] {
                     free.push(c.tag as usize);
                 }

@@ -555,9 +555,10 @@ fn settle() {
     std::thread::sleep(Duration::from_millis(300));
 }
 
+/// Median of the rounds (the mean of the middle two for an even count, NaN when empty):
+/// the upper middle value alone made a run of two rounds report the better one.
 fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
+    tally_benches::stats::median(&mut v)
 }
 
 fn env_or(name: &str, default: u64) -> u64 {

@@ -388,5 +388,18 @@ mod tests {
                 high_ns: 6.0
             })
         );
+        // An even number of rounds, out of order: the mean of the middle two.
+        let c = combine_rounds(&[
+            vec![w("a", 30.0, 29.0, 31.0)],
+            vec![w("a", 10.0, 9.0, 11.0)],
+        ]);
+        assert_eq!(
+            c[0].wall,
+            Some(WallClock {
+                median_ns: 20.0,
+                low_ns: 19.0,
+                high_ns: 21.0
+            })
+        );
     }
 }
