@@ -4,7 +4,8 @@
 //! Throughput: for each generator (the kernel-side live-frames generator, and a plain UDP
 //! socket sender) and each receiver (AF_XDP via `XskSocket`, AF_PACKET TPACKET_V3 via
 //! `PacketSocket`, and a UDP socket with `recvmmsg` batch 32), interleaved over several
-//! rounds: received packets/s (first to last packet), delivered fraction, and receiver
+//! rounds (listed order in even rounds, reversed in odd ones; medians over rounds, the
+//! mean of the middle two for an even count): received packets/s (first to last packet), delivered fraction, and receiver
 //! thread CPU time per packet. 64-byte UDP payloads (106-byte frames).
 //!
 //! Latency: UDP ping-pong round trips from a busy-polling UDP client, against an AF_XDP
@@ -294,6 +295,15 @@ fn measure(
     }
 }
 
+/// Indices `0..n` in order in even rounds and reversed in odd ones.
+fn in_turn(n: usize, round: usize) -> Vec<usize> {
+    let mut v: Vec<usize> = (0..n).collect();
+    if round % 2 == 1 {
+        v.reverse();
+    }
+    v
+}
+
 /// Median of the rounds (the mean of the middle two for an even count, NaN when empty):
 /// the upper middle value alone made a run of two rounds report the better one.
 fn median(mut v: Vec<f64>) -> f64 {
@@ -444,7 +454,10 @@ fn main() {
         .collect();
     let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); combos.len()];
     for round in 0..rounds {
-        for (k, (g, r)) in combos.iter().enumerate() {
+        // Receivers take turns going first: listed order in even rounds, reversed in odd
+        // ones, so that none always runs after the same neighbour.
+        for k in in_turn(combos.len(), round as usize) {
+            let (g, r) = &combos[k];
             let s = measure(&pair, &frame, *g, *r, live_frames, udp_packets);
             println!(
                 "round {round} {g:?} -> {}: sent {} offered {:.0} pps, received {} ({:.1} %), rx {:.0} pps, {:.0} ns CPU/pkt",
@@ -517,7 +530,8 @@ fn main() {
     let mut p50 = [Vec::new(), Vec::new()];
     let mut p99 = [Vec::new(), Vec::new()];
     for run in 0..rounds {
-        for (k, srv) in [Server::AfXdpEcho, Server::UdpSpin].into_iter().enumerate() {
+        for k in in_turn(2, run as usize) {
+            let srv = [Server::AfXdpEcho, Server::UdpSpin][k];
             let (a, b, n) = ping_pong(&pair, srv, rtts);
             println!("| {srv:?} | {run} | {a:.1} | {b:.1} | {n:.0} |");
             p50[k].push(a);
