@@ -59,6 +59,56 @@ pub fn resolve(root: &Path, arg: &str) -> Result<Side> {
     }
 }
 
+/// Takes the exclusive lock of the work directory `work` (`<work>/.lock`), waiting, with a
+/// message, while another `bench-compare` holds it. The lock goes with the returned file.
+///
+/// # Errors
+/// `Failed` when the directory or lock file cannot be created or locked.
+pub fn lock_work_dir(work: &Path) -> Result<std::fs::File> {
+    if let Some(f) = try_lock_work_dir(work)? {
+        return Ok(f);
+    }
+    eprintln!(
+        "bench-compare: another bench-compare is using {}; waiting for it to finish (or set CARGO_TARGET_DIR to run in another target directory)",
+        work.display()
+    );
+    let f = open_lock(work)?;
+    f.lock().map_err(|e| lock_err(work, &e))?;
+    Ok(f)
+}
+
+/// As [`lock_work_dir`], but returns `None` at once when another process holds the lock.
+///
+/// # Errors
+/// `Failed` when the directory or lock file cannot be created or locked.
+pub fn try_lock_work_dir(work: &Path) -> Result<Option<std::fs::File>> {
+    let f = open_lock(work)?;
+    match f.try_lock() {
+        Ok(()) => Ok(Some(f)),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+        Err(std::fs::TryLockError::Error(e)) => Err(lock_err(work, &e)),
+    }
+}
+
+fn open_lock(work: &Path) -> Result<std::fs::File> {
+    std::fs::create_dir_all(work)
+        .map_err(|e| Error::failed(format!("cannot create {}: {e}", work.display())))?;
+    let path = work.join(".lock");
+    std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| Error::failed(format!("cannot open {}: {e}", path.display())))
+}
+
+fn lock_err(work: &Path, e: &std::io::Error) -> Error {
+    Error::failed(format!(
+        "cannot lock {}: {e}; remove the file if no bench-compare is running",
+        work.join(".lock").display()
+    ))
+}
+
 /// A git worktree that is removed again when dropped.
 struct Worktree {
     repo: PathBuf,
@@ -305,6 +355,9 @@ pub fn results_for(
         }
     }
     let work = util::target_dir(root)?.join("bench-compare");
+    // Held until the results are in: a second bench-compare on the same target directory
+    // would otherwise remove and re-create these worktrees under the first one.
+    let _lock = lock_work_dir(&work)?;
     let mut prepared = Vec::new();
     for (side, label) in [(base, "base"), (head, "head")] {
         if let Side::Ref { name, commit } = side {
@@ -344,6 +397,19 @@ mod tests {
             }),
             instructions: None,
         }
+    }
+
+    #[test]
+    fn one_bench_compare_per_work_dir() {
+        let work = std::env::temp_dir().join(format!("xtask-lock-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&work);
+        let held = lock_work_dir(&work).unwrap();
+        // A second run on the same directory sees the lock instead of removing the
+        // first run's worktrees.
+        assert!(try_lock_work_dir(&work).unwrap().is_none());
+        drop(held);
+        assert!(try_lock_work_dir(&work).unwrap().is_some());
+        let _ = std::fs::remove_dir_all(&work);
     }
 
     #[test]
