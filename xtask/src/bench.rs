@@ -259,7 +259,17 @@ pub fn list_kernels(icount: &Path) -> Result<Vec<String>> {
 /// # Errors
 /// `Failed` when valgrind is missing, the program fails, or callgrind prints no total.
 pub fn callgrind_total(program: &Path, args: &[OsString], iters: u64) -> Result<u64> {
-    let mut cmd = Command::new("valgrind");
+    callgrind_total_with("valgrind".as_ref(), program, args, iters)
+}
+
+/// [`callgrind_total`] with the valgrind executable `valgrind`.
+fn callgrind_total_with(
+    valgrind: &std::ffi::OsStr,
+    program: &Path,
+    args: &[OsString],
+    iters: u64,
+) -> Result<u64> {
+    let mut cmd = Command::new(valgrind);
     cmd.args([
         "--tool=callgrind",
         "--callgrind-out-file=/dev/null",
@@ -525,6 +535,24 @@ mod tests {
         let later = SystemTime::now() + std::time::Duration::from_hours(1);
         assert!(collect_criterion(&home, Some(later)).unwrap().is_empty());
         let _ = std::fs::remove_dir_all(&home);
+    }
+
+    /// Without valgrind the count fails (exit 1) with the install command, on CI or not:
+    /// nothing in the gate turns a missing valgrind into a skip.
+    #[test]
+    fn missing_valgrind_fails_with_the_install_command() {
+        let err = callgrind_total_with(
+            "/nonexistent/valgrind".as_ref(),
+            Path::new("/bin/true"),
+            &[],
+            10,
+        )
+        .unwrap_err();
+        assert_eq!(err.exit_code(), 1);
+        assert!(
+            err.to_string().contains("apt-get install -y valgrind"),
+            "{err}"
+        );
     }
 
     #[test]
