@@ -1154,15 +1154,17 @@ impl Ring {
                 reason: "provided buffer count must be a power of two in 1..=32768",
             });
         }
+        // The kernel's buffer length field is 32 bits: refuse before mapping (and
+        // populating) the buffers.
+        let len = u32::try_from(buf_size_bytes).map_err(|_| RingError::TooLong {
+            len: buf_size_bytes,
+        })?;
         let ring_bytes = (usize::from(count) * size_of::<types::BufRingEntry>())
             .max(4096)
             .next_power_of_two();
         let mut ring_mem = FramePool::new(FramePoolOptions::new(ring_bytes, 1).populate(true))?;
         let bufs =
             FramePool::new(FramePoolOptions::new(buf_size_bytes, u32::from(count)).populate(true))?;
-        let len = u32::try_from(buf_size_bytes).map_err(|_| RingError::TooLong {
-            len: buf_size_bytes,
-        })?;
         {
             let base = ring_base(&mut ring_mem);
             for bid in 0..count {

@@ -431,3 +431,116 @@ fn a_signal_during_a_wait_is_retried() {
     assert_eq!(c.result(), Err(Errno(libc::ETIME)));
     assert!(elapsed >= Duration::from_millis(250), "{elapsed:?}");
 }
+
+/// Out-of-range and degenerate arguments to every entry point are errors or harmless
+/// operations, never a panic.
+#[test]
+#[allow(clippy::too_many_lines, reason = "one pass over every entry point")]
+fn degenerate_arguments_never_panic() {
+    let Some(mut r) = with_pool(RingOptions::new(8).mode(TaskrunMode::CoopTaskrun), 2) else {
+        return;
+    };
+    let pool_len = 2 * 4096;
+    let dir = tempfile::tempdir().unwrap();
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(dir.path().join("f"))
+        .unwrap();
+    let t = Target::from(&file);
+    // Ranges: empty at the end is fine, anything past it is refused.
+    assert_eq!(
+        r.pool_bytes(PoolRange::new(pool_len, 0)).unwrap(),
+        &[] as &[u8]
+    );
+    for (off, len) in [
+        (usize::MAX, 1),
+        (usize::MAX, 0),
+        (pool_len, 1),
+        (pool_len - 1, u32::MAX),
+        (1, u32::try_from(pool_len).unwrap()),
+    ] {
+        let range = PoolRange::new(off, len);
+        assert!(matches!(
+            r.pool_bytes(range),
+            Err(RingError::RangeOutOfPool { .. })
+        ));
+        assert!(matches!(
+            r.pool_bytes_mut(range),
+            Err(RingError::RangeOutOfPool { .. })
+        ));
+        assert!(matches!(
+            r.read_fixed(t, range, 0, 0),
+            Err(RingError::RangeOutOfPool { .. })
+        ));
+        assert!(matches!(
+            r.send(t, range, 0),
+            Err(RingError::RangeOutOfPool { .. })
+        ));
+    }
+    // Zero-length operations complete with 0.
+    let op = r.read_fixed(t, PoolRange::new(pool_len, 0), 0, 1).unwrap();
+    assert_eq!(r.run(op, |_| {}).unwrap(), 0);
+    let op = r.write_fixed(t, PoolRange::new(0, 0), 0, 1).unwrap();
+    assert_eq!(r.run(op, |_| {}).unwrap(), 0);
+    assert_eq!(r.write_at(t, &[], 0).unwrap(), 0);
+    assert_eq!(r.read_at(t, &mut [], 0).unwrap(), 0);
+    r.rw_batch(t, &mut []).unwrap();
+    let op = r.timeout(Duration::ZERO, 1).unwrap();
+    assert!(r.run(op, |_| {}).is_err()); // ETIME
+    let op = r.fallocate(t, 0, 0, 0, 1).unwrap();
+    assert!(matches!(r.run(op, |_| {}), Err(RingError::Op { .. }))); // EINVAL
+    // Registered files and provided buffers that do not exist.
+    for index in [0, u32::MAX] {
+        assert!(matches!(
+            r.read_fixed(Target::Fixed(index), PoolRange::new(0, 1), 0, 0),
+            Err(RingError::FileIndex { .. })
+        ));
+        assert!(matches!(
+            r.sync(Target::Fixed(index), true, 0),
+            Err(RingError::FileIndex { .. })
+        ));
+    }
+    assert!(matches!(
+        r.register_files(&[]),
+        Err(RingError::Register { .. })
+    ));
+    assert!(matches!(
+        r.provided_buffer(0, 1),
+        Err(RingError::NoProvidedBuffers)
+    ));
+    assert!(matches!(
+        r.recycle_buffer(0),
+        Err(RingError::NoProvidedBuffers)
+    ));
+    for (count, size) in [(0u16, 2048usize), (3, 2048), (8, 1), (8, 3000)] {
+        assert!(
+            r.setup_provided_buffers(1, count, size).is_err(),
+            "{count} x {size}"
+        );
+    }
+    assert!(matches!(
+        r.setup_provided_buffers(1, 1, 1 << 33),
+        Err(RingError::TooLong { .. })
+    ));
+    r.setup_provided_buffers(1, 4, 2048).unwrap();
+    for bid in [0, 3, 4, u16::MAX] {
+        assert!(matches!(
+            r.provided_buffer(bid, usize::MAX),
+            Err(RingError::BufferNotDelivered { .. })
+        ));
+        assert!(matches!(
+            r.recycle_buffer(bid),
+            Err(RingError::BufferNotDelivered { .. })
+        ));
+    }
+    // Cancelling an id that names nothing completes with ENOENT.
+    let c = r.cancel(tally_uring::OpId::default(), 1).unwrap();
+    assert_eq!(
+        r.wait_for(c, |_| {}).unwrap().result(),
+        Err(Errno(libc::ENOENT))
+    );
+    assert_eq!(r.in_flight(), 0);
+}
