@@ -397,7 +397,10 @@ fn ping_pong(pair: &VethPair, server: Server, rtts: u32) -> (f64, f64, f64) {
 }
 
 fn main() {
-    // Ignore the `--bench` flag cargo passes.
+    // `cargo bench` passes `--bench`, and a filter when one was given.
+    if !tally_benches::harness::selected("bypass_veth", std::env::args().skip(1)) {
+        return;
+    }
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         println!("SKIP bypass_veth: needs root (network namespaces, XDP, AF_XDP)");

@@ -569,7 +569,10 @@ fn env_or(name: &str, default: u64) -> u64 {
 }
 
 fn main() {
-    // `cargo bench` passes `--bench`; nothing else is parsed.
+    // `cargo bench` passes `--bench`, and a filter when one was given.
+    if !tally_benches::harness::selected("uring_journal", std::env::args().skip(1)) {
+        return;
+    }
     let secs = env_or("TALLY_JOURNAL_BENCH_SECS", 2);
     let reps = env_or("TALLY_JOURNAL_BENCH_REPS", 3);
     let base = std::env::var("TALLY_JOURNAL_BENCH_DIR")

@@ -11,6 +11,7 @@
     reason = "bench support code, not a library users call"
 )]
 
+pub mod harness;
 pub mod kernels;
 pub mod ring;
 pub mod stats;
