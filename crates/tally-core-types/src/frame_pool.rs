@@ -1,8 +1,10 @@
 //! [`FramePool`]: one page-aligned anonymous mapping cut into fixed-size frames.
 //!
 //! The pool is made once at start-up and never allocates afterwards: the free list is a
-//! fixed-capacity stack of frame ids and double frees are caught by a bitmap, so
-//! [`FramePool::alloc`] and [`FramePool::free`] are O(1) and allocation-free.
+//! fixed-capacity stack of frame ids, so [`FramePool::alloc`] and [`FramePool::free`] are
+//! O(1) and allocation-free, and a bitmap catches double frees while the frame is still
+//! free (ids carry no generation: once the frame has been allocated again, a stale copy
+//! of its id is taken for the new allocation).
 //!
 //! The same region is meant to be registered with the kernel (AF_XDP UMEM, io_uring
 //! registered buffers): [`FramePool::as_mut_ptr`] and [`FramePool::len_bytes`] give the
@@ -21,9 +23,11 @@ const HUGE_PAGE_SHIFT: u8 = 21;
 
 /// The id of one frame in a [`FramePool`]: its index, `0..frame_count`.
 ///
-/// An id is only an index: it does not record which pool made it. A pool rejects ids
-/// beyond its own frames, but an in-range id from another pool is taken as its own, so
-/// keep ids with the pool they came from.
+/// An id is only an index: it does not record which pool made it, nor which allocation.
+/// A pool rejects ids beyond its own frames, but an in-range id from another pool is
+/// taken as its own, and a stale copy of an id freed and allocated again (the free list
+/// hands the last freed frame out first) frees the new allocation: keep ids with the
+/// pool they came from and drop them when you free the frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct FrameId(u32);
 
@@ -225,7 +229,9 @@ impl FramePool {
     ///
     /// # Errors
     /// [`CoreError::FrameOutOfRange`] for an id beyond this pool's frames, [`CoreError::DoubleFree`]
-    /// when the frame is already free. The pool is unchanged on error.
+    /// when the frame is already free (a second free after the frame was allocated again
+    /// cannot be told from a free of the new allocation: see [`FrameId`]). The pool is
+    /// unchanged on error.
     #[inline]
     pub fn free(&mut self, id: FrameId) -> Result<()> {
         let raw = id.0;
@@ -451,6 +457,20 @@ mod tests {
             p.id_at_offset(4 * 2048),
             Err(CoreError::FrameOutOfRange { .. })
         ));
+        assert_eq!(p.free_count(), 4);
+    }
+
+    #[test]
+    fn stale_id_after_reallocation_is_not_a_double_free() {
+        // What the `FrameId` docs warn about: the last freed frame is handed out first,
+        // and an id carries no generation.
+        let mut p = pool(4);
+        let a = p.alloc().unwrap();
+        p.free(a).unwrap();
+        let b = p.alloc().unwrap();
+        assert_eq!(a, b);
+        p.free(a).unwrap();
+        assert!(matches!(p.free(b), Err(CoreError::DoubleFree { .. })));
         assert_eq!(p.free_count(), 4);
     }
 

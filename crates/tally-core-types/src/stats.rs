@@ -1,14 +1,17 @@
 //! Single-writer statistics counters.
 //!
 //! A [`Counter`] is bumped by exactly one thread, its owner, with a relaxed load and a
-//! relaxed store: no atomic read-modify-write, so no `lock` prefix and no cache-line
-//! ownership transfer on the hot path. Any thread may read it at any time and sees a
-//! recent value (each counter individually; a snapshot of several counters is
-//! "consistent enough", not atomic across counters).
+//! relaxed store: no atomic read-modify-write, so no `lock` prefix (the line still
+//! moves to a reader's core when one reads it, and back on the owner's next bump). Any
+//! thread may read it at any time and sees a recent value, never an older one than it
+//! saw before (each counter individually: a snapshot of several counters is not atomic
+//! across counters, so two counters bumped together may be read one bump apart).
 //!
-//! **Single writer is the caller's contract.** Two threads bumping one counter do not
-//! cause undefined behaviour, but increments can be lost. Give each thread its own stats
-//! struct and let readers add them up.
+//! **Single writer is the caller's contract; the types do not enforce it.** `Counter` is
+//! `Sync` and its fields in a [`single_writer_stats!`](crate::single_writer_stats)
+//! struct are `pub`, so any thread holding a `&` can bump it. Two threads bumping one
+//! counter do not cause undefined behaviour, but increments can be lost. Give each
+//! thread its own stats struct and let readers add them up.
 //!
 //! [`single_writer_stats!`](crate::single_writer_stats) declares a stats struct of named
 //! counters together with a plain `Copy` snapshot struct; the other Tally crates use it for
