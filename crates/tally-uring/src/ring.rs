@@ -2125,34 +2125,13 @@ impl Ring {
             // A SINGLE_ISSUER ring cannot submit or wait from this thread.
             return false;
         }
-        // Entries still in the SQ are invisible to cancellation: hand them over first.
-        let _ = self.uring.submitter().submit();
-        let timeout = types::Timespec::new().sec(1);
-        match self
-            .uring
-            .submitter()
-            .register_sync_cancel(Some(timeout), types::CancelBuilder::any())
-        {
-            // Cancelled, nothing left to cancel, or some operation outlasted the timeout
-            // (the wait below is bounded too).
-            Ok(()) => {}
-            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ETIME)) => {}
-            // Kernels before 6.0 have no synchronous cancel: queue an asynchronous one.
-            Err(_) => {
-                let cancel = opcode::AsyncCancel2::new(types::CancelBuilder::any())
-                    .build()
-                    .user_data(DROP_USER_DATA);
-                // SAFETY: a cancel request names no memory.
-                let _ = unsafe { self.uring.submission().push(&cancel) };
-                let _ = self.uring.submitter().submit();
-            }
-        }
         let deadline = std::time::Instant::now() + DROP_WAIT;
         let mut out = [Completion::default(); 32];
-        while self.slab.in_flight > 0 {
-            if std::time::Instant::now() >= deadline {
-                return false;
-            }
+        loop {
+            // Entries still in the SQ are invisible to cancellation: hand them over first
+            // (an SQPOLL thread may take them a little later, hence the repeated rounds).
+            let _ = self.uring.submitter().submit();
+            self.cancel_everything();
             let waited = if self.probe.ext_arg {
                 let tick = types::Timespec::new().nsec(10_000_000);
                 let args = types::SubmitArgs::new().timespec(&tick);
@@ -2173,8 +2152,35 @@ impl Ring {
             if self.reap(&mut out).is_err() {
                 return false;
             }
+            if self.slab.in_flight == 0 {
+                return true;
+            }
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
         }
-        true
+    }
+
+    /// Asks the kernel to cancel every submitted operation of this ring: synchronously
+    /// (bounded by 100 ms), or with a queued asynchronous cancel on kernels before 6.0.
+    fn cancel_everything(&mut self) {
+        let timeout = types::Timespec::new().nsec(100_000_000);
+        match self
+            .uring
+            .submitter()
+            .register_sync_cancel(Some(timeout), types::CancelBuilder::any())
+        {
+            // Cancelled, nothing left to cancel, or some operation outlasted the timeout.
+            Ok(()) => {}
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ETIME)) => {}
+            Err(_) => {
+                let cancel = opcode::AsyncCancel2::new(types::CancelBuilder::any())
+                    .build()
+                    .user_data(DROP_USER_DATA);
+                // SAFETY: a cancel request names no memory.
+                let _ = unsafe { self.uring.submission().push(&cancel) };
+            }
+        }
     }
 }
 
