@@ -1699,12 +1699,15 @@ impl Ring {
     }
 
     /// Submits every queued entry and waits until at least `want` completions are ready,
-    /// in one `io_uring_enter`.
+    /// in one `io_uring_enter`. `want` is capped at the number of operations in flight:
+    /// waiting for more could never end when each makes one completion (operations that
+    /// make several, multishot receives and send-zc, may then need another call).
     ///
     /// # Errors
     /// [`RingError::Enter`] (`EINTR` is retried).
     #[inline]
     pub fn submit_and_wait(&mut self, want: usize) -> Result<usize, RingError> {
+        let want = want.min(self.slab.in_flight as usize);
         loop {
             self.stats.enter_syscalls.incr();
             match self.uring.submitter().submit_and_wait(want) {

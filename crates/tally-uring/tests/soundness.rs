@@ -589,3 +589,34 @@ fn degenerate_arguments_never_panic() {
     );
     assert_eq!(r.in_flight(), 0);
 }
+
+/// Asking `submit_and_wait` for more completions than operations in flight used to block
+/// forever (single-shot operations make one completion each); the wait is capped at the
+/// operations in flight.
+#[test]
+fn waiting_for_more_completions_than_operations_returns() {
+    for mode in [TaskrunMode::DeferTaskrun, TaskrunMode::CoopTaskrun] {
+        let Some(mut r) = ring(RingOptions::new(8).mode(mode)) else {
+            return;
+        };
+        // On its own thread for the DeferTaskrun ring: `within` moves it, so build there.
+        let (n, got) = within(Duration::from_secs(20), "submit_and_wait(5)", move || {
+            let mut r = Ring::new(RingOptions::new(8).mode(mode)).unwrap();
+            r.nop(1).unwrap();
+            r.nop(2).unwrap();
+            let n = r.submit_and_wait(5).unwrap();
+            let mut out = [Completion::default(); 8];
+            let mut got = 0;
+            while got < 2 {
+                got += r.reap(&mut out).unwrap();
+            }
+            // Nothing in flight: returns at once.
+            r.submit_and_wait(1).unwrap();
+            (n, got)
+        });
+        assert_eq!((n, got), (2, 2));
+        r.nop(3).unwrap();
+        assert_eq!(r.submit_and_wait(usize::MAX).unwrap(), 1);
+        assert_eq!(r.wait_one().unwrap().tag, 3);
+    }
+}
