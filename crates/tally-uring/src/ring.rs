@@ -2056,11 +2056,24 @@ impl Ring {
     }
 
     /// Runs one queued operation to completion and maps a negative result to an error.
+    /// For a zero-copy send the result is the send's (bytes or its error), returned once
+    /// its notification has released the frames.
     ///
     /// # Errors
     /// [`RingError::Op`], [`RingError::NotInFlight`], [`RingError::Enter`].
     pub fn run(&mut self, op: OpId, mut other: impl FnMut(Completion)) -> Result<u32, RingError> {
-        let c = self.wait_for(op, &mut other)?;
+        let mut sent = None;
+        let last = self.wait_for(op, |c| {
+            if c.op == op && c.kind == OpKind::SendZc {
+                sent = Some(c);
+            } else {
+                other(c);
+            }
+        })?;
+        let c = match (last.kind, sent) {
+            (OpKind::SendZcNotif, Some(s)) => s,
+            _ => last,
+        };
         c.result().map_err(|errno| RingError::Op {
             op: c.kind.name(),
             errno,

@@ -620,3 +620,36 @@ fn waiting_for_more_completions_than_operations_returns() {
         assert_eq!(r.wait_one().unwrap().tag, 3);
     }
 }
+
+/// `run` on a zero-copy send returns the send's own result (bytes, or its error), not the
+/// notification's 0: a failed send used to come back as `Ok(0)`.
+#[test]
+fn run_on_send_zc_reports_the_send_result() {
+    let Some(mut r) = with_pool(RingOptions::new(8), 2) else {
+        return;
+    };
+    if !r.probe().supports(io_uring::opcode::SendZc::CODE) {
+        assert!(std::env::var_os("CI").is_none(), "SEND_ZC must work on CI");
+        return;
+    }
+    let rx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    // Not connected: the send fails (no destination).
+    let op = r
+        .send_zc(Target::from(&tx), PoolRange::new(0, 100), 1)
+        .unwrap();
+    let res = r.run(op, |_| {});
+    assert!(
+        matches!(res, Err(RingError::Op { errno, .. }) if errno == Errno(libc::EDESTADDRREQ)),
+        "{res:?}"
+    );
+    assert_eq!(r.in_flight(), 0);
+    tx.connect(rx.local_addr().unwrap()).unwrap();
+    let op = r
+        .send_zc(Target::from(&tx), PoolRange::new(0, 100), 2)
+        .unwrap();
+    assert_eq!(r.run(op, |_| {}).unwrap(), 100);
+    assert_eq!(r.in_flight(), 0);
+    let mut buf = [0u8; 200];
+    assert_eq!(rx.recv(&mut buf).unwrap(), 100);
+}
