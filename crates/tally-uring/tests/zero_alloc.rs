@@ -92,6 +92,7 @@ fn submit_and_complete_and_journal_commits_do_not_allocate() {
         ring_round_trips(mode);
     }
     overflow_flushes();
+    network_round_trips();
     journal_append_and_commits();
 }
 
@@ -213,6 +214,72 @@ fn ring_round_trips(mode: TaskrunMode) {
         after - before,
         0,
         "the hot path ({mode:?}) allocated {} times",
+        after - before
+    );
+}
+
+/// UDP over loopback: `send` and `send_zc` from pool frames (result and notification), a
+/// multishot receive into provided buffers, `provided_buffer` and `recycle_buffer`.
+fn network_round_trips() {
+    let Some(mut ring) = new_ring(RingOptions::new(64)) else {
+        return;
+    };
+    ring.register_frame_pool(
+        FramePool::new(FramePoolOptions::new(4096, 4).populate(true)).unwrap(),
+    )
+    .unwrap();
+    ring.setup_provided_buffers(3, 16, 2048).unwrap();
+    let zc = ring.probe().supports(io_uring::opcode::SendZc::CODE);
+    assert!(
+        zc || std::env::var_os("CI").is_none(),
+        "SEND_ZC must work on CI"
+    );
+    let rx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    tx.connect(rx.local_addr().unwrap()).unwrap();
+    let (rt, tt) = (Target::from(&rx), Target::from(&tx));
+    let recv = ring.recv_multishot(rt, 1).unwrap();
+    ring.pool_bytes_mut(PoolRange::new(0, 8192))
+        .unwrap()
+        .fill(9);
+    let round = |ring: &mut Ring| {
+        let a = ring.send(tt, PoolRange::new(0, 64), 2).unwrap();
+        let b = if zc {
+            ring.send_zc(tt, PoolRange::new(4096, 128), 3).unwrap()
+        } else {
+            ring.send(tt, PoolRange::new(4096, 128), 3).unwrap()
+        };
+        let (mut datagrams, mut sends) = (0, 0);
+        while datagrams < 2 || sends < 2 {
+            let c = ring.wait_one().unwrap();
+            if c.op == recv {
+                assert!(c.more, "the multishot receive ended: {c:?}");
+                let bid = c.buffer.unwrap();
+                let len = c.result().unwrap() as usize;
+                assert!(
+                    ring.provided_buffer(bid, len)
+                        .unwrap()
+                        .iter()
+                        .all(|x| *x == 9)
+                );
+                ring.recycle_buffer(bid).unwrap();
+                datagrams += 1;
+            } else if (c.op == a || c.op == b) && !c.more {
+                sends += 1;
+            }
+        }
+        assert_eq!(ring.in_flight(), 1);
+    };
+    round(&mut ring);
+    let before = allocs();
+    for _ in 0..50 {
+        round(&mut ring);
+    }
+    let after = allocs();
+    assert_eq!(
+        after - before,
+        0,
+        "sends and the multishot receive allocated {} times",
         after - before
     );
 }
