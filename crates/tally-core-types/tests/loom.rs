@@ -171,6 +171,33 @@ fn uneven_groups_wrap() {
     });
 }
 
+/// Items too wide to share a line: each group is one stamp and one slot (the layout
+/// for values over 28 bytes), so every single pop publishes `head`. Single pushes, then
+/// single and batch pops in turn.
+#[test]
+fn one_slot_groups() {
+    assert_eq!(SpscRing::<[u64; 8], 2>::SLOTS_PER_GROUP, 1);
+    loom::model(|| {
+        let ring = Box::leak(Box::new(SpscRing::<[u64; 8], 2>::new()));
+        let (mut p, mut c) = ring.split();
+        let t = thread::spawn(move || push_each(&mut p, (0..3).map(|v| [v; 8])));
+        let mut got = Vec::new();
+        while got.len() < 3 {
+            let k = if got.len() % 2 == 0 {
+                c.pop().map(|v| got.push(v)).is_some()
+            } else {
+                c.pop_each(2, |v| got.push(v)) > 0
+            };
+            if !k {
+                thread::yield_now();
+            }
+        }
+        assert_eq!(got, [[0; 8], [1; 8], [2; 8]]);
+        t.join().unwrap();
+        assert!(c.pop().is_none());
+    });
+}
+
 /// A [`Counter`] bumped by its owner with a relaxed load and store while another thread
 /// reads it: every read is a value the owner stored (0, 1, 3 or 4 here: `add(2)` is one
 /// store), a later read never goes back, and after the join every increment is seen.

@@ -94,3 +94,75 @@ fn static_ring_outlives_a_scope() {
     }
     handle.join().unwrap();
 }
+
+/// Items with a `Drop` cross threads through mixed single and batch operations; the
+/// consumer stops early, and dropping the ring drops the rest: every item exactly once.
+#[test]
+fn items_with_drop_are_dropped_once_across_threads() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static MADE: AtomicUsize = AtomicUsize::new(0);
+    static DROPPED: AtomicUsize = AtomicUsize::new(0);
+    struct Item(u64);
+    impl Item {
+        fn new(v: u64) -> Self {
+            MADE.fetch_add(1, Ordering::Relaxed);
+            Self(v)
+        }
+    }
+    impl Drop for Item {
+        fn drop(&mut self) {
+            DROPPED.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    const ITEMS: u64 = 200_000;
+    for round in 0..4u64 {
+        let mut ring = SpscRing::<Item, 64>::new();
+        // Leave at most a ring's worth behind, so that the producer can finish.
+        let stop_at = ITEMS - 1 - round * 17;
+        let (mut tx, mut rx) = ring.split();
+        std::thread::scope(|s| {
+            s.spawn(move || {
+                let mut next = 0u64;
+                while next < ITEMS {
+                    if next.is_multiple_of(5) {
+                        let end = (next + 9).min(ITEMS);
+                        let mut it = (next..end).map(Item::new);
+                        // The iterator makes an item only when the ring has room.
+                        next += tx.push_iter(&mut it) as u64;
+                    } else if let Err(back) = tx.push(Item::new(next)) {
+                        drop(back);
+                        std::hint::spin_loop();
+                    } else {
+                        next += 1;
+                    }
+                }
+            });
+            let mut expected = 0u64;
+            while expected < stop_at {
+                if expected.is_multiple_of(3) {
+                    let mut ok = true;
+                    let max = usize::try_from(stop_at - expected).unwrap().min(7);
+                    rx.pop_each(max, |v| {
+                        ok &= v.0 == expected;
+                        expected += 1;
+                    });
+                    assert!(ok, "out of order");
+                } else if let Some(v) = rx.pop() {
+                    assert_eq!(v.0, expected);
+                    expected += 1;
+                } else {
+                    std::hint::spin_loop();
+                }
+            }
+            // Stop popping with items left: dropping the consumer hands its slots back,
+            // so the producer, which may be waiting for room, can push the rest.
+            drop(rx);
+        });
+        drop(ring);
+        assert_eq!(
+            DROPPED.load(Ordering::Relaxed),
+            MADE.load(Ordering::Relaxed),
+            "round {round}"
+        );
+    }
+}
