@@ -1012,11 +1012,13 @@ impl Ring {
             .ok_or(RingError::NoFramePool)
     }
 
-    /// The registered pool, mutable for `alloc`/`free` (frame contents through
-    /// [`Ring::pool_bytes_mut`], which checks that no operation uses them).
+    /// Allocates a frame of the registered pool (its bytes are reached through
+    /// [`Ring::pool_bytes_mut`] at [`PoolView::offset_of`], which checks that no
+    /// operation uses them).
     ///
     /// # Errors
-    /// [`RingError::NoFramePool`] before [`Ring::register_frame_pool`].
+    /// [`RingError::NoFramePool`] before [`Ring::register_frame_pool`]; [`RingError::Pool`]
+    /// when every frame is allocated.
     pub fn pool_alloc(&mut self) -> Result<tally_core_types::FrameId, RingError> {
         let reg = self.pool.as_mut().ok_or(RingError::NoFramePool)?;
         Ok(reg.pool.alloc()?)
