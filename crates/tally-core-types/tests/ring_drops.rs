@@ -101,7 +101,9 @@ fn quiet_panics() {
 enum Op {
     Push,
     Pop,
-    PopSlice(usize),
+    /// Pops up to `.0` items into a slice of fresh items, the one at `.1` (if given)
+    /// panicking when it is dropped to make room.
+    PopSlice(usize, Option<usize>),
     /// Pushes up to `.0` items from an iterator that panics instead of yielding item
     /// number `.1` (if given).
     PushIter(usize, Option<usize>),
@@ -117,7 +119,7 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         4 => Just(Op::Push),
         3 => Just(Op::Pop),
-        1 => (0usize..12).prop_map(Op::PopSlice),
+        2 => (0usize..12, prop::option::of(0usize..12)).prop_map(|(k, b)| Op::PopSlice(k, b)),
         2 => (0usize..24, prop::option::of(0usize..12)).prop_map(|(k, p)| Op::PushIter(k, p)),
         2 => (0usize..24, prop::option::of(0usize..12)).prop_map(|(k, p)| Op::PopEach(k, p)),
         1 => Just(Op::Release),
@@ -154,11 +156,28 @@ fn check<const N: usize>(ops: &[Op], bomb: Option<usize>) -> Result<(), TestCase
                         prop_assert_eq!(got, model.pop_front());
                     }
                 }
-                Op::PopSlice(k) => {
+                Op::PopSlice(k, bomb) => {
                     let mut dst: Vec<Tracked> = (0..*k).map(|_| Tracked::new()).collect();
-                    let n = c.pop_slice(&mut dst);
-                    for t in &dst[..n] {
-                        prop_assert_eq!(Some(t.id), model.pop_front());
+                    let fresh: BTreeSet<usize> = dst.iter().map(|t| t.id).collect();
+                    if let Some(t) = bomb.and_then(|b| dst.get_mut(b)) {
+                        t.bomb = true;
+                    }
+                    let r = catch_unwind(AssertUnwindSafe(|| c.pop_slice(&mut dst)));
+                    // The popped items are at the front of `dst`, in order (the one whose
+                    // drop panicked was still replaced).
+                    let popped: Vec<usize> = dst
+                        .iter()
+                        .map(|t| t.id)
+                        .filter(|id| !fresh.contains(id))
+                        .collect();
+                    if let Ok(n) = r {
+                        prop_assert_eq!(n, popped.len());
+                    }
+                    for id in popped {
+                        prop_assert_eq!(Some(id), model.pop_front());
+                    }
+                    for t in &mut dst {
+                        t.bomb = false;
                     }
                 }
                 Op::PushIter(k, panic_at) => {
