@@ -653,3 +653,62 @@ fn run_on_send_zc_reports_the_send_result() {
     let mut buf = [0u8; 200];
     assert_eq!(rx.recv(&mut buf).unwrap(), 100);
 }
+
+/// A child process without `CAP_IPC_LOCK` (it switches to an unprivileged user) and with
+/// a 64 KiB `RLIMIT_MEMLOCK` registers a 1 MiB pool: the kernel refuses with ENOMEM and
+/// the error says to raise `RLIMIT_MEMLOCK`.
+#[test]
+fn buffer_registration_over_memlock_names_rlimit_memlock() {
+    const ENV: &str = "TALLY_URING_MEMLOCK_CHILD";
+    if std::env::var_os(ENV).is_some() {
+        let lim = libc::rlimit {
+            rlim_cur: 64 << 10,
+            rlim_max: 64 << 10,
+        };
+        // SAFETY: plain system calls on live locals; this process is the test's child.
+        unsafe {
+            assert_eq!(libc::setrlimit(libc::RLIMIT_MEMLOCK, &raw const lim), 0);
+            if libc::geteuid() == 0 {
+                assert_eq!(libc::setgid(65534), 0);
+                assert_eq!(libc::setuid(65534), 0);
+            }
+        }
+        let mut r = match Ring::new(RingOptions::new(8)) {
+            Ok(r) => r,
+            Err(e) => {
+                println!("CHILD-SKIP: {e}");
+                return;
+            }
+        };
+        let pool = FramePool::new(FramePoolOptions::new(4096, 256)).unwrap();
+        match r.register_frame_pool(pool) {
+            Err(e @ RingError::Register { .. }) => {
+                let msg = e.to_string();
+                assert!(msg.contains("RLIMIT_MEMLOCK"), "{msg}");
+                println!("CHILD-OK: {msg}");
+            }
+            other => panic!("expected a registration error, got {other:?}"),
+        }
+        return;
+    }
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "buffer_registration_over_memlock_names_rlimit_memlock",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(ENV, "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if stdout.contains("CHILD-SKIP") && std::env::var_os("CI").is_none() {
+        eprintln!("skipping: {stdout}");
+        return;
+    }
+    assert!(
+        out.status.success() && stdout.contains("CHILD-OK"),
+        "child failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
