@@ -76,7 +76,7 @@ fn within<T: Send + 'static>(
 #[test]
 fn drop_with_an_unsubmitted_read_that_never_completes_returns() {
     let sqpoll = Some(SqPoll {
-        idle_ms: 1000,
+        idle_ms: 50,
         cpu: None,
     });
     for opts in [
@@ -178,7 +178,7 @@ fn linked_write_and_sync_stay_linked_on_an_sqpoll_ring() {
         RingOptions::new(8)
             .mode(TaskrunMode::Plain)
             .sqpoll(Some(SqPoll {
-                idle_ms: 2000,
+                idle_ms: 50,
                 cpu: None,
             })),
         2,
