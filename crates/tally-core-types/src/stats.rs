@@ -118,17 +118,7 @@ macro_rules! single_writer_stats {
 
         #[allow(dead_code, reason = "generated API: not every user calls every method")]
         impl $name {
-            /// Every counter at zero.
-            #[cfg(not(tally_loom))]
-            pub const fn new() -> Self {
-                Self { $( $field: $crate::Counter::new(), )* }
-            }
-
-            /// Every counter at zero (not `const` under loom, whose atomics are not).
-            #[cfg(tally_loom)]
-            pub fn new() -> Self {
-                Self { $( $field: $crate::Counter::new(), )* }
-            }
+            $crate::__single_writer_stats_new!($($field),*);
 
             /// Reads every counter (each one individually; any thread).
             pub fn snapshot(&self) -> $snap {
@@ -148,6 +138,34 @@ macro_rules! single_writer_stats {
             pub fn for_each(&self, mut f: impl FnMut(&'static str, u64)) {
                 $( f(stringify!($field), self.$field); )*
             }
+        }
+    };
+}
+
+// `new` of a `single_writer_stats!` struct, `const` unless this crate is built for loom.
+// The choice is made here, where `tally_loom` is known: a `cfg` inside
+// `single_writer_stats!` would be evaluated in the user's crate, which neither declares
+// nor sets it (an `unexpected_cfgs` warning per use; `tests/macro_user.rs`).
+#[cfg(not(tally_loom))]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __single_writer_stats_new {
+    ($($field:ident),*) => {
+        /// Every counter at zero.
+        pub const fn new() -> Self {
+            Self { $( $field: $crate::Counter::new(), )* }
+        }
+    };
+}
+
+#[cfg(tally_loom)]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __single_writer_stats_new {
+    ($($field:ident),*) => {
+        /// Every counter at zero (not `const` under loom, whose atomics are not).
+        pub fn new() -> Self {
+            Self { $( $field: $crate::Counter::new(), )* }
         }
     };
 }

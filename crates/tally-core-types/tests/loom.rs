@@ -219,3 +219,21 @@ fn counter_reads_are_stored_values_in_order() {
         assert_eq!(c.get(), 4);
     });
 }
+
+tally_core_types::single_writer_stats! {
+    /// Stats declared with the macro under loom (where `new` is not `const`).
+    struct LoomStats => LoomSnapshot {
+        /// A counter.
+        hits,
+    }
+}
+
+/// The macro's loom variant builds and counts.
+#[test]
+fn stats_macro_under_loom() {
+    loom::model(|| {
+        let s = LoomStats::new();
+        s.hits.add(2);
+        assert_eq!(s.snapshot().hits, 2);
+    });
+}
