@@ -304,3 +304,44 @@ fn zero_sized_items_left_inside_are_dropped() {
     drop(ring);
     assert_eq!(DROPPED.load(Ordering::Relaxed), 100);
 }
+
+/// Items aligned beyond a cache line, zero-sized and not: they come out in order, and
+/// those left inside are dropped once.
+#[test]
+fn over_aligned_items() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static DROPPED: AtomicUsize = AtomicUsize::new(0);
+    #[repr(align(4096))]
+    struct Page(u64);
+    impl Drop for Page {
+        fn drop(&mut self) {
+            DROPPED.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    #[repr(align(4096))]
+    struct AlignedUnit;
+    assert_eq!(SpscRing::<Page, 8>::SLOTS_PER_GROUP, 1);
+    let mut ring = SpscRing::<Page, 8>::new();
+    {
+        let (mut p, mut c) = ring.split();
+        for i in 0..20u64 {
+            assert!(p.push(Page(i)).is_ok());
+            let v = c.pop().unwrap();
+            assert_eq!(v.0, i);
+        }
+        for i in 0..5u64 {
+            assert!(p.push(Page(i)).is_ok());
+        }
+    }
+    drop(ring);
+    assert_eq!(DROPPED.load(Ordering::Relaxed), 25);
+    let mut units = SpscRing::<AlignedUnit, 128>::new();
+    let (mut p, mut c) = units.split();
+    for _ in 0..3 {
+        for _ in 0..128 {
+            assert!(p.push(AlignedUnit).is_ok());
+        }
+        assert!(p.push(AlignedUnit).is_err());
+        assert_eq!(c.pop_each(usize::MAX, drop), 128);
+    }
+}
