@@ -90,7 +90,9 @@ fn sigkill_never_loses_an_acknowledged_record() {
     // error fails the test).
     match Journal::open(dir.path(), options()) {
         Ok(j) => drop(j),
-        Err(JournalError::Ring(e @ RingError::Setup { .. })) => {
+        Err(JournalError::Ring(e @ RingError::Setup { .. }))
+            if std::env::var_os("CI").is_none() =>
+        {
             eprintln!("skipping: {e}");
             return;
         }

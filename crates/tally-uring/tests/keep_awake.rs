@@ -14,7 +14,9 @@ use tally_uring::{JournalError, JournalOptions, RingError, SharedJournal, Shared
 fn open(dir: &std::path::Path) -> Option<tally_uring::Journal> {
     match tally_uring::Journal::open(dir, JournalOptions::new().segment_bytes(1 << 20)) {
         Ok(j) => Some(j),
-        Err(JournalError::Ring(e @ RingError::Setup { .. })) => {
+        Err(JournalError::Ring(e @ RingError::Setup { .. }))
+            if std::env::var_os("CI").is_none() =>
+        {
             eprintln!("skipping: {e}");
             None
         }
@@ -43,6 +45,10 @@ fn keep_awake_thread_is_sched_idle_and_stops_with_the_journal() {
         return;
     };
     if !sched_idle_allowed() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "on CI (root, Linux 6.x) this must run: this kernel refuses SCHED_IDLE, so the keep-awake thread exits"
+        );
         eprintln!("skipping: this kernel refuses SCHED_IDLE, so the keep-awake thread exits");
         return;
     }

@@ -1701,7 +1701,9 @@ mod tests {
     fn open_or_skip(dir: &Path, opts: JournalOptions) -> Option<Journal> {
         match Journal::open(dir, opts) {
             Ok(j) => Some(j),
-            Err(JournalError::Ring(e @ RingError::Setup { .. })) => {
+            Err(JournalError::Ring(e @ RingError::Setup { .. }))
+                if std::env::var_os("CI").is_none() =>
+            {
                 eprintln!("skipping: {e}");
                 None
             }
@@ -1827,7 +1829,7 @@ mod tests {
     fn an_abandoned_segment_is_closed_only_when_no_operation_names_it() {
         let mut ring = match Ring::new(RingOptions::new(8).mode(TaskrunMode::CoopTaskrun)) {
             Ok(r) => r,
-            Err(e @ RingError::Setup { .. }) => {
+            Err(e @ RingError::Setup { .. }) if std::env::var_os("CI").is_none() => {
                 eprintln!("skipping: {e}");
                 return;
             }
