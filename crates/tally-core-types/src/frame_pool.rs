@@ -460,6 +460,55 @@ mod tests {
         assert_eq!(p.free_count(), 4);
     }
 
+    proptest::proptest! {
+        /// Against a model (a set of allocated ids): every free of an id that is not
+        /// allocated is an error (out of range or double free) that leaves the pool
+        /// unchanged, `alloc` fails only when every frame is taken, never hands out a
+        /// taken frame, and no input panics.
+        #[test]
+        fn matches_a_model(
+            count in 1u32..150,
+            ops in proptest::collection::vec(proptest::option::of(0u32..300), 1..400),
+        ) {
+            let mut p = pool(count);
+            let mut taken = std::collections::BTreeSet::new();
+            for op in ops {
+                match op {
+                    None => match p.alloc() {
+                        Ok(id) => proptest::prop_assert!(taken.insert(id.index())),
+                        Err(CoreError::PoolExhausted { capacity }) => {
+                            proptest::prop_assert_eq!(capacity, count);
+                            proptest::prop_assert_eq!(taken.len(), count as usize);
+                        }
+                        Err(e) => proptest::prop_assert!(false, "alloc: {e}"),
+                    },
+                    Some(raw) => {
+                        let r = p.free(FrameId(raw));
+                        if raw >= count {
+                            proptest::prop_assert!(
+                                matches!(r, Err(CoreError::FrameOutOfRange { .. })),
+                                "{r:?}"
+                            );
+                            proptest::prop_assert!(p.is_allocated(FrameId(raw)).is_err());
+                            proptest::prop_assert!(p.frame(FrameId(raw)).is_err());
+                        } else if taken.remove(&raw) {
+                            proptest::prop_assert!(r.is_ok(), "{r:?}");
+                        } else {
+                            proptest::prop_assert!(
+                                matches!(r, Err(CoreError::DoubleFree { id }) if id == raw),
+                                "{r:?}"
+                            );
+                        }
+                    }
+                }
+                proptest::prop_assert_eq!(p.free_count() as usize, count as usize - taken.len());
+                for &id in &taken {
+                    proptest::prop_assert!(p.is_allocated(FrameId(id)).unwrap());
+                }
+            }
+        }
+    }
+
     #[test]
     fn stale_id_after_reallocation_is_not_a_double_free() {
         // What the `FrameId` docs warn about: the last freed frame is handed out first,
