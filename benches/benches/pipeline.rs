@@ -2,6 +2,9 @@
 //! reports sessions per second (one "element" is one signing session; each sample is one
 //! short pipeline run, timed as its elapsed time per completed session), and the bench
 //! prints the latency percentiles of every run and the medians with the Tally/baseline ratio.
+//! Tally and the baseline run in back-to-back pairs that alternate which goes first (each
+//! criterion sample of either bench is one pair), so that machine drift lands on both;
+//! the bench also prints the median of the pairs' ratios.
 //!
 //! It drives the release `tally` binary, which must be built first:
 //! `cargo build --release -p tally && cargo bench -p tally-benches --bench pipeline`,
@@ -143,17 +146,37 @@ fn bench(c: &mut Criterion) {
         .warm_up_time(Duration::from_millis(1))
         .measurement_time(Duration::from_secs(1))
         .throughput(Throughput::Elements(1));
+    // Tally and the baseline run in back-to-back pairs, taking turns going first, so that
+    // a machine drifting over the minutes of runs lands on both alike (criterion would
+    // otherwise run every Tally sample before every baseline sample). Every sample of
+    // either bench runs one pair and reports its own side. (Replaying the Tally samples'
+    // baseline runs does not work: criterion's warm-up repeats the routine until a
+    // millisecond of wall clock has passed, and a replay takes none, so the warm-up
+    // would use up every replayed run.)
     let runs: Mutex<Vec<(&str, Run)>> = Mutex::new(Vec::new());
-    for (name, baseline) in [("tally", false), ("baseline", true)] {
-        g.bench_function(name, |b| {
-            b.iter_custom(|iters| {
-                let r = run(&bin, baseline);
-                runs.lock().unwrap().push((name, r));
-                r.per_session * u32::try_from(iters).unwrap_or(u32::MAX)
-            });
-        });
-    }
+    let pairs: Mutex<Vec<(Run, Run)>> = Mutex::new(Vec::new());
+    let pair = || {
+        let tally_first = pairs.lock().unwrap().len().is_multiple_of(2);
+        let (t, base) = if tally_first {
+            let t = run(&bin, false);
+            (t, run(&bin, true))
+        } else {
+            let base = run(&bin, true);
+            (run(&bin, false), base)
+        };
+        runs.lock()
+            .unwrap()
+            .extend([("tally", t), ("baseline", base)]);
+        pairs.lock().unwrap().push((t, base));
+        (t, base)
+    };
+    let scale = |r: Run, iters: u64| r.per_session * u32::try_from(iters).unwrap_or(u32::MAX);
+    g.bench_function("tally", |b| b.iter_custom(|iters| scale(pair().0, iters)));
+    g.bench_function("baseline", |b| {
+        b.iter_custom(|iters| scale(pair().1, iters));
+    });
     g.finish();
+    let pairs = pairs.into_inner().unwrap();
     let runs = runs.into_inner().unwrap();
     let summary = |name: &str| {
         let mine: Vec<Run> = runs
@@ -178,11 +201,18 @@ fn bench(c: &mut Criterion) {
     };
     let (t, tp50, tp99, tn) = summary("tally");
     let (b, bp50, bp99, bn) = summary("baseline");
+    let paired = median(
+        pairs
+            .iter()
+            .map(|(t, b)| t.sessions_per_s / b.sessions_per_s.max(f64::MIN_POSITIVE))
+            .collect(),
+    );
     println!(
         "pipeline medians: tally {t:.0} sessions/s (p50 {tp50:.2} ms, p99 {tp99:.2} ms, {tn} runs); \
          baseline {b:.0} sessions/s (p50 {bp50:.2} ms, p99 {bp99:.2} ms, {bn} runs); \
-         ratio {:.1}x sessions/s",
-        t / b.max(f64::MIN_POSITIVE)
+         ratio {:.1}x sessions/s; median of the {} back-to-back pairs' ratios {paired:.1}x",
+        t / b.max(f64::MIN_POSITIVE),
+        pairs.len()
     );
 }
 
