@@ -31,6 +31,7 @@ use bench::BenchOptions;
 use compare::Comparison;
 use config::Config;
 use error::{Error, Result};
+use results::Results;
 
 /// Usage text printed by `cargo xtask help` and on a usage error.
 pub const USAGE: &str = "\
@@ -211,7 +212,11 @@ fn bench_compare(root: &Path, mut args: Args) -> Result<bool> {
         instructions,
         kernels: None,
     };
-    let [mut b, mut h] = refs::results_for(root, [&base_side, &head_side], &opts, rounds)?;
+    let [b, h] = refs::results_for(root, [&base_side, &head_side], &opts, rounds)?;
+    // Results measured from refs go through the same checks as files (a zero median or
+    // count is refused, not compared).
+    let [b, h] = [b, h].map(|r| Results::parse(&r.to_json()));
+    let (mut b, mut h) = (b?, h?);
     // Refs are benched with the filter already; result files are filtered here, so that
     // `--filter` means the same for both kinds of side.
     if let Some(f) = opts.filter.as_deref() {

@@ -227,6 +227,11 @@ fn parse_result(item: &Value, index: usize) -> Result<BenchResult> {
     let wall = match (median, low, high) {
         (None, None, None) => None,
         (Some(median_ns), Some(low_ns), Some(high_ns)) => {
+            if median_ns <= 0.0 {
+                return Err(Error::bad_input(format!(
+                    "bench {id:?}: `median_ns` is 0, which is not a measurement (the bench's work was optimised away?); fix the bench and measure again"
+                )));
+            }
             if !(low_ns <= median_ns && median_ns <= high_ns) {
                 return Err(Error::bad_input(format!(
                     "bench {id:?}: need low_ns <= median_ns <= high_ns, got {low_ns} / {median_ns} / {high_ns}"
@@ -246,9 +251,9 @@ fn parse_result(item: &Value, index: usize) -> Result<BenchResult> {
     };
     let instructions = match obj.get("instructions") {
         None | Some(Value::Null) => None,
-        Some(v) => Some(v.as_u64().ok_or_else(|| {
+        Some(v) => Some(v.as_u64().filter(|n| *n > 0).ok_or_else(|| {
             Error::bad_input(format!(
-                "bench {id:?}: `instructions` must be a whole non-negative number or null, got {v}"
+                "bench {id:?}: `instructions` must be a whole number above 0 or null, got {v} (0 per iteration means the kernel's work was optimised away or skipped)"
             ))
         })?),
     };

@@ -412,3 +412,32 @@ fn instruction_regression_of_20_percent_fails_and_the_inverse_passes() {
     assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
     assert!(line(&run, "g/x").contains("improved"));
 }
+
+#[test]
+fn zero_measurements_are_bad_input_not_unchanged() {
+    // A bench whose work was optimised away measures 0: compared with another 0 it would
+    // be "unchanged" (0/0), and as a base it would turn any head into "+inf". Neither is
+    // a measurement.
+    let d = scratch();
+    let good = write(&d, "good.json", &results("a", &[("g/x", None, Some(10))]));
+    let zero_instr = write(&d, "zi.json", &results("a", &[("g/x", None, Some(0))]));
+    let zero_wall = write(
+        &d,
+        "zw.json",
+        &results("a", &[("g/x", Some((0.0, 0.0, 0.0)), None)]),
+    );
+    for (file, needle) in [(&zero_instr, "instructions"), (&zero_wall, "median_ns")] {
+        for (b, h) in [(file, file), (file, &good), (&good, file)] {
+            let run = compare(b, h, &[]);
+            assert_eq!(
+                run.code,
+                2,
+                "{}: {}{}",
+                file.display(),
+                run.stdout,
+                run.stderr
+            );
+            assert!(run.stderr.contains(needle), "{}", run.stderr);
+        }
+    }
+}
