@@ -3,7 +3,7 @@
 //! iteration in its second commit. `xtask bench-compare --repo DIR --base C1 --head C2
 //! --instructions-only` checks both commits out in worktrees, builds them, counts
 //! instructions under callgrind, and must exit 1; comparing C1 with itself exits 0; an
-//! unknown ref exits 2. The worktrees must be gone afterwards.
+//! unknown ref and a ref that does not build exit 2. The worktrees must be gone afterwards.
 //!
 //! Needs `git`, `valgrind` and `cargo` (no registry access: the scratch crate has no
 //! dependencies). Without valgrind the test says why and passes, except on CI.
@@ -132,6 +132,18 @@ fn refs_are_built_in_worktrees_and_compared() {
         out.contains("neither a results file nor a git ref"),
         "{out}"
     );
+
+    // A ref whose benches do not build is bad input (exit 2), and its worktree goes too.
+    std::fs::write(
+        repo.join("benches/src/bin/icount.rs"),
+        "fn main() { this does not compile }\n",
+    )
+    .unwrap();
+    git(&repo, &["add", "-A"]);
+    git(&repo, &["commit", "-q", "-m", "broken"]);
+    let (code, out) = compare(&repo, &c1, "HEAD");
+    assert_eq!(code, 2, "a head that does not build:\n{out}");
+    assert!(out.contains("does not build"), "{out}");
 
     let worktrees = git(&repo, &["worktree", "list"]);
     assert_eq!(
