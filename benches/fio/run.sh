@@ -41,6 +41,8 @@ for spec in "psync_qd1:--ioengine=psync --iodepth=1" \
         # shellcheck disable=SC2086
         vals+=("$(job "$name" $args)")
     done
-    median=$(printf "%s\n" "${vals[@]}" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
+    # Median: the middle value, or the mean of the middle two for an even REPS.
+    median=$(printf "%s\n" "${vals[@]}" | sort -n |
+        awk '{a[NR]=$1} END {if (NR % 2) print a[(NR+1)/2]; else printf "%.0f\n", (a[NR/2]+a[NR/2+1])/2}')
     printf "| %s | %s | %s | %s |\n" "$name" "$REPS" "${vals[*]}" "$median"
 done
