@@ -543,6 +543,87 @@ mod tests {
         }
     }
 
+    /// Every value whose four limbs each come from `0, 1, 2^64 - 1, 2^64 - 2` and p's low
+    /// limb and its neighbours (2,401 values, including p, p + 1, 2^256 - 1 and every
+    /// mixture of all-ones and zero limbs), each against eight partners and through the
+    /// square root and inverse, against k256.
+    #[test]
+    fn structured_limbs_match_k256() {
+        let set = [0, 1, u64::MAX, u64::MAX - 1, P[0] - 1, P[0], P[0] + 1];
+        let mut values = Vec::new();
+        for a in set {
+            for b in set {
+                for c in set {
+                    for d in set {
+                        values.push([a, b, c, d]);
+                    }
+                }
+            }
+        }
+        for (i, a) in values.iter().enumerate() {
+            for j in 0..8 {
+                let b = values[(i * 7919 + j * 104_729) % values.len()];
+                check_all(*a, b, u16::try_from(j * 9001 % 65_536).unwrap());
+            }
+            check_all(*a, *a, 3);
+            let fa = Fe(*a);
+            let ka = reference(*a);
+            let theirs: Option<KFe> = Option::from(ka.sqrt());
+            assert_eq!(
+                fa.sqrt().map(Fe::to_bytes),
+                theirs.map(|t| kbytes(&t)),
+                "sqrt {a:x?}"
+            );
+            let kinv: Option<KFe> = Option::from(ka.invert());
+            assert_eq!(
+                fa.invert().map(Fe::to_bytes),
+                kinv.map(|t| kbytes(&t)),
+                "invert {a:x?}"
+            );
+        }
+    }
+
+    /// Random limbs mixed with edge limbs against k256: 20,000 pairs, or
+    /// `TALLY_MPC_FIELD_CASES` for a longer run.
+    #[test]
+    fn mixed_limbs_match_k256_in_a_long_run() {
+        let cases: u64 = std::env::var("TALLY_MPC_FIELD_CASES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(20_000);
+        let edges = [
+            0,
+            1,
+            u64::MAX,
+            u64::MAX - 1,
+            P[0] - 1,
+            P[0],
+            P[0] + 1,
+            K,
+            u64::MAX - K,
+        ];
+        let mut x = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for _ in 0..cases {
+            let mut limbs = [[0u64; 4]; 2];
+            for l in limbs.iter_mut().flatten() {
+                let r = next();
+                *l = if r % 3 == 0 {
+                    edges[usize::try_from(r >> 40).unwrap() % edges.len()]
+                } else {
+                    next()
+                };
+            }
+            let k = u16::try_from(next() >> 48).unwrap();
+            check_all(limbs[0], limbs[1], k);
+        }
+    }
+
     #[test]
     fn edge_values() {
         let edges: Vec<[u64; 4]> = vec![

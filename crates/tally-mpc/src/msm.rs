@@ -684,6 +684,110 @@ mod tests {
         scalar_reduce32(&b)
     }
 
+    /// `k * P` as k256 computes it, compressed (`None` for the identity).
+    fn k256_mul(p: &Affine, k: &Scalar) -> Option<[u8; 33]> {
+        use k256::elliptic_curve::sec1::{FromSec1Point, ToSec1Point};
+        let enc = p.to_compressed();
+        let kp = Option::<k256::AffinePoint>::from(k256::AffinePoint::from_sec1_point(
+            &k256::Sec1Point::from_bytes(enc).unwrap(),
+        ))
+        .unwrap();
+        let r = (k256::ProjectivePoint::from(kp) * k).to_affine();
+        let out = r.to_sec1_point(true);
+        (out.as_bytes().len() == 33).then(|| out.as_bytes().try_into().unwrap())
+    }
+
+    fn ours(j: &Jacobian) -> Option<[u8; 33]> {
+        j.to_affine().map(Affine::to_compressed)
+    }
+
+    /// Edge scalars (0, n - 1, lambda, powers of two around the GLV halves ...) through
+    /// every multiplication path against k256: Straus (global-Z and affine fallback, with
+    /// and without the generator), both Pippengers and the comb tables.
+    #[test]
+    #[allow(
+        clippy::many_single_char_names,
+        reason = "points and scalars in the usual notation"
+    )]
+    fn edge_scalars_in_every_path_match_k256() {
+        use crate::scalar::edge_scalars;
+        let g = consts().g;
+        let beta = consts().beta;
+        let p = Jacobian::from_affine(&g)
+            .double()
+            .add_affine(&g)
+            .to_affine()
+            .unwrap();
+        let q = p.endo(&beta);
+        let comb_p = CombTable::new(&p);
+        let ks = edge_scalars();
+        for (i, k) in ks.iter().enumerate() {
+            let want_p = k256_mul(&p, k);
+            let want_g = k256_mul(&g, k);
+            // Straus, one base, generator term zero and the generator alone.
+            let mut jac = vec![Jacobian::INFINITY; 30 * STRAUS_TABLE];
+            let mut prefix = vec![Fe::ZERO; 30 * STRAUS_TABLE];
+            let mut tables = vec![Affine::PLACEHOLDER; 30 * STRAUS_TABLE];
+            let mut wnafs = vec![[0i16; WNAF_LEN]; 60];
+            let mut s = StrausScratch {
+                jac: &mut jac,
+                prefix: &mut prefix,
+                tables: &mut tables,
+                wnafs: &mut wnafs,
+            };
+            let got = straus(&[Base::new(p, k)], None, &mut s).unwrap();
+            assert_eq!(ours(&got), want_p, "straus {i}");
+            let got = straus(&[], Some(glv_split(k)), &mut s).unwrap();
+            assert_eq!(ours(&got), want_g, "straus G {i}");
+            // k P + (-k) P with G: cancels to the generator term only.
+            let other = ks[(i + 7) % ks.len()];
+            let got = straus(
+                &[Base::new(p, k), Base::new(p, &-*k), Base::new(q, &other)],
+                Some(glv_split(k)),
+                &mut s,
+            )
+            .unwrap();
+            let mut want = Jacobian::INFINITY;
+            generator_table().mul_add_scalar(&mut want, k);
+            let oq = k256_mul(&q, &other);
+            // Compare (got - k G) with other * q through k256.
+            let mut minus_kg = Jacobian::INFINITY;
+            generator_table().mul_add_scalar(&mut minus_kg, &-*k);
+            assert_eq!(ours(&got.add(&minus_kg)), oq, "straus cancel {i}");
+            // Past the stack buffer: the affine fallback, 26 bases summing to k P.
+            let mut many = vec![Base::new(p, k)];
+            for j in 0..25u64 {
+                let c = Scalar::from(j + 1) * other;
+                many.push(Base::new(q, &c));
+                many.push(Base::new(q, &-c));
+            }
+            let many = &many[..26];
+            let got = straus(many, None, &mut s).unwrap();
+            let mut pip = PippengerScratch::with_capacity(2 * many.len());
+            for b in many {
+                pip.push_base(b, &beta);
+            }
+            let jp = pippenger(&mut pip);
+            let ja = pippenger_affine(&mut pip);
+            assert_eq!(ours(&got), ours(&jp), "straus fallback vs pippenger {i}");
+            assert_eq!(ours(&ja), ours(&jp), "pippenger affine {i}");
+            // One base in Pippenger: exactly k P.
+            let mut pip = PippengerScratch::with_capacity(2);
+            pip.push_base(&Base::new(p, k), &beta);
+            assert_eq!(ours(&pippenger(&mut pip)), want_p, "pippenger {i}");
+            assert_eq!(
+                ours(&pippenger_affine(&mut pip)),
+                want_p,
+                "pippenger affine {i}"
+            );
+            // Comb tables.
+            let mut acc = Jacobian::INFINITY;
+            comb_p.mul_add_scalar(&mut acc, k);
+            assert_eq!(ours(&acc), want_p, "comb {i}");
+            assert_eq!(ours(&want), want_g, "generator comb {i}");
+        }
+    }
+
     #[test]
     #[allow(
         clippy::too_many_lines,

@@ -163,6 +163,49 @@ pub(crate) fn half_to_scalar(h: Half) -> Scalar {
     if h.neg { -s } else { s }
 }
 
+/// Scalars at the edges of every representation the multiplications use: 0, 1, n - 1,
+/// n / 2, lambda and its neighbours, powers of two around the 128-bit halves.
+#[cfg(test)]
+pub(crate) fn edge_scalars() -> Vec<Scalar> {
+    let lambda = -split_consts().minus_lambda;
+    let two = Scalar::from(2u64);
+    let half = (-Scalar::ONE) * two.invert().unwrap_or(Scalar::ONE); // (n - 1) / 2
+    let p2 = |k: u32| -> Scalar {
+        let mut x = Scalar::ONE;
+        for _ in 0..k {
+            x = x + x;
+        }
+        x
+    };
+    let mut v = vec![
+        Scalar::ZERO,
+        Scalar::ONE,
+        two,
+        Scalar::from(3u64),
+        -Scalar::ONE,
+        -two,
+        half,
+        half + Scalar::ONE,
+        half - Scalar::ONE,
+        lambda,
+        -lambda,
+        lambda + Scalar::ONE,
+        lambda - Scalar::ONE,
+        lambda * lambda,
+        split_consts().b1_neg,
+        split_consts().b2_neg,
+        -split_consts().b1_neg,
+        -split_consts().b2_neg,
+        scalar_reduce32(&[0xff; 32]),
+    ];
+    for k in [127u32, 128, 129, 255] {
+        let x = p2(k);
+        v.extend([x, x - Scalar::ONE, x + Scalar::ONE, -x, -x + Scalar::ONE]);
+        v.extend([x * lambda, -(x * lambda), (x - Scalar::ONE) * lambda]);
+    }
+    v
+}
+
 /// Number of wNAF digits for a 128-bit magnitude.
 pub(crate) const WNAF_LEN: usize = 130;
 
@@ -270,6 +313,26 @@ mod tests {
         }
         let (a, b) = glv_split(&-Scalar::ONE);
         assert_eq!(half_to_scalar(a) + half_to_scalar(b) * lambda, -Scalar::ONE);
+    }
+
+    /// GLV split of the edge scalars (and of a sweep across `[0, n)`) recombines and
+    /// both halves fit 128 bits (a half that did not fit would come back as zero).
+    #[test]
+    fn glv_split_of_edge_scalars_recombines() {
+        let lambda = -split_consts().minus_lambda;
+        let mut all = edge_scalars();
+        // i * n / 4096 and i * lambda / 4096-ish points across the range.
+        let step = -Scalar::ONE * Scalar::from(4096u64).invert().unwrap();
+        let mut k = Scalar::ZERO;
+        for _ in 0..4096 {
+            k += step;
+            all.push(k);
+            all.push(k * lambda);
+        }
+        for k in all {
+            let (a, b) = glv_split(&k);
+            assert_eq!(half_to_scalar(a) + half_to_scalar(b) * lambda, k, "{k:?}");
+        }
     }
 
     #[test]
