@@ -831,3 +831,95 @@ fn entries_built_to_cancel_are_all_named() {
     batch.push(&key, &msg, &with_z(z - t)).unwrap();
     assert_eq!(batch.verify().unwrap_err().invalid(), &[0, 2]);
 }
+
+/// FROST signatures (single-key Schnorr in the FROST ciphersuite) with `R` or the key
+/// negated (the other SEC1 tag), `z` negated, shifted or at the range edges, `R`
+/// replaced by points whose x is near p, and keys at edge secrets: single, precomputed
+/// and batch verification against frost-core's `VerifyingKey::verify`.
+#[test]
+fn frost_edge_signatures_agree_with_frost_core() {
+    let scalars = edge_scalar_values();
+    let fields: Vec<[u8; 32]> = edge_field_values()
+        .into_iter()
+        .filter(|x| XOnlyPublicKey::from_bytes(x).is_ok())
+        .collect();
+    let mut rng = StdRng::seed_from_u64(0x5167_0f05);
+    let mut cases: Vec<([u8; 33], Vec<u8>, [u8; 65])> = Vec::new();
+    for _ in 0..(300 * rounds()) {
+        let y = match rng.gen_range(0..4) {
+            0 => scalar(&scalars[rng.gen_range(0..scalars.len())]),
+            _ => random_scalar(&mut rng),
+        };
+        let y = if bool::from(y.is_zero()) {
+            Scalar::ONE
+        } else {
+            y
+        };
+        let sk = zf::SigningKey::deserialize(&sbytes(&y)).unwrap();
+        let msg: Vec<u8> = (0..rng.gen_range(0..50)).map(|_| rng.r#gen()).collect();
+        let mut sig: [u8; 65] = sk
+            .sign(&mut rng, &msg)
+            .serialize()
+            .unwrap()
+            .try_into()
+            .unwrap();
+        let mut key = point_bytes(&y);
+        match rng.gen_range(0..9) {
+            0 | 1 => {}
+            2 => sig[0] ^= 1,
+            3 => key[0] ^= 1,
+            4 => {
+                let z = scalar(&sig[33..].try_into().unwrap());
+                sig[33..].copy_from_slice(&sbytes(&-z));
+            }
+            5 => {
+                let z = scalar(&sig[33..].try_into().unwrap());
+                sig[33..].copy_from_slice(&sbytes(&(z + Scalar::ONE)));
+            }
+            6 => sig[33..].copy_from_slice(&scalars[rng.gen_range(0..scalars.len())]),
+            7 => {
+                sig[1..33].copy_from_slice(&fields[rng.gen_range(0..fields.len())]);
+                sig[0] = 2 + rng.gen_range(0..2);
+            }
+            _ => {
+                // Both R and the key negated: z G = -R - c' Y' for another challenge.
+                sig[0] ^= 1;
+                key[0] ^= 1;
+            }
+        }
+        cases.push((key, msg, sig));
+    }
+    let mut batch = frost::SignatureBatchVerifier::with_capacity(cases.len());
+    let mut parsed = Vec::new();
+    for (key, msg, sig) in &cases {
+        let theirs = zf::VerifyingKey::deserialize(key)
+            .ok()
+            .zip(zf::Signature::deserialize(sig).ok())
+            .is_some_and(|(k, s)| k.verify(msg, &s).is_ok());
+        let ours = VerifyingKey::from_bytes(key)
+            .ok()
+            .zip(frost::Signature::from_bytes(sig).ok());
+        let single = ours
+            .as_ref()
+            .is_some_and(|(k, s)| frost::verify(k, msg, s).is_ok());
+        assert_eq!(single, theirs, "key {key:02x?} sig {sig:02x?}");
+        if let Some((k, s)) = ours {
+            parsed.push((k, s, msg, theirs));
+        }
+    }
+    let mut want = Vec::new();
+    for (i, (k, s, msg, ok)) in parsed.iter().enumerate() {
+        if i % 50 == 0 {
+            let pre = frost::PrecomputedVerifyingKey::new(k);
+            assert_eq!(pre.verify(msg, s).is_ok(), *ok, "precomputed {i}");
+        }
+        if !ok {
+            want.push(batch.len());
+        }
+        batch.push(k, msg, s).unwrap();
+    }
+    match batch.verify() {
+        Ok(()) => assert!(want.is_empty()),
+        Err(e) => assert_eq!(e.invalid(), want.as_slice()),
+    }
+}
