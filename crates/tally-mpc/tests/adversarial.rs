@@ -651,7 +651,11 @@ fn frost_edge_shares_agree_with_frost_core() {
             if !expected {
                 want.push(batch.len());
             }
-            batch.push(pkg, key, tid, vs, &share).unwrap();
+            if si % 3 == 0 {
+                batch.push_precomputed(pkg, key, tid, &pre, &share).unwrap();
+            } else {
+                batch.push(pkg, key, tid, vs, &share).unwrap();
+            }
             checked += 1;
             valid += usize::from(expected);
         }
@@ -889,7 +893,6 @@ fn frost_edge_signatures_agree_with_frost_core() {
         }
         cases.push((key, msg, sig));
     }
-    let mut batch = frost::SignatureBatchVerifier::with_capacity(cases.len());
     let mut parsed = Vec::new();
     for (key, msg, sig) in &cases {
         let theirs = zf::VerifyingKey::deserialize(key)
@@ -907,16 +910,25 @@ fn frost_edge_signatures_agree_with_frost_core() {
             parsed.push((k, s, msg, theirs));
         }
     }
+    // Every 25th key with a table, used for its own signature and for the batch.
+    let pres: Vec<frost::PrecomputedVerifyingKey> = parsed
+        .iter()
+        .step_by(25)
+        .map(|(k, _, _, _)| frost::PrecomputedVerifyingKey::new(k))
+        .collect();
+    let mut batch = frost::SignatureBatchVerifier::with_capacity(cases.len());
     let mut want = Vec::new();
     for (i, (k, s, msg, ok)) in parsed.iter().enumerate() {
-        if i % 50 == 0 {
-            let pre = frost::PrecomputedVerifyingKey::new(k);
-            assert_eq!(pre.verify(msg, s).is_ok(), *ok, "precomputed {i}");
-        }
         if !ok {
             want.push(batch.len());
         }
-        batch.push(k, msg, s).unwrap();
+        if i % 25 == 0 {
+            let pre = &pres[i / 25];
+            assert_eq!(pre.verify(msg, s).is_ok(), *ok, "precomputed {i}");
+            batch.push_precomputed(pre, msg, s).unwrap();
+        } else {
+            batch.push(k, msg, s).unwrap();
+        }
     }
     match batch.verify() {
         Ok(()) => assert!(want.is_empty()),
