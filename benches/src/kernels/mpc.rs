@@ -197,13 +197,16 @@ pub struct FrostSession {
     ),
 }
 
+/// The threshold of the sessions' key (3-of-5).
+const FROST_MIN_SIGNERS: u16 = 3;
+
 /// `sessions` sessions of 3-of-5 under one key, each signed by a rotating 3-signer subset.
 pub fn frost_sessions(sessions: usize) -> Vec<FrostSession> {
     use rand::SeedableRng;
     let mut rng = rand::rngs::StdRng::seed_from_u64(42);
     let (shares, pubkeys) = frost_secp256k1::keys::generate_with_dealer(
         5,
-        3,
+        FROST_MIN_SIGNERS,
         frost_secp256k1::keys::IdentifierList::Default,
         &mut rng,
     )
@@ -612,7 +615,10 @@ impl<'s> Coord<'s> {
                 }
                 ok += u64::from(batch.verify().is_ok());
                 for ((_, z), p) in decoded.iter().zip(&pkgs) {
-                    ok += u64::from(frost::aggregate_verified_shares(p, vk, z).is_ok());
+                    ok += u64::from(
+                        frost::aggregate_verified_shares(p, vk, usize::from(FROST_MIN_SIGNERS), z)
+                            .is_ok(),
+                    );
                 }
                 share_batch = batch.recycle();
             }

@@ -118,6 +118,17 @@ pub enum Error {
         /// The threshold (at least 1).
         need: usize,
     },
+    /// Fewer signature shares than the key's threshold (or a threshold of zero) given to
+    /// [`crate::frost::aggregate_verified_shares`]: their sum cannot be a signature of the key.
+    #[error(
+        "{got} signature shares given for a threshold of {need}; collect shares from at least the key's threshold of signers (and pass the real threshold, at least 1)"
+    )]
+    TooFewSigners {
+        /// Shares given.
+        got: usize,
+        /// The threshold (at least 1).
+        need: usize,
+    },
     /// Verifying shares that do not belong to the group key: `identifier` is the one share
     /// that does not fit the key and the other shares, or `None` when no single share
     /// explains it (several are wrong, they belong to another key, or there are only
@@ -225,6 +236,7 @@ mod tests {
             Error::MissingShare { identifier },
             Error::KeyMismatch,
             Error::NotEnoughShares { got: 1, need: 2 },
+            Error::TooFewSigners { got: 1, need: 2 },
             Error::InconsistentVerifyingShares { identifier: None },
             Error::InconsistentVerifyingShares {
                 identifier: Some(identifier),
@@ -248,7 +260,7 @@ mod tests {
     #[test]
     fn every_message_says_what_to_do() {
         let errors = every_error();
-        assert_eq!(errors.len(), 19);
+        assert_eq!(errors.len(), 20);
         for e in &errors {
             match e {
                 Error::InvalidLength { .. }
@@ -267,6 +279,7 @@ mod tests {
                 | Error::MissingShare { .. }
                 | Error::KeyMismatch
                 | Error::NotEnoughShares { .. }
+                | Error::TooFewSigners { .. }
                 | Error::InconsistentVerifyingShares { .. }
                 | Error::InvalidShare { .. } => {}
             }

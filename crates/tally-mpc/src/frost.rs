@@ -1131,19 +1131,30 @@ pub fn aggregate(
 /// invalid share with probability about 2^-128 (its random weights), the same bound as
 /// the batch check itself.
 ///
+/// `min_signers` is the key's threshold: fewer shares than that are refused, since valid
+/// shares of too few signers sum to a value that is not a signature of the key.
+///
 /// Use [`aggregate`] when the shares were not checked, or when the verifying shares were
 /// not checked against the key: this function does not look at the share values' validity
 /// and sums a wrong share into a wrong signature.
 ///
 /// # Errors
 ///
-/// As [`AggregateError::Input`] of [`aggregate`]: shares from unknown signers, duplicates
-/// or missing shares, a package bound to another key.
+/// [`Error::TooFewSigners`] when `min_signers` is 0 or there are fewer shares than
+/// `min_signers`; as [`AggregateError::Input`] of [`aggregate`]: shares from unknown
+/// signers, duplicates or missing shares, a package bound to another key.
 pub fn aggregate_verified_shares(
     package: &SigningPackage<'_>,
     key: &VerifyingKey,
+    min_signers: usize,
     shares: &[(Identifier, SignatureShare, VerifyingShare)],
 ) -> Result<Signature, Error> {
+    if min_signers == 0 || shares.len() < min_signers {
+        return Err(Error::TooFewSigners {
+            got: shares.len(),
+            need: min_signers.max(1),
+        });
+    }
     sum_shares(package, key, shares)
 }
 

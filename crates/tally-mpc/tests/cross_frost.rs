@@ -249,7 +249,7 @@ fn verified_shares_aggregate_without_reverification() {
         if named.is_empty() {
             let vs: Vec<_> = s.shares.iter().map(|(id, _, vs, _)| (*id, *vs)).collect();
             frost::verify_key_shares(&s.vk, vs.len(), &vs).unwrap();
-            let sig = frost::aggregate_verified_shares(pkg, &s.vk, &ours).unwrap();
+            let sig = frost::aggregate_verified_shares(pkg, &s.vk, ours.len(), &ours).unwrap();
             assert_eq!(sig.to_bytes().to_vec(), *s.zf_sig.as_ref().unwrap());
             frost::verify(&s.vk, &s.msg, &sig).unwrap();
         } else {
@@ -261,13 +261,22 @@ fn verified_shares_aggregate_without_reverification() {
                 expected.as_slice()
             );
             // Summing a bad share without the check gives a signature that does not verify.
-            let sig = frost::aggregate_verified_shares(pkg, &s.vk, &ours).unwrap();
+            let sig = frost::aggregate_verified_shares(pkg, &s.vk, ours.len(), &ours).unwrap();
             assert!(frost::verify(&s.vk, &s.msg, &sig).is_err());
         }
         // Input errors are still reported.
         assert!(matches!(
-            frost::aggregate_verified_shares(pkg, &s.vk, &ours[1..]),
+            frost::aggregate_verified_shares(pkg, &s.vk, ours.len() - 1, &ours[1..]),
             Err(tally_mpc::Error::MissingShare { .. })
+        ));
+        // Fewer shares than the threshold are refused before anything is summed.
+        assert!(matches!(
+            frost::aggregate_verified_shares(pkg, &s.vk, ours.len(), &ours[1..]),
+            Err(tally_mpc::Error::TooFewSigners { got, need }) if got + 1 == need
+        ));
+        assert!(matches!(
+            frost::aggregate_verified_shares(pkg, &s.vk, 0, &ours),
+            Err(tally_mpc::Error::TooFewSigners { need: 1, .. })
         ));
     }
     assert!(bad_sessions >= 40, "only {bad_sessions} tampered sessions");

@@ -561,7 +561,10 @@ impl<N: Net> Front<N> {
             // `aggregate_verified_shares`), no second verification.
             let prechecked =
                 *mask == 0 && *n_pushed == p.t && u16::from(p.t) >= cfg.threshold && *key_shares_ok;
-            if prechecked && let Ok(sig) = aggregate_verified_shares(pkg, key, &flat) {
+            if prechecked
+                && let Ok(sig) =
+                    aggregate_verified_shares(pkg, key, usize::from(cfg.threshold), &flat)
+            {
                 stats.sessions_signed += 1;
                 outcomes.push(Outcome {
                     session: p.session,
