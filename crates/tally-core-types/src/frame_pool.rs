@@ -146,7 +146,7 @@ impl FramePool {
         if options.frame_count == 0 {
             return Err(CoreError::ZeroFrames);
         }
-        let too_large = CoreError::PoolTooLarge {
+        let too_large = || CoreError::PoolTooLarge {
             frame_count: u64::from(options.frame_count),
             frame_size_bytes: frame_size,
         };
@@ -154,7 +154,7 @@ impl FramePool {
             .ok()
             .and_then(|n| n.checked_mul(frame_size))
             .filter(|b| isize::try_from(*b).is_ok())
-            .ok_or(too_large)?;
+            .ok_or_else(too_large)?;
         let map_bytes = if options.huge_pages {
             let huge = 1usize << HUGE_PAGE_SHIFT;
             bytes.div_ceil(huge) * huge
@@ -188,16 +188,25 @@ impl FramePool {
                 source,
             })?;
         }
-        // Pop order: lowest id first (the stack top is the end of the slice).
-        let free: Box<[u32]> = (0..options.frame_count).rev().collect();
+        // Pop order: lowest id first (the stack top is the end of the slice). The
+        // bookkeeping is reserved fallibly: with `vm.overcommit_memory=1` a huge mapping
+        // can succeed while its free list (4 bytes per frame) cannot be allocated.
         let words = usize::try_from(options.frame_count.div_ceil(64)).unwrap_or(0);
+        let mut free = Vec::new();
+        let mut in_use = Vec::new();
+        free.try_reserve_exact(usize::try_from(options.frame_count).unwrap_or(usize::MAX))
+            .and_then(|()| in_use.try_reserve_exact(words))
+            .map_err(|_| too_large())?;
+        free.extend((0..options.frame_count).rev());
+        in_use.resize(words, 0u64);
+        let free = free.into_boxed_slice();
         Ok(Self {
             map,
             frame_shift: frame_size.trailing_zeros(),
             frame_count: options.frame_count,
             free,
             free_len: options.frame_count,
-            in_use: vec![0u64; words].into_boxed_slice(),
+            in_use: in_use.into_boxed_slice(),
         })
     }
 
