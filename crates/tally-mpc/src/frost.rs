@@ -1169,7 +1169,8 @@ pub fn aggregate_verified_shares(
 ///
 /// # Errors
 ///
-/// As [`aggregate_verified_shares`].
+/// As [`AggregateError::Input`] of [`aggregate`]: shares from unknown signers, duplicates
+/// or missing shares, a package bound to another key.
 pub fn aggregate_unverified(
     package: &SigningPackage<'_>,
     key: &VerifyingKey,
