@@ -14,6 +14,8 @@
     reason = "test code"
 )]
 
+mod common;
+use common::{ring, with_pool};
 use std::io::{Read, Seek, Write};
 use std::net::UdpSocket;
 use std::os::fd::AsRawFd;
@@ -23,26 +25,6 @@ use tally_core_types::{FramePool, FramePoolOptions};
 use tally_uring::{
     Completion, OpKind, PoolRange, Ring, RingError, RingOptions, Target, TaskrunMode,
 };
-
-fn ring(opts: RingOptions) -> Option<Ring> {
-    match Ring::new(opts) {
-        Ok(r) => Some(r),
-        Err(e @ RingError::Setup { .. }) if std::env::var_os("CI").is_none() => {
-            eprintln!("skipping: {e}");
-            None
-        }
-        Err(e) => panic!("{e}"),
-    }
-}
-
-fn with_pool(frames: u32) -> Option<Ring> {
-    let mut r = ring(RingOptions::new(64))?;
-    r.register_frame_pool(
-        FramePool::new(FramePoolOptions::new(4096, frames).populate(true)).unwrap(),
-    )
-    .unwrap();
-    Some(r)
-}
 
 /// A fresh read-write file `name` in `dir`.
 fn scratch_file(dir: &std::path::Path, name: &str) -> std::fs::File {
@@ -220,7 +202,7 @@ fn cq_overflow_loses_nothing() {
 
 #[test]
 fn drain_delivers_in_place_frees_slots_and_frames_and_survives_overflow() {
-    let Some(mut r) = with_pool(8) else {
+    let Some(mut r) = with_pool(RingOptions::new(64), 8) else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -308,7 +290,9 @@ fn drain_delivers_in_place_frees_slots_and_frames_and_survives_overflow() {
 
 #[test]
 fn fixed_write_read_fdatasync_fallocate_registered_files() {
-    let Some(mut r) = with_pool(8) else { return };
+    let Some(mut r) = with_pool(RingOptions::new(64), 8) else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let mut file = scratch_file(dir.path(), "f");
     let t = Target::from(&file);
@@ -375,7 +359,9 @@ fn fixed_write_read_fdatasync_fallocate_registered_files() {
 
 #[test]
 fn linked_sync_is_cancelled_when_the_write_fails() {
-    let Some(mut r) = with_pool(2) else { return };
+    let Some(mut r) = with_pool(RingOptions::new(64), 2) else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let ro = {
         std::fs::write(dir.path().join("ro"), b"abc").unwrap();
@@ -422,7 +408,9 @@ fn timeout_fires_and_cancel_works() {
 
 #[test]
 fn udp_recv_multishot_send_and_send_zc() {
-    let Some(mut r) = with_pool(4) else { return };
+    let Some(mut r) = with_pool(RingOptions::new(64), 4) else {
+        return;
+    };
     r.setup_provided_buffers(1, 8, 2048).unwrap();
     let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
     let tx = UdpSocket::bind("127.0.0.1:0").unwrap();

@@ -13,6 +13,8 @@
     reason = "test code"
 )]
 
+mod common;
+use common::{ring, with_pool};
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::mpsc;
@@ -22,26 +24,6 @@ use tally_core_types::{FramePool, FramePoolOptions};
 use tally_uring::{
     Completion, Errno, OpKind, PoolRange, Ring, RingError, RingOptions, SqPoll, Target, TaskrunMode,
 };
-
-fn ring(opts: RingOptions) -> Option<Ring> {
-    match Ring::new(opts) {
-        Ok(r) => Some(r),
-        Err(e @ RingError::Setup { .. }) if std::env::var_os("CI").is_none() => {
-            eprintln!("skipping: {e}");
-            None
-        }
-        Err(e) => panic!("{e}"),
-    }
-}
-
-fn with_pool(opts: RingOptions, frames: u32) -> Option<Ring> {
-    let mut r = ring(opts)?;
-    r.register_frame_pool(
-        FramePool::new(FramePoolOptions::new(4096, frames).populate(true)).unwrap(),
-    )
-    .unwrap();
-    Some(r)
-}
 
 /// A pipe as (read end, write end).
 fn pipe() -> (std::fs::File, std::fs::File) {

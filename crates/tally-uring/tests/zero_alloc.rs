@@ -17,6 +17,8 @@
     reason = "test code"
 )]
 
+mod common;
+use common::ring;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
@@ -27,18 +29,6 @@ use tally_uring::{
     Completion, Journal, JournalError, JournalOptions, PoolRange, Ring, RingError, RingOptions,
     Target, TaskrunMode,
 };
-
-fn new_ring(opts: RingOptions) -> Option<Ring> {
-    match Ring::new(opts) {
-        Ok(r) => Some(r),
-        // Only off CI: on CI (root, Linux 6.x) io_uring must work and this test must run.
-        Err(e @ RingError::Setup { .. }) if std::env::var_os("CI").is_none() => {
-            eprintln!("skipping: {e}");
-            None
-        }
-        Err(e) => panic!("building the ring failed: {e}"),
-    }
-}
 
 struct Counting;
 thread_local! {
@@ -102,7 +92,7 @@ fn submit_and_complete_and_journal_commits_do_not_allocate() {
 /// `wait_one`, `wait_for`, `run`, and the borrowed-buffer `write_at`/`read_at`.
 #[allow(clippy::too_many_lines, reason = "one round through every path")]
 fn ring_round_trips(mode: TaskrunMode) {
-    let Some(mut ring) = new_ring(RingOptions::new(64).mode(mode)) else {
+    let Some(mut ring) = ring(RingOptions::new(64).mode(mode)) else {
         return;
     };
     ring.register_frame_pool(
@@ -221,7 +211,7 @@ fn ring_round_trips(mode: TaskrunMode) {
 /// UDP over loopback: `send` and `send_zc` from pool frames (result and notification), a
 /// multishot receive into provided buffers, `provided_buffer` and `recycle_buffer`.
 fn network_round_trips() {
-    let Some(mut ring) = new_ring(RingOptions::new(64)) else {
+    let Some(mut ring) = ring(RingOptions::new(64)) else {
         return;
     };
     ring.register_frame_pool(
@@ -287,7 +277,7 @@ fn network_round_trips() {
 /// A CQ of 4 entries with 48 completions pending: `drain` and `reap` flush the kernel's
 /// overflow backlog (an enter with GETEVENTS) without allocating.
 fn overflow_flushes() {
-    let Some(mut ring) = new_ring(RingOptions::new(4).cq_entries(4).max_in_flight(64)) else {
+    let Some(mut ring) = ring(RingOptions::new(4).cq_entries(4).max_in_flight(64)) else {
         return;
     };
     let round = |ring: &mut Ring, use_drain: bool| {

@@ -1,0 +1,31 @@
+//! Helpers shared by the ring tests: building a ring that skips with a printed reason when
+//! the kernel refuses io_uring, except on CI (`CI` set: root on Linux 6.x), where a
+//! refusal fails the test.
+#![allow(dead_code, reason = "each test binary uses the helpers it needs")]
+#![allow(clippy::unwrap_used, clippy::panic, reason = "test code")]
+
+use tally_core_types::{FramePool, FramePoolOptions};
+use tally_uring::{Ring, RingError, RingOptions};
+
+/// A ring, or `None` (with the reason printed) when the kernel refuses io_uring off CI;
+/// any other error fails the test.
+pub fn ring(opts: RingOptions) -> Option<Ring> {
+    match Ring::new(opts) {
+        Ok(r) => Some(r),
+        Err(e @ RingError::Setup { .. }) if std::env::var_os("CI").is_none() => {
+            eprintln!("skipping: {e}");
+            None
+        }
+        Err(e) => panic!("building the ring failed: {e}"),
+    }
+}
+
+/// [`ring`] with a registered pool of `frames` populated 4 KiB frames.
+pub fn with_pool(opts: RingOptions, frames: u32) -> Option<Ring> {
+    let mut r = ring(opts)?;
+    r.register_frame_pool(
+        FramePool::new(FramePoolOptions::new(4096, frames).populate(true)).unwrap(),
+    )
+    .unwrap();
+    Some(r)
+}
