@@ -45,6 +45,20 @@ fn valgrind_available() -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
+/// Whether valgrind runs; off CI a missing valgrind prints why the test skips, on CI
+/// (`CI` set) it fails the test.
+fn valgrind_or_skip() -> bool {
+    if valgrind_available() {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "valgrind is missing on CI: add `apt-get install -y valgrind` to .ci/run"
+    );
+    eprintln!("skipping: valgrind is not installed (apt-get install -y valgrind)");
+    false
+}
+
 /// A "kernel" whose loop the compiler removes: no instructions per iteration.
 const EMPTY: &str = r#"
 fn main() {
@@ -117,12 +131,7 @@ fn compare(base: &Path, head: &Path) -> (i32, String) {
 
 #[test]
 fn slower_head_fails_and_identical_code_passes() {
-    if !valgrind_available() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "valgrind is missing on CI: add `apt-get install -y valgrind` to .ci/run"
-        );
-        eprintln!("skipping: valgrind is not installed (apt-get install -y valgrind)");
+    if !valgrind_or_skip() {
         return;
     }
     let dir = std::env::temp_dir().join(format!("xtask-e2e-{}", std::process::id()));
@@ -163,12 +172,7 @@ fn slower_head_fails_and_identical_code_passes() {
 
 #[test]
 fn a_kernel_without_work_or_with_a_failure_is_an_error_not_a_count() {
-    if !valgrind_available() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "valgrind is missing on CI: add `apt-get install -y valgrind` to .ci/run"
-        );
-        eprintln!("skipping: valgrind is not installed (apt-get install -y valgrind)");
+    if !valgrind_or_skip() {
         return;
     }
     let dir = std::env::temp_dir().join(format!("xtask-e2e-empty-{}", std::process::id()));
