@@ -819,6 +819,15 @@ fn offset_too_large(offset: u64) -> RingError {
     RingError::OffsetTooLarge { offset }
 }
 
+/// An `fsync` entry of `target` (`fdatasync` with [`types::FsyncFlags::DATASYNC`]),
+/// without its `user_data`.
+fn fsync_entry(target: Target, flags: types::FsyncFlags) -> squeue::Entry {
+    match target {
+        Target::Fd(fd) => opcode::Fsync::new(types::Fd(fd)).flags(flags).build(),
+        Target::Fixed(i) => opcode::Fsync::new(types::Fixed(i)).flags(flags).build(),
+    }
+}
+
 fn io_uring_disabled_sysctl() -> Option<u8> {
     std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled")
         .ok()?
@@ -1524,13 +1533,7 @@ impl Ring {
                 return Err(e);
             }
         };
-        let sync = match target {
-            Target::Fd(fd) => opcode::Fsync::new(types::Fd(fd)),
-            Target::Fixed(i) => opcode::Fsync::new(types::Fixed(i)),
-        }
-        .flags(types::FsyncFlags::DATASYNC)
-        .build()
-        .user_data(s_ud);
+        let sync = fsync_entry(target, types::FsyncFlags::DATASYNC).user_data(s_ud);
         let pair = [write.flags(squeue::Flags::IO_LINK), sync];
         let pushed = loop {
             // SAFETY: the write names pool frames marked busy until its completion (see
@@ -1561,13 +1564,7 @@ impl Ring {
         } else {
             (OpKind::Fsync, types::FsyncFlags::empty())
         };
-        self.queue(kind, tag, |ud| {
-            match target {
-                Target::Fd(fd) => opcode::Fsync::new(types::Fd(fd)).flags(flags).build(),
-                Target::Fixed(i) => opcode::Fsync::new(types::Fixed(i)).flags(flags).build(),
-            }
-            .user_data(ud)
-        })
+        self.queue(kind, tag, |ud| fsync_entry(target, flags).user_data(ud))
     }
 
     /// Queues an `fallocate(fd, mode, offset, len)`.
