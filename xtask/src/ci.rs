@@ -101,12 +101,7 @@ pub fn gate(root: &Path, opts: &GateOptions) -> Result<bool> {
 /// only be listed as "new", not gated at all: adding a kernel to the gate means
 /// recording its baseline in the same change.
 fn require_baseline(config: &Config, base: &Results, baseline_path: &Path) -> Result<()> {
-    let missing: Vec<&str> = config
-        .gate
-        .iter()
-        .filter(|id| base.get(id).and_then(|r| r.instructions).is_none())
-        .map(String::as_str)
-        .collect();
+    let missing = without_count(config, base);
     if missing.is_empty() {
         return Ok(());
     }
@@ -115,6 +110,16 @@ fn require_baseline(config: &Config, base: &Results, baseline_path: &Path) -> Re
         baseline_path.display(),
         missing.join(", ")
     )))
+}
+
+/// The gated kernels that have no instruction count in `results`.
+fn without_count<'c>(config: &'c Config, results: &Results) -> Vec<&'c str> {
+    config
+        .gate
+        .iter()
+        .filter(|id| results.get(id).and_then(|r| r.instructions).is_none())
+        .map(String::as_str)
+        .collect()
 }
 
 /// The gate's verdict: the gated kernels' counts in `measured` against `baseline`, under
@@ -126,12 +131,7 @@ fn require_baseline(config: &Config, base: &Results, baseline_path: &Path) -> Re
 /// none in the measurement.
 pub fn judge(config: &Config, baseline: &Results, measured: &Results) -> Result<Comparison> {
     require_baseline(config, baseline, Path::new("the baseline"))?;
-    let unmeasured: Vec<&str> = config
-        .gate
-        .iter()
-        .filter(|id| measured.get(id).and_then(|r| r.instructions).is_none())
-        .map(String::as_str)
-        .collect();
+    let unmeasured = without_count(config, measured);
     if !unmeasured.is_empty() {
         return Err(Error::failed(format!(
             "gate kernels without a measured instruction count: {}; rerun `cargo xtask gate` and read the callgrind output above",
