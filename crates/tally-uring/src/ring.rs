@@ -1932,9 +1932,7 @@ impl Ring {
             });
         }
         self.check_target(target)?;
-        if let Some(issuer) = self.issuer
-            && issuer != std::thread::current().id()
-        {
+        if self.foreign_thread() {
             // The kernel would refuse every submission with EEXIST while the entries,
             // naming borrowed memory, stay queued: refuse before queueing any.
             return Err(RingError::WrongThread);
@@ -2130,13 +2128,17 @@ impl<'a> IoReq<'a> {
 }
 
 impl Ring {
+    /// Whether this is a `SINGLE_ISSUER` ring and the calling thread is not the one that
+    /// built it (the kernel refuses its submissions with `EEXIST`).
+    fn foreign_thread(&self) -> bool {
+        self.issuer
+            .is_some_and(|t| t != std::thread::current().id())
+    }
+
     /// Cancels every operation and waits (at most [`DROP_WAIT`]) until the slab is empty.
     /// Returns whether it is: only then may the memory the operations name be freed.
     fn quiesce(&mut self) -> bool {
-        if self
-            .issuer
-            .is_some_and(|t| t != std::thread::current().id())
-        {
+        if self.foreign_thread() {
             // A SINGLE_ISSUER ring cannot submit or wait from this thread.
             return false;
         }
