@@ -15,7 +15,7 @@
 )]
 
 mod common;
-use common::{ring, with_pool};
+use common::{ring, run_child, scratch_file, with_pool};
 use std::io::{Read, Seek, Write};
 use std::net::UdpSocket;
 use std::os::fd::AsRawFd;
@@ -25,17 +25,6 @@ use tally_core_types::{FramePool, FramePoolOptions};
 use tally_uring::{
     Completion, OpKind, PoolRange, Ring, RingError, RingOptions, Target, TaskrunMode,
 };
-
-/// A fresh read-write file `name` in `dir`.
-fn scratch_file(dir: &std::path::Path, name: &str) -> std::fs::File {
-    std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(dir.join(name))
-        .unwrap()
-}
 
 #[test]
 fn nop_batch_is_one_enter_and_typed() {
@@ -541,17 +530,7 @@ fn refused_io_uring_gives_a_clear_error() {
         }
         return;
     }
-    let exe = std::env::current_exe().unwrap();
-    let out = std::process::Command::new(exe)
-        .args([
-            "refused_io_uring_gives_a_clear_error",
-            "--exact",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(ENV, "1")
-        .output()
-        .unwrap();
+    let out = run_child("refused_io_uring_gives_a_clear_error", ENV);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success() && stdout.contains("CHILD-OK"),

@@ -14,7 +14,7 @@
 )]
 
 mod common;
-use common::{ring, with_pool};
+use common::{ring, run_child, scratch_file, with_pool};
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::mpsc;
@@ -230,16 +230,7 @@ fn files_cannot_be_reregistered_under_operations_in_flight() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let open = |name: &str| {
-        std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(dir.path().join(name))
-            .unwrap()
-    };
-    let (a, b) = (open("a"), open("b"));
+    let (a, b) = (scratch_file(dir.path(), "a"), scratch_file(dir.path(), "b"));
     r.register_files(&[a.as_raw_fd()]).unwrap();
     r.pool_bytes_mut(PoolRange::new(0, 5))
         .unwrap()
@@ -469,13 +460,7 @@ fn degenerate_arguments_never_panic() {
     };
     let pool_len = 2 * 4096;
     let dir = tempfile::tempdir().unwrap();
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(dir.path().join("f"))
-        .unwrap();
+    let file = scratch_file(dir.path(), "f");
     let t = Target::from(&file);
     // Ranges: empty at the end is fine, anything past it is refused.
     assert_eq!(
@@ -673,16 +658,7 @@ fn buffer_registration_over_memlock_names_rlimit_memlock() {
         }
         return;
     }
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "buffer_registration_over_memlock_names_rlimit_memlock",
-            "--exact",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(ENV, "1")
-        .output()
-        .unwrap();
+    let out = run_child("buffer_registration_over_memlock_names_rlimit_memlock", ENV);
     let stdout = String::from_utf8_lossy(&out.stdout);
     if stdout.contains("CHILD-SKIP") && std::env::var_os("CI").is_none() {
         eprintln!("skipping: {stdout}");

@@ -18,7 +18,7 @@
 )]
 
 mod common;
-use common::ring;
+use common::{ring, scratch_file};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
@@ -100,13 +100,7 @@ fn ring_round_trips(mode: TaskrunMode) {
     )
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(dir.path().join("z"))
-        .unwrap();
+    let file = scratch_file(dir.path(), "z");
     file.set_len(1 << 20).unwrap();
     let t = Target::from(&file);
     let mut out = [Completion::default(); 64];

@@ -20,6 +20,27 @@ pub fn ring(opts: RingOptions) -> Option<Ring> {
     }
 }
 
+/// A fresh read-write file `name` in `dir`.
+pub fn scratch_file(dir: &std::path::Path, name: &str) -> std::fs::File {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(dir.join(name))
+        .unwrap()
+}
+
+/// Runs the test `name` of this test binary alone in a child process with `env` set to
+/// "1" (the child takes its own branch of the test), and returns its output.
+pub fn run_child(name: &str, env: &str) -> std::process::Output {
+    std::process::Command::new(std::env::current_exe().unwrap())
+        .args([name, "--exact", "--nocapture", "--test-threads=1"])
+        .env(env, "1")
+        .output()
+        .unwrap()
+}
+
 /// [`ring`] with a registered pool of `frames` populated 4 KiB frames.
 pub fn with_pool(opts: RingOptions, frames: u32) -> Option<Ring> {
     let mut r = ring(opts)?;
