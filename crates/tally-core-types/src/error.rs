@@ -43,6 +43,19 @@ pub enum CoreError {
         /// The frame id.
         id: u32,
     },
+    /// A frame id from an earlier allocation of its frame (kept after the frame was
+    /// freed), or from another pool.
+    #[error(
+        "frame id {index} is stale: it names generation {generation} of frame {index}, which is now at generation {current} (it was freed since this id was made, or the id is from another pool); drop an id when you free its frame and use ids only with the pool that made them"
+    )]
+    StaleFrame {
+        /// The frame's index.
+        index: u32,
+        /// The generation the id names.
+        generation: u32,
+        /// The frame's current generation.
+        current: u32,
+    },
     /// A frame id or offset outside the pool.
     #[error("frame id {id} is out of range: this pool has frames 0..{capacity}")]
     FrameOutOfRange {

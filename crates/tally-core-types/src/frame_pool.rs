@@ -2,9 +2,10 @@
 //!
 //! The pool is made once at start-up and never allocates afterwards: the free list is a
 //! fixed-capacity stack of frame ids, so [`FramePool::alloc`] and [`FramePool::free`] are
-//! O(1) and allocation-free, and a bitmap catches double frees while the frame is still
-//! free (ids carry no generation: once the frame has been allocated again, a stale copy
-//! of its id is taken for the new allocation).
+//! O(1) and allocation-free. A bitmap catches double frees, and every [`FrameId`] carries
+//! its frame's generation, bumped on each free, so a stale copy of an id (or, but for a
+//! collision of generations, an id from another pool) is refused rather than taken for
+//! the frame's next allocation.
 //!
 //! The same region is meant to be registered with the kernel (AF_XDP UMEM, io_uring
 //! registered buffers): [`FramePool::as_mut_ptr`] and [`FramePool::len_bytes`] give the
@@ -21,22 +22,38 @@ pub const MIN_FRAME_SIZE_BYTES: usize = 2048;
 /// log2 of the 2 MiB huge page size used with [`FramePoolOptions::huge_pages`].
 const HUGE_PAGE_SHIFT: u8 = 21;
 
-/// The id of one frame in a [`FramePool`]: its index, `0..frame_count`.
+/// The id of one allocation of a frame in a [`FramePool`]: the frame's index,
+/// `0..frame_count`, and the frame's generation when the id was made.
 ///
-/// An id is only an index: it does not record which pool made it, nor which allocation.
-/// A pool rejects ids beyond its own frames, but an in-range id from another pool is
-/// taken as its own, and a stale copy of an id freed and allocated again (the free list
-/// hands the last freed frame out first) frees the new allocation: keep ids with the
-/// pool they came from and drop them when you free the frame.
+/// The pool bumps a frame's generation each time the frame is freed, so a copy of an id
+/// kept after [`FramePool::free`] is *stale*: freeing it again, or reading or writing
+/// the frame through it, is [`CoreError::StaleFrame`] (or [`CoreError::DoubleFree`]
+/// while the frame is still free), even after the frame has been allocated again. Each
+/// pool starts its generations at its own seed (pools made one after another start
+/// `0x9E37_79B9` apart, modulo 2^32), so an in-range id from another pool is refused as
+/// stale too unless the two frames' generations happen to be equal, which takes about
+/// 2^32 frees of one of them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct FrameId(u32);
+pub struct FrameId {
+    index: u32,
+    generation: u32,
+}
 
 impl FrameId {
     /// The frame's index in its pool.
     pub const fn index(self) -> u32 {
-        self.0
+        self.index
+    }
+
+    /// The frame's generation when this id was made (changes each time the frame is
+    /// freed).
+    pub const fn generation(self) -> u32 {
+        self.generation
     }
 }
+
+/// Pools made so far; seeds each pool's generations (see [`FrameId`]).
+static POOLS_MADE: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
 
 /// How to build a [`FramePool`].
 ///
@@ -127,6 +144,8 @@ pub struct FramePool {
     free_len: u32,
     /// One bit per frame, set while the frame is allocated.
     in_use: Box<[u64]>,
+    /// Each frame's generation, bumped (wrapping) when the frame is freed.
+    generation: Box<[u32]>,
 }
 
 impl FramePool {
@@ -192,21 +211,28 @@ impl FramePool {
         // bookkeeping is reserved fallibly: with `vm.overcommit_memory=1` a huge mapping
         // can succeed while its free list (4 bytes per frame) cannot be allocated.
         let words = usize::try_from(options.frame_count.div_ceil(64)).unwrap_or(0);
+        let frames = usize::try_from(options.frame_count).unwrap_or(usize::MAX);
         let mut free = Vec::new();
         let mut in_use = Vec::new();
-        free.try_reserve_exact(usize::try_from(options.frame_count).unwrap_or(usize::MAX))
+        let mut generation = Vec::new();
+        free.try_reserve_exact(frames)
             .and_then(|()| in_use.try_reserve_exact(words))
+            .and_then(|()| generation.try_reserve_exact(frames))
             .map_err(|_| too_large())?;
         free.extend((0..options.frame_count).rev());
         in_use.resize(words, 0u64);
-        let free = free.into_boxed_slice();
+        let seed = POOLS_MADE
+            .fetch_add(1, core::sync::atomic::Ordering::Relaxed)
+            .wrapping_mul(0x9E37_79B9);
+        generation.resize(frames, seed);
         Ok(Self {
             map,
             frame_shift: frame_size.trailing_zeros(),
             frame_count: options.frame_count,
-            free,
+            free: free.into_boxed_slice(),
             free_len: options.frame_count,
             in_use: in_use.into_boxed_slice(),
+            generation: generation.into_boxed_slice(),
         })
     }
 
@@ -231,19 +257,45 @@ impl FramePool {
         if let Some(word) = self.in_use.get_mut((id >> 6) as usize) {
             *word |= 1u64 << (id & 63);
         }
-        Ok(FrameId(id))
+        Ok(FrameId {
+            index: id,
+            generation: self.generation_of(id),
+        })
     }
 
-    /// Returns a frame to the pool.
+    /// The current generation of frame `index` (0 for an index beyond the pool, which
+    /// callers have already refused).
+    #[inline]
+    fn generation_of(&self, index: u32) -> u32 {
+        self.generation.get(index as usize).copied().unwrap_or(0)
+    }
+
+    /// `id` if it names the current generation of its frame, else the stale-id error.
+    #[inline]
+    fn check_generation(&self, id: FrameId) -> Result<()> {
+        let current = self.generation_of(id.index);
+        if id.generation == current {
+            Ok(())
+        } else {
+            Err(CoreError::StaleFrame {
+                index: id.index,
+                generation: id.generation,
+                current,
+            })
+        }
+    }
+
+    /// Returns a frame to the pool and bumps its generation, so that every copy of `id`
+    /// becomes stale.
     ///
     /// # Errors
     /// [`CoreError::FrameOutOfRange`] for an id beyond this pool's frames, [`CoreError::DoubleFree`]
-    /// when the frame is already free (a second free after the frame was allocated again
-    /// cannot be told from a free of the new allocation: see [`FrameId`]). The pool is
-    /// unchanged on error.
+    /// when the frame is already free, [`CoreError::StaleFrame`] when the frame is
+    /// allocated but `id` is from an earlier allocation of it (or from another pool: see
+    /// [`FrameId`]). The pool is unchanged on error.
     #[inline]
     pub fn free(&mut self, id: FrameId) -> Result<()> {
-        let raw = id.0;
+        let raw = id.index;
         let capacity = self.frame_count;
         let word = self
             .in_use
@@ -257,39 +309,61 @@ impl FramePool {
         if *word & bit == 0 {
             return Err(CoreError::DoubleFree { id: raw });
         }
+        let generation =
+            self.generation
+                .get_mut(raw as usize)
+                .ok_or(CoreError::FrameOutOfRange {
+                    id: u64::from(raw),
+                    capacity,
+                })?;
+        if *generation != id.generation {
+            return Err(CoreError::StaleFrame {
+                index: raw,
+                generation: id.generation,
+                current: *generation,
+            });
+        }
         let slot = self
             .free
             .get_mut(self.free_len as usize)
             .ok_or(CoreError::DoubleFree { id: raw })?;
+        *generation = generation.wrapping_add(1);
         *word &= !bit;
         *slot = raw;
         self.free_len += 1;
         Ok(())
     }
 
-    /// Whether the frame is currently allocated.
+    /// Whether `id`'s allocation is live: the frame is allocated and `id` names its
+    /// current generation (`false` for a stale id, even when the frame has been
+    /// allocated again).
     ///
     /// # Errors
     /// [`CoreError::FrameOutOfRange`] for an id beyond this pool's frames.
     pub fn is_allocated(&self, id: FrameId) -> Result<bool> {
-        let raw = id.0;
+        let raw = id.index;
+        let current = self.generation_of(raw) == id.generation;
         self.in_use
             .get((raw >> 6) as usize)
             .filter(|_| raw < self.frame_count)
-            .map(|w| w & (1u64 << (raw & 63)) != 0)
+            .map(|w| current && w & (1u64 << (raw & 63)) != 0)
             .ok_or(CoreError::FrameOutOfRange {
                 id: u64::from(raw),
                 capacity: self.frame_count,
             })
     }
 
-    /// The id for `index`, checked against this pool.
+    /// The current id of frame `index` (its current generation), checked against this
+    /// pool: for naming a frame by its index, as a kernel descriptor does.
     ///
     /// # Errors
     /// [`CoreError::FrameOutOfRange`] when `index >= frame_count`.
     pub fn id(&self, index: u32) -> Result<FrameId> {
         if index < self.frame_count {
-            Ok(FrameId(index))
+            Ok(FrameId {
+                index,
+                generation: self.generation_of(index),
+            })
         } else {
             Err(CoreError::FrameOutOfRange {
                 id: u64::from(index),
@@ -301,12 +375,13 @@ impl FramePool {
     /// The bytes of one frame.
     ///
     /// # Errors
-    /// [`CoreError::FrameOutOfRange`] for an id beyond this pool's frames.
+    /// [`CoreError::FrameOutOfRange`] for an id beyond this pool's frames,
+    /// [`CoreError::StaleFrame`] for an id whose frame has been freed since it was made.
     #[inline]
     pub fn frame(&self, id: FrameId) -> Result<&[u8]> {
         let range = self.range(id)?;
         self.map.get(range).ok_or(CoreError::FrameOutOfRange {
-            id: u64::from(id.0),
+            id: u64::from(id.index),
             capacity: self.frame_count,
         })
     }
@@ -314,26 +389,28 @@ impl FramePool {
     /// The bytes of one frame, writable.
     ///
     /// # Errors
-    /// [`CoreError::FrameOutOfRange`] for an id beyond this pool's frames.
+    /// [`CoreError::FrameOutOfRange`] for an id beyond this pool's frames,
+    /// [`CoreError::StaleFrame`] for an id whose frame has been freed since it was made.
     #[inline]
     pub fn frame_mut(&mut self, id: FrameId) -> Result<&mut [u8]> {
         let range = self.range(id)?;
         let capacity = self.frame_count;
         self.map.get_mut(range).ok_or(CoreError::FrameOutOfRange {
-            id: u64::from(id.0),
+            id: u64::from(id.index),
             capacity,
         })
     }
 
     #[inline]
     fn range(&self, id: FrameId) -> Result<core::ops::Range<usize>> {
-        if id.0 >= self.frame_count {
+        if id.index >= self.frame_count {
             return Err(CoreError::FrameOutOfRange {
-                id: u64::from(id.0),
+                id: u64::from(id.index),
                 capacity: self.frame_count,
             });
         }
-        let start = (id.0 as usize) << self.frame_shift;
+        self.check_generation(id)?;
+        let start = (id.index as usize) << self.frame_shift;
         Ok(start..start + self.frame_size_bytes())
     }
 
@@ -341,11 +418,11 @@ impl FramePool {
     /// descriptor uses for it). Unchecked: an id beyond this pool's frames (one from
     /// another pool) gives an offset at or past [`FramePool::len_bytes`].
     pub fn offset_of(&self, id: FrameId) -> u64 {
-        u64::from(id.0) << self.frame_shift
+        u64::from(id.index) << self.frame_shift
     }
 
-    /// The frame containing byte `offset` of the region (offsets inside a frame, past a
-    /// headroom, map to that frame).
+    /// The current id (see [`FramePool::id`]) of the frame containing byte `offset` of
+    /// the region (offsets inside a frame, past a headroom, map to that frame).
     ///
     /// # Errors
     /// [`CoreError::FrameOutOfRange`] when the offset lies outside the pool's frames.
@@ -354,7 +431,10 @@ impl FramePool {
         u32::try_from(index)
             .ok()
             .filter(|i| *i < self.frame_count)
-            .map(FrameId)
+            .map(|index| FrameId {
+                index,
+                generation: self.generation_of(index),
+            })
             .ok_or(CoreError::FrameOutOfRange {
                 id: index,
                 capacity: self.frame_count,
@@ -454,12 +534,19 @@ mod tests {
             p.id(4),
             Err(CoreError::FrameOutOfRange { id: 4, capacity: 4 })
         ));
+        let beyond = FrameId {
+            index: 64,
+            generation: 0,
+        };
         assert!(matches!(
-            p.free(FrameId(64)),
+            p.free(beyond),
             Err(CoreError::FrameOutOfRange { .. })
         ));
         assert!(matches!(
-            p.frame(FrameId(4)),
+            p.frame(FrameId {
+                index: 4,
+                generation: 0
+            }),
             Err(CoreError::FrameOutOfRange { .. })
         ));
         assert!(matches!(
@@ -470,66 +557,145 @@ mod tests {
     }
 
     proptest::proptest! {
-        /// Against a model (a set of allocated ids): every free of an id that is not
-        /// allocated is an error (out of range or double free) that leaves the pool
-        /// unchanged, `alloc` fails only when every frame is taken, never hands out a
-        /// taken frame, and no input panics.
+        /// Against a model (the ids currently allocated, and every id ever handed out):
+        /// freeing a live id succeeds; any other free is an error (out of range, double
+        /// free or stale) that leaves the pool unchanged; `alloc` fails only when every
+        /// frame is taken and never hands out a taken frame or an id seen before; frame
+        /// access through a dead id is refused; no input panics.
         #[test]
         fn matches_a_model(
             count in 1u32..150,
-            ops in proptest::collection::vec(proptest::option::of(0u32..300), 1..400),
+            ops in proptest::collection::vec((0u8..3, 0u32..300), 1..400),
         ) {
             let mut p = pool(count);
-            let mut taken = std::collections::BTreeSet::new();
-            for op in ops {
-                match op {
-                    None => match p.alloc() {
-                        Ok(id) => proptest::prop_assert!(taken.insert(id.index())),
+            let mut live = std::collections::BTreeMap::new();
+            let mut seen: Vec<FrameId> = Vec::new();
+            for (kind, raw) in ops {
+                match kind {
+                    0 => match p.alloc() {
+                        Ok(id) => {
+                            proptest::prop_assert!(live.insert(id.index(), id).is_none());
+                            proptest::prop_assert!(!seen.contains(&id), "{id:?} handed out twice");
+                            seen.push(id);
+                        }
                         Err(CoreError::PoolExhausted { capacity }) => {
                             proptest::prop_assert_eq!(capacity, count);
-                            proptest::prop_assert_eq!(taken.len(), count as usize);
+                            proptest::prop_assert_eq!(live.len(), count as usize);
                         }
                         Err(e) => proptest::prop_assert!(false, "alloc: {e}"),
                     },
-                    Some(raw) => {
-                        let r = p.free(FrameId(raw));
+                    // Free an id ever handed out (live or dead), or a made-up one.
+                    1 if !seen.is_empty() => {
+                        let id = seen[raw as usize % seen.len()];
+                        let r = p.free(id);
+                        if live.get(&id.index()) == Some(&id) {
+                            proptest::prop_assert!(r.is_ok(), "{r:?}");
+                            live.remove(&id.index());
+                            proptest::prop_assert!(!p.is_allocated(id).unwrap());
+                            let stale = matches!(p.frame(id), Err(CoreError::StaleFrame { .. }));
+                            proptest::prop_assert!(stale, "freed id still reads its frame");
+                        } else if live.contains_key(&id.index()) {
+                            proptest::prop_assert!(
+                                matches!(r, Err(CoreError::StaleFrame { index, .. }) if index == id.index()),
+                                "{r:?}"
+                            );
+                        } else {
+                            proptest::prop_assert!(
+                                matches!(r, Err(CoreError::DoubleFree { id: i }) if i == id.index()),
+                                "{r:?}"
+                            );
+                        }
+                    }
+                    _ => {
+                        let id = FrameId { index: raw, generation: raw.wrapping_mul(7) };
+                        let r = p.free(id);
                         if raw >= count {
                             proptest::prop_assert!(
                                 matches!(r, Err(CoreError::FrameOutOfRange { .. })),
                                 "{r:?}"
                             );
-                            proptest::prop_assert!(p.is_allocated(FrameId(raw)).is_err());
-                            proptest::prop_assert!(p.frame(FrameId(raw)).is_err());
-                        } else if taken.remove(&raw) {
+                            proptest::prop_assert!(p.is_allocated(id).is_err());
+                            proptest::prop_assert!(p.frame(id).is_err());
+                        } else if live.get(&raw) == Some(&id) {
+                            // A made-up id can only equal a live one by chance.
                             proptest::prop_assert!(r.is_ok(), "{r:?}");
+                            live.remove(&raw);
                         } else {
-                            proptest::prop_assert!(
-                                matches!(r, Err(CoreError::DoubleFree { id }) if id == raw),
-                                "{r:?}"
-                            );
+                            proptest::prop_assert!(r.is_err(), "{r:?}");
                         }
                     }
                 }
-                proptest::prop_assert_eq!(p.free_count() as usize, count as usize - taken.len());
-                for &id in &taken {
-                    proptest::prop_assert!(p.is_allocated(FrameId(id)).unwrap());
+                proptest::prop_assert_eq!(p.free_count() as usize, count as usize - live.len());
+                for id in live.values() {
+                    proptest::prop_assert!(p.is_allocated(*id).unwrap());
+                    proptest::prop_assert!(p.frame(*id).is_ok());
                 }
             }
         }
     }
 
     #[test]
-    fn stale_id_after_reallocation_is_not_a_double_free() {
-        // What the `FrameId` docs warn about: the last freed frame is handed out first,
-        // and an id carries no generation.
+    fn stale_id_after_reallocation_is_refused() {
+        // The free list hands the last freed frame out first: the stale copy `a` names
+        // the same frame as `b`, but not its allocation.
         let mut p = pool(4);
         let a = p.alloc().unwrap();
+        p.frame_mut(a).unwrap()[0] = 1;
         p.free(a).unwrap();
         let b = p.alloc().unwrap();
-        assert_eq!(a, b);
-        p.free(a).unwrap();
-        assert!(matches!(p.free(b), Err(CoreError::DoubleFree { .. })));
+        assert_eq!(a.index(), b.index());
+        assert_ne!(a, b);
+        assert_eq!(b.generation(), a.generation().wrapping_add(1));
+        let stale = p.free(a).unwrap_err();
+        assert!(
+            matches!(stale, CoreError::StaleFrame { index, generation, current }
+                if index == a.index() && generation == a.generation() && current == b.generation()),
+            "{stale:?}"
+        );
+        assert!(
+            stale
+                .to_string()
+                .contains("drop an id when you free its frame"),
+            "{stale}"
+        );
+        assert!(matches!(p.frame(a), Err(CoreError::StaleFrame { .. })));
+        assert!(matches!(p.frame_mut(a), Err(CoreError::StaleFrame { .. })));
+        assert!(!p.is_allocated(a).unwrap());
+        assert!(p.is_allocated(b).unwrap());
+        assert_eq!(p.free_count(), 3, "a refused free changes nothing");
+        p.free(b).unwrap();
         assert_eq!(p.free_count(), 4);
+        // Ids the kernel hands back by offset are the current ones.
+        let c = p.alloc().unwrap();
+        assert_eq!(p.id_at_offset(p.offset_of(c) + 100).unwrap(), c);
+        assert_eq!(p.id(c.index()).unwrap(), c);
+    }
+
+    #[test]
+    fn an_id_from_another_pool_is_refused() {
+        let mut p = pool(4);
+        let mut q = pool(4);
+        let from_p = p.alloc().unwrap();
+        let from_q = q.alloc().unwrap();
+        assert_eq!(from_p.index(), from_q.index());
+        assert!(matches!(q.free(from_p), Err(CoreError::StaleFrame { .. })));
+        assert!(matches!(q.frame(from_p), Err(CoreError::StaleFrame { .. })));
+        assert!(matches!(p.free(from_q), Err(CoreError::StaleFrame { .. })));
+        p.free(from_p).unwrap();
+        q.free(from_q).unwrap();
+    }
+
+    #[test]
+    fn generations_wrap_without_error() {
+        let mut p = pool(1);
+        p.generation[0] = u32::MAX;
+        let id = p.alloc().unwrap();
+        assert_eq!(id.generation(), u32::MAX);
+        p.free(id).unwrap();
+        let next = p.alloc().unwrap();
+        assert_eq!(next.generation(), 0);
+        assert!(matches!(p.free(id), Err(CoreError::StaleFrame { .. })));
+        p.free(next).unwrap();
     }
 
     #[test]
