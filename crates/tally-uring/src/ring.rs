@@ -22,7 +22,7 @@
 //!   timeout values are leaked on purpose, never freed under the kernel.
 //!
 //! In-flight operations live in a fixed-capacity slab keyed by `user_data`
-//! (`generation << 32 | slot`); queueing, submitting and reaping allocate nothing.
+//! (`generation << 21 | slot`); queueing, submitting and reaping allocate nothing.
 
 #![allow(
     clippy::inline_always,
@@ -389,8 +389,18 @@ pub const MAX_IN_FLIGHT: u32 = 1 << 20;
 /// Largest completion queue the kernel sets up without clamping (`IORING_MAX_CQ_ENTRIES`).
 const MAX_CQ_ENTRIES: u32 = 65_536;
 
-/// `user_data` of the entries [`Ring`]'s drop queues itself: slot `u32::MAX` never exists,
-/// so their completions are foreign to the slab.
+/// Low bits of a `user_data` that hold the slot index; the bits above hold the slot's
+/// generation (43 bits: a slot is reused 2^42 times before an old `user_data` of it
+/// comes back, days at one reuse per 100 ns).
+const SLOT_BITS: u32 = 21;
+/// Mask of the slot index in a `user_data`.
+const SLOT_MASK: u64 = (1 << SLOT_BITS) - 1;
+/// One step of a slot's generation, in `user_data` units.
+const GENERATION_STEP: u64 = 1 << SLOT_BITS;
+const _: () = assert!((MAX_IN_FLIGHT as u64) < SLOT_MASK, "slot indexes must fit below the all-ones index");
+
+/// `user_data` of the entries [`Ring`]'s drop queues itself: its slot index (all ones in
+/// the slot bits) never exists, so their completions are foreign to the slab.
 const DROP_USER_DATA: u64 = u64::MAX;
 
 /// How long [`Ring`]'s drop waits for cancelled operations before it leaks their memory.
@@ -398,10 +408,12 @@ const DROP_WAIT: Duration = Duration::from_secs(2);
 
 #[derive(Clone, Copy)]
 struct Slot {
-    /// Odd while the slot holds an operation, even while it is free: taking and
-    /// releasing each add one, so a `user_data` (which carries the odd generation of its
-    /// operation) never matches a free or reused slot.
-    generation: u32,
+    /// The `user_data` of the slot's operation: `generation << SLOT_BITS | index`. The
+    /// generation is odd while the slot holds an operation and even while it is free:
+    /// taking and releasing each add one ([`GENERATION_STEP`]), so the `user_data` of an
+    /// earlier operation never matches a free or reused slot (until the generation wraps
+    /// after 2^43 steps).
+    user_data: u64,
     /// Next free slot while free; `NONE` at the end of the list.
     next_free: u32,
     kind: OpKind,
@@ -415,9 +427,9 @@ struct Slot {
 }
 
 impl Slot {
-    fn empty(next: u32) -> Self {
+    fn empty(index: u32, next: u32) -> Self {
         Self {
-            generation: 0,
+            user_data: u64::from(index),
             next_free: next,
             kind: OpKind::Nop,
             multishot: false,
@@ -429,7 +441,7 @@ impl Slot {
     }
 
     const fn busy(&self) -> bool {
-        self.generation & 1 == 1
+        self.user_data & GENERATION_STEP != 0
     }
 
     /// Whether a completion of `kind` with the `more` flag leaves this slot in use
@@ -458,9 +470,9 @@ impl Slab {
         // Free slots always have no frames and no multishot flag (see `release`).
         slot.kind = kind;
         slot.tag = tag;
-        slot.generation = slot.generation.wrapping_add(1);
+        slot.user_data = slot.user_data.wrapping_add(GENERATION_STEP);
         self.in_flight += 1;
-        Some((idx, (u64::from(slot.generation) << 32) | u64::from(idx)))
+        Some((idx, slot.user_data))
     }
 
     /// Frees slot `idx` if it is busy (and the frames its operation used).
@@ -502,7 +514,7 @@ impl Slab {
     /// once per batch).
     #[inline(always)]
     fn free_kept(slot: &mut Slot, idx: u32, free_head: &mut u32, pool: &mut Option<Registered>) {
-        slot.generation = slot.generation.wrapping_add(1);
+        slot.user_data = slot.user_data.wrapping_add(GENERATION_STEP);
         slot.next_free = *free_head;
         *free_head = idx;
         if slot.extra {
@@ -535,7 +547,7 @@ impl Slab {
     #[allow(
         clippy::cast_possible_truncation,
         clippy::cast_sign_loss,
-        reason = "user_data is generation << 32 | slot index: the halves are u32 by construction; the result's bits are only tested for zero"
+        reason = "the slot index is masked to 21 bits; the result's bits are only tested for zero"
     )]
     fn complete_all<I: Iterator<Item = cqueue::Entry>>(
         slots: &mut [Slot],
@@ -549,13 +561,12 @@ impl Slab {
         let mut pending = None;
         for cqe in &mut cqes {
             let ud = cqe.user_data();
-            let idx = ud as u32;
-            let generation = (ud >> 32) as u32;
+            let idx = (ud & SLOT_MASK) as u32;
             // A free slot has an even generation, a `user_data` always an odd one, so a
             // stale or foreign completion never matches.
             let Some(slot) = slots
                 .get_mut(idx as usize)
-                .filter(|s| s.generation == generation && !s.extra)
+                .filter(|s| s.user_data == ud && !s.extra)
             else {
                 pending = Some(cqe);
                 break;
@@ -565,7 +576,7 @@ impl Slab {
                 break;
             }
             let (kind, tag) = (slot.kind, slot.tag);
-            slot.generation = generation.wrapping_add(1);
+            slot.user_data = ud.wrapping_add(GENERATION_STEP);
             slot.next_free = free_head;
             free_head = idx;
             f(Completion {
@@ -589,7 +600,7 @@ impl Slab {
     #[inline(never)]
     #[allow(
         clippy::cast_possible_truncation,
-        reason = "user_data is generation << 32 | slot index: the halves are u32 by construction"
+        reason = "the slot index is masked to 21 bits"
     )]
     fn complete_general<I: Iterator<Item = cqueue::Entry>>(
         slots: &mut [Slot],
@@ -603,11 +614,10 @@ impl Slab {
         t.general = true;
         for cqe in std::iter::once(first).chain(&mut cqes) {
             let ud = cqe.user_data();
-            let idx = ud as u32;
-            let generation = (ud >> 32) as u32;
+            let idx = (ud & SLOT_MASK) as u32;
             let Some(slot) = slots
                 .get_mut(idx as usize)
-                .filter(|s| s.generation == generation)
+                .filter(|s| s.user_data == ud)
             else {
                 t.foreign += 1;
                 continue;
@@ -914,7 +924,7 @@ impl Ring {
         };
         let cap = options.max_in_flight;
         let slots: Box<[Slot]> = (0..cap)
-            .map(|i| Slot::empty(if i + 1 < cap { i + 1 } else { NONE }))
+            .map(|i| Slot::empty(i, if i + 1 < cap { i + 1 } else { NONE }))
             .collect();
         Ok(Self {
             uring,
@@ -1880,13 +1890,13 @@ impl Ring {
     pub fn is_in_flight(&self, op: OpId) -> bool {
         #[allow(
             clippy::cast_possible_truncation,
-            reason = "user_data is generation << 32 | slot index: the halves are u32 by construction"
+            reason = "the slot index is masked to 21 bits"
         )]
-        let (idx, generation) = (op.0 as u32, (op.0 >> 32) as u32);
+        let idx = (op.0 & SLOT_MASK) as u32;
         self.slab
             .slots
             .get(idx as usize)
-            .is_some_and(|s| s.busy() && s.generation == generation)
+            .is_some_and(|s| s.busy() && s.user_data == op.0)
     }
 
     /// Waits until `op` completes (its final completion) and returns it. Completions of
@@ -2219,5 +2229,66 @@ impl Drop for Ring {
         std::mem::forget(std::mem::take(&mut self.slab.timespecs));
         // The io_uring fd closes when `uring` drops; the kernel then cancels what is left,
         // and the leaked memory stays mapped for whatever it still does.
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn slab(n: u32) -> Slab {
+        Slab {
+            slots: (0..n)
+                .map(|i| Slot::empty(i, if i + 1 < n { i + 1 } else { NONE }))
+                .collect(),
+            timespecs: vec![types::Timespec::new(); n as usize].into_boxed_slice(),
+            free_head: 0,
+            in_flight: 0,
+        }
+    }
+
+    #[test]
+    fn slot_is_at_most_32_bytes() {
+        assert!(size_of::<Slot>() <= 32, "{}", size_of::<Slot>());
+    }
+
+    #[test]
+    fn user_data_keeps_its_slot_and_never_repeats_across_reuses() {
+        let mut s = slab(3);
+        let mut pool = None;
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..1000 {
+            let (idx, ud) = s.take(OpKind::Nop, 0).unwrap();
+            assert_eq!(ud & SLOT_MASK, u64::from(idx));
+            assert!(s.slots[idx as usize].busy());
+            assert!(seen.insert(ud), "user_data {ud:#x} handed out twice");
+            s.release(idx, &mut pool);
+            assert!(!s.slots[idx as usize].busy());
+            assert_ne!(s.slots[idx as usize].user_data, ud, "a released slot still matches");
+        }
+        assert_eq!(s.in_flight, 0);
+    }
+
+    #[test]
+    fn generation_wraps_at_the_top_keeping_index_and_parity() {
+        let mut s = slab(2);
+        let mut pool = None;
+        // Slot 0 one full generation step below the wrap, free (even generation).
+        s.slots[0].user_data = u64::MAX - SLOT_MASK - GENERATION_STEP;
+        assert!(!s.slots[0].busy());
+        let (idx, last) = s.take(OpKind::Nop, 0).unwrap();
+        assert_eq!((idx, last & SLOT_MASK), (0, 0));
+        assert!(s.slots[0].busy());
+        s.release(0, &mut pool);
+        assert_eq!(s.slots[0].user_data, 0, "wrapped to generation 0, slot 0");
+        assert!(!s.slots[0].busy());
+        let (idx, first) = s.take(OpKind::Nop, 0).unwrap();
+        assert_eq!((idx, first), (0, GENERATION_STEP));
+        assert_ne!(first, last);
+    }
+
+    #[test]
+    fn drop_user_data_never_names_a_slot() {
+        assert!(DROP_USER_DATA & SLOT_MASK >= u64::from(MAX_IN_FLIGHT));
     }
 }
