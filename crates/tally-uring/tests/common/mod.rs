@@ -50,3 +50,6 @@ pub fn with_pool(opts: RingOptions, frames: u32) -> Option<Ring> {
     .unwrap();
     Some(r)
 }
+
+/// The FUSE crash file system and power-loss model of the power-loss test.
+pub mod crashfs;

@@ -1,0 +1,576 @@
+//! Power-loss test: the journal runs on `crashfs` (an in-memory FUSE file system that logs
+//! every write, sync and directory operation in order; see `common/crashfs.rs` for the
+//! crash model), then for every operation index K of that log, several crash images of the
+//! state at K (what a power loss at that moment may leave: synced data and directory
+//! entries, plus a random subset of the unsynced writes, torn at sector granularity, a
+//! random prefix of each directory's unsynced entry operations, either file size) are
+//! written to an ordinary directory and recovered. Every record acknowledged durable at an
+//! op count <= K must come back with its exact payload; the recovered records must be a
+//! gap-free run from the first unreleased one, each beyond the acknowledged ones exactly
+//! what was appended with that sequence number; and the recovered journal must take new
+//! records.
+//!
+//! Seeds: each workload prints its seed; `TALLY_POWER_LOSS_SEED=<n>` overrides all of them.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "test code"
+)]
+#![allow(clippy::cast_possible_truncation, reason = "test code")]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use common::crashfs::{CrashKind, Handle, Model, Mount, Op, Rng};
+use tally_uring::journal::format::SegmentHeader;
+use tally_uring::{Journal, JournalError, JournalOptions, RingError};
+
+/// Crash images per crash point: the synced state only, everything (the live tree, what
+/// a process kill leaves) and this many random ones.
+const RANDOM_IMAGES: usize = 14;
+/// Commit rounds per workload.
+const ROUNDS: u32 = 160;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// `commit` with `pwrite` + `fdatasync` (the default).
+    Direct,
+    /// `direct_commit(false)`: a linked io_uring write + fdatasync, sometimes split into
+    /// `start_commit` / `wait_commit` with appends in between.
+    Uring,
+    /// `commits_in_flight(4)`: `start_commit` + `poll_commits` / `wait_durable`.
+    Pipelined,
+}
+
+fn options(mode: Mode) -> JournalOptions {
+    // Small segments and buffers: several rotations, recycled segments and groups larger
+    // than a buffer (written out before their commit).
+    let base = JournalOptions::new()
+        .segment_bytes(64 << 10)
+        .group_buffer_bytes(16 << 10)
+        .max_record_bytes(2048)
+        .max_free_segments(2);
+    match mode {
+        Mode::Direct => base,
+        Mode::Uring => base.direct_commit(false).prewrite(false).spare_segments(1),
+        Mode::Pipelined => base.commits_in_flight(4),
+    }
+}
+
+fn seed_for(default: u64) -> u64 {
+    match std::env::var("TALLY_POWER_LOSS_SEED") {
+        Ok(s) => {
+            let s = s.trim();
+            s.strip_prefix("0x").map_or_else(
+                || s.parse().unwrap(),
+                |h| u64::from_str_radix(h, 16).unwrap(),
+            )
+        }
+        Err(_) => default,
+    }
+}
+
+/// The payload appended with sequence number `seq`: 0-8 bytes (30 %), 9-408 (40 %) or
+/// 513-2048 (30 %, more than a sector), random bytes.
+fn payload(seed: u64, seq: u64) -> Vec<u8> {
+    let mut r = Rng::new(seed ^ seq.wrapping_mul(0xD6E8_FEB8_6659_FD93));
+    let len = match r.below(10) {
+        0..=2 => r.below(9),
+        3..=6 => 9 + r.below(400),
+        _ => 513 + r.below(1536),
+    };
+    (0..len).map(|_| r.next_u64() as u8).collect()
+}
+
+struct Release {
+    /// Op count before the call (its renames come after).
+    start: usize,
+    /// Op count after it returned.
+    end: usize,
+    /// The sequence number released through.
+    arg: u64,
+    /// First sequence number of the oldest live segment when it returned.
+    live_first: u64,
+}
+
+#[derive(Default)]
+struct Trace {
+    /// `payloads[seq - 1]`.
+    payloads: Vec<Vec<u8>>,
+    /// (op count after the call returned, durable sequence number it reported).
+    acks: Vec<(usize, u64)>,
+    releases: Vec<Release>,
+}
+
+/// First sequence number of the oldest live segment in the daemon's live tree.
+fn live_first(h: &Handle) -> u64 {
+    h.heads("j", 64)
+        .into_iter()
+        .filter(|(n, _)| n.starts_with("seg-"))
+        .min_by(|a, b| a.0.cmp(&b.0))
+        .map(|(_, head)| SegmentHeader::decode(&head).unwrap().first_seq)
+        .unwrap()
+}
+
+fn open_or_skip(dir: &Path, opts: JournalOptions) -> Option<Journal> {
+    match Journal::open(dir, opts) {
+        Ok(j) => Some(j),
+        Err(JournalError::Ring(e @ RingError::Setup { .. }))
+            if std::env::var_os("CI").is_none() =>
+        {
+            eprintln!("skipping: {e}");
+            None
+        }
+        Err(e) => panic!("opening the journal on the crash file system: {e}"),
+    }
+}
+
+/// Mounts a fresh crash file system on `dir/mnt`, or prints why it cannot (off CI).
+fn mount_or_skip(dir: &Path) -> Option<Mount> {
+    let mnt = dir.join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    match Mount::new(&mnt) {
+        Ok(m) => Some(m),
+        Err(e) if std::env::var_os("CI").is_none() => {
+            eprintln!("skipping: cannot mount the FUSE crash file system: {e}");
+            None
+        }
+        Err(e) => panic!("mounting the FUSE crash file system failed (on CI it must work): {e}"),
+    }
+}
+
+fn append(j: &mut Journal, t: &mut Trace, seed: u64, n: u64) {
+    for _ in 0..n {
+        let seq = j.next_seq();
+        let p = payload(seed, seq);
+        assert_eq!(j.append(&p).unwrap(), seq);
+        assert_eq!(
+            t.payloads.len() as u64,
+            seq - 1,
+            "sequence numbers are contiguous"
+        );
+        t.payloads.push(p);
+    }
+}
+
+/// Runs the workload on the mounted file system and returns what was acknowledged when.
+/// `None` when the journal cannot run here (io_uring refused, off CI).
+fn workload(mode: Mode, seed: u64, mnt: &Path, h: &Handle) -> Option<Trace> {
+    let dir = mnt.join("j");
+    let opts = options(mode);
+    let mut rng = Rng::new(seed);
+    let mut t = Trace::default();
+    let mut j = open_or_skip(&dir, opts)?;
+    let ack = |t: &mut Trace, j: &Journal| {
+        let d = j.durable_seq();
+        if let Some(&(_, prev)) = t.acks.last() {
+            assert!(d >= prev, "the durable sequence number went back");
+        }
+        t.acks.push((h.ops(), d));
+    };
+    for round in 0..ROUNDS {
+        // Mostly small groups; now and then one larger than a group buffer.
+        let n = if rng.percent(10) {
+            24 + rng.below(24)
+        } else {
+            1 + rng.below(8)
+        };
+        append(&mut j, &mut t, seed, n);
+        match mode {
+            Mode::Direct => {
+                j.commit().unwrap();
+                ack(&mut t, &j);
+            }
+            Mode::Uring => {
+                if rng.percent(50) {
+                    j.commit().unwrap();
+                    ack(&mut t, &j);
+                } else {
+                    // The next group fills while this one's write + fdatasync run.
+                    j.start_commit().unwrap();
+                    ack(&mut t, &j);
+                    append(&mut j, &mut t, seed, 1 + rng.below(4));
+                    j.wait_commit().unwrap();
+                    ack(&mut t, &j);
+                }
+            }
+            Mode::Pipelined => {
+                let last = j.start_commit().unwrap();
+                ack(&mut t, &j);
+                match rng.below(3) {
+                    0 => {
+                        j.wait_durable(last).unwrap();
+                        ack(&mut t, &j);
+                    }
+                    1 => {
+                        j.poll_commits().unwrap();
+                        ack(&mut t, &j);
+                    }
+                    _ => {}
+                }
+            }
+        }
+        if round % 8 == 7 {
+            let arg = j.durable_seq().saturating_sub(rng.below(150));
+            let start = h.ops();
+            j.release_through(arg).unwrap();
+            t.releases.push(Release {
+                start,
+                end: h.ops(),
+                arg,
+                live_first: live_first(h),
+            });
+        }
+        if round == ROUNDS / 2 {
+            // A clean close and a reopen on the live file system: the open's own writes
+            // and syncs are crash-tested too.
+            j.wait_durable(j.next_seq() - 1).unwrap();
+            ack(&mut t, &j);
+            drop(j);
+            j = Journal::open(&dir, opts).unwrap();
+        }
+    }
+    // A last group whose commit is started and never acknowledged (the drop waits for
+    // whatever is in flight), and records appended after it that are never written.
+    append(&mut j, &mut t, seed, 3);
+    j.start_commit().unwrap();
+    append(&mut j, &mut t, seed, 2);
+    drop(j);
+    Some(t)
+}
+
+/// What recovery at crash point K must deliver.
+#[derive(Debug)]
+struct Expect {
+    /// Every record up to this one was acknowledged durable at an op count <= K.
+    acked: u64,
+    /// A `release_through` up to this sequence number had started by K: records up to it
+    /// may be gone.
+    released: u64,
+    /// A `release_through` that returned by K left the oldest segment starting here: no
+    /// earlier record may come back.
+    floor: u64,
+}
+
+impl Expect {
+    fn at(t: &Trace, k: usize) -> Self {
+        Self {
+            acked: t
+                .acks
+                .iter()
+                .filter(|(c, _)| *c <= k)
+                .map(|a| a.1)
+                .max()
+                .unwrap_or(0),
+            released: t
+                .releases
+                .iter()
+                .filter(|r| r.start < k)
+                .map(|r| r.arg)
+                .max()
+                .unwrap_or(0),
+            floor: t
+                .releases
+                .iter()
+                .filter(|r| r.end <= k)
+                .map(|r| r.live_first)
+                .max()
+                .unwrap_or(1),
+        }
+    }
+}
+
+/// Recovered records: (sequence number, payload).
+type Records = Vec<(u64, Vec<u8>)>;
+
+fn replay_all(dir: &Path) -> Result<Records, String> {
+    let mut got = Vec::new();
+    Journal::replay(dir, |s, p| got.push((s, p.to_vec())))
+        .map_err(|e| format!("replay failed: {e}"))?;
+    Ok(got)
+}
+
+/// What one recovered crash image held.
+struct Outcome {
+    records: u64,
+    /// Recovery cut a torn tail.
+    torn: bool,
+    /// Records beyond the acknowledged ones came back.
+    beyond_acked: bool,
+}
+
+/// Counts over every crash image of a workload.
+#[derive(Default)]
+struct Totals {
+    points: usize,
+    images: usize,
+    records: u64,
+    torn: usize,
+    beyond_acked: usize,
+}
+
+/// Recovers one crash image and checks it.
+fn check_image(
+    dir: &Path,
+    opts: JournalOptions,
+    t: &Trace,
+    exp: &Expect,
+) -> Result<Outcome, String> {
+    let mut got = Vec::new();
+    if dir.exists() {
+        got = replay_all(dir)?;
+    } else if exp.acked > exp.released {
+        return Err("the journal directory is gone although records were acknowledged".into());
+    }
+    for (i, (seq, p)) in got.iter().enumerate() {
+        if *seq != got[0].0 + i as u64 {
+            return Err(format!(
+                "recovered sequence numbers have a gap: {} follows {}",
+                seq,
+                got[i - 1].0
+            ));
+        }
+        match t.payloads.get(*seq as usize - 1) {
+            Some(want) if want == p => {}
+            Some(want) => {
+                return Err(format!(
+                    "record {seq} came back with {} bytes that are not the {} bytes appended with it",
+                    p.len(),
+                    want.len()
+                ));
+            }
+            None => return Err(format!("record {seq} was never appended")),
+        }
+    }
+    let (first, last) = match (got.first(), got.last()) {
+        (Some(f), Some(l)) => (f.0, l.0),
+        _ => (0, 0),
+    };
+    if exp.acked > exp.released && (got.is_empty() || first > exp.released + 1 || last < exp.acked)
+    {
+        return Err(format!(
+            "acknowledged records {}..={} are not all recovered (recovered {first}..={last}, {} records)",
+            exp.released + 1,
+            exp.acked,
+            got.len()
+        ));
+    }
+    if !got.is_empty() && first < exp.floor {
+        return Err(format!(
+            "record {first} came back although its segment's release was acknowledged (oldest live segment then started at {})",
+            exp.floor
+        ));
+    }
+    // Recovery proper, then the recovered journal must take new records.
+    let (mut j, report) =
+        Journal::open_with_report(dir, opts).map_err(|e| format!("open failed: {e}"))?;
+    if report.records != got.len() as u64 || (!got.is_empty() && report.last_seq != last) {
+        return Err(format!(
+            "open recovered {} records through {}, replay delivered {} through {last}",
+            report.records,
+            report.last_seq,
+            got.len()
+        ));
+    }
+    let next = j.next_seq();
+    if !got.is_empty() && next != last + 1 {
+        return Err(format!(
+            "after recovering through {last} the next record gets {next}"
+        ));
+    }
+    let fresh: Vec<Vec<u8>> = (0..3u64)
+        .map(|i| format!("after the crash {i}").into_bytes())
+        .collect();
+    for p in &fresh {
+        j.append(p)
+            .map_err(|e| format!("append after recovery failed: {e}"))?;
+    }
+    j.commit()
+        .map_err(|e| format!("commit after recovery failed: {e}"))?;
+    drop(j);
+    let again = replay_all(dir).map_err(|e| format!("after recovery and 3 appends: {e}"))?;
+    let want: Records = got
+        .into_iter()
+        .chain(
+            fresh
+                .into_iter()
+                .enumerate()
+                .map(|(i, p)| (next + i as u64, p)),
+        )
+        .collect();
+    if again != want {
+        return Err(format!(
+            "after recovery and 3 appends, replay delivered {} records ({:?}..{:?}), expected {} ({:?}..{:?})",
+            again.len(),
+            again.first().map(|r| r.0),
+            again.last().map(|r| r.0),
+            want.len(),
+            want.first().map(|r| r.0),
+            want.last().map(|r| r.0),
+        ));
+    }
+    Ok(Outcome {
+        records: report.records,
+        torn: report.torn_tail.is_some(),
+        beyond_acked: last > exp.acked,
+    })
+}
+
+fn describe(op: &Op) -> String {
+    match op {
+        Op::Write { ino, off, data } => {
+            format!("write ino {ino} [{off}, {})", off + data.len() as u64)
+        }
+        other => format!("{other:?}"),
+    }
+}
+
+/// Where crash images are written: tmpfs when there is one (fast, and its fsync is free).
+fn scratch_root() -> tempfile::TempDir {
+    let shm = Path::new("/dev/shm");
+    if shm.is_dir()
+        && let Ok(d) = tempfile::Builder::new()
+            .prefix("tally-power-loss-")
+            .tempdir_in(shm)
+    {
+        return d;
+    }
+    tempfile::tempdir().unwrap()
+}
+
+/// Checks every crash point of `log`.
+fn check_all(mode: Mode, seed: u64, log: &[Op], t: &Trace) -> Totals {
+    let opts = options(mode);
+    let mut model = Model::new();
+    let mut rng = Rng::new(seed ^ 0x5EED_C4A5_4000_0000);
+    let scratch = scratch_root();
+    let mut totals = Totals {
+        points: log.len() + 1,
+        ..Totals::default()
+    };
+    for k in 0..=log.len() {
+        if k > 0 {
+            model.apply(&log[k - 1]);
+        }
+        let exp = Expect::at(t, k);
+        for img in 0..2 + RANDOM_IMAGES {
+            let kind = match img {
+                0 => CrashKind::DurableOnly,
+                1 => CrashKind::Everything,
+                _ => CrashKind::Random,
+            };
+            let root: PathBuf = scratch.path().join(format!("k{k}-{img}"));
+            std::fs::create_dir(&root).unwrap();
+            model.materialise(kind, &mut rng, &root);
+            match check_image(&root.join("j"), opts, t, &exp) {
+                Ok(o) => {
+                    totals.records += o.records;
+                    totals.torn += usize::from(o.torn);
+                    totals.beyond_acked += usize::from(o.beyond_acked);
+                }
+                Err(msg) => {
+                    let kept = scratch.keep();
+                    let from = k.saturating_sub(12);
+                    let recent: Vec<String> = log[from..k]
+                        .iter()
+                        .enumerate()
+                        .map(|(i, op)| format!("  op {}: {}", from + i + 1, describe(op)))
+                        .collect();
+                    panic!(
+                        "{mode:?} workload, seed {seed} (TALLY_POWER_LOSS_SEED={seed}): crash after op {k} of {}, image {img} ({kind:?}): {msg}\nexpected: {exp:?}\nimage kept in {}\nlast ops:\n{}",
+                        log.len(),
+                        kept.join(format!("k{k}-{img}")).display(),
+                        recent.join("\n")
+                    );
+                }
+            }
+            std::fs::remove_dir_all(&root).unwrap();
+            totals.images += 1;
+        }
+    }
+    totals
+}
+
+fn power_loss(mode: Mode, default_seed: u64) {
+    let seed = seed_for(default_seed);
+    let base = tempfile::tempdir().unwrap();
+    let Some(mount) = mount_or_skip(base.path()) else {
+        return;
+    };
+    let h = mount.handle();
+    let started = Instant::now();
+    let Some(trace) = workload(mode, seed, mount.path(), &h) else {
+        return;
+    };
+    let log = h.log();
+    drop(mount);
+    let ran = started.elapsed();
+    let syncs = log.iter().filter(|o| o.is_sync()).count();
+    let started = Instant::now();
+    let totals = check_all(mode, seed, &log, &trace);
+    let acked = trace.acks.last().map_or(0, |a| a.1);
+    let count = |f: fn(&Op) -> bool| log.iter().filter(|o| f(o)).count();
+    let renames = count(|o| matches!(o, Op::Rename { .. }));
+    let creates = count(|o| matches!(o, Op::Create { .. }));
+    eprintln!(
+        "{mode:?} (seed {seed}, override with TALLY_POWER_LOSS_SEED): {} records appended, {acked} acknowledged, {} releases; {} logged ops ({} writes, {syncs} syncs, {creates} creates, {renames} renames) in {ran:.1?}; {} crash points x {} images = {} crash images recovered and checked ({} with a torn tail cut, {} with unacknowledged records recovered; {} records recovered) in {:.1?}",
+        trace.payloads.len(),
+        trace.releases.len(),
+        log.len(),
+        count(|o| matches!(o, Op::Write { .. })),
+        totals.points,
+        2 + RANDOM_IMAGES,
+        totals.images,
+        totals.torn,
+        totals.beyond_acked,
+        totals.records,
+        started.elapsed()
+    );
+    // The workload must have reached what it is meant to test.
+    assert!(acked > 0 && syncs > 0, "nothing was acknowledged");
+    assert!(renames >= 4, "too few segment renames: {renames}");
+    assert!(totals.torn > 0, "no crash image had a torn tail");
+    assert!(
+        totals.beyond_acked > 0,
+        "no crash image kept unacknowledged records"
+    );
+}
+
+#[test]
+fn power_loss_direct_commits() {
+    power_loss(Mode::Direct, 0x7A11_0001);
+}
+
+#[test]
+fn power_loss_io_uring_commits() {
+    power_loss(Mode::Uring, 0x7A11_0002);
+}
+
+#[test]
+fn power_loss_pipelined_commits() {
+    power_loss(Mode::Pipelined, 0x7A11_0003);
+}
+
+/// `flock` works on a FUSE file system without lock operations (the kernel locks
+/// locally): a second writer on the same directory is refused.
+#[test]
+fn the_directory_lock_holds_on_fuse() {
+    let base = tempfile::tempdir().unwrap();
+    let Some(mount) = mount_or_skip(base.path()) else {
+        return;
+    };
+    let dir = mount.path().join("j");
+    let Some(j) = open_or_skip(&dir, options(Mode::Direct)) else {
+        return;
+    };
+    match Journal::open(&dir, options(Mode::Direct)) {
+        Err(JournalError::Locked { .. }) => {}
+        other => panic!("a second writer was not refused: {other:?}"),
+    }
+    drop(j);
+    drop(Journal::open(&dir, options(Mode::Direct)).unwrap());
+}
