@@ -34,6 +34,11 @@ use tally_uring::{Journal, JournalError, JournalOptions, RingError};
 const RANDOM_IMAGES: usize = 14;
 /// Commit rounds per workload.
 const ROUNDS: u32 = 160;
+/// Torn crash images per workload that are recovered again on the crash file system, with
+/// a power loss at every step of that recovery and of the rounds after it.
+const SEEDS: usize = 6;
+/// Commit rounds after each of those recoveries.
+const SEED_ROUNDS: u32 = 12;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
@@ -129,11 +134,12 @@ fn open_or_skip(dir: &Path, opts: JournalOptions) -> Option<Journal> {
     }
 }
 
-/// Mounts a fresh crash file system on `dir/mnt`, or prints why it cannot (off CI).
-fn mount_or_skip(dir: &Path) -> Option<Mount> {
+/// Mounts a fresh crash file system on `dir/mnt` (holding a durable copy of `seed`, if
+/// given), or prints why it cannot (off CI).
+fn mount_or_skip(dir: &Path, seed: Option<&Path>) -> Option<Mount> {
     let mnt = dir.join("mnt");
     std::fs::create_dir(&mnt).unwrap();
-    match Mount::new(&mnt) {
+    match Mount::new(&mnt, seed) {
         Ok(m) => Some(m),
         Err(e) if std::env::var_os("CI").is_none() => {
             eprintln!("skipping: cannot mount the FUSE crash file system: {e}");
@@ -157,13 +163,20 @@ fn append(j: &mut Journal, t: &mut Trace, seed: u64, n: u64) {
     }
 }
 
-/// Runs the workload on the mounted file system and returns what was acknowledged when.
-/// `None` when the journal cannot run here (io_uring refused, off CI).
-fn workload(mode: Mode, seed: u64, mnt: &Path, h: &Handle) -> Option<Trace> {
+/// Runs `rounds` rounds of the workload on the mounted file system (on top of `t`, what
+/// the journal there already holds) and returns what was acknowledged when. `None` when
+/// the journal cannot run here (io_uring refused, off CI).
+fn workload(
+    mode: Mode,
+    seed: u64,
+    mnt: &Path,
+    h: &Handle,
+    rounds: u32,
+    mut t: Trace,
+) -> Option<Trace> {
     let dir = mnt.join("j");
     let opts = options(mode);
     let mut rng = Rng::new(seed);
-    let mut t = Trace::default();
     let mut j = open_or_skip(&dir, opts)?;
     let ack = |t: &mut Trace, j: &Journal| {
         let d = j.durable_seq();
@@ -172,7 +185,7 @@ fn workload(mode: Mode, seed: u64, mnt: &Path, h: &Handle) -> Option<Trace> {
         }
         t.acks.push((h.ops(), d));
     };
-    for round in 0..ROUNDS {
+    for round in 0..rounds {
         // Mostly small groups; now and then one larger than a group buffer.
         let n = if rng.percent(10) {
             24 + rng.below(24)
@@ -225,7 +238,7 @@ fn workload(mode: Mode, seed: u64, mnt: &Path, h: &Handle) -> Option<Trace> {
                 live_first: live_first(h),
             });
         }
-        if round == ROUNDS / 2 {
+        if round == rounds / 2 {
             // A clean close and a reopen on the live file system: the open's own writes
             // and syncs are crash-tested too.
             j.wait_durable(j.next_seq() - 1).unwrap();
@@ -287,11 +300,12 @@ impl Expect {
 /// Recovered records: (sequence number, payload).
 type Records = Vec<(u64, Vec<u8>)>;
 
-fn replay_all(dir: &Path) -> Result<Records, String> {
+/// Every record `replay` delivers, and whether it reported a torn tail.
+fn replay_all(dir: &Path) -> Result<(Records, bool), String> {
     let mut got = Vec::new();
-    Journal::replay(dir, |s, p| got.push((s, p.to_vec())))
+    let report = Journal::replay(dir, |s, p| got.push((s, p.to_vec())))
         .map_err(|e| format!("replay failed: {e}"))?;
-    Ok(got)
+    Ok((got, report.torn_tail.is_some()))
 }
 
 /// What one recovered crash image held.
@@ -301,6 +315,17 @@ struct Outcome {
     torn: bool,
     /// Records beyond the acknowledged ones came back.
     beyond_acked: bool,
+    /// The image, copied before recovery (see `check_image`'s `keep`).
+    kept: Option<Seeded>,
+}
+
+/// A torn crash image kept to be recovered on the crash file system.
+struct Seeded {
+    /// Holds the journal directory `j`.
+    root: PathBuf,
+    /// First and last record it holds.
+    first: u64,
+    last: u64,
 }
 
 /// Counts over every crash image of a workload.
@@ -313,19 +338,49 @@ struct Totals {
     beyond_acked: usize,
 }
 
-/// Recovers one crash image and checks it.
+/// Recovers one crash image and checks it. With `keep`, an image with a torn tail and
+/// records is first copied there (to be recovered again on the crash file system).
 fn check_image(
     dir: &Path,
     opts: JournalOptions,
     t: &Trace,
     exp: &Expect,
+    keep: Option<&Path>,
 ) -> Result<Outcome, String> {
     let mut got = Vec::new();
+    let mut kept = None;
     if dir.exists() {
-        got = replay_all(dir)?;
+        let (records, torn) = replay_all(dir)?;
+        got = records;
+        if let (Some(to), true, Some(first), Some(last)) = (keep, torn, got.first(), got.last()) {
+            let j = to.join("j");
+            std::fs::create_dir_all(&j).unwrap();
+            for e in std::fs::read_dir(dir).unwrap() {
+                let e = e.unwrap();
+                std::fs::copy(e.path(), j.join(e.file_name())).unwrap();
+            }
+            kept = Some(Seeded {
+                root: to.to_path_buf(),
+                first: first.0,
+                last: last.0,
+            });
+        }
     } else if exp.acked > exp.released {
         return Err("the journal directory is gone although records were acknowledged".into());
     }
+    let last = check_records(&got, t, exp)?;
+    let (records, torn) = recover_and_extend(dir, opts, t, got)?;
+    Ok(Outcome {
+        records,
+        torn,
+        beyond_acked: last > exp.acked,
+        kept,
+    })
+}
+
+/// Checks what replay delivered against what was appended and acknowledged; returns the
+/// last sequence number delivered (0 if none).
+fn check_records(got: &Records, t: &Trace, exp: &Expect) -> Result<u64, String> {
     for (i, (seq, p)) in got.iter().enumerate() {
         if *seq != got[0].0 + i as u64 {
             return Err(format!(
@@ -365,7 +420,19 @@ fn check_image(
             exp.floor
         ));
     }
-    // Recovery proper, then the recovered journal must take new records.
+    Ok(last)
+}
+
+/// Recovery proper (`open_with_report`), which must agree with what replay delivered
+/// (`got`); then the recovered journal must take three new records, and replay must
+/// deliver exactly `got` and them. Returns (records recovered, torn tail cut).
+fn recover_and_extend(
+    dir: &Path,
+    opts: JournalOptions,
+    t: &Trace,
+    got: Records,
+) -> Result<(u64, bool), String> {
+    let last = got.last().map_or(0, |r| r.0);
     let (mut j, report) =
         Journal::open_with_report(dir, opts).map_err(|e| format!("open failed: {e}"))?;
     if report.records != got.len() as u64 || (!got.is_empty() && report.last_seq != last) {
@@ -382,8 +449,17 @@ fn check_image(
             "after recovering through {last} the next record gets {next}"
         ));
     }
+    // The payloads first appended with these sequence numbers, where there were any (a
+    // client retrying what it never saw acknowledged): same sizes, so the new frames land
+    // exactly where the lost ones were, and a leftover of the torn group that recovery
+    // failed to wipe would line up and be replayed as a record after them.
     let fresh: Vec<Vec<u8>> = (0..3u64)
-        .map(|i| format!("after the crash {i}").into_bytes())
+        .map(|i| {
+            t.payloads
+                .get((next - 1 + i) as usize)
+                .cloned()
+                .unwrap_or_else(|| format!("after the crash {i}").into_bytes())
+        })
         .collect();
     for p in &fresh {
         j.append(p)
@@ -392,7 +468,7 @@ fn check_image(
     j.commit()
         .map_err(|e| format!("commit after recovery failed: {e}"))?;
     drop(j);
-    let again = replay_all(dir).map_err(|e| format!("after recovery and 3 appends: {e}"))?;
+    let (again, _) = replay_all(dir).map_err(|e| format!("after recovery and 3 appends: {e}"))?;
     let want: Records = got
         .into_iter()
         .chain(
@@ -413,11 +489,7 @@ fn check_image(
             want.last().map(|r| r.0),
         ));
     }
-    Ok(Outcome {
-        records: report.records,
-        torn: report.torn_tail.is_some(),
-        beyond_acked: last > exp.acked,
-    })
+    Ok((report.records, report.torn_tail.is_some()))
 }
 
 fn describe(op: &Op) -> String {
@@ -442,19 +514,32 @@ fn scratch_root() -> tempfile::TempDir {
     tempfile::tempdir().unwrap()
 }
 
-/// Checks every crash point of `log`.
-fn check_all(mode: Mode, seed: u64, log: &[Op], t: &Trace) -> Totals {
+/// Checks every crash point of `log` from op `from` on. With `keep`, up to [`SEEDS`] torn
+/// images spread over the log are kept there.
+fn check_all(
+    mode: Mode,
+    seed: u64,
+    log: &[Op],
+    t: &Trace,
+    from: usize,
+    keep: Option<&Path>,
+) -> (Totals, Vec<Seeded>) {
     let opts = options(mode);
     let mut model = Model::new();
     let mut rng = Rng::new(seed ^ 0x5EED_C4A5_4000_0000);
     let scratch = scratch_root();
     let mut totals = Totals {
-        points: log.len() + 1,
+        points: log.len() + 1 - from,
         ..Totals::default()
     };
+    let mut seeds = Vec::new();
+    let mut next_keep = 0;
     for k in 0..=log.len() {
         if k > 0 {
             model.apply(&log[k - 1]);
+        }
+        if k < from {
+            continue;
         }
         let exp = Expect::at(t, k);
         for img in 0..2 + RANDOM_IMAGES {
@@ -466,8 +551,15 @@ fn check_all(mode: Mode, seed: u64, log: &[Op], t: &Trace) -> Totals {
             let root: PathBuf = scratch.path().join(format!("k{k}-{img}"));
             std::fs::create_dir(&root).unwrap();
             model.materialise(kind, &mut rng, &root);
-            match check_image(&root.join("j"), opts, t, &exp) {
+            let keep_to = keep
+                .filter(|_| seeds.len() < SEEDS && k >= next_keep)
+                .map(|d| d.join(format!("k{k}-{img}")));
+            match check_image(&root.join("j"), opts, t, &exp, keep_to.as_deref()) {
                 Ok(o) => {
+                    if let Some(s) = o.kept {
+                        seeds.push(s);
+                        next_keep = k + log.len() / SEEDS;
+                    }
                     totals.records += o.records;
                     totals.torn += usize::from(o.torn);
                     totals.beyond_acked += usize::from(o.beyond_acked);
@@ -492,18 +584,53 @@ fn check_all(mode: Mode, seed: u64, log: &[Op], t: &Trace) -> Totals {
             totals.images += 1;
         }
     }
-    totals
+    (totals, seeds)
+}
+
+/// Recovers the torn image `seeded` on a crash file system holding it as durable state
+/// and runs [`SEED_ROUNDS`] more rounds; checks every crash point from the recovery's
+/// first operation on. The records the image held count as acknowledged from the start.
+fn after_recovery(mode: Mode, seed: u64, seeded: &Seeded, t: &Trace) -> Totals {
+    let base = tempfile::tempdir().unwrap();
+    let mount = Mount::new(
+        &{
+            let m = base.path().join("mnt");
+            std::fs::create_dir(&m).unwrap();
+            m
+        },
+        Some(&seeded.root),
+    )
+    .unwrap();
+    let h = mount.handle();
+    let from = h.ops();
+    let held = Trace {
+        payloads: t.payloads[..seeded.last as usize].to_vec(),
+        acks: vec![(from, seeded.last)],
+        releases: vec![Release {
+            start: 0,
+            end: from,
+            arg: seeded.first - 1,
+            live_first: seeded.first,
+        }],
+    };
+    // Another payload seed: a record of the torn group that came back after the new
+    // records were written would not match.
+    let seed = seed ^ 0x0A17_E4C4_A500_0000;
+    let t = workload(mode, seed, mount.path(), &h, SEED_ROUNDS, held).unwrap();
+    let log = h.log();
+    drop(mount);
+    check_all(mode, seed, &log, &t, from, None).0
 }
 
 fn power_loss(mode: Mode, default_seed: u64) {
     let seed = seed_for(default_seed);
     let base = tempfile::tempdir().unwrap();
-    let Some(mount) = mount_or_skip(base.path()) else {
+    let Some(mount) = mount_or_skip(base.path(), None) else {
         return;
     };
     let h = mount.handle();
     let started = Instant::now();
-    let Some(trace) = workload(mode, seed, mount.path(), &h) else {
+    let Some(trace) = workload(mode, seed, mount.path(), &h, ROUNDS, Trace::default()) else {
         return;
     };
     let log = h.log();
@@ -511,7 +638,8 @@ fn power_loss(mode: Mode, default_seed: u64) {
     let ran = started.elapsed();
     let syncs = log.iter().filter(|o| o.is_sync()).count();
     let started = Instant::now();
-    let totals = check_all(mode, seed, &log, &trace);
+    let keep = base.path().join("torn");
+    let (totals, seeds) = check_all(mode, seed, &log, &trace, 0, Some(&keep));
     let acked = trace.acks.last().map_or(0, |a| a.1);
     let count = |f: fn(&Op) -> bool| log.iter().filter(|o| f(o)).count();
     let renames = count(|o| matches!(o, Op::Rename { .. }));
@@ -538,6 +666,31 @@ fn power_loss(mode: Mode, default_seed: u64) {
         totals.beyond_acked > 0,
         "no crash image kept unacknowledged records"
     );
+    assert!(
+        seeds.len() >= SEEDS / 2,
+        "too few torn images kept: {}",
+        seeds.len()
+    );
+
+    // A power loss during (and after) the recovery of a torn image.
+    let started = Instant::now();
+    let mut again = Totals::default();
+    for s in &seeds {
+        let t = after_recovery(mode, seed, s, &trace);
+        again.points += t.points;
+        again.images += t.images;
+        again.torn += t.torn;
+        again.records += t.records;
+    }
+    eprintln!(
+        "{mode:?}: {} torn images recovered again on the crash file system, {} more rounds each: {} crash points, {} crash images checked ({} with a torn tail cut) in {:.1?}",
+        seeds.len(),
+        SEED_ROUNDS,
+        again.points,
+        again.images,
+        again.torn,
+        started.elapsed()
+    );
 }
 
 #[test]
@@ -560,7 +713,7 @@ fn power_loss_pipelined_commits() {
 #[test]
 fn the_directory_lock_holds_on_fuse() {
     let base = tempfile::tempdir().unwrap();
-    let Some(mount) = mount_or_skip(base.path()) else {
+    let Some(mount) = mount_or_skip(base.path(), None) else {
         return;
     };
     let dir = mount.path().join("j");

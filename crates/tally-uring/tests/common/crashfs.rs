@@ -279,6 +279,38 @@ impl State {
         Ok(ino)
     }
 
+    /// Copies the tree under `dir` into directory `ino` as durable state: every file is
+    /// created, written and synced, every directory synced after its entries.
+    fn seed_from(&mut self, ino: u64, dir: &Path) {
+        let mut entries: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap())
+            .collect();
+        entries.sort_by_key(std::fs::DirEntry::file_name);
+        for e in entries {
+            let name = e.file_name();
+            if e.file_type().unwrap().is_dir() {
+                let child = self.new_node(ino, &name, true).unwrap();
+                self.seed_from(child, &e.path());
+            } else {
+                let child = self.new_node(ino, &name, false).unwrap();
+                let data = std::fs::read(e.path()).unwrap();
+                if !data.is_empty() {
+                    self.apply(Op::Write {
+                        ino: child,
+                        off: 0,
+                        data,
+                    });
+                }
+                self.apply(Op::Fsync {
+                    ino: child,
+                    datasync: false,
+                });
+            }
+        }
+        self.apply(Op::FsyncDir { ino });
+    }
+
     fn remove(&mut self, parent: u64, name: &OsStr, want_dir: bool) -> Result<(), Errno> {
         let ino = *self.dir(parent)?.get(name).ok_or(Errno::ENOENT)?;
         match (self.nodes.get(&ino), want_dir) {
@@ -770,18 +802,24 @@ pub struct Mount {
 }
 
 impl Mount {
-    /// Mounts a fresh, empty file system on the existing empty directory `path`.
+    /// Mounts a fresh file system on the existing empty directory `path`: empty, or with
+    /// a durable copy of the tree under `seed` (logged as creates, writes and syncs, so
+    /// the log's first [`Handle::ops`] operations rebuild it).
     ///
     /// # Errors
     /// Why the kernel refused (no `/dev/fuse`, no permission to mount, ...).
-    pub fn new(path: &Path) -> std::io::Result<Self> {
+    pub fn new(path: &Path, seed: Option<&Path>) -> std::io::Result<Self> {
         if !Path::new("/dev/fuse").exists() {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::NotFound,
                 "/dev/fuse is missing (kernel without FUSE, or a container without the device)",
             ));
         }
-        let state = Arc::new(Mutex::new(State::new()));
+        let mut initial = State::new();
+        if let Some(seed) = seed {
+            initial.seed_from(ROOT, seed);
+        }
+        let state = Arc::new(Mutex::new(initial));
         let mut config = fuser::Config::default();
         config.mount_options = vec![
             fuser::MountOption::FSName("crashfs".into()),
