@@ -397,7 +397,10 @@ const SLOT_BITS: u32 = 21;
 const SLOT_MASK: u64 = (1 << SLOT_BITS) - 1;
 /// One step of a slot's generation, in `user_data` units.
 const GENERATION_STEP: u64 = 1 << SLOT_BITS;
-const _: () = assert!((MAX_IN_FLIGHT as u64) < SLOT_MASK, "slot indexes must fit below the all-ones index");
+const _: () = assert!(
+    (MAX_IN_FLIGHT as u64) < SLOT_MASK,
+    "slot indexes must fit below the all-ones index"
+);
 
 /// `user_data` of the entries [`Ring`]'s drop queues itself: its slot index (all ones in
 /// the slot bits) never exists, so their completions are foreign to the slab.
@@ -615,10 +618,7 @@ impl Slab {
         for cqe in std::iter::once(first).chain(&mut cqes) {
             let ud = cqe.user_data();
             let idx = (ud & SLOT_MASK) as u32;
-            let Some(slot) = slots
-                .get_mut(idx as usize)
-                .filter(|s| s.user_data == ud)
-            else {
+            let Some(slot) = slots.get_mut(idx as usize).filter(|s| s.user_data == ud) else {
                 t.foreign += 1;
                 continue;
             };
@@ -2264,7 +2264,10 @@ mod tests {
             assert!(seen.insert(ud), "user_data {ud:#x} handed out twice");
             s.release(idx, &mut pool);
             assert!(!s.slots[idx as usize].busy());
-            assert_ne!(s.slots[idx as usize].user_data, ud, "a released slot still matches");
+            assert_ne!(
+                s.slots[idx as usize].user_data, ud,
+                "a released slot still matches"
+            );
         }
         assert_eq!(s.in_flight, 0);
     }
