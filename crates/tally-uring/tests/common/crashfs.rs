@@ -29,6 +29,13 @@
 //!   `fallocate`, truncation); bytes never written read as zeros.
 //! * An inode that no surviving directory entry names is gone.
 //!
+//! One limit of observing from the daemon: a sync is credited with every write the daemon
+//! handled before it. The kernel forwards an `fsync` to the daemon after the call began
+//! (for io_uring, whenever its worker gets to it), so a write that raced with a sync
+//! already in flight may count as covered by it although the kernel promises nothing for
+//! it. A program that relied on an earlier sync for a later write is caught only in runs
+//! where the daemon sees that write after the sync.
+//!
 //! [`Model`] replays a log prefix; [`Model::materialise`] writes one random crash image of
 //! it into an ordinary directory (recovery only needs the files).
 #![allow(
@@ -488,6 +495,28 @@ impl Filesystem for CrashFs {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(e),
         }
+    }
+
+    fn symlink(
+        &self,
+        _req: &Request,
+        _parent: INodeNo,
+        _link_name: &OsStr,
+        _target: &Path,
+        reply: ReplyEntry,
+    ) {
+        reply.error(Errno::ENOSYS);
+    }
+
+    fn link(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _newparent: INodeNo,
+        _newname: &OsStr,
+        reply: ReplyEntry,
+    ) {
+        reply.error(Errno::ENOSYS);
     }
 
     fn rename(
