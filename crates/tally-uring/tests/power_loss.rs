@@ -58,7 +58,7 @@ fn options(mode: Mode) -> JournalOptions {
         .segment_bytes(64 << 10)
         .group_buffer_bytes(16 << 10)
         .max_record_bytes(2048)
-        .max_free_segments(2);
+        .max_free_segments(1);
     match mode {
         Mode::Direct => base,
         Mode::Uring => base.direct_commit(false).prewrite(false).spare_segments(1),
@@ -227,7 +227,7 @@ fn workload(
                 }
             }
         }
-        if round % 8 == 7 {
+        if round % 8 == 7 && rng.percent(60) {
             let arg = j.durable_seq().saturating_sub(rng.below(150));
             let start = h.ops();
             j.release_through(arg).unwrap();
@@ -644,8 +644,12 @@ fn power_loss(mode: Mode, default_seed: u64) {
     let count = |f: fn(&Op) -> bool| log.iter().filter(|o| f(o)).count();
     let renames = count(|o| matches!(o, Op::Rename { .. }));
     let creates = count(|o| matches!(o, Op::Create { .. }));
+    let deletes = count(|o| matches!(o, Op::Unlink { .. }));
+    let reused = count(
+        |o| matches!(o, Op::Rename { name, .. } if name.to_string_lossy().starts_with("free-")),
+    );
     eprintln!(
-        "{mode:?} (seed {seed}, override with TALLY_POWER_LOSS_SEED): {} records appended, {acked} acknowledged, {} releases; {} logged ops ({} writes, {syncs} syncs, {creates} creates, {renames} renames) in {ran:.1?}; {} crash points x {} images = {} crash images recovered and checked ({} with a torn tail cut, {} with unacknowledged records recovered; {} records recovered) in {:.1?}",
+        "{mode:?} (seed {seed}, override with TALLY_POWER_LOSS_SEED): {} records appended, {acked} acknowledged, {} releases; {} logged ops ({} writes, {syncs} syncs, {creates} creates, {renames} renames of which {reused} reuse a released segment, {deletes} deletes) in {ran:.1?}; {} crash points x {} images = {} crash images recovered and checked ({} with a torn tail cut, {} with unacknowledged records recovered; {} records recovered) in {:.1?}",
         trace.payloads.len(),
         trace.releases.len(),
         log.len(),
@@ -661,6 +665,8 @@ fn power_loss(mode: Mode, default_seed: u64) {
     // The workload must have reached what it is meant to test.
     assert!(acked > 0 && syncs > 0, "nothing was acknowledged");
     assert!(renames >= 4, "too few segment renames: {renames}");
+    assert!(reused >= 2, "too few released segments reused: {reused}");
+    assert!(deletes >= 1, "no released segment was deleted");
     assert!(totals.torn > 0, "no crash image had a torn tail");
     assert!(
         totals.beyond_acked > 0,
