@@ -114,6 +114,8 @@ struct Trace {
     /// (op count after the call returned, durable sequence number it reported).
     acks: Vec<(usize, u64)>,
     releases: Vec<Release>,
+    /// Groups larger than a buffer, written out before their commit (journal statistics).
+    write_outs: u64,
 }
 
 /// First sequence number of the oldest live segment in the daemon's live tree.
@@ -251,6 +253,7 @@ fn workload(
             // and syncs are crash-tested too.
             j.wait_durable(j.next_seq() - 1).unwrap();
             ack(&mut t, &j);
+            t.write_outs += j.stats().snapshot().write_outs;
             drop(j);
             j = Journal::open(&dir, opts).unwrap();
         }
@@ -260,6 +263,7 @@ fn workload(
     append(&mut j, &mut t, seed, 3);
     j.start_commit().unwrap();
     append(&mut j, &mut t, seed, 2);
+    t.write_outs += j.stats().snapshot().write_outs;
     drop(j);
     Some(t)
 }
@@ -328,6 +332,7 @@ fn shared_workload(
             live_first: live_first(daemon),
         });
     }
+    trace.write_outs += journal.stats().snapshot().write_outs;
     drop(journal);
     for (i, (seq, bytes)) in got.into_iter().enumerate() {
         assert_eq!(
@@ -689,6 +694,7 @@ fn after_recovery(mode: Mode, seed: u64, seeded: &Seeded, t: &Trace) -> Totals {
     let from = h.ops();
     let held = Trace {
         payloads: t.payloads[..seeded.last as usize].to_vec(),
+        write_outs: 0,
         acks: vec![(from, seeded.last)],
         releases: vec![Release {
             start: 0,
@@ -733,11 +739,12 @@ fn power_loss(mode: Mode, default_seed: u64) {
         |o| matches!(o, Op::Rename { name, .. } if name.to_string_lossy().starts_with("free-")),
     );
     eprintln!(
-        "{mode:?} (seed {seed}, override with TALLY_POWER_LOSS_SEED): {} records appended, {acked} acknowledged, {} releases; {} logged ops ({} writes, {syncs} syncs, {creates} creates, {renames} renames of which {reused} reuse a released segment, {deletes} deletes) in {ran:.1?}; {} crash points x {} images = {} crash images recovered and checked ({} with a torn tail cut, {} with unacknowledged records recovered; {} records recovered) in {:.1?}",
+        "{mode:?} (seed {seed}, override with TALLY_POWER_LOSS_SEED): {} records appended, {acked} acknowledged, {} releases; {} logged ops ({} writes, {syncs} syncs, {creates} creates, {renames} renames of which {reused} reuse a released segment, {deletes} deletes; {} groups written out before their commit) in {ran:.1?}; {} crash points x {} images = {} crash images recovered and checked ({} with a torn tail cut, {} with unacknowledged records recovered; {} records recovered) in {:.1?}",
         trace.payloads.len(),
         trace.releases.len(),
         log.len(),
         count(|o| matches!(o, Op::Write { .. })),
+        trace.write_outs,
         totals.points,
         2 + RANDOM_IMAGES,
         totals.images,
@@ -756,6 +763,10 @@ fn power_loss(mode: Mode, default_seed: u64) {
         "too few released segments reused: {reused}"
     );
     assert!(deletes + 1 > single, "no released segment was deleted");
+    assert!(
+        trace.write_outs + 1 > single as u64,
+        "no group was larger than a buffer"
+    );
     assert!(totals.torn > 0, "no crash image had a torn tail");
     assert!(
         totals.beyond_acked > 0,
