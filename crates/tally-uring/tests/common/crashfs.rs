@@ -29,12 +29,13 @@
 //!   `fallocate`, truncation); bytes never written read as zeros.
 //! * An inode that no surviving directory entry names is gone.
 //!
-//! One limit of observing from the daemon: a sync is credited with every write the daemon
-//! handled before it. The kernel forwards an `fsync` to the daemon after the call began
-//! (for io_uring, whenever its worker gets to it), so a write that raced with a sync
-//! already in flight may count as covered by it although the kernel promises nothing for
-//! it. A program that relied on an earlier sync for a later write is caught only in runs
-//! where the daemon sees that write after the sync.
+//! Syncs are credited as the kernel orders them: FUSE's `fsync` holds the inode lock that
+//! buffered writes take (`fuse_fsync`), so the daemon sees a sync after every write that
+//! got the lock before it and before any write that did not. A sync is therefore credited
+//! with the writes that completed before it started flushing, as on a local file system;
+//! with io_uring that can include a write issued after the sync was submitted but run
+//! before the worker got to the sync, which POSIX does not promise. A program relying on
+//! that is caught only in runs where the sync gets the lock first.
 //!
 //! [`Model`] replays a log prefix; [`Model::materialise`] writes one random crash image of
 //! it into an ordinary directory (recovery only needs the files).
