@@ -863,7 +863,16 @@ impl Mount {
             },
             path,
             &config,
-        )?;
+        )
+        .map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!(
+                    "mounting FUSE on {}: {e} (the direct mount(2) needs root or CAP_SYS_ADMIN; when it is refused, fuser falls back to the fusermount3 helper of the fuse3 package)",
+                    path.display()
+                ),
+            )
+        })?;
         Ok(Self {
             path: path.to_path_buf(),
             handle: Handle { state },
