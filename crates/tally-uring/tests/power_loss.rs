@@ -906,15 +906,21 @@ fn crashfs_logs_in_order_and_models_durability() {
         (b"helloworld".to_vec(), Some(vec![7u8; 1500]))
     );
     let mut seen = std::collections::HashSet::new();
-    for _ in 0..200 {
+    for _ in 0..2000 {
         let (b, c) = image(CrashKind::Random, &mut rng);
-        assert!(
-            [&b"hello"[..], b"helloworld", b"hello\0\0\0\0\0"].contains(&b.as_slice()),
-            "{b:?}"
-        );
+        // The synced "hello" always; the unsynced "world" whole, not at all (zeros if the
+        // longer size survived), or, its sector torn, random bytes.
+        let tail = match b.get(5..) {
+            _ if !b.starts_with(b"hello") => panic!("synced data damaged: {b:?}"),
+            Some([]) => "short",
+            Some(b"world") => "world",
+            Some([0, 0, 0, 0, 0]) => "zeros",
+            Some(t) if t.len() == 5 => "noise",
+            _ => panic!("impossible size: {b:?}"),
+        };
         // c's data was synced: if its entry survived, all of it did.
         assert!(c.as_ref().is_none_or(|c| c == &vec![7u8; 1500]));
-        seen.insert((b, c.is_some()));
+        seen.insert((tail, c.is_some()));
     }
-    assert_eq!(seen.len(), 6, "not every allowed image was drawn: {seen:?}");
+    assert_eq!(seen.len(), 8, "not every allowed image was drawn: {seen:?}");
 }

@@ -24,7 +24,9 @@
 //!   the other, each kept or lost on its own; the journal never does one).
 //! * Pending (unsynced) data writes: a crash keeps a random *subset* of them, each either
 //!   whole or torn at 512-byte sector granularity (a random subset of the sectors it
-//!   touches), applied in log order over the durable content. A file's size after a crash
+//!   touches), applied in log order over the durable content. In some images a sector a
+//!   torn write did not complete holds random bytes instead (a device whose sector writes
+//!   are not atomic); synced data is never damaged. A file's size after a crash
 //!   is its durable size or one of the sizes it had since its last sync (extending writes,
 //!   `fallocate`, truncation); bytes never written read as zeros.
 //! * An inode that no surviving directory entry names is gone.
@@ -1115,6 +1117,9 @@ impl Model {
         // Per image, how likely a pending write is to survive and to be torn.
         let keep_pct = [10, 50, 90][rng.below(3) as usize];
         let tear_pct = [0, 30, 70][rng.below(3) as usize];
+        // In some images a sector a torn write did not complete holds random bytes (a
+        // device whose sector writes are not atomic).
+        let garbage = rng.percent(30);
         let mut img = f.durable.clone();
         for (off, data) in &f.pending {
             if !rng.percent(keep_pct) {
@@ -1130,6 +1135,9 @@ impl Model {
                 let (a, b) = (s.max(*off), (s + SECTOR).min(end));
                 if rng.percent(50) {
                     write_at(&mut img, a, &data[(a - off) as usize..(b - off) as usize]);
+                } else if garbage && rng.percent(50) {
+                    let noise: Vec<u8> = (a..b).map(|_| rng.next_u64() as u8).collect();
+                    write_at(&mut img, a, &noise);
                 }
                 s += SECTOR;
             }
