@@ -19,12 +19,31 @@
 #![deny(unsafe_code)]
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use self::sync::{
+    Arc, AtomicBool, AtomicU64, Condvar, JoinHandle, Mutex, MutexGuard, Ordering, ThreadBuilder,
+};
 use super::{Journal, JournalError, JournalOptions};
+
+/// The synchronisation the hand-over protocol uses, swapped for loom's under
+/// `--cfg tally_uring_loom` so that the loom model checker can explore every interleaving
+/// (see the `loom_models` tests below).
+mod sync {
+    #[cfg(tally_uring_loom)]
+    pub(super) use loom::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    #[cfg(tally_uring_loom)]
+    pub(super) use loom::sync::{Arc, Condvar, Mutex, MutexGuard};
+    #[cfg(tally_uring_loom)]
+    pub(super) use loom::thread::{Builder as ThreadBuilder, JoinHandle};
+
+    #[cfg(not(tally_uring_loom))]
+    pub(super) use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    #[cfg(not(tally_uring_loom))]
+    pub(super) use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+    #[cfg(not(tally_uring_loom))]
+    pub(super) use std::thread::{Builder as ThreadBuilder, JoinHandle};
+}
 
 /// Options of the shared front end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -185,12 +204,12 @@ impl Drop for FailOnUnwind<'_> {
 
 /// Starts the journal thread running `body`; if `body` panics, the shared journal is
 /// marked failed and every waiter woken.
-fn spawn_worker(
+fn spawn_worker<T: Send + 'static>(
     inner: &Arc<Inner>,
-    body: impl FnOnce(&Inner) -> Result<Journal, JournalError> + Send + 'static,
-) -> std::io::Result<JoinHandle<Result<Journal, JournalError>>> {
+    body: impl FnOnce(&Inner) -> T + Send + 'static,
+) -> std::io::Result<JoinHandle<T>> {
     let worker = Arc::clone(inner);
-    std::thread::Builder::new()
+    ThreadBuilder::new()
         .name("tally-journal".into())
         .spawn(move || {
             let _guard = FailOnUnwind(&worker);
@@ -200,9 +219,7 @@ fn spawn_worker(
 
 /// A journal on its own thread, shared by [`JournalHandle`]s.
 pub struct SharedJournal {
-    inner: Arc<Inner>,
-    thread: Option<JoinHandle<Result<Journal, JournalError>>>,
-    awake: Option<JoinHandle<()>>,
+    threads: Threads<Journal>,
 }
 
 impl std::fmt::Debug for SharedJournal {
@@ -257,20 +274,58 @@ impl SharedJournal {
             shared,
             journal.opts.max_record_bytes,
         ));
-        let awake = if shared.keep_awake {
-            let poller = Arc::clone(&inner);
-            Some(
-                std::thread::Builder::new()
-                    .name("tally-journal-awake".into())
-                    .spawn(move || keep_awake(&poller))
-                    .map_err(|e| JournalError::Stopped {
-                        reason: format!("spawning the keep-awake thread failed: {e}"),
-                    })?,
-            )
-        } else {
-            None
+        let poll = shared.keep_awake.then(WallPoll::new);
+        Ok(Self {
+            threads: Threads::start(inner, journal, WallClock, poll)?,
+        })
+    }
+
+    /// A handle for appending.
+    pub fn handle(&self) -> JournalHandle {
+        self.threads.handle()
+    }
+
+    /// Commits what is pending, stops the thread and gives the journal back.
+    ///
+    /// # Errors
+    /// The error that stopped the journal thread, if any.
+    pub fn close(mut self) -> Result<Journal, JournalError> {
+        self.threads.stop()
+    }
+}
+
+/// The journal thread (committing into a `S`) and the keep-awake thread of one shared
+/// journal; dropping it stops both.
+struct Threads<S> {
+    inner: Arc<Inner>,
+    thread: Option<JoinHandle<Result<S, JournalError>>>,
+    awake: Option<JoinHandle<()>>,
+}
+
+impl<S: Sink> Threads<S> {
+    /// Starts the journal thread committing into `sink` and, with `poll`, the keep-awake
+    /// thread.
+    fn start(
+        inner: Arc<Inner>,
+        sink: S,
+        clock: impl Clock,
+        poll: Option<impl Poll>,
+    ) -> Result<Self, JournalError> {
+        let awake = match poll {
+            Some(poll) => {
+                let poller = Arc::clone(&inner);
+                Some(
+                    ThreadBuilder::new()
+                        .name("tally-journal-awake".into())
+                        .spawn(move || keep_awake(&poller, poll))
+                        .map_err(|e| JournalError::Stopped {
+                            reason: format!("spawning the keep-awake thread failed: {e}"),
+                        })?,
+                )
+            }
+            None => None,
         };
-        let thread = spawn_worker(&inner, move |worker| run(journal, worker));
+        let thread = spawn_worker(&inner, move |worker| run(sink, worker, &clock));
         let mut this = Self {
             inner,
             thread: None,
@@ -287,23 +342,18 @@ impl SharedJournal {
         }
         Ok(this)
     }
+}
 
-    /// A handle for appending.
-    pub fn handle(&self) -> JournalHandle {
+impl<S> Threads<S> {
+    fn handle(&self) -> JournalHandle {
         JournalHandle {
             inner: Arc::clone(&self.inner),
         }
     }
 
-    /// Commits what is pending, stops the thread and gives the journal back.
-    ///
-    /// # Errors
-    /// The error that stopped the journal thread, if any.
-    pub fn close(mut self) -> Result<Journal, JournalError> {
-        self.stop()
-    }
-
-    fn stop(&mut self) -> Result<Journal, JournalError> {
+    /// Closes the inbox, lets the journal thread commit what is pending and joins it, then
+    /// stops the keep-awake thread.
+    fn stop(&mut self) -> Result<S, JournalError> {
         {
             let mut st = self.inner.lock();
             st.closed = true;
@@ -341,7 +391,7 @@ impl SharedJournal {
     }
 }
 
-impl Drop for SharedJournal {
+impl<S> Drop for Threads<S> {
     fn drop(&mut self) {
         if self.thread.is_some() {
             let _ = self.stop();
@@ -458,7 +508,75 @@ impl JournalHandle {
     }
 }
 
-fn run(mut journal: Journal, inner: &Inner) -> Result<Journal, JournalError> {
+/// What the journal thread does with a group: the real [`Journal`] in the library, an
+/// in-memory sink in the loom models.
+trait Sink: Send + 'static {
+    /// Appends the length-prefixed records in `group` and makes them durable; returns the
+    /// highest durable sequence number.
+    fn commit_group(&mut self, group: &[u8]) -> Result<u64, JournalError>;
+}
+
+impl Sink for Journal {
+    fn commit_group(&mut self, group: &[u8]) -> Result<u64, JournalError> {
+        for_each_record(group, |payload| self.append(payload).map(drop))?;
+        self.commit()
+    }
+}
+
+/// The linger's time: the wall clock in the library; in the loom models a deadline that
+/// passes when a timer thread fires, at any point of the interleaving.
+trait Clock: Send + 'static {
+    /// When a linger ends.
+    type Deadline: Copy;
+    /// What is left of a linger, for one wait.
+    type Left;
+    /// The deadline of a linger starting now.
+    fn deadline(&self, linger: Duration) -> Self::Deadline;
+    /// What is left until `deadline`; `None` once it has passed.
+    fn left(&self, deadline: Self::Deadline) -> Option<Self::Left>;
+    /// Waits on `cv` until notified or until `left` has passed.
+    fn wait_timeout<'a>(
+        &self,
+        cv: &Condvar,
+        st: MutexGuard<'a, State>,
+        left: Self::Left,
+    ) -> MutexGuard<'a, State>;
+}
+
+/// [`Clock`] on [`Instant`].
+struct WallClock;
+
+impl Clock for WallClock {
+    /// `None`: too far ahead for an [`Instant`], never.
+    type Deadline = Option<Instant>;
+    type Left = Duration;
+
+    fn deadline(&self, linger: Duration) -> Option<Instant> {
+        Instant::now().checked_add(linger)
+    }
+
+    fn left(&self, deadline: Option<Instant>) -> Option<Duration> {
+        match deadline {
+            Some(at) => at
+                .checked_duration_since(Instant::now())
+                .filter(|left| !left.is_zero()),
+            None => Some(Duration::MAX),
+        }
+    }
+
+    fn wait_timeout<'a>(
+        &self,
+        cv: &Condvar,
+        st: MutexGuard<'a, State>,
+        left: Duration,
+    ) -> MutexGuard<'a, State> {
+        cv.wait_timeout(st, left)
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .0
+    }
+}
+
+fn run<S: Sink, C: Clock>(mut sink: S, inner: &Inner, clock: &C) -> Result<S, JournalError> {
     let mut local: Vec<u8> = Vec::with_capacity(inner.opts.max_pending_bytes);
     let mut last_group = 1u64;
     loop {
@@ -471,23 +589,18 @@ fn run(mut journal: Journal, inner: &Inner) -> Result<Journal, JournalError> {
                 st.worker_waiting = false;
             }
             if st.inbox_records == 0 && st.closed {
-                return Ok(journal);
+                return Ok(sink);
             }
             // Linger for a group as large as the last one, bounded in time.
             if !inner.opts.linger.is_zero() && st.inbox_records < last_group && !st.closed {
-                let deadline = Instant::now() + inner.opts.linger;
+                let deadline = clock.deadline(inner.opts.linger);
                 st.wake_at = last_group;
                 while st.inbox_records < last_group && !st.closed {
-                    let now = Instant::now();
-                    if now >= deadline {
+                    let Some(left) = clock.left(deadline) else {
                         break;
-                    }
+                    };
                     st.worker_waiting = true;
-                    st = inner
-                        .work
-                        .wait_timeout(st, deadline - now)
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .0;
+                    st = clock.wait_timeout(&inner.work, st, left);
                     st.worker_waiting = false;
                 }
             }
@@ -498,7 +611,7 @@ fn run(mut journal: Journal, inner: &Inner) -> Result<Journal, JournalError> {
                 inner.done.notify_all(); // inbox space is free again
             }
         }
-        let result = append_all(&mut journal, &local).and_then(|()| journal.commit());
+        let result = sink.commit_group(&local);
         local.clear();
         match result {
             Ok(durable) => {
@@ -523,12 +636,65 @@ fn wait<'a>(cv: &Condvar, st: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// How the keep-awake thread polls: on the wall clock in `SCHED_IDLE` in the library; in
+/// the loom models yielding, with a grace period that is over at once.
+trait Poll: Send + 'static {
+    /// Prepares the calling thread; `false`: it must not poll (the thread returns).
+    fn enter(&mut self) -> bool;
+    /// A polling phase begins (the grace period starts).
+    fn start(&mut self);
+    /// One poll's pause.
+    fn spin(&mut self);
+    /// Records were in flight at this poll, with `durable` the highest durable sequence
+    /// number (the grace period starts again).
+    fn busy(&mut self, durable: u64);
+    /// Whether the grace period since the last busy poll is over.
+    fn grace_over(&self) -> bool;
+}
+
+/// [`Poll`] in `SCHED_IDLE` on [`Instant`].
+struct WallPoll {
+    last_busy: Instant,
+}
+
+impl WallPoll {
+    fn new() -> Self {
+        Self {
+            last_busy: Instant::now(),
+        }
+    }
+}
+
+impl Poll for WallPoll {
+    fn enter(&mut self) -> bool {
+        crate::sched::make_current_thread_idle().is_ok() // never poll at normal priority
+    }
+
+    fn start(&mut self) {
+        self.last_busy = Instant::now();
+    }
+
+    fn spin(&mut self) {
+        for _ in 0..64 {
+            std::hint::spin_loop();
+        }
+    }
+
+    fn busy(&mut self, _durable: u64) {
+        self.last_busy = Instant::now();
+    }
+
+    fn grace_over(&self) -> bool {
+        self.last_busy.elapsed() >= KEEP_AWAKE_GRACE
+    }
+}
+
 /// The keep-awake thread: in `SCHED_IDLE`, polls while records are handed over but not
 /// yet durable (and for [`KEEP_AWAKE_GRACE`] after), sleeps otherwise; returns on close or
 /// failure.
-fn keep_awake(inner: &Inner) {
-    if crate::sched::make_current_thread_idle().is_err() {
-        return; // never poll at normal priority
+fn keep_awake(inner: &Inner, mut poll: impl Poll) {
+    if !poll.enter() {
+        return;
     }
     let in_flight = || inner.durable.load(Ordering::Acquire) < inner.handed.load(Ordering::Acquire);
     loop {
@@ -548,14 +714,13 @@ fn keep_awake(inner: &Inner) {
         }
         // Poll while records are in flight and for a grace period after, which covers
         // the writers' wake-up after a commit and their next records.
-        let mut last_busy = Instant::now();
+        poll.start();
         while !inner.stopped.load(Ordering::Acquire) {
-            for _ in 0..64 {
-                std::hint::spin_loop();
-            }
-            if in_flight() {
-                last_busy = Instant::now();
-            } else if last_busy.elapsed() >= KEEP_AWAKE_GRACE {
+            poll.spin();
+            let durable = inner.durable.load(Ordering::Acquire);
+            if durable < inner.handed.load(Ordering::Acquire) {
+                poll.busy(durable);
+            } else if poll.grace_over() {
                 break;
             }
         }
@@ -565,17 +730,21 @@ fn keep_awake(inner: &Inner) {
 /// How long the keep-awake thread goes on polling after the last record became durable.
 const KEEP_AWAKE_GRACE: Duration = Duration::from_millis(1);
 
-fn append_all(journal: &mut Journal, mut buf: &[u8]) -> Result<(), JournalError> {
+/// Calls `f` with each payload of a group of length-prefixed records.
+fn for_each_record(
+    mut buf: &[u8],
+    mut f: impl FnMut(&[u8]) -> Result<(), JournalError>,
+) -> Result<(), JournalError> {
     while let Some((len, rest)) = buf.split_first_chunk::<4>() {
         let len = u32::from_le_bytes(*len) as usize;
         let (payload, rest) = rest.split_at_checked(len).unwrap_or((rest, &[]));
-        journal.append(payload)?;
+        f(payload)?;
         buf = rest;
     }
     Ok(())
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(tally_uring_loom)))]
 mod tests {
     #![allow(
         clippy::unwrap_used,
@@ -605,9 +774,11 @@ mod tests {
         })
         .unwrap();
         let shared = SharedJournal {
-            inner,
-            thread: Some(thread),
-            awake: None,
+            threads: Threads {
+                inner,
+                thread: Some(thread),
+                awake: None,
+            },
         };
         let h = shared.handle();
         assert_eq!(h.append(b"x").unwrap(), 1);
@@ -630,5 +801,477 @@ mod tests {
             Err(JournalError::Stopped { reason }) => assert!(reason.contains("panicked")),
             other => panic!("expected Stopped, got {other:?}"),
         }
+    }
+}
+
+/// Loom model checks of the hand-over protocol: the real `append`, `wait_durable`, journal
+/// thread loop, keep-awake loop and close, on loom's mutexes, condition variables, atomics
+/// and threads, with an in-memory sink in place of the journal's I/O and a timer thread in
+/// place of the wall clock. Loom runs every interleaving (up to a preemption bound) and
+/// reports a deadlock when every thread sleeps, so a lost wake-up fails a model. Run with
+/// `RUSTFLAGS="--cfg tally_uring_loom" cargo test -p tally-uring --release --lib loom`.
+#[cfg(all(test, tally_uring_loom))]
+mod loom_models {
+    #![allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing,
+        reason = "test code"
+    )]
+
+    use loom::thread;
+
+    use super::*;
+
+    /// The records a model sink committed, in sequence order (index 0 holds record 1).
+    /// A std mutex: it is held only across plain memory operations, never across a loom
+    /// operation, so it neither blocks a loom thread nor adds interleavings.
+    type Log = std::sync::Arc<std::sync::Mutex<Vec<Vec<u8>>>>;
+
+    /// In-memory [`Sink`]: commits by appending to the log; fails the `fail_at`-th group;
+    /// with a gate, commits only once the keep-awake thread has polled during the group.
+    struct MemSink {
+        log: Log,
+        durable: u64,
+        groups: u32,
+        fail_at: Option<u32>,
+        gate: Option<Arc<Gate>>,
+    }
+
+    impl MemSink {
+        fn new(fail_at: Option<u32>, gate: Option<Arc<Gate>>) -> (Self, Log) {
+            let log = Log::default();
+            let sink = Self {
+                log: std::sync::Arc::clone(&log),
+                durable: 0,
+                groups: 0,
+                fail_at,
+                gate,
+            };
+            (sink, log)
+        }
+    }
+
+    impl Sink for MemSink {
+        fn commit_group(&mut self, group: &[u8]) -> Result<u64, JournalError> {
+            self.groups += 1;
+            if let Some(gate) = &self.gate {
+                gate.wait_for_poll_at(self.durable);
+            }
+            if self.fail_at == Some(self.groups) {
+                return Err(JournalError::Stopped {
+                    reason: format!("injected failure of group {}", self.groups),
+                });
+            }
+            let mut records = Vec::new();
+            for_each_record(group, |p| {
+                records.push(p.to_vec());
+                Ok(())
+            })?;
+            assert!(
+                !records.is_empty(),
+                "the journal thread committed an empty group"
+            );
+            let mut log = self.log.lock().unwrap();
+            log.extend(records);
+            self.durable = log.len() as u64;
+            Ok(self.durable)
+        }
+    }
+
+    /// The model's wall clock: one deadline for every linger, passed once the timer
+    /// thread has fired. The timer fires under the state mutex and then notifies `work`,
+    /// as a timed wait would return, so a linger cannot sleep past it; it fires at any
+    /// point of the interleaving, before, during or after a linger.
+    struct TimerClock {
+        fired: Arc<AtomicBool>,
+    }
+
+    impl Clock for TimerClock {
+        type Deadline = ();
+        type Left = ();
+
+        fn deadline(&self, _linger: Duration) {}
+
+        fn left(&self, (): ()) -> Option<()> {
+            // Read under the state mutex (the caller holds it), written under it.
+            (!self.fired.load(Ordering::Acquire)).then_some(())
+        }
+
+        fn wait_timeout<'a>(
+            &self,
+            cv: &Condvar,
+            st: MutexGuard<'a, State>,
+            (): (),
+        ) -> MutexGuard<'a, State> {
+            wait(cv, st)
+        }
+    }
+
+    /// Starts the timer thread of a [`TimerClock`].
+    fn timer(inner: &Arc<Inner>) -> (TimerClock, thread::JoinHandle<()>) {
+        let fired = Arc::new(AtomicBool::new(false));
+        let clock = TimerClock {
+            fired: Arc::clone(&fired),
+        };
+        let inner = Arc::clone(inner);
+        let t = thread::spawn(move || {
+            let st = inner.lock();
+            fired.store(true, Ordering::Release);
+            drop(st);
+            inner.work.notify_all();
+        });
+        (clock, t)
+    }
+
+    /// A clock for models whose linger is off (never asked).
+    struct NoClock;
+
+    impl Clock for NoClock {
+        type Deadline = ();
+        type Left = ();
+
+        fn deadline(&self, _linger: Duration) {
+            unreachable!("linger is off in this model");
+        }
+
+        fn left(&self, (): ()) -> Option<()> {
+            unreachable!("linger is off in this model");
+        }
+
+        fn wait_timeout<'a>(
+            &self,
+            _cv: &Condvar,
+            _st: MutexGuard<'a, State>,
+            (): (),
+        ) -> MutexGuard<'a, State> {
+            unreachable!("linger is off in this model");
+        }
+    }
+
+    /// What the keep-awake thread has shown: the highest durable sequence number at which
+    /// it polled with records in flight, and whether it has returned.
+    struct Gate {
+        seen: Mutex<(Option<u64>, bool)>,
+        cv: Condvar,
+    }
+
+    impl Gate {
+        fn new() -> Arc<Self> {
+            Arc::new(Self {
+                seen: Mutex::new((None, false)),
+                cv: Condvar::new(),
+            })
+        }
+
+        /// Blocks until the keep-awake thread has polled while records after `durable`
+        /// were in flight (or has returned). If it slept through the hand-over of a group
+        /// with nobody to wake it, this never returns and loom reports the deadlock.
+        fn wait_for_poll_at(&self, durable: u64) {
+            let mut seen = self.seen.lock().unwrap();
+            while !(seen.1 || seen.0 >= Some(durable)) {
+                seen = self.cv.wait(seen).unwrap();
+            }
+        }
+    }
+
+    /// The model's [`Poll`]: yields instead of spinning, its grace period is over at once
+    /// (the shortest poll, the one most likely to miss a hand-over), and it reports busy
+    /// polls and its return to the gate.
+    struct GatePoll {
+        gate: Arc<Gate>,
+        reported: Option<u64>,
+    }
+
+    impl Poll for GatePoll {
+        fn enter(&mut self) -> bool {
+            true
+        }
+
+        fn start(&mut self) {}
+
+        fn spin(&mut self) {
+            thread::yield_now();
+        }
+
+        fn busy(&mut self, durable: u64) {
+            if self.reported != Some(durable) {
+                self.reported = Some(durable);
+                let mut seen = self.gate.seen.lock().unwrap();
+                seen.0 = seen.0.max(Some(durable));
+                drop(seen);
+                self.gate.cv.notify_all();
+            }
+        }
+
+        fn grace_over(&self) -> bool {
+            true
+        }
+    }
+
+    impl Drop for GatePoll {
+        fn drop(&mut self) {
+            self.gate.seen.lock().unwrap().1 = true;
+            self.gate.cv.notify_all();
+        }
+    }
+
+    /// Shared-journal options of a model: inbox of `max_pending_bytes`, linger on or off,
+    /// keep-awake decided by whether a [`Poll`] is passed.
+    fn options(max_pending_bytes: usize, linger: bool) -> SharedOptions {
+        SharedOptions::new()
+            .max_pending_bytes(max_pending_bytes)
+            .linger(if linger {
+                Duration::from_micros(100)
+            } else {
+                Duration::ZERO
+            })
+            .keep_awake(false)
+    }
+
+    fn inner(opts: SharedOptions) -> Arc<Inner> {
+        Arc::new(Inner::new(1, 0, opts, 1024))
+    }
+
+    /// Runs `f` under loom, with the preemption bound from `LOOM_MAX_PREEMPTIONS` or
+    /// `bound`, and prints how many interleavings it explored.
+    fn check(bound: usize, f: impl Fn() + Sync + Send + 'static) {
+        let mut b = loom::model::Builder::new();
+        if b.preemption_bound.is_none() {
+            b.preemption_bound = Some(bound);
+        }
+        let runs = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = std::sync::Arc::clone(&runs);
+        let started = std::time::Instant::now();
+        b.check(move || {
+            counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            f();
+        });
+        println!(
+            "{}: {} interleavings (preemption bound {:?}) in {:.1?}",
+            std::thread::current().name().unwrap_or("model"),
+            runs.load(std::sync::atomic::Ordering::Relaxed),
+            b.preemption_bound,
+            started.elapsed()
+        );
+    }
+
+    /// Spawns a writer thread calling `append_durable(payload)`.
+    fn writer(
+        h: &JournalHandle,
+        payload: &'static [u8],
+    ) -> thread::JoinHandle<Result<u64, JournalError>> {
+        let h = h.clone();
+        thread::spawn(move || h.append_durable(payload))
+    }
+
+    /// Every record acknowledged as durable is in the log at its sequence number.
+    fn assert_committed(log: &Log, seq: u64, payload: &[u8]) {
+        let log = log.lock().unwrap();
+        let at = usize::try_from(seq - 1).unwrap();
+        assert_eq!(
+            log.get(at).map(Vec::as_slice),
+            Some(payload),
+            "record {seq} was acknowledged but not committed at its place"
+        );
+    }
+
+    /// Two writers each `append_durable` one record through one journal thread: both get
+    /// distinct sequence numbers, both records are committed once and in place, and the
+    /// close gives the sink back.
+    fn two_writers(opts: SharedOptions) {
+        let (sink, log) = MemSink::new(None, None);
+        let mut threads = Threads::start(inner(opts), sink, NoClock, None::<GatePoll>).unwrap();
+        let h = threads.handle();
+        let a = writer(&h, b"a");
+        let b = writer(&h, b"b");
+        let sa = a.join().unwrap().unwrap();
+        let sb = b.join().unwrap().unwrap();
+        assert_ne!(sa, sb);
+        assert!(h.durable_seq() >= sa.max(sb));
+        assert_committed(&log, sa, b"a");
+        assert_committed(&log, sb, b"b");
+        threads.stop().unwrap();
+        assert_eq!(log.lock().unwrap().len(), 2);
+    }
+
+    /// Two writers, one journal thread, no deadlock in any interleaving.
+    #[test]
+    fn loom_two_writers_each_get_a_durable_distinct_seq() {
+        check(3, || two_writers(options(64, false)));
+    }
+
+    /// The inbox holds one record (4 + 1 bytes): the second writer waits for space and
+    /// is woken when the journal thread swaps the inbox.
+    #[test]
+    fn loom_a_writer_blocked_on_a_full_inbox_is_woken_by_the_swap() {
+        check(3, || two_writers(options(5, false)));
+    }
+
+    /// Starts a lingering journal thread whose first group has two records (appended
+    /// before it starts), so that the next group lingers for two; with the timer thread.
+    fn lingering() -> (Threads<MemSink>, JournalHandle, Log, thread::JoinHandle<()>) {
+        let inner = inner(options(64, true));
+        let h = JournalHandle {
+            inner: Arc::clone(&inner),
+        };
+        assert_eq!(h.append(b"p").unwrap(), 1);
+        assert_eq!(h.append(b"q").unwrap(), 2);
+        let (clock, timer) = timer(&inner);
+        let (sink, log) = MemSink::new(None, None);
+        let threads = Threads::start(inner, sink, clock, None::<GatePoll>).unwrap();
+        (threads, h, log, timer)
+    }
+
+    /// Linger after a group of two, one more record: it is committed when the linger's
+    /// deadline passes (the timer fires before, during or after the linger), never left
+    /// in the inbox with its writer asleep.
+    #[test]
+    fn loom_a_lingering_group_is_committed_at_the_deadline() {
+        check(3, || {
+            let (mut threads, h, log, timer) = lingering();
+            let sa = writer(&h, b"a").join().unwrap().unwrap();
+            assert_eq!(sa, 3);
+            assert!(h.wait_durable(2).unwrap() >= 3);
+            threads.stop().unwrap();
+            timer.join().unwrap();
+            assert_eq!(
+                *log.lock().unwrap(),
+                [&b"p"[..], b"q", b"a"].map(<[u8]>::to_vec)
+            );
+        });
+    }
+
+    /// Linger after a group of two, two writers: the second record wakes the lingering
+    /// thread (`wake_at`), or the deadline passes; both are committed, nobody sleeps.
+    #[test]
+    fn loom_two_writers_fill_a_lingering_group() {
+        check(2, || {
+            let (mut threads, h, log, timer) = lingering();
+            let a = writer(&h, b"a");
+            let b = writer(&h, b"b");
+            let sa = a.join().unwrap().unwrap();
+            let sb = b.join().unwrap().unwrap();
+            assert_committed(&log, sa, b"a");
+            assert_committed(&log, sb, b"b");
+            threads.stop().unwrap();
+            timer.join().unwrap();
+            assert_eq!(log.lock().unwrap().len(), 4);
+        });
+    }
+
+    /// Close while a record sits in the inbox and a writer is appending or waiting for
+    /// durability: the inbox is committed before the journal thread returns, and the
+    /// writer either gets its record committed or is refused with "closed"; never a hang.
+    #[test]
+    fn loom_close_commits_the_inbox_or_refuses_the_record() {
+        check(3, || {
+            let (sink, log) = MemSink::new(None, None);
+            let inner = inner(options(64, false));
+            let mut threads = Threads::start(inner, sink, NoClock, None::<GatePoll>).unwrap();
+            let h = threads.handle();
+            assert_eq!(h.append(b"a").unwrap(), 1);
+            let b = writer(&h, b"b");
+            threads.stop().unwrap();
+            assert_committed(&log, 1, b"a");
+            match b.join().unwrap() {
+                Ok(seq) => assert_committed(&log, seq, b"b"),
+                Err(JournalError::Stopped { reason }) => {
+                    assert!(reason.contains("closed"), "{reason}");
+                    assert_eq!(log.lock().unwrap().len(), 1);
+                }
+                Err(e) => panic!("unexpected {e}"),
+            }
+            assert!(matches!(h.append(b"c"), Err(JournalError::Stopped { .. })));
+        });
+    }
+
+    /// The sink fails its `failing`-th group while two writers wait: each writer gets its
+    /// record committed or `Stopped` with the failure, later appends are refused with
+    /// it, close reports it, and nobody hangs.
+    fn failing_group(failing: u32) {
+        check(3, move || {
+            let (sink, log) = MemSink::new(Some(failing), None);
+            let inner = inner(options(64, false));
+            let mut threads = Threads::start(inner, sink, NoClock, None::<GatePoll>).unwrap();
+            let h = threads.handle();
+            let first = writer(&h, b"a");
+            let second = writer(&h, b"b");
+            let injected = |r: Result<u64, JournalError>| match r {
+                Err(JournalError::Stopped { reason }) => {
+                    assert!(reason.contains("injected failure"), "{reason}");
+                }
+                other => panic!("expected the injected failure, got {other:?}"),
+            };
+            for (w, payload) in [(first, b"a"), (second, b"b")] {
+                match w.join().unwrap() {
+                    Ok(seq) => assert_committed(&log, seq, payload),
+                    other => injected(other),
+                }
+            }
+            // Group k has failed by now, or this record's group is group k.
+            injected(h.append_durable(b"c"));
+            injected(h.append(b"d"));
+            match threads.stop() {
+                Err(JournalError::Stopped { reason }) => {
+                    assert!(reason.contains("injected failure"), "{reason}");
+                }
+                Err(e) => panic!("expected the injected failure, got {e}"),
+                Ok(_) => panic!("expected the injected failure, the close succeeded"),
+            }
+            assert!(log.lock().unwrap().len() < 2 + usize::try_from(failing).unwrap());
+        });
+    }
+
+    #[test]
+    fn loom_a_failed_first_group_releases_every_waiter() {
+        failing_group(1);
+    }
+
+    #[test]
+    fn loom_a_failed_second_group_releases_every_waiter() {
+        failing_group(2);
+    }
+
+    /// Starts a journal thread with the keep-awake thread, whose sink commits a group
+    /// only once the keep-awake thread has polled while it was in flight.
+    fn keep_awake_threads(fail_at: Option<u32>) -> (Threads<MemSink>, Log) {
+        let gate = Gate::new();
+        let (sink, log) = MemSink::new(fail_at, Some(Arc::clone(&gate)));
+        let poll = GatePoll {
+            gate,
+            reported: None,
+        };
+        let threads = Threads::start(inner(options(64, false)), sink, NoClock, Some(poll)).unwrap();
+        (threads, log)
+    }
+
+    /// Two records one after the other: the keep-awake thread, parked or polling, is
+    /// awake while each is in flight (the commit waits for it to poll), and returns on
+    /// close.
+    #[test]
+    fn loom_keep_awake_polls_while_records_are_in_flight_and_exits_on_close() {
+        check(3, || {
+            let (mut threads, log) = keep_awake_threads(None);
+            let h = threads.handle();
+            assert_eq!(h.append_durable(b"a").unwrap(), 1);
+            assert_eq!(h.append_durable(b"b").unwrap(), 2);
+            threads.stop().unwrap();
+            assert_eq!(log.lock().unwrap().len(), 2);
+        });
+    }
+
+    /// The keep-awake thread returns when the journal thread fails.
+    #[test]
+    fn loom_keep_awake_exits_on_failure() {
+        check(3, || {
+            let (mut threads, _log) = keep_awake_threads(Some(1));
+            let h = threads.handle();
+            assert!(h.append_durable(b"a").is_err());
+            // Joined before close, which would stop it anyway.
+            threads.awake.take().unwrap().join().unwrap();
+            assert!(threads.stop().is_err());
+        });
     }
 }
