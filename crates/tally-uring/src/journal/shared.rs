@@ -830,13 +830,15 @@ mod loom_models {
     type Log = std::sync::Arc<std::sync::Mutex<Vec<Vec<u8>>>>;
 
     /// In-memory [`Sink`]: commits by appending to the log; fails the `fail_at`-th group;
-    /// with a gate, commits only once the keep-awake thread has polled during the group.
+    /// with a gate, commits only once the keep-awake thread has polled during the group;
+    /// with `hold`, commits the first group only once `hold.1` records were handed out.
     struct MemSink {
         log: Log,
         durable: u64,
         groups: u32,
         fail_at: Option<u32>,
         gate: Option<Arc<Gate>>,
+        hold: Option<(Arc<Inner>, u64)>,
     }
 
     impl MemSink {
@@ -848,6 +850,7 @@ mod loom_models {
                 groups: 0,
                 fail_at,
                 gate,
+                hold: None,
             };
             (sink, log)
         }
@@ -858,6 +861,14 @@ mod loom_models {
             self.groups += 1;
             if let Some(gate) = &self.gate {
                 gate.wait_for_poll_at(self.durable);
+            }
+            if let Some((inner, handed)) = self.hold.take() {
+                // Records are handed out while this group is being committed: a writer
+                // that waits for inbox space must be woken by the swap, not by the
+                // commit. If it is not, this spins alone and loom reports it.
+                while inner.handed.load(Ordering::Acquire) < handed {
+                    thread::yield_now();
+                }
             }
             if self.fail_at == Some(self.groups) {
                 return Err(JournalError::Stopped {
@@ -1080,9 +1091,14 @@ mod loom_models {
     /// Two writers each `append_durable` one record through one journal thread: both get
     /// distinct sequence numbers, both records are committed once and in place, and the
     /// close gives the sink back.
-    fn two_writers(opts: SharedOptions) {
-        let (sink, log) = MemSink::new(None, None);
-        let mut threads = Threads::start(inner(opts), sink, NoClock, None::<GatePoll>).unwrap();
+    /// With `hold`, the first group is committed only once both records were handed out.
+    fn two_writers(opts: SharedOptions, hold: bool) {
+        let (mut sink, log) = MemSink::new(None, None);
+        let inner = inner(opts);
+        if hold {
+            sink.hold = Some((Arc::clone(&inner), 2));
+        }
+        let mut threads = Threads::start(inner, sink, NoClock, None::<GatePoll>).unwrap();
         let h = threads.handle();
         let a = writer(&h, b"a");
         let b = writer(&h, b"b");
@@ -1099,14 +1115,15 @@ mod loom_models {
     /// Two writers, one journal thread, no deadlock in any interleaving.
     #[test]
     fn loom_two_writers_each_get_a_durable_distinct_seq() {
-        check(3, || two_writers(options(64, false)));
+        check(3, || two_writers(options(64, false), false));
     }
 
     /// The inbox holds one record (4 + 1 bytes): the second writer waits for space and
-    /// is woken when the journal thread swaps the inbox.
+    /// is woken when the journal thread swaps the inbox, so that its record is handed
+    /// over while the first group is committed (the sink holds that commit until then).
     #[test]
     fn loom_a_writer_blocked_on_a_full_inbox_is_woken_by_the_swap() {
-        check(3, || two_writers(options(5, false)));
+        check(3, || two_writers(options(5, false), true));
     }
 
     /// Starts a lingering journal thread whose first group has two records (appended
