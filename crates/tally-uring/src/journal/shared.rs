@@ -440,6 +440,10 @@ impl JournalHandle {
                 break;
             }
             st.space_waiters += 1;
+            if st.worker_waiting {
+                // The journal thread lingers for a fuller group, which cannot come now.
+                self.inner.work.notify_one();
+            }
             st = wait(&self.inner.done, st);
             st.space_waiters -= 1;
         }
@@ -591,11 +595,12 @@ fn run<S: Sink, C: Clock>(mut sink: S, inner: &Inner, clock: &C) -> Result<S, Jo
             if st.inbox_records == 0 && st.closed {
                 return Ok(sink);
             }
-            // Linger for a group as large as the last one, bounded in time.
+            // Linger for a group as large as the last one, bounded in time, unless the
+            // inbox is full (a writer waits for space).
             if !inner.opts.linger.is_zero() && st.inbox_records < last_group && !st.closed {
                 let deadline = clock.deadline(inner.opts.linger);
                 st.wake_at = last_group;
-                while st.inbox_records < last_group && !st.closed {
+                while st.inbox_records < last_group && !st.closed && st.space_waiters == 0 {
                     let Some(left) = clock.left(deadline) else {
                         break;
                     };
@@ -756,6 +761,63 @@ mod tests {
     use std::sync::mpsc;
 
     use super::*;
+
+    /// A writer that waits for inbox space ends a linger, which otherwise waited for a
+    /// group that cannot fit: forever with `linger(Duration::MAX)`, and the whole linger
+    /// for every such group with a shorter one. The loom model
+    /// `loom_a_writer_waiting_for_space_ends_the_linger` found it; this is the same case
+    /// on a real journal.
+    #[test]
+    fn a_writer_waiting_for_space_ends_the_linger() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = JournalOptions::new()
+            .segment_bytes(64 << 10)
+            .group_buffer_bytes(16 << 10)
+            .max_record_bytes(4096);
+        let journal = match Journal::open(dir.path(), options) {
+            Ok(j) => j,
+            Err(e) if std::env::var_os("CI").is_none() => {
+                eprintln!("skipped: the journal cannot open here: {e}");
+                return;
+            }
+            Err(e) => panic!("{e}"),
+        };
+        let shared = SharedOptions::new()
+            .max_pending_bytes(10)
+            .linger(Duration::MAX)
+            .keep_awake(false);
+        let inner = Arc::new(Inner::new(
+            journal.next_seq(),
+            journal.durable_seq(),
+            shared,
+            journal.opts.max_record_bytes,
+        ));
+        let h = JournalHandle {
+            inner: Arc::clone(&inner),
+        };
+        // Handed over before the journal thread starts, so its first group has both and
+        // the next group lingers for two.
+        assert_eq!(h.append(b"p").unwrap(), 1);
+        assert_eq!(h.append(b"q").unwrap(), 2);
+        let shared = SharedJournal {
+            threads: Threads::start(inner, journal, WallClock, None::<WallPoll>).unwrap(),
+        };
+        let (tx, rx) = mpsc::channel();
+        // 6 bytes each in a 10-byte inbox: one at a time.
+        for payload in [b"aa", b"bb"] {
+            let h = h.clone();
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                let _ = tx.send(h.append_durable(payload));
+            });
+        }
+        for _ in 0..2 {
+            rx.recv_timeout(Duration::from_secs(30))
+                .expect("a writer waiting for inbox space hung behind the linger")
+                .unwrap();
+        }
+        assert_eq!(shared.close().unwrap().durable_seq(), 4);
+    }
 
     /// If the journal thread panics, a writer waiting for its record gets an error
     /// instead of waiting forever, later appends fail, and `close` reports the panic.
@@ -934,6 +996,30 @@ mod loom_models {
             inner.work.notify_all();
         });
         (clock, t)
+    }
+
+    /// A linger longer than anything in the model (as with `linger(Duration::MAX)`): its
+    /// deadline never passes, so only records, free space or close may end it.
+    struct NeverClock;
+
+    impl Clock for NeverClock {
+        type Deadline = ();
+        type Left = ();
+
+        fn deadline(&self, _linger: Duration) {}
+
+        fn left(&self, (): ()) -> Option<()> {
+            Some(())
+        }
+
+        fn wait_timeout<'a>(
+            &self,
+            cv: &Condvar,
+            st: MutexGuard<'a, State>,
+            (): (),
+        ) -> MutexGuard<'a, State> {
+            wait(cv, st)
+        }
     }
 
     /// A clock for models whose linger is off (never asked).
@@ -1178,14 +1264,39 @@ mod loom_models {
         });
     }
 
-    /// Close while a record sits in the inbox and a writer is appending or waiting for
-    /// durability: the inbox is committed before the journal thread returns, and the
-    /// writer either gets its record committed or is refused with "closed"; never a hang.
+    /// Linger for two records after a group of two, but the inbox (10 bytes) holds only
+    /// one of the next records (6 bytes each): the writer that waits for space ends the
+    /// linger instead of waiting for its deadline, here one that never passes.
+    #[test]
+    fn loom_a_writer_waiting_for_space_ends_the_linger() {
+        check(3, || {
+            let inner = inner(options(10, true));
+            let h = JournalHandle {
+                inner: Arc::clone(&inner),
+            };
+            assert_eq!(h.append(b"p").unwrap(), 1);
+            assert_eq!(h.append(b"q").unwrap(), 2);
+            let (sink, log) = MemSink::new(None, None);
+            let mut threads = Threads::start(inner, sink, NeverClock, None::<GatePoll>).unwrap();
+            let a = writer(&h, b"aa");
+            let sb = h.append_durable(b"bb").unwrap();
+            let sa = a.join().unwrap().unwrap();
+            assert_committed(&log, sa, b"aa");
+            assert_committed(&log, sb, b"bb");
+            threads.stop().unwrap();
+            assert_eq!(log.lock().unwrap().len(), 4);
+        });
+    }
+
+    /// Close while a record fills the inbox (5 bytes) and a writer is appending, waiting
+    /// for space or waiting for durability: the inbox is committed before the journal
+    /// thread returns, and the writer either gets its record committed or is refused
+    /// with "closed"; never a hang.
     #[test]
     fn loom_close_commits_the_inbox_or_refuses_the_record() {
         check(3, || {
             let (sink, log) = MemSink::new(None, None);
-            let inner = inner(options(64, false));
+            let inner = inner(options(5, false));
             let mut threads = Threads::start(inner, sink, NoClock, None::<GatePoll>).unwrap();
             let h = threads.handle();
             assert_eq!(h.append(b"a").unwrap(), 1);
@@ -1276,6 +1387,28 @@ mod loom_models {
             assert_eq!(h.append_durable(b"b").unwrap(), 2);
             threads.stop().unwrap();
             assert_eq!(log.lock().unwrap().len(), 2);
+        });
+    }
+
+    /// Close while a record sits in the inbox and another writer hands one over, with the
+    /// keep-awake thread: it polls while they are in flight or returns on close, the
+    /// inbox is committed, and close joins both threads.
+    #[test]
+    fn loom_keep_awake_with_a_close_during_a_hand_over() {
+        check(2, || {
+            let (mut threads, log) = keep_awake_threads(None);
+            let h = threads.handle();
+            assert_eq!(h.append(b"a").unwrap(), 1);
+            let b = writer(&h, b"b");
+            threads.stop().unwrap();
+            assert_committed(&log, 1, b"a");
+            match b.join().unwrap() {
+                Ok(seq) => assert_committed(&log, seq, b"b"),
+                Err(JournalError::Stopped { reason }) => {
+                    assert!(reason.contains("closed"), "{reason}");
+                }
+                Err(e) => panic!("unexpected {e}"),
+            }
         });
     }
 
