@@ -164,7 +164,7 @@ pub fn judge(config: &Config, baseline: &Results, measured: &Results) -> Result<
     Ok(cmp)
 }
 
-/// Runs what `.ci/run` runs: the workspace tests, lint, the loom tests, and the gate.
+/// Runs what `.ci/run` runs: the workspace tests, lint, the two loom suites, and the gate.
 ///
 /// # Errors
 /// `Failed` naming the first step that failed (steps after it do not run); the gate's
@@ -194,6 +194,15 @@ pub fn ci(root: &Path) -> Result<()> {
                 "--test",
                 "loom",
             ]),
+    )?;
+
+    eprintln!("== ci: loom model checks of SharedJournal");
+    util::run(
+        util::cargo()
+            .current_dir(root)
+            .env("RUSTFLAGS", "--cfg tally_uring_loom")
+            .env("CARGO_TARGET_DIR", root.join("target/loom-uring"))
+            .args(["test", "-p", "tally-uring", "--release", "--lib", "loom"]),
     )?;
 
     eprintln!("== ci: instruction-count gate");
