@@ -8,13 +8,16 @@
 //! mean of the middle two for an even count): received packets/s (first to last packet), delivered fraction, and receiver
 //! thread CPU time per packet. 64-byte UDP payloads (106-byte frames).
 //!
-//! Latency: UDP ping-pong round trips from a busy-polling UDP client, against an AF_XDP
-//! echo server (`XskSocket`, busy polling) and a busy-polling UDP echo server.
+//! Latency: ping-pong round trips of one 64-byte UDP payload between a client in A and an
+//! echo server in B, every end busy polling: UDP sockets at both ends (the baseline),
+//! `XskSocket`s at both ends (generic and native XDP), and the mixed pairs. Ratios are to
+//! UDP at both ends, from medians over the rounds.
 //!
 //! Criterion does not fit (multi-thread, multi-namespace, packet counts rather than
 //! iterations), so this is a `harness = false` bench with its own main:
 //! `cargo bench -p tally-benches --bench bypass_veth` (env: `TALLY_BYPASS_ROUNDS`,
-//! `TALLY_BYPASS_LIVE_FRAMES`, `TALLY_BYPASS_UDP_PACKETS` (0 skips the UDP-sender rows),
+//! `TALLY_BYPASS_LIVE_FRAMES` (0 skips the throughput rounds), `TALLY_BYPASS_UDP_PACKETS`
+//! (0 skips the UDP-sender rows),
 //! `TALLY_BYPASS_RTTS` (0 skips the ping-pong)).
 #![allow(
     clippy::unwrap_used,
@@ -37,7 +40,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use tally_bypass::netns::{Side, VethConfig, VethPair};
-use tally_bypass::packet::{UdpFlow, build_udp, reply_in_place};
+use tally_bypass::packet::{UdpChecksumPolicy, UdpFlow, build_udp, parse_udp, reply_in_place};
 use tally_bypass::{
     LiveFrameGenerator, PacketConfig, PacketSocket, PacketTransport, RxBatch, XdpModeChoice,
     XskConfig, XskSocket,
@@ -310,22 +313,122 @@ fn median(mut v: Vec<f64>) -> f64 {
     tally_benches::stats::median(&mut v)
 }
 
+/// One end of the ping-pong: a busy-polling UDP socket, or an `XskSocket` (busy polling
+/// its rx ring) whose steering program runs in the given XDP mode.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Server {
-    AfXdpEcho,
-    UdpSpin,
+enum End {
+    Udp,
+    AfXdp(XdpModeChoice),
 }
 
-fn ping_pong(pair: &VethPair, server: Server, rtts: u32) -> (f64, f64, f64) {
-    let cfg = pair.config().clone();
-    let stop = Arc::new(AtomicBool::new(false));
-    let (ready_tx, ready_rx) = mpsc::channel();
-    let (c2, stop2) = (cfg.clone(), stop.clone());
-    let h = pair.spawn_in(Side::B, move || match server {
-        Server::AfXdpEcho => {
-            let mut s = XskSocket::open(&c2.if_b, 0, XskConfig::udp_ports(&[ECHO_PORT])).unwrap();
-            ready_tx.send(()).unwrap();
-            while !stop2.load(Ordering::Relaxed) {
+impl End {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Udp => "UDP socket",
+            Self::AfXdp(XdpModeChoice::Generic) => "AF_XDP, generic XDP",
+            Self::AfXdp(XdpModeChoice::Native) => "AF_XDP, native XDP",
+            Self::AfXdp(XdpModeChoice::Auto) => "AF_XDP, auto XDP",
+        }
+    }
+}
+
+/// The client's UDP port; on the A side, the XDP program steers it to the client's
+/// `XskSocket`.
+const CLIENT_PORT: u16 = 9200;
+
+fn xsk_config(port: u16, mode: XdpModeChoice) -> XskConfig {
+    XskConfig {
+        xdp_mode: mode,
+        ..XskConfig::udp_ports(&[port])
+    }
+}
+
+/// Waits up to a second for `got_reply`; `false` on time-out.
+fn spin_until(t: Instant, mut got_reply: impl FnMut() -> bool) -> bool {
+    let deadline = t + Duration::from_secs(1);
+    loop {
+        if got_reply() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+    }
+}
+
+/// The client's round trips in namespace A, in microseconds, after 1,000 warm-up ones:
+/// send one 64-byte payload, busy-poll for the echo, check it, repeat.
+fn client_rtts(cfg: &VethConfig, client: End, rtts: u32) -> Vec<f64> {
+    let payload = [0x17u8; PAYLOAD];
+    let mut out = Vec::with_capacity(rtts as usize);
+    let mut record = |i: u32, t: Instant, ok: bool| {
+        if ok && i >= 1000 {
+            out.push(t.elapsed().as_nanos() as f64 / 1000.0);
+        }
+    };
+    match client {
+        End::Udp => {
+            let c = UdpSocket::bind((cfg.ip_a, CLIENT_PORT)).unwrap();
+            c.connect((cfg.ip_b, ECHO_PORT)).unwrap();
+            c.set_nonblocking(true).unwrap();
+            let mut buf = [0u8; 2048];
+            for i in 0..(rtts + 1000) {
+                let t = Instant::now();
+                c.send(&payload).unwrap();
+                let ok = spin_until(t, || match c.recv(&mut buf) {
+                    Ok(n) => {
+                        assert_eq!(&buf[..n], &payload[..], "echoed payload differs");
+                        true
+                    }
+                    Err(_) => false,
+                });
+                record(i, t, ok);
+            }
+        }
+        End::AfXdp(mode) => {
+            let mut sock = XskSocket::open(&cfg.if_a, 0, xsk_config(CLIENT_PORT, mode)).unwrap();
+            let flow = UdpFlow {
+                src_mac: cfg.mac_a,
+                dst_mac: cfg.mac_b,
+                src: SocketAddrV4::new(cfg.ip_a, CLIENT_PORT),
+                dst: SocketAddrV4::new(cfg.ip_b, ECHO_PORT),
+            };
+            let mut frame = [0u8; 256];
+            let len = build_udp(&mut frame, &flow, &payload, 1).unwrap();
+            let frame = &frame[..len];
+            for i in 0..(rtts + 1000) {
+                let start = Instant::now();
+                sock.send_frame(&mut |tx| {
+                    tx[..len].copy_from_slice(frame);
+                    len
+                })
+                .unwrap();
+                sock.flush().unwrap();
+                let ok = spin_until(start, || {
+                    let batch = sock.recv(16);
+                    if batch.len() == 0 {
+                        return false;
+                    }
+                    let reply = batch.frame(0).expect("the reply's descriptor is valid");
+                    let view =
+                        parse_udp(reply, UdpChecksumPolicy::Ignore).expect("the reply parses");
+                    assert_eq!(view.payload(), &payload[..], "echoed payload differs");
+                    true
+                });
+                record(i, start, ok);
+            }
+        }
+    }
+    out
+}
+
+/// The echo server in namespace B, busy polling until `stop`.
+fn echo_server(cfg: &VethConfig, server: End, ready: &mpsc::Sender<()>, stop: &AtomicBool) {
+    match server {
+        End::AfXdp(mode) => {
+            let mut s = XskSocket::open(&cfg.if_b, 0, xsk_config(ECHO_PORT, mode)).unwrap();
+            ready.send(()).unwrap();
+            while !stop.load(Ordering::Relaxed) {
                 let mut b = s.recv(16);
                 for i in 0..b.len() {
                     let _ = b.reply(i, &mut |rx, tx| {
@@ -343,45 +446,31 @@ fn ping_pong(pair: &VethPair, server: Server, rtts: u32) -> (f64, f64, f64) {
                 }
             }
         }
-        Server::UdpSpin => {
-            let s = UdpSocket::bind((c2.ip_b, ECHO_PORT)).unwrap();
+        End::Udp => {
+            let s = UdpSocket::bind((cfg.ip_b, ECHO_PORT)).unwrap();
             s.set_nonblocking(true).unwrap();
-            ready_tx.send(()).unwrap();
+            ready.send(()).unwrap();
             let mut buf = [0u8; 2048];
-            while !stop2.load(Ordering::Relaxed) {
+            while !stop.load(Ordering::Relaxed) {
                 if let Ok((n, from)) = s.recv_from(&mut buf) {
                     let _ = s.send_to(&buf[..n], from);
                 }
             }
         }
-    });
+    }
+}
+
+/// p50, p99 (microseconds) and the count of round trips between `client` in A and
+/// `server` in B.
+fn ping_pong(pair: &VethPair, client: End, server: End, rtts: u32) -> (f64, f64, f64) {
+    let cfg = pair.config().clone();
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let (c2, stop2) = (cfg.clone(), stop.clone());
+    let h = pair.spawn_in(Side::B, move || echo_server(&c2, server, &ready_tx, &stop2));
     ready_rx.recv_timeout(Duration::from_secs(30)).unwrap();
     let mut rtt = pair
-        .run_in(Side::A, move || {
-            let c = UdpSocket::bind((cfg.ip_a, 0)).unwrap();
-            c.connect((cfg.ip_b, ECHO_PORT)).unwrap();
-            c.set_nonblocking(true).unwrap();
-            let payload = [0x17u8; PAYLOAD];
-            let mut buf = [0u8; 2048];
-            let mut out = Vec::with_capacity(rtts as usize);
-            for i in 0..(rtts + 1000) {
-                let t = Instant::now();
-                c.send(&payload).unwrap();
-                let deadline = t + Duration::from_secs(1);
-                let ok = loop {
-                    if c.recv(&mut buf).is_ok() {
-                        break true;
-                    }
-                    if Instant::now() > deadline {
-                        break false;
-                    }
-                };
-                if ok && i >= 1000 {
-                    out.push(t.elapsed().as_nanos() as f64 / 1000.0);
-                }
-            }
-            out
-        })
+        .run_in(Side::A, move || client_rtts(&cfg, client, rtts))
         .unwrap();
     stop.store(true, Ordering::Relaxed);
     h.join().unwrap().unwrap();
@@ -396,51 +485,8 @@ fn ping_pong(pair: &VethPair, server: Server, rtts: u32) -> (f64, f64, f64) {
     (q(0.5), q(0.99), rtt.len() as f64)
 }
 
-fn main() {
-    // `cargo bench` passes `--bench`, and a filter when one was given.
-    if !tally_benches::harness::selected("bypass_veth", std::env::args().skip(1)) {
-        return;
-    }
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        println!("SKIP bypass_veth: needs root (network namespaces, XDP, AF_XDP)");
-        return;
-    }
-    let rounds = env_u32("TALLY_BYPASS_ROUNDS", 3);
-    let live_frames = env_u32("TALLY_BYPASS_LIVE_FRAMES", 2_000_000);
-    let udp_packets = env_u32("TALLY_BYPASS_UDP_PACKETS", 300_000);
-    let rtts = env_u32("TALLY_BYPASS_RTTS", 20_000);
-    let pair = match VethPair::new(
-        "bench",
-        VethConfig {
-            static_neighbours: true,
-            ..VethConfig::default()
-        },
-    ) {
-        Ok(p) => p,
-        Err(e) => {
-            println!("SKIP bypass_veth: {e}");
-            return;
-        }
-    };
-    // GRO on the receiving veth: frames XDP_TX'ed by the generator need veth NAPI.
-    pair.set_gro(Side::B, true).unwrap();
-    let cfg = pair.config().clone();
-    let flow = UdpFlow {
-        src_mac: cfg.mac_a,
-        dst_mac: cfg.mac_b,
-        src: SocketAddrV4::new(cfg.ip_a, 40000),
-        dst: SocketAddrV4::new(cfg.ip_b, PORT),
-    };
-    let mut frame = vec![0u8; 256];
-    let n = build_udp(&mut frame, &flow, &[0x42; PAYLOAD], 1).unwrap();
-    frame.truncate(n);
-
-    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    println!(
-        "# bypass_veth: {rounds} rounds, live {live_frames} frames, udp {udp_packets} packets; loadavg {}",
-        load.trim()
-    );
+/// The receive-throughput rounds and their table and ratios.
+fn throughput(pair: &VethPair, frame: &[u8], rounds: u32, live_frames: u32, udp_packets: u32) {
     let gens: &[Gen] = if udp_packets == 0 {
         &[Gen::Live]
     } else {
@@ -461,7 +507,7 @@ fn main() {
         // ones, so that none always runs after the same neighbour.
         for k in in_turn(combos.len(), round as usize) {
             let (g, r) = &combos[k];
-            let s = measure(&pair, &frame, *g, *r, live_frames, udp_packets);
+            let s = measure(pair, frame, *g, *r, live_frames, udp_packets);
             println!(
                 "round {round} {g:?} -> {}: sent {} offered {:.0} pps, received {} ({:.1} %), rx {:.0} pps, {:.0} ns CPU/pkt",
                 r.name(),
@@ -523,32 +569,110 @@ fn main() {
             med_pps[3] / med_pps[5]
         );
     }
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`, and a filter when one was given.
+    if !tally_benches::harness::selected("bypass_veth", std::env::args().skip(1)) {
+        return;
+    }
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        println!("SKIP bypass_veth: needs root (network namespaces, XDP, AF_XDP)");
+        return;
+    }
+    let rounds = env_u32("TALLY_BYPASS_ROUNDS", 3);
+    let live_frames = env_u32("TALLY_BYPASS_LIVE_FRAMES", 2_000_000);
+    let udp_packets = env_u32("TALLY_BYPASS_UDP_PACKETS", 300_000);
+    let rtts = env_u32("TALLY_BYPASS_RTTS", 20_000);
+    let pair = match VethPair::new(
+        "bench",
+        VethConfig {
+            static_neighbours: true,
+            ..VethConfig::default()
+        },
+    ) {
+        Ok(p) => p,
+        Err(e) => {
+            println!("SKIP bypass_veth: {e}");
+            return;
+        }
+    };
+    // GRO on the receiving veth: frames XDP_TX'ed by the generator need veth NAPI.
+    pair.set_gro(Side::B, true).unwrap();
+    let cfg = pair.config().clone();
+    let flow = UdpFlow {
+        src_mac: cfg.mac_a,
+        dst_mac: cfg.mac_b,
+        src: SocketAddrV4::new(cfg.ip_a, 40000),
+        dst: SocketAddrV4::new(cfg.ip_b, PORT),
+    };
+    let mut frame = vec![0u8; 256];
+    let n = build_udp(&mut frame, &flow, &[0x42; PAYLOAD], 1).unwrap();
+    frame.truncate(n);
+
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!(
+        "# bypass_veth: {rounds} rounds, live {live_frames} frames, udp {udp_packets} packets; loadavg {}",
+        load.trim()
+    );
+    if live_frames > 0 {
+        throughput(&pair, &frame, rounds, live_frames, udp_packets);
+    }
     if rtts == 0 {
         return;
     }
 
     println!();
-    println!("| echo server (client: busy-polling UDP) | run | p50 us | p99 us | round trips |");
-    println!("|---|---|---|---|---|");
-    let mut p50 = [Vec::new(), Vec::new()];
-    let mut p99 = [Vec::new(), Vec::new()];
+    // The transport comparison is AF_XDP at both ends against UDP sockets at both ends,
+    // in both XDP modes; the mixed rows show what each end contributes. All ends busy-poll.
+    let (generic, native) = (
+        End::AfXdp(XdpModeChoice::Generic),
+        End::AfXdp(XdpModeChoice::Native),
+    );
+    let setups = [
+        (End::Udp, End::Udp),
+        (generic, generic),
+        (native, native),
+        (End::Udp, generic),
+        (End::Udp, native),
+        (generic, End::Udp),
+        (native, End::Udp),
+    ];
+    println!();
+    println!("| client | echo server | run | p50 us | p99 us | round trips |");
+    println!("|---|---|---|---|---|---|");
+    let mut p50 = vec![Vec::new(); setups.len()];
+    let mut p99 = vec![Vec::new(); setups.len()];
     for run in 0..rounds {
-        for k in in_turn(2, run as usize) {
-            let srv = [Server::AfXdpEcho, Server::UdpSpin][k];
-            let (a, b, n) = ping_pong(&pair, srv, rtts);
-            println!("| {srv:?} | {run} | {a:.1} | {b:.1} | {n:.0} |");
+        for k in in_turn(setups.len(), run as usize) {
+            let (cl, srv) = setups[k];
+            let (a, b, n) = ping_pong(&pair, cl, srv, rtts);
+            println!(
+                "| {} | {} | {run} | {a:.1} | {b:.1} | {n:.0} |",
+                cl.name(),
+                srv.name()
+            );
             p50[k].push(a);
             p99[k].push(b);
         }
     }
-    let (x50, u50) = (median(p50[0].clone()), median(p50[1].clone()));
-    let (x99, u99) = (median(p99[0].clone()), median(p99[1].clone()));
     println!();
     println!(
-        "ping-pong medians: AF_XDP echo p50 {x50:.1} us p99 {x99:.1} us; UDP busy-poll echo p50 {u50:.1} us p99 {u99:.1} us; ratio p50 {:.2}, p99 {:.2}",
-        x50 / u50,
-        x99 / u99
+        "| client | echo server | p50 us (median) | p99 us (median) | p50 / UDP both ends | p99 / UDP both ends |"
     );
+    println!("|---|---|---:|---:|---:|---:|");
+    let (u50, u99) = (median(p50[0].clone()), median(p99[0].clone()));
+    for (k, (cl, srv)) in setups.iter().enumerate() {
+        let (m50, m99) = (median(p50[k].clone()), median(p99[k].clone()));
+        println!(
+            "| {} | {} | {m50:.1} | {m99:.1} | {:.2} | {:.2} |",
+            cl.name(),
+            srv.name(),
+            m50 / u50,
+            m99 / u99
+        );
+    }
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!("# loadavg at end {}", load.trim());
 }
