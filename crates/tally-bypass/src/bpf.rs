@@ -534,6 +534,11 @@ impl XdpMode {
 }
 
 /// Which XDP mode to ask for.
+///
+/// On a veth pair, native mode receives at the higher rate and generic mode gives the
+/// shorter round trip (`bypass_veth` bench: 0.61-0.69x the p50 of busy-polling UDP
+/// sockets with AF_XDP at both ends in generic mode, 0.73-0.84x in native mode). On a
+/// NIC driver with XDP support, native mode is the one that can also bind zero-copy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum XdpModeChoice {
     /// Native, falling back to generic when the driver refuses.
