@@ -207,9 +207,10 @@ pub fn ci(root: &Path) -> Result<()> {
 
     eprintln!("== ci: instruction-count gate");
     if gate(root, &GateOptions::default())? {
-        return Err(Error::failed(
-            "instruction-count gate: a kernel regressed (see the table above; refresh the baseline only for an intended change, docs/bench-format.md)",
-        ));
+        return Err(Error::failed(format!(
+            "instruction-count gate: {}",
+            crate::regression_message("gate")
+        )));
     }
     eprintln!("ci: all steps passed");
     Ok(())

@@ -230,6 +230,20 @@ fn bench_compare(root: &Path, mut args: Args) -> Result<bool> {
     Ok(cmp.has_regression())
 }
 
+/// What `command` prints when it exits 1 on a regression: where to look and what to do.
+pub fn regression_message(command: &str) -> String {
+    let next = if command == "gate" {
+        "find the change that did it with `cargo xtask bench-compare --base <last good ref> \
+         --head HEAD --instructions-only --filter <kernel>`; if the cost is intended, record it \
+         with `cargo xtask gate --refresh` and commit bench-baseline/ saying why \
+         (docs/bench-format.md)"
+    } else {
+        "rerun one bench with `--filter <id>` to confirm it; raise its threshold in a \
+         `--config` file only when the cost is intended"
+    };
+    format!("regression found (exit 1): see the REGRESSED rows above; {next}")
+}
+
 /// Runs `cargo xtask ARGS...` and returns the process exit code (0 success / no
 /// regression, 1 failure / regression, 2 bad input), after printing any error.
 pub fn run(words: Vec<String>) -> u8 {
@@ -318,12 +332,37 @@ pub fn run(words: Vec<String>) -> u8 {
     match outcome {
         Ok(false) => 0,
         Ok(true) => {
-            eprintln!("regression found (exit 1)");
+            eprintln!("{}", regression_message(&command));
             1
         }
         Err(e) => {
             eprintln!("xtask: {e}");
             e.exit_code()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A regression exit says what to do next, not only that something regressed: for
+    /// the gate (what CI runs) how to find the cause and how to record an intended cost.
+    #[test]
+    fn a_regression_says_what_to_do() {
+        let gate = regression_message("gate");
+        for needle in [
+            "REGRESSED",
+            "bench-compare",
+            "--refresh",
+            "bench-baseline/",
+            "exit 1",
+        ] {
+            assert!(gate.contains(needle), "{needle:?} missing from: {gate}");
+        }
+        let cmp = regression_message("bench-compare");
+        for needle in ["REGRESSED", "--filter", "exit 1"] {
+            assert!(cmp.contains(needle), "{needle:?} missing from: {cmp}");
         }
     }
 }

@@ -101,6 +101,12 @@ fn wall_clock_regression_fails() {
     assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
     assert!(line(&run, "g/x").contains("REGRESSED"));
     assert!(line(&run, "g/x").contains("+20.00 %"));
+    // The exit says what to do next, not only that something regressed.
+    assert!(
+        run.stderr.contains("REGRESSED rows above") && run.stderr.contains("--filter"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]
