@@ -92,6 +92,12 @@ impl Comparison {
         self.rows.iter().any(|r| r.verdict == Verdict::Regressed)
     }
 
+    /// Whether at least one bench had a measure on both sides. Without one, "no
+    /// regression" backs nothing ([`require_compared`] makes that exit 2).
+    pub fn compared_any(&self) -> bool {
+        self.rows.iter().any(|r| r.basis.is_some())
+    }
+
     /// Number of rows with this verdict.
     pub fn count(&self, verdict: Verdict) -> usize {
         self.rows.iter().filter(|r| r.verdict == verdict).count()
@@ -105,7 +111,7 @@ impl Comparison {
 /// # Errors
 /// `BadInput` saying how many benches each side had and what to check.
 pub fn require_compared(cmp: &Comparison, base_len: usize, head_len: usize) -> Result<()> {
-    if cmp.rows.iter().any(|r| r.basis.is_some()) {
+    if cmp.compared_any() {
         return Ok(());
     }
     Err(Error::bad_input(format!(
@@ -296,14 +302,24 @@ pub fn to_table(c: &Comparison) -> String {
         line(&mut out, r);
     }
     let _ = writeln!(out, "{}", summary(c));
+    if !c.compared_any() {
+        let _ = writeln!(out, "{NOTHING_COMPARED}");
+    }
     out
 }
+
+/// The table's and the report's line for a comparison without a bench measured on both
+/// sides.
+const NOTHING_COMPARED: &str =
+    "nothing compared: no bench has a measure (instructions or wall clock) on both sides";
 
 /// The comparison as a Markdown table, for a pull-request comment.
 pub fn to_markdown(c: &Comparison) -> String {
     let mut out = String::new();
     let verdict = if c.has_regression() {
         "**Performance regression**"
+    } else if !c.compared_any() {
+        "**Nothing compared** (no bench measured on both sides)"
     } else {
         "No performance regression"
     };

@@ -381,6 +381,23 @@ fn nothing_in_common_is_bad_input_not_a_pass() {
 }
 
 #[test]
+fn a_report_of_nothing_compared_does_not_say_no_regression() {
+    // A pull-request comment posted from --markdown must not read "No performance
+    // regression" when the run exited 2 because no bench was measured on both sides.
+    let d = scratch();
+    let base = write(&d, "base.json", &results("a", &[("g/old", None, Some(10))]));
+    let head = write(&d, "head.json", &results("b", &[("g/new", None, Some(99))]));
+    let md = d.join("pr.md");
+    let run = compare(&base, &head, &["--markdown", md.to_str().unwrap()]);
+    assert_eq!(run.code, 2, "{}{}", run.stdout, run.stderr);
+    let text = std::fs::read_to_string(&md).unwrap_or_default();
+    assert!(!text.contains("No performance regression"), "{text}");
+    assert!(text.contains("Nothing compared"), "{text}");
+    // And the table says so too.
+    assert!(run.stdout.contains("nothing compared"), "{}", run.stdout);
+}
+
+#[test]
 fn filter_applies_to_result_files() {
     let d = scratch();
     let base = write(
