@@ -164,53 +164,79 @@ pub fn judge(config: &Config, baseline: &Results, measured: &Results) -> Result<
     Ok(cmp)
 }
 
+/// One step of [`ci`].
+#[derive(Debug)]
+enum Step {
+    /// A cargo command, with the line announcing it.
+    Cargo(&'static str, Box<std::process::Command>),
+    /// `cargo xtask lint`; `require_deny`: a missing cargo-deny fails it.
+    Lint { require_deny: bool },
+    /// `cargo xtask gate`.
+    Gate,
+}
+
+/// The steps of [`ci`], in order: what `.ci/run` runs after installing its tools, with
+/// `CI` set as `.ci/run` sets it (`export CI="${CI:-true}"`), so that tests which skip
+/// elsewhere (no root, valgrind or io_uring) run or fail here as they do on CI.
+fn steps(root: &Path) -> Vec<Step> {
+    let ci = std::env::var_os("CI").unwrap_or_else(|| "true".into());
+    let cargo = |args: &[&str]| {
+        let mut cmd = util::cargo();
+        cmd.current_dir(root).args(args).env("CI", &ci);
+        cmd
+    };
+    let mut loom = cargo(&[
+        "test",
+        "-p",
+        "tally-core-types",
+        "--release",
+        "--test",
+        "loom",
+    ]);
+    loom.env("RUSTFLAGS", "--cfg tally_loom")
+        .env("CARGO_TARGET_DIR", root.join("target/loom"));
+    let mut loom_uring = cargo(&["test", "-p", "tally-uring", "--release", "--lib", "loom"]);
+    loom_uring
+        .env("RUSTFLAGS", "--cfg tally_uring_loom")
+        .env("CARGO_TARGET_DIR", root.join("target/loom-uring"));
+    vec![
+        Step::Cargo(
+            "cargo test --workspace",
+            Box::new(cargo(&["test", "--workspace"])),
+        ),
+        Step::Lint { require_deny: true },
+        Step::Cargo("loom model checks", Box::new(loom)),
+        Step::Cargo("loom model checks of SharedJournal", Box::new(loom_uring)),
+        Step::Gate,
+    ]
+}
+
 /// Runs what `.ci/run` runs: the workspace tests, lint, the two loom suites, and the gate.
 ///
 /// # Errors
 /// `Failed` naming the first step that failed (steps after it do not run); the gate's
 /// `BadInput` as is.
 pub fn ci(root: &Path) -> Result<()> {
-    eprintln!("== ci: cargo test --workspace");
-    util::run(
-        util::cargo()
-            .current_dir(root)
-            .args(["test", "--workspace"]),
-    )?;
-
-    eprintln!("== ci: cargo xtask lint");
-    lint::lint(root)?;
-
-    eprintln!("== ci: loom model checks");
-    util::run(
-        util::cargo()
-            .current_dir(root)
-            .env("RUSTFLAGS", "--cfg tally_loom")
-            .env("CARGO_TARGET_DIR", root.join("target/loom"))
-            .args([
-                "test",
-                "-p",
-                "tally-core-types",
-                "--release",
-                "--test",
-                "loom",
-            ]),
-    )?;
-
-    eprintln!("== ci: loom model checks of SharedJournal");
-    util::run(
-        util::cargo()
-            .current_dir(root)
-            .env("RUSTFLAGS", "--cfg tally_uring_loom")
-            .env("CARGO_TARGET_DIR", root.join("target/loom-uring"))
-            .args(["test", "-p", "tally-uring", "--release", "--lib", "loom"]),
-    )?;
-
-    eprintln!("== ci: instruction-count gate");
-    if gate(root, &GateOptions::default())? {
-        return Err(Error::failed(format!(
-            "instruction-count gate: {}",
-            crate::regression_message("gate")
-        )));
+    for step in steps(root) {
+        match step {
+            Step::Cargo(what, mut cmd) => {
+                eprintln!("== ci: {what}");
+                util::run(&mut cmd)?;
+            }
+            Step::Lint { require_deny } => {
+                eprintln!("== ci: cargo xtask lint");
+                lint::lint_with(root, require_deny)?;
+            }
+            Step::Gate => {
+                eprintln!("== ci: instruction-count gate");
+                if gate(root, &GateOptions::default())? {
+                    return Err(Error::failed(format!(
+                        "instruction-count gate: {}",
+                        crate::regression_message("gate")
+                    )));
+                }
+            }
+        }
     }
     eprintln!("ci: all steps passed");
     Ok(())
@@ -341,6 +367,38 @@ mod tests {
         assert_ne!(err.exit_code(), 0);
         let err = judge(&config, &counts(&[("ring/a", 1000)]), &base).unwrap_err();
         assert_eq!(err.exit_code(), 2, "{err}");
+    }
+
+    /// `cargo xtask ci` runs what `.ci/run` runs, the way it runs it: `.ci/run` exports
+    /// `CI` (`${CI:-true}`), so tests that skip elsewhere (no root, no valgrind, no
+    /// io_uring) must run and a missing cargo-deny fails the lint. Without `CI` in its
+    /// steps, `cargo xtask ci` passed on a machine where `.ci/run` fails.
+    #[test]
+    fn ci_steps_run_as_on_ci() {
+        let root = crate::util::workspace_root();
+        let steps = steps(&root);
+        let mut cargo_steps = 0;
+        for step in &steps {
+            match step {
+                Step::Cargo(what, cmd) => {
+                    cargo_steps += 1;
+                    let ci = cmd
+                        .get_envs()
+                        .find(|(k, _)| *k == "CI")
+                        .and_then(|(_, v)| v);
+                    assert!(
+                        ci.is_some_and(|v| !v.is_empty()),
+                        "step {what:?} runs without CI set"
+                    );
+                }
+                Step::Lint { require_deny } => {
+                    assert!(*require_deny, "the lint skips a missing cargo-deny");
+                }
+                Step::Gate => {}
+            }
+        }
+        assert_eq!(cargo_steps, 3, "{steps:?}");
+        assert!(matches!(steps.last(), Some(Step::Gate)), "{steps:?}");
     }
 
     #[test]

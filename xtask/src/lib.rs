@@ -8,7 +8,7 @@
 //! | `bench` | criterion benches and/or callgrind instruction counts into a `tally-bench/1` file |
 //! | `bench-compare` | compares two result files or git refs; exit 0 / 1 (regression or failed step) / 2 (bad input, nothing compared) |
 //! | `gate` | instruction counts of the configured hot paths against `bench-baseline/instructions.json` |
-//! | `ci` | what `.ci/run` runs |
+//! | `ci` | what `.ci/run` runs, with `CI` set as there (`${CI:-true}`) |
 //!
 //! The library half exists so that integration tests can drive the same code as the
 //! binary; it is not meant for use outside this workspace.
@@ -59,7 +59,8 @@ commands:
                             instruction-count gate against bench-baseline/instructions.json
                             (--refresh rewrites the baseline on purpose); exit codes as
                             bench-compare; never skips (no valgrind: exit 1)
-  ci                        everything .ci/run runs
+  ci                        everything .ci/run runs, with CI set as there
+                            (tests that need root must run: run it as root)
   help                      this text";
 
 /// Pulls `--name VALUE` / `--flag` options out of an argument list.

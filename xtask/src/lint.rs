@@ -21,11 +21,20 @@ pub fn deny_installed() -> bool {
         .is_ok_and(|s| s.success())
 }
 
-/// Runs every lint step in the workspace at `root`.
+/// Runs every lint step in the workspace at `root`; a missing cargo-deny fails the lint
+/// when `CI` is set (`.ci/run` installs it) and is skipped with a hint otherwise.
 ///
 /// # Errors
 /// `Failed` listing the steps that failed.
 pub fn lint(root: &Path) -> Result<()> {
+    lint_with(root, std::env::var_os("CI").is_some())
+}
+
+/// [`lint`], with `require_deny` deciding whether a missing cargo-deny fails it.
+///
+/// # Errors
+/// `Failed` listing the steps that failed.
+pub fn lint_with(root: &Path, require_deny: bool) -> Result<()> {
     let mut failed: Vec<String> = Vec::new();
     let mut step = |name: &str, mut cmd: Command| {
         eprintln!("== lint: {name}");
@@ -59,10 +68,12 @@ pub fn lint(root: &Path) -> Result<()> {
         let mut deny = util::cargo();
         deny.args(["deny", "--offline", "check", "licenses", "bans", "sources"]);
         step("deny", deny);
-    } else if std::env::var_os("CI").is_some() {
+    } else if require_deny {
         // CI installs it (`.ci/run`): a missing cargo-deny there is a broken set-up, not
         // a reason to skip the check.
-        eprintln!("== lint: deny\ncargo-deny is missing on CI; `.ci/run` installs it");
+        eprintln!(
+            "== lint: deny\ncargo-deny is missing, and CI needs it: install it with `cargo install cargo-deny --version 0.20.2 --locked` (as `.ci/run` does)"
+        );
         failed.push("deny".to_owned());
     } else {
         eprintln!("== lint: deny\n{DENY_HINT}");
