@@ -12,7 +12,7 @@
 //! crypto on one and the journal on the other, handing work over through two
 //! `tally_core_types::SpscRing`s.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -114,9 +114,11 @@ pub struct Drops {
     pub unexpected_type: u64,
     /// `PACKAGE` for a group this coordinator does not serve.
     pub unknown_group: u64,
-    /// `PACKAGE` with an invalid commitment list (bad point, duplicate or unknown signer).
+    /// `PACKAGE` with an invalid commitment list (bad point, duplicate or unknown signer,
+    /// fewer signers than the key's threshold).
     pub bad_package: u64,
-    /// `PACKAGE` for a session already open.
+    /// `PACKAGE` for a session already open, or for one of the last
+    /// [`CLOSED_MEMORY`] sessions closed (decided or expired): a replay.
     pub duplicate_package: u64,
     /// `PACKAGE` dropped because the session table was full.
     pub table_full: u64,
@@ -281,6 +283,37 @@ impl Outcome {
     }
 }
 
+/// How many closed (decided or expired) session identifiers the coordinator remembers,
+/// so that a replayed `PACKAGE` of a finished session is dropped instead of being
+/// verified, journaled and answered a second time. Bounded (a few MiB at most); a replay
+/// of a session closed longer ago than this many sessions is not recognised.
+pub const CLOSED_MEMORY: usize = 1 << 18;
+
+/// The identifiers of the last [`CLOSED_MEMORY`] sessions closed, oldest first.
+#[derive(Default)]
+struct Closed {
+    set: HashSet<u64>,
+    order: VecDeque<u64>,
+}
+
+impl Closed {
+    fn contains(&self, session: u64) -> bool {
+        self.set.contains(&session)
+    }
+
+    fn insert(&mut self, session: u64) {
+        if !self.set.insert(session) {
+            return;
+        }
+        self.order.push_back(session);
+        if self.order.len() > CLOSED_MEMORY
+            && let Some(old) = self.order.pop_front()
+        {
+            self.set.remove(&old);
+        }
+    }
+}
+
 /// One open session.
 #[derive(Clone)]
 struct Pending {
@@ -300,6 +333,8 @@ struct Front<N: Net> {
     cfg: CoordConfig,
     net: N,
     table: HashMap<u64, Pending>,
+    /// Recently closed sessions (replays of their `PACKAGE` are dropped).
+    closed: Closed,
     /// Complete sessions for the next verification batch (at most `max_batch_sessions`).
     ready: Vec<Pending>,
     /// Complete sessions beyond the batch being verified, in order.
@@ -356,6 +391,7 @@ impl<N: Net> Front<N> {
                 .map(|vs| vs.as_ref().map(PrecomputedVerifyingShare::new))
                 .collect(),
             table: HashMap::with_capacity(cfg.table_capacity),
+            closed: Closed::default(),
             ready: Vec::with_capacity(cfg.max_batch_sessions),
             held: Vec::with_capacity(cfg.max_batch_sessions),
             outcomes: Vec::with_capacity(cfg.max_batch_sessions),
@@ -370,18 +406,25 @@ impl<N: Net> Front<N> {
     /// Receives until `max_batch` sessions are ready or the socket is drained (waiting up
     /// to `wait` for the first datagram, reading at most `4 * max_batch` calls' worth),
     /// then verifies the ready sessions into `outcomes`. Returns the datagrams received.
+    /// With `receive` false (stopping, the drain time is over) it only sleeps `wait` and
+    /// verifies what is ready.
     fn receive_and_verify(
         &mut self,
         wait: Option<Duration>,
         max_batch: usize,
+        receive: bool,
     ) -> Result<usize, CoordError> {
         let mut got = 0;
-        loop {
-            let n = self.receive(64, if got == 0 { wait } else { None })?;
-            got += n;
-            if n == 0 || self.ready.len() >= max_batch || got >= 4 * max_batch {
-                break;
+        if receive {
+            loop {
+                let n = self.receive(64, if got == 0 { wait } else { None })?;
+                got += n;
+                if n == 0 || self.ready.len() >= max_batch || got >= 4 * max_batch {
+                    break;
+                }
             }
+        } else if let Some(w) = wait {
+            std::thread::sleep(w);
         }
         // One `receive` call completes every session its datagrams finish, which can be
         // more than `max_batch`: verify them in order, at most `max_batch` at a time.
@@ -402,13 +445,14 @@ impl<N: Net> Front<N> {
             cfg,
             net,
             table,
+            closed,
             ready,
             placeholder,
             stats,
             ..
         } = self;
         let n = net.recv(max, wait, &mut |payload, from| {
-            handle(cfg, table, ready, placeholder, stats, payload, from);
+            handle(cfg, table, closed, ready, placeholder, stats, payload, from);
         })?;
         Ok(n)
     }
@@ -420,8 +464,14 @@ impl<N: Net> Front<N> {
         self.last_expiry = now;
         let timeout = self.cfg.session_timeout;
         let before = self.table.len();
-        self.table
-            .retain(|_, p| now.duration_since(p.opened) < timeout);
+        let closed = &mut self.closed;
+        self.table.retain(|&session, p| {
+            let live = now.duration_since(p.opened) < timeout;
+            if !live {
+                closed.insert(session);
+            }
+            live
+        });
         self.stats.drops.expired += (before - self.table.len()) as u64;
     }
 
@@ -646,11 +696,13 @@ fn share_list(cfg: &CoordConfig, p: &Pending) -> Vec<(Identifier, SignatureShare
 /// Parses one datagram and updates the session table.
 #[allow(
     clippy::too_many_arguments,
-    reason = "split borrows of the front's fields"
+    clippy::too_many_lines,
+    reason = "split borrows of the front's fields; one arm per message type"
 )]
 fn handle(
     cfg: &CoordConfig,
     table: &mut HashMap<u64, Pending>,
+    closed: &mut Closed,
     ready: &mut Vec<Pending>,
     placeholder: &(Identifier, SigningCommitments),
     stats: &mut CoordStats,
@@ -668,7 +720,13 @@ fn handle(
                 stats.drops.unknown_group += 1;
                 return;
             }
-            if table.contains_key(&p.session) {
+            // Fewer signers than the threshold can never make a signature: valid shares
+            // would be verified, found valid, and the session rejected naming no one.
+            if p.t() < usize::from(cfg.threshold) {
+                stats.drops.bad_package += 1;
+                return;
+            }
+            if table.contains_key(&p.session) || closed.contains(p.session) {
                 stats.drops.duplicate_package += 1;
                 return;
             }
@@ -750,6 +808,7 @@ fn handle(
             if usize::from(p.have) == t
                 && let Some(done) = table.remove(&s.session)
             {
+                closed.insert(s.session);
                 ready.push(done);
             }
         }
@@ -757,8 +816,23 @@ fn handle(
     }
 }
 
+/// How long the coordinator keeps receiving after `stop` is set, to finish the sessions
+/// whose datagrams are already queued. After that it stops receiving (so a steady stream
+/// of datagrams cannot keep it from stopping), finishes the sessions that are complete
+/// and counts the others as expired.
+pub const STOP_DRAIN: Duration = Duration::from_millis(500);
+
+/// Whether to keep receiving: not stopping, or stopping for less than [`STOP_DRAIN`].
+fn still_receiving(stopping: bool, stop_seen: &mut Option<Instant>) -> bool {
+    if !stopping {
+        return true;
+    }
+    stop_seen.get_or_insert_with(Instant::now).elapsed() < STOP_DRAIN
+}
+
 /// Opens the journal, calls `ready` (the coordinator now takes traffic), and runs until
-/// `stop` is set, then finishes what is in flight.
+/// `stop` is set, then finishes what is in flight (receiving for at most [`STOP_DRAIN`]
+/// more).
 ///
 /// # Errors
 /// [`CoordError`] when the journal or the network fails.
@@ -803,11 +877,13 @@ fn run_to_completion<N: Net>(
     let mut filling: Vec<(Outcome, u64)> = Vec::with_capacity(4096);
     let mut in_flight: Vec<(Outcome, u64)> = Vec::with_capacity(4096);
     let mut rec = [0u8; 128];
+    let mut stop_seen = None;
     loop {
         let stopping = stop.load(Ordering::Relaxed);
         let idle = f.ready.is_empty() && filling.is_empty() && in_flight.is_empty();
         let wait = (idle && !stopping).then_some(Duration::from_micros(500));
-        let got = f.receive_and_verify(wait, max_batch)?;
+        let receiving = still_receiving(stopping, &mut stop_seen);
+        let got = f.receive_and_verify(wait, max_batch, receiving)?;
         for o in f.outcomes.drain(..) {
             let len = o.record(&mut rec);
             let seq = journal.append(rec.get(..len).unwrap_or(&[]))?;
@@ -925,6 +1001,7 @@ fn run_staged<N: Net>(
             });
             let mut backlog: Vec<Outcome> = Vec::with_capacity(RING);
             let mut outstanding = 0usize;
+            let mut stop_seen = None;
             let result = (|| -> Result<(), CoordError> {
                 loop {
                     let stopping = stop.load(Ordering::Relaxed);
@@ -932,7 +1009,8 @@ fn run_staged<N: Net>(
                     let wait = (idle && !stopping && outstanding == 0)
                         .then_some(Duration::from_micros(500))
                         .or((idle && outstanding > 0).then_some(Duration::from_micros(50)));
-                    let got = f.receive_and_verify(wait, max_batch)?;
+                    let receiving = still_receiving(stopping, &mut stop_seen);
+                    let got = f.receive_and_verify(wait, max_batch, receiving)?;
                     backlog.append(&mut f.outcomes);
                     let mut pushed = 0;
                     for o in &backlog {
@@ -983,4 +1061,168 @@ fn run_staged<N: Net>(
     f.stats.net = f.net.stats();
     f.stats.elapsed = start.elapsed();
     Ok(f.stats)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+    use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::generator::{PoolEntry, build_pool};
+    use crate::signer::Group;
+
+    /// Replies the fake network sent: `(to, payload)`.
+    type Sent = Arc<Mutex<Vec<Vec<u8>>>>;
+
+    /// A network that delivers queued datagrams, then (optionally) one junk datagram on
+    /// every call until `flood_until`, and records what is sent.
+    struct FakeNet {
+        queue: VecDeque<Vec<u8>>,
+        flood_until: Option<Instant>,
+        sent: Sent,
+    }
+
+    fn from() -> Addr {
+        Addr::Udp(SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 4242)))
+    }
+
+    impl Net for FakeNet {
+        fn kind(&self) -> &'static str {
+            "fake"
+        }
+        fn recv(
+            &mut self,
+            max: usize,
+            _wait: Option<Duration>,
+            f: &mut dyn FnMut(&[u8], Addr),
+        ) -> std::io::Result<usize> {
+            let mut n = 0;
+            while n < max {
+                let Some(d) = self.queue.pop_front() else {
+                    break;
+                };
+                f(&d, from());
+                n += 1;
+            }
+            if n == 0 && self.flood_until.is_some_and(|t| Instant::now() < t) {
+                f(b"junk", from());
+                n = 1;
+            }
+            Ok(n)
+        }
+        fn send(&mut self, _to: &Addr, payload: &[u8]) -> bool {
+            self.sent.lock().unwrap().push(payload.to_vec());
+            true
+        }
+        fn flush(&mut self) {}
+        fn stats(&self) -> NetStats {
+            NetStats::default()
+        }
+    }
+
+    fn config(group: &Group, dir: &std::path::Path, stages: bool) -> CoordConfig {
+        let mut vs = vec![None; usize::from(group.n) + 1];
+        for s in &group.signers {
+            vs[usize::from(s.id)] = Some(s.verifying_share);
+        }
+        CoordConfig {
+            group_id: 1,
+            key: group.key,
+            verifying_shares: vs,
+            threshold: group.t,
+            journal_dir: dir.to_path_buf(),
+            stages,
+            verify: VerifyMode::Signatures,
+            max_batch_sessions: 16,
+            session_timeout: Duration::from_secs(2),
+            table_capacity: 1024,
+        }
+    }
+
+    /// The `PACKAGE` and good `SHARE` datagrams of one session.
+    fn session_datagrams(e: &PoolEntry, session: u64) -> Vec<Vec<u8>> {
+        let mut buf = [0u8; wire::MAX_DATAGRAM];
+        let n = wire::write_package(&mut buf, session, 1, &e.msg, &e.commitments);
+        let mut out = vec![buf[..n].to_vec()];
+        for (id, good, _) in &e.shares {
+            let n = wire::write_share(&mut buf, session, *id, good);
+            out.push(buf[..n].to_vec());
+        }
+        out
+    }
+
+    /// Runs the coordinator (stop already set) over `queue`; returns its stats, the
+    /// replies it sent and the journal's record count.
+    fn run_fake(
+        group: &Group,
+        stages: bool,
+        queue: Vec<Vec<u8>>,
+        flood: Option<Duration>,
+    ) -> (CoordStats, Vec<Vec<u8>>, u64) {
+        let dir = tempfile::tempdir().unwrap();
+        let sent = Sent::default();
+        let net = FakeNet {
+            queue: queue.into(),
+            flood_until: flood.map(|d| Instant::now() + d),
+            sent: Arc::clone(&sent),
+        };
+        let stop = AtomicBool::new(true);
+        let stats = run(config(group, dir.path(), stages), net, &stop, || {}).unwrap();
+        let replay = Journal::replay(dir.path(), |_, _| {}).unwrap();
+        let sent = sent.lock().unwrap().clone();
+        (stats, sent, replay.records)
+    }
+
+    #[test]
+    fn a_replayed_session_is_journaled_and_answered_once() {
+        let group = Group::deal(2, 3).unwrap();
+        let pool = build_pool(&group, 1, 1).unwrap();
+        for stages in [false, true] {
+            // The whole session, then the same datagrams again after it completed (an
+            // attacker replaying what it saw on the wire).
+            let mut q = session_datagrams(&pool[0], 7);
+            q.extend(session_datagrams(&pool[0], 7));
+            let (s, sent, records) = run_fake(&group, stages, q, None);
+            assert_eq!(s.sessions_opened, 1, "stages {stages}: {:?}", s.drops);
+            assert_eq!((s.sessions_signed, records, sent.len()), (1, 1, 1));
+            assert_eq!(s.drops.duplicate_package, 1, "{:?}", s.drops);
+            assert_eq!(s.drops.unknown_session, 2, "{:?}", s.drops);
+        }
+    }
+
+    #[test]
+    fn a_package_with_fewer_signers_than_the_threshold_is_dropped() {
+        let group = Group::deal(3, 5).unwrap();
+        let pool = build_pool(&group, 1, 1).unwrap();
+        let mut e = pool[0].clone();
+        // Two of the three signers: valid shares can never sum to a signature.
+        e.commitments.truncate(2);
+        e.shares.truncate(2);
+        let (s, sent, records) = run_fake(&group, false, session_datagrams(&e, 9), None);
+        assert_eq!(s.drops.bad_package, 1, "{:?}", s.drops);
+        assert_eq!((s.sessions_opened, s.sessions_rejected, records), (0, 0, 0));
+        assert!(sent.is_empty());
+        assert_eq!(s.drops.unknown_session, 2, "{:?}", s.drops);
+    }
+
+    #[test]
+    fn stop_returns_while_datagrams_keep_arriving() {
+        let group = Group::deal(2, 3).unwrap();
+        let pool = build_pool(&group, 1, 1).unwrap();
+        for stages in [false, true] {
+            let t0 = Instant::now();
+            // A session in flight when asked to stop is still finished and answered.
+            let q = session_datagrams(&pool[0], 3);
+            let (s, sent, records) = run_fake(&group, stages, q, Some(Duration::from_secs(4)));
+            let took = t0.elapsed();
+            assert!(
+                took < Duration::from_secs(3),
+                "stages {stages}: stop took {took:?} under a steady stream of datagrams"
+            );
+            assert_eq!((s.sessions_signed, records, sent.len()), (1, 1, 1));
+            assert!(s.drops.malformed > 0);
+        }
+    }
 }

@@ -84,6 +84,7 @@ impl RunReport {
     /// * every session the coordinator opened was signed, rejected or expired, and every
     ///   signed or rejected one was journaled once and answered (or counted as a failed
     ///   reply);
+    /// * replaying the journal after the run finds every record appended;
     /// * no reply left before its journal record was durable;
     /// * the generator received no more answers than the coordinator sent, none of them
     ///   wrong, and no detected invalid share that was not injected.
@@ -94,6 +95,7 @@ impl RunReport {
         g.sessions_sent == g.sessions_completed + g.no_reply
             && c.sessions_opened == decided + c.drops.expired
             && c.journal_records == decided
+            && self.journal_replayed == c.journal_records
             && c.replies_sent + c.drops.reply_failed == decided
             && c.replies_before_durable == 0
             && c.culprit_mismatches == 0
@@ -346,7 +348,7 @@ impl RunReport {
             if self.accounting_ok() {
                 "ok (generator and coordinator counts agree, no reply before its record was durable, no wrong answers)"
             } else {
-                "MISMATCH (compare the counts in --json: sessions_sent, coordinator.*, journal_records, drops)"
+                "MISMATCH (compare the counts in --json: sessions_sent, coordinator.*, journal_records, journal_replayed, drops)"
             }
         );
         s
@@ -430,4 +432,95 @@ pub fn plot(path: &Path, runs: &[&RunReport]) -> Result<(), String> {
         .map_err(|e| err(&e))?;
     root.present().map_err(|e| err(&e))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::generator::BadInjected;
+
+    /// A way to break the accounting, and its name.
+    type Break = (&'static str, fn(&mut RunReport));
+
+    /// A run where 10 sessions were sent: 8 signed, 1 rejected, 1 expired.
+    fn consistent() -> RunReport {
+        let mut coord = CoordStats::empty();
+        coord.sessions_opened = 10;
+        coord.sessions_signed = 8;
+        coord.sessions_rejected = 1;
+        coord.drops.expired = 1;
+        coord.journal_records = 9;
+        coord.replies_sent = 9;
+        let load = GenResult {
+            sessions_sent: 10,
+            sessions_completed: 9,
+            sessions_signed: 8,
+            sessions_rejected: 1,
+            wrong_answers: 0,
+            no_reply: 1,
+            unexpected_replies: 0,
+            invalid_shares_injected: 1,
+            invalid_shares_detected: 1,
+            replies_received: 9,
+            max_journal_seq: 9,
+            bad: BadInjected::default(),
+            latency_ns: histogram(1_000, 60_000_000_000, 3),
+            elapsed: Duration::from_secs(1),
+        };
+        RunReport {
+            mode: "tally",
+            shape: "run_to_completion",
+            verify: "signatures",
+            transport: "udp",
+            transport_why: String::new(),
+            t: 2,
+            n: 3,
+            load,
+            coord,
+            journal_replayed: 9,
+        }
+    }
+
+    #[test]
+    fn accounting_fails_on_every_kind_of_mismatch() {
+        assert!(consistent().accounting_ok());
+        assert!(consistent().text().contains("accounting:           ok"));
+        let breaks: [Break; 9] = [
+            ("a session neither answered nor given up", |r| {
+                r.load.sessions_sent += 1;
+            }),
+            ("an opened session in no bucket", |r| {
+                r.coord.sessions_opened += 1;
+            }),
+            ("a decided session not journaled", |r| {
+                r.coord.journal_records -= 1;
+            }),
+            ("a journaled record the journal does not hold", |r| {
+                r.journal_replayed -= 1;
+            }),
+            ("a decided session not answered", |r| {
+                r.coord.replies_sent -= 1;
+            }),
+            ("a reply before its record was durable", |r| {
+                r.coord.replies_before_durable = 1;
+            }),
+            ("a culprit mismatch", |r| r.coord.culprit_mismatches = 1),
+            ("a wrong answer", |r| r.load.wrong_answers = 1),
+            ("more answers received than sent", |r| {
+                r.load.sessions_completed += 1;
+                r.load.no_reply -= 1;
+                r.coord.replies_sent -= 1;
+                r.coord.drops.reply_failed += 1;
+            }),
+        ];
+        for (what, f) in breaks {
+            let mut r = consistent();
+            f(&mut r);
+            assert!(!r.accounting_ok(), "accounting ok despite {what}");
+            assert!(r.text().contains("MISMATCH"), "{what}");
+            assert_eq!(r.json()["accounting_ok"], false, "{what}");
+        }
+    }
 }

@@ -71,6 +71,9 @@ pub enum WireError {
     /// A `PACKAGE` with threshold 0 or above [`MAX_T`].
     #[error("threshold {0} out of range 1..={MAX_T}")]
     BadThreshold(u8),
+    /// A `REJECTED` naming more than [`MAX_T`] culprits.
+    #[error("{0} culprits named, a session has at most {MAX_T} signers")]
+    BadCulpritCount(u8),
 }
 
 /// A parsed message, borrowing the datagram.
@@ -254,7 +257,7 @@ pub fn parse(b: &[u8]) -> Result<Msg<'_>, WireError> {
             }
             let count = b.get(HEADER + 16).copied().unwrap_or(0);
             if usize::from(count) > MAX_T {
-                return Err(WireError::BadThreshold(count));
+                return Err(WireError::BadCulpritCount(count));
             }
             exact(b, fixed + 2 * usize::from(count))?;
             let mut culprits = [0u16; MAX_T];
@@ -443,5 +446,18 @@ mod tests {
             }
         }
         assert_eq!(write_share(&mut [0u8; 10], 1, 1, &[0; 32]), 0);
+    }
+
+    /// A `REJECTED` naming more culprits than a session can have is refused with an error
+    /// about the culprit count, not about a `PACKAGE` threshold.
+    #[test]
+    fn too_many_culprits_is_its_own_error() {
+        let mut buf = [0u8; MAX_DATAGRAM];
+        let n = write_rejected(&mut buf, 1, 2, &[1; MAX_T]);
+        assert!(parse(&buf[..n]).is_ok());
+        buf[HEADER + 16] = 17;
+        let err = parse(&buf[..n]).unwrap_err();
+        assert_eq!(err, WireError::BadCulpritCount(17));
+        assert!(err.to_string().contains("culprit"), "{err}");
     }
 }
