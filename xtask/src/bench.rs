@@ -72,7 +72,35 @@ pub fn build_bench_exes(root: &Path, target_dir: Option<&Path>) -> Result<Vec<(S
 /// # Errors
 /// `Failed` when the build fails or produces no `icount` executable.
 pub fn build_icount(root: &Path, target_dir: Option<&Path>) -> Result<PathBuf> {
+    let mut cmd = icount_build(root, target_dir);
+    artifacts(&mut cmd, "bin")?
+        .into_iter()
+        .find(|(name, _)| name == "icount")
+        .map(|(_, exe)| exe)
+        .ok_or_else(|| Error::failed("cargo built no `icount` executable"))
+}
+
+/// The `cargo build` command of the release `icount` binary, with rustflags pinned to
+/// none: `CARGO_ENCODED_RUSTFLAGS=""` outranks `RUSTFLAGS` and every cargo config's
+/// `rustflags`. Counts are compared with a committed baseline that CI builds without
+/// extra flags, so a `RUSTFLAGS=-Ctarget-cpu=native` in the caller's environment must
+/// not change the code that is counted (a baseline refreshed with it would record code
+/// CI never builds).
+fn icount_build(root: &Path, target_dir: Option<&Path>) -> Command {
+    for var in [
+        "RUSTFLAGS",
+        "CARGO_ENCODED_RUSTFLAGS",
+        "CARGO_BUILD_RUSTFLAGS",
+    ] {
+        if let Some(v) = std::env::var_os(var).filter(|v| !v.is_empty()) {
+            eprintln!(
+                "note: {var}={} is not used for `icount`: instruction counts are compared with a baseline built without extra rustflags",
+                v.to_string_lossy()
+            );
+        }
+    }
     let mut cmd = util::cargo();
+    cmd.env("CARGO_ENCODED_RUSTFLAGS", "");
     cmd.current_dir(root).args([
         "build",
         "--release",
@@ -85,11 +113,7 @@ pub fn build_icount(root: &Path, target_dir: Option<&Path>) -> Result<PathBuf> {
     if let Some(t) = target_dir {
         cmd.env("CARGO_TARGET_DIR", t);
     }
-    artifacts(&mut cmd, "bin")?
-        .into_iter()
-        .find(|(name, _)| name == "icount")
-        .map(|(_, exe)| exe)
-        .ok_or_else(|| Error::failed("cargo built no `icount` executable"))
+    cmd
 }
 
 /// Runs a cargo build with JSON messages (stderr passes through, so the user sees
@@ -570,6 +594,25 @@ mod tests {
             instructions: Some(1),
         };
         assert!(require_measured(&[one], &opts).is_ok());
+    }
+
+    /// Counts are compared with a committed baseline that CI rebuilds without extra
+    /// rustflags: a `RUSTFLAGS=-Ctarget-cpu=native` (or a `build.rustflags` in a user's
+    /// cargo config) must not change the code that is counted, or a refreshed baseline
+    /// records code CI never builds. `CARGO_ENCODED_RUSTFLAGS` outranks both.
+    #[test]
+    fn icount_is_built_without_the_callers_rustflags() {
+        let cmd = icount_build(Path::new("/nonexistent"), None);
+        let pinned = cmd
+            .get_envs()
+            .find(|(k, _)| *k == "CARGO_ENCODED_RUSTFLAGS")
+            .and_then(|(_, v)| v);
+        assert_eq!(
+            pinned,
+            Some(std::ffi::OsStr::new("")),
+            "{}",
+            util::show(&cmd)
+        );
     }
 
     #[test]
