@@ -93,8 +93,38 @@ pub fn gate(root: &Path, opts: &GateOptions) -> Result<bool> {
     };
     let cmp = judge(&config, &base, &head)?;
     print!("{}", compare::to_table(&cmp));
+    if let Some(note) = machine_note(&base.machine, &head.machine) {
+        eprintln!("{note}");
+    }
     crate::write_reports(&cmp, opts.markdown.as_deref(), opts.chart.as_deref())?;
     Ok(cmp.has_regression())
+}
+
+/// A warning when `baseline` (the baseline file's `machine`) names another CPU than
+/// `here`: counts are only comparable on the same CPU kind (runtime feature detection
+/// picks code paths from the CPUID valgrind passes through), so a verdict across CPU
+/// kinds may be about the machine rather than the code.
+pub fn machine_note(baseline: &str, here: &str) -> Option<String> {
+    let (b, h) = (cpu_of(baseline), cpu_of(here));
+    (b != h).then(|| {
+        format!(
+            "note: the baseline was measured on {b:?}, this machine is {h:?}; instruction counts are \
+             only comparable on the same CPU kind (code paths follow the CPU features), so judge \
+             this verdict on the machine kind CI runs on, and refresh the baseline (`cargo xtask \
+             gate --refresh`) only there"
+        )
+    })
+}
+
+/// The CPU model of a `machine` string as [`util::machine`] writes it
+/// (`"<cpu> x<cpus>, <kernel>"`): without the CPU count and the kernel, which do not
+/// change a count.
+fn cpu_of(machine: &str) -> &str {
+    let cpu = machine.rsplit_once(", ").map_or(machine, |(cpu, _)| cpu);
+    match cpu.rsplit_once(" x") {
+        Some((model, n)) if !n.is_empty() && n.bytes().all(|c| c.is_ascii_digit()) => model,
+        _ => cpu,
+    }
 }
 
 /// Every gated kernel needs an instruction count in the baseline. Without one it would
@@ -399,6 +429,21 @@ mod tests {
         }
         assert_eq!(cargo_steps, 3, "{steps:?}");
         assert!(matches!(steps.last(), Some(Step::Gate)), "{steps:?}");
+    }
+
+    #[test]
+    fn another_cpu_than_the_baselines_is_pointed_out() {
+        let base = "Intel(R) Xeon(R) Processor x2, Linux 6.18.44-fc-v669";
+        // Same CPU kind, other core count or kernel: comparable, no note.
+        assert_eq!(
+            machine_note(base, "Intel(R) Xeon(R) Processor x4, Linux 6.8.0"),
+            None
+        );
+        assert_eq!(machine_note(base, base), None);
+        let note = machine_note(base, "AMD EPYC 7B13 x2, Linux 6.18.44-fc-v669").unwrap();
+        for needle in ["Intel(R) Xeon(R) Processor", "AMD EPYC 7B13", "--refresh"] {
+            assert!(note.contains(needle), "{needle:?} missing from: {note}");
+        }
     }
 
     #[test]
