@@ -293,16 +293,7 @@ fn callgrind_total_with(
     args: &[OsString],
     iters: u64,
 ) -> Result<u64> {
-    let mut cmd = Command::new(valgrind);
-    cmd.args([
-        "--tool=callgrind",
-        "--callgrind-out-file=/dev/null",
-        "--cache-sim=no",
-        "--branch-sim=no",
-    ])
-    .arg(program)
-    .args(args)
-    .arg(iters.to_string());
+    let mut cmd = callgrind_command(valgrind, program, args, iters);
     let shown = util::show(&cmd);
     let out = cmd.output().map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
@@ -328,13 +319,39 @@ fn callgrind_total_with(
     })
 }
 
-/// The number on callgrind's `==PID== Collected : N` line.
+/// The callgrind command line that counts `program args.. iters`: the whole run, from
+/// the first instruction, whatever the caller's `VALGRIND_OPTS` (dropped) or valgrind rc
+/// files (overridden: command-line options come last) say.
+fn callgrind_command(
+    valgrind: &std::ffi::OsStr,
+    program: &Path,
+    args: &[OsString],
+    iters: u64,
+) -> Command {
+    let mut cmd = Command::new(valgrind);
+    cmd.env_remove("VALGRIND_OPTS")
+        .args([
+            "--tool=callgrind",
+            "--callgrind-out-file=/dev/null",
+            "--cache-sim=no",
+            "--branch-sim=no",
+            "--collect-atstart=yes",
+            "--instr-atstart=yes",
+        ])
+        .arg(program)
+        .args(args)
+        .arg(iters.to_string());
+    cmd
+}
+
+/// The instruction total on callgrind's `==PID== Collected : N [more events]` line (Ir,
+/// the first event, is the first number).
 pub fn parse_collected(stderr: &str) -> Option<u64> {
     stderr
         .lines()
         .rev()
         .filter_map(|l| l.split_once("Collected :"))
-        .find_map(|(_, n)| n.trim().parse().ok())
+        .find_map(|(_, n)| n.split_whitespace().next()?.parse().ok())
 }
 
 /// Iteration count of the first (reference) callgrind run.
@@ -513,6 +530,32 @@ mod tests {
         let stderr = "==1== Callgrind, a call-graph generating cache profiler\n==1== Events    : Ir\n==1== Collected : 1234567\n==1==\n==1== I   refs:      1,234,567\n";
         assert_eq!(parse_collected(stderr), Some(1_234_567));
         assert_eq!(parse_collected("nothing"), None);
+        // Extra events (`--collect-systime=yes` from a ~/.valgrindrc) follow Ir on the
+        // line: the total is still the first number, not "no total".
+        let stderr = "==1== Events    : Ir sysCount sysTime\n==1== Collected : 127000 57 97\n";
+        assert_eq!(parse_collected(stderr), Some(127_000));
+    }
+
+    /// What callgrind counts must not depend on the caller's valgrind settings:
+    /// `VALGRIND_OPTS=--toggle-collect=<fn>` counts only part of the run (a partial count
+    /// passes the gate whatever the rest of the code does) and `--collect-atstart=no`
+    /// counts nothing. The environment variable is dropped; the rc files
+    /// (`~/.valgrindrc`, `./.valgrindrc`) cannot be, but command-line options win over them.
+    #[test]
+    fn callgrind_ignores_the_callers_valgrind_options() {
+        let cmd = callgrind_command("valgrind".as_ref(), Path::new("/bin/true"), &[], 10);
+        let dropped = cmd
+            .get_envs()
+            .any(|(k, v)| k == "VALGRIND_OPTS" && v.is_none());
+        assert!(dropped, "{}", util::show(&cmd));
+        let args: Vec<_> = cmd.get_args().collect();
+        for pinned in ["--collect-atstart=yes", "--instr-atstart=yes"] {
+            assert!(
+                args.iter().any(|a| *a == pinned),
+                "{pinned} missing: {}",
+                util::show(&cmd)
+            );
+        }
     }
 
     #[test]
