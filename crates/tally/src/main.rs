@@ -13,6 +13,7 @@ mod signer;
 mod sys;
 mod wire;
 
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -157,7 +158,6 @@ fn main() -> ExitCode {
 }
 
 #[allow(
-    clippy::print_stdout,
     clippy::print_stderr,
     clippy::too_many_lines,
     clippy::many_single_char_names,
@@ -269,6 +269,8 @@ fn pipeline_cmd(a: &PipelineArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
+    // A closed stdout (`tally pipeline | head`) loses the report, not the exit status.
+    let mut stdout = std::io::stdout().lock();
     let ratio = match runs.as_slice() {
         [t, b] if b.sessions_per_sec() > 0.0 => Some(t.sessions_per_sec() / b.sessions_per_sec()),
         _ => None,
@@ -288,15 +290,16 @@ fn pipeline_cmd(a: &PipelineArgs) -> ExitCode {
                 "netns_left_behind": netns_left,
             }),
         };
-        println!("{out}");
+        let _ = writeln!(stdout, "{out}");
     } else {
         for r in &runs {
-            print!("{}", r.text());
+            let _ = write!(stdout, "{}", r.text());
         }
         if let (Some(x), [t, b]) = (ratio, runs.as_slice()) {
             let p99 =
                 |r: &report::RunReport| r.load.latency_ns.value_at_quantile(0.99) as f64 / 1e6;
-            println!(
+            let _ = writeln!(
+                stdout,
                 "== tally vs baseline: {:.1}x sessions/s ({:.0} vs {:.0}); p99 {:.2} ms vs {:.2} ms ==",
                 x,
                 t.sessions_per_sec(),
@@ -306,7 +309,8 @@ fn pipeline_cmd(a: &PipelineArgs) -> ExitCode {
             );
         }
         if let Some([na, nb]) = &names {
-            println!(
+            let _ = writeln!(
+                stdout,
                 "network namespaces {na} and {nb}: {}",
                 if netns_left {
                     "STILL PRESENT"
@@ -316,7 +320,7 @@ fn pipeline_cmd(a: &PipelineArgs) -> ExitCode {
             );
         }
         if let Some(p) = &a.plot {
-            println!("latency plot written to {}", p.display());
+            let _ = writeln!(stdout, "latency plot written to {}", p.display());
         }
     }
     let ok = runs.iter().all(report::RunReport::accounting_ok) && !netns_left;

@@ -409,6 +409,14 @@ where
         let show = s.progress;
         std::thread::spawn(move || progress_loop(&p, &d2, &g, show, label))
     };
+    // A coordinator that stopped on its own (an error) stops the generator, so that its
+    // error is reported now rather than after the whole `--duration`.
+    while !gen_handle.is_finished() {
+        if coord_handle.is_finished() {
+            gen_stop.store(true, Ordering::Relaxed);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let load = gen_handle.join();
     done.store(true, Ordering::Release);
     let _ = watcher.join();
@@ -574,4 +582,53 @@ pub fn run_baseline(
         coord,
         journal_replayed: replayed,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A coordinator that fails after it started taking traffic ends the run promptly
+    /// with its error, instead of the load generator sending for the whole `--duration`.
+    #[test]
+    fn a_coordinator_failing_mid_run_ends_the_run_with_its_error() {
+        let s = Settings {
+            duration: Duration::from_secs(30),
+            window: 4,
+            invalid_ratio: 0.0,
+            stages: false,
+            verify: VerifyMode::Signatures,
+            transport: TransportArg::Udp,
+            journal_dir: None,
+            keep_journal: false,
+            bad_wire_every: 0,
+            pin: false,
+            progress: false,
+            max_batch: 4,
+        };
+        let w = Workload::new(2, 3, 2).unwrap();
+        let t0 = Instant::now();
+        let body = |ip: Ipv4Addr, _: Option<String>, tx: ReadyTx, _: &AtomicBool| {
+            // Takes traffic (and never answers), then fails.
+            let sock = UdpSocket::bind(SocketAddrV4::new(ip, 0)).unwrap();
+            let addr = sock.local_addr().unwrap();
+            let _ = tx.send(Ok(Ready {
+                addr,
+                kind: "udp",
+                detail: String::new(),
+            }));
+            std::thread::sleep(Duration::from_millis(200));
+            Err(setup_err("test coordinator", "journal failed"))
+        };
+        let r = drive(&s, &w, &Env::Loopback, "test", body);
+        let took = t0.elapsed();
+        let Err(e) = r else {
+            panic!("the coordinator's error was lost")
+        };
+        assert!(e.to_string().contains("journal failed"), "{e}");
+        assert!(
+            took < Duration::from_secs(8),
+            "the run went on for {took:?} after the coordinator failed"
+        );
+    }
 }

@@ -371,9 +371,11 @@ fn thp() -> Line {
     }
 }
 
-/// Runs the probe and prints the report.
-#[allow(clippy::print_stdout, reason = "command-line output")]
+/// Runs the probe and prints the report (a closed stdout, as in `tally probe | head -1`,
+/// ends the output quietly).
 pub fn run(as_json: bool) -> ExitCode {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
     let mut lines = vec![kernel()];
     lines.extend(uring());
     lines.extend(af_xdp());
@@ -387,10 +389,11 @@ pub fn run(as_json: bool) -> ExitCode {
             .iter()
             .map(|l| json!({"item": l.item, "value": l.value, "ok": l.good, "advice": l.advice}))
             .collect();
-        println!("{}", json!({ "probe": v }));
+        let _ = writeln!(stdout, "{}", json!({ "probe": v }));
     } else {
         for l in &lines {
-            println!(
+            let _ = writeln!(
+                stdout,
                 "[{}] {:<24} {}\n       -> {}",
                 if l.good { " ok " } else { "warn" },
                 l.item,
