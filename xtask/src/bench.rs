@@ -77,7 +77,11 @@ pub fn build_icount(root: &Path, target_dir: Option<&Path>) -> Result<PathBuf> {
         .into_iter()
         .find(|(name, _)| name == "icount")
         .map(|(_, exe)| exe)
-        .ok_or_else(|| Error::failed("cargo built no `icount` executable"))
+        .ok_or_else(|| {
+            Error::failed(format!(
+                "cargo built no `icount` executable; {BENCH_PACKAGE} needs its `[[bin]] name = \"icount\"` (benches/Cargo.toml, src/bin/icount.rs)"
+            ))
+        })
 }
 
 /// The `cargo build` command of the release `icount` binary, with rustflags pinned to
@@ -121,7 +125,16 @@ fn icount_build(root: &Path, target_dir: Option<&Path>) -> Command {
 fn artifacts(cmd: &mut Command, kind: &str) -> Result<Vec<(String, PathBuf)>> {
     eprintln!("$ {}", util::show(cmd));
     cmd.stderr(std::process::Stdio::inherit());
-    let out = util::output(cmd)?;
+    let shown = util::show(cmd);
+    let out = cmd
+        .output()
+        .map_err(|e| Error::failed(format!("cannot start `{shown}`: {e}")))?;
+    if !out.status.success() {
+        return Err(Error::failed(format!(
+            "`{shown}` exited with {}: see cargo's errors above, fix the build, then rerun",
+            out.status
+        )));
+    }
     let mut found = Vec::new();
     for line in String::from_utf8_lossy(&out.stdout).lines() {
         let Ok(msg) = serde_json::from_str::<Value>(line) else {
@@ -655,6 +668,19 @@ mod tests {
             Some(std::ffi::OsStr::new("")),
             "{}",
             util::show(&cmd)
+        );
+    }
+
+    /// cargo's stderr goes to the terminal, so the error cannot quote it: it must say
+    /// where the compiler errors are and what to do, not end in an empty quote.
+    #[test]
+    fn a_failed_build_points_at_cargos_errors() {
+        let err = artifacts(&mut Command::new("false"), "bin").unwrap_err();
+        assert_eq!(err.exit_code(), 1);
+        let msg = err.to_string();
+        assert!(
+            msg.contains("errors above") && !msg.trim_end().ends_with(':'),
+            "{msg}"
         );
     }
 
