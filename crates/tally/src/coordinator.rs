@@ -118,7 +118,7 @@ pub struct Drops {
     /// fewer signers than the key's threshold).
     pub bad_package: u64,
     /// `PACKAGE` for a session already open, or for one of the last
-    /// [`CLOSED_MEMORY`] sessions closed (decided or expired): a replay.
+    /// [`CLOSED_MEMORY`] sessions completed (a replay).
     pub duplicate_package: u64,
     /// `PACKAGE` dropped because the session table was full.
     pub table_full: u64,
@@ -283,13 +283,14 @@ impl Outcome {
     }
 }
 
-/// How many closed (decided or expired) session identifiers the coordinator remembers,
-/// so that a replayed `PACKAGE` of a finished session is dropped instead of being
-/// verified, journaled and answered a second time. Bounded (a few MiB at most); a replay
-/// of a session closed longer ago than this many sessions is not recognised.
+/// How many completed session identifiers the coordinator remembers, so that a replayed
+/// `PACKAGE` of a completed session is dropped instead of being verified, journaled and
+/// answered a second time. Bounded (a few MiB at most); a replay of a session completed
+/// longer ago than this many sessions is not recognised. An expired session was never
+/// answered, so its identifier may open a session again.
 pub const CLOSED_MEMORY: usize = 1 << 18;
 
-/// The identifiers of the last [`CLOSED_MEMORY`] sessions closed, oldest first.
+/// The identifiers of the last [`CLOSED_MEMORY`] sessions completed, oldest first.
 #[derive(Default)]
 struct Closed {
     set: HashSet<u64>,
@@ -333,7 +334,7 @@ struct Front<N: Net> {
     cfg: CoordConfig,
     net: N,
     table: HashMap<u64, Pending>,
-    /// Recently closed sessions (replays of their `PACKAGE` are dropped).
+    /// Recently completed sessions (replays of their `PACKAGE` are dropped).
     closed: Closed,
     /// Complete sessions for the next verification batch (at most `max_batch_sessions`).
     ready: Vec<Pending>,
@@ -464,14 +465,8 @@ impl<N: Net> Front<N> {
         self.last_expiry = now;
         let timeout = self.cfg.session_timeout;
         let before = self.table.len();
-        let closed = &mut self.closed;
-        self.table.retain(|&session, p| {
-            let live = now.duration_since(p.opened) < timeout;
-            if !live {
-                closed.insert(session);
-            }
-            live
-        });
+        self.table
+            .retain(|_, p| now.duration_since(p.opened) < timeout);
         self.stats.drops.expired += (before - self.table.len()) as u64;
     }
 
@@ -1161,6 +1156,16 @@ mod tests {
         queue: Vec<Vec<u8>>,
         flood: Option<Duration>,
     ) -> (CoordStats, Vec<Vec<u8>>, u64) {
+        run_fake_verify(group, stages, VerifyMode::Signatures, queue, flood)
+    }
+
+    fn run_fake_verify(
+        group: &Group,
+        stages: bool,
+        verify: VerifyMode,
+        queue: Vec<Vec<u8>>,
+        flood: Option<Duration>,
+    ) -> (CoordStats, Vec<Vec<u8>>, u64) {
         let dir = tempfile::tempdir().unwrap();
         let sent = Sent::default();
         let net = FakeNet {
@@ -1169,7 +1174,11 @@ mod tests {
             sent: Arc::clone(&sent),
         };
         let stop = AtomicBool::new(true);
-        let stats = run(config(group, dir.path(), stages), net, &stop, || {}).unwrap();
+        let cfg = CoordConfig {
+            verify,
+            ..config(group, dir.path(), stages)
+        };
+        let stats = run(cfg, net, &stop, || {}).unwrap();
         let replay = Journal::replay(dir.path(), |_, _| {}).unwrap();
         let sent = sent.lock().unwrap().clone();
         (stats, sent, replay.records)
@@ -1224,5 +1233,52 @@ mod tests {
             assert_eq!((s.sessions_signed, records, sent.len()), (1, 1, 1));
             assert!(s.drops.malformed > 0);
         }
+    }
+
+    #[test]
+    fn the_cheater_is_named_and_the_honest_signers_are_not() {
+        let group = Group::deal(3, 5).unwrap();
+        let pool = build_pool(&group, 1, 1).unwrap();
+        let entry = &pool[0];
+        let cheater = entry.shares[1].0;
+        let mut queue = Vec::new();
+        let mut buf = [0u8; wire::MAX_DATAGRAM];
+        // Session 1 honest, session 2 with the second signer's share wrong.
+        queue.extend(session_datagrams(entry, 1));
+        let n = wire::write_package(&mut buf, 2, 1, &entry.msg, &entry.commitments);
+        queue.push(buf[..n].to_vec());
+        for (k, (id, good, wrong)) in entry.shares.iter().enumerate() {
+            let n = wire::write_share(&mut buf, 2, *id, if k == 1 { wrong } else { good });
+            queue.push(buf[..n].to_vec());
+        }
+        for verify in [VerifyMode::Signatures, VerifyMode::Shares] {
+            let (s, sent, records) = run_fake_verify(&group, false, verify, queue.clone(), None);
+            assert_eq!((s.sessions_signed, s.sessions_rejected, records), (1, 1, 2));
+            assert_eq!((s.invalid_shares_detected, s.culprit_mismatches), (1, 0));
+            let mut culprits = Vec::new();
+            for d in &sent {
+                match wire::parse(d).unwrap() {
+                    Msg::Signed(x) => assert_eq!((x.session, x.sig), (1, entry.sig)),
+                    Msg::Rejected(r) => {
+                        assert_eq!(r.session, 2);
+                        culprits.extend_from_slice(r.culprits());
+                    }
+                    other => panic!("{other:?}"),
+                }
+            }
+            assert_eq!(culprits, [cheater], "{verify:?}");
+        }
+    }
+
+    #[test]
+    fn the_completed_session_memory_is_bounded() {
+        let mut c = Closed::default();
+        for id in 0..=CLOSED_MEMORY as u64 {
+            c.insert(id);
+        }
+        c.insert(5);
+        assert_eq!((c.set.len(), c.order.len()), (CLOSED_MEMORY, CLOSED_MEMORY));
+        assert!(!c.contains(0));
+        assert!(c.contains(1) && c.contains(CLOSED_MEMORY as u64));
     }
 }
