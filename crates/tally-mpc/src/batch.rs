@@ -276,7 +276,11 @@ impl Engine {
             {
                 *mark = gen_;
                 match table {
-                    Some(t) => t.mul_add_scalar(&mut comb, acc),
+                    Some(t) => {
+                        if !t.mul_add_scalar(&mut comb, acc) {
+                            return false;
+                        }
+                    }
                     None => self.bases.push(Base::new(*key, acc)),
                 }
             }

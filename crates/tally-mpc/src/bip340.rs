@@ -230,8 +230,11 @@ impl PrecomputedKey {
     pub fn verify(&self, msg: &[u8], sig: &Signature) -> Result<(), Error> {
         let e = challenge(&sig.r_bytes, &self.key.bytes, msg);
         let mut acc = Jacobian::INFINITY;
-        generator_table().mul_add_scalar(&mut acc, &sig.s);
-        self.table.mul_add_scalar(&mut acc, &-e);
+        if !(generator_table().mul_add_scalar(&mut acc, &sig.s)
+            && self.table.mul_add_scalar(&mut acc, &-e))
+        {
+            return Err(Error::InvalidSignature);
+        }
         check_r(acc.to_affine(), sig)
     }
 }
@@ -309,6 +312,22 @@ mod tests {
         let p = (k256::ProjectivePoint::GENERATOR * Scalar::from(7u64)).to_affine();
         let enc = p.to_sec1_point(true);
         XOnlyPublicKey::from_slice(&enc.as_bytes()[1..33]).unwrap()
+    }
+
+    /// A comb table that could not be built (here: from a point off the curve, which no
+    /// public constructor accepts) must make verification fail, not drop the key's term:
+    /// with the term dropped, the keyless forgery `R = sG` passed.
+    #[test]
+    fn a_broken_key_table_fails_closed() {
+        let key = some_key();
+        let sig = keyless_forgery();
+        let broken = PrecomputedKey {
+            key,
+            table: CombTable::new(&Affine::PLACEHOLDER),
+        };
+        assert!(broken.verify(b"message", &sig).is_err());
+        // The same key with a good table rejects it too.
+        assert!(PrecomputedKey::new(&key).verify(b"message", &sig).is_err());
     }
 
     /// The engine marks each key once per check with a check counter; when that counter

@@ -708,8 +708,9 @@ fn lagrange_at(xs: &[Scalar], at: &Scalar, out: &mut [Scalar]) {
     }
 }
 
-/// `sum k_j P_j` over any number of terms, [`CHUNK`] bases per Straus call on stack scratch.
-fn lincomb(terms: impl Iterator<Item = (Affine, Scalar)>) -> Jacobian {
+/// `sum k_j P_j` over any number of terms, [`CHUNK`] bases per Straus call on stack scratch;
+/// `None` if a Straus call fails (callers treat that as a mismatch, never as a zero term).
+fn lincomb(terms: impl Iterator<Item = (Affine, Scalar)>) -> Option<Jacobian> {
     let mut acc = Jacobian::INFINITY;
     let mut jac = [Jacobian::INFINITY; CHUNK * STRAUS_TABLE];
     let mut prefix = [Fe::ZERO; CHUNK * STRAUS_TABLE];
@@ -717,6 +718,7 @@ fn lincomb(terms: impl Iterator<Item = (Affine, Scalar)>) -> Jacobian {
     let mut wnafs = [[0i16; WNAF_LEN]; 2 * CHUNK];
     let mut bases = [Base::half(Affine::PLACEHOLDER, crate::scalar::Half::default()); CHUNK];
     let mut k = 0;
+    let mut complete = true;
     let mut flush = |bases: &[Base], acc: &mut Jacobian| {
         let mut scratch = StrausScratch {
             jac: &mut jac,
@@ -724,8 +726,9 @@ fn lincomb(terms: impl Iterator<Item = (Affine, Scalar)>) -> Jacobian {
             tables: &mut tables,
             wnafs: &mut wnafs,
         };
-        if let Some(part) = straus(bases, None, &mut scratch) {
-            *acc = acc.add(&part);
+        match straus(bases, None, &mut scratch) {
+            Some(part) => *acc = acc.add(&part),
+            None => complete = false,
         }
     };
     for (p, s) in terms {
@@ -741,7 +744,7 @@ fn lincomb(terms: impl Iterator<Item = (Affine, Scalar)>) -> Jacobian {
     if k > 0 {
         flush(bases.get(..k).unwrap_or(&[]), &mut acc);
     }
-    acc
+    complete.then_some(acc)
 }
 
 /// Checks that `shares` are the verifying shares of `key` for a `min_signers`-of-n key:
@@ -793,7 +796,7 @@ pub fn verify_key_shares(
         let l = lambda.get_mut(..n).unwrap_or(&mut []);
         lagrange_at(xs.get(..n).unwrap_or(&[]), &Scalar::ZERO, l);
         if lincomb(shares.iter().zip(l.iter()).map(|((_, y), c)| (y.point, *c)))
-            .eq_affine(&key.point)
+            .is_some_and(|p| p.eq_affine(&key.point))
         {
             return Ok(());
         }
@@ -869,7 +872,9 @@ fn off_polynomial(
         }
         let l = lambda.get_mut(..nodes).unwrap_or(&mut []);
         lagrange_at(xs, &id.scalar(), l);
-        if !lincomb(points.iter().zip(l.iter()).map(|(p, c)| (*p, *c))).eq_affine(&y.point) {
+        if !lincomb(points.iter().zip(l.iter()).map(|(p, c)| (*p, *c)))
+            .is_some_and(|p| p.eq_affine(&y.point))
+        {
             off = match off {
                 Off::None => Off::One(i),
                 Off::One(_) | Off::Several => return Off::Several,
@@ -977,9 +982,9 @@ impl PrecomputedVerifyingKey {
     pub fn verify(&self, msg: &[u8], sig: &Signature) -> Result<(), Error> {
         let c = hash_to_scalar(b"chal", &[&sig.r_bytes, &self.key.bytes, msg]);
         let mut acc = Jacobian::INFINITY;
-        generator_table().mul_add_scalar(&mut acc, &sig.z);
-        self.table.mul_add_scalar(&mut acc, &-c);
-        if acc.eq_affine(&sig.r) {
+        let complete = generator_table().mul_add_scalar(&mut acc, &sig.z)
+            && self.table.mul_add_scalar(&mut acc, &-c);
+        if complete && acc.eq_affine(&sig.r) {
             Ok(())
         } else {
             Err(Error::InvalidSignature)
@@ -1041,8 +1046,7 @@ impl PrecomputedVerifyingShare {
         };
         let mut acc = small_straus(&[Base::new(c.binding, &-*rho)], &share.0)
             .ok_or(Error::InvalidShare { identifier: id })?;
-        self.table.mul_add_scalar(&mut acc, &-*cl);
-        if acc.eq_affine(&c.hiding) {
+        if self.table.mul_add_scalar(&mut acc, &-*cl) && acc.eq_affine(&c.hiding) {
             Ok(())
         } else {
             Err(Error::InvalidShare { identifier: id })
@@ -1355,5 +1359,65 @@ impl<'a> ShareBatchVerifier<'a> {
                 &scalar_to_bytes(&share.0),
             ],
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k256::elliptic_curve::sec1::ToSec1Point;
+
+    fn point_of(k: u64) -> [u8; 33] {
+        let p = (k256::ProjectivePoint::GENERATOR * Scalar::from(k)).to_affine();
+        p.to_sec1_point(true).as_bytes().try_into().unwrap()
+    }
+
+    /// Comb tables that could not be built (here: from a point off the curve, which no
+    /// public constructor accepts) must make verification fail, not drop the key's or the
+    /// verifying share's term: with the term dropped, `R = zG` passed as a signature for
+    /// any key and `z = d + rho e` as a share for any signer.
+    #[test]
+    fn broken_key_and_share_tables_fail_closed() {
+        let broken = || Arc::new(CombTable::new(&Affine::PLACEHOLDER));
+        let vk = VerifyingKey::from_bytes(&point_of(7)).unwrap();
+        let pre_key = PrecomputedVerifyingKey {
+            key: vk,
+            table: broken(),
+        };
+        // R = zG: a signature only if the key's term is dropped.
+        let z = Scalar::from(0x1234_5678_u64);
+        let mut sig_bytes = [0u8; 65];
+        sig_bytes[..33].copy_from_slice(&point_of(0x1234_5678));
+        sig_bytes[33..].copy_from_slice(&scalar_to_bytes(&z));
+        let sig = Signature::from_bytes(&sig_bytes).unwrap();
+        let msg = b"message";
+        assert!(verify(&vk, msg, &sig).is_err());
+        assert!(pre_key.verify(msg, &sig).is_err());
+        let mut batch = SignatureBatchVerifier::with_capacity(2);
+        batch.push_precomputed(&pre_key, msg, &sig).unwrap();
+        assert_eq!(batch.verify().unwrap_err().invalid(), &[0]);
+
+        // A share z = d + rho e: valid only if the verifying share's term is dropped.
+        let id = Identifier::from_u16(1).unwrap();
+        let (d, e) = (Scalar::from(11u64), Scalar::from(13u64));
+        let commitments = [(
+            id,
+            SigningCommitments::from_bytes(&point_of(11), &point_of(13)).unwrap(),
+        )];
+        let pkg = SigningPackage::new(msg, &commitments).unwrap();
+        let rho = scalar_from_bytes(&pkg.binding_factor(&vk, id).unwrap()).unwrap();
+        let share = SignatureShare(d + rho * e);
+        let vs = VerifyingShare::from_bytes(&point_of(5)).unwrap();
+        let pre_share = PrecomputedVerifyingShare {
+            share: vs,
+            table: broken(),
+        };
+        assert!(verify_signature_share(&pkg, &vk, id, &vs, &share).is_err());
+        assert!(pre_share.verify_share(&pkg, &vk, id, &share).is_err());
+        let mut batch = ShareBatchVerifier::with_capacity(2);
+        batch
+            .push_precomputed(&pkg, &vk, id, &pre_share, &share)
+            .unwrap();
+        assert_eq!(batch.verify().unwrap_err().invalid(), &[0]);
     }
 }

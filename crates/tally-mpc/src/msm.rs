@@ -119,7 +119,14 @@ impl CombTable {
     }
 
     /// Adds `k * P` (or `k * lambda(P)` when `endo`) to `acc`: at most 17 mixed additions.
-    pub(crate) fn mul_add(&self, acc: &mut Jacobian, k: Half, endo: bool, beta: &Fe) {
+    /// `false` (and `acc` is then meaningless) when the table lacks an entry the digits
+    /// need: a table that could not be built (its point was not a curve point of order
+    /// n) is empty. Callers must fail the verification then, not skip the term.
+    #[must_use]
+    pub(crate) fn mul_add(&self, acc: &mut Jacobian, k: Half, endo: bool, beta: &Fe) -> bool {
+        if self.points.len() != COMB_ROWS * COMB_ROW {
+            return false;
+        }
         let mut digits = [0i16; COMB_ROWS];
         let n = signed_digits(k.mag, COMB_W, &mut digits);
         for (row, &d) in digits.iter().enumerate().take(n) {
@@ -127,7 +134,7 @@ impl CombTable {
                 continue;
             }
             let Some(p) = self.entry(row, usize::from(d.unsigned_abs())) else {
-                continue;
+                return false;
             };
             let mut q = if endo { p.endo(beta) } else { *p };
             if (d < 0) != k.neg {
@@ -135,14 +142,16 @@ impl CombTable {
             }
             *acc = acc.add_affine(&q);
         }
+        true
     }
 
-    /// Adds `k * P` to `acc` for a full scalar (GLV split, at most 34 mixed additions).
-    pub(crate) fn mul_add_scalar(&self, acc: &mut Jacobian, k: &Scalar) {
+    /// Adds `k * P` to `acc` for a full scalar (GLV split, at most 34 mixed additions);
+    /// `false` as [`Self::mul_add`].
+    #[must_use]
+    pub(crate) fn mul_add_scalar(&self, acc: &mut Jacobian, k: &Scalar) -> bool {
         let (k1, k2) = glv_split(k);
         let beta = consts().beta;
-        self.mul_add(acc, k1, false, &beta);
-        self.mul_add(acc, k2, true, &beta);
+        self.mul_add(acc, k1, false, &beta) && self.mul_add(acc, k2, true, &beta)
     }
 }
 
@@ -748,11 +757,11 @@ mod tests {
             )
             .unwrap();
             let mut want = Jacobian::INFINITY;
-            generator_table().mul_add_scalar(&mut want, k);
+            assert!(generator_table().mul_add_scalar(&mut want, k));
             let oq = k256_mul(&q, &other);
             // Compare (got - k G) with other * q through k256.
             let mut minus_kg = Jacobian::INFINITY;
-            generator_table().mul_add_scalar(&mut minus_kg, &-*k);
+            assert!(generator_table().mul_add_scalar(&mut minus_kg, &-*k));
             assert_eq!(ours(&got.add(&minus_kg)), oq, "straus cancel {i}");
             // Past the stack buffer: the affine fallback, 26 bases summing to k P.
             let mut many = vec![Base::new(p, k)];
@@ -782,7 +791,7 @@ mod tests {
             );
             // Comb tables.
             let mut acc = Jacobian::INFINITY;
-            comb_p.mul_add_scalar(&mut acc, k);
+            assert!(comb_p.mul_add_scalar(&mut acc, k));
             assert_eq!(ours(&acc), want_p, "comb {i}");
             assert_eq!(ours(&want), want_g, "generator comb {i}");
         }
@@ -888,7 +897,7 @@ mod tests {
         assert!(same(&straus(many, None, &mut s).unwrap(), &want));
         let gk = scalar(77);
         let mut want_g = want;
-        generator_table().mul_add_scalar(&mut want_g, &gk);
+        assert!(generator_table().mul_add_scalar(&mut want_g, &gk));
         assert!(same(
             &straus(many, Some(glv_split(&gk)), &mut s).unwrap(),
             &want_g
@@ -907,12 +916,12 @@ mod tests {
             &want
         ));
         let mut acc = Jacobian::INFINITY;
-        generator_table().mul_add_scalar(&mut acc, &k);
+        assert!(generator_table().mul_add_scalar(&mut acc, &k));
         assert!(same(&acc, &want));
         // k and -k cancel.
         let mut acc = Jacobian::INFINITY;
-        generator_table().mul_add_scalar(&mut acc, &k);
-        generator_table().mul_add_scalar(&mut acc, &-k);
+        assert!(generator_table().mul_add_scalar(&mut acc, &k));
+        assert!(generator_table().mul_add_scalar(&mut acc, &-k));
         assert!(acc.is_infinity());
     }
 }
