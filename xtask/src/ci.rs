@@ -96,6 +96,9 @@ pub fn gate(root: &Path, opts: &GateOptions) -> Result<bool> {
     if let Some(note) = machine_note(&base.machine, &head.machine) {
         eprintln!("{note}");
     }
+    if let Some(note) = stale_baseline_note(&cmp) {
+        eprintln!("{note}");
+    }
     crate::write_reports(&cmp, opts.markdown.as_deref(), opts.chart.as_deref())?;
     Ok(cmp.has_regression())
 }
@@ -125,6 +128,26 @@ fn cpu_of(machine: &str) -> &str {
         Some((model, n)) if !n.is_empty() && n.bytes().all(|c| c.is_ascii_digit()) => model,
         _ => cpu,
     }
+}
+
+/// A note naming the gated kernels that improved past their threshold: the baseline
+/// still holds their old counts, so until it is refreshed a later regression of the same
+/// size passes the gate unseen.
+pub fn stale_baseline_note(cmp: &Comparison) -> Option<String> {
+    let improved: Vec<String> = cmp
+        .rows
+        .iter()
+        .filter(|r| r.verdict == compare::Verdict::Improved)
+        .map(|r| format!("{} ({:+.1} %)", r.id, r.change_pct.unwrap_or(f64::NAN)))
+        .collect();
+    (!improved.is_empty()).then(|| {
+        format!(
+            "note: improved past the threshold: {}; the baseline still holds the old counts, so a \
+             later regression back to them would pass unseen: record the gain with `cargo xtask \
+             gate --refresh` and commit bench-baseline/ in this change",
+            improved.join(", ")
+        )
+    })
 }
 
 /// Every gated kernel needs an instruction count in the baseline. Without one it would
@@ -386,6 +409,25 @@ mod tests {
         assert!(!cmp.has_regression());
         let cmp = judge(&config, &base, &counts(&[("ring/a", 1051), ("ring/b", 50)])).unwrap();
         assert!(cmp.has_regression());
+    }
+
+    /// An improvement past the threshold passes, but leaves slack: the baseline keeps the
+    /// old count, so a later regression back up to it (and 5 % beyond) would pass. The
+    /// gate says so, naming the kernel and the refresh command.
+    #[test]
+    fn an_improvement_past_the_threshold_asks_for_a_refresh() {
+        let config = Config::parse(CONFIG).unwrap();
+        let base = counts(&[("ring/a", 1000), ("ring/b", 50)]);
+        let cmp = judge(&config, &base, &counts(&[("ring/a", 800), ("ring/b", 50)])).unwrap();
+        assert!(!cmp.has_regression());
+        let note = stale_baseline_note(&cmp).unwrap();
+        for needle in ["ring/a", "-20.0", "--refresh"] {
+            assert!(note.contains(needle), "{needle:?} missing from: {note}");
+        }
+        assert!(!note.contains("ring/b"), "{note}");
+        // Within the threshold, nothing to say.
+        let cmp = judge(&config, &base, &counts(&[("ring/a", 960), ("ring/b", 50)])).unwrap();
+        assert_eq!(stale_baseline_note(&cmp), None);
     }
 
     #[test]
