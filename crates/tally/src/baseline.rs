@@ -121,10 +121,14 @@ pub fn run(
     loop {
         let (len, from): (usize, SocketAddr) = match sock.recv_from(&mut buf) {
             Ok(x) => x,
+            // A signal ends the wait too (`SA_RESTART` does not restart a receive with a
+            // timeout).
             Err(e)
                 if matches!(
                     e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                        | io::ErrorKind::Interrupted
                 ) =>
             {
                 if stop.load(Ordering::Relaxed) {
@@ -279,4 +283,36 @@ pub fn run(
     stats.drops.expired += sessions.len() as u64;
     stats.elapsed = start.elapsed();
     Ok(stats)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sys::test_signal;
+
+    /// A signal landing on the baseline's thread while it waits for a datagram ends the
+    /// wait, not the run.
+    #[test]
+    fn a_signal_during_a_receive_wait_is_not_an_error() {
+        test_signal::install();
+        let group = Group::deal(2, 3).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (stop2, path) = (std::sync::Arc::clone(&stop), dir.path().to_path_buf());
+        let runner = std::thread::spawn(move || {
+            tx.send(test_signal::tid()).unwrap();
+            run(&group, 1, &sock, &path, &stop2).map_err(|e| e.to_string())
+        });
+        let tid = rx.recv().unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        for _ in 0..5 {
+            test_signal::interrupt(tid);
+            std::thread::sleep(Duration::from_millis(30));
+        }
+        stop.store(true, Ordering::Relaxed);
+        let stats = runner.join().unwrap().unwrap();
+        assert_eq!(stats.datagrams, 0);
+    }
 }

@@ -107,10 +107,14 @@ impl Net for UdpNet {
                     self.stats.rx_datagrams += 1;
                     f(self.buf.get(..len).unwrap_or(&[]), Addr::Udp(from));
                 }
+                // Nothing (yet), or a signal ended the wait (`SA_RESTART` does not restart
+                // a receive with a timeout): no datagram this time.
                 Err(e)
                     if matches!(
                         e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                        io::ErrorKind::WouldBlock
+                            | io::ErrorKind::TimedOut
+                            | io::ErrorKind::Interrupted
                     ) =>
                 {
                     break;
@@ -237,5 +241,31 @@ impl Net for BypassNet {
             rx_malformed: s.rx_malformed,
             ..self.stats
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sys::test_signal;
+
+    /// A signal that lands on the coordinator's thread while it waits for a datagram (a
+    /// Ctrl-C, `SA_RESTART` does not restart a receive with a timeout) is not a network
+    /// failure: the wait ends with no datagram.
+    #[test]
+    fn a_signal_during_a_receive_wait_is_not_an_error() {
+        test_signal::install();
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let mut net = UdpNet::new(sock).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let waiter = std::thread::spawn(move || {
+            tx.send(test_signal::tid()).unwrap();
+            net.recv(1, Some(Duration::from_secs(2)), &mut |_, _| {})
+                .map_err(|e| e.to_string())
+        });
+        let tid = rx.recv().unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        test_signal::interrupt(tid);
+        assert_eq!(waiter.join().unwrap(), Ok(0));
     }
 }

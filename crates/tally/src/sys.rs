@@ -85,3 +85,38 @@ pub fn set_rcvbuf(sock: &std::net::UdpSocket, bytes: i32) {
         }
     }
 }
+
+/// Signals for tests: a no-op `SIGUSR1` handler installed like the `SIGINT` one
+/// (`SA_RESTART`), and a way to direct it at one thread.
+#[cfg(test)]
+pub mod test_signal {
+    extern "C" fn noop(_sig: libc::c_int) {}
+
+    /// Installs the no-op `SIGUSR1` handler.
+    pub fn install() {
+        let handler: extern "C" fn(libc::c_int) = noop;
+        // SAFETY: as in `install_sigint_handler`; the handler does nothing.
+        unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = handler as libc::sighandler_t;
+            libc::sigemptyset(&raw mut sa.sa_mask);
+            sa.sa_flags = libc::SA_RESTART;
+            libc::sigaction(libc::SIGUSR1, &raw const sa, std::ptr::null_mut());
+        }
+    }
+
+    /// The calling thread's kernel thread id.
+    pub fn tid() -> libc::pid_t {
+        // SAFETY: gettid has no preconditions and cannot fail.
+        unsafe { libc::gettid() }
+    }
+
+    /// Sends `SIGUSR1` to thread `tid` of this process.
+    pub fn interrupt(tid: libc::pid_t) {
+        // SAFETY: tgkill with this process's id, a thread id and a signal whose handler
+        // `install` set; no memory is passed.
+        unsafe {
+            libc::syscall(libc::SYS_tgkill, libc::getpid(), tid, libc::SIGUSR1);
+        }
+    }
+}
