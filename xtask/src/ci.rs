@@ -32,11 +32,13 @@ pub struct GateOptions {
 }
 
 /// Measures the gate's kernels and compares them with the baseline (or, with `refresh`,
-/// rewrites the baseline). Returns whether a kernel regressed.
+/// rewrites the baseline). Returns whether a kernel regressed. Report files an earlier
+/// run left at the `markdown` / `chart` paths are removed first.
 ///
 /// # Errors
 /// `BadInput` for a missing or malformed config or baseline, a config that gates no
-/// kernel, or a gate kernel that `icount --list` does not know; `Failed` when a build,
+/// kernel, a gate kernel that `icount --list` does not know, or a report path that is
+/// the config or the baseline; `Failed` when a build,
 /// a kernel or a callgrind run fails (valgrind missing included: the gate never skips).
 pub fn gate(root: &Path, opts: &GateOptions) -> Result<bool> {
     let config_path = opts
@@ -47,6 +49,11 @@ pub fn gate(root: &Path, opts: &GateOptions) -> Result<bool> {
         .baseline
         .clone()
         .unwrap_or_else(|| root.join(GATE_BASELINE));
+    crate::clear_reports(
+        opts.markdown.as_deref(),
+        opts.chart.as_deref(),
+        &[&config_path, &baseline_path],
+    )?;
     let config = Config::load(&config_path)?;
     // A gate without kernels passes whatever the code does.
     if config.gate.is_empty() {
@@ -369,6 +376,31 @@ mod tests {
                 })
                 .collect(),
         }
+    }
+
+    /// A report file from an earlier run must not survive a run that stopped before
+    /// writing its own: posted as a pull-request comment it would show the old verdict.
+    #[test]
+    fn a_stopped_gate_leaves_no_earlier_report_behind() {
+        let mut opts = scratch("stale-report", CONFIG, None);
+        let dir = opts
+            .config
+            .as_ref()
+            .unwrap()
+            .parent()
+            .unwrap()
+            .to_path_buf();
+        let (md, svg) = (dir.join("gate.md"), dir.join("gate.svg"));
+        std::fs::write(&md, "### Bench comparison: No performance regression\n").unwrap();
+        std::fs::write(&svg, "<svg/>").unwrap();
+        opts.markdown = Some(md.clone());
+        opts.chart = Some(svg.clone());
+        let err = gate(Path::new("/nonexistent"), &opts).unwrap_err();
+        assert_eq!(err.exit_code(), 2, "{err}");
+        assert!(
+            !md.exists() && !svg.exists(),
+            "an earlier report survived: {err}"
+        );
     }
 
     #[test]

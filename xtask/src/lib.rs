@@ -124,6 +124,44 @@ impl Args {
     }
 }
 
+/// Removes the report files an earlier run left at the `--markdown` / `--chart` paths,
+/// before this run can stop without writing its own: a stale report (posted as a
+/// pull-request comment, say) would show the earlier run's verdict as this one's.
+///
+/// # Errors
+/// `BadInput` when a report path is one of the run's `inputs` (it would be removed, then
+/// overwritten); `Failed` when an existing file cannot be removed.
+pub fn clear_reports(
+    markdown: Option<&Path>,
+    chart: Option<&Path>,
+    inputs: &[&Path],
+) -> Result<()> {
+    let same = |a: &Path, b: &Path| {
+        std::fs::canonicalize(a)
+            .ok()
+            .is_some_and(|a| std::fs::canonicalize(b).ok() == Some(a))
+    };
+    for path in [markdown, chart].into_iter().flatten() {
+        if inputs.iter().any(|input| same(input, path)) {
+            return Err(Error::bad_input(format!(
+                "the report path {} is also an input of this run; write the report to another file",
+                path.display()
+            )));
+        }
+        match std::fs::remove_file(path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(Error::failed(format!(
+                    "cannot remove the earlier report {}: {e}; remove it or pick another path",
+                    path.display()
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Writes the optional Markdown and SVG renderings of a comparison.
 ///
 /// # Errors
@@ -187,6 +225,11 @@ fn bench_compare(root: &Path, mut args: Args) -> Result<bool> {
     let repo = args.path("--repo")?;
     let (wall, instructions) = args.modes()?;
     args.finish()?;
+    let inputs: Vec<&Path> = [Path::new(&base), Path::new(&head)]
+        .into_iter()
+        .chain(config_path.as_deref())
+        .collect();
+    clear_reports(markdown.as_deref(), chart.as_deref(), &inputs)?;
     let root = match &repo {
         Some(dir) if dir.is_dir() => dir.as_path(),
         Some(dir) => {

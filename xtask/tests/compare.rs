@@ -381,6 +381,44 @@ fn nothing_in_common_is_bad_input_not_a_pass() {
 }
 
 #[test]
+fn a_stopped_comparison_leaves_no_earlier_report_behind() {
+    // The run stops before writing its report (here: a head that is neither a file nor a
+    // ref); the report of an earlier run at the same path must not pass for this one's.
+    let d = scratch();
+    let base = write(&d, "base.json", &results("a", &[("g/x", None, Some(10))]));
+    let md = write(
+        &d,
+        "pr.md",
+        "### Bench comparison: No performance regression\n",
+    );
+    let svg = write(&d, "pr.svg", "<svg/>");
+    let run = compare(
+        &base,
+        &d.join("missing.json"),
+        &[
+            "--markdown",
+            md.to_str().unwrap(),
+            "--chart",
+            svg.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(run.code, 2, "{}{}", run.stdout, run.stderr);
+    assert!(!md.exists() && !svg.exists(), "{}", run.stderr);
+}
+
+#[test]
+fn a_report_path_that_is_an_input_is_refused_and_kept() {
+    let d = scratch();
+    let text = results("a", &[("g/x", None, Some(10))]);
+    let base = write(&d, "base.json", &text);
+    let head = write(&d, "head.json", &results("b", &[("g/x", None, Some(10))]));
+    let run = compare(&base, &head, &["--markdown", base.to_str().unwrap()]);
+    assert_eq!(run.code, 2, "{}{}", run.stdout, run.stderr);
+    assert!(run.stderr.contains("also an input"), "{}", run.stderr);
+    assert_eq!(std::fs::read_to_string(&base).unwrap(), text);
+}
+
+#[test]
 fn a_report_of_nothing_compared_does_not_say_no_regression() {
     // A pull-request comment posted from --markdown must not read "No performance
     // regression" when the run exited 2 because no bench was measured on both sides.
