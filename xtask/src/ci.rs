@@ -90,6 +90,13 @@ pub fn gate(root: &Path, opts: &GateOptions) -> Result<bool> {
     head.save(&head_path)?;
     eprintln!("gate: measured counts written to {}", head_path.display());
     let Some(base) = baseline else {
+        // Refreshing on another CPU kind than the one the old baseline came from records
+        // counts CI (one machine kind) may not reproduce: say so while it can be undone.
+        if let Ok(old) = Results::load(&baseline_path)
+            && let Some(note) = machine_note(&old.machine, &head.machine)
+        {
+            eprintln!("{note}");
+        }
         head.save(&baseline_path)?;
         eprintln!(
             "gate: baseline {} refreshed ({} kernels); review and commit it",
