@@ -33,6 +33,7 @@ pub struct PoolEntry {
 }
 
 /// Signs `size` sessions with random signer subsets of size `group.t`, on `threads` threads.
+/// Stops early (returning fewer entries) on Ctrl-C ([`crate::sys::interrupted`]).
 ///
 /// # Errors
 /// [`SignerError`] (random source or encoding failures).
@@ -49,7 +50,7 @@ pub fn build_pool(
                 let n = per.min(size.saturating_sub(k * per));
                 s.spawn(move || {
                     (0..n)
-                        .map(|_| pool_entry(group))
+                        .map_while(|_| (!crate::sys::interrupted()).then(|| pool_entry(group)))
                         .collect::<Result<Vec<_>, _>>()
                 })
             })

@@ -231,6 +231,11 @@ fn pipeline_cmd(a: &PipelineArgs) -> ExitCode {
     }
     let w = match Workload::new(a.threshold, a.signers, a.pool) {
         Ok(w) => w,
+        Err(e @ pipeline::PipelineError::Interrupted) => {
+            eprintln!("tally: {e}");
+            // The shell's status for a command ended by SIGINT.
+            return ExitCode::from(130);
+        }
         Err(e) => {
             eprintln!("tally: {e}");
             return ExitCode::FAILURE;

@@ -86,6 +86,9 @@ pub enum PipelineError {
     /// The journal could not be replayed after the run.
     #[error("replaying the journal after the run: {0}")]
     Replay(#[from] tally_uring::JournalError),
+    /// Ctrl-C (or SIGTERM) arrived before the timed run started.
+    #[error("interrupted while signing the session pool; nothing was run")]
+    Interrupted,
     /// The baseline failed.
     #[cfg(feature = "baseline")]
     #[error("baseline: {0}")]
@@ -167,11 +170,14 @@ impl Workload {
     /// Deals a `t`-of-`n` group and signs `pool` sessions.
     ///
     /// # Errors
-    /// [`PipelineError::Signer`].
+    /// [`PipelineError::Signer`]; [`PipelineError::Interrupted`] on Ctrl-C.
     pub fn new(t: u16, n: u16, pool: usize) -> Result<Self, PipelineError> {
         let group = Group::deal(t, n)?;
         let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
         let pool = generator::build_pool(&group, pool.max(1), threads)?;
+        if crate::sys::interrupted() {
+            return Err(PipelineError::Interrupted);
+        }
         Ok(Self {
             group,
             pool: Arc::new(pool),
