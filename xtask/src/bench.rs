@@ -489,16 +489,13 @@ pub fn bench(root: &Path, opts: &BenchOptions) -> Result<Results> {
     if opts.wall {
         let exes = build_bench_exes(root, None)?;
         let mut progress = Progress::new("bench", exes.len());
-        let start = SystemTime::now();
-        run_criterion(
+        wall = wall_results(
+            &target,
             &exes,
             opts.filter.as_deref(),
-            &target.join("criterion"),
             &root.join("benches"),
             &mut progress,
-            "",
         )?;
-        wall = collect_criterion(&target.join("criterion"), Some(start))?;
     }
     let mut counts = BTreeMap::new();
     if opts.instructions {
@@ -515,6 +512,58 @@ pub fn bench(root: &Path, opts: &BenchOptions) -> Result<Results> {
         created_unix_s: Some(util::now_unix_s()),
         results,
     })
+}
+
+/// Runs the criterion benches `exes` and returns the estimates they wrote, in a
+/// criterion home of this process's own (`<target>/xtask-bench/criterion-<pid>`, removed
+/// afterwards). Not the shared `<target>/criterion`: a `cargo bench` on the same target
+/// directory would write its estimates there during the run, and no file time tells
+/// them apart (file times come from a coarse clock, so even this run's first files can
+/// look older than its start).
+///
+/// # Errors
+/// As [`run_criterion_fresh`].
+fn wall_results(
+    target: &Path,
+    exes: &[(String, PathBuf)],
+    filter: Option<&str>,
+    package_dir: &Path,
+    progress: &mut Progress,
+) -> Result<Vec<BenchResult>> {
+    let home = target
+        .join("xtask-bench")
+        .join(format!("criterion-{}", std::process::id()));
+    let found = run_criterion_fresh(exes, filter, &home, package_dir, progress, "");
+    let _ = std::fs::remove_dir_all(&home);
+    found
+}
+
+/// [`run_criterion`] into `home`, emptied first, then every estimate found there: only
+/// this run's.
+///
+/// # Errors
+/// `Failed` when `home` cannot be emptied (its old estimates would be read as new), or
+/// as [`run_criterion`] and [`collect_criterion`].
+pub fn run_criterion_fresh(
+    exes: &[(String, PathBuf)],
+    filter: Option<&str>,
+    home: &Path,
+    package_dir: &Path,
+    progress: &mut Progress,
+    label: &str,
+) -> Result<Vec<BenchResult>> {
+    match std::fs::remove_dir_all(home) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            return Err(Error::failed(format!(
+                "cannot empty the criterion directory {}: {e}; remove it by hand (its estimates would be read as this run's)",
+                home.display()
+            )));
+        }
+    }
+    run_criterion(exes, filter, home, package_dir, progress, label)?;
+    collect_criterion(home, None)
 }
 
 /// Refuses a run that measured nothing: an empty results file would only make a later
@@ -682,6 +731,75 @@ mod tests {
             msg.contains("errors above") && !msg.trim_end().ends_with(':'),
             "{msg}"
         );
+    }
+
+    /// A stand-in bench executable: writes criterion's files for `g/mine` into its
+    /// `CRITERION_HOME`, and, as a `cargo bench` of another engineer on the same target
+    /// directory would meanwhile, `g/foreign` into `<target>/criterion`.
+    fn fake_bench(dir: &Path, target: &Path) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt as _;
+        let estimates = r#"{"median":{"point_estimate":5.0,"confidence_interval":{"lower_bound":4.0,"upper_bound":6.0}}}"#;
+        let write = |home: &str, id: &str| {
+            format!(
+                "mkdir -p \"{home}/{id}/new\"\necho '{{\"full_id\":\"{id}\"}}' > \"{home}/{id}/new/benchmark.json\"\necho '{estimates}' > \"{home}/{id}/new/estimates.json\"\n"
+            )
+        };
+        let script = format!(
+            "#!/bin/sh\n{}{}",
+            write("$CRITERION_HOME", "g/mine"),
+            write(&target.join("criterion").display().to_string(), "g/foreign")
+        );
+        let exe = dir.join("fake-bench");
+        std::fs::write(&exe, script).unwrap();
+        std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+        exe
+    }
+
+    /// Only the estimates this run's executables wrote are its results: not those another
+    /// process wrote into the shared `<target>/criterion` during the run, nor those an
+    /// earlier run left.
+    #[test]
+    fn wall_results_are_this_runs_own() {
+        let dir = std::env::temp_dir().join(format!("xtask-wall-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let target = dir.join("target");
+        std::fs::create_dir_all(&target).unwrap();
+        let exe = fake_bench(&dir, &target);
+        let mut progress = Progress::new("bench", 2);
+        let found = wall_results(
+            &target,
+            &[("fake".to_owned(), exe)],
+            None,
+            &dir,
+            &mut progress,
+        )
+        .unwrap();
+        let ids: Vec<&str> = found.iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(ids, ["g/mine"]);
+        // A home of its own that an earlier run filled (bench-compare's rounds reuse
+        // theirs) is emptied first.
+        let home = dir.join("home");
+        std::fs::create_dir_all(home.join("g/stale/new")).unwrap();
+        for f in ["benchmark.json", "estimates.json"] {
+            std::fs::copy(
+                target.join("criterion/g/foreign/new").join(f),
+                home.join("g/stale/new").join(f),
+            )
+            .unwrap();
+        }
+        let exe = dir.join("fake-bench");
+        let found = run_criterion_fresh(
+            &[("fake".to_owned(), exe)],
+            None,
+            &home,
+            &dir,
+            &mut progress,
+            "",
+        )
+        .unwrap();
+        let ids: Vec<&str> = found.iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(ids, ["g/mine"]);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

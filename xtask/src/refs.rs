@@ -244,8 +244,7 @@ fn run_rounds(
                 continue;
             };
             let home = work.join(format!("criterion-{}-{round}", p.label));
-            let _ = std::fs::remove_dir_all(&home);
-            bench::run_criterion(
+            let found = bench::run_criterion_fresh(
                 &p.exes,
                 opts.filter.as_deref(),
                 &home,
@@ -253,7 +252,7 @@ fn run_rounds(
                 &mut progress,
                 &format!("round {round}/{rounds} {}: ", p.label),
             )?;
-            p.wall_rounds.push(bench::collect_criterion(&home, None)?);
+            p.wall_rounds.push(found);
         }
     }
     Ok(())
