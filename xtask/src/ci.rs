@@ -246,7 +246,9 @@ enum Step {
 /// `CI` set as `.ci/run` sets it (`export CI="${CI:-true}"`), so that tests which skip
 /// elsewhere (no root, valgrind or io_uring) run or fail here as they do on CI.
 fn steps(root: &Path) -> Vec<Step> {
-    let ci = std::env::var_os("CI").unwrap_or_else(|| "true".into());
+    let ci = std::env::var_os("CI")
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| "true".into());
     let cargo = |args: &[&str]| {
         let mut cmd = util::cargo();
         cmd.current_dir(root).args(args).env("CI", &ci);
