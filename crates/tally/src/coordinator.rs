@@ -981,10 +981,16 @@ fn run_staged<N: Net>(
                     records += group.len() as u64;
                     for item in group.drain(..) {
                         let mut item = item;
-                        // The reply ring is as large as the request ring: wait for room.
+                        // The reply ring is as large as the request ring: wait for room,
+                        // unless the network side has finished. It finishes with replies
+                        // outstanding only on an error, and then nobody pops this ring
+                        // again: the records are durable, so stop instead of spinning.
                         loop {
                             match np.push(item) {
                                 Ok(()) => break,
+                                Err(_) if done.load(Ordering::Acquire) => {
+                                    return Ok((records, commits, wait));
+                                }
                                 Err(back) => {
                                     item = back;
                                     std::thread::yield_now();
@@ -1046,8 +1052,11 @@ fn run_staged<N: Net>(
             let j = journal_thread
                 .join()
                 .map_err(|_| CoordError::Stage("journal thread panicked".into()))?;
+            // The journal's own error first: when it failed, the network side only saw
+            // "journal thread exited early".
+            let counts = j?;
             result?;
-            j
+            Ok(counts)
         })?;
     f.stats.journal_records = records;
     f.stats.journal_commits = commits;
