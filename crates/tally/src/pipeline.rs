@@ -238,14 +238,26 @@ fn gen_config(s: &Settings, w: &Workload, target: SocketAddr, bind: SocketAddr) 
 }
 
 /// A fresh journal directory and whether to delete it afterwards.
-fn journal_dir(s: &Settings, tag: &str) -> Result<(PathBuf, bool), PipelineError> {
+/// A temporary journal directory's base, removed when dropped (also when a run fails
+/// part-way); `None` for a directory the user chose or asked to keep.
+struct TempJournal(Option<PathBuf>);
+
+impl Drop for TempJournal {
+    fn drop(&mut self) {
+        if let Some(base) = self.0.take() {
+            let _ = std::fs::remove_dir_all(base);
+        }
+    }
+}
+
+fn journal_dir(s: &Settings, tag: &str) -> Result<(PathBuf, TempJournal), PipelineError> {
     if let Some(d) = &s.journal_dir {
         let d = d.join(tag);
         if d.exists() {
             std::fs::remove_dir_all(&d)
                 .map_err(|e| setup_err("clearing the journal directory", e))?;
         }
-        return Ok((d, false));
+        return Ok((d, TempJournal(None)));
     }
     let base = std::env::temp_dir().join(format!(
         "tally-pipeline-{}-{}",
@@ -254,7 +266,8 @@ fn journal_dir(s: &Settings, tag: &str) -> Result<(PathBuf, bool), PipelineError
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos())
     ));
-    Ok((base.join(tag), !s.keep_journal))
+    let dir = base.join(tag);
+    Ok((dir, TempJournal((!s.keep_journal).then_some(base))))
 }
 
 /// The live progress line, until `done`.
@@ -449,7 +462,7 @@ pub fn run_tally(
     env: &Env,
     env_why: &str,
 ) -> Result<RunReport, PipelineError> {
-    let (dir, cleanup) = journal_dir(s, "tally")?;
+    let (dir, _temp) = journal_dir(s, "tally")?;
     let cfg = coord_config(s, w, dir.clone());
     let choice = s.transport;
     let body = move |ip: Ipv4Addr,
@@ -520,9 +533,6 @@ pub fn run_tally(
     let label = if s.stages { "tally/staged" } else { "tally" };
     let (load, coord, ready) = drive(s, w, env, label, body)?;
     let replay = tally_uring::Journal::replay(&dir, |_, _| {})?;
-    if cleanup {
-        let _ = std::fs::remove_dir_all(dir.parent().unwrap_or(&dir));
-    }
     Ok(RunReport {
         mode: "tally",
         shape: if s.stages {
@@ -552,7 +562,7 @@ pub fn run_baseline(
     env: &Env,
     env_why: &str,
 ) -> Result<RunReport, PipelineError> {
-    let (dir, cleanup) = journal_dir(s, "baseline")?;
+    let (dir, _temp) = journal_dir(s, "baseline")?;
     let group = w.group.clone();
     let dir2 = dir.clone();
     let body = move |ip: Ipv4Addr,
@@ -571,9 +581,6 @@ pub fn run_baseline(
     };
     let (load, coord, _) = drive(s, w, env, "baseline", body)?;
     let replayed = crate::baseline::count_records(&dir).unwrap_or(0);
-    if cleanup {
-        let _ = std::fs::remove_dir_all(dir.parent().unwrap_or(&dir));
-    }
     Ok(RunReport {
         mode: "baseline",
         shape: "baseline",
@@ -594,24 +601,58 @@ pub fn run_baseline(
 mod tests {
     use super::*;
 
-    /// A coordinator that fails after it started taking traffic ends the run promptly
-    /// with its error, instead of the load generator sending for the whole `--duration`.
-    #[test]
-    fn a_coordinator_failing_mid_run_ends_the_run_with_its_error() {
-        let s = Settings {
+    fn settings(journal_dir: Option<PathBuf>, keep_journal: bool) -> Settings {
+        Settings {
             duration: Duration::from_secs(30),
             window: 4,
             invalid_ratio: 0.0,
             stages: false,
             verify: VerifyMode::Signatures,
             transport: TransportArg::Udp,
-            journal_dir: None,
-            keep_journal: false,
+            journal_dir,
+            keep_journal,
             bad_wire_every: 0,
             pin: false,
             progress: false,
             max_batch: 4,
+        }
+    }
+
+    /// A temporary journal directory goes away with its guard, which a run that fails
+    /// part-way drops too; a kept one, or one the user named, stays.
+    #[test]
+    fn temporary_journal_directories_are_removed_also_on_failure() {
+        let run = |s: &Settings| -> Result<PathBuf, PipelineError> {
+            let (dir, _temp) = journal_dir(s, "tally")?;
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join("segment"), b"x").unwrap();
+            // A run failing here returns early, dropping `_temp`.
+            Ok(dir)
         };
+        let dir = run(&settings(None, false)).unwrap();
+        assert!(
+            !dir.exists() && !dir.parent().unwrap().exists(),
+            "{dir:?} left behind"
+        );
+        let kept = run(&settings(None, true)).unwrap();
+        assert!(
+            kept.join("segment").exists(),
+            "--keep-journal removed {kept:?}"
+        );
+        std::fs::remove_dir_all(kept.parent().unwrap()).unwrap();
+        let mine = tempfile::tempdir().unwrap();
+        let named = run(&settings(Some(mine.path().to_path_buf()), false)).unwrap();
+        assert!(
+            named.join("segment").exists(),
+            "removed the user's {named:?}"
+        );
+    }
+
+    /// A coordinator that fails after it started taking traffic ends the run promptly
+    /// with its error, instead of the load generator sending for the whole `--duration`.
+    #[test]
+    fn a_coordinator_failing_mid_run_ends_the_run_with_its_error() {
+        let s = settings(None, false);
         let w = Workload::new(2, 3, 2).unwrap();
         let t0 = Instant::now();
         let body = |ip: Ipv4Addr, _: Option<String>, tx: ReadyTx, _: &AtomicBool| {
