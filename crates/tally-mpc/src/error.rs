@@ -132,7 +132,9 @@ pub enum Error {
     /// Verifying shares that do not belong to the group key: `identifier` is the one share
     /// that does not fit the key and the other shares, or `None` when no single share
     /// explains it (several are wrong, they belong to another key, or there are only
-    /// threshold many, so a wrong share cannot be told from a wrong key).
+    /// threshold many, so a wrong share cannot be told from a wrong key). The named share
+    /// is certainly wrong only while fewer than `n - threshold + 1` shares are (see
+    /// [`crate::frost::verify_key_shares`]).
     #[error(
         "the verifying shares do not belong to this group verifying key ({}); check the key package from key generation",
         identifier.map_or_else(|| "no single share is to blame: several are wrong, or they belong to another key".to_owned(), |i| format!("signer {i}'s share does not fit the key and the other shares"))

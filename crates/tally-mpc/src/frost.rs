@@ -762,6 +762,12 @@ fn lincomb(terms: impl Iterator<Item = (Affine, Scalar)>) -> Option<Jacobian> {
 /// the others, or none when no single share explains the misfit: several shares are
 /// wrong, the shares belong to another key, or there are exactly `min_signers` of them
 /// (no share to spare, so a wrong one cannot be told from a wrong key).
+///
+/// The named share is certainly wrong when fewer than `n - min_signers + 1` shares are
+/// wrong (`n` = `shares.len()`). That many wrong shares chosen together can lie with the
+/// key on another polynomial and leave one honest share as the only misfit (with
+/// `min_signers + 1` shares, two colluding shares suffice): the data cannot tell the two
+/// cases apart, so treat the name as a suspect to check, not as proof.
 pub fn verify_key_shares(
     key: &VerifyingKey,
     min_signers: usize,
@@ -1370,6 +1376,59 @@ mod tests {
     fn point_of(k: u64) -> [u8; 33] {
         let p = (k256::ProjectivePoint::GENERATOR * Scalar::from(k)).to_affine();
         p.to_sec1_point(true).as_bytes().try_into().unwrap()
+    }
+
+    /// `verify_key_shares` names a share only as the single share whose removal makes the
+    /// rest fit the key. Fewer than `n - min_signers + 1` wrong shares can never make an
+    /// honest share that one; that many wrong shares chosen together can (they lie with
+    /// the key on another polynomial), so the name is only as good as that bound.
+    #[test]
+    fn key_share_blame_bound() {
+        // A 2-of-n key: f(x) = 5 + 3x; a colluding f'(x) = 5 + 8x agrees only at zero.
+        let y =
+            |c0: u64, c1: u64, x: u64| VerifyingShare::from_bytes(&point_of(c0 + c1 * x)).unwrap();
+        let key = VerifyingKey::from_bytes(&point_of(5)).unwrap();
+        let id = |x: u16| Identifier::from_u16(x).unwrap();
+        // n = 4: two colluding wrong shares (3 and 4) cannot frame signers 1 or 2.
+        let four = [
+            (id(1), y(5, 3, 1)),
+            (id(2), y(5, 3, 2)),
+            (id(3), y(5, 8, 3)),
+            (id(4), y(5, 8, 4)),
+        ];
+        assert_eq!(
+            verify_key_shares(&key, 2, &four),
+            Err(Error::InconsistentVerifyingShares { identifier: None })
+        );
+        // One wrong share is named wherever it sits.
+        for bad in 0..4 {
+            let mut one = [
+                (id(1), y(5, 3, 1)),
+                (id(2), y(5, 3, 2)),
+                (id(3), y(5, 3, 3)),
+                (id(4), y(5, 3, 4)),
+            ];
+            one[bad].1 = y(6, 3, u64::try_from(bad).unwrap() + 1);
+            assert_eq!(
+                verify_key_shares(&key, 2, &one),
+                Err(Error::InconsistentVerifyingShares {
+                    identifier: Some(one[bad].0)
+                })
+            );
+        }
+        // n = 3 = min_signers + 1: two colluding wrong shares (2 and 3) fit the key with
+        // each other, and honest signer 1 is the only misfit: the documented limit.
+        let three = [
+            (id(1), y(5, 3, 1)),
+            (id(2), y(5, 8, 2)),
+            (id(3), y(5, 8, 3)),
+        ];
+        assert_eq!(
+            verify_key_shares(&key, 2, &three),
+            Err(Error::InconsistentVerifyingShares {
+                identifier: Some(id(1))
+            })
+        );
     }
 
     /// Comb tables that could not be built (here: from a point off the curve, which no
