@@ -31,6 +31,7 @@ use crate::point::{Affine, Fe, Jacobian, consts};
 use crate::scalar::{Half, WNAF_LEN, glv_split};
 use k256::Scalar;
 use sha2::{Digest, Sha256};
+use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
 
 /// Largest number of non-key points per entry.
@@ -64,6 +65,13 @@ pub(crate) struct Engine {
     key_ids: Vec<[u8; 33]>,
     /// Open-addressing table of `key index + 1`, size a power of two.
     key_slots: Vec<u32>,
+    /// Hashes key ids into `key_slots` with `SipHash` under keys drawn at random for each
+    /// verifier, so that a caller pushing attacker-chosen keys cannot aim them all at one
+    /// slot (a fixed hash of the key's bytes made pushes quadratic in the key count).
+    key_hasher: RandomState,
+    /// Slots looked at by `intern_key`, for the flooding test.
+    #[cfg(test)]
+    key_probes: u64,
     key_acc: Vec<Scalar>,
     /// Per key: the last check (by `generation`) that added the key's term; 0 for none.
     key_mark: Vec<u32>,
@@ -104,6 +112,9 @@ impl Engine {
             key_tables: Vec::with_capacity(capacity),
             key_ids: Vec::with_capacity(capacity),
             key_slots: vec![0; slots],
+            key_hasher: RandomState::new(),
+            #[cfg(test)]
+            key_probes: 0,
             key_acc: Vec::with_capacity(capacity),
             key_mark: Vec::with_capacity(capacity),
             generation: 0,
@@ -158,12 +169,17 @@ impl Engine {
         table: Option<&Arc<CombTable>>,
     ) -> usize {
         let mask = self.key_slots.len() - 1;
-        let mut h = 0usize;
-        for chunk in id.get(1..9).unwrap_or(&[]) {
-            h = (h << 8) | usize::from(*chunk);
-        }
-        let mut slot = h & mask;
+        // Truncating the 64-bit hash on 32-bit targets is fine: only its low bits are used.
+        #[allow(
+            clippy::cast_possible_truncation,
+            reason = "the mask keeps only low bits"
+        )]
+        let mut slot = (self.key_hasher.hash_one(id) as usize) & mask;
         loop {
+            #[cfg(test)]
+            {
+                self.key_probes += 1;
+            }
             match self.key_slots.get(slot).copied() {
                 Some(0) | None => break,
                 Some(k) => {
@@ -414,3 +430,41 @@ macro_rules! batch_verifier_common {
     };
 }
 pub(crate) use batch_verifier_common;
+
+#[cfg(test)]
+mod key_table_tests {
+    use super::Engine;
+    use crate::point::Affine;
+
+    /// Keys an attacker picks to share the bytes a fixed hash would read (here the first
+    /// 8 bytes of x, which the old hash used) still spread over the slots: the probes per
+    /// key stay small instead of growing with the key count.
+    #[test]
+    fn chosen_keys_do_not_pile_up_in_one_slot() {
+        let keys = 2048usize;
+        let mut engine = Engine::with_capacity(keys);
+        let mut added = 0usize;
+        let mut counter = 0u64;
+        while added < keys {
+            counter += 1;
+            let mut xb = [0u8; 32];
+            xb[..8].copy_from_slice(&[0x5a; 8]);
+            xb[24..].copy_from_slice(&counter.to_be_bytes());
+            let Some(x) = Affine::fe_from_bytes(&xb) else {
+                continue;
+            };
+            let Some(point) = Affine::lift_x(&x, false) else {
+                continue;
+            };
+            let id = point.to_compressed();
+            assert_eq!(engine.intern_key(&point, &id, None), added);
+            // Interning again finds the same key.
+            assert_eq!(engine.intern_key(&point, &id, None), added);
+            added += 1;
+        }
+        let per_key = engine.key_probes as f64 / (2 * keys) as f64;
+        // At load 1/2, linear probing needs about 2.5 probes per miss and 1.5 per hit on
+        // average; all keys in one chain would need about keys / 2.
+        assert!(per_key < 8.0, "{per_key:.1} probes per lookup");
+    }
+}
