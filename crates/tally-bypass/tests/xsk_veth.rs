@@ -134,6 +134,28 @@ fn xsk_receives_filtered_udp_and_kernel_keeps_the_rest() {
     common::assert_netns_gone(&names);
 }
 
+/// Echoes what `xsk` has received (addresses swapped, checksums fixed) and flushes;
+/// returns how many it echoed and how many of them carried a partial UDP checksum.
+fn echo_received(xsk: &mut XskSocket) -> (u32, u32) {
+    let (mut echoed, mut partial) = (0, 0);
+    let mut batch = xsk.recv(64);
+    for i in 0..batch.len() {
+        if batch.udp(i).unwrap().checksum_state() == UdpChecksumState::Partial {
+            partial += 1;
+        }
+        batch
+            .reply(i, &mut |rx, tx| {
+                tx[..rx.len()].copy_from_slice(rx);
+                reply_in_place(&mut tx[..rx.len()]).unwrap()
+            })
+            .unwrap();
+        echoed += 1;
+    }
+    drop(batch);
+    xsk.flush().unwrap();
+    (echoed, partial)
+}
+
 #[test]
 fn xsk_transmits_udp_and_echoes_with_fixed_checksums() {
     let Some(pair) = common::veth_or_skip("xtx", VethConfig::default()) else {
@@ -166,21 +188,9 @@ fn xsk_transmits_udp_and_echoes_with_fixed_checksums() {
         let deadline = Instant::now() + Duration::from_secs(20);
         while echoed < 50 && Instant::now() < deadline {
             xsk.wait(Duration::from_millis(50)).unwrap();
-            let mut batch = xsk.recv(64);
-            for i in 0..batch.len() {
-                if batch.udp(i).unwrap().checksum_state() == UdpChecksumState::Partial {
-                    partial += 1;
-                }
-                batch
-                    .reply(i, &mut |rx, tx| {
-                        tx[..rx.len()].copy_from_slice(rx);
-                        reply_in_place(&mut tx[..rx.len()]).unwrap()
-                    })
-                    .unwrap();
-                echoed += 1;
-            }
-            drop(batch);
-            xsk.flush().unwrap();
+            let (n, p) = echo_received(&mut xsk);
+            echoed += n;
+            partial += p;
         }
         (echoed, partial, xsk.stats())
     });
@@ -334,18 +344,7 @@ fn xsk_to_xsk_round_trips_in_both_xdp_modes() {
             let mut echoed = 0u32;
             while done_rx.try_recv().is_err() {
                 xsk.wait(Duration::from_millis(20)).unwrap();
-                let mut batch = xsk.recv(64);
-                for i in 0..batch.len() {
-                    batch
-                        .reply(i, &mut |rx, tx| {
-                            tx[..rx.len()].copy_from_slice(rx);
-                            reply_in_place(&mut tx[..rx.len()]).unwrap()
-                        })
-                        .unwrap();
-                    echoed += 1;
-                }
-                drop(batch);
-                xsk.flush().unwrap();
+                echoed += echo_received(&mut xsk).0;
             }
             echoed
         });
