@@ -40,15 +40,23 @@ proptest! {
     #[test]
     fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
         let stats = ParseStats::new();
+        let mut want = [0u64; ParseError::KINDS];
         for policy in [UdpChecksumPolicy::Verify, UdpChecksumPolicy::VerifyOrPartial, UdpChecksumPolicy::Ignore] {
             match parse_udp(&bytes, policy) {
                 Ok(v) => {
                     // A view never reaches outside the frame.
                     prop_assert!(v.payload().len() + 42 <= bytes.len());
                 }
-                Err(e) => stats.count(&e),
+                Err(e) => {
+                    want[e.kind_index()] += 1;
+                    stats.count(&e);
+                }
             }
         }
+        // Every rejection is counted once, under its own reason.
+        let mut got = Vec::with_capacity(ParseError::KINDS);
+        stats.snapshot().for_each(|_, v| got.push(v));
+        prop_assert_eq!(got, want.to_vec());
         let mut copy = bytes.clone();
         let _ = reply_in_place(&mut copy);
     }
