@@ -62,12 +62,13 @@ static GLOBAL: Counting = Counting;
 const PORT: u16 = 9300;
 
 /// Receives `want` datagrams, replying to each and sending one extra datagram per batch;
-/// returns (received, allocations while counting).
-fn hot_loop<T: PacketTransport>(t: &mut T, flow: &UdpFlow, want: u64) -> (u64, u64) {
+/// returns (received, allocations while counting, frames queued for transmission).
+fn hot_loop<T: PacketTransport>(t: &mut T, flow: &UdpFlow, want: u64) -> (u64, u64, u64) {
     let payload = [7u8; 64];
     let before = allocs();
     COUNTING.with(|c| c.set(true));
     let mut got = 0u64;
+    let mut queued = 0u64;
     let deadline = Instant::now() + Duration::from_secs(20);
     while got < want && Instant::now() < deadline {
         t.wait(Duration::from_millis(20)).unwrap();
@@ -76,22 +77,23 @@ fn hot_loop<T: PacketTransport>(t: &mut T, flow: &UdpFlow, want: u64) -> (u64, u
             if let Some(d) = batch.udp(i) {
                 assert_eq!(d.dst_port(), PORT);
             }
-            let _ = batch.reply(i, &mut |rx, tx| {
+            let replied = batch.reply(i, &mut |rx, tx| {
                 let Some(dst) = tx.get_mut(..rx.len()) else {
                     return 0;
                 };
                 dst.copy_from_slice(rx);
                 reply_in_place(dst).unwrap_or(0)
             });
+            queued += u64::from(replied.is_ok());
             got += 1;
         }
         drop(batch);
-        let _ = t.send_udp(flow, &payload, 1);
+        queued += u64::from(t.send_udp(flow, &payload, 1).is_ok());
         t.flush().unwrap();
         let _ = t.stats();
     }
     COUNTING.with(|c| c.set(false));
-    (got, allocs() - before)
+    (got, allocs() - before, queued)
 }
 
 fn run<T: PacketTransport, F: FnOnce(&str) -> T + Send + 'static>(tag: &str, open: F) {
@@ -127,10 +129,18 @@ fn run<T: PacketTransport, F: FnOnce(&str) -> T + Send + 'static>(tag: &str, ope
         }
     })
     .unwrap();
-    let (warm, (got, allocs)) = rx.join().unwrap().unwrap();
-    eprintln!("{tag}: warm-up {warm:?}, counted: received {got}, allocations {allocs}");
+    let (warm, (got, allocs, queued)) = rx.join().unwrap().unwrap();
+    eprintln!(
+        "{tag}: warm-up {warm:?}, counted: received {got}, allocations {allocs}, frames queued {queued}"
+    );
     assert_eq!(warm.0 + got, 1000, "all datagrams received");
     assert_eq!(allocs, 0, "allocations on the rx/tx path");
+    // The tx path was measured working, not only failing: at least as many frames were
+    // queued (replies and extra datagrams) as datagrams were received.
+    assert!(
+        queued >= got,
+        "only {queued} frames queued for {got} received"
+    );
 }
 
 #[test]
