@@ -1162,7 +1162,8 @@ mod wrap_tests {
     /// Runs `ops` on a ring starting `before` positions below `usize::MAX + 1` and checks
     /// it against a `VecDeque`: every item comes out once, in order, across the wrap of the
     /// position counters.
-    fn check<const N: usize>(before: usize, ops: &[Op]) -> Result<(), TestCaseError> {
+    /// Returns the producer's final position.
+    fn check<const N: usize>(before: usize, ops: &[Op]) -> Result<usize, TestCaseError> {
         let mut ring = at_position::<u64, N>(0usize.wrapping_sub(before));
         let mut model = VecDeque::new();
         let mut next = 0u64;
@@ -1201,7 +1202,16 @@ mod wrap_tests {
             }
         }
         prop_assert_eq!(ring.len(), model.len());
-        Ok(())
+        Ok(ring.tail.load(Ordering::Relaxed))
+    }
+
+    /// One run that surely crosses the wrap: 5 positions below it, 20 items through.
+    #[test]
+    fn a_fixed_run_crosses_usize_max() {
+        let ops: Vec<Op> = (0..20).flat_map(|_| [Op::Push, Op::Pop]).collect();
+        for end in [check::<16>(5, &ops), check::<4>(5, &ops)] {
+            assert_eq!(end.unwrap(), 15, "20 pushes from usize::MAX - 4 end at 15");
+        }
     }
 
     proptest! {
