@@ -121,7 +121,11 @@ pub(crate) fn if_nametoindex(name: &str) -> io::Result<u32> {
     }
 }
 
-/// `poll` one descriptor for `events`; `Ok(true)` when ready.
+/// `poll` one descriptor for `events`; `Ok(true)` when one of `events` is ready.
+///
+/// A pending socket error (`POLLERR`, for example `ENETDOWN` when the interface of an
+/// AF_PACKET socket goes down) is taken with `SO_ERROR`, which clears it, and returned as
+/// the error: left pending, it would make every later `poll` return at once.
 pub(crate) fn poll_one(fd: RawFd, events: libc::c_short, timeout_ms: i32) -> io::Result<bool> {
     let mut p = libc::pollfd {
         fd,
@@ -137,7 +141,21 @@ pub(crate) fn poll_one(fd: RawFd, events: libc::c_short, timeout_ms: i32) -> io:
         }
         return Err(e);
     }
-    Ok(n > 0)
+    if p.revents & libc::POLLNVAL != 0 {
+        return Err(io::Error::from_raw_os_error(libc::EBADF));
+    }
+    if p.revents & libc::POLLERR != 0
+        && let Some(e) = take_socket_error(fd)?
+    {
+        return Err(e);
+    }
+    Ok(p.revents & events != 0)
+}
+
+/// The socket's pending error (`SO_ERROR`, which clears it), if any.
+pub(crate) fn take_socket_error(fd: RawFd) -> io::Result<Option<io::Error>> {
+    let (err, _) = getsockopt::<libc::c_int>(fd, libc::SOL_SOCKET, libc::SO_ERROR)?;
+    Ok((err != 0).then(|| io::Error::from_raw_os_error(err)))
 }
 
 /// `sendto(fd, NULL, 0, MSG_DONTWAIT)`: the AF_XDP / AF_PACKET transmit kick.

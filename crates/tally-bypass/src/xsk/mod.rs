@@ -42,6 +42,8 @@ use crate::transport::{PacketTransport, RxBatch, TransportKind, TransportStats, 
 const COPY_MODE_TX_BATCH: u32 = 32;
 /// Queued transmit frames that trigger an automatic flush.
 const AUTO_FLUSH_FRAMES: u32 = 32;
+/// The operation named in the error of [`XskSocket::wait`] once the interface is gone.
+const UNBOUND: &str = "poll(AF_XDP): the socket's interface was deleted; open a new socket";
 /// Bind attempts when the queue is still busy (EBUSY) from a socket that just closed.
 const BIND_ATTEMPTS: u32 = 40;
 
@@ -263,6 +265,9 @@ pub struct XskSocket {
     rx_spans: Box<[RxSlot]>,
     /// Frames pushed on the tx ring but not yet submitted/kicked.
     tx_queued: u32,
+    /// The errno the kernel left in `SO_ERROR` when the interface was deleted (the
+    /// socket is then unbound for good and `poll` never reports anything again).
+    unbound: Option<i32>,
     stats: XskStats,
     parse_stats: ParseStats,
     config: XskConfig,
@@ -439,6 +444,7 @@ impl XskSocket {
             owners,
             rx_spans: vec![RxSlot::default(); config.rx_ring as usize].into_boxed_slice(),
             tx_queued: 0,
+            unbound: None,
             stats,
             parse_stats: ParseStats::new(),
             config,
@@ -802,8 +808,24 @@ impl PacketTransport for XskSocket {
         if self.rx.available(1, &self.stats.ring_index_anomalies) > 0 {
             return Ok(true);
         }
+        if let Some(errno) = self.unbound {
+            return Err(sock_err(UNBOUND)(std::io::Error::from_raw_os_error(errno)));
+        }
         let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
-        sys::poll_one(self.fd.as_raw_fd(), libc::POLLIN, ms).map_err(sock_err("poll(AF_XDP)"))
+        let ready = sys::poll_one(self.fd.as_raw_fd(), libc::POLLIN, ms)
+            .map_err(sock_err("poll(AF_XDP)"))?;
+        if !ready {
+            // When its interface is unregistered, the kernel unbinds the socket and leaves
+            // ENETDOWN in SO_ERROR, but `poll` on an unbound AF_XDP socket reports nothing:
+            // without this check every wait would just time out, forever.
+            if let Some(e) =
+                sys::take_socket_error(self.fd.as_raw_fd()).map_err(sock_err("poll(AF_XDP)"))?
+            {
+                self.unbound = Some(e.raw_os_error().unwrap_or(libc::ENETDOWN));
+                return Err(sock_err(UNBOUND)(e));
+            }
+        }
+        Ok(ready)
     }
 
     fn send_frame(&mut self, f: &mut dyn FnMut(&mut [u8]) -> usize) -> Result<(), TxError> {
