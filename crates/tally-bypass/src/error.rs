@@ -127,6 +127,22 @@ pub enum BypassError {
         /// Bytes of the structure we know.
         expected: usize,
     },
+    /// Another AF_XDP socket of this process already steers this interface with a
+    /// different filter. The sockets of one interface share its one XDP program (one per
+    /// queue is the way to use several queues), so they must steer the same frames.
+    #[error(
+        "interface index {ifindex} is already steered by another AF_XDP socket of this process with filter {existing:?}, and the socket for queue {queue} asks for {requested:?}: open every socket of one interface with the same XskConfig::filter"
+    )]
+    SteeringConflict {
+        /// The interface.
+        ifindex: u32,
+        /// The queue of the socket being opened.
+        queue: u32,
+        /// The filter of the attached program.
+        existing: crate::bpf::XdpFilter,
+        /// The filter asked for.
+        requested: crate::bpf::XdpFilter,
+    },
     /// A transmit failed (see [`crate::TxError`]).
     #[error(transparent)]
     Tx(#[from] crate::transport::TxError),

@@ -19,6 +19,7 @@
 
 mod owner;
 mod ring;
+mod steer;
 mod umem;
 
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -29,10 +30,9 @@ use tally_core_types::{FramePool, FramePoolOptions};
 
 use self::owner::FrameOwners;
 use self::ring::{ConsRing, ProdRing, XdpDesc};
+use self::steer::SteeringHandle;
 use self::umem::UmemArea;
-use crate::bpf::{
-    XdpFilter, XdpLink, XdpMode, XdpModeChoice, XdpProgram, XskMap, steering_program,
-};
+use crate::bpf::{XdpFilter, XdpLink, XdpMode, XdpModeChoice, XskMap};
 use crate::error::{BypassError, Result};
 use crate::packet::{ParseStats, UdpChecksumPolicy};
 use crate::sys;
@@ -246,11 +246,10 @@ pub struct XskInfo {
 /// # }
 /// ```
 pub struct XskSocket {
-    // Drop order: the XDP link first (stop steering), then the map, the rings, the
-    // socket, and the UMEM last.
-    link: XdpLink,
-    map: XskMap,
-    _prog: XdpProgram,
+    // Drop order: the steering first (this queue's XSKMAP slot, and the XDP link when
+    // this is the last socket on the interface), then the rings, the socket, and the
+    // UMEM last.
+    steer: SteeringHandle,
     fill: ProdRing<u64>,
     comp: ConsRing<u64>,
     rx: ConsRing<XdpDesc>,
@@ -292,11 +291,17 @@ impl XskSocket {
     /// backoff), loads and attaches the steering program and puts the socket in its
     /// XSKMAP.
     ///
+    /// Sockets of this process on other queues of the same interface share one steering
+    /// program and XSKMAP (an interface takes one XDP link): the first one attaches it,
+    /// with its [`XskConfig::xdp_mode`], and the last one to close detaches it. They must
+    /// ask for the same [`XskConfig::filter`].
+    ///
     /// # Errors
     /// [`BypassError::InvalidOption`], [`BypassError::Interface`],
     /// [`BypassError::UmemRegister`] (memlock), [`BypassError::RingMap`],
-    /// [`BypassError::Bind`], and the XDP errors ([`BypassError::Verifier`],
-    /// [`BypassError::Attach`], [`BypassError::Bpf`]).
+    /// [`BypassError::Bind`], [`BypassError::SteeringConflict`] (another socket of this
+    /// process steers the interface with another filter), and the XDP errors
+    /// ([`BypassError::Verifier`], [`BypassError::Attach`], [`BypassError::Bpf`]).
     #[allow(
         clippy::too_many_lines,
         reason = "one linear set-up sequence, each step a few lines"
@@ -411,13 +416,9 @@ impl XskSocket {
         let (bind_mode, bind_fallback_reason, bind_attempts) =
             bind_with_fallback(&fd, ifname, ifindex, queue, &config)?;
 
-        let map = XskMap::new(queue.saturating_add(1).max(64))?;
-        let prog = XdpProgram::load(
-            &steering_program(&config.filter, map.raw_fd())?,
-            "tally_xsk",
-        )?;
-        let link = XdpLink::attach(&prog, ifindex, config.xdp_mode)?;
-        map.insert(queue, raw)?;
+        let steer = SteeringHandle::acquire(ifindex, queue, &config.filter, config.xdp_mode)?;
+        steer.insert(raw)?;
+        let link = &steer.steering().link;
 
         let info = XskInfo {
             ifname: ifname.to_owned(),
@@ -431,9 +432,7 @@ impl XskSocket {
             need_wakeup: config.need_wakeup,
         };
         Ok(Self {
-            link,
-            map,
-            _prog: prog,
+            steer,
             fill,
             comp,
             rx,
@@ -486,14 +485,15 @@ impl XskSocket {
         self.fd.as_raw_fd()
     }
 
-    /// The XSKMAP the steering program redirects through.
+    /// The XSKMAP the steering program redirects through (shared with the sockets of
+    /// this process on other queues of the interface).
     pub fn xsk_map(&self) -> &XskMap {
-        &self.map
+        &self.steer.steering().map
     }
 
-    /// The attached steering program's link.
+    /// The attached steering program's link (shared like [`XskSocket::xsk_map`]).
     pub fn xdp_link(&self) -> &XdpLink {
-        &self.link
+        &self.steer.steering().link
     }
 
     /// Frames for transmission that are free right now.

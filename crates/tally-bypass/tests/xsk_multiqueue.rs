@@ -1,0 +1,68 @@
+//! One AF_XDP socket per receive queue of one interface, the usual way to scale AF_XDP:
+//! the sockets share one steering program and XSKMAP (an interface takes one XDP link),
+//! the program stays attached while any of them is open, and is gone with the last one.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "test code"
+)]
+
+mod common;
+
+use tally_bypass::netns::{Side, VethConfig};
+use tally_bypass::{BypassError, XdpFilter, XskConfig, XskSocket};
+
+fn small(ports: &[u16]) -> XskConfig {
+    XskConfig {
+        rx_frames: 64,
+        tx_frames: 64,
+        rx_ring: 64,
+        tx_ring: 64,
+        ..XskConfig::udp_ports(ports)
+    }
+}
+
+#[test]
+fn sockets_on_two_queues_of_one_interface_share_the_program() {
+    let config = VethConfig {
+        queues: 2,
+        ..VethConfig::default()
+    };
+    let Some(pair) = common::veth_or_skip("xmq", config) else {
+        return;
+    };
+    let ifb = pair.config().if_b.clone();
+    let (q0, q1) = pair
+        .run_in(Side::B, move || {
+            let q0 = XskSocket::open(&ifb, 0, small(&[9304])).expect("queue 0");
+            // A socket that wants other frames steered cannot share the program.
+            match XskSocket::open(&ifb, 1, small(&[9305])) {
+                Err(e @ BypassError::SteeringConflict { .. }) => {
+                    assert!(e.to_string().contains("same XskConfig::filter"), "{e}");
+                }
+                other => panic!("a different filter on a steered interface: {other:?}"),
+            }
+            let q1 =
+                XskSocket::open(&ifb, 1, small(&[9304])).expect("queue 1 of the same interface");
+            assert_eq!(q0.info().xdp_mode, q1.info().xdp_mode);
+            (q0, q1)
+        })
+        .unwrap();
+    drop(q0);
+    assert!(
+        pair.xdp_attached(Side::B).unwrap(),
+        "the program left with the first socket while the second is open"
+    );
+    drop(q1);
+    assert!(common::xdp_detached_soon(&pair, Side::B));
+    // And the interface can be steered again afterwards, with another filter.
+    let ifb = pair.config().if_b.clone();
+    pair.run_in(Side::B, move || {
+        let f = small(&[9306]).filter;
+        assert_eq!(f, XdpFilter::UdpDstPorts(vec![9306]));
+        XskSocket::open(&ifb, 1, small(&[9306])).expect("reopen");
+    })
+    .unwrap();
+}
