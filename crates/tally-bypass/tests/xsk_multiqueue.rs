@@ -66,3 +66,27 @@ fn sockets_on_two_queues_of_one_interface_share_the_program() {
     })
     .unwrap();
 }
+
+#[test]
+fn a_high_queue_joins_the_map_a_low_queue_created() {
+    // The first socket sizes the shared XSKMAP; a later one on queue 65 must still fit.
+    let config = VethConfig {
+        queues: 66,
+        ..VethConfig::default()
+    };
+    let Some(pair) = common::veth_or_skip("xhq", config) else {
+        return;
+    };
+    let ifb = pair.config().if_b.clone();
+    pair.run_in(Side::B, move || {
+        let q0 = XskSocket::open(&ifb, 0, small(&[9307])).expect("queue 0");
+        let q65 = XskSocket::open(&ifb, 65, small(&[9307])).expect("queue 65");
+        assert_eq!(
+            q0.xsk_map().raw_fd(),
+            q65.xsk_map().raw_fd(),
+            "one shared map"
+        );
+        assert!(q65.xsk_map().entries() > 65);
+    })
+    .unwrap();
+}

@@ -17,6 +17,10 @@ use std::time::Duration;
 use crate::bpf::{XdpFilter, XdpLink, XdpModeChoice, XdpProgram, XskMap, steering_program};
 use crate::error::{BypassError, Result};
 
+/// XSKMAP slots: the map is shared by the sockets of every queue of the interface, so
+/// the first socket cannot size it by its own queue. 4096 (the most queues `ip link`
+/// creates a device with) costs the kernel 8 bytes a slot.
+const MAP_SLOTS: u32 = 4096;
 /// How long an open waits for the previous steering of its interface to be released.
 const RELEASE_WAIT: Duration = Duration::from_secs(2);
 
@@ -102,7 +106,7 @@ impl SteeringHandle {
                 std::thread::sleep(Duration::from_millis(1));
                 continue;
             }
-            let map = XskMap::new(queue.saturating_add(1).max(64))?;
+            let map = XskMap::new(queue.saturating_add(1).max(MAP_SLOTS))?;
             let prog = XdpProgram::load(&steering_program(filter, map.raw_fd())?, "tally_xsk")?;
             let link = XdpLink::attach(&prog, ifindex, mode)?;
             let released = Arc::new(AtomicBool::new(false));
