@@ -819,6 +819,51 @@ fn power_loss_shared_journal() {
     power_loss(Mode::Shared, 0x7A11_0004);
 }
 
+/// Records a killed writer wrote out (a group larger than a buffer) but never synced are
+/// recovered by the next `open` from the page cache, and `durable_seq` then covers them:
+/// they must be on disk by the time `open` returns, or a power loss right after takes
+/// records the reopened journal reported durable.
+#[test]
+fn records_reported_durable_by_open_survive_a_power_loss() {
+    let base = tempfile::tempdir().unwrap();
+    let Some(mount) = mount_or_skip(base.path(), None) else {
+        return;
+    };
+    let dir = mount.path().join("j");
+    let opts = options(Mode::Direct);
+    let Some(mut j) = open_or_skip(&dir, opts) else {
+        return;
+    };
+    j.append(b"committed").unwrap();
+    j.commit().unwrap();
+    // More than one 16 KiB group buffer: the first part is written out, not synced.
+    for seq in 2..=40u64 {
+        j.append(&[seq as u8; 1000]).unwrap();
+    }
+    assert!(j.stats().write_outs.get() > 0, "nothing was written out");
+    // A killed writer: no commit, the written-out records stay in the page cache.
+    drop(j);
+    let j = Journal::open(&dir, opts).unwrap();
+    let durable = j.durable_seq();
+    let handle = mount.handle();
+    let op_count = handle.ops();
+    assert!(durable > 1, "open recovered no written-out record");
+    let log = handle.log();
+    let mut model = Model::new();
+    for op in log.iter().take(op_count) {
+        model.apply(op);
+    }
+    let image = tempfile::tempdir().unwrap();
+    model.materialise(CrashKind::DurableOnly, &mut Rng::new(1), image.path());
+    let (got, _) = replay_all(&image.path().join("j")).unwrap();
+    let last = got.last().map_or(0, |r| r.0);
+    assert!(
+        last >= durable,
+        "open reported records up to {durable} durable, a power loss right after it kept {last}"
+    );
+    drop(j);
+}
+
 /// `flock` works on a FUSE file system without lock operations (the kernel locks
 /// locally): a second writer on the same directory is refused.
 #[test]

@@ -611,11 +611,7 @@ impl Journal {
         }
         let salt_state = RandomState::new();
         let stats = JournalStats::new();
-        #[allow(
-            clippy::single_match_else,
-            reason = "two real cases: continue a segment or create the first"
-        )]
-        let (seg, next_seq) = match current {
+        let continued = match current {
             Some((ls, zero_until)) => {
                 let file = OpenOptions::new()
                     .read(true)
@@ -644,12 +640,27 @@ impl Journal {
                         .map_err(|source| {
                             JournalError::from_io(dir, &ls.path, "wipe a torn tail", source)
                         })?;
-                    seg.file.sync_data().map_err(|source| {
-                        JournalError::io(&ls.path, "sync a wiped tail", source)
-                    })?;
                 }
-                (seg, scan.next_seq)
+                // Records a killed writer wrote but never synced are still in the page
+                // cache and were recovered above: sync them before they are reported
+                // durable (`durable_seq`) and before any later record depends on them.
+                seg.file.sync_data().map_err(|source| {
+                    JournalError::io(&ls.path, "sync the last segment on open", source)
+                })?;
+                // A segment whose header caps records below `max_record_bytes` (the journal
+                // was reopened with a larger limit) cannot take every record accepted now:
+                // recovery reads a segment's records only up to its header's limit. Such a
+                // segment is closed as it is and the records go to a new one.
+                (ls.header.max_record >= options.max_record_bytes).then_some(seg)
             }
+            None => None,
+        };
+        #[allow(
+            clippy::single_match_else,
+            reason = "two real cases: continue a segment or create a new one"
+        )]
+        let (seg, next_seq) = match continued {
+            Some(seg) => (seg, scan.next_seq),
             None => {
                 let index = live
                     .back()
