@@ -383,6 +383,8 @@ pub struct PacketSocket {
     parse_stats: ParseStats,
     checksum_policy: UdpChecksumPolicy,
     ifindex: u32,
+    /// The interface was deleted: the socket is bound to nothing, for good.
+    unbound: bool,
 }
 
 impl core::fmt::Debug for PacketSocket {
@@ -392,6 +394,9 @@ impl core::fmt::Debug for PacketSocket {
             .finish_non_exhaustive()
     }
 }
+
+/// The operation named in the error of `wait` once the interface is gone.
+const UNBOUND: &str = "poll(AF_PACKET): the socket's interface was deleted; open a new socket";
 
 fn sock_err(op: &'static str) -> impl FnOnce(std::io::Error) -> BypassError {
     move |source| BypassError::Socket { op, source }
@@ -532,6 +537,7 @@ impl PacketSocket {
             parse_stats: ParseStats::new(),
             checksum_policy: config.checksum_policy,
             ifindex,
+            unbound: false,
         })
     }
 
@@ -807,8 +813,26 @@ impl PacketTransport for PacketSocket {
         {
             return Ok(true);
         }
+        if self.unbound {
+            return Err(sock_err(UNBOUND)(std::io::Error::from_raw_os_error(
+                libc::ENODEV,
+            )));
+        }
         let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
-        sys::poll_one(self.fd.as_raw_fd(), libc::POLLIN, ms).map_err(sock_err("poll(AF_PACKET)"))
+        match sys::poll_one(self.fd.as_raw_fd(), libc::POLLIN, ms) {
+            // The kernel reports ENETDOWN once, both when the interface goes down (the
+            // socket receives again when it is up) and when it is deleted (never again:
+            // the socket is then bound to index -1).
+            Err(e) if e.raw_os_error() == Some(libc::ENETDOWN) => {
+                let bound = sys::packet_bound_ifindex(self.fd.as_raw_fd());
+                if bound.is_ok_and(|i| i64::from(i) != i64::from(self.ifindex)) {
+                    self.unbound = true;
+                    return Err(sock_err(UNBOUND)(e));
+                }
+                Err(sock_err("poll(AF_PACKET)")(e))
+            }
+            r => r.map_err(sock_err("poll(AF_PACKET)")),
+        }
     }
 
     fn send_frame(&mut self, f: &mut dyn FnMut(&mut [u8]) -> usize) -> Result<(), TxError> {
@@ -949,6 +973,7 @@ mod tests {
             parse_stats: ParseStats::new(),
             checksum_policy: UdpChecksumPolicy::VerifyOrPartial,
             ifindex: 0,
+            unbound: false,
         }
     }
 

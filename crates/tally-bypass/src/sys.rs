@@ -152,6 +152,17 @@ pub(crate) fn poll_one(fd: RawFd, events: libc::c_short, timeout_ms: i32) -> io:
     Ok(p.revents & events != 0)
 }
 
+/// The interface index an AF_PACKET socket is bound to (`getsockname`); the kernel
+/// reports -1 once that interface was deleted.
+pub(crate) fn packet_bound_ifindex(fd: RawFd) -> io::Result<i32> {
+    let mut addr: libc::sockaddr_ll = Pod::zeroed();
+    let mut len = libc::socklen_t::try_from(size_of::<libc::sockaddr_ll>())
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: `addr` is writable for `len` bytes and any bit pattern is valid (Pod).
+    cvt(unsafe { libc::getsockname(fd, core::ptr::from_mut(&mut addr).cast(), &raw mut len) })?;
+    Ok(addr.sll_ifindex)
+}
+
 /// The socket's pending error (`SO_ERROR`, which clears it), if any.
 pub(crate) fn take_socket_error(fd: RawFd) -> io::Result<Option<io::Error>> {
     let (err, _) = getsockopt::<libc::c_int>(fd, libc::SOL_SOCKET, libc::SO_ERROR)?;

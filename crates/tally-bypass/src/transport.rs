@@ -180,8 +180,8 @@ pub trait PacketTransport {
     /// # Errors
     /// The OS error of `poll`, or the socket's pending error: `ENETDOWN` once when an
     /// AF_PACKET socket's interface goes down (waiting again is fine: it receives again
-    /// once the interface is up), and on every call once an AF_XDP socket's interface
-    /// was deleted (open a new socket).
+    /// once the interface is up), and on every call once the socket's interface was
+    /// deleted (open a new socket).
     fn wait(&mut self, timeout: Duration) -> Result<bool>;
 
     /// Queues one frame written by `f` (which returns its length) for transmission.

@@ -89,3 +89,32 @@ fn xsk_wait_reports_a_deleted_interface() {
     })
     .unwrap();
 }
+
+#[test]
+fn afpacket_wait_reports_a_deleted_interface_every_time() {
+    let Some(pair) = common::veth_or_skip("pdel", VethConfig::default()) else {
+        return;
+    };
+    let ns = pair.netns(Side::B).name().to_owned();
+    let ifb = pair.config().if_b.clone();
+    pair.run_in(Side::B, move || {
+        let config = PacketConfig {
+            udp_ports: vec![9303],
+            block_size: 1 << 16,
+            block_count: 4,
+            ..PacketConfig::default()
+        };
+        let mut sock = PacketSocket::open(&ifb, &config).expect("open AF_PACKET");
+        ip(&["-n", &ns, "link", "del", &ifb]);
+        // Unlike a downed interface, a deleted one never comes back to this socket:
+        // every wait says so, not only the first.
+        for _ in 0..3 {
+            let err = sock
+                .wait(Duration::from_millis(50))
+                .expect_err("wait on a deleted interface must report it");
+            assert!(err.to_string().contains("deleted"), "{err}");
+        }
+        assert_eq!(sock.recv(64).len(), 0);
+    })
+    .unwrap();
+}
