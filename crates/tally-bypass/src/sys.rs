@@ -163,6 +163,13 @@ pub(crate) fn packet_bound_ifindex(fd: RawFd) -> io::Result<i32> {
     Ok(addr.sll_ifindex)
 }
 
+/// The system page size (4096 when `sysconf` cannot say).
+pub(crate) fn page_size() -> usize {
+    // SAFETY: sysconf has no preconditions.
+    let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    usize::try_from(n).ok().filter(|n| *n > 0).unwrap_or(4096)
+}
+
 /// The socket's pending error (`SO_ERROR`, which clears it), if any.
 pub(crate) fn take_socket_error(fd: RawFd) -> io::Result<Option<io::Error>> {
     let (err, _) = getsockopt::<libc::c_int>(fd, libc::SOL_SOCKET, libc::SO_ERROR)?;

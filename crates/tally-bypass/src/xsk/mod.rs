@@ -81,7 +81,7 @@ impl BindMode {
 /// Options of [`XskSocket::open`]. Ring sizes are powers of two.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct XskConfig {
-    /// Bytes per UMEM frame (power of two, at least 2048).
+    /// Bytes per UMEM frame (power of two, at least 2048, at most the page size).
     pub frame_size: usize,
     /// Bytes the kernel leaves free in front of each received packet (UMEM headroom).
     pub headroom: u32,
@@ -152,6 +152,12 @@ impl XskConfig {
                     value: u64::from(v),
                 });
             }
+        }
+        if self.frame_size > sys::page_size() {
+            return Err(BypassError::InvalidOption {
+                what: "frame_size (an AF_XDP UMEM frame is at most the page size, 4096 bytes on x86-64: the kernel refuses larger chunks)",
+                value: self.frame_size as u64,
+            });
         }
         if u64::from(self.headroom) + 256 + 64 > self.frame_size as u64 {
             return Err(BypassError::InvalidOption {
@@ -1137,6 +1143,36 @@ mod tests {
             assert_eq!(sock.pool.free_count(), free);
             assert_eq!(sock.owners.get(sent[0]), Some(Owner::TxFree));
         });
+    }
+
+    #[test]
+    fn frames_larger_than_a_page_are_refused_up_front() {
+        // The kernel refuses UMEM chunks above the page size with EINVAL, which used to
+        // surface as a UMEM registration error blaming RLIMIT_MEMLOCK.
+        let page = sys::page_size();
+        for ok in [2048, page] {
+            let c = XskConfig {
+                frame_size: ok,
+                ..XskConfig::default()
+            };
+            assert!(c.validate().is_ok(), "{ok}");
+        }
+        for big in [2 * page, 16 * page] {
+            let c = XskConfig {
+                frame_size: big,
+                ..XskConfig::default()
+            };
+            match c.validate() {
+                Err(e @ BypassError::InvalidOption { .. }) => {
+                    let msg = e.to_string();
+                    assert!(
+                        msg.contains("frame_size") && msg.contains(&big.to_string()),
+                        "{msg}"
+                    );
+                }
+                other => panic!("frame_size {big}: {other:?}"),
+            }
+        }
     }
 
     #[test]
