@@ -10,7 +10,7 @@
 
 use std::path::Path;
 
-use tally_uring::{Journal, JournalError, JournalOptions, RingError};
+use tally_uring::{Journal, JournalError, JournalOptions, RingError, SharedJournal, SharedOptions};
 
 fn small() -> JournalOptions {
     JournalOptions::new()
@@ -75,4 +75,54 @@ fn raising_max_record_bytes_on_reopen_keeps_the_larger_records() {
         Journal::open_with_report(dir.path(), small().max_record_bytes(4096)).unwrap();
     assert!(report.torn_tail.is_none(), "{report:?}");
     assert_eq!(j.durable_seq(), after);
+}
+
+/// Opening a journal cleans up only its own interrupted segment creations
+/// (`new-<16 hex digits>.tmp`): a user's file that merely starts with `new-` and ends in
+/// `.tmp` was deleted.
+#[test]
+fn open_keeps_unrelated_files_in_the_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let mine = ["new-orders.tmp", "new-.tmp", "notes.txt", "seg-1.tjl"];
+    for name in mine {
+        std::fs::write(dir.path().join(name), b"user data").unwrap();
+    }
+    // A leftover of an interrupted segment creation is removed.
+    std::fs::write(dir.path().join("new-0000000000000007.tmp"), b"").unwrap();
+    let Some(mut j) = open(dir.path(), small()) else {
+        return;
+    };
+    j.append(b"x").unwrap();
+    j.commit().unwrap();
+    drop(j);
+    for name in mine {
+        assert_eq!(
+            std::fs::read(dir.path().join(name)).ok().as_deref(),
+            Some(&b"user data"[..]),
+            "{name} was removed or changed by Journal::open"
+        );
+    }
+    assert!(!dir.path().join("new-0000000000000007.tmp").exists());
+    assert_eq!(replay_all(dir.path()), [(1, b"x".to_vec())]);
+}
+
+/// An inbox size that cannot be allocated is a typed error, not a panic in
+/// `SharedJournal::start` (`Vec::with_capacity` overflow); an inbox that cannot hold even an
+/// empty record is refused too (every append would fail).
+#[test]
+fn shared_inbox_sizes_out_of_range_are_refused() {
+    for bad in [usize::MAX, 1 << 62, 0, 3] {
+        let dir = tempfile::tempdir().unwrap();
+        let Some(j) = open(dir.path(), small()) else {
+            return;
+        };
+        // A panic here (the bug) fails the test.
+        match SharedJournal::start(j, SharedOptions::new().max_pending_bytes(bad)) {
+            Err(JournalError::InvalidOptions { reason }) => {
+                assert!(reason.contains("max_pending_bytes"), "{reason}");
+            }
+            Err(e) => panic!("max_pending_bytes({bad}): unexpected error {e}"),
+            Ok(_) => panic!("max_pending_bytes({bad}) was accepted"),
+        }
+    }
 }

@@ -1370,14 +1370,20 @@ fn create_dir_durably(dir: &Path) -> Result<Vec<PathBuf>, JournalError> {
     Ok(synced)
 }
 
-/// Removes segments whose creation was interrupted before their rename.
+/// Removes segments whose creation was interrupted before their rename: files named
+/// exactly as `create_segment` names them (`new-<16 lowercase hex digits>.tmp`), never
+/// another file that happens to share the prefix and suffix.
 fn remove_leftover_tmp(dir: &Path) {
+    let is_leftover = |name: &str| {
+        name.strip_prefix("new-")
+            .and_then(|rest| rest.strip_suffix(".tmp"))
+            .is_some_and(|hex| {
+                hex.len() == 16 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+            })
+    };
     if let Ok(rd) = std::fs::read_dir(dir) {
         for e in rd.flatten() {
-            if e.file_name()
-                .to_str()
-                .is_some_and(|n| n.starts_with("new-") && n.rsplit('.').next() == Some("tmp"))
-            {
+            if e.file_name().to_str().is_some_and(is_leftover) {
                 let _ = std::fs::remove_file(e.path());
             }
         }

@@ -69,7 +69,8 @@ impl SharedOptions {
         }
     }
 
-    /// Bytes of payload (plus 4 per record) the inbox holds before writers block.
+    /// Bytes of payload (plus 4 per record) the inbox holds before writers block (4 to
+    /// 1 GiB; the inbox and the journal thread's copy of it are allocated at start).
     #[must_use]
     pub const fn max_pending_bytes(mut self, n: usize) -> Self {
         self.max_pending_bytes = n;
@@ -102,6 +103,20 @@ impl SharedOptions {
         self
     }
 }
+
+impl SharedOptions {
+    fn validate(&self) -> Result<(), JournalError> {
+        if self.max_pending_bytes < 4 || self.max_pending_bytes > MAX_PENDING_BYTES {
+            return Err(JournalError::InvalidOptions {
+                reason: "max_pending_bytes must be between 4 (one empty record) and 1 GiB (the inbox and the journal thread's copy of it are allocated when the shared journal starts)",
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Largest [`SharedOptions::max_pending_bytes`].
+const MAX_PENDING_BYTES: usize = 1 << 30;
 
 struct State {
     inbox: Vec<u8>,
@@ -244,12 +259,14 @@ impl SharedJournal {
     /// Opens (recovering) the journal in `dir` and starts its thread.
     ///
     /// # Errors
-    /// As [`Journal::open`]; [`JournalError::Stopped`] if the thread cannot start.
+    /// As [`Journal::open`]; [`JournalError::InvalidOptions`] for a `max_pending_bytes`
+    /// out of range; [`JournalError::Stopped`] if the thread cannot start.
     pub fn open(
         dir: &Path,
         options: JournalOptions,
         shared: SharedOptions,
     ) -> Result<Self, JournalError> {
+        shared.validate()?;
         let journal = Journal::open(dir, options)?;
         Self::start(journal, shared)
     }
@@ -259,9 +276,12 @@ impl SharedJournal {
     /// for is durable or on its way.
     ///
     /// # Errors
-    /// [`JournalError::Stopped`] if the thread cannot be spawned; as [`Journal::commit`]
+    /// [`JournalError::InvalidOptions`] for a `max_pending_bytes` out of range (checked
+    /// first, nothing is committed then); [`JournalError::Stopped`] if the thread cannot
+    /// be spawned; as [`Journal::commit`]
     /// if the records already appended cannot be made durable.
     pub fn start(mut journal: Journal, shared: SharedOptions) -> Result<Self, JournalError> {
+        shared.validate()?;
         // The journal thread commits only what arrives through its inbox; records appended
         // before the hand-over would otherwise never become durable, and their waiters
         // (and the keep-awake thread) would wait forever.
