@@ -80,7 +80,8 @@ pub struct PacketConfig {
     pub tx_frame_size: u32,
     /// Transmit frames (power of two).
     pub tx_frames: u32,
-    /// UDP destination ports to receive; empty means every frame on the interface.
+    /// UDP destination ports to receive (in untagged or priority-tagged frames: other
+    /// VLANs' frames are dropped); empty means every frame on the interface, tagged or not.
     pub udp_ports: Vec<u16>,
     /// Reserve the ports with ordinary UDP sockets (see the module docs).
     pub reserve_ports: bool,
@@ -402,7 +403,14 @@ fn sock_err(op: &'static str) -> impl FnOnce(std::io::Error) -> BypassError {
     move |source| BypassError::Socket { op, source }
 }
 
-/// A classic BPF program accepting IPv4/UDP (not fragmented) to one of `ports`.
+/// `SKF_AD_OFF + SKF_AD_VLAN_TAG_PRESENT`: classic BPF's "the frame had an 802.1Q tag".
+const SKF_VLAN_TAG_PRESENT: u32 = (-0x1000i32 + 48).cast_unsigned();
+/// `SKF_AD_OFF + SKF_AD_VLAN_TAG`: the tag's TCI.
+const SKF_VLAN_TAG: u32 = (-0x1000i32 + 44).cast_unsigned();
+
+/// A classic BPF program accepting IPv4/UDP (not fragmented) to one of `ports`, untagged
+/// or priority-tagged (VLAN 0). Frames of other VLANs are dropped: they belong to a VLAN
+/// interface, and the kernel has moved their tag out of the bytes the filter reads.
 fn udp_port_filter(ports: &[u16]) -> Result<Vec<libc::sock_filter>> {
     if ports.is_empty() || ports.len() > 64 {
         return Err(BypassError::InvalidOption {
@@ -411,22 +419,26 @@ fn udp_port_filter(ports: &[u16]) -> Result<Vec<libc::sock_filter>> {
         });
     }
     let n = ports.len();
-    let drop_at = 8 + n;
+    let drop_at = 12 + n;
     let accept_at = drop_at + 1;
     let rel = |from: usize, to: usize| u8::try_from(to - from - 1).unwrap_or(0);
     let ins = |code: u16, jt: u8, jf: u8, k: u32| libc::sock_filter { code, jt, jf, k };
     let mut p = vec![
+        ins(0x20, 0, 0, SKF_VLAN_TAG_PRESENT), // ld vlan_avail
+        ins(0x15, rel(1, 4), 0, 0),            // jeq 0 -> untagged
+        ins(0x20, 0, 0, SKF_VLAN_TAG),         // ld vlan_tci
+        ins(0x45, rel(3, drop_at), 0, 0x0fff), // jset VLAN id -> drop
         ins(0x28, 0, 0, 12),                   // ldh [12]
-        ins(0x15, 0, rel(1, drop_at), 0x0800), // jeq IPv4
+        ins(0x15, 0, rel(5, drop_at), 0x0800), // jeq IPv4
         ins(0x30, 0, 0, 23),                   // ldb [23]
-        ins(0x15, 0, rel(3, drop_at), 17),     // jeq UDP
+        ins(0x15, 0, rel(7, drop_at), 17),     // jeq UDP
         ins(0x28, 0, 0, 20),                   // ldh [20]
-        ins(0x45, rel(5, drop_at), 0, 0x3fff), // jset fragment -> drop
+        ins(0x45, rel(9, drop_at), 0, 0x3fff), // jset fragment -> drop
         ins(0xb1, 0, 0, 14),                   // ldxb 4*([14]&0xf)
         ins(0x48, 0, 0, 16),                   // ldh [x+16]
     ];
     for (i, port) in ports.iter().enumerate() {
-        p.push(ins(0x15, rel(8 + i, accept_at), 0, u32::from(*port)));
+        p.push(ins(0x15, rel(12 + i, accept_at), 0, u32::from(*port)));
     }
     p.push(ins(0x06, 0, 0, 0)); // drop
     p.push(ins(0x06, 0, 0, 0x0004_0000)); // accept
