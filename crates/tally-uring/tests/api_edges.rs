@@ -126,3 +126,85 @@ fn shared_inbox_sizes_out_of_range_are_refused() {
         }
     }
 }
+
+/// A file-system error says what to do about it, not only the OS error: a journal path
+/// under a regular file, a missing directory to replay, a read-only directory.
+#[test]
+fn io_errors_say_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("file");
+    std::fs::write(&file, b"").unwrap();
+    let e = Journal::open(&file.join("j"), small()).unwrap_err();
+    assert!(matches!(e, JournalError::Io { .. }), "{e}");
+    let msg = e.to_string();
+    assert!(
+        msg.contains("not a directory: choose"),
+        "no advice in: {msg}"
+    );
+
+    let e = Journal::replay(&dir.path().join("missing"), |_, _| {}).unwrap_err();
+    let msg = e.to_string();
+    assert!(
+        msg.contains("does not exist: check the path"),
+        "no advice in: {msg}"
+    );
+
+    // A read-only directory (as root, permissions do not stop us: a read-only bind mount does).
+    let ro = dir.path().join("ro");
+    std::fs::create_dir(&ro).unwrap();
+    let c = std::ffi::CString::new(ro.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: `c` is a valid NUL-terminated path that outlives the calls; bind-mounting
+    // it onto itself and remounting it read-only touches only this test's directory.
+    let bound = unsafe {
+        libc::mount(
+            c.as_ptr(),
+            c.as_ptr(),
+            std::ptr::null(),
+            libc::MS_BIND,
+            std::ptr::null(),
+        ) == 0
+    };
+    if !bound {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "a bind mount was refused on CI: {}",
+            std::io::Error::last_os_error()
+        );
+        eprintln!(
+            "skipping the read-only case: {}",
+            std::io::Error::last_os_error()
+        );
+        return;
+    }
+    let _unmount = Unmount(c.clone());
+    // SAFETY: as above.
+    let ro_ok = unsafe {
+        libc::mount(
+            std::ptr::null(),
+            c.as_ptr(),
+            std::ptr::null(),
+            libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY,
+            std::ptr::null(),
+        ) == 0
+    };
+    assert!(
+        ro_ok,
+        "read-only remount: {}",
+        std::io::Error::last_os_error()
+    );
+    let msg = Journal::open(&ro, small()).unwrap_err().to_string();
+    assert!(
+        msg.contains("read-only") && msg.contains("remount"),
+        "no advice in: {msg}"
+    );
+}
+
+/// Detaches a test's bind mount, also while a failing test unwinds.
+struct Unmount(std::ffi::CString);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        // SAFETY: a valid NUL-terminated path; detaches only the mount this test made.
+        unsafe { libc::umount2(self.0.as_ptr(), libc::MNT_DETACH) };
+    }
+}

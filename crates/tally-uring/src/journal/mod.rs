@@ -57,8 +57,8 @@ pub use shared::{JournalHandle, SharedJournal, SharedOptions};
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum JournalError {
-    /// A file-system call failed.
-    #[error("{op} failed for {path}: {source}")]
+    /// A file-system call failed. The message ends in what to do about the OS error.
+    #[error("{op} failed for {path}: {source}; {}", io_hint(.source))]
     Io {
         /// The file or directory.
         path: PathBuf,
@@ -165,6 +165,40 @@ pub enum JournalError {
         /// Why.
         reason: String,
     },
+}
+
+/// What to do about a failed file-system call, keyed on its errno.
+fn io_hint(e: &io::Error) -> &'static str {
+    match e.raw_os_error() {
+        Some(libc::EACCES | libc::EPERM) => {
+            "permission denied: check the owner and permissions of the journal directory and its files (the journal reads, writes and creates files there)"
+        }
+        Some(libc::EROFS) => {
+            "the file system is read-only: remount it read-write or put the journal on another file system"
+        }
+        Some(libc::ENOENT) => {
+            "the path does not exist: check the path (Journal::open creates a missing journal directory; replay needs an existing one)"
+        }
+        Some(libc::ENOTDIR) => {
+            "a component of the path is not a directory: choose a path whose parents are all directories"
+        }
+        Some(libc::EEXIST) => {
+            "the path exists but is not a directory: choose another path or move the file aside"
+        }
+        Some(libc::EISDIR) => {
+            "a directory is in the way of a journal file: move it out of the journal directory"
+        }
+        Some(libc::EMFILE | libc::ENFILE) => {
+            "too many open files: raise `ulimit -n` or lower commits_in_flight (each segment holds one descriptor per commit in flight)"
+        }
+        Some(libc::ENOSPC | libc::EDQUOT) => {
+            "the file system is full: free disk space or release old records with release_through"
+        }
+        Some(libc::EIO) => {
+            "the device reported an I/O error: check the disk and the kernel log (dmesg), then reopen the journal to recover"
+        }
+        _ => "check the path, its permissions and the file system, then retry",
+    }
 }
 
 impl JournalError {
