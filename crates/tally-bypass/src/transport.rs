@@ -47,11 +47,11 @@ pub enum TxError {
     /// The frame could not be built.
     #[error(transparent)]
     Build(#[from] BuildError),
-    /// The closure wrote a length larger than the frame, or (AF_PACKET) larger than the
-    /// interface MTU plus the Ethernet header, which the kernel would reject. Nothing was
-    /// queued.
+    /// The closure wrote a length larger than the frame, or larger than the interface
+    /// MTU plus the Ethernet header (and an 802.1Q tag when the frame has one), which
+    /// AF_PACKET rejects and AF_XDP sends only for the link to drop. Nothing was queued.
     #[error(
-        "frame length {len} exceeds the transmit capacity {capacity} (the transmit frame, or on AF_PACKET the interface MTU plus the 14-byte Ethernet header, 18 with an 802.1Q tag): nothing was queued; send a smaller frame, raise the interface MTU (`ip link set dev IF mtu N`), or configure larger frames (XskConfig::frame_size, PacketConfig::tx_frame_size)"
+        "frame length {len} exceeds the transmit capacity {capacity} (the transmit frame, or the interface MTU plus the 14-byte Ethernet header, 18 with an 802.1Q tag): nothing was queued; send a smaller frame, raise the interface MTU (`ip link set dev IF mtu N`), or configure larger frames (XskConfig::frame_size, PacketConfig::tx_frame_size)"
     )]
     FrameTooLong {
         /// Length returned.

@@ -44,6 +44,8 @@ const COPY_MODE_TX_BATCH: u32 = 32;
 const AUTO_FLUSH_FRAMES: u32 = 32;
 /// The operation named in the error of [`XskSocket::wait`] once the interface is gone.
 const UNBOUND: &str = "poll(AF_XDP): the socket's interface was deleted; open a new socket";
+/// Bytes of an 802.1Q tag, allowed on top of the MTU.
+const VLAN_HLEN: usize = 4;
 /// Bind attempts when the queue is still busy (EBUSY) from a socket that just closed.
 const BIND_ATTEMPTS: u32 = 40;
 
@@ -270,6 +272,13 @@ pub struct XskSocket {
     rx_spans: Box<[RxSlot]>,
     /// Frames pushed on the tx ring but not yet submitted/kicked.
     tx_queued: u32,
+    /// The longest untagged frame the interface carries (MTU plus the Ethernet header):
+    /// longer ones are refused, since the kernel would complete them and the link drop
+    /// them. Re-read before refusing, so that a raised MTU counts.
+    tx_max_len: usize,
+    /// An `AF_INET` socket of the interface's namespace, for `SIOCGIFMTU` (AF_XDP
+    /// sockets do not answer interface ioctls).
+    mtu_sock: OwnedFd,
     /// The errno the kernel left in `SO_ERROR` when the interface was deleted (the
     /// socket is then unbound for good and `poll` never reports anything again).
     unbound: Option<i32>,
@@ -422,6 +431,9 @@ impl XskSocket {
         let (bind_mode, bind_fallback_reason, bind_attempts) =
             bind_with_fallback(&fd, ifname, ifindex, queue, &config)?;
 
+        let mtu_sock = sys::socket(libc::AF_INET, libc::SOCK_DGRAM, 0)
+            .map_err(sock_err("socket(AF_INET) for SIOCGIFMTU"))?;
+        let tx_max_len = read_tx_max_len(&mtu_sock, ifname);
         let steer = SteeringHandle::acquire(ifindex, queue, &config.filter, config.xdp_mode)?;
         steer.insert(raw)?;
         let link = &steer.steering().link;
@@ -449,6 +461,8 @@ impl XskSocket {
             owners,
             rx_spans: vec![RxSlot::default(); config.rx_ring as usize].into_boxed_slice(),
             tx_queued: 0,
+            tx_max_len,
+            mtu_sock,
             unbound: None,
             stats,
             parse_stats: ParseStats::new(),
@@ -558,6 +572,7 @@ impl XskSocket {
         // it and the kernel does not touch it until we push it on the tx ring below.
         let tx_buf = unsafe { self.umem.bytes_mut(o, l) };
         let len = f(tx_buf);
+        let vlan = tx_buf.get(12..14) == Some(&[0x81, 0x00][..]);
         if len == 0 || len > cap {
             let _ = self.pool.free(id);
             return if len == 0 {
@@ -565,6 +580,17 @@ impl XskSocket {
             } else {
                 Err(TxError::FrameTooLong { len, capacity: cap })
             };
+        }
+        let limit = |max: usize| max.saturating_add(if vlan { VLAN_HLEN } else { 0 });
+        if len > limit(self.tx_max_len) {
+            // Longer than the link carries: the kernel would take and complete it, and the
+            // link drop it. Refuse it, unless the MTU was raised since we last looked.
+            self.tx_max_len = read_tx_max_len(&self.mtu_sock, &self.info.ifname);
+            let max = limit(self.tx_max_len);
+            if len > max {
+                let _ = self.pool.free(id);
+                return Err(TxError::FrameTooLong { len, capacity: max });
+            }
         }
         if !self.owners.send_tx(id.index()) {
             // The pool handed out a frame we do not count as free: keep it out of
@@ -582,6 +608,13 @@ impl XskSocket {
         self.stats.tx_bytes.add(len as u64);
         Ok(())
     }
+}
+
+/// The interface MTU plus the Ethernet header (no limit when the MTU cannot be read).
+fn read_tx_max_len(sock: &OwnedFd, ifname: &str) -> usize {
+    sys::if_mtu(sock.as_raw_fd(), ifname).map_or(usize::MAX, |mtu| {
+        (mtu as usize).saturating_add(crate::packet::ETH_HEADER_BYTES)
+    })
 }
 
 /// Checks the length a `getsockopt` wrote against the structure we asked for.
