@@ -208,3 +208,33 @@ impl Drop for Unmount {
         unsafe { libc::umount2(self.0.as_ptr(), libc::MNT_DETACH) };
     }
 }
+
+/// A record too large for the shared journal's inbox names the option that limits it:
+/// it was reported as exceeding `max_record_bytes` (with the inbox size as that maximum),
+/// so raising `max_record_bytes`, as the message said, could not help.
+#[test]
+fn a_record_larger_than_the_inbox_names_max_pending_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(j) = open(dir.path(), small()) else {
+        return;
+    };
+    let shared = SharedJournal::start(j, SharedOptions::new().max_pending_bytes(64)).unwrap();
+    let h = shared.handle();
+    let e = h.append(&[7u8; 100]).unwrap_err();
+    let msg = e.to_string();
+    assert!(
+        matches!(
+            e,
+            JournalError::RecordExceedsInbox {
+                len: 100,
+                max_pending_bytes: 64
+            }
+        ) && msg.contains("raise SharedOptions::max_pending_bytes"),
+        "{msg}"
+    );
+    // The largest record that fits (64 bytes minus its 4-byte length) is taken.
+    let seq = h.append_durable(&[7u8; 60]).unwrap();
+    drop(h);
+    drop(shared.close().unwrap());
+    assert_eq!(replay_all(dir.path()), [(seq, vec![7u8; 60])]);
+}

@@ -125,6 +125,16 @@ pub enum JournalError {
         /// Configured maximum.
         max: u32,
     },
+    /// A record (plus its 4-byte length) larger than a [`SharedJournal`]'s whole inbox.
+    #[error(
+        "record of {len} bytes plus its 4-byte length does not fit the shared journal's inbox of max_pending_bytes = {max_pending_bytes}: split it or raise SharedOptions::max_pending_bytes"
+    )]
+    RecordExceedsInbox {
+        /// Payload length.
+        len: usize,
+        /// Configured [`SharedOptions::max_pending_bytes`].
+        max_pending_bytes: usize,
+    },
     /// Another process (or journal) holds the directory.
     #[error(
         "{dir} is locked by another journal writer: close it first (only one writer per directory)"

@@ -424,13 +424,15 @@ impl JournalHandle {
     /// durability (see [`JournalHandle::wait_durable`]). Blocks while the inbox is full.
     ///
     /// # Errors
-    /// [`JournalError::RecordTooLarge`] for payloads over the inbox size or 4 GiB;
+    /// [`JournalError::RecordTooLarge`] for payloads over `max_record_bytes`;
+    /// [`JournalError::RecordExceedsInbox`] for payloads that do not fit the inbox
+    /// ([`SharedOptions::max_pending_bytes`]);
     /// [`JournalError::Stopped`] after a failure or close.
     pub fn append(&self, payload: &[u8]) -> Result<u64, JournalError> {
         let need = payload.len() + 4;
         let len = u32::try_from(payload.len()).map_err(|_| JournalError::RecordTooLarge {
             len: payload.len(),
-            max: u32::MAX,
+            max: self.inner.max_record,
         })?;
         if len > self.inner.max_record {
             return Err(JournalError::RecordTooLarge {
@@ -439,9 +441,9 @@ impl JournalHandle {
             });
         }
         if need > self.inner.opts.max_pending_bytes {
-            return Err(JournalError::RecordTooLarge {
+            return Err(JournalError::RecordExceedsInbox {
                 len: payload.len(),
-                max: u32::try_from(self.inner.opts.max_pending_bytes).unwrap_or(u32::MAX),
+                max_pending_bytes: self.inner.opts.max_pending_bytes,
             });
         }
         let mut st = self.inner.lock();
