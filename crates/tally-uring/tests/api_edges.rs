@@ -238,3 +238,34 @@ fn a_record_larger_than_the_inbox_names_max_pending_bytes() {
     drop(shared.close().unwrap());
     assert_eq!(replay_all(dir.path()), [(seq, vec![7u8; 60])]);
 }
+
+/// Segment sizes the file system cannot hold are a typed error that says what to do, never a
+/// panic or a hang.
+#[test]
+fn huge_segment_sizes_are_a_clear_error() {
+    for bytes in [1u64 << 50, !4095u64] {
+        let dir = tempfile::tempdir().unwrap();
+        match Journal::open(dir.path(), small().segment_bytes(bytes)) {
+            Ok(_) => panic!("a {bytes}-byte segment was created"),
+            Err(JournalError::Ring(e @ RingError::Setup { .. }))
+                if std::env::var_os("CI").is_none() =>
+            {
+                eprintln!("skipping: {e}");
+                return;
+            }
+            // A file system that takes files this large may run out of space instead.
+            Err(JournalError::NoSpace { .. }) => {}
+            Err(e) => {
+                let msg = e.to_string();
+                assert!(msg.contains("segment_bytes"), "{bytes}: {msg}");
+            }
+        }
+        // Nothing is left behind but the lock file.
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .filter(|n| n != "LOCK")
+            .collect();
+        assert!(names.is_empty(), "{bytes}: {names:?}");
+    }
+}

@@ -204,6 +204,9 @@ fn io_hint(e: &io::Error) -> &'static str {
         Some(libc::ENOSPC | libc::EDQUOT) => {
             "the file system is full: free disk space or release old records with release_through"
         }
+        Some(libc::EFBIG) => {
+            "the file would be larger than the file system allows: lower JournalOptions::segment_bytes"
+        }
         Some(libc::EIO) => {
             "the device reported an I/O error: check the disk and the kernel log (dmesg), then reopen the journal to recover"
         }
@@ -274,7 +277,8 @@ impl JournalOptions {
         }
     }
 
-    /// Segment file size (a multiple of 4096, at least 64 KiB). Applies to new segments.
+    /// Segment file size (a multiple of 4096, at least 64 KiB, below 2^63; the file
+    /// system may allow less, which `open` reports). Applies to new segments.
     #[must_use]
     pub const fn segment_bytes(mut self, n: u64) -> Self {
         self.segment_bytes = n;
@@ -374,8 +378,13 @@ impl JournalOptions {
         if self.commits_in_flight == 0 || self.commits_in_flight > 64 {
             return bad("commits_in_flight must be between 1 and 64");
         }
-        if self.segment_bytes < (64 << 10) || !self.segment_bytes.is_multiple_of(4096) {
-            return bad("segment_bytes must be a multiple of 4096 and at least 64 KiB");
+        if self.segment_bytes < (64 << 10)
+            || !self.segment_bytes.is_multiple_of(4096)
+            || i64::try_from(self.segment_bytes).is_err()
+        {
+            return bad(
+                "segment_bytes must be a multiple of 4096, at least 64 KiB and below 2^63 (the largest file size Linux accepts)",
+            );
         }
         if self.group_buffer_bytes < (8 << 10)
             || !self.group_buffer_bytes.is_power_of_two()
