@@ -7,6 +7,7 @@
     clippy::indexing_slicing,
     reason = "test code"
 )]
+#![allow(clippy::cast_possible_truncation, reason = "test code")]
 
 use std::path::Path;
 
@@ -268,4 +269,80 @@ fn huge_segment_sizes_are_a_clear_error() {
             .collect();
         assert!(names.is_empty(), "{bytes}: {names:?}");
     }
+}
+
+/// Empty records round-trip in every commit mode, also when they move with their group to
+/// a new segment; `release_through` with a sequence number in the future releases only
+/// what is durable, and a second call with the same number releases nothing more.
+#[test]
+fn empty_records_and_release_through_arguments() {
+    for mode in 0..3 {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = match mode {
+            0 => small(),
+            1 => small().direct_commit(false),
+            _ => small().commits_in_flight(3),
+        };
+        let Some(mut j) = open(dir.path(), opts) else {
+            return;
+        };
+        let mut expect = Vec::new();
+        // About 5 segments of 64 KiB: records of 0 and 1000 bytes, a commit every 7.
+        for i in 0..330u64 {
+            let p = if i % 3 == 0 {
+                Vec::new()
+            } else {
+                vec![i as u8; 1000]
+            };
+            let seq = j.append(&p).unwrap();
+            expect.push((seq, p));
+            if i % 7 == 6 {
+                j.commit().unwrap();
+            }
+        }
+        let durable = j.durable_seq();
+        assert!(
+            durable < j.next_seq() - 1,
+            "mode {mode}: the tail should be uncommitted"
+        );
+        // A future sequence number: only segments whose records are all durable go.
+        let released = j.release_through(u64::MAX).unwrap();
+        assert!(released >= 3, "mode {mode}: released {released}");
+        assert_eq!(j.release_through(u64::MAX).unwrap(), 0, "mode {mode}");
+        assert_eq!(j.release_through(durable).unwrap(), 0, "mode {mode}");
+        let last = j.commit().unwrap();
+        assert_eq!(last, expect.last().unwrap().0);
+        drop(j);
+        let got = replay_all(dir.path());
+        assert!(!got.is_empty(), "mode {mode}");
+        let first = got[0].0;
+        assert!(
+            first <= durable + 1,
+            "mode {mode}: a non-durable record was released"
+        );
+        assert_eq!(got, expect[(first - 1) as usize..], "mode {mode}");
+    }
+}
+
+/// Deleting the `LOCK` file of an open journal (an operator's reflex after a `Locked`
+/// error) must not let a second writer in: it opened the directory next to the first one,
+/// and both appended into the same segment.
+#[test]
+fn a_deleted_lock_file_does_not_let_a_second_writer_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(mut first) = open(dir.path(), small()) else {
+        return;
+    };
+    first.append(b"first").unwrap();
+    first.commit().unwrap();
+    std::fs::remove_file(dir.path().join("LOCK")).unwrap();
+    match Journal::open(dir.path(), small()) {
+        Err(JournalError::Locked { .. }) => {}
+        Err(e) => panic!("unexpected error: {e}"),
+        Ok(_) => panic!("a second writer opened the directory while the first held it"),
+    }
+    drop(first);
+    // Once the first writer is gone the directory opens again.
+    let j = open(dir.path(), small()).unwrap();
+    assert_eq!(j.durable_seq(), 1);
 }

@@ -604,11 +604,21 @@ impl Journal {
             .map_err(|source| {
                 JournalError::from_io(dir, &lock_path, "create the lock file", source)
             })?;
-        lock.try_lock().map_err(|_| JournalError::Locked {
-            dir: dir.to_path_buf(),
-        })?;
+        let locked = |path: &Path, e: std::fs::TryLockError| match e {
+            std::fs::TryLockError::WouldBlock => JournalError::Locked {
+                dir: dir.to_path_buf(),
+            },
+            std::fs::TryLockError::Error(source) => {
+                JournalError::io(path, "lock the journal directory (flock)", source)
+            }
+        };
+        lock.try_lock().map_err(|e| locked(&lock_path, e))?;
         let dir_file = File::open(dir)
             .map_err(|source| JournalError::io(dir, "open the journal directory", source))?;
+        // The directory itself is locked too: a `LOCK` file deleted while its writer runs
+        // (say, taken for a stale lock) would let a second writer create and lock a new
+        // one. The directory cannot be replaced while it is open here.
+        dir_file.try_lock().map_err(|e| locked(dir, e))?;
         remove_leftover_tmp(dir);
         let scan = scan::scan(dir, |_, _| {})?;
         let report = report_of(&scan);
