@@ -297,7 +297,8 @@ impl JournalOptions {
     /// Largest payload [`Journal::append`] accepts. Its frame (a 20-byte record header
     /// plus the payload, rounded up to a multiple of 8) must fit one group buffer and one
     /// segment after the segment's 4 KiB header; recovery reads back a record of any size
-    /// accepted here.
+    /// accepted here. Each segment records the limit it was written with: a journal
+    /// reopened with a larger limit starts a new segment instead of continuing the last.
     #[must_use]
     pub const fn max_record_bytes(mut self, n: u32) -> Self {
         self.max_record_bytes = n;
@@ -573,6 +574,9 @@ fn fsync_dir(dir_file: &File, dir: &Path) -> Result<(), JournalError> {
 impl Journal {
     /// Opens (creating if needed) the journal in `dir` and recovers it: a torn final group
     /// is cut off and its space cleaned; appends continue after the last durable record.
+    /// Every recovered record is synced before this returns, so [`Journal::durable_seq`]
+    /// covers exactly the records that survive a power loss from then on. One writer per
+    /// directory: `dir` and its `LOCK` file are `flock`ed until the journal is dropped.
     ///
     /// # Errors
     /// [`JournalError::Corrupt`], [`JournalError::UnsupportedVersion`],
