@@ -336,7 +336,24 @@ pub(crate) fn scan(dir: &Path, mut deliver: impl FnMut(u64, &[u8])) -> Result<Sc
                 other = Reader::open(&lf.path, WINDOW)?;
                 match header_of(&mut other)? {
                     Ok(lh) => (&mut other, lh),
-                    Err(_) => continue,
+                    Err(HeaderProblem::Version(found)) => {
+                        return Err(JournalError::UnsupportedVersion {
+                            segment: lf.path.clone(),
+                            found,
+                            supported: super::format::FORMAT_VERSION,
+                        });
+                    }
+                    // The journal never leaves a segment without a valid header (each is
+                    // renamed into place after its header is synced): this is damage, and
+                    // the segment may hold acknowledged records. Cutting the log here as a
+                    // torn tail would discard them (and recycle the file) without a word.
+                    Err(_) => {
+                        return Err(JournalError::Corrupt {
+                            segment: lf.path.clone(),
+                            offset: 0,
+                            reason: "a segment after the end of the intact records has a damaged header (it may hold acknowledged records)",
+                        });
+                    }
                 }
             };
             let mut at = start;
