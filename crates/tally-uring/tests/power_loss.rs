@@ -864,6 +864,52 @@ fn records_reported_durable_by_open_survive_a_power_loss() {
     drop(j);
 }
 
+/// A crash at any step of an `open` that prepares spare segments recovers: each spare was
+/// created under a live segment's name (`seg-N`) and then renamed to `free-N`, so a crash
+/// between the two renames left a live-looking segment past the end of the log, and for
+/// the second spare on, past a gap (`MissingSegment`: the journal no longer opened).
+#[test]
+fn a_crash_while_open_prepares_spare_segments_recovers() {
+    let base = tempfile::tempdir().unwrap();
+    let Some(mount) = mount_or_skip(base.path(), None) else {
+        return;
+    };
+    let dir = mount.path().join("j");
+    let opts = options(Mode::Direct).prewrite(false).max_free_segments(4);
+    let Some(mut j) = open_or_skip(&dir, opts) else {
+        return;
+    };
+    j.append(b"committed").unwrap();
+    j.commit().unwrap();
+    drop(j);
+    let handle = mount.handle();
+    let start = handle.ops();
+    drop(open_or_skip(&dir, opts.spare_segments(3)).unwrap());
+    let log = handle.log();
+    drop(mount);
+    assert!(log.len() > start, "the reopen logged nothing");
+    let mut model = Model::new();
+    let mut rng = Rng::new(3);
+    for (k, op) in log.iter().enumerate() {
+        model.apply(op);
+        if k + 1 < start {
+            continue;
+        }
+        for kind in [CrashKind::DurableOnly, CrashKind::Everything] {
+            let image = tempfile::tempdir().unwrap();
+            model.materialise(kind, &mut rng, image.path());
+            let jdir = image.path().join("j");
+            let (got, _) =
+                replay_all(&jdir).unwrap_or_else(|e| panic!("crash after op {k} ({kind:?}): {e}"));
+            assert_eq!(got.len(), 1, "crash after op {k} ({kind:?})");
+            let mut j = Journal::open(&jdir, opts)
+                .unwrap_or_else(|e| panic!("crash after op {k} ({kind:?}): open: {e}"));
+            assert_eq!(j.append(b"next").unwrap(), 2);
+            j.commit().unwrap();
+        }
+    }
+}
+
 /// `flock` works on a FUSE file system without lock operations (the kernel locks
 /// locally): a second writer on the same directory is refused.
 #[test]

@@ -745,6 +745,7 @@ impl Journal {
                     scan.next_seq,
                     1,
                     sync_slots(&options),
+                    false,
                 )?;
                 live.push_back((index, scan.next_seq));
                 (seg, scan.next_seq)
@@ -770,12 +771,9 @@ impl Journal {
                 1,
                 1,
                 0,
+                true,
             )?;
-            let to = dir.join(scan::free_name(next_free_index));
-            std::fs::rename(&spare.path, &to)
-                .map_err(|source| JournalError::io(&spare.path, "store a spare segment", source))?;
-            fsync_dir(&dir_file, dir)?;
-            free.push((next_free_index, to));
+            free.push((next_free_index, spare.path));
             next_free_index += 1;
         }
         let j = Self {
@@ -1302,6 +1300,7 @@ impl Journal {
             first_seq,
             self.fill_half ^ 1,
             sync_slots(&self.opts),
+            false,
         );
         let seg = match seg {
             Ok(seg) => seg,
@@ -1537,8 +1536,16 @@ fn create_segment(
     first_seq: u64,
     scratch_half: usize,
     sync_slots: usize,
+    spare: bool,
 ) -> Result<Segment, JournalError> {
-    let path = dir.join(scan::seg_name(index));
+    // A spare goes straight to its free name: created as a live segment and renamed
+    // afterwards, a crash between the renames left a live-looking segment past the end of
+    // the log (past a gap, from the second spare on, and the journal no longer opened).
+    let path = dir.join(if spare {
+        scan::free_name(index)
+    } else {
+        scan::seg_name(index)
+    });
     let mut hasher = salt_state.build_hasher();
     hasher.write_u64(index);
     hasher.write_u64(first_seq);
