@@ -656,8 +656,10 @@ impl Journal {
         // Apply the recovery decision.
         let mut current: Option<(scan::LiveSeg, u64)> = None;
         if let Some(torn) = &scan.torn {
-            // Segments after the torn one hold only the torn group: recycle them.
-            for sf in scan.all.iter().skip(torn.seg_pos + 1) {
+            // Segments after the torn one hold only the torn group: recycle them, highest
+            // first, so that a crash between two renames leaves no hole in the live
+            // numbering (which would stop the journal from opening).
+            for sf in scan.all.iter().skip(torn.seg_pos + 1).rev() {
                 let to = dir.join(scan::free_name(sf.index));
                 std::fs::rename(&sf.path, &to).map_err(|source| {
                     JournalError::io(&sf.path, "recycle a torn segment", source)
