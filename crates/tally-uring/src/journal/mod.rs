@@ -621,8 +621,14 @@ impl Journal {
             .map_err(|source| JournalError::io(dir, "open the journal directory", source))?;
         // The directory itself is locked too: a `LOCK` file deleted while its writer runs
         // (say, taken for a stale lock) would let a second writer create and lock a new
-        // one. The directory cannot be replaced while it is open here.
-        dir_file.try_lock().map_err(|e| locked(dir, e))?;
+        // one. The directory cannot be replaced while it is open here. A file system that
+        // cannot lock a directory (NFS emulates `flock` with POSIX locks, which a read-only
+        // descriptor cannot take) keeps the `LOCK` file's lock alone.
+        if let Err(std::fs::TryLockError::WouldBlock) = dir_file.try_lock() {
+            return Err(JournalError::Locked {
+                dir: dir.to_path_buf(),
+            });
+        }
         remove_leftover_tmp(dir);
         let scan = scan::scan(dir, |_, _| {})?;
         let report = report_of(&scan);
