@@ -9,7 +9,11 @@
 )]
 #![allow(clippy::cast_possible_truncation, reason = "test code")]
 
+mod common;
+
 use std::path::Path;
+
+use common::open_journal as open;
 
 use tally_uring::{Journal, JournalError, JournalOptions, RingError, SharedJournal, SharedOptions};
 
@@ -19,20 +23,6 @@ fn small() -> JournalOptions {
         .group_buffer_bytes(16 << 10)
         .max_record_bytes(1024)
         .prewrite(false)
-}
-
-/// Opens a journal or prints why io_uring is unavailable (never skips with `CI` set).
-fn open(dir: &Path, o: JournalOptions) -> Option<Journal> {
-    match Journal::open(dir, o) {
-        Ok(j) => Some(j),
-        Err(JournalError::Ring(e @ RingError::Setup { .. }))
-            if std::env::var_os("CI").is_none() =>
-        {
-            eprintln!("skipping: {e}");
-            None
-        }
-        Err(e) => panic!("{e}"),
-    }
 }
 
 fn replay_all(dir: &Path) -> Vec<(u64, Vec<u8>)> {

@@ -13,11 +13,14 @@
     reason = "test code"
 )]
 
+mod common;
+
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
+use common::open_journal as open;
 use tally_uring::journal::format::{HEADER_BYTES, SegmentHeader};
-use tally_uring::{Journal, JournalError, JournalOptions, RingError, SharedJournal, SharedOptions};
+use tally_uring::{Journal, JournalError, JournalOptions, SharedJournal, SharedOptions};
 
 /// Deterministic payload for a sequence number (length 0..=300).
 fn payload(seq: u64) -> Vec<u8> {
@@ -32,20 +35,6 @@ fn small() -> JournalOptions {
         .segment_bytes(64 << 10)
         .group_buffer_bytes(16 << 10)
         .max_record_bytes(4096)
-}
-
-/// Opens a journal or prints why io_uring is unavailable.
-fn open(dir: &Path, o: JournalOptions) -> Option<Journal> {
-    match Journal::open(dir, o) {
-        Ok(j) => Some(j),
-        Err(JournalError::Ring(e @ RingError::Setup { .. }))
-            if std::env::var_os("CI").is_none() =>
-        {
-            eprintln!("skipping: {e}");
-            None
-        }
-        Err(e) => panic!("{e}"),
-    }
 }
 
 fn replay_all(

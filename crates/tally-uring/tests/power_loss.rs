@@ -26,8 +26,9 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use common::crashfs::{CrashKind, Handle, Model, Mount, Op, Rng};
+use common::open_journal as open_or_skip;
 use tally_uring::journal::format::SegmentHeader;
-use tally_uring::{Journal, JournalError, JournalOptions, RingError, SharedJournal, SharedOptions};
+use tally_uring::{Journal, JournalError, JournalOptions, SharedJournal, SharedOptions};
 
 /// Crash images per crash point: the synced state only, everything (the live tree, what
 /// a process kill leaves) and this many random ones.
@@ -126,19 +127,6 @@ fn live_first(h: &Handle) -> u64 {
         .min_by(|a, b| a.0.cmp(&b.0))
         .map(|(_, head)| SegmentHeader::decode(&head).unwrap().first_seq)
         .unwrap()
-}
-
-fn open_or_skip(dir: &Path, opts: JournalOptions) -> Option<Journal> {
-    match Journal::open(dir, opts) {
-        Ok(j) => Some(j),
-        Err(JournalError::Ring(e @ RingError::Setup { .. }))
-            if std::env::var_os("CI").is_none() =>
-        {
-            eprintln!("skipping: {e}");
-            None
-        }
-        Err(e) => panic!("opening the journal on the crash file system: {e}"),
-    }
 }
 
 /// Mounts a fresh crash file system on `dir/mnt` (holding a durable copy of `seed`, if

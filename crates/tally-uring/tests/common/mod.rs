@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::panic, reason = "test code")]
 
 use tally_core_types::{FramePool, FramePoolOptions};
-use tally_uring::{Ring, RingError, RingOptions};
+use tally_uring::{Journal, JournalError, JournalOptions, Ring, RingError, RingOptions};
 
 /// A ring, or `None` (with the reason printed) when the kernel refuses io_uring off CI;
 /// any other error fails the test.
@@ -17,6 +17,21 @@ pub fn ring(opts: RingOptions) -> Option<Ring> {
             None
         }
         Err(e) => panic!("building the ring failed: {e}"),
+    }
+}
+
+/// A journal opened in `dir`, or `None` (with the reason printed) when the kernel refuses
+/// io_uring off CI; any other error fails the test.
+pub fn open_journal(dir: &std::path::Path, opts: JournalOptions) -> Option<Journal> {
+    match Journal::open(dir, opts) {
+        Ok(j) => Some(j),
+        Err(JournalError::Ring(e @ RingError::Setup { .. }))
+            if std::env::var_os("CI").is_none() =>
+        {
+            eprintln!("skipping: {e}");
+            None
+        }
+        Err(e) => panic!("opening the journal in {}: {e}", dir.display()),
     }
 }
 
