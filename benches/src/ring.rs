@@ -93,6 +93,65 @@ pub fn pair_loop(queue: Queue, iters: u64) -> u64 {
     sum
 }
 
+/// Single thread: `iters` rounds of one batch of [`BATCH`] values (`round * BATCH + k`)
+/// pushed with the queue's slice API and popped into a slice; returns the sum popped
+/// (the sum of `0..iters * BATCH` when every item went through). crossbeam's
+/// `ArrayQueue` has no slice API, so its batch is a loop of single pushes and pops.
+pub fn batch_loop(queue: Queue, iters: u64) -> u64 {
+    let mut src = [0u64; BATCH];
+    let mut dst = [0u64; BATCH];
+    let mut sum = 0u64;
+    let fill = |src: &mut [u64; BATCH], round: u64| {
+        for (k, v) in (0u64..).zip(src.iter_mut()) {
+            *v = round * BATCH as u64 + k;
+        }
+    };
+    match queue {
+        Queue::Tally => {
+            let mut ring = SpscRing::<u64, CAPACITY>::new();
+            let (mut p, mut c) = ring.split();
+            for round in 0..iters {
+                fill(&mut src, round);
+                if p.push_slice(black_box(&src)) != BATCH
+                    || c.pop_slice(black_box(&mut dst)) != BATCH
+                {
+                    return u64::MAX;
+                }
+                sum = dst.iter().fold(sum, |s, v| s.wrapping_add(*v));
+            }
+        }
+        Queue::Rtrb => {
+            let (mut p, mut c) = rtrb::RingBuffer::<u64>::new(CAPACITY);
+            for round in 0..iters {
+                fill(&mut src, round);
+                let (pushed, _) = p.push_partial_slice(black_box(&src));
+                if pushed.len() != BATCH
+                    || c.pop_partial_slice(black_box(&mut dst)).0.len() != BATCH
+                {
+                    return u64::MAX;
+                }
+                sum = dst.iter().fold(sum, |s, v| s.wrapping_add(*v));
+            }
+        }
+        Queue::Crossbeam => {
+            let q = ArrayQueue::<u64>::new(CAPACITY);
+            for round in 0..iters {
+                fill(&mut src, round);
+                for v in black_box(&src) {
+                    if q.push(*v).is_err() {
+                        return u64::MAX;
+                    }
+                }
+                for d in black_box(&mut dst).iter_mut() {
+                    *d = q.pop().unwrap_or(u64::MAX);
+                }
+                sum = dst.iter().fold(sum, |s, v| s.wrapping_add(*v));
+            }
+        }
+    }
+    sum
+}
+
 /// Called on every failed attempt of a spin loop: a PAUSE, and once every 1,024
 /// failures a `yield_now`, so that a bench on an oversubscribed machine (more runnable
 /// threads than cores) still makes progress instead of spinning out whole time slices.

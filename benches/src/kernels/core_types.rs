@@ -1,9 +1,11 @@
 //! Instruction-count kernels for `tally-core-types`: one single-thread push+pop pair per
 //! iteration through Tally's ring and through the peers, in the same harness
-//! ([`crate::ring::pair_loop`]), so their instruction counts compare directly.
+//! ([`crate::ring::pair_loop`]), so their instruction counts compare directly; and one
+//! batch of [`BATCH`] items pushed and popped through the slice APIs per iteration
+//! ([`crate::ring::batch_loop`]).
 
 use super::Kernel;
-use crate::ring::{Queue, expected_sum, pair_loop};
+use crate::ring::{BATCH, Queue, batch_loop, expected_sum, pair_loop};
 
 /// The kernels of this module.
 pub const KERNELS: &[Kernel] = &[
@@ -22,4 +24,24 @@ pub const KERNELS: &[Kernel] = &[
         run: |n| pair_loop(Queue::Crossbeam, n),
         expect: expected_sum,
     },
+    Kernel {
+        id: "ring_batch256/tally",
+        run: |n| batch_loop(Queue::Tally, n),
+        expect: batch_sum,
+    },
+    Kernel {
+        id: "ring_batch256/rtrb",
+        run: |n| batch_loop(Queue::Rtrb, n),
+        expect: batch_sum,
+    },
+    Kernel {
+        id: "ring_batch256/crossbeam",
+        run: |n| batch_loop(Queue::Crossbeam, n),
+        expect: batch_sum,
+    },
 ];
+
+/// What [`batch_loop`] returns after `rounds` batches: the sum of `0..rounds * BATCH`.
+fn batch_sum(rounds: u64) -> u64 {
+    expected_sum(rounds.wrapping_mul(BATCH as u64))
+}

@@ -35,7 +35,11 @@
 //!   [`SpscRing::leak`] makes a `'static` ring once at start-up.
 //! - Batch operations ([`Producer::push_slice`], [`Producer::push_iter`],
 //!   [`Consumer::pop_slice`], [`Consumer::pop_each`]) store one stamp per group and
-//!   publish their index once per batch.
+//!   publish their index once per batch. The slice operations move a whole group at a
+//!   time in a loop of constant length (a few wide moves, no `memcpy` call, no per-slot
+//!   cursor step), and only the group parts at a batch's ends slot by slot: 9.7
+//!   instructions per item for a batch of 256 pushed and popped, against 28.6 slot by
+//!   slot (`ring_batch256/tally`, gated in CI).
 //! - A [`Consumer`] passed to `mem::forget` never publishes its last position, so the
 //!   ring cannot tell which of the items after the published `head` it took: it leaks
 //!   all the items left inside (never drops them twice), and a later `split` starts
@@ -118,6 +122,103 @@ impl<'a, T, const N: usize> Groups<'a, T, N> {
         // SAFETY: as in `stamp`; cursors only hold value offsets of slots that exist,
         // where `new` wrote a `Cell<T>`.
         unsafe { self.base.add(cursor.value).cast::<Cell<T>>().as_ref() }
+    }
+
+    /// Writes `src` into the slots from `cursor` on. A whole group is a loop of constant
+    /// length, which compiles to a few wide moves; a part of one goes out of line, so
+    /// that the compiler does not merge both into a `memcpy` call of variable length.
+    ///
+    /// # Safety
+    /// `src.len() <= cursor.left`, and those slots hold no value the consumer may read.
+    #[inline]
+    unsafe fn write_run(&self, cursor: &Cursor, src: &[T])
+    where
+        T: Copy,
+    {
+        if src.len() == SpscRing::<T, N>::SLOTS_PER_GROUP {
+            for k in 0..SpscRing::<T, N>::SLOTS_PER_GROUP {
+                if let Some(&value) = src.get(k) {
+                    // SAFETY: `k < src.len() <= cursor.left`; the caller's contract.
+                    unsafe { self.cell_after(cursor, k) }
+                        .with_mut(|c| unsafe { (*c).write(value) });
+                }
+            }
+        } else {
+            // SAFETY: the caller's contract.
+            unsafe { self.write_part(cursor, src) };
+        }
+    }
+
+    /// [`Groups::write_run`] for part of a group.
+    ///
+    /// # Safety
+    /// As for `write_run`.
+    #[inline(never)]
+    unsafe fn write_part(&self, cursor: &Cursor, src: &[T])
+    where
+        T: Copy,
+    {
+        for (k, &value) in src.iter().enumerate() {
+            // SAFETY: `k < src.len() <= cursor.left`; the caller's contract.
+            unsafe { self.cell_after(cursor, k) }.with_mut(|c| unsafe { (*c).write(value) });
+        }
+    }
+
+    /// Moves the values from `cursor` on into `dst` (dropping what it held), adding one
+    /// to `head` before each move, so that a panicking `Drop` of an old value in `dst`
+    /// leaves `head` past every value already taken. Whole groups and parts of one as in
+    /// [`Groups::write_run`].
+    ///
+    /// # Safety
+    /// `dst.len() <= cursor.left`, and those slots hold initialised values that nothing
+    /// else reads or drops, now or later.
+    #[inline]
+    unsafe fn read_run(&self, cursor: &Cursor, dst: &mut [T], head: &mut usize) {
+        if dst.len() == SpscRing::<T, N>::SLOTS_PER_GROUP {
+            for k in 0..SpscRing::<T, N>::SLOTS_PER_GROUP {
+                if let Some(d) = dst.get_mut(k) {
+                    // SAFETY: `k < dst.len() <= cursor.left`; the caller's contract.
+                    let value = unsafe { self.cell_after(cursor, k) }
+                        .with_mut(|p| unsafe { (*p).assume_init_read() });
+                    *head = head.wrapping_add(1);
+                    *d = value;
+                }
+            }
+        } else {
+            // SAFETY: the caller's contract.
+            unsafe { self.read_part(cursor, dst, head) };
+        }
+    }
+
+    /// [`Groups::read_run`] for part of a group.
+    ///
+    /// # Safety
+    /// As for `read_run`.
+    #[inline(never)]
+    unsafe fn read_part(&self, cursor: &Cursor, dst: &mut [T], head: &mut usize) {
+        for (k, d) in dst.iter_mut().enumerate() {
+            // SAFETY: `k < dst.len() <= cursor.left`; the caller's contract.
+            let value = unsafe { self.cell_after(cursor, k) }
+                .with_mut(|p| unsafe { (*p).assume_init_read() });
+            *head = head.wrapping_add(1);
+            *d = value;
+        }
+    }
+
+    /// The cell `k` slots after the one under `cursor`, in the same group.
+    ///
+    /// # Safety
+    /// `k < cursor.left`.
+    #[inline]
+    unsafe fn cell_after(&self, cursor: &Cursor, k: usize) -> &'a Cell<T> {
+        // SAFETY: the `left` slots from the cursor's are slots of its group, which exist
+        // (see `cell`), and the caller keeps `k` below `left`.
+        unsafe {
+            self.base
+                .add(cursor.value + k * size_of::<Cell<T>>())
+                .cast::<Cell<T>>()
+                .as_ref()
+        }
     }
 }
 
@@ -359,8 +460,15 @@ impl<T, const N: usize> SpscRing<T, N> {
     /// Moves `cursor` past one slot. Returns whether that finished its group.
     #[inline]
     fn advance(cursor: &mut Cursor) -> bool {
-        cursor.value += Self::CELL_SIZE;
-        cursor.left -= 1;
+        Self::advance_by(cursor, 1)
+    }
+
+    /// Moves `cursor` past `run` slots of its group (`run <= cursor.left`). Returns
+    /// whether that finished the group.
+    #[inline]
+    fn advance_by(cursor: &mut Cursor, run: usize) -> bool {
+        cursor.value += run * Self::CELL_SIZE;
+        cursor.left -= run;
         if cursor.left != 0 {
             return false;
         }
@@ -372,6 +480,37 @@ impl<T, const N: usize> SpscRing<T, N> {
         cursor.value = cursor.group + Self::VALUES_AT;
         cursor.left = Self::len_at(cursor.group);
         true
+    }
+
+    /// How many whole groups a batch of `items` can fill or empty from `cursor` in the
+    /// fast loop of the slice operations: none unless the cursor is at the start of a
+    /// group; never the last group, whose length may differ (the general step handles it).
+    #[inline]
+    fn whole_groups(cursor: &Cursor, items: usize) -> usize {
+        if cursor.left != Self::SLOTS_PER_GROUP || cursor.group >= Self::LAST_GROUP {
+            return 0;
+        }
+        (items / Self::SLOTS_PER_GROUP).min((Self::LAST_GROUP - cursor.group) / Self::STRIDE)
+    }
+
+    /// Moves a cursor at the start of a group that is not the last to the start of the
+    /// next group, leaving `left` as it was (a whole group's): the fast loops of the
+    /// slice operations only use it for groups before the last, and [`SpscRing::settle`]
+    /// sets it after them.
+    #[inline]
+    fn next_whole(cursor: &mut Cursor) {
+        cursor.group += Self::STRIDE;
+        cursor.value += Self::STRIDE;
+    }
+
+    /// A cursor that [`SpscRing::next_whole`] moved, with the slots left of the group it
+    /// reached.
+    #[inline]
+    fn settle(cursor: Cursor) -> Cursor {
+        Cursor {
+            left: Self::len_at(cursor.group),
+            ..cursor
+        }
     }
 
     /// Slots in the group at byte offset `group`.
@@ -659,9 +798,47 @@ impl<T, const N: usize> Producer<'_, T, N> {
 
 impl<T: Copy, const N: usize> Producer<'_, T, N> {
     /// Copies as many items from `items` as fit, publishing once. Returns how many.
+    ///
+    /// Copies a group's run of slots at a time (a plain loop over consecutive cells that
+    /// the compiler turns into wide moves) and stamps each group once.
     pub fn push_slice(&mut self, items: &[T]) -> usize {
         let n = self.reserve(items.len()).min(items.len());
-        self.write_run(n, |k| items.get(k).copied())
+        let mut rest = items.get(..n).unwrap_or(&[]);
+        while !rest.is_empty() {
+            let whole = SpscRing::<T, N>::whole_groups(&self.cursor, rest.len());
+            if whole > 0 {
+                let spg = SpscRing::<T, N>::SLOTS_PER_GROUP;
+                let (body, later) = rest.split_at_checked(whole * spg).unwrap_or((rest, &[]));
+                let mut at = self.cursor;
+                for chunk in body.chunks_exact(spg) {
+                    // SAFETY: `at` is at the start of a group that is not the last
+                    // (`whole_groups`), so `chunk.len()` is its length; its slots are
+                    // among the `n` free slots reserved above (see `push`).
+                    unsafe { self.groups.write_run(&at, chunk) };
+                    self.tail = self.tail.wrapping_add(spg);
+                    self.groups.stamp(&at).store(self.tail, Ordering::Release);
+                    SpscRing::<T, N>::next_whole(&mut at);
+                }
+                self.cursor = SpscRing::<T, N>::settle(at);
+                rest = later;
+                continue;
+            }
+            let run = self.cursor.left.min(rest.len());
+            let (now, later) = rest.split_at_checked(run).unwrap_or((rest, &[]));
+            // SAFETY: `now.len() = run <= cursor.left`, and its slots are among the `n`
+            // free slots reserved above (see `push`).
+            unsafe { self.groups.write_run(&self.cursor, now) };
+            self.tail = self.tail.wrapping_add(now.len());
+            let at = self.cursor;
+            if SpscRing::<T, N>::advance_by(&mut self.cursor, now.len()) {
+                self.groups.stamp(&at).store(self.tail, Ordering::Release);
+            }
+            rest = later;
+        }
+        if n > 0 {
+            self.publish();
+        }
+        n
     }
 }
 
@@ -790,40 +967,90 @@ impl<T, const N: usize> Consumer<'_, T, N> {
         self.cached_available()
     }
 
-    /// Moves up to `max` ready items out through `f`, then publishes `head`. Returns how
-    /// many.
+    /// Items ready to take, at most `max`: from the cached `tail` when it shows `max`,
+    /// else from a fresh load.
     #[inline]
-    fn take_run(&mut self, max: usize, mut f: impl FnMut(usize, T)) -> usize {
+    fn ready_for(&mut self, max: usize) -> usize {
         let mut n = self.cached_available();
         if n < max {
             n = self.available();
         }
-        let n = n.min(max);
-        for k in 0..n {
-            // SAFETY: below `n <= tail - head` for a `tail` we acquired: the slot holds an
-            // initialised value, read once (`head` moves past it before `f` runs, so a
-            // panicking `f` leaves a consistent consumer for `Drop` to publish).
-            let value = self
-                .groups
-                .cell(&self.cursor)
-                .with_mut(|p| unsafe { (*p).assume_init_read() });
-            SpscRing::<T, N>::advance(&mut self.cursor);
-            self.head = self.head.wrapping_add(1);
-            f(k, value);
+        n.min(max)
+    }
+
+    /// Moves up to `max` ready items out through `f`, then publishes `head`. Returns how
+    /// many.
+    #[inline]
+    fn take_run(&mut self, max: usize, mut f: impl FnMut(usize, T)) -> usize {
+        let n = self.ready_for(max);
+        let done = Done(self);
+        let c = &mut *done.0;
+        let mut cursor = c.cursor;
+        let mut k = 0;
+        while k < n {
+            let run = cursor.left.min(n - k);
+            for j in 0..run {
+                // SAFETY: `j < run <= cursor.left`, and the slot is below
+                // `n <= tail - head` for a `tail` we acquired: it holds an initialised
+                // value, read once (`head` moves past it before `f` runs, so a panicking
+                // `f` leaves a consistent consumer).
+                let value = unsafe { c.groups.cell_after(&cursor, j) }
+                    .with_mut(|p| unsafe { (*p).assume_init_read() });
+                c.head = c.head.wrapping_add(1);
+                f(k + j, value);
+            }
+            SpscRing::<T, N>::advance_by(&mut cursor, run);
+            k += run;
         }
-        self.release();
+        drop(done);
         n
     }
 
     /// Moves up to `dst.len()` items into `dst` (dropping what `dst` held there),
     /// publishing once. Returns how many.
+    ///
+    /// Moves a group's run of slots at a time (whole groups in loops of constant length)
+    /// and publishes once.
     pub fn pop_slice(&mut self, dst: &mut [T]) -> usize {
-        let max = dst.len();
-        self.take_run(max, |k, v| {
-            if let Some(d) = dst.get_mut(k) {
-                *d = v;
+        let n = self.ready_for(dst.len());
+        let done = Done(self);
+        let c = &mut *done.0;
+        let mut cursor = c.cursor;
+        let mut rest = dst.get_mut(..n).unwrap_or(&mut []);
+        while !rest.is_empty() {
+            let whole = SpscRing::<T, N>::whole_groups(&cursor, rest.len());
+            if whole > 0 {
+                let spg = SpscRing::<T, N>::SLOTS_PER_GROUP;
+                let Some((body, later)) =
+                    core::mem::take(&mut rest).split_at_mut_checked(whole * spg)
+                else {
+                    break;
+                };
+                for chunk in body.chunks_exact_mut(spg) {
+                    // SAFETY: the cursor is at the start of a group that is not the last
+                    // (`whole_groups`), so `chunk.len()` is its length; its slots are
+                    // below `n <= tail - head` for a `tail` we acquired (see below).
+                    unsafe { c.groups.read_run(&cursor, chunk, &mut c.head) };
+                    SpscRing::<T, N>::next_whole(&mut cursor);
+                }
+                cursor = SpscRing::<T, N>::settle(cursor);
+                rest = later;
+                continue;
             }
-        })
+            let run = cursor.left.min(rest.len());
+            let Some((now, later)) = core::mem::take(&mut rest).split_at_mut_checked(run) else {
+                break;
+            };
+            // SAFETY: `now.len() = run <= cursor.left`, and its slots are below
+            // `n <= tail - head` for a `tail` we acquired, so they hold initialised values;
+            // `head` moves past each before it is moved out (`read_run`), so none is read
+            // twice.
+            unsafe { c.groups.read_run(&cursor, now, &mut c.head) };
+            SpscRing::<T, N>::advance_by(&mut cursor, run);
+            rest = later;
+        }
+        drop(done);
+        n
     }
 
     /// Moves up to `max` items out, calling `f` on each in order, publishing once.
@@ -845,6 +1072,18 @@ impl<T, const N: usize> Consumer<'_, T, N> {
     /// Number of slots.
     pub const fn capacity(&self) -> usize {
         N
+    }
+}
+
+/// Puts a consumer's cursor back on its `head` and publishes: at the end of a batch pop,
+/// or while unwinding from a panic between two items of a group's run (in a caller's
+/// closure or an old value's `Drop`).
+struct Done<'c, 'a, T, const N: usize>(&'c mut Consumer<'a, T, N>);
+
+impl<T, const N: usize> Drop for Done<'_, '_, T, N> {
+    fn drop(&mut self) {
+        self.0.cursor = SpscRing::<T, N>::cursor(self.0.head);
+        self.0.release();
     }
 }
 
