@@ -269,6 +269,13 @@ fn steps(root: &Path) -> Vec<Step> {
         .env("RUSTFLAGS", "--cfg tally_uring_loom")
         .env("CARGO_TARGET_DIR", root.join("target/loom-uring"));
     vec![
+        // `cargo test` downloads this platform's crates only; cargo-deny (run offline by
+        // the lint) reads the manifests of every crate in Cargo.lock, Windows-only ones
+        // included, which a fresh machine does not have yet.
+        Step::Cargo(
+            "cargo fetch --locked",
+            Box::new(cargo(&["fetch", "--locked"])),
+        ),
         Step::Cargo(
             "cargo test --workspace",
             Box::new(cargo(&["test", "--workspace"])),
@@ -280,7 +287,8 @@ fn steps(root: &Path) -> Vec<Step> {
     ]
 }
 
-/// Runs what `.ci/run` runs: the workspace tests, lint, the two loom suites, and the gate.
+/// Runs what `.ci/run` runs: a fetch of every locked crate, the workspace tests, lint, the
+/// two loom suites, and the gate.
 ///
 /// # Errors
 /// `Failed` naming the first step that failed (steps after it do not run); the gate's
@@ -510,7 +518,11 @@ mod tests {
                 Step::Gate => {}
             }
         }
-        assert_eq!(cargo_steps, 3, "{steps:?}");
+        assert_eq!(cargo_steps, 4, "{steps:?}");
+        assert!(
+            matches!(steps.first(), Some(Step::Cargo(what, _)) if what.starts_with("cargo fetch")),
+            "the lint's offline cargo-deny needs every locked crate fetched first: {steps:?}"
+        );
         assert!(matches!(steps.last(), Some(Step::Gate)), "{steps:?}");
     }
 
