@@ -1022,7 +1022,12 @@ impl Journal {
         } else {
             InFlight::new(self.ring.sync(target, true, last)?, None, last, 0)
         };
-        self.ring.submit()?;
+        if let Err(e) = self.ring.submit() {
+            // The queued write and sync may or may not reach the kernel later (the next
+            // `io_uring_enter` would submit them), and a retry would queue them a second
+            // time: nothing they cover can be acknowledged, as in `start_pipelined`.
+            return self.poison(e.into());
+        }
         self.seg_unsynced = false;
         self.seg.buf_file_off += self.filled as u64;
         self.filled = 0;
