@@ -416,9 +416,11 @@ impl FramePool {
 
     /// Byte offset of a frame from the start of the region (the address a kernel
     /// descriptor uses for it). Unchecked: an id beyond this pool's frames (one from
-    /// another pool) gives an offset at or past [`FramePool::len_bytes`].
+    /// another pool) gives an offset at or past [`FramePool::len_bytes`] (`u64::MAX`
+    /// when its offset does not fit a `u64`, never one wrapped back into the region).
     pub fn offset_of(&self, id: FrameId) -> u64 {
-        u64::from(id.index) << self.frame_shift
+        // `frame_shift` is below 64: the frame size is a `usize` power of two.
+        u64::from(id.index).saturating_mul(1u64 << self.frame_shift)
     }
 
     /// The current id (see [`FramePool::id`]) of the frame containing byte `offset` of
@@ -757,6 +759,35 @@ mod tests {
         }
         .to_string();
         assert!(map.contains("reduce the pool size"), "{map}");
+    }
+
+    /// Frames of 8 GiB: a foreign index of 2^31 is 2^64 bytes in, which a plain shift
+    /// wrapped to offset 0, the pool's first frame.
+    #[test]
+    fn offset_of_a_foreign_id_never_wraps_into_the_pool() {
+        // An 8 GiB mapping that is never touched; a machine that refuses even that skips.
+        let Ok(p) = FramePool::new(FramePoolOptions::new(1 << 33, 1)) else {
+            eprintln!("skipped: an 8 GiB mapping was refused");
+            return;
+        };
+        let len = u64::try_from(p.len_bytes()).unwrap();
+        for index in [
+            1,
+            2,
+            1 << 30,
+            (1 << 31) - 1,
+            1 << 31,
+            (1 << 31) + 1,
+            u32::MAX,
+        ] {
+            let foreign = FrameId {
+                index,
+                generation: 0,
+            };
+            let off = p.offset_of(foreign);
+            assert!(off >= len, "index {index}: offset {off} inside the pool");
+            assert!(p.id_at_offset(off).is_err());
+        }
     }
 
     #[test]
