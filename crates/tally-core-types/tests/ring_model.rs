@@ -37,6 +37,54 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
+/// Batches up to `max` items, several groups long, mostly slices: the whole-group loops
+/// of `push_slice` and `pop_slice`, entered mid-group and at group starts, running into
+/// the shorter last group and across the wrap to the first, for a ring refilled often
+/// enough to be near full.
+fn long_op(max: usize) -> impl Strategy<Value = Op> {
+    prop_oneof![
+        2 => any::<u32>().prop_map(Op::Push),
+        2 => Just(Op::Pop),
+        4 => prop::collection::vec(any::<u32>(), 0..max).prop_map(Op::PushSlice),
+        1 => prop::collection::vec(any::<u32>(), 0..max).prop_map(Op::PushIter),
+        4 => (0usize..max).prop_map(Op::PopSlice),
+        1 => (0usize..max).prop_map(Op::PopEach),
+        1 => Just(Op::Release),
+        1 => Just(Op::Resplit),
+    ]
+}
+
+/// A 24-byte item: groups of two.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+struct Triple([u64; 3]);
+
+impl From<u32> for Triple {
+    fn from(v: u32) -> Self {
+        let v = u64::from(v);
+        Self([v, !v, v << 7])
+    }
+}
+
+/// A one-byte item.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+struct Byte(u8);
+
+impl From<u32> for Byte {
+    fn from(v: u32) -> Self {
+        Self(v.to_le_bytes()[0])
+    }
+}
+
+/// A zero-sized item: the model checks counts only.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+struct Unit;
+
+impl From<u32> for Unit {
+    fn from(_: u32) -> Self {
+        Self
+    }
+}
+
 /// A 40-byte item: one slot per group.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 struct Wide([u32; 10]);
@@ -171,5 +219,48 @@ proptest! {
     fn ring_matches_vecdeque_wide(ops in prop::collection::vec(op(), 1..300)) {
         prop_assert_eq!(SpscRing::<Wide, 8>::SLOTS_PER_GROUP, 1);
         check::<Wide, 8>(ops)?;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+    /// Long batches of `u64` in 32 slots (groups 7, 7, 7, 7, 4) and in 64 slots (nine
+    /// groups of 7 and one of 1).
+    #[test]
+    fn long_batches_u64(ops in prop::collection::vec(long_op(80), 1..120)) {
+        prop_assert_eq!(SpscRing::<u64, 64>::SLOTS_PER_GROUP, 7);
+        check::<u64, 32>(ops.clone())?;
+        check::<u64, 64>(ops)?;
+    }
+
+    /// Long batches of `u32` in 64 slots: groups of 14, 14, 14, 14 and 8.
+    #[test]
+    fn long_batches_u32(ops in prop::collection::vec(long_op(80), 1..120)) {
+        prop_assert_eq!(SpscRing::<u32, 64>::SLOTS_PER_GROUP, 14);
+        check::<u32, 64>(ops)?;
+    }
+
+    /// Long batches of 24-byte items (groups of two) and of one-slot groups.
+    #[test]
+    fn long_batches_wide(ops in prop::collection::vec(long_op(40), 1..120)) {
+        prop_assert_eq!(SpscRing::<Triple, 16>::SLOTS_PER_GROUP, 2);
+        check::<Triple, 16>(ops.clone())?;
+        check::<Wide, 16>(ops)?;
+    }
+
+    /// Zero-sized items: two groups of 64, and one group smaller than a line's 64.
+    #[test]
+    fn long_batches_zero_sized(ops in prop::collection::vec(long_op(300), 1..120)) {
+        prop_assert_eq!(SpscRing::<Unit, 128>::SLOTS_PER_GROUP, 64);
+        prop_assert_eq!(SpscRing::<Unit, 32>::SLOTS_PER_GROUP, 32);
+        check::<Unit, 128>(ops.clone())?;
+        check::<Unit, 32>(ops)?;
+    }
+
+    /// `N` below a group: `u8` in 8 slots, one group of 8.
+    #[test]
+    fn long_batches_one_small_group(ops in prop::collection::vec(long_op(20), 1..120)) {
+        prop_assert_eq!(SpscRing::<Byte, 8>::SLOTS_PER_GROUP, 8);
+        check::<Byte, 8>(ops)?;
     }
 }
