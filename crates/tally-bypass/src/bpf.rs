@@ -137,7 +137,8 @@ pub enum XdpFilter {
     /// Every frame arriving on the queue (ARP and ICMP too: the kernel then sees none).
     All,
     /// IPv4/UDP frames (not fragmented) whose destination port is in the list (at most
-    /// [`MAX_FILTER_PORTS`]); everything else is passed to the kernel.
+    /// [`MAX_FILTER_PORTS`]), untagged or priority-tagged (802.1Q with VLAN id 0);
+    /// everything else, other VLANs' frames included, is passed to the kernel.
     UdpDstPorts(Vec<u16>),
 }
 
@@ -158,13 +159,27 @@ pub fn steering_program(filter: &XdpFilter, map_fd: i32) -> Result<Vec<Insn>> {
         }
         // BPF loads are host-endian: compare against the wire bytes read as host u16.
         let ne16 = |v: u16| i32::from(u16::from_ne_bytes(v.to_be_bytes()));
+        let ipv4 = a.label();
         a.op(Insn::new(MOV64_X, 6, 1, 0, 0)); // r6 = ctx
         a.op(Insn::new(LDX_W, 2, 1, 0, 0)); // r2 = ctx->data
         a.op(Insn::new(LDX_W, 3, 1, 4, 0)); // r3 = ctx->data_end
         a.op(Insn::new(MOV64_X, 4, 2, 0, 0));
         a.op(Insn::new(ADD64_K, 4, 0, 0, 42)); // eth + ipv4 + udp
         a.jump(JGT_X, 4, 3, 0, pass);
+        // A priority tag (802.1Q, VLAN id 0) belongs to this interface: step over it, so
+        // that r2 + 12 is the inner EtherType. Other VLANs belong to their VLAN
+        // interfaces and go to the kernel (the inner EtherType test below fails for them).
         a.op(Insn::new(LDX_H, 5, 2, 12, 0)); // EtherType
+        a.jump(JNE_K, 5, 0, ne16(0x8100), ipv4);
+        a.op(Insn::new(LDX_H, 5, 2, 14, 0)); // TCI
+        a.op(Insn::new(AND64_K, 5, 0, 0, ne16(0x0fff)));
+        a.jump(JNE_K, 5, 0, 0, pass); // another VLAN
+        a.op(Insn::new(ADD64_K, 2, 0, 0, 4)); // r2 = data + 4
+        a.op(Insn::new(MOV64_X, 4, 2, 0, 0));
+        a.op(Insn::new(ADD64_K, 4, 0, 0, 42));
+        a.jump(JGT_X, 4, 3, 0, pass);
+        a.bind(ipv4);
+        a.op(Insn::new(LDX_H, 5, 2, 12, 0)); // EtherType (inner, after a priority tag)
         a.jump(JNE_K, 5, 0, ne16(0x0800), pass);
         a.op(Insn::new(LDX_B, 5, 2, 23, 0)); // protocol
         a.jump(JNE_K, 5, 0, 17, pass);

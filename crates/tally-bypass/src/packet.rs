@@ -28,14 +28,20 @@ pub const IPV4_HEADER_BYTES: usize = 20;
 pub const UDP_HEADER_BYTES: usize = 8;
 /// Headers in front of the payload of a frame [`build_udp`] makes (14 + 20 + 8).
 pub const UDP_FRAME_OVERHEAD_BYTES: usize = ETH_HEADER_BYTES + IPV4_HEADER_BYTES + UDP_HEADER_BYTES;
-/// The largest frame [`parse_udp`] accepts: a 9000-byte jumbo MTU plus the Ethernet header.
-/// Longer frames are [`ParseError::Oversize`].
-pub const MAX_FRAME_BYTES: usize = 9000 + ETH_HEADER_BYTES;
+/// Length of an 802.1Q tag (its `EtherType` and TCI).
+pub const VLAN_TAG_BYTES: usize = 4;
+/// The largest frame [`parse_udp`] accepts: a 9000-byte jumbo MTU plus the Ethernet header
+/// and a priority tag. Longer frames are [`ParseError::Oversize`].
+pub const MAX_FRAME_BYTES: usize = 9000 + ETH_HEADER_BYTES + VLAN_TAG_BYTES;
 /// The largest UDP payload [`build_udp`] writes (IPv4 total length is a `u16`).
 pub const MAX_UDP_PAYLOAD_BYTES: usize = 65535 - IPV4_HEADER_BYTES - UDP_HEADER_BYTES;
 
 /// `EtherType` of IPv4.
 pub const ETHERTYPE_IPV4: u16 = 0x0800;
+/// `EtherType` of an 802.1Q VLAN tag.
+pub const ETHERTYPE_VLAN: u16 = 0x8100;
+/// The VLAN id bits of an 802.1Q TCI (the other four are priority and drop-eligible).
+const VLAN_ID_MASK: u16 = 0x0fff;
 /// IP protocol number of UDP.
 pub const IPPROTO_UDP: u8 = 17;
 
@@ -251,6 +257,8 @@ pub enum UdpChecksumState {
 #[derive(Debug, Clone, Copy)]
 pub struct UdpView<'a> {
     frame: &'a [u8],
+    /// Offset of the IPv4 header in `frame`: 14, or 18 after a priority tag.
+    l3: usize,
     /// Offset of the UDP payload in `frame`.
     payload_start: usize,
     /// Length of the UDP payload.
@@ -278,12 +286,12 @@ impl<'a> UdpView<'a> {
 
     /// Source IPv4 address.
     pub fn src_ip(&self) -> Ipv4Addr {
-        Ipv4Addr::from(arr4(self.frame, ETH_HEADER_BYTES + 12))
+        Ipv4Addr::from(arr4(self.frame, self.l3 + 12))
     }
 
     /// Destination IPv4 address.
     pub fn dst_ip(&self) -> Ipv4Addr {
-        Ipv4Addr::from(arr4(self.frame, ETH_HEADER_BYTES + 16))
+        Ipv4Addr::from(arr4(self.frame, self.l3 + 16))
     }
 
     /// Source UDP port.
@@ -316,6 +324,12 @@ impl<'a> UdpView<'a> {
         self.frame
     }
 
+    /// Whether the frame carries a priority tag (802.1Q with VLAN id 0) before its IPv4
+    /// header; its TCI (priority and drop-eligible bits) is then `frame()[14..16]`.
+    pub fn priority_tagged(&self) -> bool {
+        self.l3 != ETH_HEADER_BYTES
+    }
+
     /// The flow a reply to this datagram uses (addresses and ports swapped).
     pub fn reply_flow(&self) -> UdpFlow {
         UdpFlow {
@@ -325,6 +339,25 @@ impl<'a> UdpView<'a> {
             dst: self.src(),
         }
     }
+}
+
+/// Offset of the IPv4 header of `frame`: after the Ethernet header, or after a priority
+/// tag (802.1Q with VLAN id 0, which belongs to the untagged interface). `Err` holds the
+/// `EtherType` of anything else: not IPv4, or a frame of another VLAN (`0x8100`), which
+/// belongs to that VLAN's interface.
+#[inline]
+fn ipv4_offset(frame: &[u8]) -> Result<usize, u16> {
+    let ethertype = be16(frame, 12);
+    if ethertype == ETHERTYPE_IPV4 {
+        return Ok(ETH_HEADER_BYTES);
+    }
+    if ethertype == ETHERTYPE_VLAN
+        && be16(frame, ETH_HEADER_BYTES) & VLAN_ID_MASK == 0
+        && be16(frame, ETH_HEADER_BYTES + 2) == ETHERTYPE_IPV4
+    {
+        return Ok(ETH_HEADER_BYTES + VLAN_TAG_BYTES);
+    }
+    Err(ethertype)
 }
 
 #[inline]
@@ -393,7 +426,9 @@ fn pseudo_header_sum(src: [u8; 4], dst: [u8; 4], udp_len: u16) -> u64 {
     acc + u64::from(IPPROTO_UDP) + u64::from(udp_len)
 }
 
-/// Parses an Ethernet II / IPv4 / UDP frame without copying.
+/// Parses an Ethernet II / IPv4 / UDP frame without copying. A priority tag (802.1Q with
+/// VLAN id 0) between the Ethernet header and IPv4 is accepted and skipped; frames of
+/// other VLANs are [`ParseError::NotIpv4`] with `EtherType` `0x8100`.
 ///
 /// Trailing bytes after the IPv4 total length (Ethernet padding) are ignored.
 ///
@@ -415,11 +450,8 @@ pub fn parse_udp(frame: &[u8], policy: UdpChecksumPolicy) -> Result<UdpView<'_>,
         }
         return Err(ParseError::Runt { len });
     }
-    let ethertype = be16(frame, 12);
-    if ethertype != ETHERTYPE_IPV4 {
-        return Err(ParseError::NotIpv4 { ethertype });
-    }
-    let ip = frame.get(ETH_HEADER_BYTES..).unwrap_or(&[]);
+    let l3 = ipv4_offset(frame).map_err(|ethertype| ParseError::NotIpv4 { ethertype })?;
+    let ip = frame.get(l3..).unwrap_or(&[]);
     let ver_ihl = ip.first().copied().unwrap_or(0);
     let version = ver_ihl >> 4;
     let ihl_bytes = usize::from(ver_ihl & 0x0f) * 4;
@@ -479,7 +511,8 @@ pub fn parse_udp(frame: &[u8], policy: UdpChecksumPolicy) -> Result<UdpView<'_>,
     };
     Ok(UdpView {
         frame,
-        payload_start: ETH_HEADER_BYTES + ihl_bytes + UDP_HEADER_BYTES,
+        l3,
+        payload_start: l3 + ihl_bytes + UDP_HEADER_BYTES,
         payload_len: udp_len - UDP_HEADER_BYTES,
         checksum,
     })
@@ -593,15 +626,25 @@ pub fn write_udp_headers(
 }
 
 /// Computes and stores the full UDP checksum of a frame laid out as [`write_udp_headers`]
-/// writes it (IPv4 header of any length). Does nothing if `frame` is not IPv4/UDP with
+/// writes it (IPv4 header of any length, after an optional priority tag). Does nothing if `frame` is not IPv4/UDP with
 /// consistent lengths. A computed checksum of zero is sent as `0xffff` (RFC 768).
 pub fn set_udp_checksum(frame: &mut [u8]) {
-    let Some((udp_start, udp_len)) = udp_span(frame) else {
+    let Some((l3, udp_start, udp_len)) = udp_span(frame) else {
         return;
     };
-    let src = arr4(frame, ETH_HEADER_BYTES + 12);
-    let dst = arr4(frame, ETH_HEADER_BYTES + 16);
-    let Some(udp) = frame.get_mut(udp_start..udp_start + udp_len) else {
+    if let Some(ip) = frame.get_mut(l3..) {
+        fill_udp_checksum(ip, udp_start - l3, udp_len);
+    }
+}
+
+/// Stores the full UDP checksum of the datagram at `ip[udp_start..udp_start + udp_len]`,
+/// `ip` starting at its IPv4 header (whose addresses the pseudo-header takes). Does
+/// nothing if the span is out of bounds.
+#[inline]
+fn fill_udp_checksum(ip: &mut [u8], udp_start: usize, udp_len: usize) {
+    let src = arr4(ip, 12);
+    let dst = arr4(ip, 16);
+    let Some(udp) = ip.get_mut(udp_start..udp_start + udp_len) else {
         return;
     };
     if let Some(c) = udp.get_mut(6..8) {
@@ -617,60 +660,61 @@ pub fn set_udp_checksum(frame: &mut [u8]) {
     }
 }
 
-/// Offset and length of the UDP header+payload, if the IPv4 header is self-consistent.
-fn udp_span(frame: &[u8]) -> Option<(usize, usize)> {
-    if be16(frame, 12) != ETHERTYPE_IPV4 {
+/// Offsets of the IPv4 header and of the UDP header+payload, and the UDP length, if the
+/// IPv4 header is self-consistent (after an optional priority tag).
+fn udp_span(frame: &[u8]) -> Option<(usize, usize, usize)> {
+    let l3 = ipv4_offset(frame).ok()?;
+    let ihl = usize::from(frame.get(l3)? & 0x0f) * 4;
+    if ihl < IPV4_HEADER_BYTES || frame.get(l3 + 9).copied() != Some(IPPROTO_UDP) {
         return None;
     }
-    let ihl = usize::from(frame.get(ETH_HEADER_BYTES)? & 0x0f) * 4;
-    if ihl < IPV4_HEADER_BYTES || frame.get(ETH_HEADER_BYTES + 9).copied() != Some(IPPROTO_UDP) {
-        return None;
-    }
-    let udp_start = ETH_HEADER_BYTES + ihl;
+    let udp_start = l3 + ihl;
     let udp_len = usize::from(be16(frame, udp_start + 4));
     (udp_len >= UDP_HEADER_BYTES && udp_start + udp_len <= frame.len())
-        .then_some((udp_start, udp_len))
+        .then_some((l3, udp_start, udp_len))
 }
 
 /// Turns a received IPv4/UDP frame into its reply in place: swaps the MAC addresses, the
 /// IPv4 addresses and the UDP ports, resets the TTL, and rewrites both checksums (so a
-/// partial checksum from a local sender becomes a valid one). Returns the frame length
-/// (the IPv4 total length plus the Ethernet header; trailing padding is dropped).
+/// partial checksum from a local sender becomes a valid one). A priority tag stays in
+/// place, so the reply carries the request's priority. Returns the frame length (the
+/// IPv4 total length plus the Ethernet header and tag; trailing padding is dropped).
 ///
 /// # Errors
 /// The [`ParseError`] of the frame if it is not well-formed IPv4/UDP (checked with
 /// [`UdpChecksumPolicy::Ignore`]); the frame is then unchanged.
 pub fn reply_in_place(frame: &mut [u8]) -> Result<usize, ParseError> {
     let view = parse_udp(frame, UdpChecksumPolicy::Ignore)?;
-    let ihl = view.payload_start - UDP_HEADER_BYTES - ETH_HEADER_BYTES;
-    let total = ETH_HEADER_BYTES + usize::from(be16(frame, ETH_HEADER_BYTES + 2));
-    let (dst_mac, src_mac) = (arr6(frame, 0), arr6(frame, 6));
-    let (src_ip, dst_ip) = (arr4(frame, 26), arr4(frame, 30));
-    let udp = ETH_HEADER_BYTES + ihl;
-    let (sport, dport) = (be16(frame, udp), be16(frame, udp + 2));
-    let mut put = |at: usize, bytes: &[u8]| {
-        if let Some(d) = frame.get_mut(at..at + bytes.len()) {
-            d.copy_from_slice(bytes);
-        }
-    };
-    put(0, &src_mac);
-    put(6, &dst_mac);
-    put(26, &dst_ip);
-    put(30, &src_ip);
-    put(udp, &dport.to_be_bytes());
-    put(udp + 2, &sport.to_be_bytes());
-    put(ETH_HEADER_BYTES + 8, &[64]);
-    put(ETH_HEADER_BYTES + 10, &[0, 0]);
-    let ip_sum = internet_checksum(
-        frame
-            .get(ETH_HEADER_BYTES..ETH_HEADER_BYTES + ihl)
-            .unwrap_or(&[]),
-    );
-    if let Some(d) = frame.get_mut(ETH_HEADER_BYTES + 10..ETH_HEADER_BYTES + 12) {
-        d.copy_from_slice(&ip_sum.to_be_bytes());
+    let l3 = view.l3;
+    let ihl = view.payload_start - UDP_HEADER_BYTES - l3;
+    let udp_len = view.payload_len + UDP_HEADER_BYTES;
+    let total = l3 + usize::from(be16(frame, l3 + 2));
+    // Offsets from here on are relative to the Ethernet header (`eth`) and to the IPv4
+    // header (`ip`), as constants, whatever the tag: `parse_udp` checked every length.
+    let (eth, ip) = frame
+        .get_mut(..total)
+        .and_then(|f| f.split_at_mut_checked(l3))
+        .unwrap_or_default();
+    if let Some((dst_mac, src_mac)) = eth.get_mut(..12).map(|m| m.split_at_mut(6)) {
+        dst_mac.swap_with_slice(src_mac);
     }
-    let frame = frame.get_mut(..total).unwrap_or(&mut []);
-    set_udp_checksum(frame);
+    if let Some((src_ip, dst_ip)) = ip.get_mut(12..20).map(|a| a.split_at_mut(4)) {
+        src_ip.swap_with_slice(dst_ip);
+    }
+    if let Some((sport, dport)) = ip.get_mut(ihl..ihl + 4).map(|p| p.split_at_mut(2)) {
+        sport.swap_with_slice(dport);
+    }
+    if let Some(ttl) = ip.get_mut(8) {
+        *ttl = 64;
+    }
+    if let Some(c) = ip.get_mut(10..12) {
+        c.copy_from_slice(&[0, 0]);
+    }
+    let ip_sum = internet_checksum(ip.get(..ihl).unwrap_or(&[]));
+    if let Some(c) = ip.get_mut(10..12) {
+        c.copy_from_slice(&ip_sum.to_be_bytes());
+    }
+    fill_udp_checksum(ip, ihl, udp_len);
     Ok(total)
 }
 
@@ -898,6 +942,74 @@ mod tests {
         let mut junk = vec![1u8; 10];
         assert!(reply_in_place(&mut junk).is_err());
         assert_eq!(junk, vec![1u8; 10]);
+    }
+
+    /// `f` with an 802.1Q tag (priority 5, VLAN `vid`) after the MAC addresses.
+    fn tagged(f: &[u8], vid: u16) -> Vec<u8> {
+        let mut t = f[..12].to_vec();
+        t.extend_from_slice(&[0x81, 0x00]);
+        t.extend_from_slice(&(0xa000 | vid).to_be_bytes());
+        t.extend_from_slice(&f[12..]);
+        t
+    }
+
+    #[test]
+    fn priority_tagged_frames_parse_and_reply_with_their_tag() {
+        let f = tagged(&frame(b"prio"), 0);
+        let v = parse_udp(&f, UdpChecksumPolicy::Verify).unwrap();
+        assert!(v.priority_tagged());
+        assert_eq!(v.payload(), b"prio");
+        assert_eq!(v.src(), flow().src);
+        assert_eq!(v.dst(), flow().dst);
+        assert_eq!(v.checksum_state(), UdpChecksumState::Valid);
+        assert!(
+            !parse_udp(&frame(b"x"), UdpChecksumPolicy::Verify)
+                .unwrap()
+                .priority_tagged()
+        );
+
+        let mut r = f.clone();
+        r.extend_from_slice(&[0; 3]); // padding
+        let n = reply_in_place(&mut r).unwrap();
+        assert_eq!(n, f.len());
+        assert_eq!(&r[12..16], &f[12..16], "the tag stays, priority included");
+        let v = parse_udp(&r[..n], UdpChecksumPolicy::Verify).unwrap();
+        assert_eq!(v.checksum_state(), UdpChecksumState::Valid);
+        assert_eq!(v.src(), flow().dst);
+        assert_eq!(v.dst(), flow().src);
+        assert_eq!(v.reply_flow(), flow());
+        assert_eq!(v.payload(), b"prio");
+    }
+
+    #[test]
+    fn other_vlans_and_bad_tags_are_not_ipv4() {
+        let plain = frame(b"vlan");
+        for vid in [1, 100, 4095] {
+            let mut f = tagged(&plain, vid);
+            assert_eq!(
+                parse_udp(&f, UdpChecksumPolicy::Verify).unwrap_err(),
+                ParseError::NotIpv4 { ethertype: 0x8100 },
+                "VLAN {vid}"
+            );
+            let before = f.clone();
+            assert!(reply_in_place(&mut f).is_err());
+            assert_eq!(f, before, "unchanged");
+        }
+        // A priority tag in front of something other than IPv4 (here ARP).
+        let mut f = tagged(&plain, 0);
+        f[16..18].copy_from_slice(&0x0806u16.to_be_bytes());
+        assert_eq!(
+            parse_udp(&f, UdpChecksumPolicy::Verify).unwrap_err(),
+            ParseError::NotIpv4 { ethertype: 0x8100 }
+        );
+        // Tagged frames cut short anywhere: an error, never a panic.
+        let f = tagged(&plain, 0);
+        for len in 0..f.len() {
+            assert!(
+                parse_udp(&f[..len], UdpChecksumPolicy::Verify).is_err(),
+                "{len}"
+            );
+        }
     }
 
     #[test]

@@ -2,6 +2,8 @@
 //! program passes them to the kernel, and the AF_PACKET filter must drop them too (the
 //! kernel strips the tag into metadata before AF_PACKET sees the frame, so a filter that
 //! only looks at the bytes took VLAN 100's datagrams as the interface's own).
+//! Priority-tagged frames (VLAN 0) belong to the untagged interface: both transports
+//! deliver them (AF_XDP used to pass them to the kernel, so an XSK never saw them).
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -18,9 +20,119 @@ use std::time::{Duration, Instant};
 
 use tally_bypass::netns::{Side, VethConfig};
 use tally_bypass::packet::{UdpFlow, build_udp};
-use tally_bypass::{PacketConfig, PacketSocket, PacketTransport, RxBatch};
+use tally_bypass::{
+    PacketConfig, PacketSocket, PacketTransport, RxBatch, XdpFilter, XdpModeChoice, XskConfig,
+    XskSocket,
+};
 
 const PORT: u16 = 9410;
+
+/// Frames for the test: VLAN 100, priority-tagged (VLAN 0) and untagged, in that order,
+/// each with its own payload.
+fn frames(cfg: &tally_bypass::netns::VethConfig) -> [Vec<u8>; 3] {
+    let flow = UdpFlow {
+        src_mac: cfg.mac_a,
+        dst_mac: cfg.mac_b,
+        src: SocketAddrV4::new(cfg.ip_a, 40000),
+        dst: SocketAddrV4::new(cfg.ip_b, PORT),
+    };
+    let mut plain = vec![0u8; 256];
+    let n = build_udp(&mut plain, &flow, b"untagged", 1).unwrap();
+    plain.truncate(n);
+    // An 802.1Q tag (priority 5, VLAN `vid`) after the MAC addresses.
+    let tagged = |payload: &[u8], vid: u8| {
+        let mut src = vec![0u8; 256];
+        let n = build_udp(&mut src, &flow, payload, 2).unwrap();
+        let mut f = src[..12].to_vec();
+        f.extend_from_slice(&[0x81, 0x00, 0xa0, vid]);
+        f.extend_from_slice(&src[12..n]);
+        f
+    };
+    [tagged(b"vlan-100", 100), tagged(b"priority", 0), plain]
+}
+
+/// Sends `frames` from side A's interface, 20 ms apart.
+fn send_from_a(pair: &tally_bypass::netns::VethPair, frames: [Vec<u8>; 3]) {
+    let ifa = pair.config().if_a.clone();
+    pair.run_in(Side::A, move || {
+        let config = PacketConfig {
+            udp_ports: vec![],
+            reserve_ports: false,
+            ..PacketConfig::default()
+        };
+        let mut tx = PacketSocket::open(&ifa, &config).expect("open sender");
+        for f in &frames {
+            tx.send_frame(&mut |buf| {
+                buf[..f.len()].copy_from_slice(f);
+                f.len()
+            })
+            .unwrap();
+            tx.flush().unwrap();
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    })
+    .unwrap();
+}
+
+#[test]
+fn xsk_delivers_priority_tagged_frames_and_passes_other_vlans() {
+    for (tag, mode) in [
+        ("xvlang", XdpModeChoice::Generic),
+        ("xvlann", XdpModeChoice::Native),
+    ] {
+        let cfg0 = VethConfig {
+            static_neighbours: true,
+            ..VethConfig::default()
+        };
+        let Some(pair) = common::veth_or_skip(tag, cfg0) else {
+            return;
+        };
+        let cfg = pair.config().clone();
+        let sent = frames(&cfg);
+        let prio_frame = sent[1].clone();
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let ifb = cfg.if_b.clone();
+        let rx = pair.spawn_in(Side::B, move || {
+            let mut xsk = XskSocket::open(
+                &ifb,
+                0,
+                XskConfig {
+                    filter: XdpFilter::UdpDstPorts(vec![PORT]),
+                    xdp_mode: mode,
+                    ..XskConfig::default()
+                },
+            )
+            .expect("open AF_XDP");
+            ready_tx.send(()).unwrap();
+            let mut got = Vec::new();
+            let mut frames = Vec::new();
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline && !got.iter().any(|p: &Vec<u8>| p == b"untagged") {
+                xsk.wait(Duration::from_millis(20)).unwrap();
+                let b = xsk.recv(64);
+                for i in 0..b.len() {
+                    if let Some(d) = b.udp(i) {
+                        got.push(d.payload().to_vec());
+                        frames.push(d.frame().to_vec());
+                    }
+                }
+            }
+            (got, frames)
+        });
+        ready_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        send_from_a(&pair, sent);
+        let (got, frames) = rx.join().unwrap().unwrap();
+        assert_eq!(
+            got,
+            vec![b"priority".to_vec(), b"untagged".to_vec()],
+            "{mode:?}: VLAN 100's datagram reached the XSK, or a priority-tagged one did not"
+        );
+        assert_eq!(
+            frames[0], prio_frame,
+            "{mode:?}: the tag is delivered as sent"
+        );
+    }
+}
 
 #[test]
 fn afpacket_filter_drops_vlan_tagged_frames() {
