@@ -109,15 +109,58 @@ fn lock_err(work: &Path, e: &std::io::Error) -> Error {
     ))
 }
 
-/// A git worktree that is removed again when dropped.
+/// A git worktree that is removed again when dropped, or, when `xtask` is killed (Ctrl-C
+/// during a long bench run, a closed terminal, SIGKILL), by its janitor: a small `sh`
+/// process in a process group of its own (so the terminal's Ctrl-C does not reach it)
+/// that waits for the end of a pipe only this process holds, and removes the worktree
+/// when it closes. Drop handlers do not run when a signal kills the process, so without
+/// the janitor a Ctrl-C left the checkout and its `git worktree` registration behind.
 struct Worktree {
     repo: PathBuf,
     path: PathBuf,
+    janitor: Option<std::process::Child>,
+}
+
+/// The janitor's script: `$1` the repository, `$2` the worktree. It ignores the signals
+/// that stop `xtask`, keeps the work directory's lock (given as its stdout) on fd 3 until
+/// the clean-up is done, so that a `bench-compare` waiting for the lock does not start
+/// while the worktree is being removed, and waits for end of file on stdin.
+const JANITOR: &str = r#"trap '' INT TERM HUP QUIT
+exec 3>&1 >/dev/null 2>&1
+cat
+git -C "$1" worktree remove --force "$2"
+rm -rf "$2"
+git -C "$1" worktree prune
+"#;
+
+/// Starts the janitor of the worktree `path` of `repo` (see [`Worktree`]), handing it a
+/// clone of `lock`; `None` when it cannot start (the worktree is then removed on drop
+/// only).
+fn spawn_janitor(repo: &Path, path: &Path, lock: &std::fs::File) -> Option<std::process::Child> {
+    use std::os::unix::process::CommandExt as _;
+    use std::process::Stdio;
+    let lock = lock.try_clone().map_or_else(|_| Stdio::null(), Stdio::from);
+    Command::new("sh")
+        .args(["-c", JANITOR, "xtask-worktree-janitor"])
+        .arg(repo)
+        .arg(path)
+        .stdin(Stdio::piped())
+        .stdout(lock)
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .ok()
 }
 
 impl Worktree {
-    fn add(repo: &Path, path: &Path, commit: &str) -> Result<Worktree> {
+    fn add(repo: &Path, path: &Path, commit: &str, lock: &std::fs::File) -> Result<Worktree> {
         remove_worktree(repo, path);
+        // The janitor starts first: a Ctrl-C from here on leaves no worktree behind.
+        let worktree = Worktree {
+            repo: repo.to_path_buf(),
+            path: path.to_path_buf(),
+            janitor: spawn_janitor(repo, path, lock),
+        };
         util::output(
             Command::new("git")
                 .current_dir(repo)
@@ -126,15 +169,17 @@ impl Worktree {
                 .arg(commit),
         )
         .map_err(|e| Error::bad_input(format!("cannot check out {commit} in a worktree: {e}")))?;
-        Ok(Worktree {
-            repo: repo.to_path_buf(),
-            path: path.to_path_buf(),
-        })
+        Ok(worktree)
     }
 }
 
 impl Drop for Worktree {
     fn drop(&mut self) {
+        if let Some(mut janitor) = self.janitor.take() {
+            // Closing its stdin starts the janitor's clean-up; wait until it is done.
+            drop(janitor.stdin.take());
+            let _ = janitor.wait();
+        }
         remove_worktree(&self.repo, &self.path);
     }
 }
@@ -169,6 +214,7 @@ struct Prepared {
 fn prepare(
     root: &Path,
     work: &Path,
+    lock: &std::fs::File,
     label: &'static str,
     name: &str,
     commit: &str,
@@ -176,7 +222,7 @@ fn prepare(
 ) -> Result<Prepared> {
     eprintln!("== {label}: {name} ({commit}): checking out and building");
     let target = work.join("target");
-    let worktree = Worktree::add(root, &work.join(label), commit)?;
+    let worktree = Worktree::add(root, &work.join(label), commit, lock)?;
     let build_err = |e: Error| {
         Error::bad_input(format!(
             "{label} ref {name} ({commit}) does not build its benches: {e}"
@@ -356,11 +402,11 @@ pub fn results_for(
     let work = util::target_dir(root)?.join("bench-compare");
     // Held until the results are in: a second bench-compare on the same target directory
     // would otherwise remove and re-create these worktrees under the first one.
-    let _lock = lock_work_dir(&work)?;
+    let lock = lock_work_dir(&work)?;
     let mut prepared = Vec::new();
     for (side, label) in [(base, "base"), (head, "head")] {
         if let Side::Ref { name, commit } = side {
-            prepared.push(prepare(root, &work, label, name, commit, opts)?);
+            prepared.push(prepare(root, &work, &lock, label, name, commit, opts)?);
         }
     }
     run_rounds(&mut prepared, &work, opts, rounds)?;

@@ -153,3 +153,69 @@ fn refs_are_built_in_worktrees_and_compared() {
     );
     let _ = std::fs::remove_dir_all(&repo);
 }
+
+/// Ctrl-C during a `bench-compare` of refs (most likely during the long bench runs) must
+/// not leave the temporary worktrees behind: the terminal sends SIGINT to the whole
+/// foreground process group, which kills `xtask` without running its drop handlers.
+#[test]
+fn ctrl_c_leaves_no_worktree_behind() {
+    use std::os::unix::process::CommandExt as _;
+    use std::time::{Duration, Instant};
+
+    let repo = std::env::temp_dir().join(format!("xtask-refs-ctrl-c-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&repo);
+    std::fs::create_dir_all(repo.join("benches/src/bin")).unwrap();
+    std::fs::write(repo.join("Cargo.toml"), WORKSPACE).unwrap();
+    std::fs::write(repo.join("benches/Cargo.toml"), PACKAGE).unwrap();
+    std::fs::write(repo.join(".gitignore"), "/target\n").unwrap();
+    git(&repo, &["init", "-q"]);
+    let c1 = commit_with_work(&repo, 8);
+    let c2 = commit_with_work(&repo, 12);
+
+    // In a process group of its own, as a shell runs a foreground job.
+    let mut xtask = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .env_remove("CARGO_TARGET_DIR")
+        .args(["bench-compare", "--instructions-only", "--repo"])
+        .arg(&repo)
+        .args(["--base", &c1, "--head", &c2])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let work = repo.join("target/bench-compare");
+    let started = Instant::now();
+    while !work.join("base/.git").exists() {
+        assert!(
+            xtask.try_wait().unwrap().is_none(),
+            "bench-compare ended before its base worktree appeared"
+        );
+        assert!(
+            started.elapsed() < Duration::from_mins(3),
+            "no base worktree after 3 minutes"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Ctrl-C: SIGINT to the whole process group (xtask, git, cargo, ...).
+    let status = Command::new("kill")
+        .args(["-s", "INT", "--", &format!("-{}", xtask.id())])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill failed");
+    let _ = xtask.wait().unwrap();
+
+    let started = Instant::now();
+    loop {
+        let worktrees = git(&repo, &["worktree", "list"]);
+        let left = ["base", "head"].map(|side| work.join(side).exists());
+        if worktrees.lines().count() == 1 && left == [false, false] {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "worktrees left behind 30 s after Ctrl-C (base, head dirs exist: {left:?}):\n{worktrees}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = std::fs::remove_dir_all(&repo);
+}
