@@ -64,6 +64,7 @@ pub fn gate(root: &Path, opts: &GateOptions) -> Result<bool> {
             config_path.display()
         )));
     }
+    require_thresholds_apply(&config, &config_path)?;
     // Read the baseline first: a broken baseline is bad input, found before the build.
     let baseline = if opts.refresh {
         None
@@ -162,6 +163,35 @@ pub fn stale_baseline_note(cmp: &Comparison) -> Option<String> {
             improved.join(", ")
         )
     })
+}
+
+/// Every per-kernel threshold of the gate config applies to a gated kernel. A key that
+/// matches none (a misspelt id, a kernel renamed or taken off the gate, a prefix without
+/// its `*`) would otherwise be ignored without a word, and the kernel it was meant for
+/// judged under the default threshold: `ring_pair/tally`'s 3 % becoming 5 % lets one
+/// more instruction (+3.7 %) through.
+fn require_thresholds_apply(config: &Config, config_path: &Path) -> Result<()> {
+    let unused: Vec<&str> = config
+        .overrides
+        .keys()
+        .filter(|key| {
+            !config.gate.iter().any(|id| match key.strip_suffix('*') {
+                Some(prefix) => id.starts_with(prefix),
+                None => id == *key,
+            })
+        })
+        .map(String::as_str)
+        .collect();
+    if unused.is_empty() {
+        return Ok(());
+    }
+    Err(Error::bad_input(format!(
+        "{}: `thresholds` keys that match no kernel under `gate`: {}; fix the kernel id \
+         (exact, or a prefix ending in `*`) or remove the key, so that each threshold \
+         applies to the kernel it was written for",
+        config_path.display(),
+        unused.join(", ")
+    )))
 }
 
 /// Every gated kernel needs an instruction count in the baseline. Without one it would
@@ -418,6 +448,45 @@ mod tests {
             !md.exists() && !svg.exists(),
             "an earlier report survived: {err}"
         );
+    }
+
+    /// A threshold whose key matches no gated kernel (a typo, a renamed kernel) would be
+    /// ignored, and the kernel it was meant for gated at the default threshold instead.
+    #[test]
+    fn gate_refuses_thresholds_that_match_no_gated_kernel() {
+        let base = r#"{"schema":"tally-bench/1","commit":"c","machine":"m","results":[{"id":"ring/a","instructions":10},{"id":"ring/b","instructions":10}]}"#;
+        for (thresholds, unused) in [
+            (r#"{"ring/c": 3}"#, Some("ring/c")),
+            (r#"{"ring/": 3}"#, Some("ring/")),
+            (r#"{"mpc/*": 3, "ring/a": 3}"#, Some("mpc/*")),
+            (r#"{"ring/*": 3, "ring/a": 2}"#, None),
+        ] {
+            let config = format!(
+                r#"{{"schema":"tally-bench-config/1","thresholds":{thresholds},"gate":["ring/a","ring/b"]}}"#
+            );
+            let err = gate(
+                Path::new("/nonexistent"),
+                &scratch("unused-threshold", &config, Some(base)),
+            )
+            .unwrap_err();
+            match unused {
+                Some(key) => {
+                    assert_eq!(err.exit_code(), 2, "{thresholds}: {err}");
+                    assert!(err.to_string().contains(key), "{thresholds}: {err}");
+                    assert!(err.to_string().contains("thresholds"), "{err}");
+                }
+                // Keys that all apply get past the check (and then fail to build in a
+                // workspace that does not exist).
+                None => assert!(!err.to_string().contains("match no kernel"), "{err}"),
+            }
+        }
+    }
+
+    #[test]
+    fn committed_gate_thresholds_apply_to_gated_kernels() {
+        let root = crate::util::workspace_root();
+        let config = Config::load(&root.join(GATE_CONFIG)).unwrap();
+        require_thresholds_apply(&config, Path::new(GATE_CONFIG)).unwrap();
     }
 
     #[test]
