@@ -95,8 +95,18 @@ pub fn pair_loop(queue: Queue, iters: u64) -> u64 {
 
 /// Single thread: `iters` rounds of one batch of [`BATCH`] values (`round * BATCH + k`)
 /// pushed with the queue's slice API and popped into a slice; returns the sum popped
-/// (the sum of `0..iters * BATCH` when every item went through). crossbeam's
-/// `ArrayQueue` has no slice API, so its batch is a loop of single pushes and pops.
+/// (the sum of `0..iters * BATCH` when every item went through), or `u64::MAX` when a
+/// push or pop moved fewer than [`BATCH`] items or the last batch did not come out item
+/// for item in the order it went in. crossbeam's `ArrayQueue` has no slice API, so its
+/// batch is a loop of single pushes and pops.
+///
+/// The sum proves that each round popped that round's values (a pop that wrote nothing
+/// leaves the previous round's, a stale slot an earlier lap's, and either changes the
+/// sum), but not their order: a batch whose items came out swapped, or a whole line of
+/// slots copied to the wrong place, adds up the same. So the last round's batch, still in
+/// `src` and `dst` when the loop ends, is compared item by item: once per run, a cost
+/// that cancels in the difference of two runs, so the per-iteration count is still that
+/// of the loop alone.
 pub fn batch_loop(queue: Queue, iters: u64) -> u64 {
     let mut src = [0u64; BATCH];
     let mut dst = [0u64; BATCH];
@@ -149,7 +159,16 @@ pub fn batch_loop(queue: Queue, iters: u64) -> u64 {
             }
         }
     }
+    if !batch_in_order(&src, &dst) {
+        return u64::MAX;
+    }
     sum
+}
+
+/// Whether `popped` holds the items of `pushed`, each one in its place.
+#[inline(never)]
+pub fn batch_in_order(pushed: &[u64; BATCH], popped: &[u64; BATCH]) -> bool {
+    pushed == popped
 }
 
 /// Called on every failed attempt of a spin loop: a PAUSE, and once every 1,024
@@ -857,8 +876,8 @@ pub fn ping_pong(kind: PingPong, rounds: u64, mut samples: Option<&mut [u32]>) -
 #[cfg(test)]
 mod tests {
     use super::{
-        PingPong, Queue, SingleVariant, expected_sum, pair_loop, ping_pong, throughput,
-        throughput_variant,
+        BATCH, PingPong, Queue, SingleVariant, batch_in_order, batch_loop, expected_sum, pair_loop,
+        ping_pong, throughput, throughput_variant,
     };
 
     /// Every workload runs a few thousand items through every queue: each one checks
@@ -891,6 +910,38 @@ mod tests {
         if let Err(e) = finished.recv_timeout(std::time::Duration::from_mins(2)) {
             panic!("the workloads did not finish ({e}): a check failed or a queue lost an item");
         }
+    }
+
+    /// The batch kernels move every item for every queue, also once the positions wrap
+    /// around the ring (more than `CAPACITY / BATCH` rounds), and 0 rounds sum to 0.
+    #[test]
+    fn every_batch_loop_moves_its_items() {
+        for q in Queue::ALL {
+            for iters in [0u64, 1, 3, 4, 5, 9, 17] {
+                assert_eq!(
+                    batch_loop(q, iters),
+                    expected_sum(iters * BATCH as u64),
+                    "{} after {iters} rounds",
+                    q.name()
+                );
+            }
+        }
+    }
+
+    /// A batch whose items came out in another order adds up to the same sum; the order
+    /// check refuses it.
+    #[test]
+    fn a_batch_out_of_order_adds_up_but_is_refused() {
+        let pushed: [u64; BATCH] = std::array::from_fn(|k| 3 * BATCH as u64 + k as u64);
+        let mut popped = pushed;
+        popped.swap(3, 200);
+        let sum = |b: &[u64; BATCH]| b.iter().fold(0u64, |s, v| s.wrapping_add(*v));
+        assert_eq!(sum(&popped), sum(&pushed));
+        assert!(!batch_in_order(&pushed, &popped));
+        popped.rotate_left(7);
+        assert_eq!(sum(&popped), sum(&pushed));
+        assert!(!batch_in_order(&pushed, &popped));
+        assert!(batch_in_order(&pushed, &pushed));
     }
 
     #[test]
