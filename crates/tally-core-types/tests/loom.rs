@@ -171,6 +171,97 @@ fn uneven_groups_wrap() {
     });
 }
 
+/// The whole-group loops of `push_slice` and `pop_slice`. A 4-slot ring of `u32`
+/// (groups of 3 and 1 under loom) is started at position 4 (set up before the model's
+/// threads), so the first group holds stamps a lap old; the producer then pushes a
+/// slice of 3, which fills that group whole, and a slice of 1, while the consumer takes
+/// the first item by a single pop (polling the stamp the whole-group loop stores) and
+/// the rest by batch pops of up to 3.
+#[test]
+fn whole_group_slices_after_a_lap() {
+    assert_eq!(SpscRing::<u32, 4>::SLOTS_PER_GROUP, 3);
+    loom::model(|| {
+        let ring = Box::leak(Box::new(SpscRing::<u32, 4>::new()));
+        {
+            let (mut p, mut c) = ring.split();
+            assert_eq!(p.push_slice(&[0, 1, 2, 3]), 4);
+            assert_eq!(c.pop_slice(&mut [0; 4]), 4);
+        }
+        let (mut p, mut c) = ring.split();
+        let t = thread::spawn(move || {
+            for chunk in [&[10u32, 11, 12][..], &[13]] {
+                let mut sent = 0;
+                while sent < chunk.len() {
+                    sent += p.push_slice(&chunk[sent..]);
+                    if sent < chunk.len() {
+                        thread::yield_now();
+                    }
+                }
+            }
+        });
+        let mut got = Vec::new();
+        let mut buf = [0u32; 3];
+        while got.len() < 4 {
+            let k = if got.is_empty() {
+                usize::from(c.pop().map(|v| buf[0] = v).is_some())
+            } else {
+                c.pop_slice(&mut buf)
+            };
+            got.extend_from_slice(&buf[..k]);
+            if k == 0 {
+                thread::yield_now();
+            }
+        }
+        assert_eq!(got, [10, 11, 12, 13]);
+        t.join().unwrap();
+        assert!(c.pop().is_none());
+    });
+}
+
+/// The wrap after [`whole_group_slices_after_a_lap`]: the producer pushes 0..7 in
+/// slices of 3, 1 and 3 into the same ring from position 0, so the last slice fills the
+/// first group whole again only once the consumer has released it. The consumer takes
+/// batch pops of up to 3 (the first empties the first group whole) but a single pop at
+/// 4, which polls the stamp of the group the last slice fills. Bounded to three
+/// preemptions to keep the run short (both an early stamp in the push loop and an early
+/// `head` in the pop loop fail within it).
+#[test]
+fn whole_group_slices_wrap() {
+    let mut builder = loom::model::Builder::new();
+    builder.preemption_bound = Some(3);
+    builder.check(|| {
+        let ring = Box::leak(Box::new(SpscRing::<u32, 4>::new()));
+        let (mut p, mut c) = ring.split();
+        let t = thread::spawn(move || {
+            for chunk in [&[0u32, 1, 2][..], &[3], &[4, 5, 6]] {
+                let mut sent = 0;
+                while sent < chunk.len() {
+                    sent += p.push_slice(&chunk[sent..]);
+                    if sent < chunk.len() {
+                        thread::yield_now();
+                    }
+                }
+            }
+        });
+        let mut got = Vec::new();
+        let mut buf = [0u32; 3];
+        while got.len() < 7 {
+            let k = if got.len() == 4 {
+                usize::from(c.pop().map(|v| buf[0] = v).is_some())
+            } else {
+                c.pop_slice(&mut buf)
+            };
+            got.extend_from_slice(&buf[..k]);
+            if k == 0 {
+                thread::yield_now();
+            }
+        }
+        assert_eq!(got, [0, 1, 2, 3, 4, 5, 6]);
+        t.join().unwrap();
+        assert!(c.pop().is_none());
+    });
+}
+
 /// Items too wide to share a line: each group is one stamp and one slot (the layout
 /// for values over 28 bytes), so every single pop publishes `head`. Single pushes, then
 /// single and batch pops in turn.
