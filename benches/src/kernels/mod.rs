@@ -63,6 +63,15 @@ impl Kernel {
     }
 }
 
+/// Whether a verification accepts the genuine input (`verifies(true)`) and refuses a
+/// tampered one (`verifies(false)`). A verification kernel's checksum counts the
+/// verifications that passed, which a verifier that skipped its work and answered "valid"
+/// would pass too; so each checks this once before its loop, a cost that cancels in the
+/// difference of two runs, and returns 0 (a wrong checksum) when it fails.
+pub fn tells_apart(verifies: impl Fn(bool) -> bool) -> bool {
+    verifies(true) && !verifies(false)
+}
+
 /// Every kernel, from every crate's module.
 pub fn all() -> impl Iterator<Item = &'static Kernel> {
     core_types::KERNELS
@@ -110,6 +119,28 @@ mod tests {
                     panic!("{e}");
                 }
             }
+        }
+    }
+
+    /// A verifier that accepts everything (or nothing) is refused before it is counted.
+    #[test]
+    fn a_verifier_that_does_not_verify_is_refused() {
+        assert!(super::tells_apart(|genuine| genuine));
+        assert!(!super::tells_apart(|_| true));
+        assert!(!super::tells_apart(|_| false));
+        // Each Tally verification kernel makes the check: with every verification
+        // passing, its checksum is the expected one.
+        for id in [
+            "mpc/bip340_verify/tally_cold",
+            "mpc/bip340_verify/tally_precomputed",
+            "mpc/bip340_batch8/tally",
+            "mpc/frost_share3/tally",
+            "mpc/frost_share3/tally_precomputed",
+            "mpc/frost_verify/tally",
+            "mpc/frost_verify/tally_precomputed",
+        ] {
+            let k = super::find(id).unwrap();
+            assert!(k.run_checked(1).is_ok(), "{id}");
         }
     }
 

@@ -19,7 +19,7 @@
     reason = "bench fixtures"
 )]
 
-use super::Kernel;
+use super::{Kernel, tells_apart};
 use std::collections::BTreeMap;
 use std::hint::black_box;
 use tally_mpc::bip340;
@@ -104,10 +104,26 @@ pub fn k256_parse(
 
 const FIXTURES: usize = 64;
 
+/// `msg` with one bit flipped: a message the signature does not sign.
+fn flipped(msg: &[u8]) -> Vec<u8> {
+    let mut m = msg.to_vec();
+    if let Some(b) = m.first_mut() {
+        *b ^= 1;
+    }
+    m
+}
+
 fn verify_tally_cold(iters: u64) -> u64 {
     let cases = bip340_cases(FIXTURES, false);
     let parsed = tally_parse(&cases);
     tally_mpc::warm_up();
+    let bad = flipped(&cases[0].msg);
+    if !tells_apart(|genuine| {
+        let msg: &[u8] = if genuine { &cases[0].msg } else { &bad };
+        bip340::verify(&parsed[0].0, msg, &parsed[0].1).is_ok()
+    }) {
+        return 0;
+    }
     let mut ok = 0;
     for i in 0..iters as usize {
         let (pk, sig) = &parsed[i % FIXTURES];
@@ -123,6 +139,13 @@ fn verify_tally_precomputed(iters: u64) -> u64 {
     let parsed = tally_parse(&cases);
     let pre = bip340::PrecomputedKey::new(&parsed[0].0);
     tally_mpc::warm_up();
+    let bad = flipped(&cases[0].msg);
+    if !tells_apart(|genuine| {
+        let msg: &[u8] = if genuine { &cases[0].msg } else { &bad };
+        pre.verify(msg, &parsed[0].1).is_ok()
+    }) {
+        return 0;
+    }
     let mut ok = 0;
     for i in 0..iters as usize {
         let (_, sig) = &parsed[i % FIXTURES];
@@ -169,6 +192,20 @@ pub fn batch_tally(n: usize, one_key: bool, iters: u64) -> u64 {
     let cases = bip340_cases(n, one_key);
     let parsed = tally_parse(&cases);
     tally_mpc::warm_up();
+    // The last signature checked against another message: the whole batch must fail.
+    let bad = cases.last().map(|c| flipped(&c.msg)).unwrap_or_default();
+    if !tells_apart(|genuine| {
+        let mut b = bip340::BatchVerifier::with_capacity(n);
+        for (k, ((pk, sig), c)) in parsed.iter().zip(&cases).enumerate() {
+            let msg: &[u8] = if !genuine && k + 1 == n { &bad } else { &c.msg };
+            if b.push(pk, msg, sig).is_err() {
+                return false;
+            }
+        }
+        b.verify().is_ok()
+    }) {
+        return 0;
+    }
     let mut batch = bip340::BatchVerifier::with_capacity(n);
     let mut ok = 0;
     for _ in 0..iters {
@@ -315,10 +352,35 @@ pub fn tally_sessions(sessions: &[FrostSession]) -> Vec<TallySession> {
 
 const FROST_FIXTURES: usize = 16;
 
+/// Whether `verify(package, key, id, verifying share, share)` accepts the first share of
+/// the first session and refuses the second signer's share under the first signer's id.
+fn share_check_tells_apart(
+    sessions: &[FrostSession],
+    ts: &[TallySession],
+    verify: impl Fn(
+        &frost::SigningPackage<'_>,
+        &frost::VerifyingKey,
+        frost::Identifier,
+        &frost::VerifyingShare,
+        &frost::SignatureShare,
+    ) -> bool,
+) -> bool {
+    let (s, t) = (&sessions[0], &ts[0]);
+    let pkg = frost::SigningPackage::new(&s.msg, &t.commitments).unwrap();
+    let (id, z, y) = &t.shares[0];
+    let other = &t.shares[1].1;
+    tells_apart(|genuine| verify(&pkg, &t.vk, *id, y, if genuine { z } else { other }))
+}
+
 fn frost_share3_tally(iters: u64) -> u64 {
     let sessions = frost_sessions(FROST_FIXTURES);
     let ts = tally_sessions(&sessions);
     tally_mpc::warm_up();
+    if !share_check_tells_apart(&sessions, &ts, |pkg, vk, id, y, z| {
+        frost::verify_signature_share(pkg, vk, id, y, z).is_ok()
+    }) {
+        return 0;
+    }
     let mut ok = 0;
     for i in 0..iters as usize {
         let (s, t) = (&sessions[i % FROST_FIXTURES], &ts[i % FROST_FIXTURES]);
@@ -423,6 +485,11 @@ fn frost_share3_tally_precomputed(iters: u64) -> u64 {
                 .or_insert_with(|| frost::PrecomputedVerifyingShare::new(y));
         }
     }
+    if !share_check_tells_apart(&sessions, &ts, |pkg, vk, id, y, z| {
+        tables[&y.to_bytes()].verify_share(pkg, vk, id, z).is_ok()
+    }) {
+        return 0;
+    }
     let pre: Vec<Vec<&frost::PrecomputedVerifyingShare>> = ts
         .iter()
         .map(|t| {
@@ -460,6 +527,13 @@ fn frost_verify_tally(iters: u64) -> u64 {
     let ts = tally_sessions(&sessions);
     let sigs = frost_signatures(&ts, &sessions);
     tally_mpc::warm_up();
+    let bad = flipped(&sessions[0].msg);
+    if !tells_apart(|genuine| {
+        let msg = if genuine { &sessions[0].msg } else { &bad };
+        frost::verify(&ts[0].vk, msg, &sigs[0]).is_ok()
+    }) {
+        return 0;
+    }
     let mut ok = 0;
     for i in 0..iters as usize {
         let k = i % FROST_FIXTURES;
@@ -474,6 +548,13 @@ fn frost_verify_tally_precomputed(iters: u64) -> u64 {
     let sigs = frost_signatures(&ts, &sessions);
     let pre = frost::PrecomputedVerifyingKey::new(&ts[0].vk);
     tally_mpc::warm_up();
+    let bad = flipped(&sessions[0].msg);
+    if !tells_apart(|genuine| {
+        let msg = if genuine { &sessions[0].msg } else { &bad };
+        pre.verify(msg, &sigs[0]).is_ok()
+    }) {
+        return 0;
+    }
     let mut ok = 0;
     for i in 0..iters as usize {
         let k = i % FROST_FIXTURES;
