@@ -57,7 +57,9 @@ pub enum CoreError {
         current: u32,
     },
     /// A frame id or offset outside the pool.
-    #[error("frame id {id} is out of range: this pool has frames 0..{capacity}")]
+    #[error(
+        "frame id {id} is out of range: this pool has frames 0..{capacity}; use only ids and offsets that this pool handed out (an id or offset from another pool, or a corrupted descriptor, lands here)"
+    )]
     FrameOutOfRange {
         /// The offending id.
         id: u64,

@@ -551,10 +551,18 @@ mod tests {
             }),
             Err(CoreError::FrameOutOfRange { .. })
         ));
-        assert!(matches!(
-            p.id_at_offset(4 * 2048),
-            Err(CoreError::FrameOutOfRange { .. })
-        ));
+        let outside = p.id_at_offset(4 * 2048).unwrap_err();
+        assert!(
+            matches!(outside, CoreError::FrameOutOfRange { id: 4, capacity: 4 }),
+            "{outside:?}"
+        );
+        // The message says what to do, as every `CoreError` message does.
+        assert!(
+            outside
+                .to_string()
+                .contains("use only ids and offsets that this pool handed out"),
+            "{outside}"
+        );
         assert_eq!(p.free_count(), 4);
     }
 
