@@ -197,8 +197,9 @@ fn ctrl_c_leaves_no_worktree_behind() {
         std::thread::sleep(Duration::from_millis(20));
     }
     // Ctrl-C: SIGINT to the whole process group (xtask, git, cargo, ...).
-    let status = Command::new("kill")
-        .args(["-s", "INT", "--", &format!("-{}", xtask.id())])
+    // The shell's `kill` builtin: a minimal image may have no kill executable.
+    let status = Command::new("sh")
+        .args(["-c", &format!("kill -s INT -- -{}", xtask.id())])
         .status()
         .unwrap();
     assert!(status.success(), "kill failed");
