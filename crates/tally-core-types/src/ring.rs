@@ -7,7 +7,11 @@
 //! - Slots are laid out in *groups*: one 64-byte cache line holds a *stamp* followed by
 //!   as many values as fit ([`SpscRing::SLOTS_PER_GROUP`]; on 64-bit targets 7 for a
 //!   `u64`, 14 for a `u32`, and one for values over 28 bytes, where a group is one stamp
-//!   and one value).
+//!   and one value). Groups of one slot are not padded to a line: they follow each other
+//!   at the stamp's and the value's alignment (48 bytes apart for a 40-byte value), so
+//!   such a group may straddle two lines and share them with its neighbours; the
+//!   one-line hand-over below holds for groups of several slots and for values aligned
+//!   to a line.
 //!   The stamp is the producer's position after the last value it wrote into the group.
 //!   [`Consumer::pop`] checks the stamp of the group it reads instead of loading the
 //!   producer's `tail`, so handing over one item moves **one** cache line between the
@@ -1138,6 +1142,8 @@ mod tests {
         assert_eq!(SpscRing::<(), 1024>::SLOTS_PER_GROUP, 64);
         assert_eq!(SpscRing::<CachePadded<u8>, 8>::SLOTS_PER_GROUP, 1);
         assert_eq!(SpscRing::<u64, 1024>::STRIDE, 64);
+        // One-slot groups are not padded to a line (the module docs).
+        assert_eq!(SpscRing::<[u8; 40], 16>::STRIDE, 48);
         assert_eq!(SpscRing::<u64, 1024>::GROUPS, 147);
         assert_eq!(SpscRing::<u64, 1024>::LAST_LEN, 2);
     }
