@@ -138,6 +138,8 @@ mod tests {
             "mpc/frost_share3/tally_precomputed",
             "mpc/frost_verify/tally",
             "mpc/frost_verify/tally_precomputed",
+            "mpc/frost_coord32/tally_signatures",
+            "mpc/frost_coord32/tally_shares",
         ] {
             let k = super::find(id).unwrap();
             assert!(k.run_checked(1).is_ok(), "{id}");

@@ -593,7 +593,59 @@ pub const COORD_SESSIONS: usize = 32;
 /// batch and sum them without a second check. Per iteration: one batch; divide by 32
 /// for a per-session figure.
 pub fn frost_coord(sessions: &[FrostSession], signatures: bool, iters: u64) -> u64 {
+    if !coord_batches_tell_apart(sessions) {
+        return 0;
+    }
     Coord::new(sessions).run(signatures, iters)
+}
+
+/// Whether the coordinator's two batch verifications refuse a batch with one bad entry:
+/// the first session's aggregate against another message (`SignatureBatchVerifier`, as
+/// `tally_signatures` uses it), and its first signer's id with the second signer's share
+/// (`ShareBatchVerifier`, as `tally_shares`). The kernels' checksum counts batches that
+/// verified, which a batch that skipped its work and answered "valid" would pass too;
+/// [`frost_coord`] checks this once, before its loop.
+fn coord_batches_tell_apart(sessions: &[FrostSession]) -> bool {
+    let ts = tally_sessions(sessions);
+    let Some(first) = ts.first() else {
+        return false;
+    };
+    let vk = &first.vk;
+    let pre = frost::PrecomputedVerifyingKey::new(vk);
+    let sigs = frost_signatures(&ts, sessions);
+    let bad = flipped(&sessions[0].msg);
+    let signatures = tells_apart(|genuine| {
+        let mut b = frost::SignatureBatchVerifier::with_capacity(sessions.len());
+        for (k, (s, sig)) in sessions.iter().zip(&sigs).enumerate() {
+            let msg = if !genuine && k == 0 { &bad } else { &s.msg };
+            if b.push_precomputed(&pre, msg, sig).is_err() {
+                return false;
+            }
+        }
+        b.verify().is_ok()
+    });
+    let pkgs: Vec<frost::SigningPackage<'_>> = sessions
+        .iter()
+        .zip(&ts)
+        .map(|(s, t)| frost::SigningPackage::new(&s.msg, &t.commitments).unwrap())
+        .collect();
+    let shares = tells_apart(|genuine| {
+        let mut b = frost::ShareBatchVerifier::with_capacity(3 * sessions.len());
+        for (k, (p, t)) in pkgs.iter().zip(&ts).enumerate() {
+            for (j, (id, z, y)) in t.shares.iter().enumerate() {
+                let z = if !genuine && k == 0 && j == 0 {
+                    &t.shares[1].1
+                } else {
+                    z
+                };
+                if b.push(p, vk, *id, y, z).is_err() {
+                    return false;
+                }
+            }
+        }
+        b.verify().is_ok()
+    });
+    signatures && shares
 }
 
 /// The set-up of [`frost_coord`] (group key and its precomputed table, verifying shares,
