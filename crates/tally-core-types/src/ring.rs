@@ -1389,6 +1389,8 @@ mod wrap_tests {
         Pop,
         PushIter(usize),
         PopEach(usize),
+        PushSlice(usize),
+        PopSlice(usize),
         Release,
         Resplit,
     }
@@ -1399,9 +1401,28 @@ mod wrap_tests {
             4 => Just(Op::Pop),
             1 => (0usize..40).prop_map(Op::PushIter),
             1 => (0usize..40).prop_map(Op::PopEach),
+            1 => (0usize..40).prop_map(Op::PushSlice),
+            1 => (0usize..40).prop_map(Op::PopSlice),
             1 => Just(Op::Release),
             1 => Just(Op::Resplit),
         ]
+    }
+
+    /// Each half's cursor is the one of its position (every path leaves them in step).
+    fn in_step<T, const N: usize>(
+        p: &Producer<'_, T, N>,
+        c: &Consumer<'_, T, N>,
+    ) -> Result<(), TestCaseError> {
+        for (cursor, position) in [(p.cursor, p.tail), (c.cursor, c.head)] {
+            let want = SpscRing::<T, N>::cursor(position);
+            prop_assert_eq!(
+                (cursor.group, cursor.value, cursor.left),
+                (want.group, want.value, want.left),
+                "cursor of position {}",
+                position
+            );
+        }
+        Ok(())
     }
 
     /// Runs `ops` on a ring starting `before` positions below `usize::MAX + 1` and checks
@@ -1439,9 +1460,23 @@ mod wrap_tests {
                         let want: Vec<u64> = model.drain(..n.min(model.len())).collect();
                         prop_assert_eq!(got, want);
                     }
+                    Op::PushSlice(k) => {
+                        let items: Vec<u64> = (next..next + *k as u64).collect();
+                        let n = p.push_slice(&items);
+                        model.extend(next..next + n as u64);
+                        next += n as u64;
+                    }
+                    Op::PopSlice(k) => {
+                        let mut got = vec![0u64; *k];
+                        let n = c.pop_slice(&mut got);
+                        got.truncate(n);
+                        let want: Vec<u64> = model.drain(..n.min(model.len())).collect();
+                        prop_assert_eq!(got, want);
+                    }
                     Op::Release => c.release(),
                     Op::Resplit => break,
                 }
+                in_step(&p, &c)?;
                 prop_assert_eq!(c.len(), model.len());
                 prop_assert!(p.len() >= model.len() && p.len() <= N);
             }
@@ -1466,6 +1501,7 @@ mod wrap_tests {
             check::<16>(before, &ops)?;
             check::<32>(before, &ops)?;
             check::<4>(before, &ops)?;
+            check::<64>(before, &ops)?;
         }
     }
 }
