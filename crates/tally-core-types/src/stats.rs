@@ -19,7 +19,10 @@
 
 use crate::sync::{AtomicU64, Ordering};
 
-/// A monotonically increasing `u64` written by one thread and read by any.
+/// A `u64` written by one thread and read by any: a count that only goes up (wrapping
+/// past `u64::MAX`) through [`Counter::add`] and [`Counter::incr`], or a gauge that
+/// [`Counter::set`] may also lower. A reader never sees an older value than one it saw
+/// before, which for a gauge is not always a smaller one.
 ///
 /// ```
 /// use tally_core_types::Counter;
