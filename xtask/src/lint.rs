@@ -22,12 +22,19 @@ pub fn deny_installed() -> bool {
 }
 
 /// Runs every lint step in the workspace at `root`; a missing cargo-deny fails the lint
-/// when `CI` is set (`.ci/run` installs it) and is skipped with a hint otherwise.
+/// when `CI` is set to something (`.ci/run` installs it) and is skipped with a hint
+/// otherwise.
 ///
 /// # Errors
 /// `Failed` listing the steps that failed.
 pub fn lint(root: &Path) -> Result<()> {
-    lint_with(root, std::env::var_os("CI").is_some())
+    lint_with(root, on_ci(std::env::var_os("CI").as_deref()))
+}
+
+/// Whether a `CI` variable with this value means "on CI": set and not empty, as
+/// `cargo xtask ci` and `.ci/run` (`${CI:-true}`) read it.
+fn on_ci(value: Option<&std::ffi::OsStr>) -> bool {
+    value.is_some_and(|v| !v.is_empty())
 }
 
 /// [`lint`], with `require_deny` deciding whether a missing cargo-deny fails it.
@@ -96,5 +103,21 @@ pub fn lint_with(root: &Path, require_deny: bool) -> Result<()> {
             "lint steps failed: {} (rerun one with `cargo xtask lint` after fixing; `cargo fmt --all` fixes formatting)",
             failed.join(", ")
         )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::on_ci;
+    use std::ffi::OsStr;
+
+    /// An empty `CI=` is unset, as for `cargo xtask ci` and `.ci/run`; it used to make the
+    /// lint require cargo-deny where those two did not.
+    #[test]
+    fn empty_ci_is_not_ci() {
+        assert!(!on_ci(None));
+        assert!(!on_ci(Some(OsStr::new(""))));
+        assert!(on_ci(Some(OsStr::new("true"))));
+        assert!(on_ci(Some(OsStr::new("1"))));
     }
 }
