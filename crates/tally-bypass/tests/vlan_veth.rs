@@ -140,27 +140,7 @@ fn afpacket_filter_drops_vlan_tagged_frames() {
         return;
     };
     let cfg = pair.config().clone();
-    let flow = UdpFlow {
-        src_mac: cfg.mac_a,
-        dst_mac: cfg.mac_b,
-        src: SocketAddrV4::new(cfg.ip_a, 40000),
-        dst: SocketAddrV4::new(cfg.ip_b, PORT),
-    };
-    let mut plain = vec![0u8; 256];
-    let n = build_udp(&mut plain, &flow, b"untagged", 1).unwrap();
-    plain.truncate(n);
-    // An 802.1Q tag (priority 5, VLAN `vid`) after the MAC addresses.
-    let tagged = |payload: &[u8], vid: u8| {
-        let mut src = vec![0u8; 256];
-        let n = build_udp(&mut src, &flow, payload, 2).unwrap();
-        let mut f = src[..12].to_vec();
-        f.extend_from_slice(&[0x81, 0x00, 0xa0, vid]);
-        f.extend_from_slice(&src[12..n]);
-        f
-    };
-    let vlan100 = tagged(b"vlan-100", 100);
-    // Priority-tagged (VLAN 0) frames belong to the untagged interface.
-    let prio = tagged(b"priority", 0);
+    let sent = frames(&cfg);
 
     let (ready_tx, ready_rx) = mpsc::channel();
     let ifb = cfg.if_b.clone();
@@ -186,25 +166,7 @@ fn afpacket_filter_drops_vlan_tagged_frames() {
         got
     });
     ready_rx.recv_timeout(Duration::from_secs(10)).unwrap();
-    let ifa = cfg.if_a.clone();
-    pair.run_in(Side::A, move || {
-        let config = PacketConfig {
-            udp_ports: vec![],
-            reserve_ports: false,
-            ..PacketConfig::default()
-        };
-        let mut tx = PacketSocket::open(&ifa, &config).expect("open sender");
-        for f in [&vlan100, &prio, &plain] {
-            tx.send_frame(&mut |buf| {
-                buf[..f.len()].copy_from_slice(f);
-                f.len()
-            })
-            .unwrap();
-            tx.flush().unwrap();
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    })
-    .unwrap();
+    send_from_a(&pair, sent);
     let got = rx.join().unwrap().unwrap();
     assert_eq!(
         got,
