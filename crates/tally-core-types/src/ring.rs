@@ -985,7 +985,7 @@ impl<T, const N: usize> Consumer<'_, T, N> {
     /// Moves up to `max` ready items out through `f`, then publishes `head`. Returns how
     /// many.
     #[inline]
-    fn take_run(&mut self, max: usize, mut f: impl FnMut(usize, T)) -> usize {
+    fn take_run(&mut self, max: usize, mut f: impl FnMut(T)) -> usize {
         let n = self.ready_for(max);
         let done = Done(self);
         let c = &mut *done.0;
@@ -1001,7 +1001,7 @@ impl<T, const N: usize> Consumer<'_, T, N> {
                 let value = unsafe { c.groups.cell_after(&cursor, j) }
                     .with_mut(|p| unsafe { (*p).assume_init_read() });
                 c.head = c.head.wrapping_add(1);
-                f(k + j, value);
+                f(value);
             }
             SpscRing::<T, N>::advance_by(&mut cursor, run);
             k += run;
@@ -1059,8 +1059,8 @@ impl<T, const N: usize> Consumer<'_, T, N> {
 
     /// Moves up to `max` items out, calling `f` on each in order, publishing once.
     /// Returns how many.
-    pub fn pop_each(&mut self, max: usize, mut f: impl FnMut(T)) -> usize {
-        self.take_run(max, |_, v| f(v))
+    pub fn pop_each(&mut self, max: usize, f: impl FnMut(T)) -> usize {
+        self.take_run(max, f)
     }
 
     /// Number of items in the ring as seen by the consumer.
