@@ -73,6 +73,18 @@ fn commit_with_work(repo: &Path, work: u64) -> String {
     git(repo, &["rev-parse", "HEAD"])
 }
 
+/// A fresh git repository at `repo` holding the bench workspace in two commits, whose
+/// kernel does 8 and then 12 units of work per iteration; returns both commit ids.
+fn two_commit_repo(repo: &Path) -> (String, String) {
+    let _ = std::fs::remove_dir_all(repo);
+    std::fs::create_dir_all(repo.join("benches/src/bin")).unwrap();
+    std::fs::write(repo.join("Cargo.toml"), WORKSPACE).unwrap();
+    std::fs::write(repo.join("benches/Cargo.toml"), PACKAGE).unwrap();
+    std::fs::write(repo.join(".gitignore"), "/target\n").unwrap();
+    git(repo, &["init", "-q"]);
+    (commit_with_work(repo, 8), commit_with_work(repo, 12))
+}
+
 fn compare(repo: &Path, base: &str, head: &str) -> (i32, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
         .env_remove("CARGO_TARGET_DIR")
@@ -102,14 +114,7 @@ fn refs_are_built_in_worktrees_and_compared() {
         return;
     }
     let repo = std::env::temp_dir().join(format!("xtask-refs-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&repo);
-    std::fs::create_dir_all(repo.join("benches/src/bin")).unwrap();
-    std::fs::write(repo.join("Cargo.toml"), WORKSPACE).unwrap();
-    std::fs::write(repo.join("benches/Cargo.toml"), PACKAGE).unwrap();
-    std::fs::write(repo.join(".gitignore"), "/target\n").unwrap();
-    git(&repo, &["init", "-q"]);
-    let c1 = commit_with_work(&repo, 8);
-    let c2 = commit_with_work(&repo, 12);
+    let (c1, c2) = two_commit_repo(&repo);
 
     let (code, out) = compare(&repo, &c1, &c2);
     assert_eq!(code, 1, "head does 1.5x the work per iteration:\n{out}");
@@ -163,14 +168,7 @@ fn ctrl_c_leaves_no_worktree_behind() {
     use std::time::{Duration, Instant};
 
     let repo = std::env::temp_dir().join(format!("xtask-refs-ctrl-c-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&repo);
-    std::fs::create_dir_all(repo.join("benches/src/bin")).unwrap();
-    std::fs::write(repo.join("Cargo.toml"), WORKSPACE).unwrap();
-    std::fs::write(repo.join("benches/Cargo.toml"), PACKAGE).unwrap();
-    std::fs::write(repo.join(".gitignore"), "/target\n").unwrap();
-    git(&repo, &["init", "-q"]);
-    let c1 = commit_with_work(&repo, 8);
-    let c2 = commit_with_work(&repo, 12);
+    let (c1, c2) = two_commit_repo(&repo);
 
     // In a process group of its own, as a shell runs a foreground job.
     let mut xtask = Command::new(env!("CARGO_BIN_EXE_xtask"))

@@ -57,6 +57,20 @@ fn push_batches(p: &mut Producer<'_, u32, 2>, slice: bool) {
     }
 }
 
+/// Pushes each chunk whole with `push_slice` (several calls while the ring is full,
+/// yielding between them), chunk after chunk.
+fn push_chunks<const N: usize>(p: &mut Producer<'_, u32, N>, chunks: &[&[u32]]) {
+    for chunk in chunks {
+        let mut sent = 0;
+        while sent < chunk.len() {
+            sent += p.push_slice(&chunk[sent..]);
+            if sent < chunk.len() {
+                thread::yield_now();
+            }
+        }
+    }
+}
+
 /// Pops `n` items, with a single pop when `single(items so far)` and a batch pop of up
 /// to two otherwise, yielding while the ring is empty; the consumer's view of `len` must
 /// never go negative (wrap to a huge value) while the producer is mid-push.
@@ -189,15 +203,7 @@ fn whole_group_slices_after_a_lap() {
         }
         let (mut p, mut c) = ring.split();
         let t = thread::spawn(move || {
-            for chunk in [&[10u32, 11, 12][..], &[13]] {
-                let mut sent = 0;
-                while sent < chunk.len() {
-                    sent += p.push_slice(&chunk[sent..]);
-                    if sent < chunk.len() {
-                        thread::yield_now();
-                    }
-                }
-            }
+            push_chunks(&mut p, &[&[10u32, 11, 12][..], &[13]]);
         });
         let mut got = Vec::new();
         let mut buf = [0u32; 3];
@@ -233,15 +239,7 @@ fn whole_group_slices_wrap() {
         let ring = Box::leak(Box::new(SpscRing::<u32, 4>::new()));
         let (mut p, mut c) = ring.split();
         let t = thread::spawn(move || {
-            for chunk in [&[0u32, 1, 2][..], &[3], &[4, 5, 6]] {
-                let mut sent = 0;
-                while sent < chunk.len() {
-                    sent += p.push_slice(&chunk[sent..]);
-                    if sent < chunk.len() {
-                        thread::yield_now();
-                    }
-                }
-            }
+            push_chunks(&mut p, &[&[0u32, 1, 2][..], &[3], &[4, 5, 6]]);
         });
         let mut got = Vec::new();
         let mut buf = [0u32; 3];
