@@ -105,6 +105,39 @@ fn bip340_batch(c: &mut Criterion) {
     g.finish();
 }
 
+/// Batches of 64 with 0, 1, 2, 8 or 64 invalid signatures: Tally's batch verifier,
+/// which names the invalid ones, against libsecp256k1 checking each signature alone
+/// (which tells them apart by itself).
+fn bip340_culprits(c: &mut Criterion) {
+    tally_mpc::warm_up();
+    let mut g = c.benchmark_group("mpc/bip340_batch64_culprits");
+    let n = 64;
+    g.throughput(Throughput::Elements(n as u64));
+    for bad in [0usize, 1, 2, 8, 64] {
+        let fixture = fx::CulpritBatch::new(n, bad);
+        let libsecp = fx::libsecp_parse(&fixture.cases);
+        let mut batch = bip340::BatchVerifier::with_capacity(n);
+        assert!(fixture.run(&mut batch));
+        let one_by_one = || {
+            libsecp
+                .iter()
+                .zip(&fixture.msgs)
+                .filter(|((pk, sig), msg)| secp256k1::schnorr::verify(sig, msg, pk).is_err())
+                .count()
+        };
+        assert_eq!(one_by_one(), bad);
+        g.bench_with_input(BenchmarkId::new("tally", bad), &bad, |b, _| {
+            b.iter(|| fixture.run(black_box(&mut batch)));
+        });
+        g.bench_with_input(
+            BenchmarkId::new("libsecp256k1_one_by_one", bad),
+            &bad,
+            |b, _| b.iter(one_by_one),
+        );
+    }
+    g.finish();
+}
+
 fn frost_shares(c: &mut Criterion) {
     tally_mpc::warm_up();
     let sessions = fx::frost_sessions(fx::FROST_BATCH_SESSIONS);
@@ -225,6 +258,6 @@ fn frost_signatures(c: &mut Criterion) {
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(10).warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(2));
-    targets = bip340_single, bip340_batch, frost_shares, frost_signatures
+    targets = bip340_single, bip340_batch, bip340_culprits, frost_shares, frost_signatures
 }
 criterion_main!(benches);

@@ -218,6 +218,80 @@ pub fn batch_tally(n: usize, one_key: bool, iters: u64) -> u64 {
     ok
 }
 
+/// Indices of the `bad` entries [`batch_tally_culprits`] spoils in a batch of `n`: spread
+/// evenly, the first at 0.
+pub fn spoiled(n: usize, bad: usize) -> Vec<usize> {
+    if bad == 0 {
+        return Vec::new();
+    }
+    (0..bad).map(|k| k * n / bad).collect()
+}
+
+/// A batch of `n` BIP340 signatures of which `bad` are invalid (each checked against
+/// another message, at [`spoiled`]): the cases, Tally's parsed keys and signatures, the
+/// message each entry is checked against, and the spoiled indices.
+pub struct CulpritBatch {
+    /// The signatures, as libsecp256k1 made them.
+    pub cases: Vec<Bip340Case>,
+    /// Tally's parsed keys and signatures.
+    pub parsed: Vec<(bip340::XOnlyPublicKey, bip340::Signature)>,
+    /// The message each entry is checked against.
+    pub msgs: Vec<Vec<u8>>,
+    /// The invalid entries.
+    pub spoilt: Vec<usize>,
+}
+
+impl CulpritBatch {
+    /// The batch of `n` with `bad` invalid entries.
+    pub fn new(n: usize, bad: usize) -> Self {
+        let cases = bip340_cases(n, false);
+        let parsed = tally_parse(&cases);
+        let spoilt = spoiled(n, bad);
+        let msgs = cases
+            .iter()
+            .enumerate()
+            .map(|(k, c)| {
+                if spoilt.contains(&k) {
+                    flipped(&c.msg)
+                } else {
+                    c.msg.to_vec()
+                }
+            })
+            .collect();
+        Self {
+            cases,
+            parsed,
+            msgs,
+            spoilt,
+        }
+    }
+
+    /// Pushes the batch into `batch` (cleared first), verifies it, and returns whether
+    /// the culprits named are exactly the spoiled entries.
+    pub fn run<'a>(&'a self, batch: &mut bip340::BatchVerifier<'a>) -> bool {
+        batch.clear();
+        for ((pk, sig), msg) in self.parsed.iter().zip(&self.msgs) {
+            if batch.push(pk, msg, sig).is_err() {
+                return false;
+            }
+        }
+        match batch.verify() {
+            Ok(()) => self.spoilt.is_empty(),
+            Err(e) => e.invalid() == self.spoilt.as_slice(),
+        }
+    }
+}
+
+/// One batch of `n` with `bad` invalid entries ([`CulpritBatch`]) per iteration: push,
+/// verify, and compare the culprits the error names with the spoiled indices. Returns
+/// the number of iterations that named exactly those.
+pub fn batch_tally_culprits(n: usize, bad: usize, iters: u64) -> u64 {
+    let fixture = CulpritBatch::new(n, bad);
+    tally_mpc::warm_up();
+    let mut batch = bip340::BatchVerifier::with_capacity(n);
+    (0..iters).map(|_| u64::from(fixture.run(&mut batch))).sum()
+}
+
 /// A FROST session's inputs in bytes, made with `frost-secp256k1`.
 pub struct FrostSession {
     /// Message.
@@ -807,6 +881,26 @@ pub const KERNELS: &[Kernel] = &[
     Kernel {
         id: "mpc/bip340_batch1024/tally",
         run: |n| batch_tally(1024, false, n),
+        expect: |n| n,
+    },
+    Kernel {
+        id: "mpc/bip340_batch64_bad1/tally",
+        run: |n| batch_tally_culprits(64, 1, n),
+        expect: |n| n,
+    },
+    Kernel {
+        id: "mpc/bip340_batch64_bad8/tally",
+        run: |n| batch_tally_culprits(64, 8, n),
+        expect: |n| n,
+    },
+    Kernel {
+        id: "mpc/bip340_batch64_bad2/tally",
+        run: |n| batch_tally_culprits(64, 2, n),
+        expect: |n| n,
+    },
+    Kernel {
+        id: "mpc/bip340_batch64_bad64/tally",
+        run: |n| batch_tally_culprits(64, 64, n),
         expect: |n| n,
     },
     Kernel {

@@ -330,6 +330,129 @@ mod tests {
         assert!(PrecomputedKey::new(&key).verify(b"message", &sig).is_err());
     }
 
+    /// `n` signatures by distinct keys (libsecp256k1), with the messages they sign.
+    fn signed(n: usize) -> Vec<(XOnlyPublicKey, [u8; 32], Signature)> {
+        (0..n as u64)
+            .map(|i| {
+                let mut secret = [0u8; 32];
+                secret[..8].copy_from_slice(&(i + 1).to_be_bytes());
+                secret[31] = 1;
+                let kp = secp256k1::Keypair::from_secret_key(
+                    &secp256k1::SecretKey::from_secret_bytes(secret).unwrap(),
+                );
+                let mut msg = [0u8; 32];
+                msg[..8].copy_from_slice(&i.to_le_bytes());
+                let sig = secp256k1::schnorr::sign_no_aux_rand(&msg, &kp).to_byte_array();
+                let pk = kp.x_only_public_key().0.to_byte_array();
+                (
+                    XOnlyPublicKey::from_slice(&pk).unwrap(),
+                    msg,
+                    Signature::from_bytes(&sig).unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    /// Verifies `sigs` with the entries in `bad` checked against another message (with
+    /// `pointless`, every third of them gets an `r` with no curve point instead); returns
+    /// the culprits named and the number of weighted sums computed.
+    fn culprits(
+        sigs: &[(XOnlyPublicKey, [u8; 32], Signature)],
+        bad: &[usize],
+        pointless: bool,
+    ) -> (Vec<usize>, u64) {
+        let mut batch = BatchVerifier::with_capacity(sigs.len());
+        let flipped: Vec<[u8; 32]> = sigs
+            .iter()
+            .map(|(_, m, _)| {
+                let mut m = *m;
+                m[0] ^= 1;
+                m
+            })
+            .collect();
+        // Every third invalid entry is invalid at push time instead: its `r` is the x of
+        // no curve point, so it has no term and no range holding it has a sum.
+        let no_point = (5u8..=u8::MAX)
+            .map(|x| {
+                let mut b = [0u8; 32];
+                b[31] = x;
+                b
+            })
+            .find(|b| Affine::lift_x(&Affine::fe_from_bytes(b).unwrap(), false).is_none())
+            .unwrap();
+        let no_r_point: Vec<Signature> = sigs
+            .iter()
+            .map(|(_, _, sig)| {
+                let mut bytes = [0u8; 64];
+                bytes[..32].copy_from_slice(&no_point);
+                bytes[32..].copy_from_slice(&sig.to_bytes()[32..]);
+                Signature::from_bytes(&bytes).unwrap()
+            })
+            .collect();
+        for (i, (pk, msg, sig)) in sigs.iter().enumerate() {
+            match bad.iter().position(|&b| b == i) {
+                Some(k) if pointless && k % 3 == 2 => batch.push(pk, msg, &no_r_point[i]).unwrap(),
+                Some(_) => batch.push(pk, &flipped[i], sig).unwrap(),
+                None => batch.push(pk, msg, sig).unwrap(),
+            }
+        }
+        let named = match batch.verify() {
+            Ok(()) => Vec::new(),
+            Err(e) => e.invalid().to_vec(),
+        };
+        (named, batch.engine.checks)
+    }
+
+    /// Every pattern of invalid entries in a batch of 7 is named exactly, also with entries
+    /// that are invalid at push time among them.
+    #[test]
+    fn every_pattern_of_culprits_is_named() {
+        let sigs = signed(7);
+        for mask in 0u32..1 << sigs.len() {
+            let bad: Vec<usize> = (0..sigs.len()).filter(|i| mask >> i & 1 == 1).collect();
+            for pointless in [false, true] {
+                assert_eq!(
+                    culprits(&sigs, &bad, pointless).0,
+                    bad,
+                    "mask {mask:#09b}, pointless {pointless}"
+                );
+            }
+        }
+    }
+
+    /// The search for culprits computes one weighted sum per level for one invalid entry
+    /// (the other half's sum is a subtraction), and about one per entry when most
+    /// entries are invalid (it stops splitting once both halves of a range whose halves
+    /// both failed fail too). Splitting down to single entries, as the search once did,
+    /// took `2n - 1` sums for an all-invalid batch, each of a larger sub-batch: 5x the
+    /// cost of checking every signature alone for 64 entries; and `2 log2 n` for one
+    /// invalid entry at the front.
+    #[test]
+    fn the_search_checks_each_entry_about_once_when_most_are_invalid() {
+        let n = 32;
+        let sigs = signed(n);
+        let all: Vec<usize> = (0..n).collect();
+        let (named, checks) = culprits(&sigs, &all, false);
+        assert_eq!(named, all);
+        // The whole batch, a half of it, a half of each half, then each entry.
+        assert_eq!(checks, 1 + 1 + 2 + n as u64);
+        let every_fourth: Vec<usize> = (0..n).step_by(4).collect();
+        let (named, checks) = culprits(&sigs, &every_fourth, false);
+        assert_eq!(named, every_fourth);
+        assert_eq!(checks, 1 + 1 + 2 + n as u64);
+        // Two invalid entries, one in each half: each half is searched by splitting.
+        let (named, checks) = culprits(&sigs, &[3, 20], false);
+        assert_eq!(named, [3, 20]);
+        assert_eq!(checks, 1 + 1 + 2 * 4);
+        for one in [0, 13, n - 1] {
+            let (named, checks) = culprits(&sigs, &[one], false);
+            assert_eq!(named, [one]);
+            // The whole batch, then one half at each of log2(32) = 5 levels.
+            assert_eq!(checks, 1 + 5, "culprit {one}");
+        }
+        assert_eq!(culprits(&sigs, &[], false), (Vec::new(), 1));
+    }
+
     /// The engine marks each key once per check with a check counter; when that counter
     /// wrapped to the value new keys start with, the key terms were skipped and a
     /// keyless forgery passed. Every counter value must still reject it.

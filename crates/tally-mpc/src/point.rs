@@ -185,6 +185,14 @@ impl Jacobian {
         self.infinity
     }
 
+    /// `-self`.
+    pub(crate) fn neg(&self) -> Self {
+        Self {
+            y: self.y.neg(),
+            ..*self
+        }
+    }
+
     /// `2 * self` (3M + 4S).
     pub(crate) fn double(&self) -> Self {
         if self.infinity {
