@@ -54,6 +54,13 @@ pub const KERNELS: &[Kernel] = &[
     },
 ];
 
+/// What a NOP's completion adds to its kernel's checksum: its tag when it succeeded, 0
+/// when the kernel failed it (so that a ring whose NOPs fail does not pass for a fast one).
+#[inline]
+fn ok_tag(tag: u64, result: i32) -> u64 {
+    if result == 0 { tag } else { 0 }
+}
+
 /// What one round of `batch` NOPs adds to a NOP kernel's checksum: the tags
 /// `1..=batch` (never 0, so that a ring that was refused, which returns 0, fails).
 const fn tags(batch: u64) -> u64 {
@@ -82,7 +89,7 @@ fn tally_nop(iters: u64, batch: u32) -> u64 {
         }
         let mut got = 0;
         while got < batch as usize {
-            match ring.drain(|c| sum = sum.wrapping_add(c.tag)) {
+            match ring.drain(|c| sum = sum.wrapping_add(ok_tag(c.tag, c.raw_result))) {
                 Ok(n) => got += n,
                 Err(_) => return sum,
             }
@@ -114,7 +121,12 @@ fn tally_nop_reap(iters: u64, batch: u32) -> u64 {
                 Err(_) => return sum,
             }
         }
-        sum = sum.wrapping_add(out.iter().take(got).map(|c| c.tag).sum::<u64>());
+        sum = sum.wrapping_add(
+            out.iter()
+                .take(got)
+                .map(|c| ok_tag(c.tag, c.raw_result))
+                .sum::<u64>(),
+        );
     }
     sum
 }
@@ -142,7 +154,7 @@ fn raw_nop(iters: u64, batch: u32) -> u64 {
             return sum;
         }
         for c in ring.completion() {
-            sum = sum.wrapping_add(c.user_data());
+            sum = sum.wrapping_add(ok_tag(c.user_data(), c.result()));
         }
     }
     sum
