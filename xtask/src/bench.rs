@@ -593,6 +593,7 @@ pub fn require_measured(results: &[BenchResult], opts: &BenchOptions) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::util::ScratchDir;
 
     #[test]
     fn parses_callgrind_total() {
@@ -636,8 +637,8 @@ mod tests {
 
     #[test]
     fn reads_criterion_estimates() {
-        let home = std::env::temp_dir().join(format!("xtask-criterion-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&home);
+        let scratch = ScratchDir::new("criterion").unwrap();
+        let home = scratch.path();
         let write = |dir: &str, full_id: &str, median: f64| {
             let d = home.join(dir);
             std::fs::create_dir_all(&d).unwrap();
@@ -663,7 +664,7 @@ mod tests {
         write("grp/fast/base", "grp/fast", 999.0); // criterion's previous run: ignored
         write("grp/new/new", "grp/new", 5.0); // a bench called `new`
         std::fs::create_dir_all(home.join("report")).unwrap();
-        let found = collect_criterion(&home, None).unwrap();
+        let found = collect_criterion(home, None).unwrap();
         let ids: Vec<&str> = found.iter().map(|r| r.id.as_str()).collect();
         assert_eq!(ids, ["grp/fast", "grp/new", "grp/param/64"]);
         assert_eq!(
@@ -676,8 +677,7 @@ mod tests {
         );
         // Only estimates written since a point in time.
         let later = SystemTime::now() + std::time::Duration::from_hours(1);
-        assert!(collect_criterion(&home, Some(later)).unwrap().is_empty());
-        let _ = std::fs::remove_dir_all(&home);
+        assert!(collect_criterion(home, Some(later)).unwrap().is_empty());
     }
 
     /// Without valgrind the count fails (exit 1) with the install command, on CI or not:
@@ -774,17 +774,17 @@ mod tests {
     /// earlier run left.
     #[test]
     fn wall_results_are_this_runs_own() {
-        let dir = std::env::temp_dir().join(format!("xtask-wall-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        let scratch = ScratchDir::new("wall").unwrap();
+        let dir = scratch.path();
         let target = dir.join("target");
         std::fs::create_dir_all(&target).unwrap();
-        let exe = fake_bench(&dir, &target);
+        let exe = fake_bench(dir, &target);
         let mut progress = Progress::new("bench", 2);
         let found = wall_results(
             &target,
             &[("fake".to_owned(), exe)],
             None,
-            &dir,
+            dir,
             &mut progress,
         )
         .unwrap();
@@ -806,14 +806,13 @@ mod tests {
             &[("fake".to_owned(), exe)],
             None,
             &home,
-            &dir,
+            dir,
             &mut progress,
             "",
         )
         .unwrap();
         let ids: Vec<&str> = found.iter().map(|r| r.id.as_str()).collect();
         assert_eq!(ids, ["g/mine"]);
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -352,21 +352,24 @@ pub fn ci(root: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::util::ScratchDir;
 
-    /// Gate options pointing at a scratch config and baseline with these contents.
-    fn scratch(name: &str, config: &str, baseline: Option<&str>) -> GateOptions {
-        let dir = std::env::temp_dir().join(format!("xtask-gate-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("gate.json"), config).unwrap();
+    /// Gate options pointing at a scratch config and baseline with these contents, and
+    /// the scratch directory that holds them (removed when dropped: keep it alive while
+    /// the options are used).
+    fn scratch(name: &str, config: &str, baseline: Option<&str>) -> (ScratchDir, GateOptions) {
+        let dir = ScratchDir::new(&format!("gate-{name}")).unwrap();
+        let path = dir.path();
+        std::fs::write(path.join("gate.json"), config).unwrap();
         if let Some(b) = baseline {
-            std::fs::write(dir.join("instructions.json"), b).unwrap();
+            std::fs::write(path.join("instructions.json"), b).unwrap();
         }
-        GateOptions {
-            config: Some(dir.join("gate.json")),
-            baseline: Some(dir.join("instructions.json")),
+        let opts = GateOptions {
+            config: Some(path.join("gate.json")),
+            baseline: Some(path.join("instructions.json")),
             ..GateOptions::default()
-        }
+        };
+        (dir, opts)
     }
 
     const CONFIG: &str = r#"{"schema":"tally-bench-config/1","gate":["ring/a","ring/b"]}"#;
@@ -374,11 +377,8 @@ mod tests {
     #[test]
     fn gate_refuses_kernels_without_baseline() {
         let base = r#"{"schema":"tally-bench/1","commit":"c","machine":"m","results":[{"id":"ring/a","instructions":10}]}"#;
-        let err = gate(
-            Path::new("/nonexistent"),
-            &scratch("missing-kernel", CONFIG, Some(base)),
-        )
-        .unwrap_err();
+        let (_dir, opts) = scratch("missing-kernel", CONFIG, Some(base));
+        let err = gate(Path::new("/nonexistent"), &opts).unwrap_err();
         assert_eq!(err.exit_code(), 2);
         assert!(
             err.to_string().contains("ring/b") && err.to_string().contains("--refresh"),
@@ -388,24 +388,15 @@ mod tests {
 
     #[test]
     fn gate_refuses_missing_or_broken_inputs() {
-        let err = gate(
-            Path::new("/nonexistent"),
-            &scratch("no-baseline", CONFIG, None),
-        )
-        .unwrap_err();
+        let (_dir, opts) = scratch("no-baseline", CONFIG, None);
+        let err = gate(Path::new("/nonexistent"), &opts).unwrap_err();
         assert_eq!(err.exit_code(), 2);
         assert!(err.to_string().contains("no baseline"), "{err}");
-        let err = gate(
-            Path::new("/nonexistent"),
-            &scratch("bad-baseline", CONFIG, Some("{")),
-        )
-        .unwrap_err();
+        let (_dir, opts) = scratch("bad-baseline", CONFIG, Some("{"));
+        let err = gate(Path::new("/nonexistent"), &opts).unwrap_err();
         assert_eq!(err.exit_code(), 2);
-        let err = gate(
-            Path::new("/nonexistent"),
-            &scratch("bad-config", "{}", Some("{}")),
-        )
-        .unwrap_err();
+        let (_dir, opts) = scratch("bad-config", "{}", Some("{}"));
+        let err = gate(Path::new("/nonexistent"), &opts).unwrap_err();
         assert_eq!(err.exit_code(), 2);
     }
 
@@ -429,7 +420,7 @@ mod tests {
     /// writing its own: posted as a pull-request comment it would show the old verdict.
     #[test]
     fn a_stopped_gate_leaves_no_earlier_report_behind() {
-        let mut opts = scratch("stale-report", CONFIG, None);
+        let (_dir, mut opts) = scratch("stale-report", CONFIG, None);
         let dir = opts
             .config
             .as_ref()
@@ -464,11 +455,8 @@ mod tests {
             let config = format!(
                 r#"{{"schema":"tally-bench-config/1","thresholds":{thresholds},"gate":["ring/a","ring/b"]}}"#
             );
-            let err = gate(
-                Path::new("/nonexistent"),
-                &scratch("unused-threshold", &config, Some(base)),
-            )
-            .unwrap_err();
+            let (_dir, opts) = scratch("unused-threshold", &config, Some(base));
+            let err = gate(Path::new("/nonexistent"), &opts).unwrap_err();
             match unused {
                 Some(key) => {
                     assert_eq!(err.exit_code(), 2, "{thresholds}: {err}");
@@ -493,7 +481,7 @@ mod tests {
     fn gate_refuses_an_empty_gate_list() {
         let base = r#"{"schema":"tally-bench/1","commit":"c","machine":"m","results":[{"id":"ring/a","instructions":10}]}"#;
         for refresh in [false, true] {
-            let mut opts = scratch(
+            let (_dir, mut opts) = scratch(
                 "empty-gate",
                 r#"{"schema":"tally-bench-config/1","gate":[]}"#,
                 Some(base),

@@ -446,15 +446,14 @@ mod tests {
 
     #[test]
     fn one_bench_compare_per_work_dir() {
-        let work = std::env::temp_dir().join(format!("xtask-lock-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&work);
+        let scratch = crate::util::ScratchDir::new("lock").unwrap();
+        let work = scratch.path().join("bench-compare");
         let held = lock_work_dir(&work).unwrap();
         // A second run on the same directory sees the lock instead of removing the
         // first run's worktrees.
         assert!(try_lock_work_dir(&work).unwrap().is_none());
         drop(held);
         assert!(try_lock_work_dir(&work).unwrap().is_some());
-        let _ = std::fs::remove_dir_all(&work);
     }
 
     #[test]

@@ -197,3 +197,78 @@ fn fmt_secs(s: u64) -> String {
         format!("{s}s")
     }
 }
+
+/// A scratch directory `<temp dir>/xtask-<name>-<pid>-<n>`, created empty, and removed
+/// with everything in it when dropped, also when a test fails and unwinds. Tests that
+/// removed their directory on their last line left it behind whenever an assertion
+/// failed first, and some never removed it at all.
+#[derive(Debug)]
+pub struct ScratchDir {
+    path: PathBuf,
+}
+
+impl ScratchDir {
+    /// Creates a fresh, empty scratch directory (one per call, even for the same `name`).
+    ///
+    /// # Errors
+    /// The I/O error when it cannot be created.
+    pub fn new(name: &str) -> std::io::Result<ScratchDir> {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!("xtask-{name}-{}-{n}", std::process::id()));
+        // A directory of a killed earlier process with the same id: start empty.
+        match std::fs::remove_dir_all(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        std::fs::create_dir_all(&path)?;
+        Ok(ScratchDir { path })
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The directory goes with the guard, contents and all, also when the test that
+    /// holds it panics: the leak this guard fixes was a failing (or simply finished)
+    /// test leaving `/tmp/xtask-*` behind on every run.
+    #[test]
+    fn scratch_dirs_are_removed_on_drop_and_on_panic() {
+        let dir = ScratchDir::new("util-scratch").unwrap();
+        let path = dir.path().to_path_buf();
+        std::fs::create_dir_all(path.join("a/b")).unwrap();
+        std::fs::write(path.join("a/b/f"), "x").unwrap();
+        let other = ScratchDir::new("util-scratch").unwrap();
+        assert_ne!(other.path(), path, "two guards shared a directory");
+        drop(dir);
+        assert!(!path.exists(), "{} survived its guard", path.display());
+        let other_path = other.path().to_path_buf();
+        drop(other);
+        assert!(!other_path.exists());
+
+        let (tx, rx) = std::sync::mpsc::channel();
+        let unwound = std::panic::catch_unwind(move || {
+            let dir = ScratchDir::new("util-scratch-panic").unwrap();
+            std::fs::write(dir.path().join("f"), "x").unwrap();
+            tx.send(dir.path().to_path_buf()).unwrap();
+            panic!("a failing assertion");
+        });
+        assert!(unwound.is_err());
+        let path = rx.recv().unwrap();
+        assert!(!path.exists(), "{} survived a panic", path.display());
+    }
+}
