@@ -3,7 +3,8 @@
 //! callgrind; writes one `tally-bench/1` results file.
 //!
 //! Criterion's own JSON (`<criterion home>/<id>/new/{benchmark,estimates}.json`) is read
-//! instead of its terminal output. Instruction counts use two callgrind runs of one kernel
+//! instead of its terminal output; the benches with their own `main` write records files
+//! into the directory named by [`records::RESULTS_DIR_ENV`] (see [`crate::records`]). Instruction counts use two callgrind runs of one kernel
 //! at different iteration counts, so that start-up and set-up cancel.
 
 use std::collections::BTreeMap;
@@ -15,6 +16,7 @@ use std::time::SystemTime;
 use serde_json::Value;
 
 use crate::error::{Error, Result};
+use crate::records::{self, RECORDS_DIR, RESULTS_DIR_ENV};
 use crate::results::{BenchResult, Results, WallClock};
 use crate::util::{self, Progress};
 
@@ -160,8 +162,9 @@ fn artifacts(cmd: &mut Command, kind: &str) -> Result<Vec<(String, PathBuf)>> {
 }
 
 /// Runs each bench executable in criterion's bench mode with `filter`, writing into
-/// `criterion_home`. `package_dir` is the working directory (`cargo bench` uses the
-/// package directory).
+/// `criterion_home`; the benches with their own `main` write their records files into
+/// `<criterion_home>/tally-bench-records` ([`RESULTS_DIR_ENV`]). `package_dir` is the
+/// working directory (`cargo bench` uses the package directory).
 ///
 /// # Errors
 /// `Failed` when a bench executable fails.
@@ -178,6 +181,7 @@ pub fn run_criterion(
         let mut cmd = Command::new(exe);
         cmd.current_dir(package_dir)
             .env("CRITERION_HOME", criterion_home)
+            .env(RESULTS_DIR_ENV, criterion_home.join(RECORDS_DIR))
             .arg("--bench");
         if let Some(f) = filter {
             cmd.arg(regex_escape(f));
@@ -268,11 +272,11 @@ fn read_criterion(benchmark: &Path, estimates: &Path) -> Result<BenchResult> {
     )?;
     Ok(BenchResult {
         id,
-        wall: Some(WallClock {
+        wall: Some(WallClock::ns(
             median_ns,
-            low_ns: low_ns.min(median_ns),
-            high_ns: high_ns.max(median_ns),
-        }),
+            low_ns.min(median_ns),
+            high_ns.max(median_ns),
+        )),
         instructions: None,
     })
 }
@@ -545,12 +549,13 @@ fn wall_results(
     found
 }
 
-/// [`run_criterion`] into `home`, emptied first, then every estimate found there: only
-/// this run's.
+/// [`run_criterion`] into `home`, emptied first, then every estimate and record found
+/// there: only this run's. Records are kept when their id contains `filter`.
 ///
 /// # Errors
 /// `Failed` when `home` cannot be emptied (its old estimates would be read as new), or
-/// as [`run_criterion`] and [`collect_criterion`].
+/// as [`run_criterion`], [`collect_criterion`], [`records::collect_records`] and
+/// [`records::merge_figures`].
 pub fn run_criterion_fresh(
     exes: &[(String, PathBuf)],
     filter: Option<&str>,
@@ -570,7 +575,9 @@ pub fn run_criterion_fresh(
         }
     }
     run_criterion(exes, filter, home, package_dir, progress, label)?;
-    collect_criterion(home, None)
+    let estimates = collect_criterion(home, None)?;
+    let figures = records::collect_records(&home.join(RECORDS_DIR), filter)?;
+    records::merge_figures(estimates, figures)
 }
 
 /// Refuses a run that measured nothing: an empty results file would only make a later
@@ -667,14 +674,7 @@ mod tests {
         let found = collect_criterion(home, None).unwrap();
         let ids: Vec<&str> = found.iter().map(|r| r.id.as_str()).collect();
         assert_eq!(ids, ["grp/fast", "grp/new", "grp/param/64"]);
-        assert_eq!(
-            found[0].wall,
-            Some(WallClock {
-                median_ns: 10.0,
-                low_ns: 9.0,
-                high_ns: 12.0
-            })
-        );
+        assert_eq!(found[0].wall, Some(WallClock::ns(10.0, 9.0, 12.0)));
         // Only estimates written since a point in time.
         let later = SystemTime::now() + std::time::Duration::from_hours(1);
         assert!(collect_criterion(home, Some(later)).unwrap().is_empty());
@@ -758,8 +758,10 @@ mod tests {
                 "mkdir -p \"{home}/{id}/new\"\necho '{{\"full_id\":\"{id}\"}}' > \"{home}/{id}/new/benchmark.json\"\necho '{estimates}' > \"{home}/{id}/new/estimates.json\"\n"
             )
         };
+        // And, as a bench with its own `main` does, a records file with a figure.
+        let records = r#"{"schema":"tally-bench-records/1","bench":"own_main","records":[{"id":"own_main/figure","value":5,"low":4,"high":6,"unit":"rec/s","better":"higher"}]}"#;
         let script = format!(
-            "#!/bin/sh\n{}{}",
+            "#!/bin/sh\n{}{}mkdir -p \"$TALLY_BENCH_RESULTS_DIR\"\necho '{records}' > \"$TALLY_BENCH_RESULTS_DIR/own_main.json\"\n",
             write("$CRITERION_HOME", "g/mine"),
             write(&target.join("criterion").display().to_string(), "g/foreign")
         );
@@ -789,10 +791,21 @@ mod tests {
         )
         .unwrap();
         let ids: Vec<&str> = found.iter().map(|r| r.id.as_str()).collect();
-        assert_eq!(ids, ["g/mine"]);
+        assert_eq!(ids, ["g/mine", "own_main/figure"]);
+        // The figure keeps its unit and direction.
+        assert_eq!(
+            found[1].wall.as_ref().map(|w| w.unit.better()),
+            Some(crate::results::Better::Higher)
+        );
         // A home of its own that an earlier run filled (bench-compare's rounds reuse
-        // theirs) is emptied first.
+        // theirs) is emptied first, records included.
         let home = dir.join("home");
+        std::fs::create_dir_all(home.join(RECORDS_DIR)).unwrap();
+        std::fs::write(
+            home.join(RECORDS_DIR).join("stale.json"),
+            r#"{"schema":"tally-bench-records/1","records":[{"id":"stale/figure","value":1,"low":1,"high":1,"unit":"us","better":"lower"}]}"#,
+        )
+        .unwrap();
         std::fs::create_dir_all(home.join("g/stale/new")).unwrap();
         for f in ["benchmark.json", "estimates.json"] {
             std::fs::copy(
@@ -805,6 +818,19 @@ mod tests {
         let found = run_criterion_fresh(
             &[("fake".to_owned(), exe)],
             None,
+            &home,
+            dir,
+            &mut progress,
+            "",
+        )
+        .unwrap();
+        let ids: Vec<&str> = found.iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(ids, ["g/mine", "own_main/figure"]);
+        // `--filter` reaches the records too (the bench itself runs whole).
+        let exe = dir.join("fake-bench");
+        let found = run_criterion_fresh(
+            &[("fake".to_owned(), exe)],
+            Some("g/"),
             &home,
             dir,
             &mut progress,

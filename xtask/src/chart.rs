@@ -6,6 +6,7 @@
 use std::fmt::Write as _;
 
 use crate::compare::{Basis, Comparison, Row, Verdict};
+use crate::results::Unit;
 
 const ROW_H: f64 = 24.0;
 const LABEL_W: f64 = 320.0;
@@ -129,10 +130,15 @@ fn draw_row(svg: &mut String, row: &Row, y: f64, x0: f64, to_x: &dyn Fn(f64) -> 
                 w.max(1.0),
                 ROW_H - 10.0
             );
-            let unit = if basis == Basis::Instructions {
-                "instr"
-            } else {
-                "time"
+            let unit = match (basis, row.base.as_ref().and_then(|b| b.wall.as_ref())) {
+                (Basis::Instructions, _) => "instr".to_owned(),
+                (Basis::WallClock, Some(w)) => match &w.unit {
+                    Unit::NsPerIter => "time".to_owned(),
+                    Unit::Figure { name, better } => {
+                        format!("{name}, {} is better", better.as_str())
+                    }
+                },
+                (Basis::WallClock, None) => "time".to_owned(),
             };
             format!("{change:+.1} % {unit}, {}", row.verdict.label())
         }

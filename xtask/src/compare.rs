@@ -4,20 +4,23 @@
 //! (deterministic, so any growth past the threshold is real). Otherwise it is judged on
 //! wall clock, and only regresses when the two confidence intervals do not overlap *and*
 //! the median grew past the threshold: a noisy shared machine moves medians by tens of
-//! percent, but rarely moves a whole interval clear of the other.
+//! percent, but rarely moves a whole interval clear of the other. Figures of the benches
+//! with their own `main` (rates, latencies) are judged the same way in the direction
+//! their unit says is worse: a rate regresses when it falls, a latency when it grows.
 
 use std::fmt::Write as _;
 
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::results::{BenchResult, Results};
+use crate::results::{BenchResult, Better, Results, Unit, WallClock};
 
 /// What the comparison measured for one bench.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Basis {
     /// Callgrind instructions per iteration on both sides.
     Instructions,
-    /// Criterion wall-clock median and confidence interval on both sides.
+    /// Criterion wall-clock median and confidence interval on both sides, or a figure
+    /// (median and range of the repetitions) in the same unit on both sides.
     WallClock,
 }
 
@@ -37,7 +40,7 @@ pub enum Verdict {
     /// Only in base.
     Removed,
     /// On both sides, but with no measure in common (wall clock on one side,
-    /// instructions on the other).
+    /// instructions on the other, or figures in different units).
     NotComparable,
 }
 
@@ -67,7 +70,8 @@ pub struct Row {
     pub head: Option<BenchResult>,
     /// What was compared, when both sides share a measure.
     pub basis: Option<Basis>,
-    /// `(head - base) / base` in percent, on the basis measure.
+    /// `(head - base) / base` in percent, on the basis measure (whichever way is better:
+    /// a rate that fell 10 % is -10 %).
     pub change_pct: Option<f64>,
     /// The threshold that applied, percent.
     pub threshold_pct: f64,
@@ -188,20 +192,28 @@ fn judge(
         } else {
             Verdict::Unchanged
         };
-    } else if let (Some(bw), Some(hw)) = (b.wall, h.wall) {
-        let change = change_pct(bw.median_ns, hw.median_ns);
+    } else if let (Some(bw), Some(hw)) = (&b.wall, &h.wall) {
+        if bw.unit != hw.unit {
+            // A rate against a latency, or a unit that changed: no ratio means anything.
+            return row;
+        }
+        let change = change_pct(bw.median, hw.median);
         row.basis = Some(Basis::WallClock);
         row.change_pct = Some(change);
-        let slower_apart = hw.low_ns > bw.high_ns;
-        let faster_apart = hw.high_ns < bw.low_ns;
-        row.verdict = if change > threshold_pct {
-            if slower_apart {
+        // `worse`: the change in the bad direction, in percent; `worse_apart` /
+        // `better_apart`: the head's interval lies wholly on that side of the base's.
+        let (worse, worse_apart, better_apart) = match bw.unit.better() {
+            Better::Lower => (change, hw.low > bw.high, hw.high < bw.low),
+            Better::Higher => (-change, hw.high < bw.low, hw.low > bw.high),
+        };
+        row.verdict = if worse > threshold_pct {
+            if worse_apart {
                 Verdict::Regressed
             } else {
                 Verdict::Noise
             }
-        } else if change < -threshold_pct {
-            if faster_apart {
+        } else if worse < -threshold_pct {
+            if better_apart {
                 Verdict::Improved
             } else {
                 Verdict::Noise
@@ -226,17 +238,50 @@ pub fn fmt_ns(ns: f64) -> String {
     }
 }
 
+/// Formats a figure with three or four significant digits (no unit).
+pub fn fmt_figure(x: f64) -> String {
+    let a = x.abs();
+    if a >= 1000.0 || a == 0.0 {
+        format!("{x:.0}")
+    } else if a >= 100.0 {
+        format!("{x:.1}")
+    } else if a >= 1.0 {
+        format!("{x:.2}")
+    } else {
+        format!("{x:.3}")
+    }
+}
+
+/// The median of a wall-clock measurement with its unit, for the `bench` listing.
+pub fn fmt_median(w: &WallClock) -> String {
+    match &w.unit {
+        Unit::NsPerIter => fmt_ns(w.median),
+        Unit::Figure { name, .. } => format!("{} {name}", fmt_figure(w.median)),
+    }
+}
+
+/// A wall-clock measurement as `median [low, high]` with its unit.
+pub fn fmt_wall(w: &WallClock) -> String {
+    match &w.unit {
+        Unit::NsPerIter => format!(
+            "{} [{}, {}]",
+            fmt_ns(w.median),
+            fmt_ns(w.low),
+            fmt_ns(w.high)
+        ),
+        Unit::Figure { name, .. } => format!(
+            "{} {name} [{}, {}]",
+            fmt_figure(w.median),
+            fmt_figure(w.low),
+            fmt_figure(w.high)
+        ),
+    }
+}
+
 fn fmt_side(r: Option<&BenchResult>, basis: Option<Basis>) -> String {
     let Some(r) = r else { return "-".to_owned() };
     let instr = r.instructions.map(|i| format!("{i} instr"));
-    let wall = r.wall.map(|w| {
-        format!(
-            "{} [{}, {}]",
-            fmt_ns(w.median_ns),
-            fmt_ns(w.low_ns),
-            fmt_ns(w.high_ns)
-        )
-    });
+    let wall = r.wall.as_ref().map(fmt_wall);
     let shown = match basis {
         Some(Basis::WallClock) => wall,
         Some(Basis::Instructions) | None => instr.or(wall),
@@ -244,10 +289,33 @@ fn fmt_side(r: Option<&BenchResult>, basis: Option<Basis>) -> String {
     shown.unwrap_or_else(|| "-".to_owned())
 }
 
+/// Whether the row was judged on a figure whose better direction is up (a rate): the
+/// change column and the chart say so, since a positive change is good there.
+pub fn higher_is_better(row: &Row) -> bool {
+    row.basis == Some(Basis::WallClock)
+        && row
+            .base
+            .as_ref()
+            .and_then(|b| b.wall.as_ref())
+            .is_some_and(|w| w.unit.better() == Better::Higher)
+}
+
 fn fmt_change(row: &Row) -> String {
+    let direction = if higher_is_better(row) {
+        ", higher is better"
+    } else {
+        ""
+    };
     match row.change_pct {
-        Some(c) if c.is_infinite() => "+inf %".to_owned(),
-        Some(c) => format!("{c:+.2} % (limit {:.1} %)", row.threshold_pct),
+        Some(c) if c.is_infinite() => format!(
+            "+inf %{}",
+            if direction.is_empty() {
+                ""
+            } else {
+                " (higher is better)"
+            }
+        ),
+        Some(c) => format!("{c:+.2} % (limit {:.1} %{direction})", row.threshold_pct),
         None => "-".to_owned(),
     }
 }
@@ -342,7 +410,108 @@ pub fn to_markdown(c: &Comparison) -> String {
     let _ = writeln!(out, "\n{}", summary(c));
     let _ = writeln!(
         out,
-        "\nInstruction counts (callgrind) decide where both sides have them; otherwise a bench regresses only when its wall-clock confidence intervals do not overlap and the median grew past the limit."
+        "\nInstruction counts (callgrind) decide where both sides have them; otherwise a bench regresses only when its wall-clock confidence intervals do not overlap and the median moved past the limit in the worse direction (up for times and latencies, down for rates)."
     );
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn figure(id: &str, median: f64, low: f64, high: f64, unit: &str, better: Better) -> Results {
+        Results {
+            commit: "c".into(),
+            machine: "m".into(),
+            created_unix_s: None,
+            results: vec![BenchResult {
+                id: id.into(),
+                wall: Some(WallClock {
+                    median,
+                    low,
+                    high,
+                    unit: Unit::Figure {
+                        name: unit.into(),
+                        better,
+                    },
+                }),
+                instructions: None,
+            }],
+        }
+    }
+
+    fn verdict(base: &Results, head: &Results) -> Row {
+        let cmp = compare(base, head, &Config::default());
+        assert_eq!(cmp.rows.len(), 1, "{cmp:?}");
+        cmp.rows.into_iter().next().unwrap()
+    }
+
+    /// A rate regresses when it falls and improves when it rises; a latency the other way
+    /// round. Judging a rate like a time (up = worse) passed every throughput regression.
+    #[test]
+    fn figures_are_judged_in_their_better_direction() {
+        let rate = |m: f64| figure("j/rate", m, m * 0.99, m * 1.01, "rec/s", Better::Higher);
+        let row = verdict(&rate(1000.0), &rate(800.0));
+        assert_eq!(row.verdict, Verdict::Regressed, "{row:?}");
+        assert_eq!(row.basis, Some(Basis::WallClock));
+        assert!((row.change_pct.unwrap() + 20.0).abs() < 1e-9, "{row:?}");
+        assert_eq!(
+            verdict(&rate(800.0), &rate(1000.0)).verdict,
+            Verdict::Improved
+        );
+        assert_eq!(
+            verdict(&rate(1000.0), &rate(990.0)).verdict,
+            Verdict::Unchanged
+        );
+
+        let lat = |m: f64| figure("j/p99", m, m * 0.99, m * 1.01, "us", Better::Lower);
+        assert_eq!(
+            verdict(&lat(100.0), &lat(130.0)).verdict,
+            Verdict::Regressed
+        );
+        assert_eq!(verdict(&lat(130.0), &lat(100.0)).verdict, Verdict::Improved);
+
+        // Past the threshold, but the ranges of the repetitions overlap: noise.
+        let wide = |m: f64| figure("j/rate", m, m * 0.5, m * 1.5, "rec/s", Better::Higher);
+        assert_eq!(verdict(&wide(1000.0), &wide(800.0)).verdict, Verdict::Noise);
+
+        // The tables say which way is better where up is good.
+        let row = verdict(&rate(1000.0), &rate(800.0));
+        let table = to_table(&compare(&rate(1000.0), &rate(800.0), &Config::default()));
+        assert!(higher_is_better(&row));
+        assert!(table.contains("higher is better"), "{table}");
+        assert!(table.contains("1000 rec/s [990.0, 1010]"), "{table}");
+        assert!(table.contains("REGRESSED"), "{table}");
+    }
+
+    /// Criterion rows keep their rules: a time that grows regresses.
+    #[test]
+    fn criterion_times_still_regress_upwards() {
+        let t = |m: f64| Results {
+            results: vec![BenchResult {
+                id: "ring/x".into(),
+                wall: Some(WallClock::ns(m, m * 0.99, m * 1.01)),
+                instructions: None,
+            }],
+            ..figure("ring/x", 1.0, 1.0, 1.0, "x", Better::Lower)
+        };
+        assert_eq!(verdict(&t(10.0), &t(12.0)).verdict, Verdict::Regressed);
+        assert_eq!(verdict(&t(12.0), &t(10.0)).verdict, Verdict::Improved);
+        let row = verdict(&t(10.0), &t(12.0));
+        assert!(!higher_is_better(&row));
+    }
+
+    /// Figures in different units (a bench that changed what it reports) are not
+    /// compared: a ratio of a rate to a latency means nothing.
+    #[test]
+    fn figures_in_different_units_are_not_comparable() {
+        let base = figure("j/x", 10.0, 10.0, 10.0, "rec/s", Better::Higher);
+        let head = figure("j/x", 10.0, 10.0, 10.0, "us", Better::Lower);
+        let row = verdict(&base, &head);
+        assert_eq!(row.verdict, Verdict::NotComparable);
+        assert_eq!(row.basis, None);
+        let mut ns = base.clone();
+        ns.results[0].wall = Some(WallClock::ns(10.0, 10.0, 10.0));
+        assert_eq!(verdict(&ns, &base).verdict, Verdict::NotComparable);
+    }
 }

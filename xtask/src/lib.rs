@@ -20,6 +20,7 @@ pub mod compare;
 pub mod config;
 pub mod error;
 pub mod lint;
+pub mod records;
 pub mod refs;
 pub mod results;
 pub mod tidy;
@@ -339,7 +340,8 @@ pub fn run(words: Vec<String>) -> u8 {
             for r in &results.results {
                 let wall = r
                     .wall
-                    .map_or_else(|| "-".to_owned(), |w| compare::fmt_ns(w.median_ns));
+                    .as_ref()
+                    .map_or_else(|| "-".to_owned(), compare::fmt_median);
                 let instr = r
                     .instructions
                     .map_or_else(|| "-".to_owned(), |i| format!("{i} instr"));

@@ -348,31 +348,35 @@ fn median(mut xs: Vec<f64>) -> f64 {
 }
 
 /// Combines per-round wall-clock results: per bench, the median of the rounds' medians,
-/// lows and highs. Benches missing from some rounds use the rounds they appear in.
+/// lows and highs. Benches missing from some rounds use the rounds they appear in; a
+/// round whose unit differs from the bench's first round (a bench that changed its unit
+/// between rounds cannot, but a mix is no median) is left out.
 pub fn combine_rounds(rounds: &[Vec<BenchResult>]) -> Vec<BenchResult> {
-    let mut by_id: BTreeMap<&str, Vec<WallClock>> = BTreeMap::new();
+    let mut by_id: BTreeMap<&str, Vec<&WallClock>> = BTreeMap::new();
     for round in rounds {
         for r in round {
-            if let Some(w) = r.wall {
+            if let Some(w) = &r.wall {
                 by_id.entry(&r.id).or_default().push(w);
             }
         }
     }
     by_id
         .into_iter()
-        .map(|(id, ws)| {
-            let median_ns = median(ws.iter().map(|w| w.median_ns).collect());
-            let low_ns = median(ws.iter().map(|w| w.low_ns).collect()).min(median_ns);
-            let high_ns = median(ws.iter().map(|w| w.high_ns).collect()).max(median_ns);
-            BenchResult {
+        .filter_map(|(id, ws)| {
+            let unit = ws.first()?.unit.clone();
+            let ws: Vec<&WallClock> = ws.into_iter().filter(|w| w.unit == unit).collect();
+            let median_of = |f: fn(&WallClock) -> f64| median(ws.iter().map(|w| f(w)).collect());
+            let mid = median_of(|w| w.median);
+            Some(BenchResult {
                 id: id.to_owned(),
                 wall: Some(WallClock {
-                    median_ns,
-                    low_ns,
-                    high_ns,
+                    median: mid,
+                    low: median_of(|w| w.low).min(mid),
+                    high: median_of(|w| w.high).max(mid),
+                    unit,
                 }),
                 instructions: None,
-            }
+            })
         })
         .collect()
 }
@@ -435,11 +439,7 @@ mod tests {
     fn w(id: &str, m: f64, lo: f64, hi: f64) -> BenchResult {
         BenchResult {
             id: id.into(),
-            wall: Some(WallClock {
-                median_ns: m,
-                low_ns: lo,
-                high_ns: hi,
-            }),
+            wall: Some(WallClock::ns(m, lo, hi)),
             instructions: None,
         }
     }
@@ -482,33 +482,43 @@ mod tests {
         ];
         let c = combine_rounds(&rounds);
         assert_eq!(c.len(), 2);
-        assert_eq!(
-            c[0].wall,
-            Some(WallClock {
-                median_ns: 12.0,
-                low_ns: 11.0,
-                high_ns: 13.0
-            })
-        );
-        assert_eq!(
-            c[1].wall,
-            Some(WallClock {
-                median_ns: 5.0,
-                low_ns: 4.0,
-                high_ns: 6.0
-            })
-        );
+        assert_eq!(c[0].wall, Some(WallClock::ns(12.0, 11.0, 13.0)));
+        assert_eq!(c[1].wall, Some(WallClock::ns(5.0, 4.0, 6.0)));
         // An even number of rounds, out of order: the mean of the middle two.
         let c = combine_rounds(&[
             vec![w("a", 30.0, 29.0, 31.0)],
             vec![w("a", 10.0, 9.0, 11.0)],
         ]);
+        assert_eq!(c[0].wall, Some(WallClock::ns(20.0, 19.0, 21.0)));
+    }
+
+    /// Figures of the benches with their own `main` combine like criterion's estimates,
+    /// and keep their unit and direction (a rate must still be judged as a rate).
+    #[test]
+    fn combines_figures_with_their_unit() {
+        use crate::results::{Better, Unit};
+        let unit = Unit::Figure {
+            name: "rec/s".into(),
+            better: Better::Higher,
+        };
+        let f = |m: f64| BenchResult {
+            id: "uring_journal/tally1_64B".into(),
+            wall: Some(WallClock {
+                median: m,
+                low: m - 1.0,
+                high: m + 1.0,
+                unit: unit.clone(),
+            }),
+            instructions: None,
+        };
+        let c = combine_rounds(&[vec![f(10.0)], vec![f(30.0)], vec![f(20.0)]]);
         assert_eq!(
             c[0].wall,
             Some(WallClock {
-                median_ns: 20.0,
-                low_ns: 19.0,
-                high_ns: 21.0
+                median: 20.0,
+                low: 19.0,
+                high: 21.0,
+                unit
             })
         );
     }

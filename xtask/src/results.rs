@@ -13,15 +13,88 @@ use crate::error::{Error, Result};
 /// The schema string this `xtask` reads and writes.
 pub const SCHEMA: &str = "tally-bench/1";
 
-/// Wall-clock estimate of one bench, in nanoseconds per iteration.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// Which way a figure is better: a rate (records per second) is better higher, a
+/// latency or a time per iteration lower.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Better {
+    /// Higher is better (rates, ratios to a peer).
+    Higher,
+    /// Lower is better (times, latencies, CPU cost).
+    Lower,
+}
+
+impl Better {
+    /// The spelling in files: `"higher"` or `"lower"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Better::Higher => "higher",
+            Better::Lower => "lower",
+        }
+    }
+
+    /// Parses the spelling of [`Better::as_str`].
+    pub fn parse(text: &str) -> Option<Better> {
+        match text {
+            "higher" => Some(Better::Higher),
+            "lower" => Some(Better::Lower),
+            _ => None,
+        }
+    }
+}
+
+/// What a [`WallClock`] measures.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unit {
+    /// Criterion's nanoseconds per iteration (lower is better): the file fields
+    /// `median_ns`, `low_ns` and `high_ns`.
+    NsPerIter,
+    /// A figure of a bench with its own `main` (a rate, a latency percentile, a ratio to
+    /// a peer): the file fields `value`, `low`, `high`, `unit` and `better`.
+    Figure {
+        /// The unit as the bench wrote it (`rec/s`, `us`, `x`, ...), shown in tables.
+        name: String,
+        /// Which way is better.
+        better: Better,
+    },
+}
+
+impl Unit {
+    /// Which way is better.
+    pub fn better(&self) -> Better {
+        match self {
+            Unit::NsPerIter => Better::Lower,
+            Unit::Figure { better, .. } => *better,
+        }
+    }
+}
+
+/// Wall-clock measurement of one bench: criterion's estimate of the time per iteration
+/// (in nanoseconds), or a figure that a bench with its own `main` measured (a rate or a
+/// latency, with its unit and direction).
+#[derive(Debug, Clone, PartialEq)]
 pub struct WallClock {
-    /// Median (criterion's point estimate of the median).
-    pub median_ns: f64,
-    /// Lower bound of the confidence interval of the median.
-    pub low_ns: f64,
-    /// Upper bound of the confidence interval of the median.
-    pub high_ns: f64,
+    /// Median (criterion's point estimate of the median; a figure's median over its
+    /// repetitions).
+    pub median: f64,
+    /// Lower bound: of the median's confidence interval (criterion), of the repetitions
+    /// (a figure).
+    pub low: f64,
+    /// Upper bound, as `low`.
+    pub high: f64,
+    /// What the numbers measure.
+    pub unit: Unit,
+}
+
+impl WallClock {
+    /// A criterion estimate in nanoseconds per iteration.
+    pub fn ns(median: f64, low: f64, high: f64) -> WallClock {
+        WallClock {
+            median,
+            low,
+            high,
+            unit: Unit::NsPerIter,
+        }
+    }
 }
 
 /// One bench of a results file.
@@ -29,7 +102,8 @@ pub struct WallClock {
 pub struct BenchResult {
     /// Bench id, `group/name` (criterion's full id).
     pub id: String,
-    /// Wall-clock estimate, when the criterion bench ran.
+    /// Wall-clock measurement, when the criterion bench ran, or a figure of a bench with
+    /// its own `main`.
     pub wall: Option<WallClock>,
     /// Instructions per iteration from callgrind, when the bench has a kernel twin and
     /// instructions were counted.
@@ -148,20 +222,39 @@ impl Results {
         sorted.sort_by(|a, b| a.id.cmp(&b.id));
         for (i, r) in sorted.iter().enumerate() {
             out.push_str(if i == 0 { "\n    " } else { ",\n    " });
-            let num = |x: Option<f64>| {
-                x.and_then(serde_json::Number::from_f64)
+            let num = |x: f64| {
+                serde_json::Number::from_f64(x)
                     .map_or(Value::Null, Value::Number)
                     .to_string()
             };
             let instructions = r.instructions.map_or(Value::Null, Value::from);
-            let _ = write!(
-                out,
-                "{{\"id\": {}, \"median_ns\": {}, \"low_ns\": {}, \"high_ns\": {}, \"instructions\": {instructions}}}",
-                json_str(&r.id),
-                num(r.wall.map(|w| w.median_ns)),
-                num(r.wall.map(|w| w.low_ns)),
-                num(r.wall.map(|w| w.high_ns)),
-            );
+            let _ = write!(out, "{{\"id\": {}, ", json_str(&r.id));
+            match &r.wall {
+                None => out.push_str("\"median_ns\": null, \"low_ns\": null, \"high_ns\": null, "),
+                Some(w) => match &w.unit {
+                    Unit::NsPerIter => {
+                        let _ = write!(
+                            out,
+                            "\"median_ns\": {}, \"low_ns\": {}, \"high_ns\": {}, ",
+                            num(w.median),
+                            num(w.low),
+                            num(w.high)
+                        );
+                    }
+                    Unit::Figure { name, better } => {
+                        let _ = write!(
+                            out,
+                            "\"value\": {}, \"low\": {}, \"high\": {}, \"unit\": {}, \"better\": {}, ",
+                            num(w.median),
+                            num(w.low),
+                            num(w.high),
+                            json_str(name),
+                            json_str(better.as_str())
+                        );
+                    }
+                },
+            }
+            let _ = write!(out, "\"instructions\": {instructions}}}");
         }
         out.push_str(if sorted.is_empty() { "]\n" } else { "\n  ]\n" });
         out.push_str("}\n");
@@ -209,6 +302,65 @@ fn ns_field(obj: &Map<String, Value>, key: &str, id: &str) -> Result<Option<f64>
     }
 }
 
+/// The keys of a figure (a measurement of a bench with its own `main`), in a results
+/// file's row and in a records file.
+pub const FIGURE_KEYS: [&str; 5] = ["value", "low", "high", "unit", "better"];
+
+/// Reads the figure of bench `id` from `obj`: `None` when none of [`FIGURE_KEYS`] is
+/// there. Shared by results files and the records files of the benches with their own
+/// `main`, so the message (an `Err`) names the field but not the file.
+///
+/// # Errors
+/// A message saying which field is missing, of the wrong type or out of range.
+pub fn parse_figure(obj: &Map<String, Value>, id: &str) -> Result<Option<WallClock>, String> {
+    let given = |k: &str| obj.get(k).is_some_and(|v| !v.is_null());
+    if !FIGURE_KEYS.iter().any(|k| given(k)) {
+        return Ok(None);
+    }
+    if let Some(missing) = FIGURE_KEYS.iter().find(|k| !given(k)) {
+        return Err(format!(
+            "bench {id:?}: a figure needs all of `value`, `low`, `high`, `unit` and `better`; `{missing}` is missing"
+        ));
+    }
+    let num = |key: &str| -> Result<f64, String> {
+        let v = obj.get(key).unwrap_or(&Value::Null);
+        v.as_f64()
+            .filter(|x| x.is_finite() && *x >= 0.0)
+            .ok_or_else(|| format!("bench {id:?}: `{key}` must be a non-negative number, got {v}"))
+    };
+    let (value, low, high) = (num("value")?, num("low")?, num("high")?);
+    if !(low <= value && value <= high) {
+        return Err(format!(
+            "bench {id:?}: need low <= value <= high, got {low} / {value} / {high}"
+        ));
+    }
+    let name = match obj.get("unit") {
+        Some(Value::String(u)) if !u.trim().is_empty() => u.clone(),
+        other => {
+            return Err(format!(
+                "bench {id:?}: `unit` must be a non-empty string such as \"rec/s\" or \"us\", got {}",
+                other.unwrap_or(&Value::Null)
+            ));
+        }
+    };
+    let better = match obj.get("better") {
+        Some(Value::String(b)) => Better::parse(b),
+        _ => None,
+    }
+    .ok_or_else(|| {
+        format!(
+            "bench {id:?}: `better` must be \"higher\" (a rate) or \"lower\" (a latency), got {}",
+            obj.get("better").unwrap_or(&Value::Null)
+        )
+    })?;
+    Ok(Some(WallClock {
+        median: value,
+        low,
+        high,
+        unit: Unit::Figure { name, better },
+    }))
+}
+
 fn parse_result(item: &Value, index: usize) -> Result<BenchResult> {
     let Value::Object(obj) = item else {
         return Err(Error::bad_input(format!(
@@ -224,7 +376,7 @@ fn parse_result(item: &Value, index: usize) -> Result<BenchResult> {
     let median = ns_field(obj, "median_ns", &id)?;
     let low = ns_field(obj, "low_ns", &id)?;
     let high = ns_field(obj, "high_ns", &id)?;
-    let wall = match (median, low, high) {
+    let ns = match (median, low, high) {
         (None, None, None) => None,
         (Some(median_ns), Some(low_ns), Some(high_ns)) => {
             if median_ns <= 0.0 {
@@ -237,17 +389,22 @@ fn parse_result(item: &Value, index: usize) -> Result<BenchResult> {
                     "bench {id:?}: need low_ns <= median_ns <= high_ns, got {low_ns} / {median_ns} / {high_ns}"
                 )));
             }
-            Some(WallClock {
-                median_ns,
-                low_ns,
-                high_ns,
-            })
+            Some(WallClock::ns(median_ns, low_ns, high_ns))
         }
         _ => {
             return Err(Error::bad_input(format!(
                 "bench {id:?}: `median_ns`, `low_ns` and `high_ns` must be all numbers or all null"
             )));
         }
+    };
+    let figure = parse_figure(obj, &id).map_err(Error::bad_input)?;
+    let wall = match (ns, figure) {
+        (Some(_), Some(_)) => {
+            return Err(Error::bad_input(format!(
+                "bench {id:?} has both criterion numbers (`median_ns`, ...) and a figure (`value`, `unit`, ...); a row is one or the other"
+            )));
+        }
+        (ns, figure) => ns.or(figure),
     };
     let instructions = match obj.get("instructions") {
         None | Some(Value::Null) => None,
@@ -259,7 +416,7 @@ fn parse_result(item: &Value, index: usize) -> Result<BenchResult> {
     };
     if wall.is_none() && instructions.is_none() {
         return Err(Error::bad_input(format!(
-            "bench {id:?} has neither wall-clock numbers nor an instruction count"
+            "bench {id:?} has neither wall-clock numbers, nor a figure, nor an instruction count"
         )));
     }
     Ok(BenchResult {
@@ -281,12 +438,21 @@ mod tests {
             results: vec![
                 BenchResult {
                     id: "a/one".into(),
-                    wall: Some(WallClock {
-                        median_ns: 10.5,
-                        low_ns: 10.0,
-                        high_ns: 11.0,
-                    }),
+                    wall: Some(WallClock::ns(10.5, 10.0, 11.0)),
                     instructions: Some(42),
+                },
+                BenchResult {
+                    id: "a/uring_journal_pair8".into(),
+                    wall: Some(WallClock {
+                        median: 12_345.5,
+                        low: 12_000.0,
+                        high: 13_000.0,
+                        unit: Unit::Figure {
+                            name: "rec/s".into(),
+                            better: Better::Higher,
+                        },
+                    }),
+                    instructions: None,
                 },
                 BenchResult {
                     id: "b/two".into(),
@@ -302,6 +468,45 @@ mod tests {
         let r = sample();
         let back = Results::parse(&r.to_json()).unwrap();
         assert_eq!(back, r);
+    }
+
+    /// A file written before figures existed (every row criterion numbers and/or an
+    /// instruction count) loads as before: its wall clock is nanoseconds per iteration.
+    #[test]
+    fn reads_files_without_figures() {
+        let text = r#"{"schema":"tally-bench/1","commit":"x","machine":"m","results":[
+            {"id":"ring/a","median_ns":4.2,"low_ns":4.1,"high_ns":4.3,"instructions":23},
+            {"id":"uring/k","median_ns":null,"low_ns":null,"high_ns":null,"instructions":1870}]}"#;
+        let r = Results::parse(text).unwrap();
+        assert_eq!(r.results[0].wall, Some(WallClock::ns(4.2, 4.1, 4.3)));
+        assert_eq!(
+            r.results[0].wall.as_ref().unwrap().unit.better(),
+            Better::Lower
+        );
+        assert_eq!(r.results[1].wall, None);
+        // And writes it back unchanged in form: the criterion fields, no figure fields.
+        let back = r.to_json();
+        assert!(
+            back.contains(r#""median_ns": 4.2, "low_ns": 4.1, "high_ns": 4.3"#),
+            "{back}"
+        );
+        assert!(!back.contains("\"unit\""), "{back}");
+    }
+
+    #[test]
+    fn reads_figures() {
+        let text = r#"{"schema":"tally-bench/1","commit":"x","machine":"m","results":[
+            {"id":"uring_journal/tally1_64B/p99","value":310,"low":290,"high":400,"unit":"us","better":"lower","instructions":null}]}"#;
+        let r = Results::parse(text).unwrap();
+        let w = r.results[0].wall.clone().unwrap();
+        assert_eq!((w.median, w.low, w.high), (310.0, 290.0, 400.0));
+        assert_eq!(
+            w.unit,
+            Unit::Figure {
+                name: "us".into(),
+                better: Better::Lower
+            }
+        );
     }
 
     #[test]
@@ -353,6 +558,30 @@ mod tests {
             (
                 r#"{"schema":"tally-bench/1","commit":"x","machine":"m","results":[{"id":"a","instructions":1},{"id":"a","instructions":2}]}"#,
                 "twice",
+            ),
+            (
+                r#"{"schema":"tally-bench/1","commit":"x","machine":"m","results":[{"id":"a","value":1,"low":1,"high":1,"unit":"x"}]}"#,
+                "`better` is missing",
+            ),
+            (
+                r#"{"schema":"tally-bench/1","commit":"x","machine":"m","results":[{"id":"a","value":1,"low":1,"high":1,"unit":"x","better":"more"}]}"#,
+                "\"higher\"",
+            ),
+            (
+                r#"{"schema":"tally-bench/1","commit":"x","machine":"m","results":[{"id":"a","value":1,"low":2,"high":3,"unit":"x","better":"higher"}]}"#,
+                "low <= value <= high",
+            ),
+            (
+                r#"{"schema":"tally-bench/1","commit":"x","machine":"m","results":[{"id":"a","value":-1,"low":-1,"high":1,"unit":"x","better":"higher"}]}"#,
+                "`value` must be a non-negative number",
+            ),
+            (
+                r#"{"schema":"tally-bench/1","commit":"x","machine":"m","results":[{"id":"a","value":1,"low":1,"high":1,"unit":"","better":"higher"}]}"#,
+                "`unit` must be a non-empty string",
+            ),
+            (
+                r#"{"schema":"tally-bench/1","commit":"x","machine":"m","results":[{"id":"a","median_ns":1,"low_ns":1,"high_ns":1,"value":1,"low":1,"high":1,"unit":"x","better":"higher"}]}"#,
+                "one or the other",
             ),
         ];
         for (text, needle) in cases {
