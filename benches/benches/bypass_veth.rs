@@ -19,6 +19,12 @@
 //! `TALLY_BYPASS_LIVE_FRAMES` (0 skips the throughput rounds), `TALLY_BYPASS_UDP_PACKETS`
 //! (0 skips the UDP-sender rows),
 //! `TALLY_BYPASS_RTTS` (0 skips the ping-pong)).
+//!
+//! With `TALLY_BENCH_RESULTS_DIR` set (as `cargo xtask bench` sets it), the headline
+//! figures also go to `bypass_veth.json` there, for `cargo xtask bench-compare`:
+//! `bypass_veth/<generator>_<receiver>/rx_pps` and `/cpu_ns_per_pkt` per throughput row,
+//! `bypass_veth/rtt_<client>_<server>/p50` and `/p99` per ping-pong setup (medians over
+//! the rounds, with their range); see `docs/bench-format.md`.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -39,6 +45,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use tally_benches::harness::{Better, Record};
 use tally_bypass::netns::{Side, VethConfig, VethPair};
 use tally_bypass::packet::{UdpChecksumPolicy, UdpFlow, build_udp, parse_udp, reply_in_place};
 use tally_bypass::{
@@ -73,6 +80,16 @@ enum Gen {
     Udp,
 }
 
+impl Gen {
+    /// The generator's part of a figure's id.
+    fn slug(self) -> &'static str {
+        match self {
+            Self::Live => "live",
+            Self::Udp => "udp",
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Rx {
     AfXdp,
@@ -86,6 +103,15 @@ impl Rx {
             Self::AfXdp => "AF_XDP (XskSocket, native XDP, copy)",
             Self::AfPacket => "AF_PACKET TPACKET_V3 (PacketSocket)",
             Self::Recvmmsg => "UDP socket, recvmmsg batch 32",
+        }
+    }
+
+    /// The receiver's part of a figure's id.
+    fn slug(self) -> &'static str {
+        match self {
+            Self::AfXdp => "af_xdp",
+            Self::AfPacket => "af_packet",
+            Self::Recvmmsg => "recvmmsg",
         }
     }
 }
@@ -330,6 +356,16 @@ impl End {
             Self::AfXdp(XdpModeChoice::Auto) => "AF_XDP, auto XDP",
         }
     }
+
+    /// This end's part of a figure's id.
+    fn slug(self) -> &'static str {
+        match self {
+            Self::Udp => "udp",
+            Self::AfXdp(XdpModeChoice::Generic) => "xdp_generic",
+            Self::AfXdp(XdpModeChoice::Native) => "xdp_native",
+            Self::AfXdp(XdpModeChoice::Auto) => "xdp_auto",
+        }
+    }
 }
 
 /// The client's UDP port; on the A side, the XDP program steers it to the client's
@@ -485,8 +521,15 @@ fn ping_pong(pair: &VethPair, client: End, server: End, rtts: u32) -> (f64, f64,
     (q(0.5), q(0.99), rtt.len() as f64)
 }
 
-/// The receive-throughput rounds and their table and ratios.
-fn throughput(pair: &VethPair, frame: &[u8], rounds: u32, live_frames: u32, udp_packets: u32) {
+/// The receive-throughput rounds and their table and ratios; returns the figures (receive
+/// rate and CPU per packet of every generator and receiver).
+fn throughput(
+    pair: &VethPair,
+    frame: &[u8],
+    rounds: u32,
+    live_frames: u32,
+    udp_packets: u32,
+) -> Vec<Record> {
     let gens: &[Gen] = if udp_packets == 0 {
         &[Gen::Live]
     } else {
@@ -527,9 +570,24 @@ fn throughput(pair: &VethPair, frame: &[u8], rounds: u32, live_frames: u32, udp_
     );
     println!("|---|---|---|---|---|---|---|");
     let mut med_pps = Vec::new();
+    let mut records = Vec::new();
     for (k, (g, r)) in combos.iter().enumerate() {
         let s = &samples[k];
         let pps: Vec<f64> = s.iter().map(|x| x.rx_pps).collect();
+        let id = format!("bypass_veth/{}_{}", g.slug(), r.slug());
+        records.extend(Record::from_samples(
+            format!("{id}/rx_pps"),
+            "pkt/s",
+            Better::Higher,
+            &pps,
+        ));
+        let cpu: Vec<f64> = s.iter().map(|x| x.cpu_ns_per_pkt).collect();
+        records.extend(Record::from_samples(
+            format!("{id}/cpu_ns_per_pkt"),
+            "ns/pkt",
+            Better::Lower,
+            &cpu,
+        ));
         let (lo, hi) = pps
             .iter()
             .fold((f64::MAX, 0.0f64), |(a, b), v| (a.min(*v), b.max(*v)));
@@ -568,6 +626,19 @@ fn throughput(pair: &VethPair, frame: &[u8], rounds: u32, live_frames: u32, udp_
             "ratio AF_XDP / recvmmsg (UDP sender, medians): {:.2}x",
             med_pps[3] / med_pps[5]
         );
+    }
+    records
+}
+
+/// Writes the figures for `cargo xtask bench` (when it asked for them), or exits 1.
+fn write_records(records: &[Record]) {
+    match tally_benches::harness::write_records("bypass_veth", records) {
+        Ok(Some(path)) => eprintln!("{} figures written to {}", records.len(), path.display()),
+        Ok(None) => {}
+        Err(e) => {
+            eprintln!("bypass_veth: {e}");
+            std::process::exit(1);
+        }
     }
 }
 
@@ -616,10 +687,12 @@ fn main() {
         "# bypass_veth: {rounds} rounds, live {live_frames} frames, udp {udp_packets} packets; loadavg {}",
         load.trim()
     );
+    let mut records = Vec::new();
     if live_frames > 0 {
-        throughput(&pair, &frame, rounds, live_frames, udp_packets);
+        records = throughput(&pair, &frame, rounds, live_frames, udp_packets);
     }
     if rtts == 0 {
+        write_records(&records);
         return;
     }
 
@@ -664,6 +737,15 @@ fn main() {
     println!("|---|---|---:|---:|---:|---:|");
     let (u50, u99) = (median(p50[0].clone()), median(p99[0].clone()));
     for (k, (cl, srv)) in setups.iter().enumerate() {
+        let id = format!("bypass_veth/rtt_{}_{}", cl.slug(), srv.slug());
+        for (q, v) in [("p50", &p50[k]), ("p99", &p99[k])] {
+            records.extend(Record::from_samples(
+                format!("{id}/{q}"),
+                "us",
+                Better::Lower,
+                v,
+            ));
+        }
         let (m50, m99) = (median(p50[k].clone()), median(p99[k].clone()));
         println!(
             "| {} | {} | {m50:.1} | {m99:.1} | {:.2} | {:.2} |",
@@ -675,4 +757,5 @@ fn main() {
     }
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!("# loadavg at end {}", load.trim());
+    write_records(&records);
 }

@@ -14,6 +14,12 @@
 //! (it prints why it skips otherwise). Env: `TALLY_PIPELINE_SECS` (seconds per run,
 //! default 2), `TALLY_PIPELINE_STAGES=1` (staged coordinator),
 //! `TALLY_PIPELINE_VERIFY` (`signatures` or `shares`).
+//!
+//! Criterion records the time per session; with `TALLY_BENCH_RESULTS_DIR` set (as
+//! `cargo xtask bench` sets it) the figures criterion does not see also go to
+//! `pipeline.json` there, for `cargo xtask bench-compare`: `pipeline/{tally,baseline}/p50`
+//! and `/p99` (ms, medians over the runs) and `pipeline/tally_vs_baseline` (the median of
+//! the back-to-back pairs' sessions/s ratios); see `docs/bench-format.md`.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -33,6 +39,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use tally_benches::harness::{Better, Record};
 
 fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
@@ -201,12 +208,12 @@ fn bench(c: &mut Criterion) {
     };
     let (t, tp50, tp99, tn) = summary("tally");
     let (b, bp50, bp99, bn) = summary("baseline");
-    let paired = median(
-        pairs
-            .iter()
-            .map(|(t, b)| t.sessions_per_s / b.sessions_per_s.max(f64::MIN_POSITIVE))
-            .collect(),
-    );
+    let ratios: Vec<f64> = pairs
+        .iter()
+        .map(|(tally, base)| tally.sessions_per_s / base.sessions_per_s.max(f64::MIN_POSITIVE))
+        .collect();
+    let paired = median(ratios.clone());
+    write_figures(&runs, &ratios);
     println!(
         "pipeline medians: tally {t:.0} sessions/s (p50 {tp50:.2} ms, p99 {tp99:.2} ms, {tn} runs); \
          baseline {b:.0} sessions/s (p50 {bp50:.2} ms, p99 {bp99:.2} ms, {bn} runs); \
@@ -214,6 +221,42 @@ fn bench(c: &mut Criterion) {
         t / b.max(f64::MIN_POSITIVE),
         pairs.len()
     );
+}
+
+/// Writes the figures criterion does not record (latency percentiles of each side, the
+/// paired ratio) for `cargo xtask bench`, when it asked for them.
+fn write_figures(runs: &[(&str, Run)], ratios: &[f64]) {
+    let mut records = Vec::new();
+    for name in ["tally", "baseline"] {
+        let mine: Vec<&Run> = runs
+            .iter()
+            .filter(|(n, _)| *n == name)
+            .map(|(_, run)| run)
+            .collect();
+        for (quantile, p99) in [("p50", false), ("p99", true)] {
+            let ms: Vec<f64> = mine
+                .iter()
+                .map(|run| if p99 { run.p99_us } else { run.p50_us } as f64 / 1e3)
+                .collect();
+            records.extend(Record::from_samples(
+                format!("pipeline/{name}/{quantile}"),
+                "ms",
+                Better::Lower,
+                &ms,
+            ));
+        }
+    }
+    records.extend(Record::from_samples(
+        "pipeline/tally_vs_baseline",
+        "x",
+        Better::Higher,
+        ratios,
+    ));
+    match tally_benches::harness::write_records("pipeline", &records) {
+        Ok(Some(path)) => println!("{} figures written to {}", records.len(), path.display()),
+        Ok(None) => {}
+        Err(e) => panic!("pipeline: {e}"),
+    }
 }
 
 criterion_group!(benches, bench);

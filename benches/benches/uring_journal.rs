@@ -35,6 +35,12 @@
 //! `TALLY_JOURNAL_BENCH_MODES=pair,pair8,tally8` runs only the listed modes (`pair` and
 //! `pair8` name all three journals of a paired cell).
 //!
+//! With `TALLY_BENCH_RESULTS_DIR` set (as `cargo xtask bench` sets it), the headline
+//! figures also go to `uring_journal.json` there, for `cargo xtask bench-compare`: per
+//! mode and record size the rate (`uring_journal/<mode>_<size>B`, `:` written `_`), the
+//! p50 and p99 latency (`/p50`, `/p99`) and the ratio to okaywal with the same writers
+//! (`/x_okaywal`); see `docs/bench-format.md`.
+//!
 //! Both journals recycle their segments: okaywal checkpoints (no-op checkpointer) and
 //! reuses segment files; tally releases everything durable after each commit
 //! (`release_through`), so its 64 MiB segments (two spares prepared at open) are reused. Latency: per group of 1024 for
@@ -64,6 +70,7 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use okaywal::{Entry, EntryId, LogManager, SegmentReader, WriteAheadLog};
+use tally_benches::harness::{Better, Record};
 use tally_uring::{Journal, JournalOptions, SharedJournal, SharedOptions};
 
 const GROUP: usize = 1024;
@@ -607,6 +614,7 @@ fn main() {
         "journal bench: {reps} reps x {secs} s per cell, dir {}",
         base.display()
     );
+    let mut figures = Vec::new();
     for size in [64usize, 1024] {
         let recs = records(size, 4096);
         // results[mode] = Vec of (rate, p50, p99, p999) per rep
@@ -697,6 +705,31 @@ fn main() {
                         .collect(),
                 )
             };
+            let id = format!("uring_journal/{}_{size}B", mode.replace(':', "_"));
+            figures.extend(Record::from_samples(&id, "rec/s", Better::Higher, &rates));
+            for (suffix, k) in [("p50", 1), ("p99", 2)] {
+                let lat: Vec<f64> = results[m]
+                    .iter()
+                    .map(|r| if k == 1 { r.1 } else { r.2 })
+                    .collect();
+                figures.extend(Record::from_samples(
+                    format!("{id}/{suffix}"),
+                    "us",
+                    Better::Lower,
+                    &lat,
+                ));
+            }
+            if let Some(p) = peer.filter(|p| *p != m) {
+                let ratios: Vec<f64> = (0..results[m].len())
+                    .map(|r| rate_of(m, r) / rate_of(p, r))
+                    .collect();
+                figures.extend(Record::from_samples(
+                    format!("{id}/x_okaywal"),
+                    "x",
+                    Better::Higher,
+                    &ratios,
+                ));
+            }
             let (mn, mx) = rates
                 .iter()
                 .fold((f64::MAX, 0f64), |(a, b), r| (a.min(*r), b.max(*r)));
@@ -714,6 +747,14 @@ fn main() {
                     "group of 1024"
                 },
             );
+        }
+    }
+    match tally_benches::harness::write_records("uring_journal", &figures) {
+        Ok(Some(path)) => eprintln!("{} figures written to {}", figures.len(), path.display()),
+        Ok(None) => {}
+        Err(e) => {
+            eprintln!("uring_journal: {e}");
+            std::process::exit(1);
         }
     }
 }
