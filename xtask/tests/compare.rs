@@ -10,17 +10,11 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use xtask::util::ScratchDir;
 
-static NEXT: AtomicUsize = AtomicUsize::new(0);
-
-/// A fresh scratch directory for one test.
-fn scratch() -> PathBuf {
-    let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    let dir = std::env::temp_dir().join(format!("xtask-compare-{}-{n}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// A fresh scratch directory for one test, removed when the test ends (also on failure).
+fn scratch() -> ScratchDir {
+    ScratchDir::new("compare").unwrap()
 }
 
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {

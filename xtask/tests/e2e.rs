@@ -134,9 +134,7 @@ fn slower_head_fails_and_identical_code_passes() {
     if !valgrind_or_skip() {
         return;
     }
-    let dir = std::env::temp_dir().join(format!("xtask-e2e-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = xtask::util::ScratchDir::new("e2e").unwrap();
     let exe = build_tiny(&dir);
 
     let base = dir.join("base.json");
@@ -167,7 +165,6 @@ fn slower_head_fails_and_identical_code_passes() {
     let (code, out) = compare(&slower, &base);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("improved"), "{out}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -175,9 +172,7 @@ fn a_kernel_without_work_or_with_a_failure_is_an_error_not_a_count() {
     if !valgrind_or_skip() {
         return;
     }
-    let dir = std::env::temp_dir().join(format!("xtask-e2e-empty-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = xtask::util::ScratchDir::new("e2e-empty").unwrap();
     // Zero instructions per iteration means the work was optimised away (or skipped):
     // a count of 0 would pass every comparison as "improved".
     let exe = build_source(&dir, "empty", EMPTY);
@@ -191,5 +186,4 @@ fn a_kernel_without_work_or_with_a_failure_is_an_error_not_a_count() {
     let exe = build_source(&dir, "failing", FAILING);
     let err = instructions_per_iter(&exe, &[OsString::from("x")]).unwrap_err();
     assert!(err.to_string().contains("expected 10"), "{err}");
-    let _ = std::fs::remove_dir_all(&dir);
 }

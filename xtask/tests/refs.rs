@@ -113,7 +113,7 @@ fn refs_are_built_in_worktrees_and_compared() {
         eprintln!("skipping: valgrind is not installed (apt-get install -y valgrind)");
         return;
     }
-    let repo = std::env::temp_dir().join(format!("xtask-refs-{}", std::process::id()));
+    let repo = xtask::util::ScratchDir::new("refs").unwrap();
     let (c1, c2) = two_commit_repo(&repo);
 
     let (code, out) = compare(&repo, &c1, &c2);
@@ -156,7 +156,6 @@ fn refs_are_built_in_worktrees_and_compared() {
         1,
         "temporary worktrees left behind:\n{worktrees}"
     );
-    let _ = std::fs::remove_dir_all(&repo);
 }
 
 /// Ctrl-C during a `bench-compare` of refs (most likely during the long bench runs) must
@@ -167,14 +166,14 @@ fn ctrl_c_leaves_no_worktree_behind() {
     use std::os::unix::process::CommandExt as _;
     use std::time::{Duration, Instant};
 
-    let repo = std::env::temp_dir().join(format!("xtask-refs-ctrl-c-{}", std::process::id()));
+    let repo = xtask::util::ScratchDir::new("refs-ctrl-c").unwrap();
     let (c1, c2) = two_commit_repo(&repo);
 
     // In a process group of its own, as a shell runs a foreground job.
     let mut xtask = Command::new(env!("CARGO_BIN_EXE_xtask"))
         .env_remove("CARGO_TARGET_DIR")
         .args(["bench-compare", "--instructions-only", "--repo"])
-        .arg(&repo)
+        .arg(repo.path())
         .args(["--base", &c1, "--head", &c2])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -216,5 +215,4 @@ fn ctrl_c_leaves_no_worktree_behind() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    let _ = std::fs::remove_dir_all(&repo);
 }
