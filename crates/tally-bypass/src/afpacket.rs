@@ -411,10 +411,12 @@ const SKF_VLAN_TAG: u32 = (-0x1000i32 + 44).cast_unsigned();
 /// A classic BPF program accepting IPv4/UDP (not fragmented) to one of `ports`, untagged
 /// or priority-tagged (VLAN 0). Frames of other VLANs are dropped: they belong to a VLAN
 /// interface, and the kernel has moved their tag out of the bytes the filter reads.
+/// Repeated ports are compared once.
 fn udp_port_filter(ports: &[u16]) -> Result<Vec<libc::sock_filter>> {
+    let ports = crate::bpf::port_set(ports);
     if ports.is_empty() || ports.len() > 64 {
         return Err(BypassError::InvalidOption {
-            what: "UDP ports in the AF_PACKET filter (1..=64)",
+            what: "distinct UDP ports in the AF_PACKET filter (1..=64)",
             value: ports.len() as u64,
         });
     }
@@ -513,8 +515,9 @@ impl PacketSocket {
 
         let mut reservations = Vec::new();
         if config.reserve_ports {
-            for port in &config.udp_ports {
-                let s = UdpSocket::bind(("0.0.0.0", *port))
+            // Each port once: a repeated port would collide with its own reservation.
+            for port in crate::bpf::port_set(&config.udp_ports) {
+                let s = UdpSocket::bind(("0.0.0.0", port))
                     .map_err(sock_err("bind(UDP port reservation)"))?;
                 let small: libc::c_int = 1;
                 let _ = sys::setsockopt(s.as_raw_fd(), libc::SOL_SOCKET, libc::SO_RCVBUF, &small);
@@ -1363,6 +1366,21 @@ mod tests {
         s.send_frame(&mut frame(1514, false)).unwrap();
         s.send_frame(&mut frame(1518, true)).unwrap();
         assert_eq!((s.tx.pending, s.tx_status(0)), (2, TP_STATUS_SEND_REQUEST));
+    }
+
+    #[test]
+    fn repeated_filter_ports_are_compared_once() {
+        let key = |p: Vec<libc::sock_filter>| -> Vec<(u16, u8, u8, u32)> {
+            p.iter().map(|i| (i.code, i.jt, i.jf, i.k)).collect()
+        };
+        let distinct: Vec<u16> = (9000..9064).collect();
+        let repeated: Vec<u16> = distinct.iter().chain(&distinct).rev().copied().collect();
+        assert_eq!(
+            key(udp_port_filter(&repeated).unwrap()),
+            key(udp_port_filter(&distinct).unwrap())
+        );
+        let too_many: Vec<u16> = (9000..9065).collect();
+        assert!(udp_port_filter(&too_many).is_err());
     }
 
     #[test]

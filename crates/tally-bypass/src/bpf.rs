@@ -142,18 +142,41 @@ pub enum XdpFilter {
     UdpDstPorts(Vec<u16>),
 }
 
+impl XdpFilter {
+    /// Whether `self` and `other` steer the same frames: port lists compare as sets, so
+    /// their order and repeated ports do not matter.
+    pub fn steers_same(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Self::All, Self::All) => true,
+            (Self::UdpDstPorts(a), Self::UdpDstPorts(b)) => port_set(a) == port_set(b),
+            _ => false,
+        }
+    }
+}
+
+/// The distinct ports of `ports`, sorted: what a port filter matches.
+pub(crate) fn port_set(ports: &[u16]) -> Vec<u16> {
+    let mut set = ports.to_vec();
+    set.sort_unstable();
+    set.dedup();
+    set
+}
+
 /// Builds the steering program for `filter`, redirecting into the XSKMAP `map_fd`.
+/// Repeated ports are compared once.
 ///
 /// # Errors
-/// [`BypassError::InvalidOption`] for an empty or too long port list.
+/// [`BypassError::InvalidOption`] for an empty port list or more than
+/// [`MAX_FILTER_PORTS`] distinct ports.
 pub fn steering_program(filter: &XdpFilter, map_fd: i32) -> Result<Vec<Insn>> {
     let mut a = Asm::new();
     let redirect = a.label();
     let pass = a.label();
     if let XdpFilter::UdpDstPorts(ports) = filter {
+        let ports = port_set(ports);
         if ports.is_empty() || ports.len() > MAX_FILTER_PORTS {
             return Err(BypassError::InvalidOption {
-                what: "number of UDP ports in the XDP filter (1..=64)",
+                what: "number of distinct UDP ports in the XDP filter (1..=64)",
                 value: ports.len() as u64,
             });
         }
@@ -195,7 +218,7 @@ pub fn steering_program(filter: &XdpFilter, map_fd: i32) -> Result<Vec<Insn>> {
         a.op(Insn::new(ADD64_K, 4, 0, 0, 14 + 8));
         a.jump(JGT_X, 4, 3, 0, pass);
         a.op(Insn::new(LDX_H, 5, 2, 14 + 2, 0)); // UDP destination port
-        for &p in ports {
+        for &p in &ports {
             a.jump(JEQ_K, 5, 0, ne16(p), redirect);
         }
         a.jump(JA, 0, 0, 0, pass);
@@ -712,7 +735,28 @@ mod tests {
             assert_eq!(k.cast_signed() + 1 + i.off as isize, redirect.cast_signed());
         }
         assert!(steering_program(&XdpFilter::UdpDstPorts(vec![]), 3).is_err());
-        assert!(steering_program(&XdpFilter::UdpDstPorts(vec![1; 65]), 3).is_err());
+        let too_many: Vec<u16> = (1..=65).collect();
+        assert!(steering_program(&XdpFilter::UdpDstPorts(too_many), 3).is_err());
         assert_eq!(steering_program(&XdpFilter::All, 3).unwrap().len(), 6);
+    }
+
+    #[test]
+    fn port_lists_are_sets() {
+        let set = |p: &[u16]| XdpFilter::UdpDstPorts(p.to_vec());
+        // The same ports in another order, or repeated, steer the same frames: sockets of
+        // one interface built from unordered collections must be able to share.
+        assert!(set(&[9000, 9001]).steers_same(&set(&[9001, 9000])));
+        assert!(set(&[9000, 9001]).steers_same(&set(&[9001, 9000, 9001, 9000])));
+        assert!(XdpFilter::All.steers_same(&XdpFilter::All));
+        assert!(!set(&[9000]).steers_same(&set(&[9000, 9001])));
+        assert!(!set(&[9000]).steers_same(&XdpFilter::All));
+        assert!(!XdpFilter::All.steers_same(&set(&[9000])));
+        // Repeats are compared once: 64 distinct ports fit however often they repeat.
+        let distinct: Vec<u16> = (1..=64).collect();
+        let repeated: Vec<u16> = distinct.iter().chain(&distinct).rev().copied().collect();
+        assert_eq!(
+            steering_program(&set(&repeated), 3).unwrap().len(),
+            steering_program(&set(&distinct), 3).unwrap().len()
+        );
     }
 }

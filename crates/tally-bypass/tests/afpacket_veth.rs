@@ -149,6 +149,50 @@ fn transport_falls_back_to_af_packet_with_the_reason() {
     assert_eq!(kind, TransportKind::AfXdp);
 }
 
+/// A port listed twice (as port lists merged from several places are) is reserved and
+/// filtered once: the second reservation used to collide with the first, and the socket
+/// failed to open with EADDRINUSE, "another socket already holds this UDP port".
+#[test]
+fn repeated_ports_open_and_receive() {
+    const PORT_R: u16 = 9160;
+    let Some(pair) = common::veth_or_skip("pdup", VethConfig::default()) else {
+        return;
+    };
+    let cfg = pair.config().clone();
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let ifb = cfg.if_b.clone();
+    let receiver = pair.spawn_in(Side::B, move || {
+        let config = PacketConfig {
+            udp_ports: vec![PORT_R, PORT_R + 1, PORT_R],
+            block_size: 1 << 16,
+            block_count: 4,
+            retire_timeout_ms: 2,
+            ..PacketConfig::default()
+        };
+        let mut sock = PacketSocket::open(&ifb, &config).expect("open with a repeated port");
+        ready_tx.send(()).unwrap();
+        let mut ports = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while ports.len() < 20 && Instant::now() < deadline {
+            sock.wait(Duration::from_millis(20)).unwrap();
+            let batch = sock.recv(64);
+            ports.extend(batch.datagrams().map(|d| d.dst_port()));
+        }
+        ports
+    });
+    ready_rx.recv_timeout(Duration::from_secs(30)).unwrap();
+    pair.run_in(Side::A, || {
+        for port in [PORT_R, PORT_R + 1] {
+            common::send_flows(cfg.ip_a, SocketAddrV4::new(cfg.ip_b, port), 1, 10, 32);
+        }
+    })
+    .unwrap();
+    let mut ports = receiver.join().unwrap().unwrap();
+    ports.sort_unstable();
+    let want: Vec<u16> = [[PORT_R; 10], [PORT_R + 1; 10]].concat();
+    assert_eq!(ports, want);
+}
+
 /// `ip -n NS link set IF up|down`.
 fn set_link(ns: &str, ifname: &str, state: &str) {
     let out = std::process::Command::new("ip")

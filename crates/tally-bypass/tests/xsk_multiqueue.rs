@@ -67,6 +67,38 @@ fn sockets_on_two_queues_of_one_interface_share_the_program() {
     .unwrap();
 }
 
+/// Port lists are sets: sockets whose lists name the same ports in another order, or
+/// repeat one, share the program. Lists built from a `HashSet` per socket come out in a
+/// different order each time, and used to fail with `SteeringConflict`.
+#[test]
+fn the_same_ports_in_another_order_share_the_program() {
+    let config = VethConfig {
+        queues: 2,
+        ..VethConfig::default()
+    };
+    let Some(pair) = common::veth_or_skip("xmqo", config) else {
+        return;
+    };
+    let ifb = pair.config().if_b.clone();
+    pair.run_in(Side::B, move || {
+        let q0 = XskSocket::open(&ifb, 0, small(&[9308, 9309])).expect("queue 0");
+        let q1 = XskSocket::open(&ifb, 1, small(&[9309, 9308, 9309]))
+            .expect("queue 1, the same ports in another order");
+        assert_eq!(
+            q0.xsk_map().raw_fd(),
+            q1.xsk_map().raw_fd(),
+            "one shared map"
+        );
+        // Another set still conflicts.
+        drop(q1);
+        assert!(matches!(
+            XskSocket::open(&ifb, 1, small(&[9309])),
+            Err(BypassError::SteeringConflict { .. })
+        ));
+    })
+    .unwrap();
+}
+
 #[test]
 fn a_high_queue_joins_the_map_a_low_queue_created() {
     // The first socket sizes the shared XSKMAP; a later one on queue 65 must still fit.

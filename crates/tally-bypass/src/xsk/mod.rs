@@ -309,7 +309,7 @@ impl XskSocket {
     /// Sockets of this process on other queues of the same interface share one steering
     /// program and XSKMAP (an interface takes one XDP link): the first one attaches it,
     /// with its [`XskConfig::xdp_mode`], and the last one to close detaches it. They must
-    /// ask for the same [`XskConfig::filter`].
+    /// ask for the same [`XskConfig::filter`] (the same ports, in any order).
     ///
     /// # Errors
     /// [`BypassError::InvalidOption`], [`BypassError::Interface`],

@@ -5,7 +5,8 @@
 //! AF_XDP uses several queues) share one program and one XSKMAP: the first socket loads
 //! and attaches them, the others put themselves in their queue's slot, and the last one
 //! to close detaches the program. Sharing is keyed by network namespace and interface
-//! index, and only sockets asking for the same [`XdpFilter`] can share.
+//! index, and only sockets whose [`XdpFilter`]s steer the same frames can share (the same
+//! ports in any order, repeats allowed).
 //!
 //! A socket opening while the last one closes waits (briefly) until the old link is
 //! released instead of failing to attach next to it.
@@ -90,7 +91,7 @@ impl SteeringHandle {
             reg.retain(|e| e.steering.strong_count() > 0 || !e.released.load(Ordering::Acquire));
             let mine = |e: &&Entry| Some(e.netns) == netns && e.ifindex == ifindex;
             if let Some(s) = reg.iter().filter(mine).find_map(|e| e.steering.upgrade()) {
-                if s.filter != *filter {
+                if !s.filter.steers_same(filter) {
                     return Err(BypassError::SteeringConflict {
                         ifindex,
                         queue,
