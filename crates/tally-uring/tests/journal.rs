@@ -1020,3 +1020,55 @@ fn shared_start_makes_records_appended_before_it_durable() {
         vec![(1, b"before".to_vec()), (2, b"before, too".to_vec())]
     );
 }
+
+/// A segment is created only after every record before its first sequence number is
+/// synced. So damage to records of segment N, when segment N+1 starts at a later
+/// sequence number, is damage to durable (acknowledged) records: corruption, never a torn
+/// tail. Recovery used to cut it as a torn tail (segment N+1 was empty, so no later group
+/// gave the damage away): `replay` reported the acknowledged record as never written and
+/// `open` recycled segment N+1 and went on from the damaged record, silently dropping it.
+#[test]
+fn damage_before_a_later_segment_is_corruption_not_a_torn_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(mut j) = open(dir.path(), small().prewrite(false)) else {
+        return;
+    };
+    // One record per commit until an append rotates; that record is never committed,
+    // so the new segment holds no record.
+    loop {
+        let created = j.stats().snapshot().segments_created;
+        let seq = j.append(&[3u8; 900]).unwrap();
+        if j.stats().snapshot().segments_created > created {
+            break;
+        }
+        assert_eq!(j.commit().unwrap(), seq);
+    }
+    let acked = j.durable_seq();
+    drop(j);
+    let files = segs(dir.path());
+    assert_eq!(files.len(), 2);
+    let (recs, rep) = replay_all(dir.path()).unwrap();
+    assert_eq!(rep.last_seq, acked);
+    assert!(rep.torn_tail.is_none());
+    // Damage the payload of the last (acknowledged) record of the first segment.
+    let frame = tally_uring::journal::format::frame_bytes(900) as u64;
+    let last_off = HEADER_BYTES + frame * (recs.len() as u64 - 1);
+    flip(&files[0], last_off + 100, 3);
+    let before: Vec<_> = files.iter().map(|p| std::fs::read(p).unwrap()).collect();
+    match replay_all(dir.path()) {
+        Err(JournalError::Corrupt {
+            segment, offset, ..
+        }) => assert_eq!((segment, offset), (files[0].clone(), last_off)),
+        Ok((recs, rep)) => panic!(
+            "damage to acknowledged record {acked} was not reported: {} records, {rep:?}",
+            recs.len()
+        ),
+        Err(e) => panic!("{e}"),
+    }
+    assert!(matches!(
+        Journal::open(dir.path(), small()),
+        Err(JournalError::Corrupt { .. })
+    ));
+    let after: Vec<_> = files.iter().map(|p| std::fs::read(p).unwrap()).collect();
+    assert!(before == after, "a failed open changed the segment files");
+}

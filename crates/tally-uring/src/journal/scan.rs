@@ -313,13 +313,26 @@ pub(crate) fn scan(dir: &Path, mut deliver: impl FnMut(u64, &[u8])) -> Result<Sc
         });
         // The first bad position `off` in this segment. Clean end if the next segment
         // starts exactly at `e` (the writer rotated because the next record did not fit).
-        let next_starts_at_e = match segs.get(pos + 1) {
+        let next_first = match segs.get(pos + 1) {
             Some(next) => {
                 let mut nr = Reader::open(&next.path, 4096)?;
-                matches!(header_of(&mut nr)?, Ok(nh) if nh.first_seq == e)
+                header_of(&mut nr)?.ok().map(|nh| nh.first_seq)
             }
-            None => false,
+            None => None,
         };
+        // The writer creates a segment only once every record before its first sequence
+        // number is synced (a rotation waits for the commits in flight and syncs what it
+        // leaves behind; `open` syncs the segment it recovered). A next segment that
+        // starts later than `e` proves that records from `e` on were durable: their damage
+        // is corruption, never a torn tail to cut (that would drop acknowledged records).
+        if next_first.is_some_and(|first| first > e) {
+            return Err(JournalError::Corrupt {
+                segment: sf.path.clone(),
+                offset: off,
+                reason: "a damaged record is followed by a segment that starts at a later sequence number (the records before that segment were durable)",
+            });
+        }
+        let next_starts_at_e = next_first == Some(e);
         let mut orphans = 0u64;
         let mut zero_until = off;
         // Look for intact records with seq >= e after the damage.
