@@ -87,9 +87,11 @@ fn parse_args() -> Result<Args, String> {
                 }
             }
             "--duration" => {
-                a.duration = Duration::from_secs_f64(
-                    val()?.parse().map_err(|e| format!("--duration: {e}"))?,
-                );
+                let secs: f64 = val()?.parse().map_err(|e| format!("--duration: {e}"))?;
+                // A negative, NaN or huge value used to panic in `from_secs_f64`.
+                a.duration = Duration::try_from_secs_f64(secs).map_err(|e| {
+                    format!("--duration {secs}: {e}; give a number of seconds, 0 or more")
+                })?;
             }
             "--json" => a.json = true,
             "--tx-dst" => a.tx_dst = Some(val()?.parse().map_err(|e| format!("--tx-dst: {e}"))?),
@@ -210,14 +212,20 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         rx += n as u64;
         if args.mode == "echo" {
             for i in 0..n {
+                // Count only replies that were queued: a frame that is not well-formed
+                // IPv4/UDP (or an unreadable descriptor) gets none, and `reply` still
+                // answers Ok.
+                let mut queued = false;
                 let r = batch.reply(i, &mut |rxf, txf| {
                     let Some(dst) = txf.get_mut(..rxf.len()) else {
                         return 0;
                     };
                     dst.copy_from_slice(rxf);
-                    reply_in_place(dst).unwrap_or(0)
+                    let len = reply_in_place(dst).unwrap_or(0);
+                    queued = len > 0;
+                    len
                 });
-                if r.is_ok() {
+                if r.is_ok() && queued {
                     tx += 1;
                 }
             }
