@@ -630,7 +630,7 @@ impl Journal {
             });
         }
         remove_leftover_tmp(dir);
-        let scan = scan::scan(dir, |_, _| {})?;
+        let scan = scan::scan(dir, scan::Deliver::AsRead, |_, _| {})?;
         let report = report_of(&scan);
 
         let mut ring = Ring::new(
@@ -810,14 +810,16 @@ impl Journal {
         Ok((j, report))
     }
 
-    /// Delivers every durable record in order to `f(seq, payload)` (read-only; a torn tail
-    /// is reported, not cut).
+    /// Delivers every durable record in order to `f(seq, payload)` (a torn tail is
+    /// reported, not cut; nothing is written). The segment a killed writer may have left
+    /// records in that it never synced (still in the page cache) is `fdatasync`ed before
+    /// any of them is delivered, so that a power loss cannot take back a delivered record.
     ///
     /// # Errors
     /// [`JournalError::Corrupt`] (with segment and offset) for mid-log damage,
     /// [`JournalError::UnsupportedVersion`], [`JournalError::MissingSegment`], I/O errors.
     pub fn replay(dir: &Path, f: impl FnMut(u64, &[u8])) -> Result<ReplayReport, JournalError> {
-        let scan = scan::scan(dir, f)?;
+        let scan = scan::scan(dir, scan::Deliver::Durable, f)?;
         Ok(report_of(&scan))
     }
 

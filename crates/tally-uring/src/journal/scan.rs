@@ -150,6 +150,36 @@ impl Reader {
     }
 }
 
+impl Reader {
+    /// `fdatasync`s the segment, so that records read from it are durable before they
+    /// are delivered. A read-only file system (`EROFS`) holds nothing unsynced, and a file
+    /// system without sync support (`EINVAL`) cannot make anything more durable: both are
+    /// taken as done.
+    fn sync_data(&self) -> Result<(), JournalError> {
+        match self.file.sync_data() {
+            Err(e) if !matches!(e.raw_os_error(), Some(libc::EROFS | libc::EINVAL)) => {
+                Err(JournalError::io(
+                    &self.path,
+                    "sync a segment before delivering its records",
+                    e,
+                ))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// What [`scan`] may deliver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Deliver {
+    /// Records as they are read (recovery in `open`, which syncs the segment it
+    /// continues before it reports anything durable).
+    AsRead,
+    /// Durable records only: a segment that may hold records a writer wrote but never
+    /// synced (a killed writer's page cache) is synced before any of them is delivered.
+    Durable,
+}
+
 /// A segment whose records were read.
 #[derive(Debug, Clone)]
 pub(crate) struct LiveSeg {
@@ -232,7 +262,11 @@ const WINDOW: usize = 4 << 20;
     clippy::too_many_lines,
     reason = "one pass over the log; the recovery rules read best in order"
 )]
-pub(crate) fn scan(dir: &Path, mut deliver: impl FnMut(u64, &[u8])) -> Result<Scan, JournalError> {
+pub(crate) fn scan(
+    dir: &Path,
+    mode: Deliver,
+    mut deliver: impl FnMut(u64, &[u8]),
+) -> Result<Scan, JournalError> {
     let (segs, free) = list_segments(dir)?;
     let mut out = Scan {
         all: segs.clone(),
@@ -293,10 +327,27 @@ pub(crate) fn scan(dir: &Path, mut deliver: impl FnMut(u64, &[u8])) -> Result<Sc
         if out.first_seq.is_none() {
             out.first_seq = Some(h.first_seq);
         }
+        let next_first = match segs.get(pos + 1) {
+            Some(next) => {
+                let mut nr = Reader::open(&next.path, 4096)?;
+                header_of(&mut nr)?.ok().map(|nh| nh.first_seq)
+            }
+            None => None,
+        };
+        // Records below the next segment's first sequence number were synced before that
+        // segment was created (see below); any other record may still be only in the page
+        // cache of a killed writer, and is delivered durable only after a sync.
+        let mut synced = mode == Deliver::AsRead;
         let mut off = HEADER_BYTES;
         let mut e = e0;
-        while let Some((rec, payload)) = record_at(&mut r, off, h.salt, h.max_record, &|s| s == e)?
-        {
+        while let Some((rec, _)) = record_at(&mut r, off, h.salt, h.max_record, &|s| s == e)? {
+            if !synced && next_first.is_none_or(|first| rec.seq >= first) {
+                r.sync_data()?;
+                synced = true;
+            }
+            // The frame was just read whole into the window: no read happens here, these
+            // are the bytes `record_at` checked.
+            let payload = r.window(off + RECORD_HEADER_BYTES as u64, rec.len as usize)?;
             deliver(rec.seq, payload);
             out.records += 1;
             out.payload_bytes += u64::from(rec.len);
@@ -313,13 +364,6 @@ pub(crate) fn scan(dir: &Path, mut deliver: impl FnMut(u64, &[u8])) -> Result<Sc
         });
         // The first bad position `off` in this segment. Clean end if the next segment
         // starts exactly at `e` (the writer rotated because the next record did not fit).
-        let next_first = match segs.get(pos + 1) {
-            Some(next) => {
-                let mut nr = Reader::open(&next.path, 4096)?;
-                header_of(&mut nr)?.ok().map(|nh| nh.first_seq)
-            }
-            None => None,
-        };
         // The writer creates a segment only once every record before its first sequence
         // number is synced (a rotation waits for the commits in flight and syncs what it
         // leaves behind; `open` syncs the segment it recovered). A next segment that
