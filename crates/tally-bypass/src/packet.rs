@@ -382,10 +382,39 @@ fn arr6(b: &[u8], at: usize) -> [u8; 6] {
         .unwrap_or([0; 6])
 }
 
-/// Adds `data` as big-endian 16-bit words into a 32-bit-folded ones'-complement
-/// accumulator (RFC 1071). An odd trailing byte is padded with zero.
+/// Bytes [`checksum_add`] sums between two folds of its accumulator: 2^27 eight-byte
+/// words of at most 2^33 each, on top of a folded accumulator below 2^33, stay below 2^64.
+const CHECKSUM_BLOCK_BYTES: usize = 1 << 30;
+
+/// Adds `data` as big-endian 16-bit words into a ones'-complement accumulator (RFC 1071).
+/// An odd trailing byte is padded with zero. Any accumulator value is accepted, so calls
+/// can be chained over any amount of data: the accumulator is folded (which keeps its
+/// ones'-complement value) before it could overflow.
 #[inline]
-pub fn checksum_add(mut acc: u64, data: &[u8]) -> u64 {
+pub fn checksum_add(acc: u64, data: &[u8]) -> u64 {
+    if acc < 1 << 33 && data.len() <= CHECKSUM_BLOCK_BYTES {
+        checksum_add_block(acc, data)
+    } else {
+        checksum_add_large(acc, data)
+    }
+}
+
+/// [`checksum_add`] for a large accumulator or more than [`CHECKSUM_BLOCK_BYTES`]: block
+/// by block, folding the accumulator before each.
+#[cold]
+fn checksum_add_large(mut acc: u64, data: &[u8]) -> u64 {
+    // An even block size keeps every block but the last 16-bit aligned.
+    for block in data.chunks(CHECKSUM_BLOCK_BYTES) {
+        // 2^32 is 1 modulo 0xffff: folding the halves keeps the sum and leaves < 2^33.
+        acc = (acc & 0xffff_ffff) + (acc >> 32);
+        acc = checksum_add_block(acc, block);
+    }
+    acc
+}
+
+/// [`checksum_add`] for at most [`CHECKSUM_BLOCK_BYTES`] bytes and `acc` below 2^33.
+#[inline]
+fn checksum_add_block(mut acc: u64, data: &[u8]) -> u64 {
     let mut chunks = data.chunks_exact(8);
     for c in &mut chunks {
         let w = u64::from_be_bytes(c.try_into().unwrap_or([0; 8]));
@@ -421,9 +450,11 @@ pub fn internet_checksum(data: &[u8]) -> u16 {
 }
 
 fn pseudo_header_sum(src: [u8; 4], dst: [u8; 4], udp_len: u16) -> u64 {
-    let mut acc = checksum_add(0, &src);
-    acc = checksum_add(acc, &dst);
-    acc + u64::from(IPPROTO_UDP) + u64::from(udp_len)
+    // Whole 32-bit words, as `checksum_add` sums them.
+    u64::from(u32::from_be_bytes(src))
+        + u64::from(u32::from_be_bytes(dst))
+        + u64::from(IPPROTO_UDP)
+        + u64::from(udp_len)
 }
 
 /// Parses an Ethernet II / IPv4 / UDP frame without copying. A priority tag (802.1Q with
@@ -775,6 +806,32 @@ mod tests {
             0x00, 0x01, 0xc0, 0xa8, 0x00, 0xc7,
         ];
         assert_eq!(internet_checksum(&hdr), 0xb861);
+    }
+
+    #[test]
+    fn checksum_accumulator_never_overflows() {
+        // Any accumulator is accepted (it used to overflow: a panic in debug builds, a
+        // wrong sum in release builds), with the same ones'-complement value: 2^64 is 1
+        // modulo 0xffff, so u64::MAX is 0 and u64::MAX - 1 is 0xfffe.
+        assert_eq!(checksum_fold(checksum_add(u64::MAX, &[0, 1])), 1);
+        assert_eq!(checksum_fold(checksum_add(u64::MAX - 1, &[0, 1])), 0xffff);
+        let data: Vec<u8> = (0..=255u8).cycle().take(1001).collect();
+        for acc in [u64::MAX, u64::MAX - 7, 1 << 63, 0xffff_ffff_0000_0001] {
+            let folded = u64::from(checksum_fold(acc));
+            assert_eq!(
+                checksum_fold(checksum_add(acc, &data)),
+                checksum_fold(checksum_add(folded, &data)),
+                "{acc:#x}"
+            );
+        }
+        // Chained calls sum as one call over the concatenation, for as long as they go.
+        let mut acc = 0;
+        for _ in 0..4 {
+            acc = checksum_add(acc, &data[..500]);
+            acc = checksum_add(acc, &data[500..1000]);
+        }
+        let whole: Vec<u8> = data[..1000].repeat(4);
+        assert_eq!(checksum_fold(acc), checksum_fold(checksum_add(0, &whole)));
     }
 
     #[test]
