@@ -897,6 +897,62 @@ fn records_delivered_by_replay_survive_a_power_loss() {
     );
 }
 
+/// A `release_through` whose second rename fails (a directory is in the way of its free
+/// name) still syncs the directory for the rename it did. It returned at once: the first
+/// released segment was on the free list under a rename that was not durable, the next
+/// rotation wrote a new header into it (synced), and a power loss before the rotation's
+/// own directory sync brought back `seg-0` holding segment N's header: the journal no
+/// longer opened (`Corrupt`, the header does not match the file name).
+#[test]
+fn a_release_that_fails_part_way_keeps_the_journal_recoverable() {
+    let base = tempfile::tempdir().unwrap();
+    let Some(mount) = mount_or_skip(base.path(), None) else {
+        return;
+    };
+    let dir = mount.path().join("j");
+    let opts = options(Mode::Direct).prewrite(false).max_free_segments(4);
+    let Some(mut j) = open_or_skip(&dir, opts) else {
+        return;
+    };
+    while j.stats().segments_created.get() < 4 {
+        j.append(&[1u8; 1000]).unwrap();
+        j.commit().unwrap();
+    }
+    // A non-empty directory where segment 1's free name goes: its rename fails.
+    std::fs::create_dir_all(dir.join("free-0000000000000001.tjl").join("x")).unwrap();
+    let handle = mount.handle();
+    let start = handle.ops();
+    let released = j.release_through(j.durable_seq());
+    assert!(released.is_err(), "the release did not fail: {released:?}");
+    // The next rotation recycles segment 0, the one segment that was released.
+    while j.stats().segments_recycled.get() == 0 {
+        j.append(&[2u8; 1000]).unwrap();
+        j.commit().unwrap();
+    }
+    let last = j.durable_seq();
+    drop(j);
+    let log = handle.log();
+    drop(mount);
+    let mut model = Model::new();
+    let mut rng = Rng::new(9);
+    for (k, op) in log.iter().enumerate() {
+        model.apply(op);
+        if k + 1 < start {
+            continue;
+        }
+        for kind in [CrashKind::DurableOnly, CrashKind::Everything] {
+            let image = tempfile::tempdir().unwrap();
+            model.materialise(kind, &mut rng, image.path());
+            let jdir = image.path().join("j");
+            let (got, _) =
+                replay_all(&jdir).unwrap_or_else(|e| panic!("crash after op {k} ({kind:?}): {e}"));
+            assert!(got.last().is_some_and(|r| r.0 <= last), "op {k} ({kind:?})");
+            Journal::open(&jdir, opts)
+                .unwrap_or_else(|e| panic!("crash after op {k} ({kind:?}): open: {e}"));
+        }
+    }
+}
+
 /// A crash at any step of an `open` that prepares spare segments recovers: each spare was
 /// created under a live segment's name (`seg-N`) and then renamed to `free-N`, so a crash
 /// between the two renames left a live-looking segment past the end of the log, and for

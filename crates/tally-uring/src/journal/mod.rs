@@ -1386,6 +1386,7 @@ impl Journal {
     pub fn release_through(&mut self, seq: u64) -> Result<u32, JournalError> {
         let seq = seq.min(self.durable);
         let mut released = 0;
+        let mut failed = None;
         while self.live.len() > 1 {
             let (Some(&(index, _)), Some(&(_, next_first))) = (self.live.front(), self.live.get(1))
             else {
@@ -1395,24 +1396,35 @@ impl Journal {
                 break;
             }
             let from = self.dir.join(scan::seg_name(index));
-            if self.free.len() < self.opts.max_free_segments as usize {
+            let done = if self.free.len() < self.opts.max_free_segments as usize {
                 let to = self.dir.join(scan::free_name(index));
-                std::fs::rename(&from, &to).map_err(|source| {
-                    JournalError::io(&from, "recycle a released segment", source)
-                })?;
-                self.free.push((index, to));
+                std::fs::rename(&from, &to)
+                    .map(|()| self.free.push((index, to)))
+                    .map_err(|source| JournalError::io(&from, "recycle a released segment", source))
             } else {
-                std::fs::remove_file(&from).map_err(|source| {
-                    JournalError::io(&from, "delete a released segment", source)
-                })?;
+                std::fs::remove_file(&from)
+                    .map_err(|source| JournalError::io(&from, "delete a released segment", source))
+            };
+            if let Err(e) = done {
+                failed = Some(e);
+                break;
             }
             self.live.pop_front();
             released += 1;
         }
-        if released > 0 {
-            fsync_dir(&self.dir_file, &self.dir)?;
+        // Also when a later rename failed: the segments renamed before it are on the free
+        // list, and a rotation writes a new header into one of them. If its rename were
+        // not durable, a power loss after that header write would bring back `seg-N`
+        // holding another segment's header, and the journal would no longer open.
+        let synced = if released > 0 {
+            fsync_dir(&self.dir_file, &self.dir)
+        } else {
+            Ok(())
+        };
+        match failed {
+            Some(e) => Err(e),
+            None => synced.map(|()| released),
         }
-        Ok(released)
     }
 }
 
