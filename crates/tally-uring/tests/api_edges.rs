@@ -417,3 +417,51 @@ fn damaged_segment_sets_are_refused_by_replay_and_open() {
         );
     }
 }
+
+/// A segment header whose first sequence number is near `u64::MAX` (a crafted or
+/// damaged file whose header checksum was recomputed) is refused as `Corrupt` by `replay`
+/// and `open`. Recovery counted sequence numbers up from it and overflowed: a panic in
+/// debug builds, and wrapped sequence numbers (the next record numbered 0) in release.
+#[test]
+fn a_header_with_a_first_seq_near_the_limit_is_refused() {
+    use std::os::unix::fs::FileExt;
+    use tally_uring::journal::format::{HEADER_BYTES, SegmentHeader, encode_record, frame_bytes};
+
+    let dir = tempfile::tempdir().unwrap();
+    let Some(mut j) = open(dir.path(), small()) else {
+        return;
+    };
+    j.append(b"x").unwrap();
+    j.commit().unwrap();
+    drop(j);
+    let seg = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.file_name().unwrap().to_str().unwrap().starts_with("seg-"))
+        .unwrap();
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&seg)
+        .unwrap();
+    let mut b = [0u8; 64];
+    f.read_exact_at(&mut b, 0).unwrap();
+    let mut h = SegmentHeader::decode(&b).unwrap();
+    h.first_seq = u64::MAX;
+    f.write_all_at(&h.encode(), 0).unwrap();
+    let mut rec = vec![0u8; frame_bytes(1)];
+    encode_record(&mut rec, h.salt, u64::MAX, 0, b"x");
+    f.write_all_at(&rec, HEADER_BYTES).unwrap();
+    drop(f);
+    let replayed = std::panic::catch_unwind(|| Journal::replay(dir.path(), |_, _| {}));
+    match replayed {
+        Ok(Err(JournalError::Corrupt { segment, .. })) => assert_eq!(segment, seg),
+        Ok(other) => panic!("replay gave {other:?}"),
+        Err(panic) => std::panic::resume_unwind(panic),
+    }
+    let opened = std::panic::catch_unwind(|| Journal::open(dir.path(), small()).map(drop));
+    assert!(
+        matches!(opened, Ok(Err(JournalError::Corrupt { .. }))),
+        "open gave {opened:?}"
+    );
+}

@@ -6,7 +6,7 @@
 //!   8  version      u32     = FORMAT_VERSION (this offset never changes between versions)
 //!  12  header_bytes u32     = 4096
 //!  16  index        u64     segment number, contiguous from the oldest retained segment
-//!  24  first_seq    u64     sequence number of the segment's first record
+//!  24  first_seq    u64     sequence number of the segment's first record (1..=2^62)
 //!  32  salt         u64     random per segment use; mixed into every record CRC
 //!  40  segment_bytes u64    file size (preallocated)
 //!  48  max_record   u32     largest payload the writer accepted
@@ -37,6 +37,10 @@ pub const HEADER_BYTES: u64 = 4096;
 pub const RECORD_HEADER_BYTES: usize = 20;
 /// Records start at multiples of this.
 pub const RECORD_ALIGN: usize = 8;
+/// Largest first sequence number a segment header may carry. Far beyond any real journal
+/// (2^62 records), it leaves room to count every record a segment can hold without
+/// overflowing a `u64`, whatever a damaged or crafted header says.
+pub const MAX_FIRST_SEQ: u64 = 1 << 62;
 
 const _: () = assert!(RECORD_HEADER_BYTES.is_multiple_of(4) && RECORD_ALIGN.is_power_of_two());
 
@@ -147,6 +151,7 @@ impl SegmentHeader {
         if u64::from(u32_at(b, 12)) != HEADER_BYTES
             || h.segment_bytes <= HEADER_BYTES
             || h.first_seq == 0
+            || h.first_seq > MAX_FIRST_SEQ
         {
             return Err(HeaderProblem::BadFields);
         }
