@@ -465,3 +465,40 @@ fn a_header_with_a_first_seq_near_the_limit_is_refused() {
         "open gave {opened:?}"
     );
 }
+
+/// File names with a segment number near `u64::MAX` do not make `open` overflow while it
+/// numbers the next segment (a panic in debug builds, a wrap to segment 0 in release): a
+/// stray `free-` name is left alone, and a `seg-` name is `Corrupt` for `replay` and
+/// `open`.
+#[test]
+fn segment_numbers_near_the_limit_do_not_overflow() {
+    let dir = tempfile::tempdir().unwrap();
+    let stray = dir.path().join("free-ffffffffffffffff.tjl");
+    std::fs::write(&stray, b"not a segment").unwrap();
+    let opened = std::panic::catch_unwind(|| {
+        let mut j = open(dir.path(), small().spare_segments(1))?;
+        let seq = j.append(b"x").unwrap();
+        j.commit().unwrap();
+        Some(seq)
+    });
+    match opened {
+        Ok(seq) => assert!(seq.is_none_or(|s| s == 1)),
+        Err(panic) => std::panic::resume_unwind(panic),
+    }
+    assert_eq!(std::fs::read(&stray).unwrap(), b"not a segment");
+    assert_eq!(replay_all(dir.path()), [(1, b"x".to_vec())]);
+
+    let live = dir.path().join("seg-ffffffffffffffff.tjl");
+    std::fs::write(&live, b"not a segment").unwrap();
+    let replayed = std::panic::catch_unwind(|| Journal::replay(dir.path(), |_, _| {}));
+    match replayed {
+        Ok(Err(JournalError::Corrupt { segment, .. })) => assert_eq!(segment, live),
+        Ok(other) => panic!("replay gave {other:?}"),
+        Err(panic) => std::panic::resume_unwind(panic),
+    }
+    let opened = std::panic::catch_unwind(|| Journal::open(dir.path(), small()).map(drop));
+    assert!(
+        matches!(opened, Ok(Err(JournalError::Corrupt { .. }))),
+        "open gave {opened:?}"
+    );
+}

@@ -36,6 +36,11 @@ fn parse_name(name: &str, prefix: &str) -> Option<u64> {
     u64::from_str_radix(hex, 16).ok()
 }
 
+/// Largest segment number in a file name: far beyond any real journal (one segment per
+/// 2^62), it leaves room to number the next segments without overflowing a `u64`. A
+/// `free-` name above it is not the journal's (left alone); a `seg-` name is corruption.
+const MAX_SEGMENT_INDEX: u64 = 1 << 62;
+
 /// Live segments sorted by index, and recyclable ones.
 pub(crate) fn list_segments(dir: &Path) -> Result<(Vec<SegFile>, Vec<SegFile>), JournalError> {
     let mut live = Vec::new();
@@ -48,11 +53,20 @@ pub(crate) fn list_segments(dir: &Path) -> Result<(Vec<SegFile>, Vec<SegFile>), 
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
         if let Some(index) = parse_name(name, "seg-") {
+            if index > MAX_SEGMENT_INDEX {
+                return Err(JournalError::Corrupt {
+                    segment: entry.path(),
+                    offset: 0,
+                    reason: "segment number out of range (above 2^62): the file was not written by the journal",
+                });
+            }
             live.push(SegFile {
                 index,
                 path: entry.path(),
             });
-        } else if let Some(index) = parse_name(name, "free-") {
+        } else if let Some(index) = parse_name(name, "free-")
+            && index <= MAX_SEGMENT_INDEX
+        {
             free.push(SegFile {
                 index,
                 path: entry.path(),
