@@ -3,8 +3,8 @@
 //!
 //! [`parse_udp`] borrows a received frame and returns a [`UdpView`] whose payload is a
 //! slice of that frame: nothing is copied. Every malformed input is a [`ParseError`]
-//! variant (runt frame, truncated or lying lengths, bad checksums, fragments, oversize),
-//! never a panic; [`ParseStats`] counts them per kind.
+//! variant (runt frame, truncated or lying lengths, bad checksums, fragments, oversize,
+//! a forged group source address), never a panic; [`ParseStats`] counts them per kind.
 //!
 //! **UDP checksums from local senders.** A datagram sent by a local socket over a veth
 //! carries `CHECKSUM_PARTIAL`: the checksum field holds only the folded pseudo-header sum,
@@ -148,11 +148,23 @@ pub enum ParseError {
     /// The UDP checksum does not verify (and is not an acceptable partial checksum).
     #[error("bad UDP checksum")]
     BadUdpChecksum,
+    /// A group (multicast or broadcast) address where only a unicast one can be. From
+    /// [`parse_udp`]: the source MAC or IPv4 address (no host sends from a group address:
+    /// the frame is forged, and the kernel drops such a packet as a martian). From
+    /// [`reply_in_place`]: the destination of the datagram being answered, which would be
+    /// the reply's source.
+    #[error(
+        "the {what} is a group (multicast or broadcast) address, and no datagram can come from one: drop the frame, do not answer it"
+    )]
+    GroupAddress {
+        /// Which address.
+        what: &'static str,
+    },
 }
 
 impl ParseError {
     /// Number of variants (the length of [`ParseStats`]' counter set).
-    pub const KINDS: usize = 10;
+    pub const KINDS: usize = 11;
 
     /// A stable index `0..KINDS` per variant, for counting.
     pub const fn kind_index(&self) -> usize {
@@ -167,6 +179,7 @@ impl ParseError {
             Self::NotUdp { .. } => 7,
             Self::BadUdpLength { .. } => 8,
             Self::BadUdpChecksum => 9,
+            Self::GroupAddress { .. } => 10,
         }
     }
 }
@@ -194,6 +207,8 @@ tally_core_types::single_writer_stats! {
         bad_udp_length,
         /// [`ParseError::BadUdpChecksum`].
         bad_udp_checksum,
+        /// [`ParseError::GroupAddress`].
+        group_address,
     }
 }
 
@@ -212,6 +227,7 @@ impl ParseStats {
             ParseError::NotUdp { .. } => &self.not_udp,
             ParseError::BadUdpLength { .. } => &self.bad_udp_length,
             ParseError::BadUdpChecksum => &self.bad_udp_checksum,
+            ParseError::GroupAddress { .. } => &self.group_address,
         };
         c.incr();
     }
@@ -360,6 +376,34 @@ fn ipv4_offset(frame: &[u8]) -> Result<usize, u16> {
     Err(ethertype)
 }
 
+/// Whether the MAC address at `frame[at..]` is a group (multicast or broadcast) address.
+#[inline]
+fn is_group_mac(frame: &[u8], at: usize) -> bool {
+    frame.get(at).is_some_and(|b| b & 1 != 0)
+}
+
+/// Whether an IPv4 address is multicast (224.0.0.0/4) or the limited broadcast address (a
+/// subnet's broadcast address needs its prefix length, which a frame does not carry).
+#[inline]
+fn is_group_ip(ip: [u8; 4]) -> bool {
+    ip[0] & 0xf0 == 0xe0 || ip == [0xff; 4]
+}
+
+/// The [`ParseError::GroupAddress`] for the `side` ("source" or "destination") whose MAC
+/// address is at `frame[mac_at..]`: the MAC address when it is a group one, else the IPv4
+/// address.
+#[cold]
+fn group_address(frame: &[u8], mac_at: usize, side: &str) -> ParseError {
+    let mac = is_group_mac(frame, mac_at);
+    let what = match (side, mac) {
+        ("source", true) => "source MAC address",
+        ("source", false) => "source IPv4 address",
+        (_, true) => "destination MAC address (the reply's source)",
+        (_, false) => "destination IPv4 address (the reply's source)",
+    };
+    ParseError::GroupAddress { what }
+}
+
 #[inline]
 fn be16(b: &[u8], at: usize) -> u16 {
     match b.get(at..at + 2) {
@@ -502,6 +546,9 @@ pub fn parse_udp(frame: &[u8], policy: UdpChecksumPolicy) -> Result<UdpView<'_>,
     })?;
     if checksum_fold(checksum_add(0, header)) != 0xffff {
         return Err(ParseError::BadIpChecksum);
+    }
+    if is_group_mac(frame, 6) || is_group_ip(arr4(ip, 12)) {
+        return Err(group_address(frame, 6, "source"));
     }
     if be16(ip, 6) & 0x3fff != 0 {
         return Err(ParseError::Fragment);
@@ -713,9 +760,15 @@ fn udp_span(frame: &[u8]) -> Option<(usize, usize, usize)> {
 ///
 /// # Errors
 /// The [`ParseError`] of the frame if it is not well-formed IPv4/UDP (checked with
-/// [`UdpChecksumPolicy::Ignore`]); the frame is then unchanged.
+/// [`UdpChecksumPolicy::Ignore`]), and [`ParseError::GroupAddress`] for a datagram sent
+/// to a group (multicast or broadcast) MAC or IPv4 address, whose reply would have that
+/// address as its source (an invalid frame that receivers drop); the frame is then
+/// unchanged.
 pub fn reply_in_place(frame: &mut [u8]) -> Result<usize, ParseError> {
     let view = parse_udp(frame, UdpChecksumPolicy::Ignore)?;
+    if is_group_mac(frame, 0) || is_group_ip(arr4(frame, view.l3 + 16)) {
+        return Err(group_address(frame, 0, "destination"));
+    }
     let l3 = view.l3;
     let ihl = view.payload_start - UDP_HEADER_BYTES - l3;
     let udp_len = view.payload_len + UDP_HEADER_BYTES;
@@ -999,6 +1052,84 @@ mod tests {
         let mut junk = vec![1u8; 10];
         assert!(reply_in_place(&mut junk).is_err());
         assert_eq!(junk, vec![1u8; 10]);
+    }
+
+    #[test]
+    fn group_addresses_never_send_and_are_never_answered() {
+        let with = |f: &dyn Fn(&mut UdpFlow)| {
+            let mut fl = flow();
+            f(&mut fl);
+            let mut buf = vec![0u8; 256];
+            let n = build_udp(&mut buf, &fl, b"group", 3).unwrap();
+            buf.truncate(n);
+            buf
+        };
+        let stats = ParseStats::new();
+        // Forged sources: a group source MAC, a multicast or broadcast source address.
+        for (bad, what) in [
+            (
+                with(&|f| f.src_mac = MacAddr([0xff; 6])),
+                "source MAC address",
+            ),
+            (
+                with(&|f| f.src_mac = MacAddr([0x01, 0x00, 0x5e, 0, 0, 1])),
+                "source MAC address",
+            ),
+            (
+                with(&|f| f.src.set_ip(Ipv4Addr::new(224, 0, 0, 1))),
+                "source IPv4 address",
+            ),
+            (
+                with(&|f| f.src.set_ip(Ipv4Addr::BROADCAST)),
+                "source IPv4 address",
+            ),
+        ] {
+            for policy in [UdpChecksumPolicy::Verify, UdpChecksumPolicy::Ignore] {
+                let e = parse_udp(&bad, policy).unwrap_err();
+                assert_eq!(e, ParseError::GroupAddress { what }, "{e}");
+                stats.count(&e);
+            }
+            let mut r = bad.clone();
+            assert!(reply_in_place(&mut r).is_err());
+            assert_eq!(r, bad, "unchanged");
+        }
+        assert_eq!(stats.snapshot().group_address, 8);
+        assert_eq!(stats.snapshot().total(), 8);
+        // Datagrams to group addresses are fine to receive, but not to answer: the reply
+        // would come from the group address.
+        for (to_group, what) in [
+            (
+                with(&|f| f.dst_mac = MacAddr([0xff; 6])),
+                "destination MAC address (the reply's source)",
+            ),
+            (
+                with(&|f| {
+                    f.dst_mac = MacAddr([0x01, 0x00, 0x5e, 0x01, 0x02, 0x03]);
+                    f.dst.set_ip(Ipv4Addr::new(239, 1, 2, 3));
+                }),
+                "destination MAC address (the reply's source)",
+            ),
+            (
+                with(&|f| f.dst.set_ip(Ipv4Addr::BROADCAST)),
+                "destination IPv4 address (the reply's source)",
+            ),
+            (
+                with(&|f| f.dst.set_ip(Ipv4Addr::new(224, 0, 0, 251))),
+                "destination IPv4 address (the reply's source)",
+            ),
+        ] {
+            let v = parse_udp(&to_group, UdpChecksumPolicy::Verify).unwrap();
+            assert_eq!(v.payload(), b"group");
+            let mut r = to_group.clone();
+            assert_eq!(
+                reply_in_place(&mut r).unwrap_err(),
+                ParseError::GroupAddress { what }
+            );
+            assert_eq!(r, to_group, "unchanged");
+        }
+        // Unicast both ways, including the unspecified source (DHCP): answered.
+        let mut ok = with(&|f| f.src.set_ip(Ipv4Addr::UNSPECIFIED));
+        assert!(reply_in_place(&mut ok).is_ok());
     }
 
     /// `f` with an 802.1Q tag (priority 5, VLAN `vid`) after the MAC addresses.

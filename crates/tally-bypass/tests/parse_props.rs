@@ -26,11 +26,19 @@ fn flow_strategy() -> impl Strategy<Value = UdpFlow> {
         any::<u16>(),
         any::<u16>(),
     )
-        .prop_map(|(a, b, s, d, sp, dp)| UdpFlow {
-            src_mac: MacAddr(a),
-            dst_mac: MacAddr(b),
-            src: SocketAddrV4::new(Ipv4Addr::from(s), sp),
-            dst: SocketAddrV4::new(Ipv4Addr::from(d), dp),
+        .prop_map(|(mut a, b, s, d, sp, dp)| {
+            // A group (multicast or broadcast) source is forged: `parse_udp` rejects it.
+            a[0] &= !1;
+            let s = match Ipv4Addr::from(s) {
+                ip if ip.is_multicast() || ip.is_broadcast() => Ipv4Addr::from(s & 0x0fff_ffff),
+                ip => ip,
+            };
+            UdpFlow {
+                src_mac: MacAddr(a),
+                dst_mac: MacAddr(b),
+                src: SocketAddrV4::new(s, sp),
+                dst: SocketAddrV4::new(Ipv4Addr::from(d), dp),
+            }
         })
 }
 
@@ -88,6 +96,40 @@ proptest! {
         prop_assert_eq!(v.src(), flow.src);
         prop_assert_eq!(v.dst(), flow.dst);
         prop_assert_eq!(v.reply_flow().dst_mac, flow.src_mac);
+    }
+
+    /// A reply never comes from a group (multicast or broadcast) address, whatever the
+    /// request was sent to: receivers drop such frames as forged.
+    #[test]
+    fn replies_come_from_unicast_addresses(flow in flow_strategy(), group_mac in any::<bool>(), group_ip in 0u8..3, payload in proptest::collection::vec(any::<u8>(), 0..32)) {
+        let mut flow = flow;
+        if group_mac {
+            flow.dst_mac.0[0] |= 1;
+        }
+        match group_ip {
+            1 => flow.dst.set_ip(Ipv4Addr::BROADCAST),
+            2 => flow.dst.set_ip(Ipv4Addr::from(0xe000_0000 | (u32::from(*flow.dst.ip()) & 0x0fff_ffff))),
+            _ => {}
+        }
+        let mut buf = vec![0u8; 128];
+        let n = build_udp(&mut buf, &flow, &payload, 1).unwrap();
+        buf.truncate(n);
+        match reply_in_place(&mut buf) {
+            Ok(len) => {
+                let v = parse_udp(&buf[..len], UdpChecksumPolicy::Verify).unwrap();
+                prop_assert_eq!(v.src_mac().0[0] & 1, 0);
+                prop_assert!(!v.src_ip().is_multicast() && !v.src_ip().is_broadcast());
+                prop_assert_eq!(v.dst(), flow.src);
+            }
+            Err(e) => {
+                let to_group = flow.dst_mac.0[0] & 1 != 0
+                    || flow.dst.ip().is_multicast()
+                    || flow.dst.ip().is_broadcast();
+                prop_assert!(to_group, "unicast request refused: {}", e);
+                let group = matches!(e, ParseError::GroupAddress { .. });
+                prop_assert!(group, "{}", e);
+            }
+        }
     }
 
     /// Flipping any bit of the IPv4 header or the UDP header/payload is caught by a
