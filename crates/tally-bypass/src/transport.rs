@@ -331,9 +331,16 @@ pub enum Transport {
 impl Transport {
     /// Opens the chosen transport on `ifname` (queue `queue` for AF_XDP).
     ///
+    /// [`TransportChoice::Auto`] falls back to AF_PACKET when AF_XDP cannot be opened
+    /// here (no kernel support, no permission, a driver or queue that refuses), not when
+    /// the options are wrong: an invalid [`TransportOptions::xsk`] option, or a filter
+    /// that conflicts with another socket of this process on the interface, is returned
+    /// as the error, since AF_PACKET would then quietly receive something else.
+    ///
     /// # Errors
     /// With [`TransportChoice::Auto`], [`crate::BypassError::NoTransport`] carrying both
-    /// reasons; otherwise the chosen transport's error.
+    /// reasons, or the AF_XDP options error ([`crate::BypassError::InvalidOption`],
+    /// [`crate::BypassError::SteeringConflict`]); otherwise the chosen transport's error.
     pub fn open(ifname: &str, queue: u32, options: &TransportOptions) -> Result<Self> {
         match options.choice {
             TransportChoice::AfXdp => Ok(Self::AfXdp(crate::XskSocket::open(
@@ -348,6 +355,7 @@ impl Transport {
             TransportChoice::Auto => {
                 match crate::XskSocket::open(ifname, queue, options.xsk.clone()) {
                     Ok(x) => Ok(Self::AfXdp(x)),
+                    Err(xdp) if is_options_error(&xdp) => Err(xdp),
                     Err(xdp) => match crate::PacketSocket::open(ifname, &options.packet) {
                         Ok(p) => Ok(Self::AfPacket(p, Some(xdp.to_string()))),
                         Err(pkt) => Err(crate::BypassError::NoTransport {
@@ -367,6 +375,17 @@ impl Transport {
             Self::AfPacket(_, why) => why.as_deref(),
         }
     }
+}
+
+/// Whether an AF_XDP open failed because of the options asked for, not because AF_XDP is
+/// unavailable: [`Transport::open`] does not fall back to AF_PACKET then.
+fn is_options_error(e: &crate::BypassError) -> bool {
+    matches!(
+        e,
+        crate::BypassError::InvalidOption { .. }
+            | crate::BypassError::SteeringConflict { .. }
+            | crate::BypassError::Core(tally_core_types::CoreError::InvalidFrameSize { .. })
+    )
 }
 
 /// The batch type of [`Transport`].

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use tally_bypass::netns::{Side, VethConfig};
 use tally_bypass::packet::UdpFlow;
 use tally_bypass::{
-    PacketConfig, PacketSocket, PacketTransport, RxBatch, Transport, TransportKind,
+    BypassError, PacketConfig, PacketSocket, PacketTransport, RxBatch, Transport, TransportKind,
     TransportOptions,
 };
 
@@ -147,6 +147,54 @@ fn transport_falls_back_to_af_packet_with_the_reason() {
         })
         .unwrap();
     assert_eq!(kind, TransportKind::AfXdp);
+}
+
+/// `Auto` falls back to AF_PACKET when AF_XDP is unavailable, not when the AF_XDP options
+/// are wrong. An empty port list used to open AF_PACKET, where an empty list means every
+/// frame on the interface; a bad ring size or a filter conflicting with another socket of
+/// the process silently gave AF_PACKET too.
+#[test]
+fn transport_does_not_fall_back_on_bad_options() {
+    let config = VethConfig {
+        queues: 2,
+        ..VethConfig::default()
+    };
+    let Some(pair) = common::veth_or_skip("pfbo", config) else {
+        return;
+    };
+    let ifb = pair.config().if_b.clone();
+    pair.run_in(Side::B, move || {
+        let kind = |r: &Result<Transport, BypassError>| match r {
+            Ok(t) => format!("opened {}", t.kind().as_str()),
+            Err(e) => format!("{e}"),
+        };
+        let r = Transport::open(&ifb, 0, &TransportOptions::udp_ports(&[]));
+        assert!(
+            matches!(r, Err(BypassError::InvalidOption { .. })),
+            "no ports: {}",
+            kind(&r)
+        );
+        let mut bad_ring = TransportOptions::udp_ports(&[PORT]);
+        bad_ring.xsk.rx_ring = 100;
+        let r = Transport::open(&ifb, 0, &bad_ring);
+        assert!(
+            matches!(r, Err(BypassError::InvalidOption { .. })),
+            "rx_ring 100: {}",
+            kind(&r)
+        );
+        let first = Transport::open(&ifb, 0, &TransportOptions::udp_ports(&[PORT])).unwrap();
+        assert_eq!(first.kind(), TransportKind::AfXdp);
+        let r = Transport::open(&ifb, 1, &TransportOptions::udp_ports(&[PORT + 1]));
+        assert!(
+            matches!(r, Err(BypassError::SteeringConflict { .. })),
+            "conflicting filter: {}",
+            kind(&r)
+        );
+        // Unavailable AF_XDP (queue 7 does not exist) still falls back.
+        let t = Transport::open(&ifb, 7, &TransportOptions::udp_ports(&[PORT + 2])).unwrap();
+        assert_eq!(t.kind(), TransportKind::AfPacket);
+    })
+    .unwrap();
 }
 
 /// A port listed twice (as port lists merged from several places are) is reserved and
