@@ -42,6 +42,14 @@ pub(crate) fn free_entries(cons_plus_size: u32, prod: u32, size: u32) -> (u32, b
     ready_entries(cons_plus_size, prod, size)
 }
 
+/// `off` as a `usize` when `[off, off + n)` lies inside a mapping of `len` bytes (`None`
+/// for any offset the kernel reports that does not, however large).
+fn offset_within(off: u64, n: usize, len: usize) -> Option<usize> {
+    usize::try_from(off)
+        .ok()
+        .filter(|o| o.checked_add(n).is_some_and(|end| end <= len))
+}
+
 /// One rx/tx descriptor (`struct xdp_desc`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[repr(C)]
@@ -76,9 +84,12 @@ impl<T: Copy> RingMem<T> {
             return Err(io::Error::from(io::ErrorKind::InvalidInput));
         }
         let desc_off = usize::try_from(off.desc).map_err(|_| bad())?;
-        let len = desc_off + size as usize * size_of::<T>();
+        let len = (size as usize)
+            .checked_mul(size_of::<T>())
+            .and_then(|descs| descs.checked_add(desc_off))
+            .ok_or_else(bad)?;
         let map = Mapping::new(fd, len, pgoff)?;
-        let fits = |o: u64, n: usize| usize::try_from(o).ok().filter(|o| o + n <= map.len());
+        let fits = |o: u64, n: usize| offset_within(o, n, map.len());
         let prod = fits(off.producer, 4).ok_or_else(bad)?;
         let cons = fits(off.consumer, 4).ok_or_else(bad)?;
         let flags = fits(off.flags, 4).ok_or_else(bad)?;
@@ -326,6 +337,18 @@ mod tests {
         // Behind our consumer: just as bogus (it used to read as a full ring).
         assert_eq!(ready_entries(4, 5, 8), (0, true));
         assert_eq!(ready_entries(u32::MAX, 0, 8), (0, true));
+    }
+
+    #[test]
+    fn ring_offsets_outside_the_mapping_are_refused_not_a_panic() {
+        assert_eq!(offset_within(0, 4, 64), Some(0));
+        assert_eq!(offset_within(60, 4, 64), Some(60));
+        assert_eq!(offset_within(61, 4, 64), None);
+        // Offsets near the top of the address space used to overflow `o + n` (a panic
+        // in debug builds, a wrapped sum that passed the check in release builds).
+        assert_eq!(offset_within(u64::MAX, 4, 64), None);
+        assert_eq!(offset_within(u64::MAX - 2, 4, 64), None);
+        assert_eq!(offset_within(usize::MAX as u64 - 1, 4, usize::MAX), None);
     }
 
     #[test]
