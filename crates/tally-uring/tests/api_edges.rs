@@ -68,6 +68,32 @@ fn raising_max_record_bytes_on_reopen_keeps_the_larger_records() {
     assert_eq!(j.durable_seq(), after);
 }
 
+/// The segment `open` starts when the last one cannot take the larger records follows the
+/// last live segment, also when free segments (spares, released or recycled ones) carry
+/// higher numbers. It was numbered past the highest free segment: `seg-0` then `seg-2`,
+/// a hole, and the journal no longer opened or replayed (`MissingSegment`).
+#[test]
+fn raising_max_record_bytes_with_free_segments_leaves_no_hole() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(mut j) = open(dir.path(), small().spare_segments(2)) else {
+        return;
+    };
+    j.append(b"small").unwrap();
+    j.commit().unwrap();
+    drop(j);
+    let mut j = open(dir.path(), small().max_record_bytes(4096)).unwrap();
+    let big = vec![0x5Au8; 3000];
+    let seq = j.append(&big).unwrap();
+    assert_eq!(j.commit().unwrap(), seq);
+    drop(j);
+    let mut got = Vec::new();
+    let replayed = Journal::replay(dir.path(), |s, p| got.push((s, p.to_vec())));
+    assert!(replayed.is_ok(), "{replayed:?}");
+    assert_eq!(got, [(1, b"small".to_vec()), (seq, big)]);
+    let j = Journal::open(dir.path(), small().max_record_bytes(4096)).unwrap();
+    assert_eq!(j.durable_seq(), seq);
+}
+
 /// Opening a journal cleans up only its own interrupted segment creations
 /// (`new-<16 hex digits>.tmp`): a user's file that merely starts with `new-` and ends in
 /// `.tmp` was deleted.

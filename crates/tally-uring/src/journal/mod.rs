@@ -737,10 +737,13 @@ impl Journal {
         let (seg, next_seq) = match continued {
             Some(seg) => (seg, scan.next_seq),
             None => {
-                let index = live
-                    .back()
-                    .map_or(0, |(i, _)| i + 1)
-                    .max(free.iter().map(|(i, _)| i + 1).max().unwrap_or(0));
+                // Right after the last live segment: live numbers must stay contiguous,
+                // whatever numbers free segments carry (their names are `free-N`, so
+                // they never collide with it).
+                let index = match live.back() {
+                    Some((last, _)) => last + 1,
+                    None => free.iter().map(|(i, _)| i + 1).max().unwrap_or(0),
+                };
                 let seg = create_segment(
                     dir,
                     &dir_file,
