@@ -4,7 +4,8 @@
 //! [`parse_udp`] borrows a received frame and returns a [`UdpView`] whose payload is a
 //! slice of that frame: nothing is copied. Every malformed input is a [`ParseError`]
 //! variant (runt frame, truncated or lying lengths, bad checksums, fragments, oversize,
-//! a forged group source address), never a panic; [`ParseStats`] counts them per kind.
+//! malformed or source-routing IPv4 options, a forged group source address), never a
+//! panic; [`ParseStats`] counts them per kind.
 //!
 //! **UDP checksums from local senders.** A datagram sent by a local socket over a veth
 //! carries `CHECKSUM_PARTIAL`: the checksum field holds only the folded pseudo-header sum,
@@ -160,11 +161,24 @@ pub enum ParseError {
         /// Which address.
         what: &'static str,
     },
+    /// The IPv4 options are malformed (an option running past the header, a length below
+    /// 2) or route the datagram by source (loose or strict source route). The kernel
+    /// drops both (source routes unless `accept_source_route` is on), and a reply would
+    /// carry them back.
+    #[error(
+        "bad IPv4 options (option {kind} at byte {at} of the header): malformed or source-routed datagrams are dropped, as the kernel drops them"
+    )]
+    BadIpOptions {
+        /// The option type found.
+        kind: u8,
+        /// Its offset in the IPv4 header.
+        at: usize,
+    },
 }
 
 impl ParseError {
     /// Number of variants (the length of [`ParseStats`]' counter set).
-    pub const KINDS: usize = 11;
+    pub const KINDS: usize = 12;
 
     /// A stable index `0..KINDS` per variant, for counting.
     pub const fn kind_index(&self) -> usize {
@@ -180,6 +194,7 @@ impl ParseError {
             Self::BadUdpLength { .. } => 8,
             Self::BadUdpChecksum => 9,
             Self::GroupAddress { .. } => 10,
+            Self::BadIpOptions { .. } => 11,
         }
     }
 }
@@ -209,6 +224,8 @@ tally_core_types::single_writer_stats! {
         bad_udp_checksum,
         /// [`ParseError::GroupAddress`].
         group_address,
+        /// [`ParseError::BadIpOptions`].
+        bad_ip_options,
     }
 }
 
@@ -228,6 +245,7 @@ impl ParseStats {
             ParseError::BadUdpLength { .. } => &self.bad_udp_length,
             ParseError::BadUdpChecksum => &self.bad_udp_checksum,
             ParseError::GroupAddress { .. } => &self.group_address,
+            ParseError::BadIpOptions { .. } => &self.bad_ip_options,
         };
         c.incr();
     }
@@ -374,6 +392,33 @@ fn ipv4_offset(frame: &[u8]) -> Result<usize, u16> {
         return Ok(ETH_HEADER_BYTES + VLAN_TAG_BYTES);
     }
     Err(ethertype)
+}
+
+/// IPv4 option types of the loose and strict source routes (RFC 791).
+const IPOPT_LSRR: u8 = 131;
+const IPOPT_SSRR: u8 = 137;
+
+/// Walks the options of an IPv4 `header` (longer than 20 bytes), checking the layout the
+/// kernel's `ip_options_compile` checks first: end of list and no-op are one byte, every
+/// other option has a length of at least 2 that stays inside the header. Source routes
+/// are refused. (The contents of each option are not checked.)
+#[cold]
+fn check_ip_options(header: &[u8]) -> Result<(), ParseError> {
+    let mut at = IPV4_HEADER_BYTES;
+    while let Some(&kind) = header.get(at) {
+        match kind {
+            0 => return Ok(()),
+            1 => at += 1,
+            _ => {
+                let len = header.get(at + 1).map_or(0, |l| usize::from(*l));
+                if len < 2 || at + len > header.len() || kind == IPOPT_LSRR || kind == IPOPT_SSRR {
+                    return Err(ParseError::BadIpOptions { kind, at });
+                }
+                at += len;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Whether the MAC address at `frame[at..]` is a group (multicast or broadcast) address.
@@ -549,6 +594,9 @@ pub fn parse_udp(frame: &[u8], policy: UdpChecksumPolicy) -> Result<UdpView<'_>,
     }
     if is_group_mac(frame, 6) || is_group_ip(arr4(ip, 12)) {
         return Err(group_address(frame, 6, "source"));
+    }
+    if ihl_bytes > IPV4_HEADER_BYTES {
+        check_ip_options(header)?;
     }
     if be16(ip, 6) & 0x3fff != 0 {
         return Err(ParseError::Fragment);
@@ -1130,6 +1178,66 @@ mod tests {
         // Unicast both ways, including the unspecified source (DHCP): answered.
         let mut ok = with(&|f| f.src.set_ip(Ipv4Addr::UNSPECIFIED));
         assert!(reply_in_place(&mut ok).is_ok());
+    }
+
+    /// `f` with the IPv4 options `opts` (a multiple of 4 bytes) after its 20-byte header,
+    /// lengths and checksums fixed.
+    fn with_options(f: &[u8], opts: &[u8]) -> Vec<u8> {
+        let mut g = f[..34].to_vec();
+        g.extend_from_slice(opts);
+        g.extend_from_slice(&f[34..]);
+        g[14] = 0x45 + u8::try_from(opts.len() / 4).unwrap();
+        let total = u16::from_be_bytes([g[16], g[17]]) + u16::try_from(opts.len()).unwrap();
+        g[16..18].copy_from_slice(&total.to_be_bytes());
+        g[24..26].copy_from_slice(&[0, 0]);
+        let ihl = 20 + opts.len();
+        let sum = internet_checksum(&g[14..14 + ihl]);
+        g[24..26].copy_from_slice(&sum.to_be_bytes());
+        set_udp_checksum(&mut g);
+        g
+    }
+
+    #[test]
+    fn ip_options_are_checked_like_the_kernel_does() {
+        let plain = frame(b"opts");
+        // Well-formed options: no-ops, end of list, router alert (148, length 4), a
+        // timestamp (68) with room: accepted, and the reply keeps them.
+        for opts in [
+            &[1, 1, 1, 0][..],
+            &[0, 0, 0, 0],
+            &[148, 4, 0, 0],
+            &[1, 68, 6, 5, 0, 0, 0, 0],
+        ] {
+            let f = with_options(&plain, opts);
+            let v = parse_udp(&f, UdpChecksumPolicy::Verify)
+                .unwrap_or_else(|e| panic!("{opts:?}: {e}"));
+            assert_eq!(v.payload(), b"opts");
+            let mut r = f.clone();
+            let n = reply_in_place(&mut r).unwrap();
+            let v = parse_udp(&r[..n], UdpChecksumPolicy::Verify).unwrap();
+            assert_eq!(v.dst(), flow().src);
+        }
+        // Malformed: a length below 2, a length running past the header, a type with no
+        // room for its length byte; and the source routes. Each counted, never answered.
+        let stats = ParseStats::new();
+        for (opts, kind, at) in [
+            (&[7, 0, 0, 0][..], 7, 20),
+            (&[7, 1, 0, 0], 7, 20),
+            (&[1, 7, 8, 4], 7, 21),
+            (&[1, 1, 1, 7], 7, 23),
+            (&[131, 7, 4, 198, 18, 0, 9, 0], 131, 20),
+            (&[1, 137, 7, 4, 198, 18, 0, 9], 137, 21),
+        ] {
+            let f = with_options(&plain, opts);
+            let e = parse_udp(&f, UdpChecksumPolicy::Verify).unwrap_err();
+            assert_eq!(e, ParseError::BadIpOptions { kind, at }, "{opts:?}");
+            stats.count(&e);
+            let mut r = f.clone();
+            assert_eq!(reply_in_place(&mut r).unwrap_err(), e);
+            assert_eq!(r, f, "unchanged");
+        }
+        assert_eq!(stats.snapshot().bad_ip_options, 6);
+        assert_eq!(stats.snapshot().total(), 6);
     }
 
     /// `f` with an 802.1Q tag (priority 5, VLAN `vid`) after the MAC addresses.
