@@ -35,7 +35,9 @@ use std::time::Duration;
 use crate::error::{BypassError, Result};
 use crate::packet::{ParseStats, UdpChecksumPolicy};
 use crate::sys::{self, Mapping};
-use crate::transport::{PacketTransport, RxBatch, TransportKind, TransportStats, TxError};
+use crate::transport::{
+    BatchFlags, PacketTransport, RxBatch, TransportKind, TransportStats, TxError,
+};
 
 /// Offset of `hdr.bh1.block_status` in `struct tpacket_block_desc`.
 const BLOCK_STATUS_OFF: usize = 8;
@@ -374,6 +376,8 @@ pub struct PacketSocket {
     block_exhausted: bool,
     /// Offsets and lengths of the current batch's packets (absolute in the mapping).
     batch: Box<[(usize, usize)]>,
+    /// The frames of the current batch whose parse reject was counted.
+    rx_rejects: BatchFlags,
     tx: TxCursor,
     /// The longest frame the kernel accepts for transmission without a VLAN tag: the
     /// interface MTU plus the Ethernet header (re-read after a rejection).
@@ -545,6 +549,7 @@ impl PacketSocket {
             next_pkt: 0,
             block_exhausted: false,
             batch: vec![(0usize, 0usize); MAX_BATCH].into_boxed_slice(),
+            rx_rejects: BatchFlags::new(MAX_BATCH),
             tx: TxCursor::new(geo.tx_frame_nr),
             tx_max_len: (mtu as usize).saturating_add(ETH_HLEN),
             ifname: ifname.to_owned(),
@@ -763,6 +768,10 @@ impl RxBatch for PacketRxBatch<'_> {
         (self.sock.checksum_policy, &self.sock.parse_stats)
     }
 
+    fn first_reject(&self, i: usize) -> bool {
+        i < self.count && self.sock.rx_rejects.set(i)
+    }
+
     fn reply(
         &mut self,
         i: usize,
@@ -816,6 +825,7 @@ impl PacketTransport for PacketSocket {
             count = self.fill_batch(max);
         }
         self.stats.rx_packets.add(count as u64);
+        self.rx_rejects.clear(count);
         PacketRxBatch { sock: self, count }
     }
 
@@ -981,6 +991,7 @@ mod tests {
             next_pkt: 0,
             block_exhausted: false,
             batch: vec![(0usize, 0usize); MAX_BATCH].into_boxed_slice(),
+            rx_rejects: BatchFlags::new(MAX_BATCH),
             tx: TxCursor::new(tx_frames),
             tx_max_len: usize::MAX,
             ifname: String::new(),
@@ -1056,6 +1067,34 @@ mod tests {
         assert_eq!(markers(&s.recv(64)), [200]);
         let st = s.packet_stats();
         assert_eq!((st.rx_blocks, st.rx_packets, st.rx_invalid), (2, 3, 0));
+    }
+
+    #[test]
+    fn a_rejected_frame_is_counted_once_per_batch() {
+        let mut s = fake(2, 8);
+        // The markers are no IPv4/UDP frames: every parse rejects them.
+        fill_block(&s, 0, &[48, 160], 10);
+        fill_block(&s, 1, &[48], 20);
+        {
+            let b = s.recv(64);
+            assert_eq!(b.len(), 2);
+            for _ in 0..3 {
+                assert!(b.udp(0).is_none());
+                assert_eq!(b.datagrams().count(), 0);
+            }
+            assert!(b.udp(1).is_none());
+            assert!(b.udp(7).is_none(), "out of range: nothing to count");
+        }
+        assert_eq!(
+            s.parse_stats().snapshot().total(),
+            2,
+            "parsed 7 times, 2 frames"
+        );
+        // A new batch counts its own frames again.
+        let b = s.recv(64);
+        assert!(b.udp(0).is_none() && b.udp(0).is_none());
+        drop(b);
+        assert_eq!(s.parse_stats().snapshot().total(), 3);
     }
 
     #[test]

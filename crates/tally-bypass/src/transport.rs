@@ -9,6 +9,7 @@
 //! checker enforces it. Replies are written into separate transmit frames
 //! ([`RxBatch::reply`]) or sent with [`PacketTransport::send_udp`].
 
+use std::cell::Cell;
 use std::time::Duration;
 
 use crate::error::Result;
@@ -131,15 +132,26 @@ pub trait RxBatch {
     /// The UDP checksum policy and parse-reject counters of the transport.
     fn parse_context(&self) -> (UdpChecksumPolicy, &ParseStats);
 
-    /// Parses frame `i` as IPv4/UDP; rejects are counted in the transport's
-    /// [`ParseStats`].
+    /// Whether a parse reject of frame `i` is to be counted now. The default says yes
+    /// every time; the batches of this crate say yes the first time only, so that a
+    /// frame parsed again (with [`RxBatch::udp`] and [`RxBatch::datagrams`] both, say)
+    /// is counted once.
+    fn first_reject(&self, i: usize) -> bool {
+        let _ = i;
+        true
+    }
+
+    /// Parses frame `i` as IPv4/UDP; a reject is counted in the transport's
+    /// [`ParseStats`], once per frame of the batch however often it is parsed.
     fn udp(&self, i: usize) -> Option<UdpView<'_>> {
         let frame = self.frame(i)?;
         let (policy, stats) = self.parse_context();
         match parse_udp(frame, policy) {
             Ok(v) => Some(v),
             Err(e) => {
-                stats.count(&e);
+                if self.first_reject(i) {
+                    stats.count(&e);
+                }
                 None
             }
         }
@@ -234,6 +246,40 @@ pub fn interface_mac(ifname: &str) -> Result<crate::packet::MacAddr> {
             name: ifname.to_owned(),
             source,
         })
+}
+
+/// One flag per frame of a batch, set through a shared reference (batches are read
+/// through `&self`): which frames' parse rejects were counted.
+#[derive(Debug)]
+pub(crate) struct BatchFlags {
+    words: Box<[Cell<u64>]>,
+}
+
+impl BatchFlags {
+    /// Flags for batches of up to `frames` frames, all clear.
+    pub(crate) fn new(frames: usize) -> Self {
+        Self {
+            words: (0..frames.div_ceil(64)).map(|_| Cell::new(0)).collect(),
+        }
+    }
+
+    /// Clears the flags of frames `0..frames` (a new batch of that many).
+    pub(crate) fn clear(&self, frames: usize) {
+        for w in self.words.iter().take(frames.div_ceil(64)) {
+            w.set(0);
+        }
+    }
+
+    /// Sets the flag of frame `i`; true when it was clear (false past the end).
+    pub(crate) fn set(&self, i: usize) -> bool {
+        let Some(w) = self.words.get(i / 64) else {
+            return false;
+        };
+        let bit = 1u64 << (i % 64);
+        let old = w.get();
+        w.set(old | bit);
+        old & bit == 0
+    }
 }
 
 /// Blocks until `done` or the timeout, calling `recv` with `wait` in between: a helper
@@ -413,6 +459,12 @@ impl RxBatch for AnyRxBatch<'_> {
         match self {
             Self::AfXdp(b) => b.parse_context(),
             Self::AfPacket(b) => b.parse_context(),
+        }
+    }
+    fn first_reject(&self, i: usize) -> bool {
+        match self {
+            Self::AfXdp(b) => b.first_reject(i),
+            Self::AfPacket(b) => b.first_reject(i),
         }
     }
     fn reply(

@@ -36,7 +36,9 @@ use crate::bpf::{XdpFilter, XdpLink, XdpMode, XdpModeChoice, XskMap};
 use crate::error::{BypassError, Result};
 use crate::packet::{ParseStats, UdpChecksumPolicy};
 use crate::sys;
-use crate::transport::{PacketTransport, RxBatch, TransportKind, TransportStats, TxError};
+use crate::transport::{
+    BatchFlags, PacketTransport, RxBatch, TransportKind, TransportStats, TxError,
+};
 
 /// Frames a copy-mode `sendto` kick processes before returning EAGAIN.
 const COPY_MODE_TX_BATCH: u32 = 32;
@@ -270,6 +272,8 @@ pub struct XskSocket {
     /// The frame taken and the validated span of each descriptor of the current rx
     /// batch; as many entries as the rx ring.
     rx_spans: Box<[RxSlot]>,
+    /// The frames of the current rx batch whose parse reject was counted.
+    rx_rejects: BatchFlags,
     /// Frames pushed on the tx ring but not yet submitted/kicked.
     tx_queued: u32,
     /// The longest untagged frame the interface carries (MTU plus the Ethernet header):
@@ -460,6 +464,7 @@ impl XskSocket {
             pool,
             owners,
             rx_spans: vec![RxSlot::default(); config.rx_ring as usize].into_boxed_slice(),
+            rx_rejects: BatchFlags::new(config.rx_ring as usize),
             tx_queued: 0,
             tx_max_len,
             mtu_sock,
@@ -756,6 +761,10 @@ impl RxBatch for XskRxBatch<'_> {
         (self.sock.config.checksum_policy, &self.sock.parse_stats)
     }
 
+    fn first_reject(&self, i: usize) -> bool {
+        i < self.count as usize && self.sock.rx_rejects.set(i)
+    }
+
     fn reply(
         &mut self,
         i: usize,
@@ -815,6 +824,7 @@ impl PacketTransport for XskSocket {
             .unwrap_or(u32::MAX)
             .min(u32::try_from(self.rx_spans.len()).unwrap_or(u32::MAX));
         let n = self.rx.available(max, &self.stats.ring_index_anomalies);
+        self.rx_rejects.clear(n as usize);
         if n > 0 {
             let (mut bytes, mut good) = (0u64, 0u64);
             for i in 0..n {
