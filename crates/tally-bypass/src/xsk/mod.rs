@@ -10,7 +10,8 @@
 //! frame, an rx descriptor must name a receive frame the kernel holds and a completion a
 //! frame that is on the tx ring (the socket keeps one ownership state per frame), and an
 //! impossible ring index (more than a ring ahead, or behind) yields no entries until the
-//! kernel's index is sane again. Rejected entries are counted (`rx_invalid_descs`,
+//! kernel's index is sane again (receive frames that could not go back to the fill ring
+//! meanwhile go back then, with the next `recv`). Rejected entries are counted (`rx_invalid_descs`,
 //! `tx_bad_completions`, `ring_index_anomalies`) and skipped; an rx descriptor that names
 //! a receive frame the kernel held but fails the bounds check is unreadable, and its frame
 //! still goes back to the fill ring with its batch. Still
@@ -274,6 +275,9 @@ pub struct XskSocket {
     rx_spans: Box<[RxSlot]>,
     /// The frames of the current rx batch whose parse reject was counted.
     rx_rejects: BatchFlags,
+    /// Receive frames a dropped batch could not give back (the fill ring had no room
+    /// because its consumer index was bogus): still `Rx`, returned by the next `recv`.
+    rx_stranded: u32,
     /// Frames pushed on the tx ring but not yet submitted/kicked.
     tx_queued: u32,
     /// The longest untagged frame the interface carries (MTU plus the Ethernet header):
@@ -465,6 +469,7 @@ impl XskSocket {
             owners,
             rx_spans: vec![RxSlot::default(); config.rx_ring as usize].into_boxed_slice(),
             rx_rejects: BatchFlags::new(config.rx_ring as usize),
+            rx_stranded: 0,
             tx_queued: 0,
             tx_max_len,
             mtu_sock,
@@ -524,6 +529,28 @@ impl XskSocket {
     /// Frames for transmission that are free right now.
     pub fn tx_frames_free(&self) -> u32 {
         self.pool.free_count()
+    }
+
+    /// Gives the fill ring the receive frames that dropped batches could not return
+    /// (still `Rx` with no batch alive), as far as it has room.
+    fn return_stranded(&mut self) {
+        let frame_size = self.umem.frame_size() as u64;
+        for idx in 0..self.pool.frame_count() {
+            if self.rx_stranded == 0 {
+                break;
+            }
+            if self.owners.get(idx) != Some(owner::Owner::Rx) {
+                continue;
+            }
+            if self.fill.free(1, &self.stats.ring_index_anomalies) == 0 {
+                break;
+            }
+            if self.owners.return_rx(idx) {
+                self.fill.push(u64::from(idx) * frame_size);
+                self.rx_stranded -= 1;
+            }
+        }
+        self.fill.submit();
     }
 
     /// Returns completed transmit frames to the pool: only frames that are on the tx ring
@@ -800,6 +827,8 @@ impl Drop for XskRxBatch<'_> {
             // (counted). Look before changing the state: a frame marked `Fill` must be on
             // the fill ring; without room it stays `Rx` (out of circulation, never shared).
             if sock.fill.free(1, &sock.stats.ring_index_anomalies) == 0 {
+                // Returned by the next `recv`, once the index is sane again.
+                sock.rx_stranded = sock.rx_stranded.saturating_add(1);
                 continue;
             }
             if sock.owners.return_rx(sock.umem.frame_index(chunk)) {
@@ -819,6 +848,9 @@ impl PacketTransport for XskSocket {
     type Batch<'a> = XskRxBatch<'a>;
 
     fn recv(&mut self, max: usize) -> XskRxBatch<'_> {
+        if self.rx_stranded > 0 {
+            self.return_stranded();
+        }
         // `available` never exceeds the rx ring size, the length of `rx_spans`.
         let max = u32::try_from(max)
             .unwrap_or(u32::MAX)
@@ -1080,6 +1112,47 @@ mod tests {
             assert_eq!((d.ring_index_anomalies, d.rx_packets), (0, 1), "{d:?}");
             assert_eq!(sock.fill.produced().wrapping_sub(fill_before), 1);
             assert_eq!(frames_in(sock, Owner::Fill).len(), 8);
+        });
+    }
+
+    #[test]
+    fn frames_a_batch_could_not_return_go_back_once_the_fill_index_is_sane() {
+        with_socket("xstrand", |sock| {
+            let rx = frames_in(sock, Owner::Fill);
+            let desc = |addr| XdpDesc {
+                addr,
+                len: 60,
+                options: 0,
+            };
+            // The kernel takes every fill entry and hands two frames back.
+            sock.fill.kernel_consume(8);
+            sock.rx.inject(desc(addr(sock, rx[0]) + 256));
+            sock.rx.inject(desc(addr(sock, rx[1]) + 256));
+            let sane = sock.fill.consumer_index();
+            let produced = sock.fill.produced();
+            {
+                let batch = sock.recv(64);
+                assert_eq!(batch.len(), 2);
+                // While the batch is out, the fill ring's consumer index goes bogus
+                // (past our producer index): the batch cannot give its frames back.
+                batch.sock.fill.set_consumer(produced.wrapping_add(100));
+            }
+            assert_eq!(sock.fill.produced(), produced, "pushed on a bogus ring");
+            assert_eq!(frames_in(sock, Owner::Rx), vec![rx[0], rx[1]]);
+            assert!(sock.xsk_stats().ring_index_anomalies > 0);
+            // Still bogus: nothing moves, nothing is lost.
+            assert_eq!(sock.recv(64).len(), 0);
+            assert_eq!(frames_in(sock, Owner::Rx).len(), 2);
+            // Sane again: the next recv returns them (they used to stay out for good,
+            // and rx stopped once every frame was lost this way).
+            sock.fill.set_consumer(sane);
+            assert_eq!(sock.recv(64).len(), 0);
+            assert!(frames_in(sock, Owner::Rx).is_empty());
+            assert_eq!(frames_in(sock, Owner::Fill).len(), rx.len());
+            assert_eq!(sock.fill.produced().wrapping_sub(produced), 2);
+            // And once only.
+            assert_eq!(sock.recv(64).len(), 0);
+            assert_eq!(sock.fill.produced().wrapping_sub(produced), 2);
         });
     }
 

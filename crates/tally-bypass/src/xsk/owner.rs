@@ -49,7 +49,6 @@ impl FrameOwners {
     }
 
     /// The state of frame `idx` (`None` past the end).
-    #[cfg(test)]
     pub(crate) fn get(&self, idx: u32) -> Option<Owner> {
         self.states.get(idx as usize).copied()
     }

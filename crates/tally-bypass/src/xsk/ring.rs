@@ -312,6 +312,16 @@ impl<T: Copy> ProdRing<T> {
         self.cached_prod
     }
 
+    /// The kernel's consumer index.
+    pub(crate) fn consumer_index(&self) -> u32 {
+        self.mem.consumer().load(Ordering::Acquire)
+    }
+
+    /// Stores a (possibly bogus) consumer index, as a faulty kernel would.
+    pub(crate) fn set_consumer(&self, c: u32) {
+        self.mem.consumer().store(c, Ordering::Release);
+    }
+
     /// Advances the consumer index by `n`, as the kernel would after taking entries.
     pub(crate) fn kernel_consume(&self, n: u32) {
         let c = self.mem.consumer().load(Ordering::Acquire);
