@@ -904,6 +904,26 @@ pub const KERNELS: &[Kernel] = &[
         expect: |n| n,
     },
     Kernel {
+        id: "mpc/bip340_batch8_bad1/tally",
+        run: |n| batch_tally_culprits(8, 1, n),
+        expect: |n| n,
+    },
+    Kernel {
+        id: "mpc/bip340_batch8_bad8/tally",
+        run: |n| batch_tally_culprits(8, 8, n),
+        expect: |n| n,
+    },
+    Kernel {
+        id: "mpc/bip340_batch256_bad1/tally",
+        run: |n| batch_tally_culprits(256, 1, n),
+        expect: |n| n,
+    },
+    Kernel {
+        id: "mpc/bip340_batch256_bad256/tally",
+        run: |n| batch_tally_culprits(256, 256, n),
+        expect: |n| n,
+    },
+    Kernel {
         id: "mpc/bip340_batch256_one_key/tally",
         run: |n| batch_tally(256, true, n),
         expect: |n| n,
