@@ -143,6 +143,23 @@ pub enum BypassError {
         /// The filter asked for.
         requested: crate::bpf::XdpFilter,
     },
+    /// Another AF_XDP socket of this process attached the interface's steering program in
+    /// another XDP mode than this socket asks for (the sockets of one interface share its
+    /// one program, so they run in its mode).
+    #[error(
+        "interface index {ifindex} is already steered in {} XDP mode by another AF_XDP socket of this process, and the socket for queue {queue} asks for {requested:?}: use XdpModeChoice::Auto (or the same mode) for every socket of one interface",
+        existing.as_str()
+    )]
+    XdpModeConflict {
+        /// The interface.
+        ifindex: u32,
+        /// The queue of the socket being opened.
+        queue: u32,
+        /// The mode the shared program runs in.
+        existing: crate::bpf::XdpMode,
+        /// The mode asked for.
+        requested: crate::bpf::XdpModeChoice,
+    },
     /// A transmit failed (see [`crate::TxError`]).
     #[error(transparent)]
     Tx(#[from] crate::transport::TxError),

@@ -430,6 +430,7 @@ fn is_options_error(e: &crate::BypassError) -> bool {
         e,
         crate::BypassError::InvalidOption { .. }
             | crate::BypassError::SteeringConflict { .. }
+            | crate::BypassError::XdpModeConflict { .. }
             | crate::BypassError::Core(tally_core_types::CoreError::InvalidFrameSize { .. })
     )
 }

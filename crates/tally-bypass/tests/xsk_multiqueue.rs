@@ -12,7 +12,7 @@
 mod common;
 
 use tally_bypass::netns::{Side, VethConfig};
-use tally_bypass::{BypassError, XdpFilter, XskConfig, XskSocket};
+use tally_bypass::{BypassError, XdpFilter, XdpMode, XdpModeChoice, XskConfig, XskSocket};
 
 fn small(ports: &[u16]) -> XskConfig {
     XskConfig {
@@ -95,6 +95,39 @@ fn the_same_ports_in_another_order_share_the_program() {
             XskSocket::open(&ifb, 1, small(&[9309])),
             Err(BypassError::SteeringConflict { .. })
         ));
+    })
+    .unwrap();
+}
+
+/// A socket that asks for an explicit XDP mode gets that mode or an error. It used to
+/// share a program attached in the other mode by an earlier socket, silently.
+#[test]
+fn an_explicit_mode_is_not_silently_replaced_by_the_shared_one() {
+    let config = VethConfig {
+        queues: 2,
+        ..VethConfig::default()
+    };
+    let Some(pair) = common::veth_or_skip("xmqm", config) else {
+        return;
+    };
+    let ifb = pair.config().if_b.clone();
+    pair.run_in(Side::B, move || {
+        let with_mode = |mode| XskConfig {
+            xdp_mode: mode,
+            ..small(&[9312])
+        };
+        let q0 = XskSocket::open(&ifb, 0, with_mode(XdpModeChoice::Generic)).expect("queue 0");
+        assert_eq!(q0.info().xdp_mode, XdpMode::Generic);
+        match XskSocket::open(&ifb, 1, with_mode(XdpModeChoice::Native)) {
+            Err(e @ BypassError::XdpModeConflict { .. }) => {
+                let msg = e.to_string();
+                assert!(msg.contains("generic") && msg.contains("Auto"), "{msg}");
+            }
+            Ok(s) => panic!("asked for native, got {:?}", s.info().xdp_mode),
+            Err(e) => panic!("{e}"),
+        }
+        let q1 = XskSocket::open(&ifb, 1, with_mode(XdpModeChoice::Auto)).expect("Auto shares");
+        assert_eq!(q1.info().xdp_mode, XdpMode::Generic);
     })
     .unwrap();
 }

@@ -317,13 +317,15 @@ impl XskSocket {
     /// Sockets of this process on other queues of the same interface share one steering
     /// program and XSKMAP (an interface takes one XDP link): the first one attaches it,
     /// with its [`XskConfig::xdp_mode`], and the last one to close detaches it. They must
-    /// ask for the same [`XskConfig::filter`] (the same ports, in any order).
+    /// ask for the same [`XskConfig::filter`] (the same ports, in any order), and for the
+    /// mode it runs in or [`XdpModeChoice::Auto`].
     ///
     /// # Errors
     /// [`BypassError::InvalidOption`], [`BypassError::Interface`],
     /// [`BypassError::UmemRegister`] (memlock), [`BypassError::RingMap`],
     /// [`BypassError::Bind`], [`BypassError::SteeringConflict`] (another socket of this
-    /// process steers the interface with another filter), and the XDP errors
+    /// process steers the interface with another filter),
+    /// [`BypassError::XdpModeConflict`] (or in another mode), and the XDP errors
     /// ([`BypassError::Verifier`], [`BypassError::Attach`], [`BypassError::Bpf`]).
     #[allow(
         clippy::too_many_lines,

@@ -66,8 +66,36 @@ fn netns_id() -> Option<NetnsId> {
     Some((m.dev(), m.ino()))
 }
 
+/// Whether a program attached in `mode` is what `choice` asks for.
+fn mode_satisfies(mode: crate::bpf::XdpMode, choice: XdpModeChoice) -> bool {
+    use crate::bpf::XdpMode;
+    matches!(
+        (mode, choice),
+        (_, XdpModeChoice::Auto)
+            | (XdpMode::Native, XdpModeChoice::Native)
+            | (XdpMode::Generic, XdpModeChoice::Generic)
+    )
+}
+
 /// One socket's share of the steering of its interface; empties the queue's XSKMAP slot
 /// when dropped.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bpf::XdpMode;
+
+    #[test]
+    fn an_explicit_mode_is_only_met_by_that_mode() {
+        for mode in [XdpMode::Native, XdpMode::Generic] {
+            assert!(mode_satisfies(mode, XdpModeChoice::Auto));
+        }
+        assert!(mode_satisfies(XdpMode::Native, XdpModeChoice::Native));
+        assert!(mode_satisfies(XdpMode::Generic, XdpModeChoice::Generic));
+        assert!(!mode_satisfies(XdpMode::Generic, XdpModeChoice::Native));
+        assert!(!mode_satisfies(XdpMode::Native, XdpModeChoice::Generic));
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct SteeringHandle {
     steering: Arc<Steering>,
@@ -97,6 +125,15 @@ impl SteeringHandle {
                         queue,
                         existing: s.filter.clone(),
                         requested: filter.clone(),
+                    });
+                }
+                let existing = s.link.mode();
+                if !mode_satisfies(existing, mode) {
+                    return Err(BypassError::XdpModeConflict {
+                        ifindex,
+                        queue,
+                        existing,
+                        requested: mode,
                     });
                 }
                 return Ok(Self { steering: s, queue });
