@@ -528,3 +528,53 @@ fn segment_numbers_near_the_limit_do_not_overflow() {
         "open gave {opened:?}"
     );
 }
+
+/// Releasing a segment whose free name a spare still holds keeps both files. Spares are
+/// numbered past the live segments of the time; once the live numbering caught up with an
+/// unused spare, `release_through` renamed the released segment onto the spare's name,
+/// silently destroying the prepared file, and the free list held the one remaining file
+/// twice (so `max_free_segments` counted a segment that did not exist).
+#[test]
+fn a_release_never_overwrites_an_unused_spare() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = small().spare_segments(2).max_free_segments(4);
+    let Some(mut j) = open(dir.path(), opts) else {
+        return;
+    };
+    let free_files = |dir: &Path| {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .filter(|e| {
+                let name = e.as_ref().unwrap().file_name();
+                name.to_str().unwrap().starts_with("free-")
+            })
+            .count()
+    };
+    assert_eq!(free_files(dir.path()), 2);
+    for recycled in 1..=2 {
+        while j.stats().segments_recycled.get() < recycled {
+            j.append(&[7u8; 900]).unwrap();
+            j.commit().unwrap();
+        }
+        assert_eq!(j.release_through(j.durable_seq()).unwrap(), 1);
+    }
+    // Two spares, two rotations that each took one free file, two releases that each
+    // gave one back.
+    assert_eq!(
+        free_files(dir.path()),
+        2,
+        "a released segment overwrote a spare"
+    );
+    let created = j.stats().segments_created.get();
+    for recycled in 3..=4 {
+        while j.stats().segments_recycled.get() < recycled {
+            j.append(&[8u8; 900]).unwrap();
+            j.commit().unwrap();
+        }
+    }
+    assert_eq!(
+        j.stats().segments_created.get(),
+        created,
+        "a free segment was missing"
+    );
+}

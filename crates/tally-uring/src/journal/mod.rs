@@ -666,11 +666,11 @@ impl Journal {
             // first, so that a crash between two renames leaves no hole in the live
             // numbering (which would stop the journal from opening).
             for sf in scan.all.iter().skip(torn.seg_pos + 1).rev() {
-                let to = dir.join(scan::free_name(sf.index));
+                let (free_index, to) = free_slot(dir, &free, sf.index);
                 std::fs::rename(&sf.path, &to).map_err(|source| {
                     JournalError::io(&sf.path, "recycle a torn segment", source)
                 })?;
-                free.push((sf.index, to));
+                free.push((free_index, to));
                 live.retain(|(i, _)| *i != sf.index);
             }
             if let Some(ls) = scan.live.get(torn.seg_pos) {
@@ -1400,9 +1400,9 @@ impl Journal {
             }
             let from = self.dir.join(scan::seg_name(index));
             let done = if self.free.len() < self.opts.max_free_segments as usize {
-                let to = self.dir.join(scan::free_name(index));
+                let (free_index, to) = free_slot(&self.dir, &self.free, index);
                 std::fs::rename(&from, &to)
-                    .map(|()| self.free.push((index, to)))
+                    .map(|()| self.free.push((free_index, to)))
                     .map_err(|source| JournalError::io(&from, "recycle a released segment", source))
             } else {
                 std::fs::remove_file(&from)
@@ -1464,6 +1464,22 @@ fn create_dir_durably(dir: &Path) -> Result<Vec<PathBuf>, JournalError> {
         synced.push(parent.to_path_buf());
     }
     Ok(synced)
+}
+
+/// The free name for a released or recycled segment numbered `index`: `free-<index>`,
+/// unless a free segment already has that name (a spare prepared at open is numbered past
+/// the live segments of the time, and the live numbering catches up with it while it
+/// waits): then a number past every free segment's, so that the rename never replaces
+/// (destroys) a free segment.
+fn free_slot(dir: &Path, free: &[(u64, PathBuf)], index: u64) -> (u64, PathBuf) {
+    let i = if free.iter().any(|(f, _)| *f == index) {
+        free.iter()
+            .map(|(f, _)| f.saturating_add(1))
+            .fold(index.saturating_add(1), u64::max)
+    } else {
+        index
+    };
+    (i, dir.join(scan::free_name(i)))
 }
 
 /// Removes segments whose creation was interrupted before their rename: files named
