@@ -554,6 +554,7 @@ fn pseudo_header_sum(src: [u8; 4], dst: [u8; 4], udp_len: u16) -> u64 {
 ///
 /// # Errors
 /// A [`ParseError`] naming the first problem found; see its variants.
+#[inline]
 pub fn parse_udp(frame: &[u8], policy: UdpChecksumPolicy) -> Result<UdpView<'_>, ParseError> {
     let len = frame.len();
     if len > MAX_FRAME_BYTES {
