@@ -160,6 +160,31 @@ pub enum BypassError {
         /// The mode asked for.
         requested: crate::bpf::XdpModeChoice,
     },
+    /// The interface's MTU is larger than one UMEM frame can receive: the kernel would drop
+    /// every frame longer than `capacity` (AF_XDP has no way to split it without
+    /// multi-buffer, which this crate does not use), counting it only in `rx_dropped`.
+    /// Checked when the socket opens; a later MTU change is not noticed.
+    #[error(
+        "interface {ifname:?} has MTU {mtu}, so it delivers frames of up to {needed} bytes (MTU + 14-byte Ethernet header + 4-byte 802.1Q tag), but a UMEM frame receives at most {capacity} bytes (frame_size {frame_size} - headroom {headroom} - 256 bytes of kernel XDP headroom): the kernel would drop the larger frames, counting them only in rx_dropped; {}",
+        mtu_hint(*.capacity, *.max_capacity)
+    )]
+    MtuTooLarge {
+        /// Interface name.
+        ifname: String,
+        /// Its MTU.
+        mtu: u32,
+        /// The longest frame it delivers (MTU + Ethernet header + 802.1Q tag).
+        needed: usize,
+        /// Bytes one UMEM frame receives (`frame_size - headroom - 256`).
+        capacity: usize,
+        /// `XskConfig::frame_size`.
+        frame_size: usize,
+        /// `XskConfig::headroom`.
+        headroom: u32,
+        /// Bytes a frame of the largest allowed size (the page size) would receive with
+        /// this headroom.
+        max_capacity: usize,
+    },
     /// A transmit failed (see [`crate::TxError`]).
     #[error(transparent)]
     Tx(#[from] crate::transport::TxError),
@@ -272,6 +297,17 @@ fn socket_hint(e: &io::Error) -> &'static str {
         }
         _ => "see socket(7), packet(7) or the kernel's AF_XDP documentation for this error",
     }
+}
+
+/// What to do about an MTU too large for the UMEM frames: a larger frame when one would
+/// do, otherwise a smaller MTU or AF_PACKET.
+fn mtu_hint(capacity: usize, max_capacity: usize) -> String {
+    let max_mtu = |cap: usize| cap.saturating_sub(crate::packet::ETH_HEADER_BYTES + 4);
+    format!(
+        "lower the MTU to at most {} (`ip link set dev IF mtu N`), or use a larger XskConfig::frame_size or a smaller XskConfig::headroom (with a page-size frame the MTU may be up to {}), or use AF_PACKET (TransportChoice::AfPacket) with PacketConfig sizes that fit the MTU",
+        max_mtu(capacity),
+        max_mtu(max_capacity)
+    )
 }
 
 /// What to do about a failed ring mapping.

@@ -380,13 +380,16 @@ impl Transport {
     /// [`TransportChoice::Auto`] falls back to AF_PACKET when AF_XDP cannot be opened
     /// here (no kernel support, no permission, a driver or queue that refuses), not when
     /// the options are wrong: an invalid [`TransportOptions::xsk`] option, or a filter
-    /// that conflicts with another socket of this process on the interface, is returned
-    /// as the error, since AF_PACKET would then quietly receive something else.
+    /// that conflicts with another socket of this process on the interface, or UMEM
+    /// frames too small for the interface's MTU, is returned as the error, since AF_PACKET
+    /// would then quietly receive something else (or hide the misconfiguration); ask for
+    /// [`TransportChoice::AfPacket`] to use it deliberately.
     ///
     /// # Errors
     /// With [`TransportChoice::Auto`], [`crate::BypassError::NoTransport`] carrying both
     /// reasons, or the AF_XDP options error ([`crate::BypassError::InvalidOption`],
-    /// [`crate::BypassError::SteeringConflict`]); otherwise the chosen transport's error.
+    /// [`crate::BypassError::SteeringConflict`], [`crate::BypassError::XdpModeConflict`],
+    /// [`crate::BypassError::MtuTooLarge`]); otherwise the chosen transport's error.
     pub fn open(ifname: &str, queue: u32, options: &TransportOptions) -> Result<Self> {
         match options.choice {
             TransportChoice::AfXdp => Ok(Self::AfXdp(crate::XskSocket::open(
@@ -431,6 +434,7 @@ fn is_options_error(e: &crate::BypassError) -> bool {
         crate::BypassError::InvalidOption { .. }
             | crate::BypassError::SteeringConflict { .. }
             | crate::BypassError::XdpModeConflict { .. }
+            | crate::BypassError::MtuTooLarge { .. }
             | crate::BypassError::Core(tally_core_types::CoreError::InvalidFrameSize { .. })
     )
 }

@@ -322,6 +322,9 @@ impl XskSocket {
     ///
     /// # Errors
     /// [`BypassError::InvalidOption`], [`BypassError::Interface`],
+    /// [`BypassError::MtuTooLarge`] (the interface's MTU plus the Ethernet header and an
+    /// 802.1Q tag is more than `frame_size - headroom - 256`, what one UMEM frame
+    /// receives: the kernel would drop the longer frames),
     /// [`BypassError::UmemRegister`] (memlock), [`BypassError::RingMap`],
     /// [`BypassError::Bind`], [`BypassError::SteeringConflict`] (another socket of this
     /// process steers the interface with another filter),
@@ -337,6 +340,13 @@ impl XskSocket {
             name: ifname.to_owned(),
             source,
         })?;
+        let mtu_sock = sys::socket(libc::AF_INET, libc::SOCK_DGRAM, 0)
+            .map_err(sock_err("socket(AF_INET) for SIOCGIFMTU"))?;
+        // Before anything is set up: an MTU the UMEM frames cannot receive is a
+        // configuration error, not something to discover in `rx_dropped`.
+        if let Ok(mtu) = sys::if_mtu(mtu_sock.as_raw_fd(), ifname) {
+            check_rx_mtu(ifname, mtu, &config)?;
+        }
         let fd =
             sys::socket(libc::AF_XDP, libc::SOCK_RAW, 0).map_err(sock_err("socket(AF_XDP)"))?;
         let raw = fd.as_raw_fd();
@@ -441,8 +451,6 @@ impl XskSocket {
         let (bind_mode, bind_fallback_reason, bind_attempts) =
             bind_with_fallback(&fd, ifname, ifindex, queue, &config)?;
 
-        let mtu_sock = sys::socket(libc::AF_INET, libc::SOCK_DGRAM, 0)
-            .map_err(sock_err("socket(AF_INET) for SIOCGIFMTU"))?;
         let tx_max_len = read_tx_max_len(&mtu_sock, ifname);
         let steer = SteeringHandle::acquire(ifindex, queue, &config.filter, config.xdp_mode)?;
         steer.insert(raw)?;
@@ -642,6 +650,42 @@ impl XskSocket {
         self.stats.tx_bytes.add(len as u64);
         Ok(())
     }
+}
+
+/// Bytes the kernel keeps in front of every received packet (`XDP_PACKET_HEADROOM`), on
+/// top of [`XskConfig::headroom`].
+const XDP_PACKET_HEADROOM: usize = 256;
+
+/// Bytes of a received frame one UMEM frame of `frame_size` holds: the kernel's rule
+/// (`xsk_pool_get_rx_frame_size`, the same in copy and zero-copy mode) is the chunk size
+/// minus the UMEM headroom minus `XDP_PACKET_HEADROOM`; a longer frame is dropped (copy
+/// mode, counted in `rx_dropped`) or refused by the driver (zero-copy), since this crate
+/// does not ask for multi-buffer (`XDP_USE_SG`).
+fn rx_frame_capacity(frame_size: usize, headroom: u32) -> usize {
+    frame_size
+        .saturating_sub(headroom as usize)
+        .saturating_sub(XDP_PACKET_HEADROOM)
+}
+
+/// Refuses an interface whose largest frame (MTU, Ethernet header and an 802.1Q tag) does
+/// not fit the receive capacity of one UMEM frame.
+fn check_rx_mtu(ifname: &str, mtu: u32, config: &XskConfig) -> Result<()> {
+    let needed = (mtu as usize)
+        .saturating_add(crate::packet::ETH_HEADER_BYTES)
+        .saturating_add(VLAN_HLEN);
+    let capacity = rx_frame_capacity(config.frame_size, config.headroom);
+    if needed <= capacity {
+        return Ok(());
+    }
+    Err(BypassError::MtuTooLarge {
+        ifname: ifname.to_owned(),
+        mtu,
+        needed,
+        capacity,
+        frame_size: config.frame_size,
+        headroom: config.headroom,
+        max_capacity: rx_frame_capacity(sys::page_size(), config.headroom),
+    })
 }
 
 /// The interface MTU plus the Ethernet header (no limit when the MTU cannot be read).
@@ -1289,6 +1333,42 @@ mod tests {
                     );
                 }
                 other => panic!("frame_size {big}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn an_mtu_the_frames_cannot_receive_is_refused() {
+        let cfg = |frame_size, headroom| XskConfig {
+            frame_size,
+            headroom,
+            ..XskConfig::default()
+        };
+        // 2048 - 256 = 1792 bytes: an MTU of 1774 (+14 +4) fits, 1775 does not.
+        assert!(check_rx_mtu("v", 1500, &cfg(2048, 0)).is_ok());
+        assert!(check_rx_mtu("v", 1774, &cfg(2048, 0)).is_ok());
+        // The configured headroom counts too: 2048 - 256 - 256 = 1536.
+        assert!(check_rx_mtu("v", 1518, &cfg(2048, 256)).is_ok());
+        for (mtu, frame, headroom, capacity) in [
+            (1775, 2048, 0, 1792),
+            (1519, 2048, 256, 1536),
+            (9000, 4096, 0, 3840),
+        ] {
+            match check_rx_mtu("veth9", mtu, &cfg(frame, headroom)) {
+                Err(e @ BypassError::MtuTooLarge { .. }) => {
+                    let msg = e.to_string();
+                    for part in [
+                        format!("MTU {mtu}"),
+                        format!("at most {capacity} bytes"),
+                        "frame_size".to_owned(),
+                        "lower the MTU".to_owned(),
+                        "AF_PACKET".to_owned(),
+                    ] {
+                        assert!(msg.contains(&part), "{part}: {msg}");
+                    }
+                    assert!(!e.is_permission_denied());
+                }
+                other => panic!("{mtu}/{frame}/{headroom}: {other:?}"),
             }
         }
     }
