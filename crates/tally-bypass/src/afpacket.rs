@@ -892,6 +892,11 @@ impl PacketTransport for PacketSocket {
         if len > cap {
             return Err(TxError::FrameTooLong { len, capacity: cap });
         }
+        if len < ETH_HLEN {
+            // The kernel rejects it (TP_STATUS_WRONG_FORMAT) and stops the ring there:
+            // refuse it here, as AF_XDP does.
+            return Err(TxError::FrameTooShort { len, min: ETH_HLEN });
+        }
         // The kernel rejects a frame longer than the MTU plus the Ethernet header (plus
         // an 802.1Q tag when it has one) and then stops at it: refuse it here instead.
         let vlan = buf.get(12..14) == Some(&[0x81, 0x00][..]);

@@ -60,6 +60,18 @@ pub enum TxError {
         /// Frame capacity.
         capacity: usize,
     },
+    /// The closure wrote a frame shorter than an Ethernet header (14 bytes), which no
+    /// link carries: AF_PACKET's kernel rejects it (and stops its ring there), and AF_XDP
+    /// would hand it to the driver. Nothing was queued.
+    #[error(
+        "frame length {len} is shorter than the {min}-byte Ethernet header: nothing was queued; write the destination and source MAC addresses and the EtherType before the payload"
+    )]
+    FrameTooShort {
+        /// Length returned.
+        len: usize,
+        /// The shortest frame accepted (the Ethernet header).
+        min: usize,
+    },
     /// The kernel refused the transmit kick. Frames already queued stay queued: the next
     /// flush retries them.
     #[error("transmit kick failed: {0}; {hint}", hint = kick_hint(.0))]
@@ -196,10 +208,12 @@ pub trait PacketTransport {
     /// deleted (open a new socket).
     fn wait(&mut self, timeout: Duration) -> Result<bool>;
 
-    /// Queues one frame written by `f` (which returns its length) for transmission.
+    /// Queues one frame written by `f` (which returns its length, from the Ethernet
+    /// header on) for transmission; 0 queues nothing.
     ///
     /// # Errors
-    /// See [`TxError`].
+    /// See [`TxError`]: notably [`TxError::FrameTooShort`] for a length from 1 to 13 and
+    /// [`TxError::FrameTooLong`], on both transports.
     fn send_frame(&mut self, f: &mut dyn FnMut(&mut [u8]) -> usize) -> Result<(), TxError>;
 
     /// Queues a UDP datagram, building its Ethernet/IPv4/UDP headers (with checksums).
@@ -543,5 +557,7 @@ mod tests {
         .to_string();
         assert!(long.contains("3000") && long.contains("2000"), "{long}");
         assert!(long.contains("PacketConfig::tx_frame_size"), "{long}");
+        let short = TxError::FrameTooShort { len: 10, min: 14 }.to_string();
+        assert!(short.contains("10") && short.contains("14-byte"), "{short}");
     }
 }

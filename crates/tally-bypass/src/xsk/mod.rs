@@ -623,6 +623,14 @@ impl XskSocket {
                 Err(TxError::FrameTooLong { len, capacity: cap })
             };
         }
+        if len < crate::packet::ETH_HEADER_BYTES {
+            // No link carries it, and AF_PACKET refuses it: refuse it here as well.
+            let _ = self.pool.free(id);
+            return Err(TxError::FrameTooShort {
+                len,
+                min: crate::packet::ETH_HEADER_BYTES,
+            });
+        }
         let limit = |max: usize| max.saturating_add(if vlan { VLAN_HLEN } else { 0 });
         if len > limit(self.tx_max_len) {
             // Longer than the link carries: the kernel would take and complete it, and the
