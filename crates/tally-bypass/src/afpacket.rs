@@ -59,6 +59,15 @@ const TP_STATUS_USER: u32 = 1;
 const TP_STATUS_SEND_REQUEST: u32 = 1;
 const TP_STATUS_SENDING: u32 = 2;
 const TP_STATUS_WRONG_FORMAT: u32 = 4;
+/// Receive status: the frame had an 802.1Q (or 802.1ad) tag, stripped into `tp_vlan_tci`.
+const TP_STATUS_VLAN_VALID: u32 = 0x10;
+/// Receive status: `tp_vlan_tpid` says which tag it was (older kernels: 802.1Q).
+const TP_STATUS_VLAN_TPID_VALID: u32 = 0x40;
+/// `struct tpacket3_hdr` offsets of `hv1.tp_vlan_tci` and `hv1.tp_vlan_tpid`.
+const PKT_VLAN_TCI_OFF: usize = 32;
+const PKT_VLAN_TPID_OFF: usize = 36;
+/// The 802.1Q tag protocol identifier.
+const ETH_P_8021Q: u16 = 0x8100;
 /// The most packets one batch holds (the per-batch offset table is allocated once).
 pub const MAX_BATCH: usize = 256;
 /// Frames marked for transmission since the last kick that make the next send kick first.
@@ -380,8 +389,9 @@ pub struct PacketSocket {
     next_pkt: usize,
     /// The current block's last packet has been taken.
     block_exhausted: bool,
-    /// Offsets and lengths of the current batch's packets (absolute in the mapping).
-    batch: Box<[(usize, usize)]>,
+    /// Offsets and lengths of the current batch's packets (absolute in the mapping), and
+    /// the TCI of the 802.1Q tag the kernel stripped from each, if it had one.
+    batch: Box<[(usize, usize, Option<u16>)]>,
     /// The frames of the current batch whose parse reject was counted.
     rx_rejects: BatchFlags,
     tx: TxCursor,
@@ -554,7 +564,7 @@ impl PacketSocket {
             block_consumed: 0,
             next_pkt: 0,
             block_exhausted: false,
-            batch: vec![(0usize, 0usize); MAX_BATCH].into_boxed_slice(),
+            batch: vec![(0usize, 0usize, None); MAX_BATCH].into_boxed_slice(),
             rx_rejects: BatchFlags::new(MAX_BATCH),
             tx: TxCursor::new(geo.tx_frame_nr),
             tx_max_len: (mtu as usize).saturating_add(ETH_HLEN),
@@ -650,8 +660,9 @@ impl PacketSocket {
                 self.block_corrupt();
                 break;
             }
+            let tag = self.stripped_tag(h);
             if let Some(slot) = self.batch.get_mut(n) {
-                *slot = (h + mac, snap);
+                *slot = (h + mac, snap, tag);
             }
             self.stats.rx_bytes.add(snap as u64);
             n += 1;
@@ -667,6 +678,23 @@ impl PacketSocket {
             self.release_block();
         }
         n
+    }
+
+    /// The TCI of the 802.1Q tag the kernel stripped from the packet whose header is at
+    /// `h` (checked to lie inside its block), if it had one. An 802.1ad tag is not
+    /// reported: the kernel allows only 802.1Q tags on top of the MTU on transmit.
+    fn stripped_tag(&self, h: usize) -> Option<u16> {
+        let status = self.word(h + PKT_STATUS_OFF).load(Ordering::Relaxed);
+        if status & TP_STATUS_VLAN_VALID == 0 {
+            return None;
+        }
+        if status & TP_STATUS_VLAN_TPID_VALID != 0
+            && self.u16_at(h + PKT_VLAN_TPID_OFF) != ETH_P_8021Q
+        {
+            return None;
+        }
+        let tci = self.word(h + PKT_VLAN_TCI_OFF).load(Ordering::Relaxed);
+        u16::try_from(tci & 0xffff).ok()
     }
 
     /// Whether a packet header at block offset `pkt` is aligned and lies inside the block.
@@ -751,6 +779,31 @@ impl PacketSocket {
     }
 }
 
+/// Inserts the 802.1Q tag `tci` after the MAC addresses of the untagged Ethernet frame
+/// of `len` bytes in `buf`, and returns the new length. A frame that is already tagged,
+/// shorter than an Ethernet header, or not inside `buf` is left alone (its length is
+/// returned, for `send_frame` to judge); when the tag does not fit in `buf`, the length
+/// it would need is returned, which `send_frame` refuses as too long.
+fn retag(buf: &mut [u8], len: usize, tci: u16) -> usize {
+    if len < ETH_HLEN || len > buf.len() {
+        return len;
+    }
+    if matches!(buf.get(12..14), Some([0x81, 0x00] | [0x88, 0xa8])) {
+        return len;
+    }
+    let tagged = len + VLAN_HLEN;
+    if tagged > buf.len() {
+        return tagged;
+    }
+    buf.copy_within(12..len, 12 + VLAN_HLEN);
+    let [tpid_hi, tpid_lo] = ETH_P_8021Q.to_be_bytes();
+    let [hi, lo] = tci.to_be_bytes();
+    if let Some(tag) = buf.get_mut(12..12 + VLAN_HLEN) {
+        tag.copy_from_slice(&[tpid_hi, tpid_lo, hi, lo]);
+    }
+    tagged
+}
+
 /// Received frames borrowed from a [`PacketSocket`]; dropped, they are consumed (and the
 /// block returned to the kernel when its last packet was consumed).
 pub struct PacketRxBatch<'a> {
@@ -764,7 +817,7 @@ impl RxBatch for PacketRxBatch<'_> {
     }
 
     fn frame(&self, i: usize) -> Option<&[u8]> {
-        let (off, len) = *self.sock.batch.get(..self.count)?.get(i)?;
+        let (off, len, _) = *self.sock.batch.get(..self.count)?.get(i)?;
         // SAFETY: the block holding this packet has TP_STATUS_USER, so the kernel does not
         // write it until we release it on drop; bounds were checked in `fill_batch`.
         Some(unsafe { core::slice::from_raw_parts(self.sock.map.as_ptr().add(off), len) })
@@ -783,7 +836,8 @@ impl RxBatch for PacketRxBatch<'_> {
         i: usize,
         f: &mut dyn FnMut(&[u8], &mut [u8]) -> usize,
     ) -> Result<(), TxError> {
-        let Some(&(off, len)) = self.sock.batch.get(..self.count).and_then(|b| b.get(i)) else {
+        let Some(&(off, len, tag)) = self.sock.batch.get(..self.count).and_then(|b| b.get(i))
+        else {
             return Ok(());
         };
         let rx_ptr = self.sock.map.as_ptr().wrapping_add(off).cast_const();
@@ -791,7 +845,10 @@ impl RxBatch for PacketRxBatch<'_> {
             // SAFETY: the rx block is ours until this batch is dropped, and it lies in the rx
             // part of the mapping, disjoint from the tx frame being written.
             let rx = unsafe { core::slice::from_raw_parts(rx_ptr, len) };
-            f(rx, tx)
+            let n = f(rx, tx);
+            // The kernel stripped the request's tag before the ring; AF_XDP keeps it in
+            // the frame, so its replies go back tagged: put it back here too.
+            tag.map_or(n, |tci| retag(tx, n, tci))
         })
     }
 }
@@ -1001,7 +1058,7 @@ mod tests {
             block_consumed: 0,
             next_pkt: 0,
             block_exhausted: false,
-            batch: vec![(0usize, 0usize); MAX_BATCH].into_boxed_slice(),
+            batch: vec![(0usize, 0usize, None); MAX_BATCH].into_boxed_slice(),
             rx_rejects: BatchFlags::new(MAX_BATCH),
             tx: TxCursor::new(tx_frames),
             tx_max_len: usize::MAX,
@@ -1057,6 +1114,107 @@ mod tests {
                 u32::from_ne_bytes(f[..4].try_into().unwrap())
             })
             .collect()
+    }
+
+    /// Writes `bytes` at the 4-byte aligned offset `off` of the mapping.
+    fn put_bytes(s: &PacketSocket, off: usize, bytes: &[u8]) {
+        for (i, c) in bytes.chunks(4).enumerate() {
+            let mut w = [0u8; 4];
+            w[..c.len()].copy_from_slice(c);
+            put(s, off + 4 * i, u32::from_ne_bytes(w));
+        }
+    }
+
+    /// `len` bytes at the 4-byte aligned offset `off` of the mapping.
+    fn get_bytes(s: &PacketSocket, off: usize, len: usize) -> Vec<u8> {
+        let mut v: Vec<u8> = (0..len.div_ceil(4))
+            .flat_map(|i| s.word(off + 4 * i).load(Ordering::SeqCst).to_ne_bytes())
+            .collect();
+        v.truncate(len);
+        v
+    }
+
+    #[test]
+    fn replies_get_back_the_tag_the_kernel_stripped() {
+        use crate::packet::{MacAddr, UdpFlow, build_udp, reply_in_place};
+        let flow = UdpFlow {
+            src_mac: MacAddr([2, 0, 0, 0, 0, 1]),
+            dst_mac: MacAddr([2, 0, 0, 0, 0, 2]),
+            src: "198.18.0.1:40000".parse().unwrap(),
+            dst: "198.18.0.2:9000".parse().unwrap(),
+        };
+        let mut req = vec![0u8; 128];
+        let req_len = build_udp(&mut req, &flow, b"ping", 1).unwrap();
+        req.truncate(req_len);
+        let mut want_untagged = req.clone();
+        let reply_len = reply_in_place(&mut want_untagged).unwrap();
+        want_untagged.truncate(reply_len);
+        let mut want_tagged = want_untagged[..12].to_vec();
+        want_tagged.extend_from_slice(&[0x81, 0x00, 0xa0, 0x00]);
+        want_tagged.extend_from_slice(&want_untagged[12..]);
+        let echo = |rx: &[u8], tx: &mut [u8]| {
+            tx[..rx.len()].copy_from_slice(rx);
+            reply_in_place(&mut tx[..rx.len()]).unwrap()
+        };
+        // (status, tpid): priority tag 5 on VLAN 0 stripped; an 802.1ad tag; no tag.
+        let cases = [
+            (
+                TP_STATUS_VLAN_VALID | TP_STATUS_VLAN_TPID_VALID,
+                0x8100,
+                &want_tagged,
+            ),
+            (TP_STATUS_VLAN_VALID, 0, &want_tagged),
+            (
+                TP_STATUS_VLAN_VALID | TP_STATUS_VLAN_TPID_VALID,
+                0x88a8,
+                &want_untagged,
+            ),
+            (0, 0, &want_untagged),
+        ];
+        for (round, (st, tpid, want)) in cases.into_iter().enumerate() {
+            let mut s = fake(1, 8);
+            let h = 48;
+            put(&s, BLOCK_NUM_PKTS_OFF, 1);
+            put(&s, BLOCK_FIRST_PKT_OFF, 48);
+            put(&s, h + PKT_SNAPLEN_OFF, u32::try_from(req_len).unwrap());
+            put(&s, h + PKT_LEN_OFF, u32::try_from(req_len).unwrap());
+            put(&s, h + PKT_STATUS_OFF, TP_STATUS_USER | st);
+            put(&s, h + PKT_MAC_OFF, 64);
+            put(&s, h + PKT_VLAN_TCI_OFF, 0xa000);
+            put(&s, h + PKT_VLAN_TPID_OFF, tpid);
+            put_bytes(&s, h + 64, &req);
+            put(&s, BLOCK_STATUS_OFF, TP_STATUS_USER);
+            {
+                let mut b = s.recv(64);
+                assert_eq!(b.len(), 1);
+                assert_eq!(b.frame(0), Some(&req[..]), "the ring frame is untagged");
+                b.reply(0, &mut |rx, tx| echo(rx, tx)).unwrap();
+            }
+            let tx = s.tx_frame_off(0);
+            let len = s.word(tx + PKT_LEN_OFF).load(Ordering::SeqCst) as usize;
+            assert_eq!(
+                get_bytes(&s, tx + TX_DATA_OFF, len),
+                *want,
+                "case {round}: status {st:#x}, tpid {tpid:#x}"
+            );
+        }
+    }
+
+    #[test]
+    fn retag_leaves_tagged_short_and_oversized_frames_alone() {
+        let mut buf = [0u8; 64];
+        buf[12..14].copy_from_slice(&[0x81, 0x00]);
+        assert_eq!(retag(&mut buf, 60, 0), 60, "already tagged");
+        buf[12..14].copy_from_slice(&[0x08, 0x00]);
+        assert_eq!(retag(&mut buf, 0, 0), 0);
+        assert_eq!(retag(&mut buf, 13, 0), 13);
+        assert_eq!(retag(&mut buf, 65, 0), 65, "longer than its buffer");
+        assert_eq!(buf[12..14], [0x08, 0x00], "written although left alone");
+        // No room for the tag: the length it would need, for send_frame to refuse.
+        assert_eq!(retag(&mut buf, 62, 0), 66);
+        assert_eq!(buf[12..14], [0x08, 0x00]);
+        assert_eq!(retag(&mut buf, 60, 0x2005), 64);
+        assert_eq!(buf[12..18], [0x81, 0x00, 0x20, 0x05, 0x08, 0x00]);
     }
 
     #[test]

@@ -180,6 +180,12 @@ pub trait RxBatch {
     /// the length it wrote into `tx_frame` (0 to send nothing). The reply is queued;
     /// `flush` sends it.
     ///
+    /// VLAN tags: AF_XDP shows `f` the frame with its 802.1Q tag, so a reply built from it
+    /// keeps the tag. AF_PACKET's kernel strips the tag before the ring, so `f` sees the
+    /// frame untagged there; when the request had an 802.1Q tag and `f` writes an
+    /// untagged frame, the batch inserts the request's tag into it (4 bytes more), so
+    /// that the reply goes back tagged on both transports.
+    ///
     /// # Errors
     /// [`TxError::RingFull`] when no transmit frame is free; [`TxError::FrameTooLong`].
     fn reply(

@@ -3,7 +3,9 @@
 //! kernel strips the tag into metadata before AF_PACKET sees the frame, so a filter that
 //! only looks at the bytes took VLAN 100's datagrams as the interface's own).
 //! Priority-tagged frames (VLAN 0) belong to the untagged interface: both transports
-//! deliver them (AF_XDP used to pass them to the kernel, so an XSK never saw them).
+//! deliver them (AF_XDP used to pass them to the kernel, so an XSK never saw them), and
+//! both reply to them with the tag (AF_PACKET, whose kernel strips it, used to reply
+//! untagged).
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -172,5 +174,93 @@ fn afpacket_filter_drops_vlan_tagged_frames() {
         got,
         vec![b"priority".to_vec(), b"untagged".to_vec()],
         "VLAN 100's datagram was delivered, or a priority-tagged one was not"
+    );
+}
+
+/// AF_PACKET replies to a priority-tagged request with the request's tag, as AF_XDP
+/// does: the kernel strips the tag before the ring (into `tp_vlan_tci`), and the reply
+/// used to go back untagged. Untagged requests still get untagged replies.
+#[test]
+fn afpacket_replies_keep_the_priority_tag() {
+    let cfg0 = VethConfig {
+        static_neighbours: true,
+        ..VethConfig::default()
+    };
+    let Some(pair) = common::veth_or_skip("pvlrep", cfg0) else {
+        return;
+    };
+    let cfg = pair.config().clone();
+    let sent = frames(&cfg);
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let ifb = cfg.if_b.clone();
+    let responder = pair.spawn_in(Side::B, move || {
+        let config = PacketConfig {
+            udp_ports: vec![PORT],
+            block_size: 1 << 16,
+            block_count: 4,
+            retire_timeout_ms: 1,
+            ..PacketConfig::default()
+        };
+        let mut sock = PacketSocket::open(&ifb, &config).expect("open AF_PACKET");
+        ready_tx.send(()).unwrap();
+        let mut replied = 0;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline && replied < 2 {
+            sock.wait(Duration::from_millis(20)).unwrap();
+            let mut b = sock.recv(64);
+            for i in 0..b.len() {
+                b.reply(i, &mut |rx, tx| {
+                    tx[..rx.len()].copy_from_slice(rx);
+                    tally_bypass::packet::reply_in_place(&mut tx[..rx.len()]).unwrap()
+                })
+                .unwrap();
+                replied += 1;
+            }
+            drop(b);
+            sock.flush().unwrap();
+        }
+        replied
+    });
+    let (cap_ready_tx, cap_ready_rx) = mpsc::channel();
+    let ifa = cfg.if_a.clone();
+    let capture = pair.spawn_in(Side::A, move || {
+        let mut xsk = XskSocket::open(
+            &ifa,
+            0,
+            XskConfig {
+                filter: XdpFilter::UdpDstPorts(vec![40000]),
+                xdp_mode: XdpModeChoice::Generic,
+                ..XskConfig::default()
+            },
+        )
+        .expect("open AF_XDP capture");
+        cap_ready_tx.send(()).unwrap();
+        let mut got = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline && got.len() < 2 {
+            xsk.wait(Duration::from_millis(20)).unwrap();
+            let b = xsk.recv(64);
+            for d in b.datagrams() {
+                got.push((d.payload().to_vec(), d.frame().to_vec()));
+            }
+        }
+        got
+    });
+    ready_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    cap_ready_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    send_from_a(&pair, sent);
+    assert_eq!(responder.join().unwrap().unwrap(), 2);
+    let got = capture.join().unwrap().unwrap();
+    let payloads: Vec<&[u8]> = got.iter().map(|(p, _)| &p[..]).collect();
+    assert_eq!(payloads, [&b"priority"[..], &b"untagged"[..]]);
+    assert_eq!(
+        got[0].1[12..16],
+        [0x81, 0x00, 0xa0, 0x00],
+        "the reply to a priority-tagged request lost its tag"
+    );
+    assert_eq!(
+        got[1].1[12..14],
+        [0x08, 0x00],
+        "an untagged request got a tag"
     );
 }
