@@ -164,6 +164,27 @@ pub enum RingError {
         /// The operation's `user_data`.
         user_data: u64,
     },
+    /// An [`crate::OpId`] passed to a ring other than the one that issued it: its
+    /// `user_data` could name an unrelated operation of this ring.
+    #[error(
+        "operation {user_data:#x} was issued by ring #{issuer}, not by this ring (#{ring}): pass an OpId only to the Ring whose method returned it"
+    )]
+    ForeignOp {
+        /// The operation's `user_data`.
+        user_data: u64,
+        /// Number of the ring that issued it.
+        issuer: u16,
+        /// Number of the ring it was passed to.
+        ring: u16,
+    },
+    /// Every ring number is taken: this many rings are alive in the process.
+    #[error(
+        "{limit} rings are already alive in this process: drop rings you no longer use, or share one ring between more operations"
+    )]
+    TooManyRings {
+        /// The number of rings that may be alive at once.
+        limit: u32,
+    },
     /// A wait for any completion with no operation in flight: nothing would ever complete.
     #[error(
         "no operation is in flight, so no completion can arrive: queue an operation before waiting"
@@ -411,6 +432,12 @@ mod tests {
             },
             RingError::Busy { in_flight: 1 },
             RingError::NotInFlight { user_data: 7 },
+            RingError::ForeignOp {
+                user_data: 7,
+                issuer: 1,
+                ring: 2,
+            },
+            RingError::TooManyRings { limit: 1023 },
             RingError::NothingInFlight,
             RingError::WrongThread,
             RingError::OffsetTooLarge { offset: u64::MAX },

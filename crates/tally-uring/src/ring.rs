@@ -273,7 +273,9 @@ impl PoolView<'_> {
     }
 }
 
-/// Handle of a queued or in-flight operation (its `user_data`).
+/// Handle of a queued or in-flight operation (its `user_data`, which also names the
+/// [`Ring`] that issued it: pass it only to that ring's methods, the others refuse it
+/// with [`RingError::ForeignOp`]). [`OpId::default`] names no operation of any ring.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct OpId(u64);
 
@@ -389,18 +391,97 @@ pub const MAX_IN_FLIGHT: u32 = 1 << 20;
 /// Largest completion queue the kernel sets up without clamping (`IORING_MAX_CQ_ENTRIES`).
 const MAX_CQ_ENTRIES: u32 = 65_536;
 
-/// Low bits of a `user_data` that hold the slot index; the bits above hold the slot's
-/// generation (43 bits: a slot is reused 2^42 times before an old `user_data` of it
-/// comes back, days at one reuse per 100 ns).
+/// Low bits of a `user_data` that hold the slot index.
 const SLOT_BITS: u32 = 21;
 /// Mask of the slot index in a `user_data`.
 const SLOT_MASK: u64 = (1 << SLOT_BITS) - 1;
-/// One step of a slot's generation, in `user_data` units.
-const GENERATION_STEP: u64 = 1 << SLOT_BITS;
+/// Bits above the slot index that hold the number of the [`Ring`] that issued the
+/// `user_data` (see [`RingNumber`]): an [`OpId`] of another ring never matches a slot of
+/// this one, and the methods taking an `OpId` refuse it with [`RingError::ForeignOp`].
+const RING_BITS: u32 = 10;
+/// Number of ring numbers: at most this many rings, less one, are alive at once in a
+/// process (number 0 is reserved).
+const RING_NUMBERS: u32 = 1 << RING_BITS;
+/// Mask of the ring number in a `user_data` (before shifting by [`SLOT_BITS`]).
+const RING_MASK: u64 = (1 << RING_BITS) - 1;
+/// One step of a slot's generation, in `user_data` units. The generation takes the 33
+/// bits above the ring number: a slot is reused 2^32 times before an old `user_data` of
+/// it comes back (minutes of back-to-back NOPs on one slot, hours of real I/O), and it
+/// wraps out of the top without touching the ring number or the slot index.
+const GENERATION_STEP: u64 = 1 << (SLOT_BITS + RING_BITS);
 const _: () = assert!(
     (MAX_IN_FLIGHT as u64) < SLOT_MASK,
     "slot indexes must fit below the all-ones index"
 );
+
+/// One bit per ring number, set while a [`Ring`] holds it. Number 0 is never handed
+/// out: it is the ring of [`OpId::default`], which names no operation of any ring.
+static RING_NUMBERS_TAKEN: [std::sync::atomic::AtomicU64; (RING_NUMBERS / 64) as usize] =
+    numbers_taken_initially();
+
+const fn numbers_taken_initially() -> [std::sync::atomic::AtomicU64; (RING_NUMBERS / 64) as usize] {
+    let mut words = [const { std::sync::atomic::AtomicU64::new(0) }; (RING_NUMBERS / 64) as usize];
+    words[0] = std::sync::atomic::AtomicU64::new(1);
+    words
+}
+/// Where the next search for a free ring number starts: numbers are handed out round
+/// robin, so a released number comes back only after every other one was used.
+static NEXT_RING_NUMBER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+/// The number of a live [`Ring`], unique among the live rings of the process; released
+/// when the ring drops.
+#[derive(Debug)]
+struct RingNumber(u16);
+
+impl RingNumber {
+    /// Takes the next free number, or `None` when `RING_NUMBERS - 1` rings are alive.
+    fn acquire() -> Option<Self> {
+        take_number(&RING_NUMBERS_TAKEN, &NEXT_RING_NUMBER).map(Self)
+    }
+
+    /// The number in place in a `user_data`.
+    fn bits(&self) -> u64 {
+        u64::from(self.0) << SLOT_BITS
+    }
+}
+
+impl Drop for RingNumber {
+    fn drop(&mut self) {
+        let n = u32::from(self.0);
+        if let Some(word) = RING_NUMBERS_TAKEN.get((n / 64) as usize) {
+            word.fetch_and(!(1u64 << (n % 64)), Ordering::AcqRel);
+        }
+    }
+}
+
+/// Sets the first clear bit of `taken` at or after `next` (round robin) and returns its
+/// index, or `None` when every bit is set.
+fn take_number(
+    taken: &[std::sync::atomic::AtomicU64],
+    next: &std::sync::atomic::AtomicU32,
+) -> Option<u16> {
+    let count = u32::try_from(taken.len()).ok()?.checked_mul(64)?;
+    let start = next.fetch_add(1, Ordering::Relaxed);
+    for i in 0..count {
+        let n = start.wrapping_add(i) % count;
+        let bit = 1u64 << (n % 64);
+        let word = taken.get((n / 64) as usize)?;
+        if word.fetch_or(bit, Ordering::AcqRel) & bit == 0 {
+            next.store(n.wrapping_add(1), Ordering::Relaxed);
+            return u16::try_from(n).ok();
+        }
+    }
+    None
+}
+
+/// The number of the ring that issued `user_data`.
+#[allow(
+    clippy::cast_possible_truncation,
+    reason = "masked to RING_BITS (10) bits"
+)]
+const fn ring_of(user_data: u64) -> u16 {
+    ((user_data >> SLOT_BITS) & RING_MASK) as u16
+}
 
 /// `user_data` of the entries [`Ring`]'s drop queues itself: its slot index (all ones in
 /// the slot bits) never exists, so their completions are foreign to the slab.
@@ -411,11 +492,11 @@ const DROP_WAIT: Duration = Duration::from_secs(2);
 
 #[derive(Clone, Copy)]
 struct Slot {
-    /// The `user_data` of the slot's operation: `generation << SLOT_BITS | index`. The
+    /// The `user_data` of the slot's operation: `generation << 31 | ring << 21 | index`. The
     /// generation is odd while the slot holds an operation and even while it is free:
     /// taking and releasing each add one ([`GENERATION_STEP`]), so the `user_data` of an
     /// earlier operation never matches a free or reused slot (until the generation wraps
-    /// after 2^43 steps).
+    /// after 2^33 steps).
     user_data: u64,
     /// Next free slot while free; `NONE` at the end of the list.
     next_free: u32,
@@ -430,9 +511,10 @@ struct Slot {
 }
 
 impl Slot {
-    fn empty(index: u32, next: u32) -> Self {
+    /// A free slot of the ring whose number is `ring_bits` (already shifted in place).
+    fn empty(index: u32, next: u32, ring_bits: u64) -> Self {
         Self {
-            user_data: u64::from(index),
+            user_data: ring_bits | u64::from(index),
             next_free: next,
             kind: OpKind::Nop,
             multishot: false,
@@ -792,6 +874,8 @@ pub struct Ring {
     last_dropped: u32,
     /// The thread that built a `SINGLE_ISSUER` ring: the only one that may submit to it.
     issuer: Option<std::thread::ThreadId>,
+    /// This ring's number, in every `user_data` it issues.
+    number: RingNumber,
 }
 
 impl std::fmt::Debug for Ring {
@@ -852,7 +936,8 @@ impl Ring {
     /// # Errors
     /// [`RingError::InvalidOptions`] for bad sizes; [`RingError::Setup`] when the kernel, a
     /// seccomp filter or `kernel.io_uring_disabled` refuses io_uring (the message says
-    /// which and what to do).
+    /// which and what to do); [`RingError::TooManyRings`] when 1,023 rings are alive in
+    /// the process.
     pub fn new(options: RingOptions) -> Result<Self, RingError> {
         if options.sq_entries == 0
             || !options.sq_entries.is_power_of_two()
@@ -875,6 +960,9 @@ impl Ring {
                 reason: "max_in_flight must be in 1..=1048576 (MAX_IN_FLIGHT)",
             });
         }
+        let number = RingNumber::acquire().ok_or(RingError::TooManyRings {
+            limit: RING_NUMBERS - 1,
+        })?;
         let mut builder = IoUring::builder();
         builder.setup_cqsize(options.cq_entries);
         match options.mode {
@@ -924,7 +1012,7 @@ impl Ring {
         };
         let cap = options.max_in_flight;
         let slots: Box<[Slot]> = (0..cap)
-            .map(|i| Slot::empty(i, if i + 1 < cap { i + 1 } else { NONE }))
+            .map(|i| Slot::empty(i, if i + 1 < cap { i + 1 } else { NONE }, number.bits()))
             .collect();
         Ok(Self {
             uring,
@@ -942,6 +1030,7 @@ impl Ring {
             last_dropped: 0,
             issuer: (options.mode == TaskrunMode::DeferTaskrun)
                 .then(|| std::thread::current().id()),
+            number,
         })
     }
 
@@ -1633,8 +1722,11 @@ impl Ring {
     /// or `-EALREADY`.
     ///
     /// # Errors
+    /// [`RingError::ForeignOp`] when `target_op` was issued by another ring (the kernel
+    /// would cancel whichever operation of this ring has the same `user_data`);
     /// [`RingError::InFlightFull`], [`RingError::Enter`].
     pub fn cancel(&mut self, target_op: OpId, tag: u64) -> Result<OpId, RingError> {
+        self.check_own(target_op)?;
         self.queue(OpKind::Cancel, tag, |ud| {
             opcode::AsyncCancel::new(target_op.0).build().user_data(ud)
         })
@@ -1885,8 +1977,31 @@ impl Ring {
         }
     }
 
+    /// Refuses an [`OpId`] issued by another ring: its `user_data` could name an
+    /// operation of this one. Ids of ring 0 ([`OpId::default`]) name nothing on any ring
+    /// (no ring has number 0, so no slot and no submitted entry has their `user_data`).
+    #[inline]
+    fn check_own(&self, op: OpId) -> Result<(), RingError> {
+        let issuer = ring_of(op.0);
+        if issuer == self.number.0 || issuer == 0 {
+            Ok(())
+        } else {
+            Err(self.foreign_op(op, issuer))
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn foreign_op(&self, op: OpId, issuer: u16) -> RingError {
+        RingError::ForeignOp {
+            user_data: op.0,
+            issuer,
+            ring: self.number.0,
+        }
+    }
+
     /// Whether `op` is queued or in flight on this ring (its final completion not yet
-    /// consumed).
+    /// consumed). Always `false` for an [`OpId`] issued by another ring.
     pub fn is_in_flight(&self, op: OpId) -> bool {
         #[allow(
             clippy::cast_possible_truncation,
@@ -1903,6 +2018,7 @@ impl Ring {
     /// other operations that arrive meanwhile are handed to `other`.
     ///
     /// # Errors
+    /// [`RingError::ForeignOp`] when `op` was issued by another ring;
     /// [`RingError::NotInFlight`] when `op` is not in flight on this ring (its final
     /// completion was already consumed); [`RingError::Enter`],
     /// [`RingError::CompletionsLost`].
@@ -1911,6 +2027,7 @@ impl Ring {
         op: OpId,
         mut other: impl FnMut(Completion),
     ) -> Result<Completion, RingError> {
+        self.check_own(op)?;
         loop {
             if !self.is_in_flight(op) {
                 return Err(RingError::NotInFlight { user_data: op.0 });
@@ -2067,7 +2184,8 @@ impl Ring {
     /// its notification has released the frames.
     ///
     /// # Errors
-    /// [`RingError::Op`], [`RingError::NotInFlight`], [`RingError::Enter`].
+    /// [`RingError::Op`], [`RingError::ForeignOp`], [`RingError::NotInFlight`],
+    /// [`RingError::Enter`].
     pub fn run(&mut self, op: OpId, mut other: impl FnMut(Completion)) -> Result<u32, RingError> {
         let mut sent = None;
         let last = self.wait_for(op, |c| {
@@ -2239,7 +2357,7 @@ mod tests {
     fn slab(n: u32) -> Slab {
         Slab {
             slots: (0..n)
-                .map(|i| Slot::empty(i, if i + 1 < n { i + 1 } else { NONE }))
+                .map(|i| Slot::empty(i, if i + 1 < n { i + 1 } else { NONE }, 0))
                 .collect(),
             timespecs: vec![types::Timespec::new(); n as usize].into_boxed_slice(),
             free_head: 0,
@@ -2276,11 +2394,12 @@ mod tests {
     fn generation_wraps_at_the_top_keeping_index_and_parity() {
         let mut s = slab(2);
         let mut pool = None;
-        // Slot 0 one full generation step below the wrap, free (even generation).
-        s.slots[0].user_data = u64::MAX - SLOT_MASK - GENERATION_STEP;
+        // Slot 0 of ring 0 one full generation step below the wrap, free (even
+        // generation).
+        s.slots[0].user_data = (u64::MAX - (GENERATION_STEP - 1)) - GENERATION_STEP;
         assert!(!s.slots[0].busy());
         let (idx, last) = s.take(OpKind::Nop, 0).unwrap();
-        assert_eq!((idx, last & SLOT_MASK), (0, 0));
+        assert_eq!((idx, last & SLOT_MASK, ring_of(last)), (0, 0, 0));
         assert!(s.slots[0].busy());
         s.release(0, &mut pool);
         assert_eq!(s.slots[0].user_data, 0, "wrapped to generation 0, slot 0");
@@ -2288,6 +2407,48 @@ mod tests {
         let (idx, first) = s.take(OpKind::Nop, 0).unwrap();
         assert_eq!((idx, first), (0, GENERATION_STEP));
         assert_ne!(first, last);
+    }
+
+    #[test]
+    fn live_rings_get_distinct_numbers_and_a_released_one_comes_back_last() {
+        let held: Vec<RingNumber> = (0..8).map(|_| RingNumber::acquire().unwrap()).collect();
+        let mut numbers: Vec<u16> = held.iter().map(|n| n.0).collect();
+        numbers.sort_unstable();
+        numbers.dedup();
+        assert_eq!(
+            numbers.len(),
+            held.len(),
+            "a live number was handed out twice"
+        );
+        let first = held[0].0;
+        drop(held);
+        // Other tests take numbers concurrently; still, the one just released is not the
+        // next one handed out (round robin).
+        let next = RingNumber::acquire().unwrap();
+        assert_ne!(next.0, first);
+        assert_eq!(ring_of(next.bits() | GENERATION_STEP | SLOT_MASK), next.0);
+    }
+
+    #[test]
+    fn ring_numbers_run_out_and_come_back_round_robin() {
+        use std::sync::atomic::{AtomicU32, AtomicU64};
+        let taken = [AtomicU64::new(0), AtomicU64::new(0)];
+        let next = AtomicU32::new(0);
+        let all: Vec<u16> = (0..128)
+            .map(|_| take_number(&taken, &next).unwrap())
+            .collect();
+        assert_eq!(all, (0..128).collect::<Vec<u16>>());
+        assert_eq!(take_number(&taken, &next), None, "every number is taken");
+        // Free 5 and 70: the search goes on from where it stopped, so 5 comes first
+        // (wrapping), then 70; the last one handed out is never the one just freed if
+        // another is free.
+        taken[0].fetch_and(!(1 << 5), Ordering::Relaxed);
+        taken[1].fetch_and(!(1 << 6), Ordering::Relaxed);
+        assert_eq!(take_number(&taken, &next), Some(5));
+        taken[0].fetch_and(!(1 << 5), Ordering::Relaxed);
+        assert_eq!(take_number(&taken, &next), Some(70));
+        assert_eq!(take_number(&taken, &next), Some(5));
+        assert_eq!(take_number(&taken, &next), None);
     }
 
     #[test]

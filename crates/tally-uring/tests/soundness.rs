@@ -222,6 +222,37 @@ fn waiting_for_nothing_is_an_error_not_a_hang() {
     assert_eq!(r.run(again, |_| {}).unwrap(), 0);
 }
 
+/// An `OpId` names the ring that issued it: another ring refuses it instead of waiting
+/// for, running or cancelling its own operation that happens to have the same slot and
+/// generation (two fresh rings used to hand out identical ids).
+#[test]
+fn an_op_id_of_another_ring_is_refused() {
+    let opts = RingOptions::new(8).mode(TaskrunMode::CoopTaskrun);
+    let (Some(mut a), Some(mut b)) = (ring(opts), ring(opts)) else {
+        return;
+    };
+    let op_a = a.nop(1).unwrap();
+    let op_b = b.nop(2).unwrap();
+    assert_ne!(op_a, op_b, "two rings issued the same id");
+    assert!(a.is_in_flight(op_a) && b.is_in_flight(op_b));
+    assert!(!b.is_in_flight(op_a) && !a.is_in_flight(op_b));
+    let foreign = |e: Option<&RingError>| {
+        matches!(e, Some(RingError::ForeignOp { user_data, issuer, ring })
+            if *user_data == op_a.user_data() && issuer != ring)
+    };
+    let waited = b.wait_for(op_a, |_| {});
+    assert!(foreign(waited.as_ref().err()), "{waited:?}");
+    let ran = b.run(op_a, |_| {});
+    assert!(foreign(ran.as_ref().err()), "{ran:?}");
+    let cancelled = b.cancel(op_a, 3);
+    assert!(foreign(cancelled.as_ref().err()), "{cancelled:?}");
+    // Nothing was queued or consumed on `b` by the refusals; both operations still run.
+    assert_eq!(b.in_flight(), 1);
+    assert_eq!(b.run(op_b, |_| {}).unwrap(), 0);
+    assert_eq!(a.run(op_a, |_| {}).unwrap(), 0);
+    assert_eq!(b.in_flight(), 0);
+}
+
 /// Re-registering files while an operation names a registered slot would send that
 /// operation to whatever file the slot holds next; it is refused instead.
 #[test]
