@@ -25,7 +25,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use common::crashfs::{CrashKind, Handle, Model, Mount, Op, Rng};
+use common::crashfs::{CrashKind, Handle, Model, Mount, Op, Rng, WriteFault};
 use common::open_journal as open_or_skip;
 use tally_uring::journal::format::SegmentHeader;
 use tally_uring::{Journal, JournalError, JournalOptions, SharedJournal, SharedOptions};
@@ -1153,4 +1153,68 @@ fn crashfs_logs_in_order_and_models_durability() {
         seen.insert((tail, c.is_some()));
     }
     assert_eq!(seen.len(), 8, "not every allowed image was drawn: {seen:?}");
+}
+
+/// A write to a regular file may complete short (here the FUSE file system writes only
+/// the first 700 bytes of a group, and io_uring reports that count). The journal writes
+/// the rest before the `fdatasync` (it used to poison itself with "short write"), on the
+/// io_uring commit path (a linked write + fdatasync, whose sync the short write cancels)
+/// and on a group's write-out. When writing the rest fails, that error is reported.
+#[test]
+fn a_short_group_write_is_completed_not_fatal() {
+    let base = tempfile::tempdir().unwrap();
+    let Some(mount) = mount_or_skip(base.path(), None) else {
+        return;
+    };
+    let handle = mount.handle();
+    let dir = mount.path().join("j");
+    let Some(mut j) = open_or_skip(&dir, options(Mode::Uring)) else {
+        return;
+    };
+    let short = [WriteFault::Short(700)];
+    let mut want: Records = Vec::new();
+    let append = |j: &mut Journal, want: &mut Records, len: usize| {
+        let seq = want.len() as u64 + 1;
+        let p = payload(0x5407, seq)
+            .into_iter()
+            .cycle()
+            .take(len)
+            .collect::<Vec<u8>>();
+        assert_eq!(j.append(&p).unwrap(), seq);
+        want.push((seq, p));
+    };
+    // The linked io_uring write of a commit group.
+    for _ in 0..5 {
+        append(&mut j, &mut want, 900);
+    }
+    handle.inject_write_faults(&short);
+    let durable = j
+        .commit()
+        .expect("a short write of a commit group is completed");
+    assert_eq!(durable, want.len() as u64);
+    assert_eq!(handle.pending_write_faults(), 0, "the faults were not hit");
+    // A group larger than a buffer: its first part is written out by `append`.
+    handle.inject_write_faults(&short);
+    let before = j.stats().write_outs.get();
+    while j.stats().write_outs.get() == before {
+        append(&mut j, &mut want, 1500);
+    }
+    assert_eq!(handle.pending_write_faults(), 0, "the faults were not hit");
+    assert_eq!(j.commit().unwrap(), want.len() as u64);
+    // Writing the rest fails: the journal reports that error (a full disk), not a
+    // "short write", and keeps what was committed.
+    append(&mut j, &mut want.clone(), 900);
+    handle.inject_write_faults(&[WriteFault::Short(700), WriteFault::Fail(libc::ENOSPC)]);
+    let full = j.commit();
+    assert!(
+        matches!(full, Err(JournalError::NoSpace { .. })),
+        "{full:?}"
+    );
+    assert_eq!(handle.pending_write_faults(), 0, "the faults were not hit");
+    drop(j);
+    let (got, _) = replay_all(&dir).unwrap();
+    assert!(
+        got.starts_with(&want),
+        "the committed records read back differ from those appended"
+    );
 }

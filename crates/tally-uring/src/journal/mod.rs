@@ -480,6 +480,8 @@ struct InFlight {
     /// The sync's result once its completion arrived (pipelined commits are published in
     /// submission order, so a finished one may wait here for earlier ones).
     result: Option<Result<(), crate::Errno>>,
+    /// What `write` writes: the pool range and its file offset (to finish a short write).
+    group: Option<(PoolRange, u64)>,
 }
 
 impl InFlight {
@@ -490,9 +492,15 @@ impl InFlight {
             last_seq,
             slot,
             result: None,
+            group: None,
         }
     }
 }
+
+/// Most writes [`Journal::write_rest`] makes to finish one short group write (each must
+/// also make progress): a file system that keeps writing a little at a time is given up
+/// on, poisoning the journal, rather than followed forever.
+const MAX_WRITE_RESUMES: u32 = 8;
 
 /// Publishes finished commits strictly in submission order: pops the finished, successful
 /// commits at the front of `in_flight` and raises `durable` to the last one's sequence
@@ -967,13 +975,7 @@ impl Journal {
         )?;
         match self.ring.run(op, |_| {}) {
             Ok(n) if n as usize == self.filled => {}
-            Ok(_) => {
-                return self.poison(JournalError::io(
-                    &self.seg.path,
-                    "write a group (short write)",
-                    io::Error::from(io::ErrorKind::WriteZero),
-                ));
-            }
+            Ok(n) => self.write_rest(range, self.seg.buf_file_off, n as usize, "write a group")?,
             Err(RingError::Op { errno, .. }) => {
                 let e = JournalError::from_io(
                     &self.dir,
@@ -989,6 +991,56 @@ impl Journal {
         self.filled = 0;
         self.seg_unsynced = true;
         self.stats.write_outs.incr();
+        Ok(())
+    }
+
+    /// Finishes a write of `range` at `file_off` that completed short, after `done`
+    /// bytes: writes the rest, at most [`MAX_WRITE_RESUMES`] more writes, each of which
+    /// must make progress. A short write to a regular file is legal (a file system may
+    /// write less than asked, e.g. FUSE, or the device fills part way), and the rest must
+    /// reach the file before the `fdatasync` that makes the group durable. Any failure
+    /// poisons the journal, with the error of the write that failed (so a disk that is
+    /// full is reported as [`JournalError::NoSpace`], not as a short write).
+    fn write_rest(
+        &mut self,
+        range: PoolRange,
+        file_off: u64,
+        mut done: usize,
+        what: &'static str,
+    ) -> Result<(), JournalError> {
+        let len = range.len as usize;
+        let mut resumes = 0;
+        while done < len {
+            if resumes == MAX_WRITE_RESUMES {
+                return self.poison(JournalError::io(
+                    &self.seg.path,
+                    what,
+                    io::Error::from(io::ErrorKind::WriteZero),
+                ));
+            }
+            resumes += 1;
+            let rest = PoolRange::new(range.offset + done, u32::try_from(len - done).unwrap_or(0));
+            let target = Target::Fd(self.seg.file.as_raw_fd());
+            let written = self
+                .ring
+                .write_fixed(target, rest, file_off + done as u64, 0)
+                .and_then(|op| self.ring.run(op, |_| {}));
+            match written {
+                Ok(0) => {
+                    return self.poison(JournalError::io(
+                        &self.seg.path,
+                        what,
+                        io::Error::from(io::ErrorKind::WriteZero),
+                    ));
+                }
+                Ok(n) => done += n as usize,
+                Err(RingError::Op { errno, .. }) => {
+                    let e = JournalError::from_io(&self.dir, &self.seg.path, what, errno.to_io());
+                    return self.poison(e);
+                }
+                Err(e) => return self.poison(e.into()),
+            }
+        }
         Ok(())
     }
 
@@ -1023,7 +1075,9 @@ impl Journal {
             let (w, s) =
                 self.ring
                     .write_fixed_then_fdatasync(target, range, self.seg.buf_file_off, last)?;
-            InFlight::new(s, Some(w), last, 0)
+            let mut f = InFlight::new(s, Some(w), last, 0);
+            f.group = Some((range, self.seg.buf_file_off));
+            f
         } else {
             InFlight::new(self.ring.sync(target, true, last)?, None, last, 0)
         };
@@ -1251,6 +1305,35 @@ impl Journal {
                 errno.to_io(),
             );
             return self.poison(e);
+        }
+        // A short write breaks the link: its fdatasync is cancelled without running. Write
+        // the rest and sync here. (Only then: a sync that ran and failed is never retried,
+        // since a second fdatasync may succeed although the data of the first were lost.)
+        if let (Some(Ok(n)), Some((range, off))) = (write_result, inf.group)
+            && (n as usize) < range.len as usize
+            && matches!(sync.result(), Ok(_) | Err(crate::Errno(libc::ECANCELED)))
+        {
+            self.write_rest(range, off, n as usize, "write a commit group")?;
+            let target = Target::Fd(self.seg.file.as_raw_fd());
+            let synced = self
+                .ring
+                .sync(target, true, inf.last_seq)
+                .and_then(|op| self.ring.run(op, |_| {}));
+            match synced {
+                Ok(_) => {}
+                Err(RingError::Op { errno, .. }) => {
+                    let e = JournalError::from_io(
+                        &self.dir,
+                        &self.seg.path,
+                        "fdatasync a commit group",
+                        errno.to_io(),
+                    );
+                    return self.poison(e);
+                }
+                Err(e) => return self.poison(e.into()),
+            }
+            self.durable = inf.last_seq;
+            return Ok(self.durable);
         }
         if let Err(errno) = sync.result() {
             let e = if errno.0 == libc::ECANCELED {

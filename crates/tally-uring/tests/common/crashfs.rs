@@ -157,11 +157,24 @@ enum Node {
     Dir(BTreeMap<OsString, u64>),
 }
 
+/// A fault the daemon answers the next `write` request with (see
+/// [`Handle::inject_write_faults`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteFault {
+    /// Write only the first this many bytes (at least 1, less than asked) and report that
+    /// count: a short write.
+    Short(u32),
+    /// Write nothing and fail with this errno.
+    Fail(i32),
+}
+
 /// The daemon's live state: the file tree as the running program sees it, and the log.
 struct State {
     nodes: HashMap<u64, Node>,
     next_ino: u64,
     log: Vec<Op>,
+    /// Faults for the next `write` requests, in order.
+    write_faults: std::collections::VecDeque<WriteFault>,
 }
 
 impl State {
@@ -172,6 +185,7 @@ impl State {
             nodes,
             next_ino: ROOT + 1,
             log: Vec::new(),
+            write_faults: std::collections::VecDeque::new(),
         }
     }
 
@@ -591,6 +605,14 @@ impl Filesystem for CrashFs {
             reply.error(e);
             return;
         }
+        let data = match st.write_faults.pop_front() {
+            None => data,
+            Some(WriteFault::Short(n)) => &data[..(n as usize).clamp(1, data.len())],
+            Some(WriteFault::Fail(errno)) => {
+                reply.error(Errno::from_i32(errno));
+                return;
+            }
+        };
         st.apply(Op::Write {
             ino: ino.0,
             off: offset,
@@ -793,6 +815,17 @@ impl Handle {
     /// Mutating requests handled so far (the length of the log).
     pub fn ops(&self) -> usize {
         self.state().log.len()
+    }
+
+    /// Answers the next `write` requests (of any file, in the order the daemon gets them)
+    /// with `faults`, one each; later writes work again.
+    pub fn inject_write_faults(&self, faults: &[WriteFault]) {
+        self.state().write_faults.extend(faults.iter().copied());
+    }
+
+    /// Injected write faults not used yet.
+    pub fn pending_write_faults(&self) -> usize {
+        self.state().write_faults.len()
     }
 
     /// A copy of the log.
