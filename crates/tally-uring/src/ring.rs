@@ -22,7 +22,7 @@
 //!   timeout values are leaked on purpose, never freed under the kernel.
 //!
 //! In-flight operations live in a fixed-capacity slab keyed by `user_data`
-//! (`generation << 21 | slot`); queueing, submitting and reaping allocate nothing.
+//! (`generation << 31 | ring number << 21 | slot`); queueing, submitting and reaping allocate nothing.
 
 #![allow(
     clippy::inline_always,
