@@ -22,7 +22,8 @@
 //!   timeout values are leaked on purpose, never freed under the kernel.
 //!
 //! In-flight operations live in a fixed-capacity slab keyed by `user_data`
-//! (`generation << 31 | ring number << 21 | slot`); queueing, submitting and reaping allocate nothing.
+//! (`generation << 21 | slot`); an [`OpId`] is that `user_data` and the number of the
+//! ring that issued it. Queueing, submitting and reaping allocate nothing.
 
 #![allow(
     clippy::inline_always,
@@ -273,16 +274,22 @@ impl PoolView<'_> {
     }
 }
 
-/// Handle of a queued or in-flight operation (its `user_data`, which also names the
-/// [`Ring`] that issued it: pass it only to that ring's methods, the others refuse it
-/// with [`RingError::ForeignOp`]). [`OpId::default`] names no operation of any ring.
+/// Handle of a queued or in-flight operation: its `user_data` and the number of the
+/// [`Ring`] that issued it (pass it only to that ring's methods, the others refuse it
+/// with [`RingError::ForeignOp`]). [`OpId::default`] names no operation of any ring (its
+/// ring number, 0, is never handed out).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub struct OpId(u64);
+pub struct OpId {
+    /// `generation << 21 | slot`, as submitted to the kernel.
+    user_data: u64,
+    /// Number of the ring that issued it (see [`RingNumber`]).
+    ring: u16,
+}
 
 impl OpId {
     /// The raw `user_data` value.
     pub const fn user_data(self) -> u64 {
-        self.0
+        self.user_data
     }
 }
 
@@ -391,24 +398,18 @@ pub const MAX_IN_FLIGHT: u32 = 1 << 20;
 /// Largest completion queue the kernel sets up without clamping (`IORING_MAX_CQ_ENTRIES`).
 const MAX_CQ_ENTRIES: u32 = 65_536;
 
-/// Low bits of a `user_data` that hold the slot index.
+/// Low bits of a `user_data` that hold the slot index; the bits above hold the slot's
+/// generation (43 bits: a slot is reused 2^42 times before an old `user_data` of it
+/// comes back, days at one reuse per 100 ns). The ring number is not in the `user_data`
+/// but beside it in the [`OpId`].
 const SLOT_BITS: u32 = 21;
 /// Mask of the slot index in a `user_data`.
 const SLOT_MASK: u64 = (1 << SLOT_BITS) - 1;
-/// Bits above the slot index that hold the number of the [`Ring`] that issued the
-/// `user_data` (see [`RingNumber`]): an [`OpId`] of another ring never matches a slot of
-/// this one, and the methods taking an `OpId` refuse it with [`RingError::ForeignOp`].
-const RING_BITS: u32 = 10;
-/// Number of ring numbers: at most this many rings, less one, are alive at once in a
-/// process (number 0 is reserved).
-const RING_NUMBERS: u32 = 1 << RING_BITS;
-/// Mask of the ring number in a `user_data` (before shifting by [`SLOT_BITS`]).
-const RING_MASK: u64 = (1 << RING_BITS) - 1;
-/// One step of a slot's generation, in `user_data` units. The generation takes the 33
-/// bits above the ring number: a slot is reused 2^32 times before an old `user_data` of
-/// it comes back (minutes of back-to-back NOPs on one slot, hours of real I/O), and it
-/// wraps out of the top without touching the ring number or the slot index.
-const GENERATION_STEP: u64 = 1 << (SLOT_BITS + RING_BITS);
+/// Number of ring numbers (see [`RingNumber`]): at most this many rings, less one, are
+/// alive at once in a process (number 0 is reserved for [`OpId::default`]).
+const RING_NUMBERS: u32 = 1 << 10;
+/// One step of a slot's generation, in `user_data` units.
+const GENERATION_STEP: u64 = 1 << SLOT_BITS;
 const _: () = assert!(
     (MAX_IN_FLIGHT as u64) < SLOT_MASK,
     "slot indexes must fit below the all-ones index"
@@ -428,8 +429,8 @@ const fn numbers_taken_initially() -> [std::sync::atomic::AtomicU64; (RING_NUMBE
 /// robin, so a released number comes back only after every other one was used.
 static NEXT_RING_NUMBER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
-/// The number of a live [`Ring`], unique among the live rings of the process; released
-/// when the ring drops.
+/// The number of a live [`Ring`], unique among the live rings of the process, carried by
+/// every [`OpId`] it issues; released when the ring drops.
 #[derive(Debug)]
 struct RingNumber(u16);
 
@@ -437,11 +438,6 @@ impl RingNumber {
     /// Takes the next free number, or `None` when `RING_NUMBERS - 1` rings are alive.
     fn acquire() -> Option<Self> {
         take_number(&RING_NUMBERS_TAKEN, &NEXT_RING_NUMBER).map(Self)
-    }
-
-    /// The number in place in a `user_data`.
-    fn bits(&self) -> u64 {
-        u64::from(self.0) << SLOT_BITS
     }
 }
 
@@ -474,15 +470,6 @@ fn take_number(
     None
 }
 
-/// The number of the ring that issued `user_data`.
-#[allow(
-    clippy::cast_possible_truncation,
-    reason = "masked to RING_BITS (10) bits"
-)]
-const fn ring_of(user_data: u64) -> u16 {
-    ((user_data >> SLOT_BITS) & RING_MASK) as u16
-}
-
 /// `user_data` of the entries [`Ring`]'s drop queues itself: its slot index (all ones in
 /// the slot bits) never exists, so their completions are foreign to the slab.
 const DROP_USER_DATA: u64 = u64::MAX;
@@ -492,11 +479,11 @@ const DROP_WAIT: Duration = Duration::from_secs(2);
 
 #[derive(Clone, Copy)]
 struct Slot {
-    /// The `user_data` of the slot's operation: `generation << 31 | ring << 21 | index`. The
+    /// The `user_data` of the slot's operation: `generation << SLOT_BITS | index`. The
     /// generation is odd while the slot holds an operation and even while it is free:
     /// taking and releasing each add one ([`GENERATION_STEP`]), so the `user_data` of an
     /// earlier operation never matches a free or reused slot (until the generation wraps
-    /// after 2^33 steps).
+    /// after 2^43 steps).
     user_data: u64,
     /// Next free slot while free; `NONE` at the end of the list.
     next_free: u32,
@@ -511,10 +498,9 @@ struct Slot {
 }
 
 impl Slot {
-    /// A free slot of the ring whose number is `ring_bits` (already shifted in place).
-    fn empty(index: u32, next: u32, ring_bits: u64) -> Self {
+    fn empty(index: u32, next: u32) -> Self {
         Self {
-            user_data: ring_bits | u64::from(index),
+            user_data: u64::from(index),
             next_free: next,
             kind: OpKind::Nop,
             multishot: false,
@@ -643,6 +629,7 @@ impl Slab {
         f: &mut impl FnMut(Completion),
     ) -> I {
         let mut free_head = t.free_head;
+        let ring = t.ring;
         let mut pending = None;
         for cqe in &mut cqes {
             let ud = cqe.user_data();
@@ -665,7 +652,10 @@ impl Slab {
             slot.next_free = free_head;
             free_head = idx;
             f(Completion {
-                op: OpId(ud),
+                op: OpId {
+                    user_data: ud,
+                    ring,
+                },
                 tag,
                 kind,
                 raw_result: 0,
@@ -770,7 +760,10 @@ impl Slab {
             *w |= 1 << (bid & 63);
         }
         Completion {
-            op: OpId(ud),
+            op: OpId {
+                user_data: ud,
+                ring: t.ring,
+            },
             tag: slot.tag,
             kind,
             raw_result: res,
@@ -784,6 +777,8 @@ impl Slab {
 #[derive(Default)]
 struct Tally {
     free_head: u32,
+    /// The ring's number, for the [`OpId`]s of the completions.
+    ring: u16,
     /// Some CQE went through [`Slab::complete_general`]: the counts below apply.
     general: bool,
     /// Delivered completions whose slot stays busy.
@@ -1012,7 +1007,7 @@ impl Ring {
         };
         let cap = options.max_in_flight;
         let slots: Box<[Slot]> = (0..cap)
-            .map(|i| Slot::empty(i, if i + 1 < cap { i + 1 } else { NONE }, number.bits()))
+            .map(|i| Slot::empty(i, if i + 1 < cap { i + 1 } else { NONE }))
             .collect();
         Ok(Self {
             uring,
@@ -1476,7 +1471,7 @@ impl Ring {
             self.release_slot(idx);
             return Err(e);
         }
-        Ok(OpId(ud))
+        Ok(self.op_id(ud))
     }
 
     // ----- operations ---------------------------------------------------------------
@@ -1562,7 +1557,7 @@ impl Ring {
             self.release_slot(idx);
             return Err(e);
         }
-        Ok(OpId(entry.get_user_data()))
+        Ok(self.op_id(entry.get_user_data()))
     }
 
     /// Queues a read of `range.len` bytes at `file_offset` into the pool range (registered
@@ -1649,7 +1644,7 @@ impl Ring {
             self.release_slot(w_idx);
             return Err(e);
         }
-        Ok((OpId(pair[0].get_user_data()), OpId(s_ud)))
+        Ok((self.op_id(pair[0].get_user_data()), self.op_id(s_ud)))
     }
 
     /// Queues an `fsync` (`data_only = false`) or `fdatasync` (`data_only = true`).
@@ -1714,7 +1709,7 @@ impl Ring {
             self.release_slot(idx);
             return Err(e);
         }
-        Ok(OpId(ud))
+        Ok(self.op_id(ud))
     }
 
     /// Queues a cancellation of `target_op`. The target then completes with `-ECANCELED`
@@ -1728,7 +1723,9 @@ impl Ring {
     pub fn cancel(&mut self, target_op: OpId, tag: u64) -> Result<OpId, RingError> {
         self.check_own(target_op)?;
         self.queue(OpKind::Cancel, tag, |ud| {
-            opcode::AsyncCancel::new(target_op.0).build().user_data(ud)
+            opcode::AsyncCancel::new(target_op.user_data)
+                .build()
+                .user_data(ud)
         })
     }
 
@@ -1759,7 +1756,7 @@ impl Ring {
             self.release_slot(idx);
             return Err(e);
         }
-        Ok(OpId(ud))
+        Ok(self.op_id(ud))
     }
 
     /// Queues a send of the pool range on a connected socket.
@@ -1842,6 +1839,7 @@ impl Ring {
                 pool,
                 provided,
                 stats,
+                number,
                 ..
             } = self;
             let cq = uring.completion();
@@ -1851,6 +1849,7 @@ impl Ring {
             }
             let mut t = Tally {
                 free_head: slab.free_head,
+                ring: number.0,
                 ..Tally::default()
             };
             let ready = cq.len();
@@ -1901,6 +1900,7 @@ impl Ring {
                 pool,
                 provided,
                 stats,
+                number,
                 ..
             } = self;
             let mut cq = uring.completion();
@@ -1910,6 +1910,7 @@ impl Ring {
             }
             let mut t = Tally {
                 free_head: slab.free_head,
+                ring: number.0,
                 ..Tally::default()
             };
             let ready = cq.len();
@@ -1977,12 +1978,22 @@ impl Ring {
         }
     }
 
+    /// The [`OpId`] of this ring's operation with `user_data`.
+    #[inline(always)]
+    const fn op_id(&self, user_data: u64) -> OpId {
+        OpId {
+            user_data,
+            ring: self.number.0,
+        }
+    }
+
     /// Refuses an [`OpId`] issued by another ring: its `user_data` could name an
-    /// operation of this one. Ids of ring 0 ([`OpId::default`]) name nothing on any ring
-    /// (no ring has number 0, so no slot and no submitted entry has their `user_data`).
+    /// operation of this one. [`OpId::default`] (ring 0, which no ring holds) is let
+    /// through: its `user_data`, 0, is that of a free slot, never of a submitted entry,
+    /// so it names nothing on any ring.
     #[inline]
     fn check_own(&self, op: OpId) -> Result<(), RingError> {
-        let issuer = ring_of(op.0);
+        let issuer = op.ring;
         if issuer == self.number.0 || issuer == 0 {
             Ok(())
         } else {
@@ -1994,7 +2005,7 @@ impl Ring {
     #[inline(never)]
     fn foreign_op(&self, op: OpId, issuer: u16) -> RingError {
         RingError::ForeignOp {
-            user_data: op.0,
+            user_data: op.user_data,
             issuer,
             ring: self.number.0,
         }
@@ -2007,11 +2018,13 @@ impl Ring {
             clippy::cast_possible_truncation,
             reason = "the slot index is masked to 21 bits"
         )]
-        let idx = (op.0 & SLOT_MASK) as u32;
-        self.slab
-            .slots
-            .get(idx as usize)
-            .is_some_and(|s| s.busy() && s.user_data == op.0)
+        let idx = (op.user_data & SLOT_MASK) as u32;
+        op.ring == self.number.0
+            && self
+                .slab
+                .slots
+                .get(idx as usize)
+                .is_some_and(|s| s.busy() && s.user_data == op.user_data)
     }
 
     /// Waits until `op` completes (its final completion) and returns it. Completions of
@@ -2030,7 +2043,9 @@ impl Ring {
         self.check_own(op)?;
         loop {
             if !self.is_in_flight(op) {
-                return Err(RingError::NotInFlight { user_data: op.0 });
+                return Err(RingError::NotInFlight {
+                    user_data: op.user_data,
+                });
             }
             let c = self.wait_one()?;
             if c.op == op && !c.more {
@@ -2357,7 +2372,7 @@ mod tests {
     fn slab(n: u32) -> Slab {
         Slab {
             slots: (0..n)
-                .map(|i| Slot::empty(i, if i + 1 < n { i + 1 } else { NONE }, 0))
+                .map(|i| Slot::empty(i, if i + 1 < n { i + 1 } else { NONE }))
                 .collect(),
             timespecs: vec![types::Timespec::new(); n as usize].into_boxed_slice(),
             free_head: 0,
@@ -2394,12 +2409,15 @@ mod tests {
     fn generation_wraps_at_the_top_keeping_index_and_parity() {
         let mut s = slab(2);
         let mut pool = None;
-        // Slot 0 of ring 0 one full generation step below the wrap, free (even
-        // generation).
-        s.slots[0].user_data = (u64::MAX - (GENERATION_STEP - 1)) - GENERATION_STEP;
+        // The generation has every bit above the slot index: 2^43 steps, two per reuse,
+        // before a slot's `user_data` comes back.
+        assert_eq!(GENERATION_STEP, 1 << SLOT_BITS);
+        assert_eq!((u64::MAX >> SLOT_BITS) + 1, 1 << 43);
+        // Slot 0 one full generation step below the wrap, free (even generation).
+        s.slots[0].user_data = u64::MAX - SLOT_MASK - GENERATION_STEP;
         assert!(!s.slots[0].busy());
         let (idx, last) = s.take(OpKind::Nop, 0).unwrap();
-        assert_eq!((idx, last & SLOT_MASK, ring_of(last)), (0, 0, 0));
+        assert_eq!((idx, last & SLOT_MASK), (0, 0));
         assert!(s.slots[0].busy());
         s.release(0, &mut pool);
         assert_eq!(s.slots[0].user_data, 0, "wrapped to generation 0, slot 0");
@@ -2413,6 +2431,7 @@ mod tests {
     fn live_rings_get_distinct_numbers_and_a_released_one_comes_back_last() {
         let held: Vec<RingNumber> = (0..8).map(|_| RingNumber::acquire().unwrap()).collect();
         let mut numbers: Vec<u16> = held.iter().map(|n| n.0).collect();
+        assert!(!numbers.contains(&0), "number 0 belongs to OpId::default");
         numbers.sort_unstable();
         numbers.dedup();
         assert_eq!(
@@ -2426,7 +2445,7 @@ mod tests {
         // next one handed out (round robin).
         let next = RingNumber::acquire().unwrap();
         assert_ne!(next.0, first);
-        assert_eq!(ring_of(next.bits() | GENERATION_STEP | SLOT_MASK), next.0);
+        assert_ne!(next.0, OpId::default().ring);
     }
 
     #[test]
