@@ -444,6 +444,22 @@ fn damaged_segment_sets_are_refused_by_replay_and_open() {
     }
 }
 
+/// `replay` and `open` both refuse the journal in `dir` as `Corrupt` (`replay` naming
+/// `segment`), neither of them panicking.
+fn assert_replay_and_open_refuse_as_corrupt(dir: &Path, segment: &Path) {
+    let replayed = std::panic::catch_unwind(|| Journal::replay(dir, |_, _| {}));
+    match replayed {
+        Ok(Err(JournalError::Corrupt { segment: named, .. })) => assert_eq!(named, segment),
+        Ok(other) => panic!("replay gave {other:?}"),
+        Err(panic) => std::panic::resume_unwind(panic),
+    }
+    let opened = std::panic::catch_unwind(|| Journal::open(dir, small()).map(drop));
+    assert!(
+        matches!(opened, Ok(Err(JournalError::Corrupt { .. }))),
+        "open gave {opened:?}"
+    );
+}
+
 /// A segment header whose first sequence number is near `u64::MAX` (a crafted or
 /// damaged file whose header checksum was recomputed) is refused as `Corrupt` by `replay`
 /// and `open`. Recovery counted sequence numbers up from it and overflowed: a panic in
@@ -479,17 +495,7 @@ fn a_header_with_a_first_seq_near_the_limit_is_refused() {
     encode_record(&mut rec, h.salt, u64::MAX, 0, b"x");
     f.write_all_at(&rec, HEADER_BYTES).unwrap();
     drop(f);
-    let replayed = std::panic::catch_unwind(|| Journal::replay(dir.path(), |_, _| {}));
-    match replayed {
-        Ok(Err(JournalError::Corrupt { segment, .. })) => assert_eq!(segment, seg),
-        Ok(other) => panic!("replay gave {other:?}"),
-        Err(panic) => std::panic::resume_unwind(panic),
-    }
-    let opened = std::panic::catch_unwind(|| Journal::open(dir.path(), small()).map(drop));
-    assert!(
-        matches!(opened, Ok(Err(JournalError::Corrupt { .. }))),
-        "open gave {opened:?}"
-    );
+    assert_replay_and_open_refuse_as_corrupt(dir.path(), &seg);
 }
 
 /// File names with a segment number near `u64::MAX` do not make `open` overflow while it
@@ -516,17 +522,7 @@ fn segment_numbers_near_the_limit_do_not_overflow() {
 
     let live = dir.path().join("seg-ffffffffffffffff.tjl");
     std::fs::write(&live, b"not a segment").unwrap();
-    let replayed = std::panic::catch_unwind(|| Journal::replay(dir.path(), |_, _| {}));
-    match replayed {
-        Ok(Err(JournalError::Corrupt { segment, .. })) => assert_eq!(segment, live),
-        Ok(other) => panic!("replay gave {other:?}"),
-        Err(panic) => std::panic::resume_unwind(panic),
-    }
-    let opened = std::panic::catch_unwind(|| Journal::open(dir.path(), small()).map(drop));
-    assert!(
-        matches!(opened, Ok(Err(JournalError::Corrupt { .. }))),
-        "open gave {opened:?}"
-    );
+    assert_replay_and_open_refuse_as_corrupt(dir.path(), &live);
 }
 
 /// Releasing a segment whose free name a spare still holds keeps both files. Spares are

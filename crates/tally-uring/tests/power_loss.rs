@@ -807,6 +807,38 @@ fn power_loss_shared_journal() {
     power_loss(Mode::Shared, 0x7A11_0004);
 }
 
+/// Opens a journal at `dir` (`None`: io_uring refused, the test skips), commits one
+/// record, then appends 39 more of 1,000 bytes without a commit: more than one 16 KiB
+/// group buffer, so the first part is written out but not synced. Then drops it without
+/// a commit, as a killed writer leaves it: the written-out records stay in the page cache.
+fn kill_a_writer_after_write_outs(dir: &Path) -> Option<()> {
+    let mut j = open_or_skip(dir, options(Mode::Direct))?;
+    j.append(b"committed").unwrap();
+    j.commit().unwrap();
+    for seq in 2..=40u64 {
+        j.append(&[seq as u8; 1000]).unwrap();
+    }
+    assert!(j.stats().write_outs.get() > 0, "nothing was written out");
+    drop(j);
+    Some(())
+}
+
+/// The last sequence number a power loss right now would keep: the operations the file
+/// system under `mount` has seen so far, with only what was synced kept.
+fn last_seq_after_a_power_loss(mount: &Mount) -> u64 {
+    let handle = mount.handle();
+    let op_count = handle.ops();
+    let log = handle.log();
+    let mut model = Model::new();
+    for op in log.iter().take(op_count) {
+        model.apply(op);
+    }
+    let image = tempfile::tempdir().unwrap();
+    model.materialise(CrashKind::DurableOnly, &mut Rng::new(1), image.path());
+    let (got, _) = replay_all(&image.path().join("j")).unwrap();
+    got.last().map_or(0, |r| r.0)
+}
+
 /// Records a killed writer wrote out (a group larger than a buffer) but never synced are
 /// recovered by the next `open` from the page cache, and `durable_seq` then covers them:
 /// they must be on disk by the time `open` returns, or a power loss right after takes
@@ -818,33 +850,13 @@ fn records_reported_durable_by_open_survive_a_power_loss() {
         return;
     };
     let dir = mount.path().join("j");
-    let opts = options(Mode::Direct);
-    let Some(mut j) = open_or_skip(&dir, opts) else {
+    if kill_a_writer_after_write_outs(&dir).is_none() {
         return;
-    };
-    j.append(b"committed").unwrap();
-    j.commit().unwrap();
-    // More than one 16 KiB group buffer: the first part is written out, not synced.
-    for seq in 2..=40u64 {
-        j.append(&[seq as u8; 1000]).unwrap();
     }
-    assert!(j.stats().write_outs.get() > 0, "nothing was written out");
-    // A killed writer: no commit, the written-out records stay in the page cache.
-    drop(j);
-    let j = Journal::open(&dir, opts).unwrap();
+    let j = Journal::open(&dir, options(Mode::Direct)).unwrap();
     let durable = j.durable_seq();
-    let handle = mount.handle();
-    let op_count = handle.ops();
     assert!(durable > 1, "open recovered no written-out record");
-    let log = handle.log();
-    let mut model = Model::new();
-    for op in log.iter().take(op_count) {
-        model.apply(op);
-    }
-    let image = tempfile::tempdir().unwrap();
-    model.materialise(CrashKind::DurableOnly, &mut Rng::new(1), image.path());
-    let (got, _) = replay_all(&image.path().join("j")).unwrap();
-    let last = got.last().map_or(0, |r| r.0);
+    let last = last_seq_after_a_power_loss(&mount);
     assert!(
         last >= durable,
         "open reported records up to {durable} durable, a power loss right after it kept {last}"
@@ -864,33 +876,13 @@ fn records_delivered_by_replay_survive_a_power_loss() {
         return;
     };
     let dir = mount.path().join("j");
-    let opts = options(Mode::Direct);
-    let Some(mut j) = open_or_skip(&dir, opts) else {
+    if kill_a_writer_after_write_outs(&dir).is_none() {
         return;
-    };
-    j.append(b"committed").unwrap();
-    j.commit().unwrap();
-    // More than one 16 KiB group buffer: the first part is written out, not synced.
-    for seq in 2..=40u64 {
-        j.append(&[seq as u8; 1000]).unwrap();
     }
-    assert!(j.stats().write_outs.get() > 0, "nothing was written out");
-    // A killed writer: no commit, the written-out records stay in the page cache.
-    drop(j);
     let (delivered, _) = replay_all(&dir).unwrap();
     let last_delivered = delivered.last().map_or(0, |r| r.0);
     assert!(last_delivered > 1, "replay delivered no written-out record");
-    let handle = mount.handle();
-    let op_count = handle.ops();
-    let log = handle.log();
-    let mut model = Model::new();
-    for op in log.iter().take(op_count) {
-        model.apply(op);
-    }
-    let image = tempfile::tempdir().unwrap();
-    model.materialise(CrashKind::DurableOnly, &mut Rng::new(1), image.path());
-    let (got, _) = replay_all(&image.path().join("j")).unwrap();
-    let last = got.last().map_or(0, |r| r.0);
+    let last = last_seq_after_a_power_loss(&mount);
     assert!(
         last >= last_delivered,
         "replay delivered records up to {last_delivered}, a power loss right after it kept {last}"

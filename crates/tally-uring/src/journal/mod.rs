@@ -870,6 +870,15 @@ impl Journal {
         self.poison(e)
     }
 
+    /// Poisons with a ring error: an operation's errno as an I/O error of the segment
+    /// (`what` failed), anything else as it is.
+    fn poison_ring<T>(&mut self, what: &'static str, e: RingError) -> Result<T, JournalError> {
+        match e {
+            RingError::Op { errno, .. } => self.poison_io(what, errno.to_io()),
+            e => self.poison(e.into()),
+        }
+    }
+
     fn poison<T>(&mut self, e: JournalError) -> Result<T, JournalError> {
         self.poisoned = Some(e.to_string());
         Err(e)
@@ -976,16 +985,7 @@ impl Journal {
         match self.ring.run(op, |_| {}) {
             Ok(n) if n as usize == self.filled => {}
             Ok(n) => self.write_rest(range, self.seg.buf_file_off, n as usize, "write a group")?,
-            Err(RingError::Op { errno, .. }) => {
-                let e = JournalError::from_io(
-                    &self.dir,
-                    &self.seg.path,
-                    "write a group",
-                    errno.to_io(),
-                );
-                return self.poison(e);
-            }
-            Err(e) => return self.poison(e.into()),
+            Err(e) => return self.poison_ring("write a group", e),
         }
         self.seg.buf_file_off += self.filled as u64;
         self.filled = 0;
@@ -1034,11 +1034,7 @@ impl Journal {
                     ));
                 }
                 Ok(n) => done += n as usize,
-                Err(RingError::Op { errno, .. }) => {
-                    let e = JournalError::from_io(&self.dir, &self.seg.path, what, errno.to_io());
-                    return self.poison(e);
-                }
-                Err(e) => return self.poison(e.into()),
+                Err(e) => return self.poison_ring(what, e),
             }
         }
         Ok(())
@@ -1319,18 +1315,8 @@ impl Journal {
                 .ring
                 .sync(target, true, inf.last_seq)
                 .and_then(|op| self.ring.run(op, |_| {}));
-            match synced {
-                Ok(_) => {}
-                Err(RingError::Op { errno, .. }) => {
-                    let e = JournalError::from_io(
-                        &self.dir,
-                        &self.seg.path,
-                        "fdatasync a commit group",
-                        errno.to_io(),
-                    );
-                    return self.poison(e);
-                }
-                Err(e) => return self.poison(e.into()),
+            if let Err(e) = synced {
+                return self.poison_ring("fdatasync a commit group", e);
             }
             self.durable = inf.last_seq;
             return Ok(self.durable);
