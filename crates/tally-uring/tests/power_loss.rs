@@ -925,24 +925,13 @@ fn a_release_that_fails_part_way_keeps_the_journal_recoverable() {
     drop(j);
     let log = handle.log();
     drop(mount);
-    let mut model = Model::new();
-    let mut rng = Rng::new(9);
-    for (k, op) in log.iter().enumerate() {
-        model.apply(op);
-        if k + 1 < start {
-            continue;
-        }
-        for kind in [CrashKind::DurableOnly, CrashKind::Everything] {
-            let image = tempfile::tempdir().unwrap();
-            model.materialise(kind, &mut rng, image.path());
-            let jdir = image.path().join("j");
-            let (got, _) =
-                replay_all(&jdir).unwrap_or_else(|e| panic!("crash after op {k} ({kind:?}): {e}"));
-            assert!(got.last().is_some_and(|r| r.0 <= last), "op {k} ({kind:?})");
-            Journal::open(&jdir, opts)
-                .unwrap_or_else(|e| panic!("crash after op {k} ({kind:?}): open: {e}"));
-        }
-    }
+    for_each_crash_point(&log, start, 9, |k, kind, jdir| {
+        let (got, _) =
+            replay_all(jdir).unwrap_or_else(|e| panic!("crash after op {k} ({kind:?}): {e}"));
+        assert!(got.last().is_some_and(|r| r.0 <= last), "op {k} ({kind:?})");
+        Journal::open(jdir, opts)
+            .unwrap_or_else(|e| panic!("crash after op {k} ({kind:?}): open: {e}"));
+    });
 }
 
 /// A crash at any step of an `open` that prepares spare segments recovers: each spare was
@@ -1019,6 +1008,26 @@ fn one_record_survives_every_crash_point(
     opts: JournalOptions,
     seed: u64,
 ) {
+    for_each_crash_point(log, start, seed, |k, kind, jdir| {
+        let (got, _) =
+            replay_all(jdir).unwrap_or_else(|e| panic!("crash after op {k} ({kind:?}): {e}"));
+        assert_eq!(got.len(), 1, "crash after op {k} ({kind:?})");
+        let mut j = Journal::open(jdir, opts)
+            .unwrap_or_else(|e| panic!("crash after op {k} ({kind:?}): open: {e}"));
+        assert_eq!(j.append(b"next").unwrap(), 2);
+        j.commit().unwrap();
+    });
+}
+
+/// Calls `check(k, kind, dir)` at every crash point of `log` from op `start` on: after op
+/// `k`, with what was synced (`DurableOnly`) and with what a process kill leaves
+/// (`Everything`), `dir` being the journal directory `j` of that image.
+fn for_each_crash_point(
+    log: &[Op],
+    start: usize,
+    seed: u64,
+    mut check: impl FnMut(usize, CrashKind, &Path),
+) {
     let mut model = Model::new();
     let mut rng = Rng::new(seed);
     for (k, op) in log.iter().enumerate() {
@@ -1029,14 +1038,7 @@ fn one_record_survives_every_crash_point(
         for kind in [CrashKind::DurableOnly, CrashKind::Everything] {
             let image = tempfile::tempdir().unwrap();
             model.materialise(kind, &mut rng, image.path());
-            let jdir = image.path().join("j");
-            let (got, _) =
-                replay_all(&jdir).unwrap_or_else(|e| panic!("crash after op {k} ({kind:?}): {e}"));
-            assert_eq!(got.len(), 1, "crash after op {k} ({kind:?})");
-            let mut j = Journal::open(&jdir, opts)
-                .unwrap_or_else(|e| panic!("crash after op {k} ({kind:?}): open: {e}"));
-            assert_eq!(j.append(b"next").unwrap(), 2);
-            j.commit().unwrap();
+            check(k, kind, &image.path().join("j"));
         }
     }
 }
