@@ -136,6 +136,18 @@ fn xsk_delivers_priority_tagged_frames_and_passes_other_vlans() {
     }
 }
 
+/// AF_PACKET on `PORT` with small blocks retired after 1 ms, so that a test sees each
+/// datagram at once.
+fn small_blocks() -> PacketConfig {
+    PacketConfig {
+        udp_ports: vec![PORT],
+        block_size: 1 << 16,
+        block_count: 4,
+        retire_timeout_ms: 1,
+        ..PacketConfig::default()
+    }
+}
+
 #[test]
 fn afpacket_filter_drops_vlan_tagged_frames() {
     let Some(pair) = common::veth_or_skip("pvlan", VethConfig::default()) else {
@@ -147,14 +159,7 @@ fn afpacket_filter_drops_vlan_tagged_frames() {
     let (ready_tx, ready_rx) = mpsc::channel();
     let ifb = cfg.if_b.clone();
     let rx = pair.spawn_in(Side::B, move || {
-        let config = PacketConfig {
-            udp_ports: vec![PORT],
-            block_size: 1 << 16,
-            block_count: 4,
-            retire_timeout_ms: 1,
-            ..PacketConfig::default()
-        };
-        let mut sock = PacketSocket::open(&ifb, &config).expect("open AF_PACKET");
+        let mut sock = PacketSocket::open(&ifb, &small_blocks()).expect("open AF_PACKET");
         ready_tx.send(()).unwrap();
         let mut got = Vec::new();
         let deadline = Instant::now() + Duration::from_secs(5);
@@ -194,14 +199,7 @@ fn afpacket_replies_keep_the_priority_tag() {
     let (ready_tx, ready_rx) = mpsc::channel();
     let ifb = cfg.if_b.clone();
     let responder = pair.spawn_in(Side::B, move || {
-        let config = PacketConfig {
-            udp_ports: vec![PORT],
-            block_size: 1 << 16,
-            block_count: 4,
-            retire_timeout_ms: 1,
-            ..PacketConfig::default()
-        };
-        let mut sock = PacketSocket::open(&ifb, &config).expect("open AF_PACKET");
+        let mut sock = PacketSocket::open(&ifb, &small_blocks()).expect("open AF_PACKET");
         ready_tx.send(()).unwrap();
         let mut replied = 0;
         let deadline = Instant::now() + Duration::from_secs(5);
