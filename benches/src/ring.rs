@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crossbeam_queue::ArrayQueue;
-use tally_core_types::{CachePadded, SpscRing};
+use tally_core_types::{CachePadded, Consumer, Producer, SpscRing};
 
 /// Ring capacity used by every workload (the same as the peers' measurements in
 /// `shared/notes/measured-sys.md`).
@@ -261,180 +261,189 @@ pub fn throughput(queue: Queue, msgs: u64, batched: bool) -> Duration {
 /// [`throughput`] for Tally's ring, one item per op.
 #[inline(never)]
 fn tally_single(start: &Barrier, msgs: u64) -> Duration {
+    #[inline(never)]
+    fn produce(p: Producer<'_, u64, CAPACITY>, msgs: u64) {
+        let mut p = p;
+        let mut next = 0u64;
+        let mut spins = 0u32;
+        while next < msgs {
+            if p.push(next).is_ok() {
+                next += 1;
+            } else {
+                relax(&mut spins);
+            }
+        }
+    }
+    #[inline(never)]
+    fn consume(c: Consumer<'_, u64, CAPACITY>, msgs: u64) {
+        let mut c = c;
+        let mut expected = 0u64;
+        let mut spins = 0u32;
+        while expected < msgs {
+            if let Some(v) = c.pop() {
+                check(v, expected, "tally: out of order");
+                expected += 1;
+            } else {
+                relax(&mut spins);
+            }
+        }
+    }
     let mut ring = Box::new(SpscRing::<u64, CAPACITY>::new());
-    let (mut p, mut c) = ring.split();
-    run_pair(
-        start,
-        move || {
-            let mut next = 0u64;
-            let mut spins = 0u32;
-            while next < msgs {
-                if p.push(next).is_ok() {
-                    next += 1;
-                } else {
-                    relax(&mut spins);
-                }
-            }
-        },
-        move || {
-            let mut expected = 0u64;
-            let mut spins = 0u32;
-            while expected < msgs {
-                if let Some(v) = c.pop() {
-                    check(v, expected, "tally: out of order");
-                    expected += 1;
-                } else {
-                    relax(&mut spins);
-                }
-            }
-        },
-    )
+    let (p, c) = ring.split();
+    run_pair(start, move || produce(p, msgs), move || consume(c, msgs))
 }
 
 /// [`throughput`] for Tally's ring, in batches of [`BATCH`].
 #[inline(never)]
 fn tally_batched(start: &Barrier, msgs: u64) -> Duration {
+    #[inline(never)]
+    fn produce(p: Producer<'_, u64, CAPACITY>, msgs: u64) {
+        let mut p = p;
+        let mut next = 0u64;
+        let mut spins = 0u32;
+        let mut buf = [0u64; BATCH];
+        while next < msgs {
+            let n = usize::try_from(msgs - next).unwrap_or(BATCH).min(BATCH);
+            for (k, b) in buf.iter_mut().take(n).enumerate() {
+                *b = next + k as u64;
+            }
+            let done = p.push_slice(buf.get(..n).unwrap_or(&[]));
+            if done == 0 {
+                relax(&mut spins);
+            }
+            next += done as u64;
+        }
+    }
+    #[inline(never)]
+    fn consume(c: Consumer<'_, u64, CAPACITY>, msgs: u64) {
+        let mut c = c;
+        let mut expected = 0u64;
+        let mut spins = 0u32;
+        let mut buf = [0u64; BATCH];
+        while expected < msgs {
+            let n = c.pop_slice(&mut buf);
+            if n == 0 {
+                relax(&mut spins);
+            }
+            for v in buf.iter().take(n) {
+                check(*v, expected, "tally: out of order");
+                expected += 1;
+            }
+        }
+    }
     let mut ring = Box::new(SpscRing::<u64, CAPACITY>::new());
-    let (mut p, mut c) = ring.split();
-    run_pair(
-        start,
-        move || {
-            let mut next = 0u64;
-            let mut spins = 0u32;
-            let mut buf = [0u64; BATCH];
-            while next < msgs {
-                let n = usize::try_from(msgs - next).unwrap_or(BATCH).min(BATCH);
-                for (k, b) in buf.iter_mut().take(n).enumerate() {
-                    *b = next + k as u64;
-                }
-                let done = p.push_slice(buf.get(..n).unwrap_or(&[]));
-                if done == 0 {
-                    relax(&mut spins);
-                }
-                next += done as u64;
-            }
-        },
-        move || {
-            let mut expected = 0u64;
-            let mut spins = 0u32;
-            let mut buf = [0u64; BATCH];
-            while expected < msgs {
-                let n = c.pop_slice(&mut buf);
-                if n == 0 {
-                    relax(&mut spins);
-                }
-                for v in buf.iter().take(n) {
-                    check(*v, expected, "tally: out of order");
-                    expected += 1;
-                }
-            }
-        },
-    )
+    let (p, c) = ring.split();
+    run_pair(start, move || produce(p, msgs), move || consume(c, msgs))
 }
 
 /// [`throughput`] for rtrb, one item per op.
 #[inline(never)]
 fn rtrb_single(start: &Barrier, msgs: u64) -> Duration {
-    let (mut p, mut c) = rtrb::RingBuffer::<u64>::new(CAPACITY);
-    run_pair(
-        start,
-        move || {
-            let mut next = 0u64;
-            let mut spins = 0u32;
-            while next < msgs {
-                if p.push(next).is_ok() {
-                    next += 1;
-                } else {
-                    relax(&mut spins);
-                }
+    #[inline(never)]
+    fn produce(p: rtrb::Producer<u64>, msgs: u64) {
+        let mut p = p;
+        let mut next = 0u64;
+        let mut spins = 0u32;
+        while next < msgs {
+            if p.push(next).is_ok() {
+                next += 1;
+            } else {
+                relax(&mut spins);
             }
-        },
-        move || {
-            let mut expected = 0u64;
-            let mut spins = 0u32;
-            while expected < msgs {
-                if let Ok(v) = c.pop() {
-                    check(v, expected, "rtrb: out of order");
-                    expected += 1;
-                } else {
-                    relax(&mut spins);
-                }
+        }
+    }
+    #[inline(never)]
+    fn consume(c: rtrb::Consumer<u64>, msgs: u64) {
+        let mut c = c;
+        let mut expected = 0u64;
+        let mut spins = 0u32;
+        while expected < msgs {
+            if let Ok(v) = c.pop() {
+                check(v, expected, "rtrb: out of order");
+                expected += 1;
+            } else {
+                relax(&mut spins);
             }
-        },
-    )
+        }
+    }
+    let (p, c) = rtrb::RingBuffer::<u64>::new(CAPACITY);
+    run_pair(start, move || produce(p, msgs), move || consume(c, msgs))
 }
 
 /// [`throughput`] for rtrb, in batches of [`BATCH`].
 #[inline(never)]
 fn rtrb_batched(start: &Barrier, msgs: u64) -> Duration {
-    let (mut p, mut c) = rtrb::RingBuffer::<u64>::new(CAPACITY);
-    run_pair(
-        start,
-        move || {
-            let mut next = 0u64;
-            let mut spins = 0u32;
-            let mut buf = [0u64; BATCH];
-            while next < msgs {
-                let n = usize::try_from(msgs - next).unwrap_or(BATCH).min(BATCH);
-                for (k, b) in buf.iter_mut().take(n).enumerate() {
-                    *b = next + k as u64;
-                }
-                let (done, _) = p.push_partial_slice(buf.get(..n).unwrap_or(&[]));
-                if done.is_empty() {
-                    relax(&mut spins);
-                }
-                next += done.len() as u64;
+    #[inline(never)]
+    fn produce(p: rtrb::Producer<u64>, msgs: u64) {
+        let mut p = p;
+        let mut next = 0u64;
+        let mut spins = 0u32;
+        let mut buf = [0u64; BATCH];
+        while next < msgs {
+            let n = usize::try_from(msgs - next).unwrap_or(BATCH).min(BATCH);
+            for (k, b) in buf.iter_mut().take(n).enumerate() {
+                *b = next + k as u64;
             }
-        },
-        move || {
-            let mut expected = 0u64;
-            let mut spins = 0u32;
-            let mut buf = [0u64; BATCH];
-            while expected < msgs {
-                let (got, _) = c.pop_partial_slice(&mut buf);
-                if got.is_empty() {
-                    relax(&mut spins);
-                }
-                for v in got.iter() {
-                    check(*v, expected, "rtrb: out of order");
-                    expected += 1;
-                }
+            let (done, _) = p.push_partial_slice(buf.get(..n).unwrap_or(&[]));
+            if done.is_empty() {
+                relax(&mut spins);
             }
-        },
-    )
+            next += done.len() as u64;
+        }
+    }
+    #[inline(never)]
+    fn consume(c: rtrb::Consumer<u64>, msgs: u64) {
+        let mut c = c;
+        let mut expected = 0u64;
+        let mut spins = 0u32;
+        let mut buf = [0u64; BATCH];
+        while expected < msgs {
+            let (got, _) = c.pop_partial_slice(&mut buf);
+            if got.is_empty() {
+                relax(&mut spins);
+            }
+            for v in got.iter() {
+                check(*v, expected, "rtrb: out of order");
+                expected += 1;
+            }
+        }
+    }
+    let (p, c) = rtrb::RingBuffer::<u64>::new(CAPACITY);
+    run_pair(start, move || produce(p, msgs), move || consume(c, msgs))
 }
 
 /// [`throughput`] for crossbeam's `ArrayQueue` (one item at a time).
 #[inline(never)]
 fn throughput_crossbeam(start: &Barrier, msgs: u64) -> Duration {
+    #[inline(never)]
+    fn produce(q: &ArrayQueue<u64>, msgs: u64) {
+        let mut next = 0u64;
+        let mut spins = 0u32;
+        while next < msgs {
+            if q.push(next).is_ok() {
+                next += 1;
+            } else {
+                relax(&mut spins);
+            }
+        }
+    }
+    #[inline(never)]
+    fn consume(q: &ArrayQueue<u64>, msgs: u64) {
+        let mut expected = 0u64;
+        let mut spins = 0u32;
+        while expected < msgs {
+            if let Some(v) = q.pop() {
+                check(v, expected, "crossbeam: out of order");
+                expected += 1;
+            } else {
+                relax(&mut spins);
+            }
+        }
+    }
+
     let q = ArrayQueue::<u64>::new(CAPACITY);
     let q = &q;
-    run_pair(
-        start,
-        move || {
-            let mut next = 0u64;
-            let mut spins = 0u32;
-            while next < msgs {
-                if q.push(next).is_ok() {
-                    next += 1;
-                } else {
-                    relax(&mut spins);
-                }
-            }
-        },
-        move || {
-            let mut expected = 0u64;
-            let mut spins = 0u32;
-            while expected < msgs {
-                if let Some(v) = q.pop() {
-                    check(v, expected, "crossbeam: out of order");
-                    expected += 1;
-                } else {
-                    relax(&mut spins);
-                }
-            }
-        },
-    )
+    run_pair(start, move || produce(q, msgs), move || consume(q, msgs))
 }
 
 /// One-item-per-op cross-checks run beside [`throughput`].
@@ -528,46 +537,52 @@ pub fn throughput_variant(variant: SingleVariant, msgs: u64) -> VariantRun {
 /// `$ready` matches what a successful pop returns, binding `$v`; `$work` says whether
 /// the consumer runs [`consumer_work`] on each item.
 macro_rules! counted_loops {
-    ($start:expr, $msgs:expr, $work:expr, $p:ident, $c:ident, $ready:pat => $v:ident, $what:literal) => {{
+    ($start:expr, $msgs:expr, $work:expr, $p:ident: $pt:ty, $c:ident: $ct:ty, $ready:pat => $v:ident, $what:literal) => {{
+        #[inline(never)]
+        fn produce($p: $pt, msgs: u64, full: &AtomicU64) {
+            let mut $p = $p;
+            let mut next = 0u64;
+            let mut spins = 0u32;
+            let mut failed = 0u64;
+            while next < msgs {
+                if $p.push(next).is_ok() {
+                    next += 1;
+                } else {
+                    failed += 1;
+                    relax(&mut spins);
+                }
+            }
+            full.store(failed, Ordering::Relaxed);
+        }
+        #[inline(never)]
+        fn consume<const WORK: bool>($c: $ct, msgs: u64, empty: &AtomicU64) {
+            let mut $c = $c;
+            let mut expected = 0u64;
+            let mut spins = 0u32;
+            let mut failed = 0u64;
+            let mut acc = 0u64;
+            while expected < msgs {
+                if let $ready = $c.pop() {
+                    check($v, expected, $what);
+                    if WORK {
+                        acc = consumer_work(acc, $v);
+                    }
+                    expected += 1;
+                } else {
+                    failed += 1;
+                    relax(&mut spins);
+                }
+            }
+            black_box(acc);
+            empty.store(failed, Ordering::Relaxed);
+        }
         let (full, empty) = (AtomicU64::new(0), AtomicU64::new(0));
         let (full_ref, empty_ref) = (&full, &empty);
         let msgs = $msgs;
         let elapsed = run_pair(
             $start,
-            move || {
-                let mut next = 0u64;
-                let mut spins = 0u32;
-                let mut failed = 0u64;
-                while next < msgs {
-                    if $p.push(next).is_ok() {
-                        next += 1;
-                    } else {
-                        failed += 1;
-                        relax(&mut spins);
-                    }
-                }
-                full_ref.store(failed, Ordering::Relaxed);
-            },
-            move || {
-                let mut expected = 0u64;
-                let mut spins = 0u32;
-                let mut failed = 0u64;
-                let mut acc = 0u64;
-                while expected < msgs {
-                    if let $ready = $c.pop() {
-                        check($v, expected, $what);
-                        if $work {
-                            acc = consumer_work(acc, $v);
-                        }
-                        expected += 1;
-                    } else {
-                        failed += 1;
-                        relax(&mut spins);
-                    }
-                }
-                black_box(acc);
-                empty_ref.store(failed, Ordering::Relaxed);
-            },
+            move || produce($p, msgs, full_ref),
+            move || consume::<$work>($c, msgs, empty_ref),
         );
         VariantRun {
             elapsed,
@@ -582,50 +597,52 @@ macro_rules! counted_loops {
 #[inline(never)]
 fn tally_counted<const WORK: bool>(start: &Barrier, msgs: u64) -> VariantRun {
     let mut ring = Box::new(SpscRing::<u64, CAPACITY>::new());
-    let (mut p, mut c) = ring.split();
-    counted_loops!(start, msgs, WORK, p, c, Some(v) => v, "tally: out of order")
+    let (p, c) = ring.split();
+    counted_loops!(start, msgs, WORK, p: Producer<'_, u64, CAPACITY>, c: Consumer<'_, u64, CAPACITY>, Some(v) => v, "tally: out of order")
 }
 
 /// [`SingleVariant::RtrbCounted`], or with `WORK` [`SingleVariant::RtrbSlowConsumer`].
 #[inline(never)]
 fn rtrb_counted<const WORK: bool>(start: &Barrier, msgs: u64) -> VariantRun {
-    let (mut p, mut c) = rtrb::RingBuffer::<u64>::new(CAPACITY);
-    counted_loops!(start, msgs, WORK, p, c, Ok(v) => v, "rtrb: out of order")
+    let (p, c) = rtrb::RingBuffer::<u64>::new(CAPACITY);
+    counted_loops!(start, msgs, WORK, p: rtrb::Producer<u64>, c: rtrb::Consumer<u64>, Ok(v) => v, "rtrb: out of order")
 }
 
 /// [`SingleVariant::RtrbRefill`].
 #[inline(never)]
 fn rtrb_refill(start: &Barrier, msgs: u64) -> Duration {
-    let (mut p, mut c) = rtrb::RingBuffer::<u64>::new(CAPACITY);
-    run_pair(
-        start,
-        move || {
-            let mut next = 0u64;
-            let mut spins = 0u32;
-            while next < msgs {
-                if p.push(next).is_ok() {
-                    next += 1;
-                } else {
-                    relax(&mut spins);
-                    while p.slots() < CAPACITY / 2 {
-                        relax(&mut spins);
-                    }
-                }
-            }
-        },
-        move || {
-            let mut expected = 0u64;
-            let mut spins = 0u32;
-            while expected < msgs {
-                if let Ok(v) = c.pop() {
-                    check(v, expected, "rtrb: out of order");
-                    expected += 1;
-                } else {
+    #[inline(never)]
+    fn produce(p: rtrb::Producer<u64>, msgs: u64) {
+        let mut p = p;
+        let mut next = 0u64;
+        let mut spins = 0u32;
+        while next < msgs {
+            if p.push(next).is_ok() {
+                next += 1;
+            } else {
+                relax(&mut spins);
+                while p.slots() < CAPACITY / 2 {
                     relax(&mut spins);
                 }
             }
-        },
-    )
+        }
+    }
+    #[inline(never)]
+    fn consume(c: rtrb::Consumer<u64>, msgs: u64) {
+        let mut c = c;
+        let mut expected = 0u64;
+        let mut spins = 0u32;
+        while expected < msgs {
+            if let Ok(v) = c.pop() {
+                check(v, expected, "rtrb: out of order");
+                expected += 1;
+            } else {
+                relax(&mut spins);
+            }
+        }
+    }
+    let (p, c) = rtrb::RingBuffer::<u64>::new(CAPACITY);
+    run_pair(start, move || produce(p, msgs), move || consume(c, msgs))
 }
 
 fn run_pair(

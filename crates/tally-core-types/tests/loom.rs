@@ -137,9 +137,10 @@ fn batch_push_pop() {
     model(Push::Iter, |_| false);
 }
 
-/// Single pushes (which stamp each slot) read back by alternating single pops (stamps)
-/// and batch pops (`tail`); the consumer's view of `len` never goes negative while the
-/// producer is mid-push.
+/// Single pushes (which stamp each slot, and publish `tail` only when they fill the
+/// group) read back by alternating single pops (stamps) and batch pops (`tail` and the
+/// stamp of the group past it); the consumer's view of `len` never goes negative while
+/// the producer is mid-push.
 #[test]
 fn single_push_mixed_pop() {
     model(Push::Single, |k| k % 2 == 0);

@@ -224,7 +224,6 @@ fn check<const N: usize>(ops: &[Op], bomb: Option<usize>) -> Result<(), TestCase
                     break;
                 }
                 Op::ForgetProducer => {
-                    #[allow(clippy::forget_non_drop, reason = "forgetting it is the point")]
                     core::mem::forget(p);
                     break;
                 }
