@@ -198,6 +198,7 @@ fn main() -> ExitCode {
     let mut batch: Vec<Vec<f64>> = vec![Vec::new(); 2];
     let mut p50: Vec<Vec<f64>> = vec![Vec::new(); 4];
     let mut p99: Vec<Vec<f64>> = vec![Vec::new(); 4];
+    let mut mean: Vec<Vec<f64>> = vec![Vec::new(); 4];
     let mut samples = vec![0u32; usize::try_from(RTTS).unwrap_or(0)];
     for round in 0..rounds {
         eprint!("\rround {}/{rounds}", round + 1);
@@ -225,7 +226,10 @@ fn main() -> ExitCode {
         }
         run_variants(round, &mut variant, &mut full, &mut empty);
         for (k, kind) in in_turn(PingPong::ALL, round) {
-            ping_pong(kind, RTTS, Some(&mut samples));
+            let total = ping_pong(kind, RTTS, Some(&mut samples));
+            if let Some(m) = mean.get_mut(k) {
+                m.push(total.as_secs_f64() * 1e9 / RTTS as f64);
+            }
             samples.sort_unstable();
             if let (Some(a), Some(b)) = (p50.get_mut(k), p99.get_mut(k)) {
                 a.push(percentile(&samples, 0.50));
@@ -249,18 +253,28 @@ fn main() -> ExitCode {
         let v = med(&mut batch, k);
         println!("  {:<10} {v:>8.1} M/s  {:>5.2}x", q.name(), v / rtrb_batch);
     }
-    let floor = med(&mut p50, 0);
+    print_ping_pong(&mut p50, &mut p99, &mut mean);
+    ExitCode::SUCCESS
+}
+
+/// Prints the ping-pong rows: per queue the median over rounds of each round's p50, p99
+/// and mean round trip, with the p50 and mean ratios to the bare cache line's.
+fn print_ping_pong(p50: &mut [Vec<f64>], p99: &mut [Vec<f64>], mean: &mut [Vec<f64>]) {
+    let med = |v: &mut [Vec<f64>], k: usize| v.get_mut(k).map_or(f64::NAN, |x| median(x));
+    let floor = med(p50, 0);
     println!(
-        "\nping-pong round trip (ns, median over rounds of each round's p50 / p99; p50 ratio vs bare cache line)"
+        "\nping-pong round trip (ns, median over rounds of each round's p50 / p99 / mean; p50 and mean ratios vs bare cache line)"
     );
+    let floor_mean = med(mean, 0);
     for (k, kind) in PingPong::ALL.into_iter().enumerate() {
-        let a = med(&mut p50, k);
-        let b = med(&mut p99, k);
+        let a = med(p50, k);
+        let b = med(p99, k);
+        let m = med(mean, k);
         println!(
-            "  {:<16} p50 {a:>7.0}  p99 {b:>7.0}   {:>5.2}x",
+            "  {:<16} p50 {a:>7.0}  p99 {b:>7.0}  mean {m:>7.0}   {:>5.2}x  mean {:>5.2}x",
             kind.name(),
-            a / floor
+            a / floor,
+            m / floor_mean
         );
     }
-    ExitCode::SUCCESS
 }
