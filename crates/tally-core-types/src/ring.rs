@@ -50,11 +50,18 @@
 //!   empty.
 //!
 //! # Memory ordering
-//! The producer writes a value, then the group's stamp with `Release`, then `tail` with
-//! `Release` (once per push or batch); the consumer loads the stamp (single pops) or
-//! `tail` (batch pops) with `Acquire` before reading values. A consumer that took items
-//! by their stamps may briefly be ahead of the published `tail`, so every
-//! `tail - head` is clamped at zero. Symmetrically the consumer moves values out, then
+//! The producer writes a value, then the group's stamp with `Release`; it stores `tail`
+//! with `Release` when a single push fills its group and at the end of a batch, so
+//! `tail` may lag the producer by up to `SLOTS_PER_GROUP - 1` items, all in the group
+//! at `tail`. A single push therefore makes two stores: on a CPU whose stores wait in
+//! order behind the one to the line the consumer reads, a third (`tail` on every push)
+//! held a one-item stream to 0.8-0.9x rtrb's rate
+//! (`docs/benchmarks/tally-core-types.md`). The consumer loads the stamp (single pops),
+//! or `tail` and then the stamp of the group at `tail` (batch pops, `len`), with
+//! `Acquire` before reading values; any stamp ahead of `head` is a position the
+//! producer reached after writing every value below it. A consumer that took items by
+//! their stamps may be ahead of the published `tail`, so every `tail - head` is clamped
+//! at zero. Symmetrically the consumer moves values out, then
 //! stores `head` with `Release`; the producer loads `head` with `Acquire` before
 //! overwriting slots below it. This is checked by the loom tests (`tests/loom.rs`,
 //! `--cfg tally_loom`).
