@@ -258,39 +258,138 @@ pub fn throughput(queue: Queue, msgs: u64, batched: bool) -> Duration {
     }
 }
 
+/// The one-item loops of one queue: the producer and consumer of [`throughput`] and the
+/// two sides of [`ping_pong`] (`$echo` takes an item from the first queue and sends it
+/// back on the second; `$ping` sends `i`, waits for the echo and records the round trip
+/// through `record`). Each is a function of its own that moves its queue halves into
+/// locals (see [`run_pair`]), written out per queue by the macro so that each holds
+/// exactly the loop it would hold written by hand (a loop generic over a small trait
+/// compiled differently; see [`throughput`]). `$ok` is what a successful pop returns
+/// (`Some` or `Ok`); `$what` names the queue in the panic of a wrong item.
+///
+/// The ping-pong sides got functions of their own for the same reason as the throughput
+/// loops. Inlined into [`ping_pong`], the echo thread kept its halves in the heap block
+/// of its closure and stored their fields on every operation. (Criterion's ping-pong
+/// figures on the AMD EPYC host swing between 110-160 and 450-600 ns for any queue, the
+/// bare line included, from run to run: the host's placement of the vCPUs, not the
+/// loops; `ring-report` interleaves the queues.)
+macro_rules! queue_loops {
+    ($produce:ident, $consume:ident, $echo:ident, $ping:ident, $tx:ty, $rx:ty, $ok:ident, $what:literal) => {
+        #[inline(never)]
+        #[allow(unused_mut, reason = "crossbeam's halves are shared references")]
+        fn $produce(p: $tx, msgs: u64) {
+            let mut p = p;
+            let mut next = 0u64;
+            let mut spins = 0u32;
+            while next < msgs {
+                if p.push(next).is_ok() {
+                    next += 1;
+                } else {
+                    relax(&mut spins);
+                }
+            }
+        }
+
+        #[inline(never)]
+        #[allow(unused_mut, reason = "crossbeam's halves are shared references")]
+        fn $consume(c: $rx, msgs: u64) {
+            let mut c = c;
+            let mut expected = 0u64;
+            let mut spins = 0u32;
+            while expected < msgs {
+                if let $ok(v) = c.pop() {
+                    check(v, expected, $what);
+                    expected += 1;
+                } else {
+                    relax(&mut spins);
+                }
+            }
+        }
+
+        #[inline(never)]
+        #[allow(unused_mut, reason = "crossbeam's halves are shared references")]
+        fn $echo(rx: $rx, tx: $tx, rounds: u64) {
+            let (mut rx, mut tx) = (rx, tx);
+            for _ in 0..rounds {
+                let mut spins = 0u32;
+                let v = loop {
+                    if let $ok(v) = rx.pop() {
+                        break v;
+                    }
+                    relax(&mut spins);
+                };
+                let mut spins = 0u32;
+                while tx.push(v).is_err() {
+                    relax(&mut spins);
+                }
+            }
+        }
+
+        #[inline(never)]
+        #[allow(unused_mut, reason = "crossbeam's halves are shared references")]
+        fn $ping(tx: $tx, rx: $rx, rounds: u64, record: &mut impl FnMut(u64, Duration)) {
+            let (mut tx, mut rx) = (tx, rx);
+            for i in 0..rounds {
+                let t = Instant::now();
+                let mut spins = 0u32;
+                while tx.push(i).is_err() {
+                    relax(&mut spins);
+                }
+                let mut spins = 0u32;
+                let v = loop {
+                    if let $ok(v) = rx.pop() {
+                        break v;
+                    }
+                    relax(&mut spins);
+                };
+                record(i, t.elapsed());
+                check(v, i, $what);
+            }
+        }
+    };
+}
+
+queue_loops!(
+    tally_produce,
+    tally_consume,
+    tally_echo,
+    tally_ping,
+    Producer<'_, u64, CAPACITY>,
+    Consumer<'_, u64, CAPACITY>,
+    Some,
+    "tally: wrong item"
+);
+queue_loops!(
+    rtrb_produce,
+    rtrb_consume,
+    rtrb_echo,
+    rtrb_ping,
+    rtrb::Producer<u64>,
+    rtrb::Consumer<u64>,
+    Ok,
+    "rtrb: wrong item"
+);
+queue_loops!(
+    crossbeam_produce,
+    crossbeam_consume,
+    crossbeam_echo,
+    crossbeam_ping,
+    &ArrayQueue<u64>,
+    &ArrayQueue<u64>,
+    Some,
+    "crossbeam: wrong item"
+);
+
 /// [`throughput`] for Tally's ring, one item per op.
 #[inline(never)]
 fn tally_single(start: &Barrier, msgs: u64) -> Duration {
-    #[inline(never)]
-    fn produce(p: Producer<'_, u64, CAPACITY>, msgs: u64) {
-        let mut p = p;
-        let mut next = 0u64;
-        let mut spins = 0u32;
-        while next < msgs {
-            if p.push(next).is_ok() {
-                next += 1;
-            } else {
-                relax(&mut spins);
-            }
-        }
-    }
-    #[inline(never)]
-    fn consume(c: Consumer<'_, u64, CAPACITY>, msgs: u64) {
-        let mut c = c;
-        let mut expected = 0u64;
-        let mut spins = 0u32;
-        while expected < msgs {
-            if let Some(v) = c.pop() {
-                check(v, expected, "tally: out of order");
-                expected += 1;
-            } else {
-                relax(&mut spins);
-            }
-        }
-    }
     let mut ring = Box::new(SpscRing::<u64, CAPACITY>::new());
     let (p, c) = ring.split();
-    run_pair(start, move || produce(p, msgs), move || consume(c, msgs))
+    run_pair(
+        start,
+        move || tally_produce(p, msgs),
+        move || tally_consume(c, msgs),
+    )
 }
 
 /// [`throughput`] for Tally's ring, in batches of [`BATCH`].
@@ -339,35 +438,12 @@ fn tally_batched(start: &Barrier, msgs: u64) -> Duration {
 /// [`throughput`] for rtrb, one item per op.
 #[inline(never)]
 fn rtrb_single(start: &Barrier, msgs: u64) -> Duration {
-    #[inline(never)]
-    fn produce(p: rtrb::Producer<u64>, msgs: u64) {
-        let mut p = p;
-        let mut next = 0u64;
-        let mut spins = 0u32;
-        while next < msgs {
-            if p.push(next).is_ok() {
-                next += 1;
-            } else {
-                relax(&mut spins);
-            }
-        }
-    }
-    #[inline(never)]
-    fn consume(c: rtrb::Consumer<u64>, msgs: u64) {
-        let mut c = c;
-        let mut expected = 0u64;
-        let mut spins = 0u32;
-        while expected < msgs {
-            if let Ok(v) = c.pop() {
-                check(v, expected, "rtrb: out of order");
-                expected += 1;
-            } else {
-                relax(&mut spins);
-            }
-        }
-    }
     let (p, c) = rtrb::RingBuffer::<u64>::new(CAPACITY);
-    run_pair(start, move || produce(p, msgs), move || consume(c, msgs))
+    run_pair(
+        start,
+        move || rtrb_produce(p, msgs),
+        move || rtrb_consume(c, msgs),
+    )
 }
 
 /// [`throughput`] for rtrb, in batches of [`BATCH`].
@@ -415,35 +491,13 @@ fn rtrb_batched(start: &Barrier, msgs: u64) -> Duration {
 /// [`throughput`] for crossbeam's `ArrayQueue` (one item at a time).
 #[inline(never)]
 fn throughput_crossbeam(start: &Barrier, msgs: u64) -> Duration {
-    #[inline(never)]
-    fn produce(q: &ArrayQueue<u64>, msgs: u64) {
-        let mut next = 0u64;
-        let mut spins = 0u32;
-        while next < msgs {
-            if q.push(next).is_ok() {
-                next += 1;
-            } else {
-                relax(&mut spins);
-            }
-        }
-    }
-    #[inline(never)]
-    fn consume(q: &ArrayQueue<u64>, msgs: u64) {
-        let mut expected = 0u64;
-        let mut spins = 0u32;
-        while expected < msgs {
-            if let Some(v) = q.pop() {
-                check(v, expected, "crossbeam: out of order");
-                expected += 1;
-            } else {
-                relax(&mut spins);
-            }
-        }
-    }
-
     let q = ArrayQueue::<u64>::new(CAPACITY);
     let q = &q;
-    run_pair(start, move || produce(q, msgs), move || consume(q, msgs))
+    run_pair(
+        start,
+        move || crossbeam_produce(q, msgs),
+        move || crossbeam_consume(q, msgs),
+    )
 }
 
 /// One-item-per-op cross-checks run beside [`throughput`].
@@ -627,22 +681,12 @@ fn rtrb_refill(start: &Barrier, msgs: u64) -> Duration {
             }
         }
     }
-    #[inline(never)]
-    fn consume(c: rtrb::Consumer<u64>, msgs: u64) {
-        let mut c = c;
-        let mut expected = 0u64;
-        let mut spins = 0u32;
-        while expected < msgs {
-            if let Ok(v) = c.pop() {
-                check(v, expected, "rtrb: out of order");
-                expected += 1;
-            } else {
-                relax(&mut spins);
-            }
-        }
-    }
     let (p, c) = rtrb::RingBuffer::<u64>::new(CAPACITY);
-    run_pair(start, move || produce(p, msgs), move || consume(c, msgs))
+    run_pair(
+        start,
+        move || produce(p, msgs),
+        move || rtrb_consume(c, msgs),
+    )
 }
 
 fn run_pair(
@@ -796,84 +840,6 @@ pub fn ping_pong(kind: PingPong, rounds: u64, mut samples: Option<&mut [u32]>) -
     }
     total
 }
-
-/// The two sides of a ping-pong for one queue, each a function of its own that moves its
-/// queue halves into locals, as the two-thread loops do (see [`run_pair`]). Inlined into
-/// [`ping_pong`], the echo thread kept its halves in the heap block of its closure and
-/// stored their fields on every operation; in the criterion binary Tally's round trip
-/// then sat at 450-490 ns in most samples against 110-130 ns for the bare line, while
-/// `ring-report` measured 130 ns for the same code (AMD EPYC, 2026-11-22).
-/// `$echo` takes an item from the first queue and sends it back on the second; `$ping`
-/// sends `i`, waits for the echo and records the round trip through `record`.
-macro_rules! ping_pong_sides {
-    ($echo:ident, $ping:ident, $tx:ty, $rx:ty, $ok:ident, $what:literal) => {
-        #[inline(never)]
-        #[allow(unused_mut, reason = "crossbeam's halves are shared references")]
-        fn $echo(rx: $rx, tx: $tx, rounds: u64) {
-            let (mut rx, mut tx) = (rx, tx);
-            for _ in 0..rounds {
-                let mut spins = 0u32;
-                let v = loop {
-                    if let $ok(v) = rx.pop() {
-                        break v;
-                    }
-                    relax(&mut spins);
-                };
-                let mut spins = 0u32;
-                while tx.push(v).is_err() {
-                    relax(&mut spins);
-                }
-            }
-        }
-
-        #[inline(never)]
-        #[allow(unused_mut, reason = "crossbeam's halves are shared references")]
-        fn $ping(tx: $tx, rx: $rx, rounds: u64, record: &mut impl FnMut(u64, Duration)) {
-            let (mut tx, mut rx) = (tx, rx);
-            for i in 0..rounds {
-                let t = Instant::now();
-                let mut spins = 0u32;
-                while tx.push(i).is_err() {
-                    relax(&mut spins);
-                }
-                let mut spins = 0u32;
-                let v = loop {
-                    if let $ok(v) = rx.pop() {
-                        break v;
-                    }
-                    relax(&mut spins);
-                };
-                record(i, t.elapsed());
-                check(v, i, $what);
-            }
-        }
-    };
-}
-
-ping_pong_sides!(
-    tally_echo,
-    tally_ping,
-    Producer<'_, u64, CAPACITY>,
-    Consumer<'_, u64, CAPACITY>,
-    Some,
-    "tally ping-pong: wrong echo"
-);
-ping_pong_sides!(
-    rtrb_echo,
-    rtrb_ping,
-    rtrb::Producer<u64>,
-    rtrb::Consumer<u64>,
-    Ok,
-    "rtrb ping-pong: wrong echo"
-);
-ping_pong_sides!(
-    crossbeam_echo,
-    crossbeam_ping,
-    &ArrayQueue<u64>,
-    &ArrayQueue<u64>,
-    Some,
-    "crossbeam ping-pong: wrong echo"
-);
 
 #[cfg(test)]
 mod tests {
