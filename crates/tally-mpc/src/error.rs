@@ -153,9 +153,43 @@ pub enum Error {
     },
 }
 
+/// `a, b, c` with each item's `Display`.
+fn join<T: core::fmt::Display>(items: &[T]) -> String {
+    items
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn batch_message(invalid: &[usize]) -> String {
+    match invalid {
+        [one] => format!("batch entry {one} is invalid; reject it and accept the others"),
+        _ => format!(
+            "{} batch entries are invalid (indices {}); reject them and accept the others",
+            invalid.len(),
+            join(invalid)
+        ),
+    }
+}
+
+/// Signers by their identifiers' `Display` (a number, or `0x` and 64 hex digits), not
+/// by `Debug` (32 decimal bytes each).
+fn culprits_message(culprits: &[Identifier]) -> String {
+    match culprits {
+        [one] => format!(
+            "invalid signature share from signer {one}; exclude that signer and restart the session"
+        ),
+        _ => format!(
+            "invalid signature shares from signers {}; exclude them and restart the session",
+            join(culprits)
+        ),
+    }
+}
+
 /// A failed batch verification: the indices (in push order) of the invalid entries.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{} batch entries are invalid (indices {invalid:?}); reject them and accept the others", invalid.len())]
+#[error("{}", batch_message(invalid))]
 pub struct BatchError {
     invalid: Vec<usize>,
 }
@@ -176,9 +210,7 @@ impl BatchError {
 #[non_exhaustive]
 pub enum AggregateError {
     /// Some signature shares are invalid; `culprits` names their signers.
-    #[error(
-        "invalid signature shares from signers {culprits:?}; exclude them and restart the session"
-    )]
+    #[error("{}", culprits_message(culprits))]
     InvalidShares {
         /// Signers whose shares failed verification.
         culprits: Vec<Identifier>,
@@ -287,8 +319,15 @@ mod tests {
             }
             assert!(says_what_to_do(&e.to_string()), "{e}");
         }
+        let identifier = Identifier::from_u16(3).unwrap_or_else(|_| unreachable!());
         let aggregate = [
             AggregateError::InvalidShares { culprits: vec![] },
+            AggregateError::InvalidShares {
+                culprits: vec![identifier],
+            },
+            AggregateError::InvalidShares {
+                culprits: vec![identifier, identifier],
+            },
             AggregateError::SharesDoNotMatchKey,
         ];
         for e in &aggregate {
@@ -299,11 +338,54 @@ mod tests {
             }
             assert!(says_what_to_do(&e.to_string()), "{e}");
         }
-        let batch = BatchError::new(vec![1, 3]);
-        assert!(says_what_to_do(&batch.to_string()), "{batch}");
+        for invalid in [vec![], vec![4], vec![1, 3]] {
+            let batch = BatchError::new(invalid);
+            assert!(says_what_to_do(&batch.to_string()), "{batch}");
+        }
         // And the check itself tells a remedy from a diagnosis.
         assert!(!says_what_to_do(
             "the share is invalid; that signer cheated"
         ));
+    }
+
+    /// Culprits and batch entries are named as a person reads them: identifiers by
+    /// `Display` (the number, or `0x` and hex for large ones), indices as a plain list, in
+    /// the singular for one. The culprits were once printed with `Debug`, 32 decimal bytes
+    /// per signer (`[Identifier([0, 0, ..., 3])]`).
+    #[test]
+    fn culprits_and_entries_read_as_numbers() {
+        let id = |n| Identifier::from_u16(n).unwrap_or_else(|_| unreachable!());
+        let two = AggregateError::InvalidShares {
+            culprits: vec![id(3), id(17)],
+        };
+        assert_eq!(
+            two.to_string(),
+            "invalid signature shares from signers 3, 17; exclude them and restart the session"
+        );
+        let one = AggregateError::InvalidShares {
+            culprits: vec![id(3)],
+        };
+        assert_eq!(
+            one.to_string(),
+            "invalid signature share from signer 3; exclude that signer and restart the session"
+        );
+        // A large identifier whose hex digits are all decimal digits.
+        let mut bytes = [0u8; 32];
+        bytes[23] = 0x10;
+        let large = Identifier::from_bytes(&bytes).unwrap_or_else(|_| unreachable!());
+        let want = format!("0x{}", "00".repeat(23) + "10" + &"00".repeat(8));
+        assert_eq!(large.to_string(), want);
+        let e = AggregateError::InvalidShares {
+            culprits: vec![large],
+        };
+        assert!(e.to_string().contains(&format!("signer {want};")), "{e}");
+        assert_eq!(
+            BatchError::new(vec![1, 3]).to_string(),
+            "2 batch entries are invalid (indices 1, 3); reject them and accept the others"
+        );
+        assert_eq!(
+            BatchError::new(vec![4]).to_string(),
+            "batch entry 4 is invalid; reject it and accept the others"
+        );
     }
 }

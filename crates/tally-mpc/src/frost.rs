@@ -75,6 +75,8 @@ impl Identifier {
     }
 }
 
+/// The number for identifiers below 2^64 (`1`, `2`, `3` ...), otherwise `0x` and the 64
+/// hex digits of the scalar.
 impl core::fmt::Display for Identifier {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         let (hi, lo) = self.0.split_at(24);
@@ -83,6 +85,8 @@ impl core::fmt::Display for Identifier {
             w.copy_from_slice(lo);
             write!(f, "{}", u64::from_be_bytes(w))
         } else {
+            // `0x`: a hex string of only decimal digits must not read as a number.
+            write!(f, "0x")?;
             for b in &self.0 {
                 write!(f, "{b:02x}")?;
             }
