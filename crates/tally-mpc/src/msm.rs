@@ -354,22 +354,29 @@ pub(crate) struct PippengerScratch {
 }
 
 impl PippengerScratch {
-    /// Reserves room for `halves` point halves.
+    /// Reserves what [`pippenger_affine`] needs for up to `halves` point halves, so that
+    /// it never allocates: the buckets of the widest window it picks for that many
+    /// (2,176 at 8 bits, 264 at 4: each a Jacobian and an affine point), and one pending
+    /// addition per non-zero digit. (The reference [`pippenger`], used by tests only,
+    /// may grow the vectors.)
     pub(crate) fn with_capacity(halves: usize) -> Self {
-        // Saturating: an absurd capacity fails in `Vec::with_capacity` (documented on the
-        // public constructors), never in this arithmetic.
-        let digits = halves.saturating_mul(PIPPENGER_MAX_WINDOWS);
+        let buckets = if halves == 0 {
+            0
+        } else {
+            affine_buckets(affine_window(halves))
+        };
+        let items = affine_items_bound(halves);
         Self {
             points: Vec::with_capacity(halves),
-            digits: Vec::with_capacity(digits),
-            buckets: Vec::with_capacity((1 << (PIPPENGER_MAX_C - 1)).max(AFFINE_MAX_BUCKETS)),
-            abuckets: Vec::with_capacity(AFFINE_MAX_BUCKETS),
-            aset: Vec::with_capacity(AFFINE_MAX_BUCKETS),
-            sched: Vec::with_capacity(AFFINE_MAX_BUCKETS),
-            items: Vec::with_capacity(digits),
-            round: Vec::with_capacity(AFFINE_MAX_BUCKETS.min(digits)),
-            denom: Vec::with_capacity(AFFINE_MAX_BUCKETS.min(digits)),
-            prefix: Vec::with_capacity(AFFINE_MAX_BUCKETS.min(digits)),
+            digits: Vec::new(),
+            buckets: Vec::with_capacity(buckets),
+            abuckets: Vec::with_capacity(buckets),
+            aset: Vec::with_capacity(buckets),
+            sched: Vec::with_capacity(buckets),
+            items: Vec::with_capacity(items),
+            round: Vec::with_capacity(buckets.min(items)),
+            denom: Vec::with_capacity(buckets.min(items)),
+            prefix: Vec::with_capacity(buckets.min(items)),
         }
     }
 
@@ -394,19 +401,51 @@ impl PippengerScratch {
 
 /// Largest window of the batched-affine Pippenger.
 const AFFINE_MAX_C: u32 = 8;
-/// Buckets over all windows at the largest affine window: 17 windows of 128.
-const AFFINE_MAX_BUCKETS: usize = 17 * 128;
 /// Below this many additions a round's shared inversion no longer pays.
 const AFFINE_MIN_ROUND: usize = 24;
 
+/// Windows of `c`-bit signed digits for a magnitude below 2^128 (one for the carry).
+fn affine_windows(c: u32) -> usize {
+    129usize.div_ceil(c as usize)
+}
+
+/// Buckets over all windows at window `c`.
+fn affine_buckets(c: u32) -> usize {
+    affine_windows(c) * (1usize << (c - 1))
+}
+
+/// Most pending additions [`pippenger_affine`] queues for at most `halves` point halves:
+/// one per non-zero digit, at most `affine_windows(c)` per half, where `c` is the window it
+/// picks for the actual count. The window grows with the count, so each window's worst
+/// case is at the largest count that still picks it (found by bisection).
+fn affine_items_bound(halves: usize) -> usize {
+    let mut bound = 0usize;
+    for c in PIPPENGER_MIN_C..=affine_window(halves) {
+        // Largest n <= halves with affine_window(n) <= c.
+        let (mut lo, mut hi) = (0usize, halves);
+        while lo < hi {
+            let mid = hi - (hi - lo) / 2;
+            if affine_window(mid) <= c {
+                lo = mid;
+            } else {
+                hi = mid - 1;
+            }
+        }
+        bound = bound.max(lo.saturating_mul(affine_windows(c)));
+    }
+    bound
+}
+
 /// Window for the batched-affine Pippenger (about 1,650 instructions per bucket addition,
-/// 7,800 per bucket in the sums).
+/// 7,800 per bucket in the sums). Never decreases as `n` grows (a wider window costs
+/// fewer rounds per point), which [`affine_items_bound`] relies on.
 fn affine_window(n: usize) -> u32 {
     let mut best = PIPPENGER_MIN_C;
-    let mut best_cost = usize::MAX;
+    let mut best_cost = u128::MAX;
     for c in PIPPENGER_MIN_C..=AFFINE_MAX_C {
-        let rounds = 129usize.div_ceil(c as usize);
-        let cost = rounds * (2 * n + 8 * (1usize << (c - 1)));
+        // In u128: `with_capacity` asks for any count, absurd ones included (33 windows
+        // times 2^65 fit).
+        let cost = (affine_windows(c) as u128) * (2 * n as u128 + 8 * (1u128 << (c - 1)));
         if cost < best_cost {
             best_cost = cost;
             best = c;
@@ -426,9 +465,9 @@ fn affine_window(n: usize) -> u32 {
 pub(crate) fn pippenger_affine(s: &mut PippengerScratch) -> Jacobian {
     let n = s.points.len();
     let c = affine_window(n);
-    let windows = 129usize.div_ceil(c as usize);
+    let windows = affine_windows(c);
     let nb = 1usize << (c - 1);
-    let total = windows * nb;
+    let total = affine_buckets(c);
     s.abuckets.clear();
     s.abuckets.resize(total, Affine::PLACEHOLDER);
     s.aset.clear();
@@ -795,6 +834,31 @@ mod tests {
             assert_eq!(ours(&acc), want_p, "comb {i}");
             assert_eq!(ours(&want), want_g, "generator comb {i}");
         }
+    }
+
+    /// The Pippenger scratch reserves enough for any count up to its capacity (the
+    /// batch verifiers' zero-allocation promise): the window never narrows as the count
+    /// grows, and the bound on pending additions covers every smaller count, whose
+    /// narrower window has more digits per half.
+    #[test]
+    fn pippenger_scratch_bounds_cover_every_smaller_count() {
+        let mut worst = 0usize;
+        let mut prev = affine_window(0);
+        for n in 0..20_000usize {
+            let c = affine_window(n);
+            assert!(c >= prev, "window narrowed at {n}");
+            prev = c;
+            worst = worst.max(n * affine_windows(c));
+            assert_eq!(affine_items_bound(n), worst, "items bound at {n}");
+        }
+        for n in [1usize, 100, 1000, 20_000] {
+            let s = PippengerScratch::with_capacity(n);
+            assert!(s.buckets.capacity() >= affine_buckets(affine_window(n)));
+            assert!(s.items.capacity() >= affine_items_bound(n));
+        }
+        // Absurd counts saturate instead of overflowing.
+        assert_eq!(affine_window(usize::MAX), AFFINE_MAX_C);
+        assert!(affine_items_bound(usize::MAX / 2) > 0);
     }
 
     #[test]

@@ -22,17 +22,19 @@ struct Counting;
 thread_local! {
     // Const-initialised and without a destructor, so reading it never allocates.
     static ALLOCS: Cell<usize> = const { Cell::new(0) };
+    static BYTES: Cell<usize> = const { Cell::new(0) };
 }
 
-fn count_one() {
+fn count_one(bytes: usize) {
     // `try_with`: an allocation during thread teardown is not ours to count.
     let _ = ALLOCS.try_with(|a| a.set(a.get() + 1));
+    let _ = BYTES.try_with(|b| b.set(b.get() + bytes));
 }
 
 // SAFETY: forwards to the system allocator unchanged; only counts calls.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        count_one();
+        count_one(layout.size());
         // SAFETY: same contract as the caller's.
         unsafe { System.alloc(layout) }
     }
@@ -41,7 +43,7 @@ unsafe impl GlobalAlloc for Counting {
         unsafe { System.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        count_one();
+        count_one(new_size);
         // SAFETY: same contract as the caller's.
         unsafe { System.realloc(ptr, layout, new_size) }
     }
@@ -61,6 +63,71 @@ fn hex(s: &str) -> Vec<u8> {
         .step_by(2)
         .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
         .collect()
+}
+
+/// Bytes allocated by `f` on this thread.
+fn bytes<R>(f: impl FnOnce() -> R) -> (R, usize) {
+    let before = BYTES.with(Cell::get);
+    let r = f();
+    (r, BYTES.with(Cell::get) - before)
+}
+
+/// A verifier reserves only the scratch of the paths its capacity can take. Every one
+/// reserved the widest Pippenger buckets (about 420 KiB), so a coordinator holding a
+/// `ShareBatchVerifier` of 3 per session spent 440 KiB on each; small batches never
+/// reach Pippenger (below 8 entries). Capacities around that threshold and larger ones,
+/// with invalid entries (the culprit search's sub-sums), still allocate nothing after
+/// `with_capacity`.
+#[test]
+fn verifiers_reserve_what_their_capacity_needs() {
+    tally_mpc::warm_up();
+    let (shares, n) = bytes(|| ShareBatchVerifier::with_capacity(3));
+    assert!(n < 64 * 1024, "ShareBatchVerifier of 3 reserved {n} bytes");
+    drop(shares);
+    let (one, n) = bytes(|| BatchVerifier::with_capacity(1));
+    assert!(n < 32 * 1024, "BatchVerifier of 1 reserved {n} bytes");
+    drop(one);
+    let (big, n) = bytes(|| BatchVerifier::with_capacity(1024));
+    assert!(
+        n < 4 * 1024 * 1024,
+        "BatchVerifier of 1024 reserved {n} bytes"
+    );
+    drop(big);
+
+    let keys: Vec<secp256k1::Keypair> = (1..=100u8)
+        .map(|i| {
+            secp256k1::Keypair::from_secret_key(
+                &secp256k1::SecretKey::from_secret_bytes([i; 32]).unwrap(),
+            )
+        })
+        .collect();
+    let pks: Vec<XOnlyPublicKey> = keys
+        .iter()
+        .map(|kp| XOnlyPublicKey::from_bytes(&kp.x_only_public_key().0.to_byte_array()).unwrap())
+        .collect();
+    let msgs: Vec<[u8; 4]> = (0..100u32).map(u32::to_be_bytes).collect();
+    let sigs: Vec<Signature> = keys
+        .iter()
+        .zip(&msgs)
+        .map(|(kp, m)| {
+            Signature::from_bytes(&secp256k1::schnorr::sign_no_aux_rand(m, kp).to_byte_array())
+                .unwrap()
+        })
+        .collect();
+    for size in [7usize, 8, 9, 25, 100] {
+        let mut batch = BatchVerifier::with_capacity(size);
+        // Every third entry signed by the next key: invalid.
+        let bad: Vec<usize> = (0..size).step_by(3).collect();
+        let (r, n) = count(|| {
+            for i in 0..size {
+                let key = if i % 3 == 0 { (i + 1) % size } else { i };
+                batch.push(&pks[key], &msgs[i], &sigs[i])?;
+            }
+            Ok::<_, tally_mpc::Error>(batch.verify())
+        });
+        assert_eq!(r.unwrap().unwrap_err().invalid(), bad.as_slice());
+        assert_eq!(n, 0, "BatchVerifier of {size} allocated");
+    }
 }
 
 #[test]
