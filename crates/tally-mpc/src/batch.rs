@@ -484,8 +484,10 @@ macro_rules! batch_verifier_common {
             }
 
             #[doc = concat!("Verifies every queued entry (", $items, ") with one multiscalar")]
-            /// multiplication; allocates nothing (a failure hands the verifier's index
-            /// buffer to the error).
+            /// multiplication; allocates nothing. A failure hands the verifier's index
+            /// buffer to the error: the next [`Self::clear`] or [`Self::recycle`]
+            /// reserves a new one (`capacity` indices), and a second failing `verify`
+            /// before that allocates its own.
             ///
             /// # Errors
             ///
@@ -494,7 +496,8 @@ macro_rules! batch_verifier_common {
                 self.engine.verify()
             }
 
-            /// Empties the batch, keeping its memory.
+            /// Empties the batch, keeping its memory (after a failed [`Self::verify`],
+            /// whose error took the index buffer, it reserves a new one).
             pub fn clear(&mut self) {
                 self.engine.clear();
             }

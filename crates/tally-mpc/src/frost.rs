@@ -952,7 +952,7 @@ pub fn verify(key: &VerifyingKey, msg: &[u8], sig: &Signature) -> Result<(), Err
 }
 
 /// A group verifying key with a precomputed table of its multiples (the comb table of
-/// [`crate::bip340::PrecomputedKey`]: 2,176 affine points, about 174 KiB, built once with
+/// [`crate::bip340::PrecomputedKey`]: 2,176 affine points, 136 KiB, built once with
 /// about 2,200 point additions). A signature check against it needs no doubling: at most
 /// 34 table additions for the key and 34 for the generator. For keys verified again and
 /// again (a coordinator's group key). Cloning shares the table.

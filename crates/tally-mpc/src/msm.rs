@@ -28,7 +28,7 @@
 //! * **Comb** (generator, precomputed keys): for each of the 17 signed base-256 digits of a
 //!   128-bit half the table holds `m * 256^j * P` for `m = 1..=128`; a full 256-bit
 //!   multiplication is at most 34 A and no doublings. A table holds 2,176 affine points
-//!   (about 174 KiB).
+//!   of 64 bytes (136 KiB).
 //!
 //! Measured (callgrind, release build; `docs/benchmarks/tally-mpc.md`): a cold BIP340
 //! verification is 303k instructions (libsecp256k1 398k), one against a `PrecomputedKey`
@@ -834,6 +834,21 @@ mod tests {
             assert_eq!(ours(&acc), want_p, "comb {i}");
             assert_eq!(ours(&want), want_g, "generator comb {i}");
         }
+    }
+
+    /// The sizes the docs give (`PrecomputedKey`, `PrecomputedVerifyingKey`,
+    /// `warm_up`, the README): a comb table of 136 KiB, the generator's window-13 table of
+    /// 128 KiB. The docs said 174 KiB, the size with the 5x52-limb field element of
+    /// earlier versions (80-byte affine points).
+    #[test]
+    fn table_sizes_match_the_docs() {
+        let comb = CombTable::new(&consts().g);
+        assert_eq!(
+            comb.points.len() * core::mem::size_of::<Affine>(),
+            136 * 1024
+        );
+        assert_eq!(generator_table().points.len(), comb.points.len());
+        assert_eq!(core::mem::size_of_val(generator_odd_table()), 128 * 1024);
     }
 
     /// The Pippenger scratch reserves enough for any count up to its capacity (the
