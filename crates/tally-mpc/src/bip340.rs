@@ -243,13 +243,14 @@ impl PrecomputedKey {
 /// [`verify`]). All memory is reserved by [`BatchVerifier::with_capacity`].
 pub struct BatchVerifier<'a> {
     engine: Engine,
-    _marker: core::marker::PhantomData<(&'a XOnlyPublicKey, &'a [u8])>,
+    _marker: core::marker::PhantomData<&'a XOnlyPublicKey>,
 }
 
 crate::batch::batch_verifier_common!(BatchVerifier, "signatures");
 
 impl<'a> BatchVerifier<'a> {
-    /// Queues a signature. The challenge is hashed and `r` lifted here; a signature whose
+    /// Queues a signature. The challenge is hashed and `r` lifted here, so `msg` need not
+    /// outlive the call (a message built per push can be a temporary); a signature whose
     /// `r` is not on the curve is queued as invalid and reported by [`Self::verify`].
     ///
     /// # Errors
@@ -258,7 +259,7 @@ impl<'a> BatchVerifier<'a> {
     pub fn push(
         &mut self,
         key: &'a XOnlyPublicKey,
-        msg: &'a [u8],
+        msg: &[u8],
         sig: &Signature,
     ) -> Result<(), Error> {
         if self.engine.len() >= self.engine.capacity() {
@@ -451,6 +452,23 @@ mod tests {
             assert_eq!(checks, 1 + 5, "culprit {one}");
         }
         assert_eq!(culprits(&sigs, &[], false), (Vec::new(), 1));
+    }
+
+    /// Messages built per push need not outlive the batch: the challenge is hashed at
+    /// push time. (`push` once took `msg: &'a [u8]`, so this did not compile: every
+    /// message had to be kept alive until `verify`.)
+    #[test]
+    fn messages_may_be_temporaries() {
+        let sigs = signed(5);
+        let mut batch = BatchVerifier::with_capacity(sigs.len());
+        for (i, (pk, msg, sig)) in sigs.iter().enumerate() {
+            let mut owned = msg.to_vec();
+            if i == 3 {
+                owned[0] ^= 1;
+            }
+            batch.push(pk, &owned, sig).unwrap();
+        }
+        assert_eq!(batch.verify().unwrap_err().invalid(), &[3]);
     }
 
     /// The engine marks each key once per check with a check counter; when that counter
