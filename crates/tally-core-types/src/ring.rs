@@ -47,17 +47,20 @@
 //! - A [`Consumer`] passed to `mem::forget` never publishes its last position, so the
 //!   ring cannot tell which of the items after the published `head` it took: it leaks
 //!   all the items left inside (never drops them twice), and a later `split` starts
-//!   empty.
+//!   empty. A forgotten [`Producer`] loses nothing: its last single pushes, past the
+//!   published `tail`, are in the stamp of the group at `tail`, which `split`, `len`
+//!   and the ring's `Drop` read.
 //!
 //! # Memory ordering
 //! The producer writes a value, then the group's stamp with `Release`; it stores `tail`
-//! with `Release` when a single push fills its group and at the end of a batch, so
-//! `tail` may lag the producer by up to `SLOTS_PER_GROUP - 1` items, all in the group
-//! at `tail`. A single push therefore makes two stores: on a CPU whose stores wait in
-//! order behind the one to the line the consumer reads, a third (`tail` on every push)
-//! held a one-item stream to 0.8-0.9x rtrb's rate
-//! (`docs/benchmarks/tally-core-types.md`). The consumer loads the stamp (single pops),
-//! or `tail` and then the stamp of the group at `tail` (batch pops, `len`), with
+//! with `Release` when a single push fills its group, at the end of a batch and when
+//! the [`Producer`] is dropped, so `tail` may lag the producer by up to
+//! `SLOTS_PER_GROUP - 1` items, all in the group at `tail`. A single push therefore
+//! makes two stores: on a CPU whose stores wait in order behind the one to the line the
+//! consumer reads, a third (`tail` on every push) held a one-item stream to 0.8-0.9x
+//! rtrb's rate (`docs/benchmarks/tally-core-types.md`). The consumer loads the stamp
+//! (single pops), or `tail` and then the stamp of the group at `tail`, or at `head` when
+//! the consumer is past `tail` (batch pops, `len`, `split`, the ring's `Drop`), with
 //! `Acquire` before reading values; any stamp ahead of `head` is a position the
 //! producer reached after writing every value below it. A consumer that took items by
 //! their stamps may be ahead of the published `tail`, so every `tail - head` is clamped
@@ -265,7 +268,9 @@ pub struct SpscRing<T, const N: usize> {
     /// it. Stored by the producer only, when a single push fills a group, at the end of
     /// a batch push and when the [`Producer`] is dropped; the producer may be up to
     /// `SLOTS_PER_GROUP - 1` slots further on (see [`SpscRing::seen_tail`]).
-    /// Invariant: `head <= tail <= head + N` (in wrapping arithmetic).
+    /// Invariant (in wrapping arithmetic): `head <= seen_tail(head) <= head + N`, and
+    /// `tail <= head + N`; `head` may be past `tail` (a consumer takes items by their
+    /// stamps), by at most `SLOTS_PER_GROUP`.
     tail: CachePadded<AtomicUsize>,
     /// Set by `split`, cleared when the [`Consumer`] is dropped: still set afterwards
     /// means the consumer was forgotten and `head` may be behind what it took.
@@ -276,7 +281,8 @@ pub struct SpscRing<T, const N: usize> {
     producer_out: AtomicBool,
     /// `GROUPS` groups of `STRIDE` bytes, allocated with `layout()` in `new`: each a stamp
     /// (`AtomicUsize`) at offset 0 and `Cell<T>`s from `VALUES_AT`, all initialised.
-    /// Slots `head..tail` (masked) hold initialised values; the others are uninitialised.
+    /// Slots `head..seen_tail(head)` (masked) hold initialised values; the others are
+    /// uninitialised.
     groups: NonNull<u8>,
     /// The ring owns `T` values, and is invariant in `T` (as a cell of `T` is): a
     /// producer writes `T`s through a shared reference, so it must not be able to
@@ -406,8 +412,8 @@ impl<T, const N: usize> SpscRing<T, N> {
     }
 
     /// Splits the ring into its producer and consumer half. Items already in the ring
-    /// stay there; the halves pick up where previous ones stopped (unless the previous
-    /// consumer was forgotten: see the module docs).
+    /// stay there; the halves pick up where previous ones stopped, also after a forgotten
+    /// producer (unless the previous consumer was forgotten: see the module docs).
     pub fn split(&mut self) -> (Producer<'_, T, N>, Consumer<'_, T, N>) {
         let tail = if self.producer_out.load(CoreOrdering::Relaxed) {
             // The last producer was forgotten: its last single pushes may be past the
@@ -483,7 +489,7 @@ impl<T, const N: usize> SpscRing<T, N> {
         head.wrapping_add(max(ready::<N>(head, tail), ready::<N>(head, stamp)))
     }
 
-    /// Whether the ring is empty (a snapshot when the halves are in use).
+    /// Whether the ring is empty (see [`SpscRing::len`]).
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -947,9 +953,10 @@ pub struct Consumer<'a, T, const N: usize> {
     head: usize,
     /// The last position we stored in `ring.head`; `released <= head`.
     released: usize,
-    /// Last `ring.tail` we loaded, or a `head` we reached by single pops: at most the
-    /// producer's position. Single pops do not refresh it, so it may fall behind `head`
-    /// (by less than a group: see `pop`), which `cached_available` counts as nothing.
+    /// The last producer position we saw ([`SpscRing::seen_tail`]), or a `head` we
+    /// reached by single pops: at most the producer's position. Single pops do not
+    /// refresh it, so it may fall behind `head` (by less than a group: see `pop`), which
+    /// `cached_available` counts as nothing.
     tail_cache: usize,
     /// The slot of `head`.
     cursor: Cursor,
@@ -1456,6 +1463,9 @@ mod wrap_tests {
         PopSlice(usize),
         Release,
         Resplit,
+        ForgetProducer,
+        ForgetConsumer,
+        ForgetBoth,
     }
 
     fn op() -> impl Strategy<Value = Op> {
@@ -1468,6 +1478,9 @@ mod wrap_tests {
             1 => (0usize..40).prop_map(Op::PopSlice),
             1 => Just(Op::Release),
             1 => Just(Op::Resplit),
+            1 => Just(Op::ForgetProducer),
+            1 => Just(Op::ForgetConsumer),
+            1 => Just(Op::ForgetBoth),
         ]
     }
 
@@ -1490,15 +1503,24 @@ mod wrap_tests {
 
     /// Runs `ops` on a ring starting `before` positions below `usize::MAX + 1` and checks
     /// it against a `VecDeque`: every item comes out once, in order, across the wrap of the
-    /// position counters.
+    /// position counters, also through `split`s after forgotten halves (a forgotten
+    /// consumer's items leak: the model drops them).
     /// Returns the producer's final position.
     fn check<const N: usize>(before: usize, ops: &[Op]) -> Result<usize, TestCaseError> {
         let mut ring = at_position::<u64, N>(0usize.wrapping_sub(before));
         let mut model = VecDeque::new();
         let mut next = 0u64;
         let mut ops = ops.iter().peekable();
+        // The ring's `len` also counts what a forgotten consumer took.
+        let mut consumer_forgotten = false;
         while ops.peek().is_some() {
+            if !consumer_forgotten {
+                prop_assert_eq!(ring.len(), model.len());
+            }
+            consumer_forgotten = false;
             let (mut p, mut c) = ring.split();
+            in_step(&p, &c)?;
+            prop_assert_eq!(c.len(), model.len());
             for op in ops.by_ref() {
                 match op {
                     Op::Push => {
@@ -1538,13 +1560,28 @@ mod wrap_tests {
                     }
                     Op::Release => c.release(),
                     Op::Resplit => break,
+                    Op::ForgetProducer => {
+                        core::mem::forget(p);
+                        break;
+                    }
+                    Op::ForgetConsumer | Op::ForgetBoth => {
+                        if matches!(op, Op::ForgetBoth) {
+                            core::mem::forget(p);
+                        }
+                        core::mem::forget(c);
+                        model.clear();
+                        consumer_forgotten = true;
+                        break;
+                    }
                 }
                 in_step(&p, &c)?;
                 prop_assert_eq!(c.len(), model.len());
                 prop_assert!(p.len() >= model.len() && p.len() <= N);
             }
         }
-        prop_assert_eq!(ring.len(), model.len());
+        if !consumer_forgotten {
+            prop_assert_eq!(ring.len(), model.len());
+        }
         // The published `tail` may lag the last single pushes; the stamps have them.
         Ok(ring.seen_tail(ring.head.load(Ordering::Relaxed)))
     }

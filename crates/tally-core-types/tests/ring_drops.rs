@@ -113,6 +113,9 @@ enum Op {
     Resplit,
     ForgetConsumer,
     ForgetProducer,
+    /// Forgets both halves: `split` must recover the producer's position from the stamps
+    /// before it leaks what the consumer may have taken.
+    ForgetBoth,
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -126,6 +129,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::Resplit),
         1 => Just(Op::ForgetConsumer),
         1 => Just(Op::ForgetProducer),
+        1 => Just(Op::ForgetBoth),
     ]
 }
 
@@ -139,8 +143,18 @@ fn check<const N: usize>(ops: &[Op], bomb: Option<usize>) -> Result<(), TestCase
     let mut model: VecDeque<usize> = VecDeque::new();
     let mut ring = SpscRing::<Tracked, N>::new();
     let mut ops = ops.iter().peekable();
+    // Whether the last consumer was forgotten (then the ring's `len` also counts the items
+    // it took without releasing them).
+    let mut consumer_forgotten = false;
     while ops.peek().is_some() {
+        if !consumer_forgotten {
+            // Exact with no halves out, also after a forgotten producer whose last single
+            // pushes stopped in the middle of a group.
+            prop_assert_eq!(ring.len(), model.len());
+        }
+        consumer_forgotten = false;
         let (mut p, mut c) = ring.split();
+        prop_assert_eq!(c.len(), model.len());
         for op in ops.by_ref() {
             match op {
                 Op::Push => {
@@ -221,14 +235,27 @@ fn check<const N: usize>(ops: &[Op], bomb: Option<usize>) -> Result<(), TestCase
                     core::mem::forget(c);
                     // The docs: the items left inside leak, the next split starts empty.
                     leaked.extend(model.drain(..));
+                    consumer_forgotten = true;
                     break;
                 }
                 Op::ForgetProducer => {
                     core::mem::forget(p);
                     break;
                 }
+                Op::ForgetBoth => {
+                    core::mem::forget(p);
+                    core::mem::forget(c);
+                    leaked.extend(model.drain(..));
+                    consumer_forgotten = true;
+                    break;
+                }
             }
+            // Exact on one thread, whichever way the producer last published.
+            prop_assert_eq!(c.len(), model.len());
         }
+    }
+    if !consumer_forgotten {
+        prop_assert_eq!(ring.len(), model.len());
     }
     // Arm the bomb in one of the items left inside, by popping them all and pushing
     // them back in order.
