@@ -186,6 +186,44 @@ fn uneven_groups_wrap() {
     });
 }
 
+/// Single pushes across groups of uneven size (3 and 1 slots under loom), read by batch
+/// pops only. Started at position 3 (set up before the model's threads): the first push
+/// fills the short group and publishes `tail` = 4, where the group holds stamps a lap
+/// old, so a batch pop that loads that `tail` reads the item at 3 by `tail` alone (the
+/// stamp it reads tells nothing); the next two stop mid-group, where only the stamp has
+/// them. Every item must arrive, in order, each value written before it is read (it
+/// fails, for one, if a push stores `tail` with `Relaxed`). The one-group models above
+/// never read a stamp of another group than the one `tail` is in. Bounded to two
+/// preemptions to keep the run short (the `Relaxed` store fails within it).
+#[test]
+fn single_pushes_batch_pops_across_groups() {
+    assert_eq!(SpscRing::<u32, 4>::SLOTS_PER_GROUP, 3);
+    let mut builder = loom::model::Builder::new();
+    builder.preemption_bound = Some(2);
+    builder.check(|| {
+        let ring = Box::leak(Box::new(SpscRing::<u32, 4>::new()));
+        {
+            let (mut p, mut c) = ring.split();
+            push_each(&mut p, 0..3);
+            assert_eq!(c.pop_each(3, drop), 3);
+        }
+        let (mut p, mut c) = ring.split();
+        let t = thread::spawn(move || push_each(&mut p, 10..13));
+        let mut got = Vec::new();
+        let mut buf = [0u32; 3];
+        while got.len() < 3 {
+            let k = c.pop_slice(&mut buf);
+            got.extend_from_slice(&buf[..k]);
+            if k == 0 {
+                thread::yield_now();
+            }
+        }
+        assert_eq!(got, [10, 11, 12]);
+        t.join().unwrap();
+        assert!(c.pop().is_none());
+    });
+}
+
 /// The whole-group loops of `push_slice` and `pop_slice`. A 4-slot ring of `u32`
 /// (groups of 3 and 1 under loom) is started at position 4 (set up before the model's
 /// threads), so the first group holds stamps a lap old; the producer then pushes a

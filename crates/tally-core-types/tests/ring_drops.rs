@@ -370,3 +370,45 @@ fn over_aligned_items() {
         assert_eq!(c.pop_each(usize::MAX, drop), 128);
     }
 }
+
+/// Zero-sized items with a `Drop` (groups of 64) pushed one at a time past a group into
+/// the middle of the next, so the published `tail` lags by 36: after the producer is
+/// forgotten, the consumer's batch pop, the ring's `len`, a `split` and the ring's
+/// `Drop` all find the 36 by the stamp, and each item is dropped once.
+#[test]
+fn zero_sized_items_after_a_forgotten_producer() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static DROPPED: AtomicUsize = AtomicUsize::new(0);
+    struct Unit;
+    impl Drop for Unit {
+        fn drop(&mut self) {
+            DROPPED.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    assert_eq!(SpscRing::<Unit, 128>::SLOTS_PER_GROUP, 64);
+    let mut ring = SpscRing::<Unit, 128>::new();
+    {
+        let (mut p, mut c) = ring.split();
+        for _ in 0..100 {
+            assert!(p.push(Unit).is_ok());
+        }
+        core::mem::forget(p);
+        assert_eq!(c.len(), 100);
+        assert_eq!(c.pop_each(30, drop), 30);
+    }
+    assert_eq!(DROPPED.load(Ordering::Relaxed), 30);
+    assert_eq!(ring.len(), 70);
+    {
+        let (mut p, mut c) = ring.split();
+        assert_eq!(c.len(), 70);
+        assert_eq!(p.free_slots(), 58);
+        assert_eq!(c.pop_each(5, drop), 5);
+        for _ in 0..10 {
+            assert!(p.push(Unit).is_ok());
+        }
+        core::mem::forget(p);
+    }
+    assert_eq!(ring.len(), 75);
+    drop(ring);
+    assert_eq!(DROPPED.load(Ordering::Relaxed), 110);
+}
