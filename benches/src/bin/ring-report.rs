@@ -240,7 +240,8 @@ fn main() -> ExitCode {
     eprintln!();
     let med = |v: &mut Vec<Vec<f64>>, k: usize| v.get_mut(k).map_or(f64::NAN, |x| median(x));
     let rtrb_pair = med(&mut pair_ns, 1);
-    let rtrb_batch = med(&mut batch, 1);
+    // Per-round order matters for the batch ratios below: take the median of a copy.
+    let rtrb_batch = median(&mut batch.get(1).cloned().unwrap_or_default());
     println!("\nsingle thread push+pop pair (ns, median; ratio vs rtrb, lower is better)");
     for (k, q) in Queue::ALL.into_iter().enumerate() {
         let v = med(&mut pair_ns, k);
@@ -248,10 +249,19 @@ fn main() -> ExitCode {
     }
     print_single(&single, &variant);
     print_variants(&variant, &full, &empty);
-    println!("\ntwo pinned threads, batches of 256 (M msgs/s, median; ratio vs rtrb)");
+    println!(
+        "\ntwo pinned threads, batches of 256 (M msgs/s, median; ratio of medians vs rtrb; \
+         median and range of the per-round ratios)"
+    );
+    let rtrb_rounds = batch.get(1).cloned().unwrap_or_default();
     for (k, q) in [Queue::Tally, Queue::Rtrb].into_iter().enumerate() {
-        let v = med(&mut batch, k);
-        println!("  {:<10} {v:>8.1} M/s  {:>5.2}x", q.name(), v / rtrb_batch);
+        let rounds = batch.get(k).cloned().unwrap_or_default();
+        let (v, r, lo, hi) = row_stats(&rounds, &rtrb_rounds);
+        println!(
+            "  {:<10} {v:>8.1} M/s  {:>5.2}x   per round {r:.2}x [{lo:.2}-{hi:.2}]",
+            q.name(),
+            v / rtrb_batch
+        );
     }
     print_ping_pong(&mut p50, &mut p99, &mut mean);
     ExitCode::SUCCESS
