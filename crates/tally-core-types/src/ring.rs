@@ -238,7 +238,7 @@ impl<'a, T, const N: usize> Groups<'a, T, N> {
     /// position after the last. The loop runs in a copy compiled for AVX2 where the CPU
     /// has it: a group of seven `u64`s then moves in two overlapping 32-byte loads and
     /// stores instead of four of each. On one thread a batch of 256 `u64`s pushed and
-    /// popped takes 2,160 instructions instead of 2,495; two threads streaming batches
+    /// popped takes 2,157 instructions instead of 2,495; two threads streaming batches
     /// gained about a tenth on an AMD EPYC host (`docs/benchmarks/tally-core-types.md`).
     ///
     /// # Safety
