@@ -43,7 +43,10 @@
 //!   time in a loop of constant length (a few wide moves, no `memcpy` call, no per-slot
 //!   cursor step), and only the group parts at a batch's ends slot by slot: 9.7
 //!   instructions per item for a batch of 256 pushed and popped, against 28.6 slot by
-//!   slot (`ring_batch256/tally`, gated in CI).
+//!   slot (`ring_batch256/tally`, gated in CI). The whole-group loops come in three
+//!   copies, chosen at run time by the CPU's features: portable, AVX2 (two 32-byte
+//!   moves per group and side) and, for values that are one 64-bit lane, AVX-512F (one
+//!   64-byte load and one masked 64-byte store per group and side, in inline assembly).
 //! - A [`Consumer`] passed to `mem::forget` never publishes its last position, so the
 //!   ring cannot tell which of the items after the published `head` it took: it leaks
 //!   all the items left inside (never drops them twice), and a later `split` starts
@@ -95,32 +98,51 @@ const fn ready<const N: usize>(head: usize, tail: usize) -> usize {
     if n <= N { n } else { 0 }
 }
 
-/// Whether the slice operations' whole-group loops may run their AVX2 copies: the CPU
-/// has AVX2 (detected once, then a cached load), and no test on this thread asked for
-/// the portable loops ([`portable_moves`]).
+/// Which copy of the whole-group loops the slice operations run.
+#[cfg(all(target_arch = "x86_64", not(tally_loom)))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Moves {
+    /// Plain x86-64: the compiler's SSE2 moves.
+    Portable,
+    /// AVX2: 32-byte moves.
+    Wide,
+    /// AVX-512F (with AVX2): one 64-byte load and one masked store per group, for
+    /// values that are one 64-bit lane each (`SpscRing::LANES`); other types run `Wide`.
+    Lanes,
+}
+
+/// The best copy this CPU runs (detected once, then cached loads), or a lower one that a
+/// test on this thread asked for ([`with_moves`]).
 #[cfg(all(target_arch = "x86_64", not(tally_loom)))]
 #[inline]
-fn wide_moves() -> bool {
+fn moves() -> Moves {
+    let best = if !std::arch::is_x86_feature_detected!("avx2") {
+        Moves::Portable
+    } else if std::arch::is_x86_feature_detected!("avx512f") {
+        Moves::Lanes
+    } else {
+        Moves::Wide
+    };
     #[cfg(test)]
-    if PORTABLE.with(core::cell::Cell::get) {
-        return false;
+    if let Some(cap) = MOVES_CAP.with(core::cell::Cell::get) {
+        return best.min(cap);
     }
-    std::arch::is_x86_feature_detected!("avx2")
+    best
 }
 
 #[cfg(all(test, target_arch = "x86_64", not(tally_loom)))]
 std::thread_local! {
-    /// Set by [`portable_moves`]: this thread's slice operations skip the AVX2 loops.
-    static PORTABLE: core::cell::Cell<bool> = const { core::cell::Cell::new(false) };
+    /// Set by [`with_moves`]: the highest copy this thread's slice operations run.
+    static MOVES_CAP: core::cell::Cell<Option<Moves>> = const { core::cell::Cell::new(None) };
 }
 
-/// Runs `f` with this thread's slice operations on their portable loops, so that tests
-/// cover both copies of the whole-group loops on a CPU with AVX2.
+/// Runs `f` with this thread's slice operations on copy `cap` at most, so that tests cover
+/// every copy of the whole-group loops on a CPU that has the best one.
 #[cfg(all(test, target_arch = "x86_64", not(tally_loom)))]
-fn portable_moves<R>(f: impl FnOnce() -> R) -> R {
-    PORTABLE.with(|p| p.set(true));
+fn with_moves<R>(cap: Moves, f: impl FnOnce() -> R) -> R {
+    MOVES_CAP.with(|m| m.set(Some(cap)));
     let r = f();
-    PORTABLE.with(|p| p.set(false));
+    MOVES_CAP.with(|m| m.set(None));
     r
 }
 
@@ -240,6 +262,8 @@ impl<'a, T, const N: usize> Groups<'a, T, N> {
     /// stores instead of four of each. On one thread a batch of 256 `u64`s pushed and
     /// popped takes 2,157 instructions instead of 2,495; two threads streaming batches
     /// gained about a tenth on an AMD EPYC host (`docs/benchmarks/tally-core-types.md`).
+    /// Values that are one 64-bit lane take [`Groups::write_groups_lanes`] on a CPU with
+    /// AVX-512F, which took that stream from about 0.6x to about 0.8x rtrb's rate.
     ///
     /// # Safety
     /// `at` is at the start of a group that is not the last, `body.len()` is a multiple
@@ -251,9 +275,17 @@ impl<'a, T, const N: usize> Groups<'a, T, N> {
         T: Copy,
     {
         #[cfg(all(target_arch = "x86_64", not(tally_loom)))]
-        if wide_moves() {
-            // SAFETY: the CPU has AVX2 (`wide_moves`); the rest is the caller's contract.
-            return unsafe { self.write_groups_avx2(at, tail, body) };
+        match moves() {
+            Moves::Lanes if SpscRing::<T, N>::LANES => {
+                // SAFETY: the CPU has AVX-512F and AVX2 (`moves`) and `T` is one lane
+                // (`LANES`); the rest is the caller's contract.
+                return unsafe { self.write_groups_lanes(at, tail, body) };
+            }
+            Moves::Lanes | Moves::Wide => {
+                // SAFETY: the CPU has AVX2 (`moves`); the rest is the caller's contract.
+                return unsafe { self.write_groups_avx2(at, tail, body) };
+            }
+            Moves::Portable => {}
         }
         // SAFETY: the caller's contract.
         unsafe { self.write_groups_portable(at, tail, body) }
@@ -318,9 +350,17 @@ impl<'a, T, const N: usize> Groups<'a, T, N> {
     #[inline]
     unsafe fn read_groups(&self, cursor: Cursor, body: &mut [T], head: &mut usize) -> Cursor {
         #[cfg(all(target_arch = "x86_64", not(tally_loom)))]
-        if wide_moves() {
-            // SAFETY: the CPU has AVX2 (`wide_moves`); the rest is the caller's contract.
-            return unsafe { self.read_groups_avx2(cursor, body, head) };
+        match moves() {
+            Moves::Lanes if SpscRing::<T, N>::LANES => {
+                // SAFETY: the CPU has AVX-512F and AVX2 (`moves`) and `T` is one lane
+                // (`LANES`); the rest is the caller's contract.
+                return unsafe { self.read_groups_lanes(cursor, body, head) };
+            }
+            Moves::Lanes | Moves::Wide => {
+                // SAFETY: the CPU has AVX2 (`moves`); the rest is the caller's contract.
+                return unsafe { self.read_groups_avx2(cursor, body, head) };
+            }
+            Moves::Portable => {}
         }
         // SAFETY: the caller's contract.
         unsafe { self.read_groups_portable(cursor, body, head) }
@@ -356,6 +396,111 @@ impl<'a, T, const N: usize> Groups<'a, T, N> {
             group += SpscRing::<T, N>::STRIDE;
         }
         SpscRing::<T, N>::group_cursor(group)
+    }
+
+    /// [`Groups::write_groups`] for values that are one 64-bit lane each
+    /// ([`SpscRing::LANES`]) on AVX-512F: a group is one 64-byte load from the caller's
+    /// slice, starting one value before the group's first, and one store of lanes 1 to 7
+    /// into the line under a mask that leaves the stamp's lane 0 alone. The first group
+    /// has no value before it in the slice and moves as the other copies move it. The moves are
+    /// inline assembly rather than vector intrinsics so that values move as bytes, as a
+    /// copy of `T` does: padding, uninitialised bytes and pointer provenance included.
+    ///
+    /// # Safety
+    /// As for `write_groups`, `T` is one lane (`LANES`), and the CPU has AVX-512F and AVX2.
+    #[cfg(all(target_arch = "x86_64", not(tally_loom)))]
+    #[target_feature(enable = "avx512f,avx2")]
+    unsafe fn write_groups_lanes(&self, at: Cursor, mut tail: usize, body: &[T]) -> (Cursor, usize)
+    where
+        T: Copy,
+    {
+        let mut group = at.group;
+        let mut chunks = body.chunks_exact(7);
+        if let Some(first) = chunks.next() {
+            let here = SpscRing::<T, N>::group_cursor(group);
+            // SAFETY: `here` is at the start of a group before the last (the caller's
+            // contract), and `first` is one group of 7 (`LANES`).
+            unsafe { self.write_run(&here, first) };
+            tail = tail.wrapping_add(7);
+            self.stamp(&here).store(tail, Ordering::Release);
+            group += SpscRing::<T, N>::STRIDE;
+        }
+        for chunk in chunks {
+            // SAFETY: `group` is a byte offset of a group before the last (the caller's
+            // contract), inside the group array, 64-byte aligned (`LANES`), so `line`
+            // and the 64 bytes after it are the group's line.
+            let line = unsafe { self.base.add(group) }.as_ptr();
+            // SAFETY: `chunk` is not the first group of `body`, so the 64 bytes from the
+            // value before it (8 bytes, `LANES`) lie inside `body`. The store writes
+            // lanes 1 to 7 of the line (mask 0xFE), its 7 slots, which hold no value the
+            // consumer may read (the caller's contract); lane 0, the stamp, is not
+            // written. The CPU has AVX-512F (the caller's contract).
+            unsafe {
+                core::arch::asm!(
+                    "vmovdqu64 {v}, zmmword ptr [{src} - 8]",
+                    "vmovdqa64 zmmword ptr [{line}] {{{k}}}, {v}",
+                    src = in(reg) chunk.as_ptr(),
+                    line = in(reg) line,
+                    k = in(kreg) 0xFE_u16,
+                    v = out(zmm_reg) _,
+                    options(nostack, preserves_flags),
+                );
+            }
+            tail = tail.wrapping_add(7);
+            self.stamp(&SpscRing::<T, N>::group_cursor(group))
+                .store(tail, Ordering::Release);
+            group += SpscRing::<T, N>::STRIDE;
+        }
+        (SpscRing::<T, N>::group_cursor(group), tail)
+    }
+
+    /// [`Groups::read_groups`] for values that are one 64-bit lane each
+    /// ([`SpscRing::LANES`]) on AVX-512F: a group is one aligned 64-byte load of its
+    /// line and one store into `body` starting one value before the group's place, so
+    /// that the line's lane 0 (its stamp) lands on the last value of the group before.
+    /// The groups go from the last to the first, each overwriting that lane with its own
+    /// last value; the first group moves as the other copies move it. Inline assembly, as in
+    /// [`Groups::write_groups_lanes`].
+    ///
+    /// # Safety
+    /// As for `read_groups`, `T` is one lane (`LANES`), and the CPU has AVX-512F and AVX2.
+    #[cfg(all(target_arch = "x86_64", not(tally_loom)))]
+    #[target_feature(enable = "avx512f,avx2")]
+    unsafe fn read_groups_lanes(&self, at: Cursor, body: &mut [T], head: &mut usize) -> Cursor {
+        let groups = body.len() / 7;
+        let dst = body.as_mut_ptr();
+        for g in (1..groups).rev() {
+            let group = at.group + g * SpscRing::<T, N>::STRIDE;
+            // SAFETY: group `g < groups` of the batch is a group before the last (the
+            // caller's contract), inside the group array, 64-byte aligned (`LANES`).
+            let line = unsafe { self.base.add(group) }.as_ptr();
+            // SAFETY: `7 * g < body.len()`, so `dst + 7 * g` is in `body`, and the 64
+            // bytes from one value (8 bytes, `LANES`) before it end at the group's last
+            // value, inside `body`. The load reads the whole line: the group's 7 values,
+            // initialised and ours to move (the caller's contract), and its stamp, which
+            // the producer does not store while the group holds values we have not
+            // released. The stamp's bytes land on value `7 * g - 1`, which the move of
+            // group `g - 1` overwrites next (`T` has no drop glue, `LANES`, so nothing
+            // reads or drops it in between). The CPU has AVX-512F (the caller's contract).
+            unsafe {
+                core::arch::asm!(
+                    "vmovdqa64 {v}, zmmword ptr [{line}]",
+                    "vmovdqu64 zmmword ptr [{dst} - 8], {v}",
+                    line = in(reg) line,
+                    dst = in(reg) dst.add(7 * g),
+                    v = out(zmm_reg) _,
+                    options(nostack, preserves_flags),
+                );
+            }
+        }
+        if let Some(first) = body.get_mut(..7) {
+            let here = SpscRing::<T, N>::group_cursor(at.group);
+            // SAFETY: `here` is at the start of the batch's first group, before the last
+            // (the caller's contract), and `first` is one group of 7 (`LANES`).
+            unsafe { self.read_run(&here, first, head) };
+        }
+        *head = head.wrapping_add(groups.saturating_sub(1) * 7);
+        SpscRing::<T, N>::group_cursor(at.group + groups * SpscRing::<T, N>::STRIDE)
     }
 
     /// [`Groups::read_run`] for part of a group.
@@ -500,6 +645,16 @@ impl<T, const N: usize> SpscRing<T, N> {
     const LAST_LEN: usize = N - (Self::GROUPS - 1) * Self::SLOTS_PER_GROUP;
     const LAST_GROUP: usize = (Self::GROUPS - 1) * Self::STRIDE;
     const BYTES: usize = Self::GROUPS * Self::STRIDE;
+    /// Whether a value is one 64-bit lane of a 64-byte line that holds the stamp in lane
+    /// 0 and 7 values in lanes 1 to 7, with no drop glue: then the slice operations may
+    /// move whole groups as lanes (`Groups::write_groups_lanes`).
+    const LANES: bool = Self::CELL_SIZE == 8
+        && Self::CELL_ALIGN == 8
+        && Self::SLOTS_PER_GROUP == 7
+        && Self::VALUES_AT == 8
+        && Self::STRIDE == LINE
+        && Self::GROUP_ALIGN == LINE
+        && !core::mem::needs_drop::<T>();
 
     /// An empty ring. This allocates the group array once (on the heap, so that large rings
     /// do not live on the stack); nothing allocates afterwards.
@@ -1740,27 +1895,38 @@ mod wrap_tests {
             check::<64>(before, &ops)?;
         }
 
-        /// The same runs with the slice operations on their portable loops, which a CPU
-        /// with AVX2 (the default here) never takes otherwise.
+        /// The same runs with the slice operations on each lower copy of their
+        /// whole-group loops, which a CPU with a better one (the default here) never
+        /// takes otherwise.
         #[cfg(target_arch = "x86_64")]
         #[test]
-        fn portable_loops_wrap_around_usize(before in 0usize..100, ops in prop::collection::vec(op(), 1..200)) {
-            portable_moves(|| -> Result<(), TestCaseError> {
-                check::<16>(before, &ops)?;
-                check::<4>(before, &ops)?;
-                check::<64>(before, &ops)?;
-                Ok(())
-            })?;
+        fn every_copy_wraps_around_usize(before in 0usize..100, ops in prop::collection::vec(op(), 1..200)) {
+            for cap in [Moves::Portable, Moves::Wide] {
+                with_moves(cap, || -> Result<(), TestCaseError> {
+                    check::<16>(before, &ops)?;
+                    check::<4>(before, &ops)?;
+                    check::<64>(before, &ops)?;
+                    Ok(())
+                })?;
+            }
         }
     }
 
-    /// `portable_moves` switches this thread to the portable loops and back.
+    /// `with_moves` caps this thread's copy and lifts the cap after; the best copy is
+    /// the one the CPU's features allow.
     #[cfg(target_arch = "x86_64")]
     #[test]
-    fn portable_moves_switches_the_loops() {
-        let avx2 = std::arch::is_x86_feature_detected!("avx2");
-        assert_eq!(wide_moves(), avx2);
-        assert!(!portable_moves(wide_moves));
-        assert_eq!(wide_moves(), avx2);
+    fn with_moves_caps_the_copy() {
+        let best = if !std::arch::is_x86_feature_detected!("avx2") {
+            Moves::Portable
+        } else if std::arch::is_x86_feature_detected!("avx512f") {
+            Moves::Lanes
+        } else {
+            Moves::Wide
+        };
+        assert_eq!(moves(), best);
+        assert_eq!(with_moves(Moves::Portable, moves), Moves::Portable);
+        assert_eq!(with_moves(Moves::Wide, moves), best.min(Moves::Wide));
+        assert_eq!(moves(), best);
     }
 }
