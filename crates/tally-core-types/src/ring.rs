@@ -46,7 +46,8 @@
 //!   slot (`ring_batch256/tally`, gated in CI). The whole-group loops come in three
 //!   copies, chosen at run time by the CPU's features: portable, AVX2 (two 32-byte
 //!   moves per group and side) and, for values that are one 64-bit lane, AVX-512F (one
-//!   64-byte load and one masked 64-byte store per group and side, in inline assembly).
+//!   64-byte load and one 64-byte store per group and side, the producer's masked to
+//!   leave the stamp alone, in inline assembly).
 //! - A [`Consumer`] passed to `mem::forget` never publishes its last position, so the
 //!   ring cannot tell which of the items after the published `head` it took: it leaks
 //!   all the items left inside (never drops them twice), and a later `split` starts
@@ -106,7 +107,7 @@ enum Moves {
     Portable,
     /// AVX2: 32-byte moves.
     Wide,
-    /// AVX-512F (with AVX2): one 64-byte load and one masked store per group, for
+    /// AVX-512F (with AVX2): one 64-byte load and one 64-byte store per group, for
     /// values that are one 64-bit lane each (`SpscRing::LANES`); other types run `Wide`.
     Lanes,
 }
@@ -128,6 +129,29 @@ fn moves() -> Moves {
         return best.min(cap);
     }
     best
+}
+
+/// Clears the upper halves of the vector registers (`vzeroupper`) after the inline
+/// assembly of the AVX-512F copies: the compiler adds this after its own wide code but not
+/// after assembly, and the portable code the copies return to would otherwise run its SSE
+/// instructions against dirty upper halves, which costs on Intel cores.
+///
+/// # Safety
+/// The CPU has AVX.
+#[cfg(all(target_arch = "x86_64", not(tally_loom)))]
+#[inline]
+#[target_feature(enable = "avx")]
+unsafe fn clean_upper_halves() {
+    // SAFETY: `vzeroupper` changes only the vector registers' upper halves; the C ABI's
+    // clobbers include every vector register, so the compiler keeps nothing in them
+    // across it. The CPU has AVX (the caller's contract).
+    unsafe {
+        core::arch::asm!(
+            "vzeroupper",
+            clobber_abi("C"),
+            options(nostack, nomem, preserves_flags)
+        );
+    }
 }
 
 #[cfg(all(test, target_arch = "x86_64", not(tally_loom)))]
@@ -414,9 +438,10 @@ impl<'a, T, const N: usize> Groups<'a, T, N> {
     where
         T: Copy,
     {
+        let groups = body.len() / 7;
+        let src = body.as_ptr();
         let mut group = at.group;
-        let mut chunks = body.chunks_exact(7);
-        if let Some(first) = chunks.next() {
+        if let Some(first) = body.get(..7) {
             let here = SpscRing::<T, N>::group_cursor(group);
             // SAFETY: `here` is at the start of a group before the last (the caller's
             // contract), and `first` is one group of 7 (`LANES`).
@@ -425,21 +450,22 @@ impl<'a, T, const N: usize> Groups<'a, T, N> {
             self.stamp(&here).store(tail, Ordering::Release);
             group += SpscRing::<T, N>::STRIDE;
         }
-        for chunk in chunks {
-            // SAFETY: `group` is a byte offset of a group before the last (the caller's
-            // contract), inside the group array, 64-byte aligned (`LANES`), so `line`
-            // and the 64 bytes after it are the group's line.
+        for g in 1..groups {
+            // SAFETY: `group` is the byte offset of group `g` of the batch, a group before
+            // the last (the caller's contract), inside the group array; lines are 64-byte
+            // aligned (`LANES`), so `line` and the 64 bytes after it are the group's line.
             let line = unsafe { self.base.add(group) }.as_ptr();
-            // SAFETY: `chunk` is not the first group of `body`, so the 64 bytes from the
-            // value before it (8 bytes, `LANES`) lie inside `body`. The store writes
-            // lanes 1 to 7 of the line (mask 0xFE), its 7 slots, which hold no value the
-            // consumer may read (the caller's contract); lane 0, the stamp, is not
-            // written. The CPU has AVX-512F (the caller's contract).
+            // SAFETY: `7 * g < body.len()`, so `src + 7 * g` and the value before it are
+            // in `body`, and the 64 bytes from that value (8 bytes, `LANES`) end at the
+            // group's last value, inside `body`. The store writes lanes 1 to 7 of the
+            // line (mask 0xFE), its 7 slots, which hold no value the consumer may read
+            // (the caller's contract); lane 0, the stamp, which a consumer may be
+            // loading, is not written. The CPU has AVX-512F (the caller's contract).
             unsafe {
                 core::arch::asm!(
                     "vmovdqu64 {v}, zmmword ptr [{src} - 8]",
                     "vmovdqa64 zmmword ptr [{line}] {{{k}}}, {v}",
-                    src = in(reg) chunk.as_ptr(),
+                    src = in(reg) src.add(7 * g),
                     line = in(reg) line,
                     k = in(kreg) 0xFE_u16,
                     v = out(zmm_reg) _,
@@ -451,6 +477,8 @@ impl<'a, T, const N: usize> Groups<'a, T, N> {
                 .store(tail, Ordering::Release);
             group += SpscRing::<T, N>::STRIDE;
         }
+        // SAFETY: the CPU has AVX (the caller's contract).
+        unsafe { clean_upper_halves() };
         (SpscRing::<T, N>::group_cursor(group), tail)
     }
 
@@ -477,9 +505,10 @@ impl<'a, T, const N: usize> Groups<'a, T, N> {
             // SAFETY: `7 * g < body.len()`, so `dst + 7 * g` is in `body`, and the 64
             // bytes from one value (8 bytes, `LANES`) before it end at the group's last
             // value, inside `body`. The load reads the whole line: the group's 7 values,
-            // initialised and ours to move (the caller's contract), and its stamp, which
-            // the producer does not store while the group holds values we have not
-            // released. The stamp's bytes land on value `7 * g - 1`, which the move of
+            // initialised and ours to move (the caller's contract), and its stamp, whose
+            // last store the producer made before the `tail` or later stamp that showed
+            // us the group (acquired), and which it does not store again before we
+            // release the group. The stamp's bytes land on value `7 * g - 1`, which the move of
             // group `g - 1` overwrites next (`T` has no drop glue, `LANES`, so nothing
             // reads or drops it in between). The CPU has AVX-512F (the caller's contract).
             unsafe {
@@ -500,6 +529,8 @@ impl<'a, T, const N: usize> Groups<'a, T, N> {
             unsafe { self.read_run(&here, first, head) };
         }
         *head = head.wrapping_add(groups.saturating_sub(1) * 7);
+        // SAFETY: the CPU has AVX (the caller's contract).
+        unsafe { clean_upper_halves() };
         SpscRing::<T, N>::group_cursor(at.group + groups * SpscRing::<T, N>::STRIDE)
     }
 
@@ -645,15 +676,16 @@ impl<T, const N: usize> SpscRing<T, N> {
     const LAST_LEN: usize = N - (Self::GROUPS - 1) * Self::SLOTS_PER_GROUP;
     const LAST_GROUP: usize = (Self::GROUPS - 1) * Self::STRIDE;
     const BYTES: usize = Self::GROUPS * Self::STRIDE;
-    /// Whether a value is one 64-bit lane of a 64-byte line that holds the stamp in lane
-    /// 0 and 7 values in lanes 1 to 7, with no drop glue: then the slice operations may
-    /// move whole groups as lanes (`Groups::write_groups_lanes`).
+    /// Whether a value is one 64-bit lane of a 64-byte aligned line that holds the stamp
+    /// in lane 0 and 7 values in lanes 1 to 7, with no drop glue: then the slice
+    /// operations may move whole groups as lanes (`Groups::write_groups_lanes`).
     const LANES: bool = Self::CELL_SIZE == 8
         && Self::CELL_ALIGN == 8
         && Self::SLOTS_PER_GROUP == 7
         && Self::VALUES_AT == 8
         && Self::STRIDE == LINE
         && Self::GROUP_ALIGN == LINE
+        && Self::ALLOC_ALIGN.is_multiple_of(LINE)
         && !core::mem::needs_drop::<T>();
 
     /// An empty ring. This allocates the group array once (on the heap, so that large rings
