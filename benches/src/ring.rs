@@ -28,6 +28,9 @@ use tally_core_types::{CachePadded, Consumer, Producer, SpscRing};
 pub const CAPACITY: usize = 1024;
 /// Items per batch in the batched workloads.
 pub const BATCH: usize = 256;
+/// Items per batch in the small-batch workloads (`ring_batch8/*`,
+/// [`throughput_small_batches`]).
+pub const SMALL_BATCH: usize = 8;
 
 /// The queues compared.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,12 +111,18 @@ pub fn pair_loop(queue: Queue, iters: u64) -> u64 {
 /// that cancels in the difference of two runs, so the per-iteration count is still that
 /// of the loop alone.
 pub fn batch_loop(queue: Queue, iters: u64) -> u64 {
-    let mut src = [0u64; BATCH];
-    let mut dst = [0u64; BATCH];
+    batch_loop_of::<BATCH>(queue, iters)
+}
+
+/// [`batch_loop`] with batches of `B` items (the values are `round * B + k`): small
+/// batches show what a slice call costs besides its items' moves.
+pub fn batch_loop_of<const B: usize>(queue: Queue, iters: u64) -> u64 {
+    let mut src = [0u64; B];
+    let mut dst = [0u64; B];
     let mut sum = 0u64;
-    let fill = |src: &mut [u64; BATCH], round: u64| {
+    let fill = |src: &mut [u64; B], round: u64| {
         for (k, v) in (0u64..).zip(src.iter_mut()) {
-            *v = round * BATCH as u64 + k;
+            *v = round * B as u64 + k;
         }
     };
     match queue {
@@ -122,9 +131,7 @@ pub fn batch_loop(queue: Queue, iters: u64) -> u64 {
             let (mut p, mut c) = ring.split();
             for round in 0..iters {
                 fill(&mut src, round);
-                if p.push_slice(black_box(&src)) != BATCH
-                    || c.pop_slice(black_box(&mut dst)) != BATCH
-                {
+                if p.push_slice(black_box(&src)) != B || c.pop_slice(black_box(&mut dst)) != B {
                     return u64::MAX;
                 }
                 sum = dst.iter().fold(sum, |s, v| s.wrapping_add(*v));
@@ -135,9 +142,7 @@ pub fn batch_loop(queue: Queue, iters: u64) -> u64 {
             for round in 0..iters {
                 fill(&mut src, round);
                 let (pushed, _) = p.push_partial_slice(black_box(&src));
-                if pushed.len() != BATCH
-                    || c.pop_partial_slice(black_box(&mut dst)).0.len() != BATCH
-                {
+                if pushed.len() != B || c.pop_partial_slice(black_box(&mut dst)).0.len() != B {
                     return u64::MAX;
                 }
                 sum = dst.iter().fold(sum, |s, v| s.wrapping_add(*v));
@@ -167,7 +172,7 @@ pub fn batch_loop(queue: Queue, iters: u64) -> u64 {
 
 /// Whether `popped` holds the items of `pushed`, each one in its place.
 #[inline(never)]
-pub fn batch_in_order(pushed: &[u64; BATCH], popped: &[u64; BATCH]) -> bool {
+pub fn batch_in_order(pushed: &[u64], popped: &[u64]) -> bool {
     pushed == popped
 }
 
@@ -250,11 +255,23 @@ pub fn expected_sum(n: u64) -> u64 {
 pub fn throughput(queue: Queue, msgs: u64, batched: bool) -> Duration {
     let start = Barrier::new(2);
     match queue {
-        Queue::Tally if batched => tally_batched(&start, msgs),
+        Queue::Tally if batched => tally_batched::<BATCH>(&start, msgs),
         Queue::Tally => tally_single(&start, msgs),
-        Queue::Rtrb if batched => rtrb_batched(&start, msgs),
+        Queue::Rtrb if batched => rtrb_batched::<BATCH>(&start, msgs),
         Queue::Rtrb => rtrb_single(&start, msgs),
         Queue::Crossbeam => throughput_crossbeam(&start, msgs),
+    }
+}
+
+/// [`throughput`] in batches of [`SMALL_BATCH`] through the slice APIs, for the two
+/// queues that have them (crossbeam's `ArrayQueue` has none: `None`). Small batches
+/// show the cost of a slice call itself, which batches of [`BATCH`] spread thin.
+pub fn throughput_small_batches(queue: Queue, msgs: u64) -> Option<Duration> {
+    let start = Barrier::new(2);
+    match queue {
+        Queue::Tally => Some(tally_batched::<SMALL_BATCH>(&start, msgs)),
+        Queue::Rtrb => Some(rtrb_batched::<SMALL_BATCH>(&start, msgs)),
+        Queue::Crossbeam => None,
     }
 }
 
@@ -392,17 +409,17 @@ fn tally_single(start: &Barrier, msgs: u64) -> Duration {
     )
 }
 
-/// [`throughput`] for Tally's ring, in batches of [`BATCH`].
+/// [`throughput`] for Tally's ring, in batches of `B` ([`BATCH`] or [`SMALL_BATCH`]).
 #[inline(never)]
-fn tally_batched(start: &Barrier, msgs: u64) -> Duration {
+fn tally_batched<const B: usize>(start: &Barrier, msgs: u64) -> Duration {
     #[inline(never)]
-    fn produce(p: Producer<'_, u64, CAPACITY>, msgs: u64) {
+    fn produce<const B: usize>(p: Producer<'_, u64, CAPACITY>, msgs: u64) {
         let mut p = p;
         let mut next = 0u64;
         let mut spins = 0u32;
-        let mut buf = [0u64; BATCH];
+        let mut buf = [0u64; B];
         while next < msgs {
-            let n = usize::try_from(msgs - next).unwrap_or(BATCH).min(BATCH);
+            let n = usize::try_from(msgs - next).unwrap_or(B).min(B);
             for (k, b) in buf.iter_mut().take(n).enumerate() {
                 *b = next + k as u64;
             }
@@ -414,11 +431,11 @@ fn tally_batched(start: &Barrier, msgs: u64) -> Duration {
         }
     }
     #[inline(never)]
-    fn consume(c: Consumer<'_, u64, CAPACITY>, msgs: u64) {
+    fn consume<const B: usize>(c: Consumer<'_, u64, CAPACITY>, msgs: u64) {
         let mut c = c;
         let mut expected = 0u64;
         let mut spins = 0u32;
-        let mut buf = [0u64; BATCH];
+        let mut buf = [0u64; B];
         while expected < msgs {
             let n = c.pop_slice(&mut buf);
             if n == 0 {
@@ -432,7 +449,11 @@ fn tally_batched(start: &Barrier, msgs: u64) -> Duration {
     }
     let mut ring = Box::new(SpscRing::<u64, CAPACITY>::new());
     let (p, c) = ring.split();
-    run_pair(start, move || produce(p, msgs), move || consume(c, msgs))
+    run_pair(
+        start,
+        move || produce::<B>(p, msgs),
+        move || consume::<B>(c, msgs),
+    )
 }
 
 /// [`throughput`] for rtrb, one item per op.
@@ -446,17 +467,17 @@ fn rtrb_single(start: &Barrier, msgs: u64) -> Duration {
     )
 }
 
-/// [`throughput`] for rtrb, in batches of [`BATCH`].
+/// [`throughput`] for rtrb, in batches of `B` ([`BATCH`] or [`SMALL_BATCH`]).
 #[inline(never)]
-fn rtrb_batched(start: &Barrier, msgs: u64) -> Duration {
+fn rtrb_batched<const B: usize>(start: &Barrier, msgs: u64) -> Duration {
     #[inline(never)]
-    fn produce(p: rtrb::Producer<u64>, msgs: u64) {
+    fn produce<const B: usize>(p: rtrb::Producer<u64>, msgs: u64) {
         let mut p = p;
         let mut next = 0u64;
         let mut spins = 0u32;
-        let mut buf = [0u64; BATCH];
+        let mut buf = [0u64; B];
         while next < msgs {
-            let n = usize::try_from(msgs - next).unwrap_or(BATCH).min(BATCH);
+            let n = usize::try_from(msgs - next).unwrap_or(B).min(B);
             for (k, b) in buf.iter_mut().take(n).enumerate() {
                 *b = next + k as u64;
             }
@@ -468,11 +489,11 @@ fn rtrb_batched(start: &Barrier, msgs: u64) -> Duration {
         }
     }
     #[inline(never)]
-    fn consume(c: rtrb::Consumer<u64>, msgs: u64) {
+    fn consume<const B: usize>(c: rtrb::Consumer<u64>, msgs: u64) {
         let mut c = c;
         let mut expected = 0u64;
         let mut spins = 0u32;
-        let mut buf = [0u64; BATCH];
+        let mut buf = [0u64; B];
         while expected < msgs {
             let (got, _) = c.pop_partial_slice(&mut buf);
             if got.is_empty() {
@@ -485,7 +506,11 @@ fn rtrb_batched(start: &Barrier, msgs: u64) -> Duration {
         }
     }
     let (p, c) = rtrb::RingBuffer::<u64>::new(CAPACITY);
-    run_pair(start, move || produce(p, msgs), move || consume(c, msgs))
+    run_pair(
+        start,
+        move || produce::<B>(p, msgs),
+        move || consume::<B>(c, msgs),
+    )
 }
 
 /// [`throughput`] for crossbeam's `ArrayQueue` (one item at a time).
@@ -845,7 +870,7 @@ pub fn ping_pong(kind: PingPong, rounds: u64, mut samples: Option<&mut [u32]>) -
 mod tests {
     use super::{
         BATCH, PingPong, Queue, SingleVariant, batch_in_order, batch_loop, expected_sum, pair_loop,
-        ping_pong, throughput, throughput_variant,
+        ping_pong, throughput, throughput_small_batches, throughput_variant,
     };
 
     /// Every workload runs a few thousand items through every queue: each one checks
@@ -863,6 +888,7 @@ mod tests {
                 assert_eq!(pair_loop(q, MSGS), expected_sum(MSGS), "{}", q.name());
                 throughput(q, MSGS, false);
                 throughput(q, MSGS, true);
+                throughput_small_batches(q, MSGS);
             }
             for v in SingleVariant::ALL {
                 let run = throughput_variant(v, MSGS);

@@ -10,8 +10,8 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use tally_benches::ring::{
-    PingPong, Queue, SingleVariant, expected_sum, pair_loop, ping_pong, throughput,
-    throughput_variant,
+    PingPong, Queue, SMALL_BATCH, SingleVariant, expected_sum, pair_loop, ping_pong, throughput,
+    throughput_small_batches, throughput_variant,
 };
 use tally_benches::stats::median;
 
@@ -196,6 +196,7 @@ fn main() -> ExitCode {
     let mut full = variant.clone();
     let mut empty = variant.clone();
     let mut batch: Vec<Vec<f64>> = vec![Vec::new(); 2];
+    let mut small: Vec<Vec<f64>> = vec![Vec::new(); 2];
     let mut p50: Vec<Vec<f64>> = vec![Vec::new(); 4];
     let mut p99: Vec<Vec<f64>> = vec![Vec::new(); 4];
     let mut mean: Vec<Vec<f64>> = vec![Vec::new(); 4];
@@ -223,6 +224,9 @@ fn main() -> ExitCode {
                     v.push(MSGS as f64 / d.as_secs_f64() / 1e6);
                 }
             }
+            if let (Some(d), Some(v)) = (throughput_small_batches(q, MSGS), small.get_mut(k)) {
+                v.push(MSGS as f64 / d.as_secs_f64() / 1e6);
+            }
         }
         run_variants(round, &mut variant, &mut full, &mut empty);
         for (k, kind) in in_turn(PingPong::ALL, round) {
@@ -240,8 +244,6 @@ fn main() -> ExitCode {
     eprintln!();
     let med = |v: &mut Vec<Vec<f64>>, k: usize| v.get_mut(k).map_or(f64::NAN, |x| median(x));
     let rtrb_pair = med(&mut pair_ns, 1);
-    // Per-round order matters for the batch ratios below: take the median of a copy.
-    let rtrb_batch = median(&mut batch.get(1).cloned().unwrap_or_default());
     println!("\nsingle thread push+pop pair (ns, median; ratio vs rtrb, lower is better)");
     for (k, q) in Queue::ALL.into_iter().enumerate() {
         let v = med(&mut pair_ns, k);
@@ -253,18 +255,31 @@ fn main() -> ExitCode {
         "\ntwo pinned threads, batches of 256 (M msgs/s, median; ratio of medians vs rtrb; \
          median and range of the per-round ratios)"
     );
-    let rtrb_rounds = batch.get(1).cloned().unwrap_or_default();
+    print_batch_rows(&batch);
+    println!(
+        "\ntwo pinned threads, batches of {SMALL_BATCH} (M msgs/s, median; ratio of medians vs rtrb; \
+         median and range of the per-round ratios)"
+    );
+    print_batch_rows(&small);
+    print_ping_pong(&mut p50, &mut p99, &mut mean);
+    ExitCode::SUCCESS
+}
+
+/// Prints Tally's and rtrb's rows of a batched table: each one's median over rounds, the
+/// ratio of medians against rtrb and the median and range of the per-round ratios.
+fn print_batch_rows(rounds: &[Vec<f64>]) {
+    let rtrb_rounds = rounds.get(1).cloned().unwrap_or_default();
+    // Per-round order matters for the ratios: take the median of a copy.
+    let rtrb = median(&mut rtrb_rounds.clone());
     for (k, q) in [Queue::Tally, Queue::Rtrb].into_iter().enumerate() {
-        let rounds = batch.get(k).cloned().unwrap_or_default();
-        let (v, r, lo, hi) = row_stats(&rounds, &rtrb_rounds);
+        let of_queue = rounds.get(k).cloned().unwrap_or_default();
+        let (v, r, lo, hi) = row_stats(&of_queue, &rtrb_rounds);
         println!(
             "  {:<10} {v:>8.1} M/s  {:>5.2}x   per round {r:.2}x [{lo:.2}-{hi:.2}]",
             q.name(),
-            v / rtrb_batch
+            v / rtrb
         );
     }
-    print_ping_pong(&mut p50, &mut p99, &mut mean);
-    ExitCode::SUCCESS
 }
 
 /// Prints the ping-pong rows: per queue the median over rounds of each round's p50, p99

@@ -5,7 +5,7 @@
 //! ([`crate::ring::batch_loop`]).
 
 use super::Kernel;
-use crate::ring::{BATCH, Queue, batch_loop, expected_sum, pair_loop};
+use crate::ring::{BATCH, Queue, batch_loop, batch_loop_of, expected_sum, pair_loop};
 
 /// The kernels of this module.
 pub const KERNELS: &[Kernel] = &[
@@ -39,9 +39,29 @@ pub const KERNELS: &[Kernel] = &[
         run: |n| batch_loop(Queue::Crossbeam, n),
         expect: batch_sum,
     },
+    Kernel {
+        id: "ring_batch8/tally",
+        run: |n| batch_loop_of::<8>(Queue::Tally, n),
+        expect: batch8_sum,
+    },
+    Kernel {
+        id: "ring_batch8/rtrb",
+        run: |n| batch_loop_of::<8>(Queue::Rtrb, n),
+        expect: batch8_sum,
+    },
+    Kernel {
+        id: "ring_batch8/crossbeam",
+        run: |n| batch_loop_of::<8>(Queue::Crossbeam, n),
+        expect: batch8_sum,
+    },
 ];
 
 /// What [`batch_loop`] returns after `rounds` batches: the sum of `0..rounds * BATCH`.
 fn batch_sum(rounds: u64) -> u64 {
     expected_sum(rounds.wrapping_mul(BATCH as u64))
+}
+
+/// What [`batch_loop_of`] with batches of 8 returns after `rounds` batches.
+fn batch8_sum(rounds: u64) -> u64 {
+    expected_sum(rounds.wrapping_mul(8))
 }

@@ -41,9 +41,12 @@
 //!   [`Consumer::pop_slice`], [`Consumer::pop_each`]) store one stamp per group and
 //!   publish their index once per batch. The slice operations move a whole group at a
 //!   time in a loop of constant length (a few wide moves, no `memcpy` call, no per-slot
-//!   cursor step), and only the group parts at a batch's ends slot by slot: 9.7
-//!   instructions per item for a batch of 256 pushed and popped, against 28.6 slot by
-//!   slot (`ring_batch256/tally`, gated in CI). The whole-group loops come in three
+//!   cursor step), and the group parts at a batch's ends in a few fixed-size pieces:
+//!   8.1 instructions per item for a batch of 256 pushed and popped, against 28.6 slot
+//!   by slot, and 329 instructions for a batch of 8, against 510 with `memcpy` calls for
+//!   the parts (`ring_batch256/tally`, `ring_batch8/tally`, gated in CI). A batch pop
+//!   reads the stamp past `tail` only when `tail` shows fewer items than it wants. The
+//!   whole-group loops come in three
 //!   copies, chosen at run time by the CPU's features: portable, AVX2 (two 32-byte
 //!   moves per group and side) and, for values that are one 64-bit lane, AVX-512F (one
 //!   64-byte load and one 64-byte store per group and side, the producer's masked to
@@ -63,8 +66,9 @@
 //! makes two stores: on a CPU whose stores wait in order behind the one to the line the
 //! consumer reads, a third (`tail` on every push) held a one-item stream to 0.8-0.9x
 //! rtrb's rate (`docs/benchmarks/tally-core-types.md`). The consumer loads the stamp
-//! (single pops), or `tail` and then the stamp of the group at `tail`, or at `head` when
-//! the consumer is past `tail` (batch pops, `len`, `split`, the ring's `Drop`), with
+//! (single pops), or `tail` and then, unless `tail` already shows every item a batch
+//! pop wants, the stamp of the group at `tail`, or at `head` when the consumer is past
+//! `tail` (batch pops, `len`, `split`, the ring's `Drop`), with
 //! `Acquire` before reading values; any stamp ahead of `head` is a position the
 //! producer reached after writing every value below it. A consumer that took items by
 //! their stamps may be ahead of the published `tail`, so every `tail - head` is clamped
@@ -170,6 +174,41 @@ fn with_moves<R>(cap: Moves, f: impl FnOnce() -> R) -> R {
     r
 }
 
+/// Copies `len` values from `src` to `dst`, `len` below `limit` (a group's slot count,
+/// at most 64): in pieces of 32, 16, 8, 4, 2 and 1 values, each of a length known at
+/// compile time, so that each is a few moves in line; pieces of `limit` values or more
+/// are never needed and compile away.
+///
+/// # Safety
+/// `len < limit <= 64`; `src` is valid for reads and `dst` for writes of `len` values,
+/// both aligned for `T`, and the two do not overlap.
+#[cfg(not(tally_loom))]
+#[allow(
+    clippy::inline_always,
+    reason = "the AVX2 copies of the group loops must compile this into their own bodies"
+)]
+#[inline(always)]
+unsafe fn copy_short<T>(src: *const T, dst: *mut T, len: usize, limit: usize) {
+    let mut at = 0;
+    macro_rules! piece {
+        ($k:literal) => {
+            if limit > $k && len & $k != 0 {
+                // SAFETY: `at + $k <= len`: `at` sums the larger pieces already copied,
+                // the bits of `len` above `$k`; the caller's contract covers `..len`.
+                unsafe { core::ptr::copy_nonoverlapping(src.add(at), dst.add(at), $k) };
+                at += $k;
+            }
+        };
+    }
+    piece!(32);
+    piece!(16);
+    piece!(8);
+    piece!(4);
+    piece!(2);
+    piece!(1);
+    debug_assert_eq!(at, len, "copy_short takes fewer values than 64");
+}
+
 const fn max(a: usize, b: usize) -> usize {
     if a > b { a } else { b }
 }
@@ -238,15 +277,34 @@ impl<'a, T, const N: usize> Groups<'a, T, N> {
         }
     }
 
-    /// [`Groups::write_run`] for part of a group.
+    /// [`Groups::write_run`] for part of a group: fewer values than a group holds, copied
+    /// in a few fixed-size pieces ([`copy_short`]) rather than by a `memcpy` call of
+    /// variable length, which cost a batch of 8 more than its values' moves.
     ///
     /// # Safety
     /// As for `write_run`.
-    #[inline(never)]
+    #[inline]
     unsafe fn write_part(&self, cursor: &Cursor, src: &[T])
     where
         T: Copy,
     {
+        #[cfg(not(tally_loom))]
+        if src.len() < SpscRing::<T, N>::SLOTS_PER_GROUP {
+            // SAFETY: the `src.len() <= cursor.left` slots from the cursor's are
+            // consecutive cells of its group (`cell_after`), laid out as `T`s
+            // (`UnsafeCell<MaybeUninit<T>>` is `repr(transparent)` over `T`'s layout),
+            // free for the producer (the caller's contract), and not in `src`, which the
+            // caller borrows; fewer than a group's slots, as `copy_short` needs.
+            unsafe {
+                copy_short::<T>(
+                    src.as_ptr(),
+                    self.base.add(cursor.value).cast::<T>().as_ptr(),
+                    src.len(),
+                    SpscRing::<T, N>::SLOTS_PER_GROUP,
+                );
+            }
+            return;
+        }
         for (k, &value) in src.iter().enumerate() {
             // SAFETY: `k < src.len() <= cursor.left`; the caller's contract.
             unsafe { self.cell_after(cursor, k) }.with_mut(|c| unsafe { (*c).write(value) });
@@ -284,7 +342,8 @@ impl<'a, T, const N: usize> Groups<'a, T, N> {
     /// position after the last. The loop runs in a copy compiled for AVX2 where the CPU
     /// has it: a group of seven `u64`s then moves in two overlapping 32-byte loads and
     /// stores instead of four of each. On one thread a batch of 256 `u64`s pushed and
-    /// popped takes 2,157 instructions instead of 2,495; two threads streaming batches
+    /// popped took 2,157 instructions instead of 2,495 (2,079 since the ends of a batch
+    /// move in pieces, [`copy_short`]); two threads streaming batches
     /// gained about a tenth on an AMD EPYC host (`docs/benchmarks/tally-core-types.md`).
     /// Values that are one 64-bit lane take [`Groups::write_groups_lanes`] on a CPU with
     /// AVX-512F, which took that stream from about 0.6x to about 0.8x rtrb's rate.
@@ -534,12 +593,33 @@ impl<'a, T, const N: usize> Groups<'a, T, N> {
         SpscRing::<T, N>::group_cursor(at.group + groups * SpscRing::<T, N>::STRIDE)
     }
 
-    /// [`Groups::read_run`] for part of a group.
+    /// [`Groups::read_run`] for part of a group; for values without drop glue, in pieces
+    /// as [`Groups::write_part`].
     ///
     /// # Safety
     /// As for `read_run`.
-    #[inline(never)]
+    #[inline]
     unsafe fn read_part(&self, cursor: &Cursor, dst: &mut [T], head: &mut usize) {
+        #[cfg(not(tally_loom))]
+        if !core::mem::needs_drop::<T>() && dst.len() < SpscRing::<T, N>::SLOTS_PER_GROUP {
+            // SAFETY: the `dst.len() <= cursor.left` slots from the cursor's are
+            // consecutive cells of its group laid out as `T`s (see `write_part`), holding
+            // initialised values that nothing else reads or drops (the caller's
+            // contract), and not in `dst`, which the caller borrows mutably. The values
+            // in `dst` are overwritten without being dropped, which for a `T` without
+            // drop glue is what dropping them would do; `head` moves past the values
+            // moved out, so none is read twice.
+            unsafe {
+                copy_short::<T>(
+                    self.base.add(cursor.value).cast::<T>().as_ptr(),
+                    dst.as_mut_ptr(),
+                    dst.len(),
+                    SpscRing::<T, N>::SLOTS_PER_GROUP,
+                );
+            }
+            *head = head.wrapping_add(dst.len());
+            return;
+        }
         for (k, d) in dst.iter_mut().enumerate() {
             // SAFETY: `k < dst.len() <= cursor.left`; the caller's contract.
             let value = unsafe { self.cell_after(cursor, k) }
@@ -818,7 +898,11 @@ impl<T, const N: usize> SpscRing<T, N> {
     /// position the producer reaches is) counts every item up to it as ready; a stamp
     /// from an earlier lap is at or below `head` and counts nothing.
     fn seen_tail(&self, head: usize) -> usize {
-        let tail = self.tail.load(Ordering::Acquire);
+        self.seen_tail_from(head, self.tail.load(Ordering::Acquire))
+    }
+
+    /// [`SpscRing::seen_tail`] with `tail` already loaded (with `Acquire`).
+    fn seen_tail_from(&self, head: usize, tail: usize) -> usize {
         let from = if ready::<N>(head, tail) == 0 {
             head
         } else {
@@ -1199,11 +1283,17 @@ impl<T: Copy, const N: usize> Producer<'_, T, N> {
     /// the compiler turns into wide moves) and stamps each group once.
     pub fn push_slice(&mut self, items: &[T]) -> usize {
         let n = self.reserve(items.len()).min(items.len());
+        let spg = SpscRing::<T, N>::SLOTS_PER_GROUP;
         let mut rest = items.get(..n).unwrap_or(&[]);
         while !rest.is_empty() {
-            let whole = SpscRing::<T, N>::whole_groups(&self.cursor, rest.len());
-            if whole > 0 {
-                let spg = SpscRing::<T, N>::SLOTS_PER_GROUP;
+            // The wide loop for two whole groups or more; a single group is one run below
+            // (a batch of 8 `u64`s spent a fifth of its instructions deciding otherwise).
+            let whole = if rest.len() >= 2 * spg {
+                SpscRing::<T, N>::whole_groups(&self.cursor, rest.len())
+            } else {
+                0
+            };
+            if whole > 1 {
                 let (body, later) = rest.split_at_checked(whole * spg).unwrap_or((rest, &[]));
                 // SAFETY: the cursor is at the start of a group that is not the last, and
                 // `body` is `whole` groups long (`whole_groups`); its slots are among the
@@ -1372,11 +1462,20 @@ impl<T, const N: usize> Consumer<'_, T, N> {
     /// else from a fresh load.
     #[inline]
     fn ready_for(&mut self, max: usize) -> usize {
-        let mut n = self.cached_available();
-        if n < max {
-            n = self.available();
+        let n = self.cached_available();
+        if n >= max {
+            return max;
         }
-        n.min(max)
+        // `tail` first: when it shows `max` items (a batch producer publishes each batch
+        // there), the stamp of the group at `tail` cannot add to what we take, and not
+        // reading it keeps us off the line the producer is writing.
+        let tail = self.ring.tail.load(Ordering::Acquire);
+        if ready::<N>(self.head, tail) >= max {
+            self.tail_cache = tail;
+            return max;
+        }
+        self.tail_cache = self.ring.seen_tail_from(self.head, tail);
+        self.cached_available().min(max)
     }
 
     /// Moves up to `max` ready items out through `f`, then publishes `head`. Returns how
@@ -1414,14 +1513,19 @@ impl<T, const N: usize> Consumer<'_, T, N> {
     /// and publishes once.
     pub fn pop_slice(&mut self, dst: &mut [T]) -> usize {
         let n = self.ready_for(dst.len());
+        let spg = SpscRing::<T, N>::SLOTS_PER_GROUP;
         let done = Done(self);
         let c = &mut *done.0;
         let mut cursor = c.cursor;
         let mut rest = dst.get_mut(..n).unwrap_or(&mut []);
         while !rest.is_empty() {
-            let whole = SpscRing::<T, N>::whole_groups(&cursor, rest.len());
-            if whole > 0 {
-                let spg = SpscRing::<T, N>::SLOTS_PER_GROUP;
+            // As in `push_slice`: the wide loop for two whole groups or more.
+            let whole = if rest.len() >= 2 * spg {
+                SpscRing::<T, N>::whole_groups(&cursor, rest.len())
+            } else {
+                0
+            };
+            if whole > 1 {
                 let Some((body, later)) =
                     core::mem::take(&mut rest).split_at_mut_checked(whole * spg)
                 else {
@@ -1446,7 +1550,11 @@ impl<T, const N: usize> Consumer<'_, T, N> {
             SpscRing::<T, N>::advance_by(&mut cursor, run);
             rest = later;
         }
-        drop(done);
+        // No panic: `cursor` is at `head` (every move above advanced both), so the guard,
+        // which derives the cursor from `head` for the unwinding case, is not needed.
+        c.cursor = cursor;
+        c.release();
+        core::mem::forget(done);
         n
     }
 

@@ -257,6 +257,14 @@ proptest! {
         check::<Unit, 32>(ops)?;
     }
 
+    /// Bytes, 56 to a group: parts of a group are copied in pieces of up to 32 values,
+    /// each piece size in use (the largest groups of values with data).
+    #[test]
+    fn long_batches_bytes(ops in prop::collection::vec(long_op(200), 1..120)) {
+        prop_assert_eq!(SpscRing::<Byte, 256>::SLOTS_PER_GROUP, 56);
+        check::<Byte, 256>(ops)?;
+    }
+
     /// `N` below a group: `u8` in 8 slots, one group of 8.
     #[test]
     fn long_batches_one_small_group(ops in prop::collection::vec(long_op(20), 1..120)) {
