@@ -275,6 +275,107 @@ pub fn throughput_small_batches(queue: Queue, msgs: u64) -> Option<Duration> {
     }
 }
 
+/// An item of `W` `u64`s (`8 * W` bytes) for the wider-item workloads
+/// ([`throughput_wide`]); the consumer checks its last word.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WideItem<const W: usize>(pub [u64; W]);
+
+/// Item sizes of the wider-item workloads, in `u64`s: 16-, 32- and 64-byte items, the
+/// size of a typical market-data or order event.
+pub const WIDE_WORDS: [usize; 3] = [2, 4, 8];
+
+/// [`throughput`] one item per op, with items of `words` `u64`s (one of [`WIDE_WORDS`])
+/// instead of one, for Tally's ring and rtrb (`None` for crossbeam or another width).
+/// Both loops are the same generic code, so neither queue gets a hand-tuned loop.
+pub fn throughput_wide(queue: Queue, words: usize, msgs: u64) -> Option<Duration> {
+    let start = Barrier::new(2);
+    match (queue, words) {
+        (Queue::Tally, 2) => Some(tally_wide::<2>(&start, msgs)),
+        (Queue::Tally, 4) => Some(tally_wide::<4>(&start, msgs)),
+        (Queue::Tally, 8) => Some(tally_wide::<8>(&start, msgs)),
+        (Queue::Rtrb, 2) => Some(rtrb_wide::<2>(&start, msgs)),
+        (Queue::Rtrb, 4) => Some(rtrb_wide::<4>(&start, msgs)),
+        (Queue::Rtrb, 8) => Some(rtrb_wide::<8>(&start, msgs)),
+        _ => None,
+    }
+}
+
+/// The producer and consumer of a wider-item stream, for one queue's halves: the
+/// producer pushes `WideItem([i; W])` for `i` in `0..msgs`, the consumer checks the last
+/// word of each. Generic over the halves' types so that both queues run the same code.
+macro_rules! wide_sides {
+    ($produce:ident, $consume:ident, $tx:ty, $rx:ty, $ok:ident, $what:literal) => {
+        #[inline(never)]
+        fn $produce<const W: usize>(p: $tx, msgs: u64) {
+            let mut p = p;
+            let mut next = 0u64;
+            let mut spins = 0u32;
+            while next < msgs {
+                if p.push(WideItem([next; W])).is_ok() {
+                    next += 1;
+                } else {
+                    relax(&mut spins);
+                }
+            }
+        }
+
+        #[inline(never)]
+        fn $consume<const W: usize>(c: $rx, msgs: u64) {
+            let mut c = c;
+            let mut expected = 0u64;
+            let mut spins = 0u32;
+            while expected < msgs {
+                if let $ok(v) = c.pop() {
+                    check(v.0.last().copied().unwrap_or(u64::MAX), expected, $what);
+                    expected += 1;
+                } else {
+                    relax(&mut spins);
+                }
+            }
+        }
+    };
+}
+
+wide_sides!(
+    tally_wide_produce,
+    tally_wide_consume,
+    Producer<'_, WideItem<W>, CAPACITY>,
+    Consumer<'_, WideItem<W>, CAPACITY>,
+    Some,
+    "tally: wrong wide item"
+);
+wide_sides!(
+    rtrb_wide_produce,
+    rtrb_wide_consume,
+    rtrb::Producer<WideItem<W>>,
+    rtrb::Consumer<WideItem<W>>,
+    Ok,
+    "rtrb: wrong wide item"
+);
+
+/// [`throughput_wide`] for Tally's ring.
+#[inline(never)]
+fn tally_wide<const W: usize>(start: &Barrier, msgs: u64) -> Duration {
+    let mut ring = Box::new(SpscRing::<WideItem<W>, CAPACITY>::new());
+    let (p, c) = ring.split();
+    run_pair(
+        start,
+        move || tally_wide_produce::<W>(p, msgs),
+        move || tally_wide_consume::<W>(c, msgs),
+    )
+}
+
+/// [`throughput_wide`] for rtrb.
+#[inline(never)]
+fn rtrb_wide<const W: usize>(start: &Barrier, msgs: u64) -> Duration {
+    let (p, c) = rtrb::RingBuffer::<WideItem<W>>::new(CAPACITY);
+    run_pair(
+        start,
+        move || rtrb_wide_produce::<W>(p, msgs),
+        move || rtrb_wide_consume::<W>(c, msgs),
+    )
+}
+
 /// The one-item loops of one queue: the producer and consumer of [`throughput`] and the
 /// two sides of [`ping_pong`] (`$echo` takes an item from the first queue and sends it
 /// back on the second; `$ping` sends `i`, waits for the echo and records the round trip
@@ -869,8 +970,9 @@ pub fn ping_pong(kind: PingPong, rounds: u64, mut samples: Option<&mut [u32]>) -
 #[cfg(test)]
 mod tests {
     use super::{
-        BATCH, PingPong, Queue, SingleVariant, batch_in_order, batch_loop, expected_sum, pair_loop,
-        ping_pong, throughput, throughput_small_batches, throughput_variant,
+        BATCH, PingPong, Queue, SingleVariant, WIDE_WORDS, batch_in_order, batch_loop,
+        expected_sum, pair_loop, ping_pong, throughput, throughput_small_batches,
+        throughput_variant, throughput_wide,
     };
 
     /// Every workload runs a few thousand items through every queue: each one checks
@@ -889,6 +991,9 @@ mod tests {
                 throughput(q, MSGS, false);
                 throughput(q, MSGS, true);
                 throughput_small_batches(q, MSGS);
+                for words in WIDE_WORDS {
+                    throughput_wide(q, words, MSGS);
+                }
             }
             for v in SingleVariant::ALL {
                 let run = throughput_variant(v, MSGS);

@@ -10,13 +10,15 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use tally_benches::ring::{
-    PingPong, Queue, SMALL_BATCH, SingleVariant, expected_sum, pair_loop, ping_pong, throughput,
-    throughput_small_batches, throughput_variant,
+    PingPong, Queue, SMALL_BATCH, SingleVariant, WIDE_WORDS, expected_sum, pair_loop, ping_pong,
+    throughput, throughput_small_batches, throughput_variant, throughput_wide,
 };
 use tally_benches::stats::median;
 
 const PAIRS: u64 = 20_000_000;
 const MSGS: u64 = 20_000_000;
+/// Items per wider-item stream (those run at a fraction of the `u64` streams' rate).
+const WIDE_MSGS: u64 = 5_000_000;
 const RTTS: u64 = 50_000;
 
 fn percentile(sorted: &[u32], p: f64) -> f64 {
@@ -197,6 +199,8 @@ fn main() -> ExitCode {
     let mut empty = variant.clone();
     let mut batch: Vec<Vec<f64>> = vec![Vec::new(); 2];
     let mut small: Vec<Vec<f64>> = vec![Vec::new(); 2];
+    // Per width, per queue (Tally, rtrb).
+    let mut wide: Vec<Vec<Vec<f64>>> = vec![vec![Vec::new(); 2]; WIDE_WORDS.len()];
     let mut p50: Vec<Vec<f64>> = vec![Vec::new(); 4];
     let mut p99: Vec<Vec<f64>> = vec![Vec::new(); 4];
     let mut mean: Vec<Vec<f64>> = vec![Vec::new(); 4];
@@ -227,6 +231,12 @@ fn main() -> ExitCode {
             if let (Some(d), Some(v)) = (throughput_small_batches(q, MSGS), small.get_mut(k)) {
                 v.push(MSGS as f64 / d.as_secs_f64() / 1e6);
             }
+            for (w, words) in WIDE_WORDS.into_iter().enumerate() {
+                let cell = wide.get_mut(w).and_then(|row| row.get_mut(k));
+                if let (Some(d), Some(v)) = (throughput_wide(q, words, WIDE_MSGS), cell) {
+                    v.push(WIDE_MSGS as f64 / d.as_secs_f64() / 1e6);
+                }
+            }
         }
         run_variants(round, &mut variant, &mut full, &mut empty);
         for (k, kind) in in_turn(PingPong::ALL, round) {
@@ -251,21 +261,30 @@ fn main() -> ExitCode {
     }
     print_single(&single, &variant);
     print_variants(&variant, &full, &empty);
-    println!(
-        "\ntwo pinned threads, batches of 256 (M msgs/s, median; ratio of medians vs rtrb; \
-         median and range of the per-round ratios)"
-    );
-    print_batch_rows(&batch);
-    println!(
-        "\ntwo pinned threads, batches of {SMALL_BATCH} (M msgs/s, median; ratio of medians vs rtrb; \
-         median and range of the per-round ratios)"
-    );
-    print_batch_rows(&small);
+    print_tally_rtrb(&batch, &small, &wide);
     print_ping_pong(&mut p50, &mut p99, &mut mean);
     ExitCode::SUCCESS
 }
 
-/// Prints Tally's and rtrb's rows of a batched table: each one's median over rounds, the
+/// Prints the tables that compare Tally with rtrb alone: batches of 256 and of
+/// [`SMALL_BATCH`], and one item per op with the wider items of [`WIDE_WORDS`].
+fn print_tally_rtrb(batch: &[Vec<f64>], small: &[Vec<f64>], wide: &[Vec<Vec<f64>>]) {
+    const COLUMNS: &str =
+        "M msgs/s, median; ratio of medians vs rtrb; median and range of the per-round ratios";
+    println!("\ntwo pinned threads, batches of 256 ({COLUMNS})");
+    print_batch_rows(batch);
+    println!("\ntwo pinned threads, batches of {SMALL_BATCH} ({COLUMNS})");
+    print_batch_rows(small);
+    for (words, rounds) in WIDE_WORDS.into_iter().zip(wide) {
+        println!(
+            "\ntwo pinned threads, one item per op, {}-byte items ({COLUMNS})",
+            8 * words
+        );
+        print_batch_rows(rounds);
+    }
+}
+
+/// Prints Tally's and rtrb's rows of a batched or wider-item table: each one's median over rounds, the
 /// ratio of medians against rtrb and the median and range of the per-round ratios.
 fn print_batch_rows(rounds: &[Vec<f64>]) {
     let rtrb_rounds = rounds.get(1).cloned().unwrap_or_default();
