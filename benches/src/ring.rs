@@ -1,6 +1,7 @@
 //! SPSC ring workloads shared by the criterion bench (`benches/ring.rs`), the
-//! instruction-count kernels and the `ring-report` binary: Tally's [`SpscRing`] against
-//! `rtrb` and `crossbeam-queue`'s `ArrayQueue`, plus a bare cache line as the floor.
+//! instruction-count kernels and the `ring-report` binary: Tally's [`SpscRing`] and
+//! [`BatchRing`] against `rtrb` and `crossbeam-queue`'s `ArrayQueue`, plus a bare cache
+//! line as the floor.
 //!
 //! Every workload checks what it receives (order and a sum), so a broken queue fails the
 //! bench instead of producing a fast number.
@@ -21,7 +22,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crossbeam_queue::ArrayQueue;
-use tally_core_types::{CachePadded, Consumer, Producer, SpscRing};
+use tally_core_types::{
+    BatchConsumer, BatchProducer, BatchRing, CachePadded, Consumer, Producer, SpscRing,
+};
 
 /// Ring capacity used by every workload (the same as the peers' measurements in
 /// `shared/notes/measured-sys.md`).
@@ -41,11 +44,19 @@ pub enum Queue {
     Rtrb,
     /// `crossbeam_queue::ArrayQueue`.
     Crossbeam,
+    /// `tally_core_types::BatchRing` (dense slots, for batch streams and wide items).
+    TallyBatch,
 }
 
 impl Queue {
-    /// All queues, in report order.
-    pub const ALL: [Queue; 3] = [Queue::Tally, Queue::Rtrb, Queue::Crossbeam];
+    /// All queues, in report order (the three of the first reports first, so that their
+    /// indices stay put).
+    pub const ALL: [Queue; 4] = [
+        Queue::Tally,
+        Queue::Rtrb,
+        Queue::Crossbeam,
+        Queue::TallyBatch,
+    ];
 
     /// Short name used in bench ids.
     pub fn name(self) -> &'static str {
@@ -53,6 +64,7 @@ impl Queue {
             Queue::Tally => "tally",
             Queue::Rtrb => "rtrb",
             Queue::Crossbeam => "crossbeam",
+            Queue::TallyBatch => "tally-batch",
         }
     }
 }
@@ -66,6 +78,16 @@ pub fn pair_loop(queue: Queue, iters: u64) -> u64 {
             // constructor always allocates, so its ring is on the heap). Boxing ours here
             // costs 35 instead of 23 instructions per pair (the CI gate caught it).
             let mut ring = SpscRing::<u64, CAPACITY>::new();
+            let (mut p, mut c) = ring.split();
+            for i in 0..iters {
+                if p.push(black_box(i)).is_err() {
+                    return u64::MAX;
+                }
+                sum = sum.wrapping_add(c.pop().unwrap_or(u64::MAX));
+            }
+        }
+        Queue::TallyBatch => {
+            let mut ring = BatchRing::<u64, CAPACITY>::new();
             let (mut p, mut c) = ring.split();
             for i in 0..iters {
                 if p.push(black_box(i)).is_err() {
@@ -128,6 +150,17 @@ pub fn batch_loop_of<const B: usize>(queue: Queue, iters: u64) -> u64 {
     match queue {
         Queue::Tally => {
             let mut ring = SpscRing::<u64, CAPACITY>::new();
+            let (mut p, mut c) = ring.split();
+            for round in 0..iters {
+                fill(&mut src, round);
+                if p.push_slice(black_box(&src)) != B || c.pop_slice(black_box(&mut dst)) != B {
+                    return u64::MAX;
+                }
+                sum = dst.iter().fold(sum, |s, v| s.wrapping_add(*v));
+            }
+        }
+        Queue::TallyBatch => {
+            let mut ring = BatchRing::<u64, CAPACITY>::new();
             let (mut p, mut c) = ring.split();
             for round in 0..iters {
                 fill(&mut src, round);
@@ -257,6 +290,8 @@ pub fn throughput(queue: Queue, msgs: u64, batched: bool) -> Duration {
     match queue {
         Queue::Tally if batched => tally_batched::<BATCH>(&start, msgs),
         Queue::Tally => tally_single(&start, msgs),
+        Queue::TallyBatch if batched => batch_ring_batched::<BATCH>(&start, msgs),
+        Queue::TallyBatch => batch_ring_single(&start, msgs),
         Queue::Rtrb if batched => rtrb_batched::<BATCH>(&start, msgs),
         Queue::Rtrb => rtrb_single(&start, msgs),
         Queue::Crossbeam => throughput_crossbeam(&start, msgs),
@@ -270,6 +305,7 @@ pub fn throughput_small_batches(queue: Queue, msgs: u64) -> Option<Duration> {
     let start = Barrier::new(2);
     match queue {
         Queue::Tally => Some(tally_batched::<SMALL_BATCH>(&start, msgs)),
+        Queue::TallyBatch => Some(batch_ring_batched::<SMALL_BATCH>(&start, msgs)),
         Queue::Rtrb => Some(rtrb_batched::<SMALL_BATCH>(&start, msgs)),
         Queue::Crossbeam => None,
     }
@@ -293,6 +329,9 @@ pub fn throughput_wide(queue: Queue, words: usize, msgs: u64) -> Option<Duration
         (Queue::Tally, 2) => Some(tally_wide::<2>(&start, msgs)),
         (Queue::Tally, 4) => Some(tally_wide::<4>(&start, msgs)),
         (Queue::Tally, 8) => Some(tally_wide::<8>(&start, msgs)),
+        (Queue::TallyBatch, 2) => Some(batch_ring_wide::<2>(&start, msgs)),
+        (Queue::TallyBatch, 4) => Some(batch_ring_wide::<4>(&start, msgs)),
+        (Queue::TallyBatch, 8) => Some(batch_ring_wide::<8>(&start, msgs)),
         (Queue::Rtrb, 2) => Some(rtrb_wide::<2>(&start, msgs)),
         (Queue::Rtrb, 4) => Some(rtrb_wide::<4>(&start, msgs)),
         (Queue::Rtrb, 8) => Some(rtrb_wide::<8>(&start, msgs)),
@@ -352,6 +391,27 @@ wide_sides!(
     Ok,
     "rtrb: wrong wide item"
 );
+
+wide_sides!(
+    batch_ring_wide_produce,
+    batch_ring_wide_consume,
+    BatchProducer<'_, WideItem<W>, CAPACITY>,
+    BatchConsumer<'_, WideItem<W>, CAPACITY>,
+    Some,
+    "tally-batch: wrong wide item"
+);
+
+/// [`throughput_wide`] for Tally's [`BatchRing`].
+#[inline(never)]
+fn batch_ring_wide<const W: usize>(start: &Barrier, msgs: u64) -> Duration {
+    let mut ring = Box::new(BatchRing::<WideItem<W>, CAPACITY>::new());
+    let (p, c) = ring.split();
+    run_pair(
+        start,
+        move || batch_ring_wide_produce::<W>(p, msgs),
+        move || batch_ring_wide_consume::<W>(c, msgs),
+    )
+}
 
 /// [`throughput_wide`] for Tally's ring.
 #[inline(never)]
@@ -478,6 +538,16 @@ queue_loops!(
     "tally: wrong item"
 );
 queue_loops!(
+    batch_ring_produce,
+    batch_ring_consume,
+    batch_ring_echo,
+    batch_ring_ping,
+    BatchProducer<'_, u64, CAPACITY>,
+    BatchConsumer<'_, u64, CAPACITY>,
+    Some,
+    "tally-batch: wrong item"
+);
+queue_loops!(
     rtrb_produce,
     rtrb_consume,
     rtrb_echo,
@@ -510,50 +580,84 @@ fn tally_single(start: &Barrier, msgs: u64) -> Duration {
     )
 }
 
-/// [`throughput`] for Tally's ring, in batches of `B` ([`BATCH`] or [`SMALL_BATCH`]).
+/// [`throughput`] in batches of `B` ([`BATCH`] or [`SMALL_BATCH`]) through one of
+/// Tally's rings, whose halves' slice calls have the same names and types: `$name` makes
+/// the ring, splits it and runs its own producer and consumer, written out per ring (see
+/// [`throughput`] for why the loops are not generic).
+macro_rules! tally_batch_loops {
+    ($name:ident, $ring:ident, $tx:ident, $rx:ident, $what:literal) => {
+        #[inline(never)]
+        fn $name<const B: usize>(start: &Barrier, msgs: u64) -> Duration {
+            #[inline(never)]
+            fn produce<const B: usize>(p: $tx<'_, u64, CAPACITY>, msgs: u64) {
+                let mut p = p;
+                let mut next = 0u64;
+                let mut spins = 0u32;
+                let mut buf = [0u64; B];
+                while next < msgs {
+                    let n = usize::try_from(msgs - next).unwrap_or(B).min(B);
+                    for (k, b) in buf.iter_mut().take(n).enumerate() {
+                        *b = next + k as u64;
+                    }
+                    let done = p.push_slice(buf.get(..n).unwrap_or(&[]));
+                    if done == 0 {
+                        relax(&mut spins);
+                    }
+                    next += done as u64;
+                }
+            }
+            #[inline(never)]
+            fn consume<const B: usize>(c: $rx<'_, u64, CAPACITY>, msgs: u64) {
+                let mut c = c;
+                let mut expected = 0u64;
+                let mut spins = 0u32;
+                let mut buf = [0u64; B];
+                while expected < msgs {
+                    let n = c.pop_slice(&mut buf);
+                    if n == 0 {
+                        relax(&mut spins);
+                    }
+                    for v in buf.iter().take(n) {
+                        check(*v, expected, $what);
+                        expected += 1;
+                    }
+                }
+            }
+            let mut ring = Box::new($ring::<u64, CAPACITY>::new());
+            let (p, c) = ring.split();
+            run_pair(
+                start,
+                move || produce::<B>(p, msgs),
+                move || consume::<B>(c, msgs),
+            )
+        }
+    };
+}
+
+tally_batch_loops!(
+    tally_batched,
+    SpscRing,
+    Producer,
+    Consumer,
+    "tally: out of order"
+);
+tally_batch_loops!(
+    batch_ring_batched,
+    BatchRing,
+    BatchProducer,
+    BatchConsumer,
+    "tally-batch: out of order"
+);
+
+/// [`throughput`] for Tally's [`BatchRing`], one item per op.
 #[inline(never)]
-fn tally_batched<const B: usize>(start: &Barrier, msgs: u64) -> Duration {
-    #[inline(never)]
-    fn produce<const B: usize>(p: Producer<'_, u64, CAPACITY>, msgs: u64) {
-        let mut p = p;
-        let mut next = 0u64;
-        let mut spins = 0u32;
-        let mut buf = [0u64; B];
-        while next < msgs {
-            let n = usize::try_from(msgs - next).unwrap_or(B).min(B);
-            for (k, b) in buf.iter_mut().take(n).enumerate() {
-                *b = next + k as u64;
-            }
-            let done = p.push_slice(buf.get(..n).unwrap_or(&[]));
-            if done == 0 {
-                relax(&mut spins);
-            }
-            next += done as u64;
-        }
-    }
-    #[inline(never)]
-    fn consume<const B: usize>(c: Consumer<'_, u64, CAPACITY>, msgs: u64) {
-        let mut c = c;
-        let mut expected = 0u64;
-        let mut spins = 0u32;
-        let mut buf = [0u64; B];
-        while expected < msgs {
-            let n = c.pop_slice(&mut buf);
-            if n == 0 {
-                relax(&mut spins);
-            }
-            for v in buf.iter().take(n) {
-                check(*v, expected, "tally: out of order");
-                expected += 1;
-            }
-        }
-    }
-    let mut ring = Box::new(SpscRing::<u64, CAPACITY>::new());
+fn batch_ring_single(start: &Barrier, msgs: u64) -> Duration {
+    let mut ring = Box::new(BatchRing::<u64, CAPACITY>::new());
     let (p, c) = ring.split();
     run_pair(
         start,
-        move || produce::<B>(p, msgs),
-        move || consume::<B>(c, msgs),
+        move || batch_ring_produce(p, msgs),
+        move || batch_ring_consume(c, msgs),
     )
 }
 
@@ -849,11 +953,12 @@ pub enum PingPong {
 
 impl PingPong {
     /// All variants, floor first.
-    pub const ALL: [PingPong; 4] = [
+    pub const ALL: [PingPong; 5] = [
         PingPong::BareCacheLine,
         PingPong::Queue(Queue::Tally),
         PingPong::Queue(Queue::Rtrb),
         PingPong::Queue(Queue::Crossbeam),
+        PingPong::Queue(Queue::TallyBatch),
     ];
 
     /// Short name used in bench ids.
@@ -932,6 +1037,22 @@ pub fn ping_pong(kind: PingPong, rounds: u64, mut samples: Option<&mut [u32]>) -
                 pin(0);
                 start.wait();
                 tally_ping(a_tx, b_rx, rounds, &mut record);
+            });
+        }
+        PingPong::Queue(Queue::TallyBatch) => {
+            let mut a = Box::new(BatchRing::<u64, CAPACITY>::new());
+            let mut b = Box::new(BatchRing::<u64, CAPACITY>::new());
+            let (a_tx, a_rx) = a.split();
+            let (b_tx, b_rx) = b.split();
+            std::thread::scope(|s| {
+                s.spawn(move || {
+                    pin(1);
+                    start.wait();
+                    batch_ring_echo(a_rx, b_tx, rounds);
+                });
+                pin(0);
+                start.wait();
+                batch_ring_ping(a_tx, b_rx, rounds, &mut record);
             });
         }
         PingPong::Queue(Queue::Rtrb) => {

@@ -1,5 +1,6 @@
-//! `ring-report`: a quick side-by-side report of Tally's SPSC ring against `rtrb` and
-//! `crossbeam-queue` on this machine (about 2 seconds a round). Competitors are interleaved
+//! `ring-report`: a quick side-by-side report of Tally's SPSC rings (`SpscRing` as
+//! `tally`, `BatchRing` as `tally-batch`) against `rtrb` and `crossbeam-queue` on this
+//! machine (about 2 seconds a round). Competitors are interleaved
 //! round by round (in their listed order in even rounds, reversed in odd ones, so that none
 //! always runs after the same neighbour) and the report gives medians over rounds and
 //! ratios against rtrb, so machine drift hits every queue alike. For publication-grade numbers use
@@ -192,18 +193,21 @@ fn main() -> ExitCode {
         println!("note: fewer than 2 cores; two-thread numbers share one core");
     }
 
-    let mut pair_ns: Vec<Vec<f64>> = vec![Vec::new(); 3];
-    let mut single: Vec<Vec<f64>> = vec![Vec::new(); 3];
+    let queues = Queue::ALL.len();
+    let mut pair_ns: Vec<Vec<f64>> = vec![Vec::new(); queues];
+    let mut single: Vec<Vec<f64>> = vec![Vec::new(); queues];
     let mut variant: Vec<Vec<f64>> = vec![Vec::new(); SingleVariant::ALL.len()];
     let mut full = variant.clone();
     let mut empty = variant.clone();
-    let mut batch: Vec<Vec<f64>> = vec![Vec::new(); 2];
-    let mut small: Vec<Vec<f64>> = vec![Vec::new(); 2];
-    // Per width, per queue (Tally, rtrb).
-    let mut wide: Vec<Vec<Vec<f64>>> = vec![vec![Vec::new(); 2]; WIDE_WORDS.len()];
-    let mut p50: Vec<Vec<f64>> = vec![Vec::new(); 4];
-    let mut p99: Vec<Vec<f64>> = vec![Vec::new(); 4];
-    let mut mean: Vec<Vec<f64>> = vec![Vec::new(); 4];
+    // Indexed like `Queue::ALL` (crossbeam's stay empty: it has no slice API).
+    let mut batch: Vec<Vec<f64>> = vec![Vec::new(); queues];
+    let mut small: Vec<Vec<f64>> = vec![Vec::new(); queues];
+    // Per width, per queue.
+    let mut wide: Vec<Vec<Vec<f64>>> = vec![vec![Vec::new(); queues]; WIDE_WORDS.len()];
+    let kinds = PingPong::ALL.len();
+    let mut p50: Vec<Vec<f64>> = vec![Vec::new(); kinds];
+    let mut p99: Vec<Vec<f64>> = vec![Vec::new(); kinds];
+    let mut mean: Vec<Vec<f64>> = vec![Vec::new(); kinds];
     let mut samples = vec![0u32; usize::try_from(RTTS).unwrap_or(0)];
     for round in 0..rounds {
         eprint!("\rround {}/{rounds}", round + 1);
@@ -257,7 +261,7 @@ fn main() -> ExitCode {
     println!("\nsingle thread push+pop pair (ns, median; ratio vs rtrb, lower is better)");
     for (k, q) in Queue::ALL.into_iter().enumerate() {
         let v = med(&mut pair_ns, k);
-        println!("  {:<10} {v:>8.2} ns   {:>5.2}x", q.name(), v / rtrb_pair);
+        println!("  {:<12} {v:>8.2} ns   {:>5.2}x", q.name(), v / rtrb_pair);
     }
     print_single(&single, &variant);
     print_variants(&variant, &full, &empty);
@@ -266,7 +270,7 @@ fn main() -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// Prints the tables that compare Tally with rtrb alone: batches of 256 and of
+/// Prints the tables that compare Tally's rings with rtrb alone: batches of 256 and of
 /// [`SMALL_BATCH`], and one item per op with the wider items of [`WIDE_WORDS`].
 fn print_tally_rtrb(batch: &[Vec<f64>], small: &[Vec<f64>], wide: &[Vec<Vec<f64>>]) {
     const COLUMNS: &str =
@@ -284,17 +288,21 @@ fn print_tally_rtrb(batch: &[Vec<f64>], small: &[Vec<f64>], wide: &[Vec<Vec<f64>
     }
 }
 
-/// Prints Tally's and rtrb's rows of a batched or wider-item table: each one's median over rounds, the
-/// ratio of medians against rtrb and the median and range of the per-round ratios.
+/// Prints the rows of a batched or wider-item table (every queue but crossbeam, which has
+/// no slice API), indexed like `Queue::ALL`: each one's median over rounds, the ratio of
+/// medians against rtrb and the median and range of the per-round ratios.
 fn print_batch_rows(rounds: &[Vec<f64>]) {
     let rtrb_rounds = rounds.get(1).cloned().unwrap_or_default();
     // Per-round order matters for the ratios: take the median of a copy.
     let rtrb = median(&mut rtrb_rounds.clone());
-    for (k, q) in [Queue::Tally, Queue::Rtrb].into_iter().enumerate() {
+    for (k, q) in Queue::ALL.into_iter().enumerate() {
+        if q == Queue::Crossbeam {
+            continue;
+        }
         let of_queue = rounds.get(k).cloned().unwrap_or_default();
         let (v, r, lo, hi) = row_stats(&of_queue, &rtrb_rounds);
         println!(
-            "  {:<10} {v:>8.1} M/s  {:>5.2}x   per round {r:.2}x [{lo:.2}-{hi:.2}]",
+            "  {:<12} {v:>8.1} M/s  {:>5.2}x   per round {r:.2}x [{lo:.2}-{hi:.2}]",
             q.name(),
             v / rtrb
         );

@@ -1,5 +1,5 @@
 //! Instruction-count kernels for `tally-core-types`: one single-thread push+pop pair per
-//! iteration through Tally's ring and through the peers, in the same harness
+//! iteration through Tally's rings and through the peers, in the same harness
 //! ([`crate::ring::pair_loop`]), so their instruction counts compare directly; and one
 //! batch of [`BATCH`] items pushed and popped through the slice APIs per iteration
 //! ([`crate::ring::batch_loop`]).
@@ -20,6 +20,11 @@ pub const KERNELS: &[Kernel] = &[
         expect: expected_sum,
     },
     Kernel {
+        id: "ring_pair/tally-batch",
+        run: |n| pair_loop(Queue::TallyBatch, n),
+        expect: expected_sum,
+    },
+    Kernel {
         id: "ring_pair/crossbeam",
         run: |n| pair_loop(Queue::Crossbeam, n),
         expect: expected_sum,
@@ -35,6 +40,11 @@ pub const KERNELS: &[Kernel] = &[
         expect: batch_sum,
     },
     Kernel {
+        id: "ring_batch256/tally-batch",
+        run: |n| batch_loop(Queue::TallyBatch, n),
+        expect: batch_sum,
+    },
+    Kernel {
         id: "ring_batch256/crossbeam",
         run: |n| batch_loop(Queue::Crossbeam, n),
         expect: batch_sum,
@@ -47,6 +57,11 @@ pub const KERNELS: &[Kernel] = &[
     Kernel {
         id: "ring_batch8/rtrb",
         run: |n| batch_loop_of::<8>(Queue::Rtrb, n),
+        expect: batch8_sum,
+    },
+    Kernel {
+        id: "ring_batch8/tally-batch",
+        run: |n| batch_loop_of::<8>(Queue::TallyBatch, n),
         expect: batch8_sum,
     },
     Kernel {

@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+pub mod batch_ring;
 pub mod cache_padded;
 pub mod error;
 pub mod frame_pool;
@@ -7,6 +8,7 @@ pub mod ring;
 pub mod stats;
 mod sync;
 
+pub use batch_ring::{BatchConsumer, BatchProducer, BatchRing};
 pub use cache_padded::{CACHE_PAD_BYTES, CachePadded};
 pub use error::{CoreError, Result};
 pub use frame_pool::{FrameId, FramePool, FramePoolOptions, MIN_FRAME_SIZE_BYTES};

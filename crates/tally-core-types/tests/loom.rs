@@ -5,7 +5,9 @@
 #![allow(clippy::unwrap_used, clippy::indexing_slicing, reason = "test code")]
 
 use loom::thread;
-use tally_core_types::{Consumer, Counter, Producer, SpscRing};
+use tally_core_types::{
+    BatchConsumer, BatchProducer, BatchRing, Consumer, Counter, Producer, SpscRing,
+};
 
 /// A 2-slot ring leaked for the model's threads (so that 3 items must wrap).
 fn ring<T: Send + 'static>() -> &'static mut SpscRing<T, 2> {
@@ -363,5 +365,125 @@ fn stats_macro_under_loom() {
         let s = LoomStats::new();
         s.hits.add(2);
         assert_eq!(s.snapshot().hits, 2);
+    });
+}
+
+/// How the producer of a [`BatchRing`] model pushes 0, 1, 2: one at a time, in slices
+/// of up to two, or from an iterator.
+fn batch_push(p: &mut BatchProducer<'_, u32, 2>, push: Push) {
+    let mut sent = 0u32;
+    while sent < 3 {
+        let n = match push {
+            Push::Single => usize::from(p.push(sent).is_ok()),
+            Push::Slice => {
+                let items = [sent, sent + 1];
+                p.push_slice(&items[..if sent == 2 { 1 } else { 2 }])
+            }
+            Push::Iter => p.push_iter(&mut (sent..3)),
+        };
+        sent += u32::try_from(n).unwrap();
+        if sent < 3 {
+            thread::yield_now();
+        }
+    }
+}
+
+/// Pops three items from a [`BatchRing`]: single pops when `single(items so far)`, else
+/// slices of up to two (or `pop_each` when `each`).
+fn batch_pop(c: &mut BatchConsumer<'_, u32, 2>, single: fn(usize) -> bool, each: bool) -> Vec<u32> {
+    let mut got = Vec::new();
+    let mut buf = [0u32; 2];
+    while got.len() < 3 {
+        let n = if single(got.len()) {
+            c.pop().map(|v| got.push(v)).map_or(0, |()| 1)
+        } else if each {
+            c.pop_each(2, |v| got.push(v))
+        } else {
+            let n = c.pop_slice(&mut buf);
+            got.extend_from_slice(&buf[..n]);
+            n
+        };
+        if n == 0 {
+            thread::yield_now();
+        }
+    }
+    got
+}
+
+/// Runs a 2-slot [`BatchRing`] model (3 items must wrap): a producer thread pushes 0,
+/// 1, 2 in the `push` style while the main thread pops them in the given style. The
+/// consumer never reads a slot before its value is written, nor does the producer
+/// overwrite one before it is read. Bounded to three preemptions.
+fn batch_model(push: Push, single: fn(usize) -> bool, each: bool) {
+    let mut builder = loom::model::Builder::new();
+    builder.preemption_bound = Some(3);
+    builder.check(move || {
+        let ring = Box::leak(Box::new(BatchRing::<u32, 2>::new()));
+        let (mut p, mut c) = ring.split();
+        let t = thread::spawn(move || batch_push(&mut p, push));
+        assert_eq!(batch_pop(&mut c, single, each), [0, 1, 2]);
+        t.join().unwrap();
+        assert!(c.pop().is_none());
+    });
+}
+
+#[test]
+fn batch_ring_single_push_single_pop() {
+    batch_model(Push::Single, |_| true, false);
+}
+
+#[test]
+fn batch_ring_slice_push_slice_pop() {
+    batch_model(Push::Slice, |_| false, false);
+}
+
+#[test]
+fn batch_ring_iter_push_each_pop() {
+    batch_model(Push::Iter, |_| false, true);
+}
+
+#[test]
+fn batch_ring_slice_push_mixed_pop() {
+    batch_model(Push::Slice, |n| n % 2 == 0, false);
+}
+
+#[test]
+fn batch_ring_single_push_slice_pop() {
+    batch_model(Push::Single, |_| false, false);
+}
+
+/// Items with drop glue: the ring's `Drop` drops what is left after a producer thread
+/// pushed and the consumer took some, exactly once.
+#[test]
+fn batch_ring_drops_what_is_left() {
+    loom::model(|| {
+        let item = loom::sync::Arc::new(());
+        let raw = Box::into_raw(Box::new(BatchRing::<loom::sync::Arc<()>, 2>::new()));
+        {
+            // SAFETY: `raw` is a live box, and this borrow ends (both halves are gone)
+            // before `Box::from_raw` below takes it back.
+            let ring = unsafe { &mut *raw };
+            let (mut p, mut c) = ring.split();
+            let mine = loom::sync::Arc::clone(&item);
+            let t = thread::spawn(move || {
+                for _ in 0..2 {
+                    while p.push(loom::sync::Arc::clone(&mine)).is_err() {
+                        thread::yield_now();
+                    }
+                }
+            });
+            while c.pop().is_none() {
+                thread::yield_now();
+            }
+            t.join().unwrap();
+        }
+        assert_eq!(
+            loom::sync::Arc::strong_count(&item),
+            2,
+            "one item left inside"
+        );
+        // SAFETY: from `Box::into_raw` above; nothing borrows it any more.
+        drop(unsafe { Box::from_raw(raw) });
+        assert_eq!(loom::sync::Arc::strong_count(&item), 1);
     });
 }

@@ -12,6 +12,9 @@ use std::fmt::Debug;
 use proptest::prelude::*;
 use tally_core_types::SpscRing;
 
+mod common;
+use common::{Byte, Triple, Unit};
+
 #[derive(Debug, Clone)]
 enum Op {
     Push(u32),
@@ -52,37 +55,6 @@ fn long_op(max: usize) -> impl Strategy<Value = Op> {
         1 => Just(Op::Release),
         1 => Just(Op::Resplit),
     ]
-}
-
-/// A 24-byte item: groups of two.
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
-struct Triple([u64; 3]);
-
-impl From<u32> for Triple {
-    fn from(v: u32) -> Self {
-        let v = u64::from(v);
-        Self([v, !v, v << 7])
-    }
-}
-
-/// A one-byte item.
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
-struct Byte(u8);
-
-impl From<u32> for Byte {
-    fn from(v: u32) -> Self {
-        Self(v.to_le_bytes()[0])
-    }
-}
-
-/// A zero-sized item: the model checks counts only.
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
-struct Unit;
-
-impl From<u32> for Unit {
-    fn from(_: u32) -> Self {
-        Self
-    }
 }
 
 /// A 40-byte item: one slot per group.

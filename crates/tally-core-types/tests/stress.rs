@@ -3,7 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::indexing_slicing, reason = "test code")]
 #![cfg(not(tally_loom))]
 
-use tally_core_types::SpscRing;
+use tally_core_types::{BatchRing, SpscRing};
 
 const MESSAGES: u64 = 50_000_000;
 
@@ -68,6 +68,74 @@ fn fifty_million_messages_in_order_with_checksum() {
         sum
     });
     assert_ne!(sent_sum, 0);
+}
+
+/// [`BatchRing`]: 50 million messages, batches of varying length on both sides mixed
+/// with single operations, order and checksum checked.
+#[test]
+fn batch_ring_fifty_million_messages_in_order_with_checksum() {
+    let mut ring = BatchRing::<u64, 1024>::new();
+    let (mut tx, mut rx) = ring.split();
+    std::thread::scope(|s| {
+        let producer = s.spawn(move || {
+            let mut sum = 0u64;
+            let mut next = 0u64;
+            let mut batch = [0u64; 256];
+            let mut round = 0u64;
+            while next < MESSAGES {
+                round += 1;
+                if round.is_multiple_of(7) {
+                    if tx.push(next).is_ok() {
+                        sum = sum.wrapping_add(mix(next));
+                        next += 1;
+                    }
+                    continue;
+                }
+                // 1 to 256 values: batches start and end anywhere in the ring.
+                let want = usize::try_from(mix(round) % 256 + 1).unwrap();
+                let n = usize::try_from((MESSAGES - next).min(want as u64)).unwrap();
+                for (k, b) in batch[..n].iter_mut().enumerate() {
+                    *b = next + k as u64;
+                }
+                let pushed = tx.push_slice(&batch[..n]);
+                for v in &batch[..pushed] {
+                    sum = sum.wrapping_add(mix(*v));
+                }
+                next += pushed as u64;
+                if pushed == 0 {
+                    std::hint::spin_loop();
+                }
+            }
+            sum
+        });
+        let mut expected = 0u64;
+        let mut sum = 0u64;
+        let mut buf = [0u64; 200];
+        let mut round = 0u64;
+        while expected < MESSAGES {
+            round += 1;
+            let got = if round.is_multiple_of(5) {
+                rx.pop().map(|v| {
+                    buf[0] = v;
+                    1
+                })
+            } else {
+                let want = usize::try_from(mix(round) % 200 + 1).unwrap();
+                Some(rx.pop_slice(&mut buf[..want]))
+            };
+            let n = got.unwrap_or(0);
+            for v in &buf[..n] {
+                assert_eq!(*v, expected, "out of order");
+                sum = sum.wrapping_add(mix(*v));
+                expected += 1;
+            }
+            if n == 0 {
+                std::hint::spin_loop();
+            }
+        }
+        assert_eq!(rx.pop(), None);
+        assert_eq!(producer.join().unwrap(), sum, "checksum mismatch");
+    });
 }
 
 #[test]

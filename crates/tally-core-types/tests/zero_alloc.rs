@@ -1,4 +1,5 @@
-//! Proves that the hot paths allocate nothing: ring push/pop and batch operations, frame
+//! Proves that the hot paths allocate nothing: ring push/pop and batch operations (both
+//! rings), frame
 //! alloc/free and frame access, counters. A counting global allocator wraps `System`; each
 //! check resets the count on this thread, runs the path many times and expects zero.
 #![allow(clippy::unwrap_used, clippy::indexing_slicing, reason = "test code")]
@@ -7,7 +8,7 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
-use tally_core_types::{Counter, FramePool, FramePoolOptions, SpscRing};
+use tally_core_types::{BatchRing, Counter, FramePool, FramePoolOptions, SpscRing};
 
 struct Counting;
 
@@ -74,6 +75,33 @@ fn ring_hot_paths_allocate_nothing() {
         assert_eq!(p.push(5), Err(5));
     });
     assert_eq!(n, 0, "ring hot paths allocated {n} times");
+}
+
+#[test]
+fn batch_ring_hot_paths_allocate_nothing() {
+    let mut ring = BatchRing::<u64, 256>::new();
+    let (mut p, mut c) = ring.split();
+    let mut buf = [0u64; 100];
+    let src = [7u64; 100];
+    let n = allocations_during(|| {
+        for i in 0..100_000u64 {
+            p.push(i).unwrap();
+            assert_eq!(c.pop(), Some(i));
+            // 100 items: every few rounds a slice runs across the wrap.
+            assert_eq!(p.push_slice(&src), 100);
+            assert_eq!(c.pop_slice(&mut buf), 100);
+            let mut it = 0..16u64;
+            assert_eq!(p.push_iter(&mut it), 16);
+            assert_eq!(c.pop_each(16, |v| assert!(v < 16)), 16);
+            assert_eq!(c.available(), 0);
+            assert_eq!(p.free_slots(), 256);
+        }
+        // Full ring hands the value back without allocating.
+        while p.push(0).is_ok() {}
+        assert_eq!(p.push(5), Err(5));
+        assert_eq!(p.push_slice(&src), 0);
+    });
+    assert_eq!(n, 0, "batch ring hot paths allocated {n} times");
 }
 
 #[test]
