@@ -178,3 +178,28 @@ fn main() -> ExitCode {
     }
     ExitCode::SUCCESS
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{flag, parse};
+
+    #[test]
+    fn a_child_line_parses_and_a_broken_one_does_not() {
+        let s = parse("256 tally-batch 1193.0 1.0512").unwrap();
+        assert_eq!((s.size, s.queue.as_str()), (256, "tally-batch"));
+        assert!((s.rate - 1193.0).abs() < 1e-9 && (s.ratio - 1.0512).abs() < 1e-9);
+        assert!(parse("256 tally-batch 1193.0").is_none());
+        assert!(parse("x tally 1 1").is_none());
+    }
+
+    #[test]
+    fn flags_take_positive_numbers() {
+        let args: Vec<String> = ["--rounds", "3"].map(String::from).to_vec();
+        assert_eq!(flag(&args, "--rounds", 5), Ok(3));
+        assert_eq!(flag(&args, "--processes", 9), Ok(9));
+        let bad: Vec<String> = ["--rounds", "0"].map(String::from).to_vec();
+        assert!(flag(&bad, "--rounds", 5).is_err());
+        let missing: Vec<String> = vec!["--rounds".into()];
+        assert!(flag(&missing, "--rounds", 5).is_err());
+    }
+}
