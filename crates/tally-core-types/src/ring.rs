@@ -77,7 +77,7 @@
 //! overwriting slots below it. This is checked by the loom tests (`tests/loom.rs`,
 //! `--cfg tally_loom`).
 //!
-//! This module holds the crate's only `unsafe`.
+//! This module and `batch_ring.rs` hold all of the crate's `unsafe`.
 
 use core::alloc::Layout;
 use core::marker::PhantomData;
