@@ -454,7 +454,22 @@ impl<T: Copy, const N: usize> Slots<'_, T, N> {
 
 /// The writing half of a [`BatchRing`].
 ///
-/// It is invariant in `T`, `Send` only when `T` is, and never `Sync`:
+/// It is invariant in `T`: it cannot push a borrow that ends before the ring hands it
+/// out.
+///
+/// ```compile_fail,E0597
+/// use tally_core_types::{BatchProducer, BatchRing};
+///
+/// let mut ring = BatchRing::<&'static str, 4>::new();
+/// let (p, mut c) = ring.split();
+/// let short = String::from("short-lived");
+/// let mut p: BatchProducer<'_, &str, 4> = p;
+/// p.push(short.as_str()).unwrap();
+/// drop(short);
+/// let _dangling: &'static str = c.pop().unwrap();
+/// ```
+///
+/// It is `Send` only when `T` is, and never `Sync`:
 ///
 /// ```compile_fail,E0277
 /// use tally_core_types::BatchRing;
@@ -611,6 +626,14 @@ impl<T, const N: usize> core::fmt::Debug for BatchProducer<'_, T, N> {
 /// let mut ring = BatchRing::<std::rc::Rc<u8>, 4>::new();
 /// let (_p, c) = ring.split();
 /// send(c);
+/// ```
+///
+/// ```compile_fail,E0277
+/// use tally_core_types::BatchRing;
+/// fn shared<S: Sync>(_: &S) {}
+/// let mut ring = BatchRing::<u8, 4>::new();
+/// let (_p, c) = ring.split();
+/// shared(&c);
 /// ```
 pub struct BatchConsumer<'a, T, const N: usize> {
     ring: &'a BatchRing<T, N>,
