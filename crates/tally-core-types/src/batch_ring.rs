@@ -251,10 +251,12 @@ impl<T, const N: usize> Drop for BatchRing<T, N> {
         let free = Free::<T, N>(self.slots);
         let head = self.head.load(Ordering::Acquire);
         let tail = self.tail.load(Ordering::Acquire);
-        // SAFETY: slots `head..tail` hold initialised values (every operation publishes
-        // its exact position before it returns or unwinds), and no half exists any more
-        // (we have `&mut self`); `free` runs after them.
-        unsafe { Slots::of(self).drop_items(head, tail.wrapping_sub(head)) };
+        if core::mem::needs_drop::<T>() {
+            // SAFETY: slots `head..tail` hold initialised values (every operation
+            // publishes its exact position before it returns or unwinds), and no half
+            // exists any more (we have `&mut self`); `free` runs after them.
+            unsafe { Slots::of(self).drop_items(head, tail.wrapping_sub(head)) };
+        }
         drop(free);
     }
 }
@@ -331,19 +333,25 @@ impl<T: Copy, const N: usize> Slots<'_, T, N> {
             if size_of::<T>() == 0 {
                 return;
             }
-            let step = (LINE / size_of::<T>()).max(1);
-            let mut k = 0;
-            let mut lines = 0;
-            while k < count && lines < PREFETCH_LINES {
-                let at = position.wrapping_add(k) & BatchRing::<T, N>::MASK;
-                let line = self.base.as_ptr().wrapping_add(at).cast::<i8>();
+            // One prefetch per 64 bytes of the items, whatever their size: an item wider
+            // than a line gets one for each of its lines.
+            let bytes = count.saturating_mul(size_of::<T>());
+            let mut at = 0;
+            while at < bytes && at < PREFETCH_LINES * LINE {
+                let item = position.wrapping_add(at / size_of::<T>()) & BatchRing::<T, N>::MASK;
+                let line = self
+                    .base
+                    .as_ptr()
+                    .wrapping_add(item)
+                    .cast::<i8>()
+                    .wrapping_add(at % size_of::<T>());
                 // SAFETY: SSE is part of x86-64, and a prefetch has no effect on memory
-                // (the address is inside the slot array anyway).
+                // (the address is inside the slot array anyway: byte `at % size` of the
+                // masked item).
                 unsafe {
                     core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(line);
                 }
-                k += step;
-                lines += 1;
+                at += LINE;
             }
         }
         #[cfg(not(all(target_arch = "x86_64", not(tally_loom))))]
@@ -542,7 +550,9 @@ impl<T, const N: usize> BatchProducer<'_, T, N> {
 
     /// Pushes items from `iter` while there is room, publishing once at the end (or
     /// while unwinding, if `iter` panics). Returns how many were pushed; the rest stay
-    /// in the iterator.
+    /// in the iterator. The room counted is the cached view of the consumer's position,
+    /// refreshed when it shows less than the iterator's `size_hint` lower bound, so an
+    /// iterator that reports fewer items than it has may stop before the ring is full.
     pub fn push_iter<I: Iterator<Item = T>>(&mut self, iter: &mut I) -> usize {
         /// Publishes on drop: at the end of the run or while unwinding from `next`.
         struct Publish<'p, 'a, T, const N: usize>(&'p mut BatchProducer<'a, T, N>, usize);
@@ -553,7 +563,9 @@ impl<T, const N: usize> BatchProducer<'_, T, N> {
                 }
             }
         }
-        let free = self.reserve(N);
+        // Refresh the consumer's position only when the cached one shows less room than
+        // the iterator says it has items (at least one).
+        let free = self.reserve(iter.size_hint().0.clamp(1, N));
         let from = self.tail;
         let run = Publish(self, from);
         let p = &mut *run.0;
@@ -688,17 +700,23 @@ impl<T, const N: usize> BatchConsumer<'_, T, N> {
 
     /// Moves up to `max` items out, calling `f` on each in order, publishing once at the
     /// end (or while unwinding, if `f` panics: the items it was given are gone, the rest
-    /// stay). Returns how many.
+    /// stay). Returns how many. The slots go back to the producer only at the end, so a
+    /// slow `f` holds them for the whole run: take fewer items at a time if the producer
+    /// must not wait that long.
     pub fn pop_each(&mut self, max: usize, mut f: impl FnMut(T)) -> usize {
-        /// Publishes `head` on drop: at the end of the run or while unwinding from `f`.
-        struct Done<'c, 'a, T, const N: usize>(&'c mut BatchConsumer<'a, T, N>);
+        /// Publishes `head` on drop, if it moved: at the end of the run or while unwinding
+        /// from `f`.
+        struct Done<'c, 'a, T, const N: usize>(&'c mut BatchConsumer<'a, T, N>, usize);
         impl<T, const N: usize> Drop for Done<'_, '_, T, N> {
             fn drop(&mut self) {
-                self.0.ring.head.store(self.0.head, Ordering::Release);
+                if self.0.head != self.1 {
+                    self.0.ring.head.store(self.0.head, Ordering::Release);
+                }
             }
         }
         let n = self.ready_for(max);
-        let done = Done(self);
+        let from = self.head;
+        let done = Done(self, from);
         let c = &mut *done.0;
         for _ in 0..n {
             // SAFETY: the slot is below `head + n <= tail` for a `tail` we acquired
@@ -715,7 +733,9 @@ impl<T, const N: usize> BatchConsumer<'_, T, N> {
         n
     }
 
-    /// Number of items in the ring as seen by the consumer.
+    /// Number of items in the ring as seen by the consumer: the producer's published
+    /// position now, so it may be stale-low while a push is under way (as
+    /// [`BatchConsumer::available`], which also refreshes the cache a batch pop uses).
     pub fn len(&self) -> usize {
         self.ring
             .tail
