@@ -29,8 +29,10 @@
 //!   wrap) with `copy_nonoverlapping`. After copying a batch out, `pop_slice` asks the
 //!   CPU (`prefetcht0`, x86-64) for the lines of the items already published after it,
 //!   up to as many as it just took, so that they move to the consumer's core while the
-//!   caller works on the batch: in `batch-report`, batches of 256 ran at 1.03-1.07x
-//!   rtrb's rate with the prefetch and 1.00-1.01x without, in five pairs of runs.
+//!   caller works on the batch. With the prefetch switched at run time in one binary,
+//!   batches of 256 ran at 1.03-1.07x rtrb's rate in `batch-report`, against 1.00-1.01x
+//!   without (8 of 8 pairs); between builds, code placement moves the figure more
+//!   (`docs/benchmarks/tally-core-types.md`).
 //!
 //! # Memory ordering
 //! The producer writes values, then stores `tail` with `Release`; the consumer loads
