@@ -889,6 +889,36 @@ fn records_delivered_by_replay_survive_a_power_loss() {
     );
 }
 
+/// The options of the release tests: no prewrite, up to four free segments.
+fn release_options() -> JournalOptions {
+    options(Mode::Direct).prewrite(false).max_free_segments(4)
+}
+
+/// A crash file system mounted under `base` holding a journal (in its `j`) with
+/// [`release_options`] that has created four segments; `None` when the test skips.
+fn four_segments_on_fuse(base: &Path) -> Option<(Mount, PathBuf, Journal)> {
+    let mount = mount_or_skip(base, None)?;
+    let dir = mount.path().join("j");
+    let mut j = open_or_skip(&dir, release_options())?;
+    while j.stats().segments_created.get() < 4 {
+        j.append(&[1u8; 1000]).unwrap();
+        j.commit().unwrap();
+    }
+    Some((mount, dir, j))
+}
+
+/// For every crash point of `log` from op `start` on: the crash images replay, hold no
+/// record past `last` and open with [`release_options`].
+fn recovers_at_every_crash_point(log: &[Op], start: usize, seed: u64, last: u64) {
+    for_each_crash_point(log, start, seed, |k, kind, jdir| {
+        let (got, _) =
+            replay_all(jdir).unwrap_or_else(|e| panic!("crash after op {k} ({kind:?}): {e}"));
+        assert!(got.last().is_some_and(|r| r.0 <= last), "op {k} ({kind:?})");
+        Journal::open(jdir, release_options())
+            .unwrap_or_else(|e| panic!("crash after op {k} ({kind:?}): open: {e}"));
+    });
+}
+
 /// A `release_through` whose second rename fails (a directory is in the way of its free
 /// name) still syncs the directory for the rename it did. It returned at once: the first
 /// released segment was on the free list under a rename that was not durable, the next
@@ -898,18 +928,9 @@ fn records_delivered_by_replay_survive_a_power_loss() {
 #[test]
 fn a_release_that_fails_part_way_keeps_the_journal_recoverable() {
     let base = tempfile::tempdir().unwrap();
-    let Some(mount) = mount_or_skip(base.path(), None) else {
+    let Some((mount, dir, mut j)) = four_segments_on_fuse(base.path()) else {
         return;
     };
-    let dir = mount.path().join("j");
-    let opts = options(Mode::Direct).prewrite(false).max_free_segments(4);
-    let Some(mut j) = open_or_skip(&dir, opts) else {
-        return;
-    };
-    while j.stats().segments_created.get() < 4 {
-        j.append(&[1u8; 1000]).unwrap();
-        j.commit().unwrap();
-    }
     // A non-empty directory where segment 1's free name goes: its rename fails.
     std::fs::create_dir_all(dir.join("free-0000000000000001.tjl").join("x")).unwrap();
     let handle = mount.handle();
@@ -925,13 +946,61 @@ fn a_release_that_fails_part_way_keeps_the_journal_recoverable() {
     drop(j);
     let log = handle.log();
     drop(mount);
-    for_each_crash_point(&log, start, 9, |k, kind, jdir| {
-        let (got, _) =
-            replay_all(jdir).unwrap_or_else(|e| panic!("crash after op {k} ({kind:?}): {e}"));
-        assert!(got.last().is_some_and(|r| r.0 <= last), "op {k} ({kind:?})");
-        Journal::open(jdir, opts)
-            .unwrap_or_else(|e| panic!("crash after op {k} ({kind:?}): open: {e}"));
-    });
+    recovers_at_every_crash_point(&log, start, 9, last);
+}
+
+/// A release whose directory sync fails keeps the journal recoverable. Its renames of
+/// released segments to free names may then not be durable, so the segments must not be
+/// recycled: a rotation writing a new header into one, then a power loss before the
+/// rotation's own directory sync, brought back `seg-N` holding another segment's header
+/// (`Corrupt`: the journal no longer opened). The released segments are recycled again
+/// after the journal is reopened.
+#[test]
+fn a_release_whose_directory_sync_fails_keeps_the_journal_recoverable() {
+    let base = tempfile::tempdir().unwrap();
+    let Some((mount, dir, mut j)) = four_segments_on_fuse(base.path()) else {
+        return;
+    };
+    let handle = mount.handle();
+    let start = handle.ops();
+    handle.inject_fsyncdir_faults(&[libc::EIO]);
+    let released = j.release_through(j.durable_seq());
+    let err = released.expect_err("the release did not fail");
+    assert!(
+        err.to_string().contains("fsync the journal directory"),
+        "{err}"
+    );
+    // Three more rotations: none may reuse a segment of the failed release.
+    let created = j.stats().segments_created.get();
+    while j.stats().segments_created.get() < created + 3 {
+        j.append(&[2u8; 1000]).unwrap();
+        j.commit().unwrap();
+    }
+    assert_eq!(
+        j.stats().segments_recycled.get(),
+        0,
+        "a segment whose release was not synced was recycled"
+    );
+    let last = j.durable_seq();
+    drop(j);
+    // Reopened, the journal finds the released segments under their free names and
+    // recycles them.
+    let mut j = Journal::open(&dir, release_options()).unwrap();
+    let created = j.stats().segments_created.get();
+    while j.stats().segments_recycled.get() == 0 {
+        j.append(&[3u8; 1000]).unwrap();
+        j.commit().unwrap();
+    }
+    assert_eq!(
+        j.stats().segments_created.get(),
+        created,
+        "a segment was created, not recycled"
+    );
+    let last = last.max(j.durable_seq());
+    drop(j);
+    let log = handle.log();
+    drop(mount);
+    recovers_at_every_crash_point(&log, start, 11, last);
 }
 
 /// A crash at any step of an `open` that prepares spare segments recovers: each spare was

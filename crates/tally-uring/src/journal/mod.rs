@@ -539,6 +539,12 @@ pub struct Journal {
     dir_file: File,
     opts: JournalOptions,
     free: Vec<(u64, PathBuf)>,
+    /// Released segments renamed to free names by a [`Journal::release_through`] whose
+    /// directory sync failed: the renames may not be durable, so these are never recycled
+    /// by this journal (a rotation writing a header into one could, after a power loss,
+    /// bring it back under its old live name holding another segment's header). Their
+    /// names stay taken; the next `open` finds them as free segments.
+    unsynced_free: Vec<(u64, PathBuf)>,
     /// Live segments (index, first seq), oldest first.
     live: std::collections::VecDeque<(u64, u64)>,
     /// Which half of the pool is filling (0 or 1).
@@ -674,7 +680,7 @@ impl Journal {
             // first, so that a crash between two renames leaves no hole in the live
             // numbering (which would stop the journal from opening).
             for sf in scan.all.iter().skip(torn.seg_pos + 1).rev() {
-                let (free_index, to) = free_slot(dir, &free, sf.index);
+                let (free_index, to) = free_slot(dir, &free, &[], sf.index);
                 std::fs::rename(&sf.path, &to).map_err(|source| {
                     JournalError::io(&sf.path, "recycle a torn segment", source)
                 })?;
@@ -802,6 +808,7 @@ impl Journal {
             dir_file,
             opts: options,
             free,
+            unsynced_free: Vec::new(),
             live,
             fill_half: 0,
             filled: 0,
@@ -1454,11 +1461,15 @@ impl Journal {
     /// Returns the number of segments released.
     ///
     /// # Errors
-    /// I/O errors renaming segments or syncing the directory.
+    /// I/O errors renaming segments or syncing the directory. Segments released before a
+    /// failed rename stay released. When the directory sync fails, the segments this call
+    /// renamed are not recycled while this journal is open (their new names may not be
+    /// durable); the next [`Journal::open`] finds them as free segments.
     pub fn release_through(&mut self, seq: u64) -> Result<u32, JournalError> {
         let seq = seq.min(self.durable);
         let mut released = 0;
         let mut failed = None;
+        let free_before = self.free.len();
         while self.live.len() > 1 {
             let (Some(&(index, _)), Some(&(_, next_first))) = (self.live.front(), self.live.get(1))
             else {
@@ -1469,7 +1480,7 @@ impl Journal {
             }
             let from = self.dir.join(scan::seg_name(index));
             let done = if self.free.len() < self.opts.max_free_segments as usize {
-                let (free_index, to) = free_slot(&self.dir, &self.free, index);
+                let (free_index, to) = free_slot(&self.dir, &self.free, &self.unsynced_free, index);
                 std::fs::rename(&from, &to)
                     .map(|()| self.free.push((free_index, to)))
                     .map_err(|source| JournalError::io(&from, "recycle a released segment", source))
@@ -1493,6 +1504,13 @@ impl Journal {
         } else {
             Ok(())
         };
+        if synced.is_err() {
+            // The renames of this call may not be durable: never recycle these segments
+            // (see `unsynced_free`). The segments deleted instead are no concern: one
+            // that comes back after a power loss holds its old, released records.
+            let start = free_before.min(self.free.len());
+            self.unsynced_free.extend(self.free.drain(start..));
+        }
         match failed {
             Some(e) => Err(e),
             None => synced.map(|()| released),
@@ -1538,12 +1556,18 @@ fn create_dir_durably(dir: &Path) -> Result<Vec<PathBuf>, JournalError> {
 /// The free name for a released or recycled segment numbered `index`: `free-<index>`,
 /// unless a free segment already has that name (a spare prepared at open is numbered past
 /// the live segments of the time, and the live numbering catches up with it while it
-/// waits): then a number past every free segment's, so that the rename never replaces
-/// (destroys) a free segment.
-fn free_slot(dir: &Path, free: &[(u64, PathBuf)], index: u64) -> (u64, PathBuf) {
-    let i = if free.iter().any(|(f, _)| *f == index) {
-        free.iter()
-            .map(|(f, _)| f.saturating_add(1))
+/// waits): then a number past every free segment's, including those held back in
+/// `unsynced_free`, so that the rename never replaces (destroys) a free segment.
+fn free_slot(
+    dir: &Path,
+    free: &[(u64, PathBuf)],
+    unsynced_free: &[(u64, PathBuf)],
+    index: u64,
+) -> (u64, PathBuf) {
+    let taken = || free.iter().chain(unsynced_free).map(|(f, _)| *f);
+    let i = if taken().any(|f| f == index) {
+        taken()
+            .map(|f| f.saturating_add(1))
             .fold(index.saturating_add(1), u64::max)
     } else {
         index

@@ -175,6 +175,8 @@ struct State {
     log: Vec<Op>,
     /// Faults for the next `write` requests, in order.
     write_faults: std::collections::VecDeque<WriteFault>,
+    /// Errnos for the next `fsyncdir` requests, in order.
+    fsyncdir_faults: std::collections::VecDeque<i32>,
 }
 
 impl State {
@@ -186,6 +188,7 @@ impl State {
             next_ino: ROOT + 1,
             log: Vec::new(),
             write_faults: std::collections::VecDeque::new(),
+            fsyncdir_faults: std::collections::VecDeque::new(),
         }
     }
 
@@ -706,6 +709,11 @@ impl Filesystem for CrashFs {
             reply.error(e);
             return;
         }
+        // A failed directory sync makes nothing durable (and is not logged).
+        if let Some(errno) = st.fsyncdir_faults.pop_front() {
+            reply.error(Errno::from_i32(errno));
+            return;
+        }
         st.apply(Op::FsyncDir { ino: ino.0 });
         reply.ok();
     }
@@ -821,6 +829,13 @@ impl Handle {
     /// with `faults`, one each; later writes work again.
     pub fn inject_write_faults(&self, faults: &[WriteFault]) {
         self.state().write_faults.extend(faults.iter().copied());
+    }
+
+    /// Fails the next `fsyncdir` requests (of any directory, in the order the daemon gets
+    /// them) with these errnos, one each; a failed one makes nothing durable. Later
+    /// directory syncs work again.
+    pub fn inject_fsyncdir_faults(&self, errnos: &[i32]) {
+        self.state().fsyncdir_faults.extend(errnos.iter().copied());
     }
 
     /// Injected write faults not used yet.
