@@ -53,9 +53,11 @@ use crate::sync::{AtomicUsize, Ordering, UnsafeCell};
 type Cell<T> = UnsafeCell<MaybeUninit<T>>;
 
 /// Bytes of a cache line.
+#[cfg(all(target_arch = "x86_64", not(tally_loom)))]
 const LINE: usize = 64;
 
 /// Most lines a batch pop asks the CPU to bring in ahead of the next batch (4 KiB).
+#[cfg(all(target_arch = "x86_64", not(tally_loom)))]
 const PREFETCH_LINES: usize = 64;
 
 /// Alignment of the slot array: a line pair, so that no other allocation shares its

@@ -759,6 +759,7 @@ impl<T, const N: usize> SpscRing<T, N> {
     /// Whether a value is one 64-bit lane of a 64-byte aligned line that holds the stamp
     /// in lane 0 and 7 values in lanes 1 to 7, with no drop glue: then the slice
     /// operations may move whole groups as lanes (`Groups::write_groups_lanes`).
+    #[cfg(all(target_arch = "x86_64", not(tally_loom)))]
     const LANES: bool = Self::CELL_SIZE == 8
         && Self::CELL_ALIGN == 8
         && Self::SLOTS_PER_GROUP == 7

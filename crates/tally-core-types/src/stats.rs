@@ -7,11 +7,31 @@
 //! saw before (each counter individually: a snapshot of several counters is not atomic
 //! across counters, so two counters bumped together may be read one bump apart).
 //!
-//! **Single writer is the caller's contract; the types do not enforce it.** `Counter` is
-//! `Sync` and its fields in a [`single_writer_stats!`](crate::single_writer_stats)
-//! struct are `pub`, so any thread holding a `&` can bump it. Two threads bumping one
-//! counter do not cause undefined behaviour, but increments can be lost. Give each
-//! thread its own stats struct and let readers add them up.
+//! **Who may write.** The counters of a
+//! [`single_writer_stats!`](crate::single_writer_stats) struct are private fields: only
+//! the module that declares the struct (and its submodules) can bump them, every other
+//! module and crate reads them through a getter per counter and `snapshot()`. So the
+//! owner's code, typically methods that take `&mut self` of the type that holds the
+//! stats, is the only writer, and a reader handed the stats (for example through an
+//! `Arc`) cannot bump them (`compile_fail` example below). A standalone `Counter` is
+//! `Sync` and [`Counter::add`] takes `&self`: two threads bumping one counter at once do
+//! not cause undefined behaviour, but increments can be lost, so keep a standalone
+//! counter where one thread writes it.
+//!
+//! ```compile_fail,E0616
+//! mod owner {
+//!     tally_core_types::single_writer_stats! {
+//!         /// Receive statistics.
+//!         pub struct RxStats => RxSnapshot {
+//!             /// Packets received.
+//!             packets,
+//!         }
+//!     }
+//! }
+//! let stats = owner::RxStats::new();
+//! assert_eq!(stats.packets(), 0); // reading is fine
+//! stats.packets.incr(); // error: the field is private to `owner`
+//! ```
 //!
 //! [`single_writer_stats!`](crate::single_writer_stats) declares a stats struct of named
 //! counters together with a plain `Copy` snapshot struct; the other Tally crates use it for
@@ -110,7 +130,7 @@ macro_rules! single_writer_stats {
         $(#[$meta])*
         #[derive(Debug, Default)]
         $vis struct $name {
-            $( $(#[$fmeta])* pub $field: $crate::Counter, )*
+            $( $(#[$fmeta])* $field: $crate::Counter, )*
         }
 
         #[doc = concat!("A point-in-time copy of [`", stringify!($name), "`].")]
@@ -127,6 +147,15 @@ macro_rules! single_writer_stats {
             pub fn snapshot(&self) -> $snap {
                 $snap { $( $field: self.$field.get(), )* }
             }
+
+            $(
+                $(#[$fmeta])*
+                ///
+                /// The counter's current value (any thread).
+                pub fn $field(&self) -> u64 {
+                    self.$field.get()
+                }
+            )*
         }
 
         #[allow(dead_code, reason = "generated API: not every user calls every method")]

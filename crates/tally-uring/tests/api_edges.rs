@@ -366,7 +366,7 @@ fn a_deleted_lock_file_does_not_let_a_second_writer_in() {
 /// A journal of three segments (records 1..=n), closed cleanly.
 fn three_segments(dir: &Path) -> Option<Vec<std::path::PathBuf>> {
     let mut j = open(dir, small())?;
-    while j.stats().segments_created.get() < 3 {
+    while j.stats().segments_created() < 3 {
         j.append(&[5u8; 900]).unwrap();
         j.commit().unwrap();
     }
@@ -548,7 +548,7 @@ fn a_release_never_overwrites_an_unused_spare() {
     };
     assert_eq!(free_files(dir.path()), 2);
     for recycled in 1..=2 {
-        while j.stats().segments_recycled.get() < recycled {
+        while j.stats().segments_recycled() < recycled {
             j.append(&[7u8; 900]).unwrap();
             j.commit().unwrap();
         }
@@ -561,15 +561,15 @@ fn a_release_never_overwrites_an_unused_spare() {
         2,
         "a released segment overwrote a spare"
     );
-    let created = j.stats().segments_created.get();
+    let created = j.stats().segments_created();
     for recycled in 3..=4 {
-        while j.stats().segments_recycled.get() < recycled {
+        while j.stats().segments_recycled() < recycled {
             j.append(&[8u8; 900]).unwrap();
             j.commit().unwrap();
         }
     }
     assert_eq!(
-        j.stats().segments_created.get(),
+        j.stats().segments_created(),
         created,
         "a free segment was missing"
     );

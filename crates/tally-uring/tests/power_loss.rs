@@ -818,7 +818,7 @@ fn kill_a_writer_after_write_outs(dir: &Path) -> Option<()> {
     for seq in 2..=40u64 {
         j.append(&[seq as u8; 1000]).unwrap();
     }
-    assert!(j.stats().write_outs.get() > 0, "nothing was written out");
+    assert!(j.stats().write_outs() > 0, "nothing was written out");
     drop(j);
     Some(())
 }
@@ -900,7 +900,7 @@ fn four_segments_on_fuse(base: &Path) -> Option<(Mount, PathBuf, Journal)> {
     let mount = mount_or_skip(base, None)?;
     let dir = mount.path().join("j");
     let mut j = open_or_skip(&dir, release_options())?;
-    while j.stats().segments_created.get() < 4 {
+    while j.stats().segments_created() < 4 {
         j.append(&[1u8; 1000]).unwrap();
         j.commit().unwrap();
     }
@@ -938,7 +938,7 @@ fn a_release_that_fails_part_way_keeps_the_journal_recoverable() {
     let released = j.release_through(j.durable_seq());
     assert!(released.is_err(), "the release did not fail: {released:?}");
     // The next rotation recycles segment 0, the one segment that was released.
-    while j.stats().segments_recycled.get() == 0 {
+    while j.stats().segments_recycled() == 0 {
         j.append(&[2u8; 1000]).unwrap();
         j.commit().unwrap();
     }
@@ -971,13 +971,13 @@ fn a_release_whose_directory_sync_fails_keeps_the_journal_recoverable() {
         "{err}"
     );
     // Three more rotations: none may reuse a segment of the failed release.
-    let created = j.stats().segments_created.get();
-    while j.stats().segments_created.get() < created + 3 {
+    let created = j.stats().segments_created();
+    while j.stats().segments_created() < created + 3 {
         j.append(&[2u8; 1000]).unwrap();
         j.commit().unwrap();
     }
     assert_eq!(
-        j.stats().segments_recycled.get(),
+        j.stats().segments_recycled(),
         0,
         "a segment whose release was not synced was recycled"
     );
@@ -986,13 +986,13 @@ fn a_release_whose_directory_sync_fails_keeps_the_journal_recoverable() {
     // Reopened, the journal finds the released segments under their free names and
     // recycles them.
     let mut j = Journal::open(&dir, release_options()).unwrap();
-    let created = j.stats().segments_created.get();
-    while j.stats().segments_recycled.get() == 0 {
+    let created = j.stats().segments_created();
+    while j.stats().segments_recycled() == 0 {
         j.append(&[3u8; 1000]).unwrap();
         j.commit().unwrap();
     }
     assert_eq!(
-        j.stats().segments_created.get(),
+        j.stats().segments_created(),
         created,
         "a segment was created, not recycled"
     );
@@ -1258,8 +1258,8 @@ fn a_short_group_write_is_completed_not_fatal() {
     assert_eq!(handle.pending_write_faults(), 0, "the faults were not hit");
     // A group larger than a buffer: its first part is written out by `append`.
     handle.inject_write_faults(&short);
-    let before = j.stats().write_outs.get();
-    while j.stats().write_outs.get() == before {
+    let before = j.stats().write_outs();
+    while j.stats().write_outs() == before {
         append(&mut j, &mut want, 1500);
     }
     assert_eq!(handle.pending_write_faults(), 0, "the faults were not hit");
