@@ -70,6 +70,38 @@ fn round_trip_with_commits_in_flight() {
     round_trip(small().commits_in_flight(4));
 }
 
+/// With one commit in flight on the io_uring path, `poll_commits` finishes a commit whose
+/// `fdatasync` has completed without waiting, and `wait_commit` afterwards has nothing
+/// left to wait for.
+#[test]
+fn poll_commits_finishes_an_io_uring_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(mut j) = open(dir.path(), small().direct_commit(false)) else {
+        return;
+    };
+    for round in 0..20u64 {
+        for k in 1..=10 {
+            assert_eq!(j.append(&payload(round * 10 + k)).unwrap(), round * 10 + k);
+        }
+        let last = j.start_commit().unwrap();
+        assert_eq!(last, round * 10 + 10);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while j.poll_commits().unwrap() < last {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "round {round}: never durable"
+            );
+            std::thread::sleep(std::time::Duration::from_micros(50));
+        }
+        assert_eq!(j.durable_seq(), last);
+        assert_eq!(j.wait_commit().unwrap(), last);
+    }
+    drop(j);
+    let (recs, rep) = replay_all(dir.path()).unwrap();
+    assert_eq!(recs.len(), 200);
+    assert!(rep.torn_tail.is_none());
+}
+
 #[test]
 fn commits_in_flight_ack_in_order_and_wait_durable() {
     let dir = tempfile::tempdir().unwrap();

@@ -205,6 +205,11 @@ fn workload(
                     j.start_commit().unwrap();
                     ack(&mut t, &j);
                     append(&mut j, &mut t, seed, 1 + rng.below(4));
+                    if rng.percent(50) {
+                        // Finishes the commit if its fdatasync has completed.
+                        j.poll_commits().unwrap();
+                        ack(&mut t, &j);
+                    }
                     j.wait_commit().unwrap();
                     ack(&mut t, &j);
                 }
@@ -889,6 +894,24 @@ fn records_delivered_by_replay_survive_a_power_loss() {
     );
 }
 
+/// A crash file system mounted under `base` holding a new journal (in its `j`) opened
+/// with `opts`; `None` when the test skips.
+fn journal_on_fuse(base: &Path, opts: JournalOptions) -> Option<(Mount, PathBuf, Journal)> {
+    let mount = mount_or_skip(base, None)?;
+    let dir = mount.path().join("j");
+    let j = open_or_skip(&dir, opts)?;
+    Some((mount, dir, j))
+}
+
+/// Appends the next record of `want` (sequence number `want.len() + 1`): `len` bytes
+/// cycling through [`payload`]`(seed, seq)`.
+fn append_cycled(j: &mut Journal, want: &mut Records, seed: u64, len: usize) {
+    let seq = want.len() as u64 + 1;
+    let p: Vec<u8> = payload(seed, seq).into_iter().cycle().take(len).collect();
+    assert_eq!(j.append(&p).unwrap(), seq);
+    want.push((seq, p));
+}
+
 /// The options of the release tests: no prewrite, up to four free segments.
 fn release_options() -> JournalOptions {
     options(Mode::Direct).prewrite(false).max_free_segments(4)
@@ -897,9 +920,7 @@ fn release_options() -> JournalOptions {
 /// A crash file system mounted under `base` holding a journal (in its `j`) with
 /// [`release_options`] that has created four segments; `None` when the test skips.
 fn four_segments_on_fuse(base: &Path) -> Option<(Mount, PathBuf, Journal)> {
-    let mount = mount_or_skip(base, None)?;
-    let dir = mount.path().join("j");
-    let mut j = open_or_skip(&dir, release_options())?;
+    let (mount, dir, mut j) = journal_on_fuse(base, release_options())?;
     while j.stats().segments_created() < 4 {
         j.append(&[1u8; 1000]).unwrap();
         j.commit().unwrap();
@@ -1218,6 +1239,41 @@ fn crashfs_logs_in_order_and_models_durability() {
     assert_eq!(seen.len(), 8, "not every allowed image was drawn: {seen:?}");
 }
 
+/// A short write of a commit group on the io_uring path, whose completions
+/// `poll_commits` collects: the rest is written and synced, as by `wait_commit`.
+#[test]
+fn a_short_write_seen_by_poll_commits_is_completed() {
+    let base = tempfile::tempdir().unwrap();
+    let Some((mount, dir, mut j)) = journal_on_fuse(base.path(), options(Mode::Uring)) else {
+        return;
+    };
+    let handle = mount.handle();
+    let mut want: Records = Vec::new();
+    for _ in 0..5 {
+        append_cycled(&mut j, &mut want, 0x5408, 900);
+    }
+    handle.inject_write_faults(&[WriteFault::Short(700)]);
+    let last = j.start_commit().unwrap();
+    let deadline = Instant::now() + std::time::Duration::from_secs(10);
+    while j
+        .poll_commits()
+        .expect("a short write seen by poll_commits is completed")
+        < last
+    {
+        assert!(
+            Instant::now() < deadline,
+            "poll_commits never saw the commit"
+        );
+        std::thread::sleep(std::time::Duration::from_micros(100));
+    }
+    assert_eq!(last, 5);
+    assert_eq!(j.wait_commit().unwrap(), 5);
+    assert_eq!(handle.pending_write_faults(), 0, "the fault was not hit");
+    drop(j);
+    let (got, _) = replay_all(&dir).unwrap();
+    assert_eq!(got, want);
+}
+
 /// A write to a regular file may complete short (here the FUSE file system writes only
 /// the first 700 bytes of a group, and io_uring reports that count). The journal writes
 /// the rest before the `fdatasync` (it used to poison itself with "short write"), on the
@@ -1226,25 +1282,14 @@ fn crashfs_logs_in_order_and_models_durability() {
 #[test]
 fn a_short_group_write_is_completed_not_fatal() {
     let base = tempfile::tempdir().unwrap();
-    let Some(mount) = mount_or_skip(base.path(), None) else {
+    let Some((mount, dir, mut j)) = journal_on_fuse(base.path(), options(Mode::Uring)) else {
         return;
     };
     let handle = mount.handle();
-    let dir = mount.path().join("j");
-    let Some(mut j) = open_or_skip(&dir, options(Mode::Uring)) else {
-        return;
-    };
     let short = [WriteFault::Short(700)];
     let mut want: Records = Vec::new();
     let append = |j: &mut Journal, want: &mut Records, len: usize| {
-        let seq = want.len() as u64 + 1;
-        let p = payload(0x5407, seq)
-            .into_iter()
-            .cycle()
-            .take(len)
-            .collect::<Vec<u8>>();
-        assert_eq!(j.append(&p).unwrap(), seq);
-        want.push((seq, p));
+        append_cycled(j, want, 0x5407, len);
     };
     // The linked io_uring write of a commit group.
     for _ in 0..5 {

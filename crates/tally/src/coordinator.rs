@@ -885,8 +885,15 @@ fn run_to_completion<N: Net>(
             f.stats.journal_records += 1;
             filling.push((o, seq));
         }
-        // Answer the group in flight once it is durable, then start the next.
-        if !in_flight.is_empty() && (!filling.is_empty() || got == 0) {
+        // Answer the group in flight once it is durable, then start the next: when there
+        // is a next group, when the wire is quiet, or when its commit has finished (so
+        // that a steady stream of datagrams that complete no session, such as junk or
+        // retransmissions, cannot hold back replies that are already durable).
+        let in_flight_done = match in_flight.last() {
+            Some(&(_, last)) if filling.is_empty() && got > 0 => journal.poll_commits()? >= last,
+            _ => false,
+        };
+        if !in_flight.is_empty() && (!filling.is_empty() || got == 0 || in_flight_done) {
             let t0 = Instant::now();
             journal.wait_commit()?;
             f.stats.commit_wait_time += t0.elapsed();
@@ -1241,6 +1248,43 @@ mod tests {
             );
             assert_eq!((s.sessions_signed, records, sent.len()), (1, 1, 1));
             assert!(s.drops.malformed > 0);
+        }
+    }
+
+    /// A durable reply goes out while datagrams that complete no session keep arriving:
+    /// run-to-completion answered the group in flight only when a next group was filling
+    /// or the wire was quiet, so a steady stream of junk held a durable reply back until
+    /// the stream stopped (here: past the 2 s deadline, until stop).
+    #[test]
+    fn a_durable_reply_is_not_held_back_by_a_steady_stream_of_junk() {
+        let group = Group::deal(2, 3).unwrap();
+        let pool = build_pool(&group, 1, 1).unwrap();
+        for stages in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            let sent = Sent::default();
+            let net = FakeNet {
+                queue: session_datagrams(&pool[0], 5).into(),
+                flood_until: Some(Instant::now() + Duration::from_secs(30)),
+                sent: Arc::clone(&sent),
+            };
+            let stop = AtomicBool::new(false);
+            let cfg = config(&group, dir.path(), stages);
+            let (replied, stats) = std::thread::scope(|s| {
+                let coordinator = s.spawn(|| run(cfg, net, &stop, || {}).unwrap());
+                let deadline = Instant::now() + Duration::from_secs(2);
+                while sent.lock().unwrap().is_empty() && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                let replied = !sent.lock().unwrap().is_empty();
+                stop.store(true, Ordering::Relaxed);
+                (replied, coordinator.join().unwrap())
+            });
+            assert!(
+                replied,
+                "stages {stages}: no reply within 2 s while junk kept arriving"
+            );
+            assert_eq!(stats.sessions_signed, 1);
+            assert!(stats.drops.malformed > 0, "the junk was not received");
         }
     }
 

@@ -478,8 +478,12 @@ struct InFlight {
     /// Index into [`Segment::sync_files`] (pipelined commits; 0 otherwise).
     slot: usize,
     /// The sync's result once its completion arrived (pipelined commits are published in
-    /// submission order, so a finished one may wait here for earlier ones).
+    /// submission order, so a finished one may wait here for earlier ones; one commit in
+    /// flight: collected by [`Journal::poll_commits`] before [`Journal::wait_commit`]).
     result: Option<Result<(), crate::Errno>>,
+    /// The write's result once its completion arrived, if [`Journal::poll_commits`]
+    /// collected it (one commit in flight).
+    write_result: Option<Result<u32, crate::Errno>>,
     /// What `write` writes: the pool range and its file offset (to finish a short write).
     group: Option<(PoolRange, u64)>,
 }
@@ -492,6 +496,7 @@ impl InFlight {
             last_seq,
             slot,
             result: None,
+            write_result: None,
             group: None,
         }
     }
@@ -1190,14 +1195,37 @@ impl Journal {
     }
 
     /// Collects finished commits without waiting and returns the highest durable sequence
-    /// number (for [`JournalOptions::commits_in_flight`] > 1; otherwise commits finish
-    /// inside [`Journal::commit`] / [`Journal::wait_commit`]).
+    /// number: a caller that started a commit with [`Journal::start_commit`] learns here
+    /// when it is durable, without blocking. With one commit in flight (the default
+    /// [`JournalOptions::commits_in_flight`]), a commit whose `fdatasync` has completed is
+    /// finished here as [`Journal::wait_commit`] would (after a short write, that writes
+    /// the rest and syncs again, which waits); with [`JournalOptions::direct_commit`]
+    /// commits finish inside [`Journal::start_commit`].
     ///
     /// # Errors
     /// As [`Journal::commit`].
     pub fn poll_commits(&mut self) -> Result<u64, JournalError> {
         self.check_poison()?;
-        self.reap_commits(false)?;
+        if self.opts.commits_in_flight > 1 {
+            self.reap_commits(false)?;
+            return Ok(self.durable);
+        }
+        let Some(inf) = self.in_flight.front_mut() else {
+            return Ok(self.durable);
+        };
+        let drained = self.ring.drain(|c| {
+            if c.op == inf.sync {
+                inf.result = Some(c.result().map(|_| ()));
+            } else if Some(c.op) == inf.write {
+                inf.write_result = Some(c.result());
+            }
+        });
+        if let Err(e) = drained {
+            return self.poison(e.into());
+        }
+        if self.in_flight.front().is_some_and(|f| f.result.is_some()) {
+            self.wait_commit()?;
+        }
         Ok(self.durable)
     }
 
@@ -1289,16 +1317,21 @@ impl Journal {
         let Some(inf) = self.in_flight.pop_front() else {
             return Ok(self.durable);
         };
-        let mut write_result = None;
+        let mut write_result = inf.write_result;
         let write = inf.write;
-        let sync = self.ring.wait_for(inf.sync, |c| {
-            if Some(c.op) == write {
-                write_result = Some(c.result());
+        // The sync's result, unless `poll_commits` collected it already.
+        let sync = if let Some(result) = inf.result {
+            result
+        } else {
+            let sync = self.ring.wait_for(inf.sync, |c| {
+                if Some(c.op) == write {
+                    write_result = Some(c.result());
+                }
+            });
+            match sync {
+                Ok(c) => c.result().map(|_| ()),
+                Err(e) => return self.poison(e.into()),
             }
-        });
-        let sync = match sync {
-            Ok(c) => c,
-            Err(e) => return self.poison(e.into()),
         };
         if let Some(Err(errno)) = write_result {
             let e = JournalError::from_io(
@@ -1314,7 +1347,7 @@ impl Journal {
         // since a second fdatasync may succeed although the data of the first were lost.)
         if let (Some(Ok(n)), Some((range, off))) = (write_result, inf.group)
             && (n as usize) < range.len as usize
-            && matches!(sync.result(), Ok(_) | Err(crate::Errno(libc::ECANCELED)))
+            && matches!(sync, Ok(()) | Err(crate::Errno(libc::ECANCELED)))
         {
             self.write_rest(range, off, n as usize, "write a commit group")?;
             let target = Target::Fd(self.seg.file.as_raw_fd());
@@ -1328,7 +1361,7 @@ impl Journal {
             self.durable = inf.last_seq;
             return Ok(self.durable);
         }
-        if let Err(errno) = sync.result() {
+        if let Err(errno) = sync {
             let e = if errno.0 == libc::ECANCELED {
                 JournalError::io(
                     &self.seg.path,
