@@ -928,13 +928,18 @@ fn four_segments_on_fuse(base: &Path) -> Option<(Mount, PathBuf, Journal)> {
     Some((mount, dir, j))
 }
 
-/// For every crash point of `log` from op `start` on: the crash images replay, hold no
-/// record past `last` and open with [`release_options`].
-fn recovers_at_every_crash_point(log: &[Op], start: usize, seed: u64, last: u64) {
+/// For every crash point of `log` from op `start` on: the crash images replay, hold the
+/// records up to `acked` (durable before op `start`) and none past `last`, and open with
+/// [`release_options`].
+fn recovers_at_every_crash_point(log: &[Op], start: usize, seed: u64, acked: u64, last: u64) {
     for_each_crash_point(log, start, seed, |k, kind, jdir| {
         let (got, _) =
             replay_all(jdir).unwrap_or_else(|e| panic!("crash after op {k} ({kind:?}): {e}"));
-        assert!(got.last().is_some_and(|r| r.0 <= last), "op {k} ({kind:?})");
+        let end = got.last().map_or(0, |r| r.0);
+        assert!(
+            (acked..=last).contains(&end),
+            "op {k} ({kind:?}): records end at {end}, not in {acked}..={last}"
+        );
         Journal::open(jdir, release_options())
             .unwrap_or_else(|e| panic!("crash after op {k} ({kind:?}): open: {e}"));
     });
@@ -956,7 +961,8 @@ fn a_release_that_fails_part_way_keeps_the_journal_recoverable() {
     std::fs::create_dir_all(dir.join("free-0000000000000001.tjl").join("x")).unwrap();
     let handle = mount.handle();
     let start = handle.ops();
-    let released = j.release_through(j.durable_seq());
+    let acked = j.durable_seq();
+    let released = j.release_through(acked);
     assert!(released.is_err(), "the release did not fail: {released:?}");
     // The next rotation recycles segment 0, the one segment that was released.
     while j.stats().segments_recycled() == 0 {
@@ -967,7 +973,7 @@ fn a_release_that_fails_part_way_keeps_the_journal_recoverable() {
     drop(j);
     let log = handle.log();
     drop(mount);
-    recovers_at_every_crash_point(&log, start, 9, last);
+    recovers_at_every_crash_point(&log, start, 9, acked, last);
 }
 
 /// A release whose directory sync fails keeps the journal recoverable. Its renames of
@@ -984,8 +990,9 @@ fn a_release_whose_directory_sync_fails_keeps_the_journal_recoverable() {
     };
     let handle = mount.handle();
     let start = handle.ops();
+    let acked = j.durable_seq();
     handle.inject_fsyncdir_faults(&[libc::EIO]);
-    let released = j.release_through(j.durable_seq());
+    let released = j.release_through(acked);
     let err = released.expect_err("the release did not fail");
     assert!(
         err.to_string().contains("fsync the journal directory"),
@@ -1021,7 +1028,91 @@ fn a_release_whose_directory_sync_fails_keeps_the_journal_recoverable() {
     drop(j);
     let log = handle.log();
     drop(mount);
-    recovers_at_every_crash_point(&log, start, 11, last);
+    recovers_at_every_crash_point(&log, start, 11, acked, last);
+}
+
+/// A rotation whose directory sync fails, then a commit: the group that was to move to
+/// the new segment is written to the old one, and the new segment, whose header claimed
+/// that group's first record, must not stay behind: a clean close then reopened with a
+/// "torn tail" (the leftover segment numbered before the end of the log). Every crash
+/// point recovers.
+#[test]
+fn a_rotation_whose_directory_sync_fails_leaves_no_stray_segment() {
+    let base = tempfile::tempdir().unwrap();
+    let Some((mount, dir, mut j)) = journal_on_fuse(base.path(), release_options()) else {
+        return;
+    };
+    let handle = mount.handle();
+    let start = handle.ops();
+    handle.inject_fsyncdir_faults(&[libc::EIO]);
+    let mut appended = 0u32;
+    let err = loop {
+        if appended.is_multiple_of(7) {
+            j.commit().unwrap();
+        }
+        match j.append(&[appended as u8; 1000]) {
+            Ok(_) => appended += 1,
+            Err(e) => break e,
+        }
+        assert!(appended < 1000, "no rotation");
+    };
+    assert!(
+        err.to_string().contains("fsync the journal directory"),
+        "{err}"
+    );
+    assert_eq!(
+        j.stats().segments_created(),
+        1,
+        "the failed rotation counted"
+    );
+    assert_eq!(j.commit().unwrap(), u64::from(appended));
+    drop(j);
+    let (mut j, report) = Journal::open_with_report(&dir, release_options()).unwrap();
+    assert!(report.torn_tail.is_none(), "{report:?}");
+    assert_eq!(report.last_seq, u64::from(appended));
+    // The journal goes on: the next append rotates.
+    j.append(&[1u8; 1000]).unwrap();
+    let last = j.commit().unwrap();
+    assert_eq!(j.stats().segments_created(), 1);
+    drop(j);
+    let log = handle.log();
+    drop(mount);
+    recovers_at_every_crash_point(&log, start, 13, 0, last);
+}
+
+/// On a file system without `fallocate` (it answers `EOPNOTSUPP`) the journal opens,
+/// rotates and recovers: segments are pre-written with zeros instead (it used to fail
+/// `open` with "preallocate a segment (fallocate)"), also with `prewrite(false)`.
+#[test]
+fn a_file_system_without_fallocate_gets_pre_written_segments() {
+    let base = tempfile::tempdir().unwrap();
+    let Some(mount) = mount_or_skip(base.path(), None) else {
+        return;
+    };
+    let handle = mount.handle();
+    handle.refuse_fallocate();
+    let dir = mount.path().join("j");
+    let mut want: Records = Vec::new();
+    let Some(mut j) = open_or_skip(&dir, release_options()) else {
+        return;
+    };
+    // Crash points from the first append on (the journal directory exists from here).
+    let start = handle.ops();
+    while j.stats().segments_created() < 3 {
+        append_cycled(&mut j, &mut want, 0xfa11, 1000);
+        if want.len().is_multiple_of(5) {
+            j.commit().unwrap();
+        }
+    }
+    let last = j.commit().unwrap();
+    drop(j);
+    let (got, _) = replay_all(&dir).unwrap();
+    assert_eq!(got, want);
+    let log = handle.log();
+    let fallocated = log.iter().any(|op| matches!(op, Op::Fallocate { .. }));
+    assert!(!fallocated, "a fallocate got through");
+    drop(mount);
+    recovers_at_every_crash_point(&log, start, 17, 0, last);
 }
 
 /// A crash at any step of an `open` that prepares spare segments recovers: each spare was

@@ -18,8 +18,8 @@
 //!   file description of the segment (so that it sees every writeback error since that
 //!   description's previous flush), and any failed flush poisons the journal.
 //! * Segments are preallocated with `fallocate` and, by default, pre-written with zeros
-//!   once, so that commits overwrite already-written blocks and an `fdatasync` carries no
-//!   extent metadata; [`Journal::release_through`] recycles segments whose records are no
+//!   once (always, on a file system without `fallocate`), so that commits overwrite
+//!   already-written blocks and an `fdatasync` carries no extent metadata; [`Journal::release_through`] recycles segments whose records are no
 //!   longer needed, so steady-state commits never allocate blocks.
 //! * [`Journal::open`] recovers: a torn final commit group is cut off (and reported), a
 //!   damaged record followed by records of a later commit group is corruption and an
@@ -308,6 +308,8 @@ impl JournalOptions {
     /// Write zeros over each new segment once (and sync) so that commits overwrite
     /// written blocks instead of converting unwritten extents (one metadata journal
     /// commit less per `fdatasync` on ext4/XFS). Costs one extra write of each new segment.
+    /// On a file system without `fallocate` segments are pre-written either way: that is
+    /// how their blocks get allocated.
     #[must_use]
     pub const fn prewrite(mut self, on: bool) -> Self {
         self.prewrite = on;
@@ -1746,7 +1748,7 @@ fn create_segment(
             let sync_files = open_sync_files(&from, sync_slots)?;
             std::fs::rename(&from, &path)
                 .map_err(|source| JournalError::io(&from, "rename a recycled segment", source))?;
-            fsync_dir(dir_file, dir)?;
+            fsync_dir(dir_file, dir).map_err(|e| remove_unsynced(&path, e))?;
             Ok(Segment {
                 file,
                 path: path.clone(),
@@ -1804,7 +1806,7 @@ fn create_segment(
     let sync_files = open_sync_files(&tmp, sync_slots).map_err(cleanup)?;
     std::fs::rename(&tmp, &path)
         .map_err(|source| cleanup(JournalError::io(&tmp, "rename a new segment", source)))?;
-    fsync_dir(dir_file, dir)?;
+    fsync_dir(dir_file, dir).map_err(|e| remove_unsynced(&path, e))?;
     stats.segments_created.incr();
     Ok(Segment {
         file,
@@ -1817,8 +1819,20 @@ fn create_segment(
     })
 }
 
+/// Removes a segment that `create_segment` renamed into place but whose directory sync
+/// failed, and returns `e`. Left there, it claimed to start at the first record of the
+/// group being filled; a commit after the failed rotation writes that group to the old
+/// segment, so at the next `open` the leftover, numbered before the end of the log, was
+/// reported as a torn tail of a cleanly closed journal. (A power loss may still bring it
+/// back: then it is the torn tail of a crash.)
+fn remove_unsynced(path: &Path, e: JournalError) -> JournalError {
+    let _ = std::fs::remove_file(path);
+    e
+}
+
 /// Preallocates a new segment file and, with [`JournalOptions::prewrite`], writes zeros
-/// over it (then syncs).
+/// over it (then syncs). Where the file system has no `fallocate`, it writes the zeros
+/// whatever `prewrite` says.
 fn fill_segment(
     ring: &mut Ring,
     file: &File,
@@ -1827,7 +1841,17 @@ fn fill_segment(
 ) -> Result<(), RingError> {
     let t = Target::Fd(file.as_raw_fd());
     let op = ring.fallocate(t, 0, opts.segment_bytes, 0, 0)?;
-    ring.run(op, |_| {})?;
+    match ring.run(op, |_| {}) {
+        Ok(_) => {}
+        // A file system without `fallocate` (NFSv3, FUSE file systems that do not
+        // implement it): writing zeros over the segment allocates its blocks instead, so
+        // commits still never extend the file.
+        Err(RingError::Op {
+            errno: crate::Errno(libc::EOPNOTSUPP),
+            ..
+        }) => return prewrite(ring, t, opts, scratch_half),
+        Err(e) => return Err(e),
+    }
     if opts.prewrite {
         prewrite(ring, t, opts, scratch_half)?;
     }

@@ -177,6 +177,8 @@ struct State {
     write_faults: std::collections::VecDeque<WriteFault>,
     /// Errnos for the next `fsyncdir` requests, in order.
     fsyncdir_faults: std::collections::VecDeque<i32>,
+    /// Answer `fallocate` with `EOPNOTSUPP`, as file systems without it do.
+    no_fallocate: bool,
 }
 
 impl State {
@@ -189,6 +191,7 @@ impl State {
             log: Vec::new(),
             write_faults: std::collections::VecDeque::new(),
             fsyncdir_faults: std::collections::VecDeque::new(),
+            no_fallocate: false,
         }
     }
 
@@ -787,12 +790,12 @@ impl Filesystem for CrashFs {
         mode: i32,
         reply: ReplyEmpty,
     ) {
+        let mut st = self.state();
         // Plain preallocation only (punching or zeroing ranges is not modelled).
-        if mode != 0 && mode != libc::FALLOC_FL_KEEP_SIZE {
+        if st.no_fallocate || (mode != 0 && mode != libc::FALLOC_FL_KEEP_SIZE) {
             reply.error(Errno::EOPNOTSUPP);
             return;
         }
-        let mut st = self.state();
         if let Err(e) = st.file_mut(ino.0) {
             reply.error(e);
             return;
@@ -836,6 +839,12 @@ impl Handle {
     /// directory syncs work again.
     pub fn inject_fsyncdir_faults(&self, errnos: &[i32]) {
         self.state().fsyncdir_faults.extend(errnos.iter().copied());
+    }
+
+    /// Answers every `fallocate` from now on with `EOPNOTSUPP`, as a file system without
+    /// it does (the kernel's FUSE client then stops asking for this mount).
+    pub fn refuse_fallocate(&self) {
+        self.state().no_fallocate = true;
     }
 
     /// Injected write faults not used yet.
