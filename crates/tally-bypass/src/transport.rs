@@ -112,10 +112,14 @@ pub struct TransportStats {
     /// Bytes queued for transmission.
     pub tx_bytes: u64,
     /// Frames the kernel dropped on receive (AF_XDP `rx_dropped`; AF_PACKET `tp_drops`).
+    /// In AF_XDP copy mode this includes the frames dropped because the fill ring was
+    /// empty. All frames lost on receive: [`TransportStats::rx_lost`].
     pub rx_dropped: u64,
-    /// AF_XDP: frames dropped because the rx ring was full.
+    /// AF_XDP: frames dropped because the rx ring was full (not in `rx_dropped`).
     pub rx_ring_full: u64,
-    /// AF_XDP: frames dropped because the fill ring was empty.
+    /// AF_XDP: times the kernel found the fill ring empty (`rx_fill_ring_empty_descs`).
+    /// Not a separate drop count: in copy mode each such drop is also in `rx_dropped`,
+    /// and in zero-copy mode the driver tries again later.
     pub rx_fill_ring_empty: u64,
     /// Invalid rx/tx descriptors (kernel-reported plus our own checks).
     pub invalid_descs: u64,
@@ -125,6 +129,16 @@ pub struct TransportStats {
     pub tx_kicks: u64,
     /// Frames rejected by the UDP parser (see [`ParseStats`] for reasons).
     pub rx_malformed: u64,
+}
+
+impl TransportStats {
+    /// Frames lost on receive, each counted once: `rx_dropped + rx_ring_full`. (Adding
+    /// `rx_fill_ring_empty` as well counted every copy-mode drop for an empty fill ring
+    /// twice.)
+    #[must_use]
+    pub const fn rx_lost(&self) -> u64 {
+        self.rx_dropped.wrapping_add(self.rx_ring_full)
+    }
 }
 
 /// A batch of received frames, borrowed from the transport until dropped.

@@ -260,6 +260,7 @@ fn starved_fill_ring_counts_drops_and_recovers() {
             got += b.len() as u64;
         }
         let k = xsk.kernel_stats().unwrap();
+        let lost = xsk.stats().rx_lost();
         // Recovery: frames went back to the fill ring, new traffic arrives.
         let after = go_rx.recv_timeout(Duration::from_secs(30)).unwrap();
         let mut got2 = 0u64;
@@ -268,7 +269,7 @@ fn starved_fill_ring_counts_drops_and_recovers() {
             xsk.wait(Duration::from_millis(50)).unwrap();
             got2 += xsk.recv(64).len() as u64;
         }
-        (sent, got, k, got2)
+        (sent, got, k, lost, got2)
     });
     ready_rx.recv_timeout(Duration::from_secs(30)).unwrap();
     let c = cfg.clone();
@@ -297,7 +298,7 @@ fn starved_fill_ring_counts_drops_and_recovers() {
     })
     .unwrap();
     go_tx.send(20).unwrap();
-    let (sent, got, k, got2) = receiver.join().unwrap().unwrap();
+    let (sent, got, k, lost, got2) = receiver.join().unwrap().unwrap();
     let drops = k.rx_dropped + k.rx_ring_full + k.rx_fill_ring_empty_descs;
     eprintln!(
         "sent {sent}, received {got}, rx_dropped {}, rx_ring_full {}, fill_ring_empty {}, after {got2}",
@@ -310,6 +311,12 @@ fn starved_fill_ring_counts_drops_and_recovers() {
         got + k.rx_dropped + k.rx_ring_full,
         u64::from(sent),
         "every datagram received or counted"
+    );
+    // Each lost datagram counted once (the fill-ring-empty count repeats the drops).
+    assert_eq!(got + lost, u64::from(sent), "TransportStats::rx_lost");
+    assert!(
+        k.rx_fill_ring_empty_descs > 0,
+        "the fill ring never ran empty"
     );
     assert_eq!(got2, 20, "recovers after the burst");
 }
@@ -396,4 +403,40 @@ fn xsk_to_xsk_round_trips_in_both_xdp_modes() {
         let echoed = server.join().unwrap().unwrap();
         assert_eq!((got, echoed), (200, 200), "{tag}");
     }
+}
+
+/// A send closure that panics gives its UMEM transmit frame back: eight panics on an
+/// 8-frame socket used to leave every later send `RingFull`.
+#[test]
+fn a_panicking_send_closure_does_not_leak_its_frame() {
+    let Some(pair) = common::veth_or_skip("xleak", VethConfig::default()) else {
+        return;
+    };
+    let cfg = pair.config().clone();
+    pair.run_in(Side::B, move || {
+        let config = XskConfig {
+            rx_frames: 8,
+            tx_frames: 8,
+            rx_ring: 8,
+            tx_ring: 8,
+            ..XskConfig::udp_ports(&[PORT])
+        };
+        let mut xsk = XskSocket::open(&cfg.if_b, 0, config).unwrap();
+        let before = xsk.tx_frames_free();
+        assert_eq!(before, 8);
+        for _ in 0..16 {
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                let _ = xsk.send_frame(&mut |_| panic!("a bug in the caller's closure"));
+            }));
+            assert!(r.is_err());
+        }
+        assert_eq!(xsk.tx_frames_free(), before, "transmit frames leaked");
+        xsk.send_frame(&mut |buf| {
+            buf[..60].fill(0xab);
+            60
+        })
+        .unwrap();
+        xsk.flush().unwrap();
+    })
+    .unwrap();
 }

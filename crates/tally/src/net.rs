@@ -237,7 +237,7 @@ impl Net for BypassNet {
     fn stats(&self) -> NetStats {
         let s = self.t.stats();
         NetStats {
-            rx_dropped: s.rx_dropped + s.rx_ring_full + s.rx_fill_ring_empty,
+            rx_dropped: s.rx_lost(),
             rx_malformed: s.rx_malformed,
             ..self.stats
         }

@@ -591,6 +591,19 @@ impl XskSocket {
     }
 
     fn queue_tx(&mut self, f: &mut dyn FnMut(&mut [u8]) -> usize) -> Result<(), TxError> {
+        /// Frees `id` when dropped while still set (the caller's closure panicked).
+        struct FreeOnUnwind<'p> {
+            pool: &'p mut FramePool,
+            id: Option<tally_core_types::FrameId>,
+        }
+        impl Drop for FreeOnUnwind<'_> {
+            fn drop(&mut self) {
+                if let Some(id) = self.id {
+                    let _ = self.pool.free(id);
+                }
+            }
+        }
+
         if self.tx_queued >= AUTO_FLUSH_FRAMES {
             self.flush()?;
         }
@@ -613,7 +626,17 @@ impl XskSocket {
         // SAFETY: `id` was just taken from the pool's free list, so no descriptor refers to
         // it and the kernel does not touch it until we push it on the tx ring below.
         let tx_buf = unsafe { self.umem.bytes_mut(o, l) };
-        let len = f(tx_buf);
+        let len = {
+            // A panicking `f` gives the frame back instead of leaking it: 8 panics on an
+            // 8-frame socket used to leave every later send `RingFull`.
+            let mut guard = FreeOnUnwind {
+                pool: &mut self.pool,
+                id: Some(id),
+            };
+            let len = f(tx_buf);
+            guard.id = None;
+            len
+        };
         let vlan = tx_buf.get(12..14) == Some(&[0x81, 0x00][..]);
         if len == 0 || len > cap {
             let _ = self.pool.free(id);
