@@ -14,7 +14,7 @@ pub use bpf::{LiveFrameGenerator, XdpFilter, XdpLink, XdpMode, XdpModeChoice, Xd
 pub use error::{BypassError, Result};
 pub use transport::{
     AnyRxBatch, PacketTransport, RxBatch, Transport, TransportChoice, TransportKind,
-    TransportOptions, TransportStats, TxError, interface_mac,
+    TransportOptions, TransportStats, TxError, interface_driver, interface_mac,
 };
 pub use xsk::{
     BindChoice, BindMode, XskConfig, XskInfo, XskRxBatch, XskSocket, XskStats, XskStatsSnapshot,

@@ -296,6 +296,71 @@ pub(crate) fn setns_net(fd: RawFd) -> io::Result<()> {
     Ok(())
 }
 
+/// A zeroed `ifreq` naming `ifname` (`InvalidInput` when the name does not fit).
+fn ifreq_named(ifname: &str) -> io::Result<libc::ifreq> {
+    // SAFETY: ifreq is plain old data; zero is a valid value.
+    let mut ifr: libc::ifreq = unsafe { core::mem::zeroed() };
+    let name = ifname.as_bytes();
+    if name.len() >= ifr.ifr_name.len() {
+        return Err(io::Error::from(io::ErrorKind::InvalidInput));
+    }
+    for (d, s) in ifr.ifr_name.iter_mut().zip(name) {
+        *d = libc::c_char::from_ne_bytes([*s]);
+    }
+    Ok(ifr)
+}
+
+/// `struct ethtool_drvinfo` of `<linux/ethtool.h>`.
+#[repr(C)]
+struct EthtoolDrvinfo {
+    cmd: u32,
+    driver: [u8; 32],
+    version: [u8; 32],
+    fw_version: [u8; 32],
+    bus_info: [u8; 32],
+    erom_version: [u8; 32],
+    reserved2: [u8; 12],
+    n_priv_flags: u32,
+    n_stats: u32,
+    testinfo_len: u32,
+    eedump_len: u32,
+    regdump_len: u32,
+}
+
+const _: () = assert!(size_of::<EthtoolDrvinfo>() == 196);
+
+/// The driver behind `ifname` in the calling thread's namespace (`ETHTOOL_GDRVINFO`
+/// through `SIOCETHTOOL`), for example `veth` or `ice`.
+pub(crate) fn driver_name(ifname: &str) -> io::Result<String> {
+    const ETHTOOL_GDRVINFO: u32 = 0x0000_0003;
+    let sock = socket(libc::AF_INET, libc::SOCK_DGRAM, 0)?;
+    let mut info = EthtoolDrvinfo {
+        cmd: ETHTOOL_GDRVINFO,
+        driver: [0; 32],
+        version: [0; 32],
+        fw_version: [0; 32],
+        bus_info: [0; 32],
+        erom_version: [0; 32],
+        reserved2: [0; 12],
+        n_priv_flags: 0,
+        n_stats: 0,
+        testinfo_len: 0,
+        eedump_len: 0,
+        regdump_len: 0,
+    };
+    let mut ifr = ifreq_named(ifname)?;
+    ifr.ifr_ifru.ifru_data = (&raw mut info).cast();
+    // SAFETY: SIOCETHTOOL with an ifreq whose data points at a live ethtool_drvinfo, of
+    // which the kernel writes at most its size.
+    cvt(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCETHTOOL, &raw mut ifr) })?;
+    let len = info.driver.iter().position(|&b| b == 0).unwrap_or(32);
+    let name = String::from_utf8_lossy(info.driver.get(..len).unwrap_or_default()).into_owned();
+    if name.is_empty() {
+        return Err(io::Error::from(io::ErrorKind::NotFound));
+    }
+    Ok(name)
+}
+
 /// `ETHTOOL_SGRO` through `SIOCETHTOOL` on a datagram socket: turns GRO on or off.
 pub(crate) fn set_gro(ifname: &str, on: bool) -> io::Result<()> {
     #[repr(C)]
@@ -309,15 +374,7 @@ pub(crate) fn set_gro(ifname: &str, on: bool) -> io::Result<()> {
         cmd: ETHTOOL_SGRO,
         data: u32::from(on),
     };
-    // SAFETY: ifreq is plain old data; zero is a valid value.
-    let mut ifr: libc::ifreq = unsafe { core::mem::zeroed() };
-    let name = ifname.as_bytes();
-    if name.len() >= ifr.ifr_name.len() {
-        return Err(io::Error::from(io::ErrorKind::InvalidInput));
-    }
-    for (d, s) in ifr.ifr_name.iter_mut().zip(name) {
-        *d = libc::c_char::from_ne_bytes([*s]);
-    }
+    let mut ifr = ifreq_named(ifname)?;
     ifr.ifr_ifru.ifru_data = (&raw mut value).cast();
     // SAFETY: SIOCETHTOOL with an ifreq whose data points at a live ethtool_value.
     cvt(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCETHTOOL, &raw mut ifr) })?;
@@ -327,15 +384,7 @@ pub(crate) fn set_gro(ifname: &str, on: bool) -> io::Result<()> {
 /// The hardware address of `ifname` in the calling thread's namespace (`SIOCGIFHWADDR`).
 pub(crate) fn if_hwaddr(ifname: &str) -> io::Result<[u8; 6]> {
     let sock = socket(libc::AF_INET, libc::SOCK_DGRAM, 0)?;
-    // SAFETY: ifreq is plain old data; zero is a valid value.
-    let mut ifr: libc::ifreq = unsafe { core::mem::zeroed() };
-    let name = ifname.as_bytes();
-    if name.len() >= ifr.ifr_name.len() {
-        return Err(io::Error::from(io::ErrorKind::InvalidInput));
-    }
-    for (d, s) in ifr.ifr_name.iter_mut().zip(name) {
-        *d = libc::c_char::from_ne_bytes([*s]);
-    }
+    let mut ifr = ifreq_named(ifname)?;
     // SAFETY: SIOCGIFHWADDR fills `ifr_hwaddr` of a valid ifreq.
     cvt(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFHWADDR, &raw mut ifr) })?;
     // SAFETY: the kernel wrote the sockaddr member of the union.
@@ -351,15 +400,7 @@ pub(crate) fn if_hwaddr(ifname: &str) -> io::Result<[u8; 6]> {
 /// name up in the network namespace of that socket, whichever namespace the calling thread
 /// is in now.
 pub(crate) fn if_mtu(fd: RawFd, ifname: &str) -> io::Result<u32> {
-    // SAFETY: ifreq is plain old data; zero is a valid value.
-    let mut ifr: libc::ifreq = unsafe { core::mem::zeroed() };
-    let name = ifname.as_bytes();
-    if name.len() >= ifr.ifr_name.len() {
-        return Err(io::Error::from(io::ErrorKind::InvalidInput));
-    }
-    for (d, s) in ifr.ifr_name.iter_mut().zip(name) {
-        *d = libc::c_char::from_ne_bytes([*s]);
-    }
+    let mut ifr = ifreq_named(ifname)?;
     // SAFETY: SIOCGIFMTU fills `ifr_mtu` of a valid ifreq.
     cvt(unsafe { libc::ioctl(fd, libc::SIOCGIFMTU, &raw mut ifr) })?;
     // SAFETY: the kernel wrote the `ifr_mtu` member of the union.

@@ -282,6 +282,30 @@ pub fn interface_mac(ifname: &str) -> Result<crate::packet::MacAddr> {
         })
 }
 
+/// The kernel driver behind interface `ifname` in the calling thread's network namespace
+/// (`ETHTOOL_GDRVINFO`, no ethtool binary needed): `veth`, `ice`, `mlx5_core`, ... It
+/// decides whether XDP can run natively and whether AF_XDP can bind zero-copy.
+///
+/// # Errors
+/// [`crate::BypassError::Interface`] when the interface does not exist;
+/// [`crate::BypassError::Socket`] when its driver reports no name (the loopback device,
+/// for one: `EOPNOTSUPP`).
+pub fn interface_driver(ifname: &str) -> Result<String> {
+    crate::sys::driver_name(ifname).map_err(|source| {
+        if source.raw_os_error() == Some(libc::ENODEV) {
+            crate::BypassError::Interface {
+                name: ifname.to_owned(),
+                source,
+            }
+        } else {
+            crate::BypassError::Socket {
+                op: "ioctl(SIOCETHTOOL, ETHTOOL_GDRVINFO)",
+                source,
+            }
+        }
+    })
+}
+
 /// One flag per frame of a batch, set through a shared reference (batches are read
 /// through `&self`): which frames' parse rejects were counted.
 #[derive(Debug)]

@@ -440,3 +440,26 @@ fn a_panicking_send_closure_does_not_leak_its_frame() {
     })
     .unwrap();
 }
+
+/// `interface_driver` names a veth's driver from inside its namespace, and refuses an
+/// interface that does not exist.
+#[test]
+fn interface_driver_names_the_veth_driver() {
+    let Some(pair) = common::veth_or_skip("xdrv", VethConfig::default()) else {
+        return;
+    };
+    let ifb = pair.config().if_b.clone();
+    let (driver, missing) = pair
+        .run_in(Side::B, move || {
+            (
+                tally_bypass::interface_driver(&ifb),
+                tally_bypass::interface_driver("tally-nonesuch"),
+            )
+        })
+        .unwrap();
+    assert_eq!(driver.unwrap(), "veth");
+    assert!(
+        matches!(missing, Err(tally_bypass::BypassError::Interface { .. })),
+        "{missing:?}"
+    );
+}

@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 use tally_uring::{Ring, RingOptions};
 
 /// One finding.
+#[derive(Debug)]
 struct Line {
     item: &'static str,
     value: String,
@@ -137,7 +138,25 @@ const ZEROCOPY_XDP: &[&str] = &[
     "bnxt_en",
 ];
 
+/// The interfaces of this thread's network namespace, from `/proc/thread-self/net/dev`
+/// (`/sys/class/net` shows the namespace `/sys` was mounted in, which a thread that
+/// entered another namespace with `setns` does not see).
+fn interface_names() -> Vec<String> {
+    read("/proc/thread-self/net/dev")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .map(|(name, _)| name.trim().to_owned())
+        .filter(|name| !name.is_empty() && !name.contains('|'))
+        .collect()
+}
+
 fn driver_of(ifname: &str) -> String {
+    // The driver's own name (`ETHTOOL_GDRVINFO`): `veth` has no `device` link in sysfs
+    // and no DEVTYPE, and was reported as "virtual" (generic XDP only).
+    if let Ok(name) = tally_bypass::interface_driver(ifname) {
+        return name;
+    }
     let link = Path::new("/sys/class/net")
         .join(ifname)
         .join("device/driver");
@@ -174,13 +193,7 @@ fn af_xdp() -> Vec<Line> {
             Err(_) => "run as root or grant CAP_NET_RAW, CAP_NET_ADMIN and CAP_BPF (e.g. setcap) to use AF_XDP".into(),
         },
     });
-    let mut names: Vec<String> = fs::read_dir("/sys/class/net")
-        .map(|d| {
-            d.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
+    let mut names = interface_names();
     names.sort();
     for ifname in names {
         let drv = driver_of(&ifname);
@@ -276,6 +289,28 @@ fn hugepages() -> Line {
     }
 }
 
+/// What to do about CPU isolation, given the isolated CPUs (`/sys/devices/system/cpu/
+/// isolated`, empty when none) and the number of CPUs online.
+fn isolation_advice(isolated: &str, cpus: usize) -> String {
+    if !isolated.is_empty() {
+        // `pin` picks from the CPUs the process may run on, and isolated CPUs are outside
+        // the default affinity mask.
+        return format!(
+            "run the pipeline under `taskset -c {isolated}`: it pins its threads to the CPUs it may run on"
+        );
+    }
+    if cpus >= 4 {
+        let (a, b) = (cpus - 2, cpus - 1);
+        format!(
+            "isolate two cores for the pinned pipeline threads (isolcpus={a}-{b} on the kernel command line, or a cpuset), then run it under `taskset -c {a}-{b}`"
+        )
+    } else {
+        format!(
+            "with {cpus} CPUs, isolating cores would leave the rest of the system none: on a machine with 4 or more, isolate two for the pinned pipeline threads"
+        )
+    }
+}
+
 fn isolation() -> Vec<Line> {
     let iso = read("/sys/devices/system/cpu/isolated").unwrap_or_default();
     let nohz = read("/sys/devices/system/cpu/nohz_full").unwrap_or_default();
@@ -289,11 +324,7 @@ fn isolation() -> Vec<Line> {
                 iso.clone()
             },
             good: !iso.is_empty(),
-            advice: if iso.is_empty() {
-                "isolate cores for the pinned pipeline threads: isolcpus=2-3 (kernel command line) or a cpuset".into()
-            } else {
-                "pin the coordinator to these cores".into()
-            },
+            advice: isolation_advice(&iso, cpus),
         },
         Line {
             item: "nohz_full",
@@ -403,4 +434,51 @@ pub fn run(as_json: bool) -> ExitCode {
         }
     }
     ExitCode::SUCCESS
+}
+
+#[cfg(test)]
+mod tests {
+    use tally_bypass::netns::{Side, VethConfig, VethPair};
+
+    use super::*;
+
+    /// Inside a namespace holding one end of a veth pair, the probe names the driver
+    /// (`veth`) and says it runs XDP natively; it used to say "driver virtual: generic
+    /// (skb) only".
+    #[test]
+    fn the_probe_sees_native_xdp_on_a_veth() {
+        if !crate::sys::is_root() {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI runs the tests as root"
+            );
+            eprintln!("SKIP the_probe_sees_native_xdp_on_a_veth: not root (network namespaces)");
+            return;
+        }
+        let pair = VethPair::new("probe", VethConfig::default()).unwrap();
+        let ifb = pair.config().if_b.clone();
+        let lines = pair.run_in(Side::B, af_xdp).unwrap();
+        let line = lines
+            .iter()
+            .find(|l| l.item == "XDP mode" && l.value.starts_with(&format!("{ifb} ")))
+            .unwrap_or_else(|| panic!("no XDP mode line for {ifb}: {lines:?}"));
+        assert!(
+            line.value.contains("(driver veth): native"),
+            "{}",
+            line.value
+        );
+        assert!(line.good);
+    }
+
+    /// The isolation advice names cores this machine has: it used to say isolcpus=2-3
+    /// whatever the machine (on this 2-CPU VM, two cores it does not have).
+    #[test]
+    fn the_isolation_advice_fits_the_machine() {
+        assert!(isolation_advice("", 8).contains("isolcpus=6-7"));
+        assert!(isolation_advice("", 4).contains("taskset -c 2-3"));
+        let two = isolation_advice("", 2);
+        assert!(!two.contains("isolcpus="), "{two}");
+        assert!(two.contains("with 2 CPUs"), "{two}");
+        assert!(isolation_advice("2-3", 4).contains("taskset -c 2-3"));
+    }
 }
