@@ -917,7 +917,10 @@ impl PacketTransport for PacketSocket {
                     self.unbound = true;
                     return Err(sock_err(UNBOUND)(e));
                 }
-                Err(sock_err("poll(AF_PACKET)")(e))
+                Err(BypassError::LinkDown {
+                    socket: "AF_PACKET",
+                    source: e,
+                })
             }
             r => r.map_err(sock_err("poll(AF_PACKET)")),
         }

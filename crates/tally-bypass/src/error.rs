@@ -201,6 +201,18 @@ pub enum BypassError {
         /// The command output or OS error.
         detail: String,
     },
+    /// The socket's interface went down (reported once per time it goes down). Not fatal:
+    /// wait again, and frames arrive again once the interface is up.
+    #[error(
+        "the interface of this {socket} socket went down ({source}): wait again; frames arrive again once it is up (`ip link set dev IF up`)"
+    )]
+    LinkDown {
+        /// `"AF_PACKET"`.
+        socket: &'static str,
+        /// The OS error (`ENETDOWN`).
+        #[source]
+        source: io::Error,
+    },
     /// Neither AF_XDP nor AF_PACKET could be opened.
     #[error("no transport available: AF_XDP: {af_xdp}; AF_PACKET: {af_packet}")]
     NoTransport {
@@ -212,6 +224,12 @@ pub enum BypassError {
 }
 
 impl BypassError {
+    /// True for [`BypassError::LinkDown`]: the interface went down, the socket still works
+    /// (wait again), as opposed to a socket that can no longer receive.
+    pub fn is_link_down(&self) -> bool {
+        matches!(self, Self::LinkDown { .. })
+    }
+
     /// True when the kernel said "not permitted" (run as root, or with `CAP_NET_ADMIN`,
     /// `CAP_NET_RAW` and `CAP_BPF`): tests use this to skip with a printed reason.
     ///

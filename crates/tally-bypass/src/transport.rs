@@ -222,10 +222,10 @@ pub trait PacketTransport {
     /// Waits up to `timeout` for frames to arrive; `Ok(true)` when some are ready.
     ///
     /// # Errors
-    /// The OS error of `poll`, or the socket's pending error: `ENETDOWN` once when an
-    /// AF_PACKET socket's interface goes down (waiting again is fine: it receives again
-    /// once the interface is up), and on every call once the socket's interface was
-    /// deleted (open a new socket).
+    /// The OS error of `poll`, or the socket's pending error:
+    /// [`crate::BypassError::LinkDown`] once when an AF_PACKET socket's interface goes
+    /// down (waiting again is fine: it receives again once the interface is up), and an
+    /// error on every call once the socket's interface was deleted (open a new socket).
     fn wait(&mut self, timeout: Duration) -> Result<bool>;
 
     /// Queues one frame written by `f` (which returns its length, from the Ethernet

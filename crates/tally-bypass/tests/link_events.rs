@@ -43,6 +43,7 @@ fn afpacket_wait_reports_link_down_then_blocks_again() {
             .wait(Duration::from_millis(200))
             .expect_err("wait on a downed interface must report it");
         assert!(err.to_string().contains("down"), "{err}");
+        assert!(err.is_link_down(), "{err:?}");
         ip(&["-n", &ns, "link", "set", &ifb, "up"]);
         // Back up with nothing to receive: wait blocks for its timeout again instead of
         // answering "ready" at once with an empty batch (a busy loop).
@@ -113,6 +114,7 @@ fn afpacket_wait_reports_a_deleted_interface_every_time() {
                 .wait(Duration::from_millis(50))
                 .expect_err("wait on a deleted interface must report it");
             assert!(err.to_string().contains("deleted"), "{err}");
+            assert!(!err.is_link_down(), "{err:?}");
         }
         assert_eq!(sock.recv(64).len(), 0);
     })

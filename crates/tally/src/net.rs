@@ -31,6 +31,8 @@ pub struct NetStats {
     pub tx_datagrams: u64,
     /// Replies that could not be queued even after a flush.
     pub tx_failed: u64,
+    /// Times the interface went down while receiving (the receive went on).
+    pub link_down: u64,
 }
 
 /// A datagram transport for the coordinator.
@@ -192,7 +194,16 @@ impl Net for BypassNet {
         f: &mut dyn FnMut(&[u8], Addr),
     ) -> io::Result<usize> {
         if let Some(t) = wait {
-            self.t.wait(t).map_err(io::Error::other)?;
+            match self.t.wait(t) {
+                Ok(_) => {}
+                // A link flap is not the end of the run: wait again next time; frames
+                // arrive again once the interface is up.
+                Err(e) if e.is_link_down() => {
+                    self.stats.link_down += 1;
+                    return Ok(0);
+                }
+                Err(e) => return Err(io::Error::other(e)),
+            }
         }
         let batch = self.t.recv(max);
         let mut n = 0;
@@ -267,5 +278,74 @@ mod tests {
         std::thread::sleep(Duration::from_millis(200));
         test_signal::interrupt(tid);
         assert_eq!(waiter.join().unwrap(), Ok(0));
+    }
+
+    /// A link flap under an AF_PACKET receive is not fatal: the wait that sees the
+    /// interface go down returns no datagram and counts it, and the datagram sent once
+    /// the interface is up again is received. (It used to end the coordinator's run.)
+    #[test]
+    fn a_link_flap_does_not_end_an_af_packet_receive() {
+        use tally_bypass::netns::{Side, VethConfig, VethPair};
+        use tally_bypass::{TransportChoice, TransportOptions};
+        if !crate::sys::is_root() {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI runs the tests as root"
+            );
+            eprintln!("SKIP a_link_flap_does_not_end_an_af_packet_receive: not root");
+            return;
+        }
+        let pair = VethPair::new(
+            "flap",
+            VethConfig {
+                static_neighbours: true,
+                ..VethConfig::default()
+            },
+        )
+        .unwrap();
+        let cfg = pair.config().clone();
+        let ns = pair.netns(Side::B).name().to_owned();
+        let ip = |args: &[&str]| {
+            let out = std::process::Command::new("ip")
+                .args(args)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "ip {args:?}: {out:?}");
+        };
+        let ifb = cfg.if_b.clone();
+        let mut net = pair
+            .run_in(Side::B, move || {
+                let mut opts = TransportOptions::udp_ports(&[9311]);
+                opts.choice = TransportChoice::AfPacket;
+                BypassNet::new(tally_bypass::Transport::open(&ifb, 0, &opts).unwrap())
+            })
+            .unwrap();
+        ip(&["-n", &ns, "link", "set", &cfg.if_b, "down"]);
+        let mut got = Vec::new();
+        let n = net
+            .recv(8, Some(Duration::from_millis(200)), &mut |p, _| {
+                got.push(p.to_vec());
+            })
+            .expect("a downed interface must not end the receive");
+        assert_eq!((n, net.stats().link_down), (0, 1));
+        ip(&["-n", &ns, "link", "set", &cfg.if_b, "up"]);
+        let dst = std::net::SocketAddrV4::new(cfg.ip_b, 9311);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while got.is_empty() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "nothing received after the flap"
+            );
+            pair.run_in(Side::A, move || {
+                let s = UdpSocket::bind("0.0.0.0:0").unwrap();
+                s.send_to(b"after the flap", dst).unwrap();
+            })
+            .unwrap();
+            net.recv(8, Some(Duration::from_millis(100)), &mut |p, _| {
+                got.push(p.to_vec());
+            })
+            .unwrap();
+        }
+        assert_eq!(got[0], b"after the flap");
     }
 }

@@ -173,6 +173,7 @@ impl RunReport {
                 "replayed_share": g.bad.replayed_share,
             },
             "kernel_rx_dropped": c.net.rx_dropped,
+            "link_down_events": c.net.link_down,
             "journal_records": c.journal_records,
             "journal_replayed": self.journal_replayed,
             "replies_received": g.replies_received,
@@ -286,13 +287,18 @@ impl RunReport {
             .collect();
         let _ = writeln!(
             s,
-            "  datagram drops:       {} (kernel rx dropped {})",
+            "  datagram drops:       {} (kernel rx dropped {}{})",
             if dg.is_empty() {
                 "none".to_owned()
             } else {
                 dg.join(", ")
             },
-            c.net.rx_dropped
+            c.net.rx_dropped,
+            if c.net.link_down > 0 {
+                format!("; the interface went down {} times", c.net.link_down)
+            } else {
+                String::new()
+            }
         );
         let _ = writeln!(
             s,
