@@ -208,7 +208,7 @@ fn io_hint(e: &io::Error) -> &'static str {
             "the file would be larger than the file system allows: lower JournalOptions::segment_bytes"
         }
         Some(libc::EIO) => {
-            "the device reported an I/O error: check the disk and the kernel log (dmesg), then reopen the journal to recover"
+            "the device reported an I/O error: check the disk and the kernel log (dmesg) before reopening; records not yet acknowledged may be lost even if they still read back (the kernel can keep data it failed to write in its cache, and a second fsync does not report the error again), so reopen after a reboot, or restore from a replica"
         }
         _ => "check the path, its permissions and the file system, then retry",
     }
@@ -1954,6 +1954,22 @@ mod tests {
 
     const OK: Option<Result<(), crate::Errno>> = Some(Ok(()));
     const EIO: Option<Result<(), crate::Errno>> = Some(Err(crate::Errno(libc::EIO)));
+
+    /// An I/O error's advice does not send the user straight back to `open`: after a
+    /// failed writeback the kernel can keep the unwritten data in its cache and report
+    /// the error only once, so a reopen in the same boot could read back, sync "fine" and
+    /// build on records that are not on the disk.
+    #[test]
+    fn the_eio_advice_warns_against_reopening_at_once() {
+        let e = JournalError::io(
+            Path::new("/j/seg-0000000000000000.tjl"),
+            "fdatasync a commit group",
+            io::Error::from_raw_os_error(libc::EIO),
+        )
+        .to_string();
+        assert!(e.contains("dmesg") && e.contains("reboot"), "{e}");
+        assert!(!e.contains("then reopen the journal to recover"), "{e}");
+    }
 
     #[test]
     fn commits_are_published_in_order_and_never_past_a_failure() {

@@ -10,6 +10,12 @@
 //! ([`SharedOptions::linger`]) for as many records as the previous group had, so that
 //! writers woken by one commit land in the next group together instead of trickling in.
 //!
+//! Any error of the journal thread stops the shared journal, including
+//! [`JournalError::NoSpace`], which a plain [`Journal`] survives: writers hold their
+//! sequence numbers already, so a group cannot be cut short without renumbering what
+//! follows. Every waiter then gets the error, the records acknowledged before it are
+//! durable, and [`SharedJournal::close`] returns it: free space, then reopen to go on.
+//!
 //! While records are in flight, a keep-awake thread in the `SCHED_IDLE` class polls on
 //! whatever CPU would otherwise go idle ([`SharedOptions::keep_awake`]). On a virtual
 //! machine an idle vCPU halts, and waking it again (for the flush's completion, or for a
