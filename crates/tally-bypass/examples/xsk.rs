@@ -151,18 +151,24 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         opts.xsk.filter = XdpFilter::All;
     }
     let mut t = Transport::open(&args.iface, args.queue, &opts)?;
-    let (xdp_mode, bind, fallback) = match &t {
+    let (xdp_mode, bind, fallback, xdp_fallback) = match &t {
         Transport::AfXdp(x) => (
             x.info().xdp_mode.as_str().to_owned(),
             x.info().bind_mode.as_str().to_owned(),
             x.info().bind_fallback_reason.clone(),
+            x.info().xdp_fallback_reason.clone(),
         ),
-        Transport::AfPacket(_, why) => ("none".to_owned(), "af_packet".to_owned(), why.clone()),
+        Transport::AfPacket(_, why) => (
+            "none".to_owned(),
+            "af_packet".to_owned(),
+            why.clone(),
+            None,
+        ),
     };
     // Always on stderr (the JSON goes to stdout): it also tells a script that the socket
     // is bound and traffic may start.
     eprintln!(
-        "{}: xdp {xdp_mode}, bind {bind}, fallback: {fallback:?}",
+        "{}: xdp {xdp_mode} (fallback: {xdp_fallback:?}), bind {bind} (fallback: {fallback:?})",
         t.kind().as_str()
     );
     let tx_flow = if args.mode == "txonly" {
@@ -209,7 +215,8 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         let now = Instant::now();
         first.get_or_insert(now);
         last = Some(now);
-        rx += n as u64;
+        // Frames only: a descriptor the batch refuses (counted in `invalid_descs`) is none.
+        rx += (0..n).filter(|&i| batch.frame(i).is_some()).count() as u64;
         if args.mode == "echo" {
             for i in 0..n {
                 // Count only replies that were queued: a frame that is not well-formed
@@ -245,6 +252,7 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         "xdp_mode": xdp_mode,
         "bind": bind,
         "fallback_reason": fallback,
+        "xdp_fallback_reason": xdp_fallback,
         "mode": args.mode,
         "rx_packets": rx,
         "rx_pps": rx_pps,
