@@ -158,12 +158,9 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
             x.info().bind_fallback_reason.clone(),
             x.info().xdp_fallback_reason.clone(),
         ),
-        Transport::AfPacket(_, why) => (
-            "none".to_owned(),
-            "af_packet".to_owned(),
-            why.clone(),
-            None,
-        ),
+        Transport::AfPacket(_, why) => {
+            ("none".to_owned(), "af_packet".to_owned(), why.clone(), None)
+        }
     };
     // Always on stderr (the JSON goes to stdout): it also tells a script that the socket
     // is bound and traffic may start.

@@ -106,6 +106,44 @@ pub struct PacketConfig {
     pub qdisc_bypass: bool,
     /// How received UDP checksums are checked.
     pub checksum_policy: UdpChecksumPolicy,
+    /// Join a `PACKET_FANOUT` group: the sockets of one group on one interface share its
+    /// frames, each frame going to one of them (one receive thread per socket, like one
+    /// AF_XDP socket per queue). `None`: this socket receives every matching frame.
+    pub fanout: Option<PacketFanout>,
+}
+
+/// A `PACKET_FANOUT` group ([`PacketConfig::fanout`]). Every socket of a group must use
+/// the same interface, mode and ports; their port reservations are shared
+/// (`SO_REUSEPORT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PacketFanout {
+    /// The group's id, unique per network namespace.
+    pub group: u16,
+    /// How frames are spread over the group's sockets.
+    pub mode: FanoutMode,
+}
+
+/// How a [`PacketFanout`] group spreads frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FanoutMode {
+    /// By the flow's hash (`PACKET_FANOUT_HASH`): all frames of one flow go to one
+    /// socket, so per-flow order holds.
+    Hash,
+    /// In turn (`PACKET_FANOUT_LB`): even load, no per-flow order across sockets.
+    RoundRobin,
+    /// By the CPU that received the frame (`PACKET_FANOUT_CPU`).
+    Cpu,
+}
+
+impl FanoutMode {
+    fn kernel_value(self) -> u32 {
+        match self {
+            Self::Hash => 0,
+            Self::RoundRobin => 1,
+            Self::Cpu => 2,
+        }
+    }
 }
 
 impl Default for PacketConfig {
@@ -120,6 +158,7 @@ impl Default for PacketConfig {
             reserve_ports: true,
             qdisc_bypass: true,
             checksum_policy: UdpChecksumPolicy::VerifyOrPartial,
+            fanout: None,
         }
     }
 }
@@ -537,7 +576,8 @@ impl PacketSocket {
         if config.reserve_ports {
             // Each port once: a repeated port would collide with its own reservation.
             for port in crate::bpf::port_set(&config.udp_ports) {
-                let s = UdpSocket::bind(("0.0.0.0", port))
+                // The sockets of a fanout group share their reservations.
+                let s = sys::udp_bound(port, config.fanout.is_some())
                     .map_err(sock_err("bind(UDP port reservation)"))?;
                 let small: libc::c_int = 1;
                 let _ = sys::setsockopt(s.as_raw_fd(), libc::SOL_SOCKET, libc::SO_RCVBUF, &small);
@@ -550,6 +590,14 @@ impl PacketSocket {
         sll.sll_protocol = u16::try_from(libc::ETH_P_ALL).unwrap_or(0).to_be();
         sll.sll_ifindex = i32::try_from(ifindex).unwrap_or(0);
         sys::bind(raw, &sll).map_err(sock_err("bind(AF_PACKET)"))?;
+        if let Some(f) = config.fanout {
+            // Only a bound socket can join; the kernel checks that the group's sockets
+            // match (interface, protocol, mode).
+            const PACKET_FANOUT: libc::c_int = 18;
+            let arg = u32::from(f.group) | (f.mode.kernel_value() << 16);
+            sys::setsockopt(raw, libc::SOL_PACKET, PACKET_FANOUT, &arg)
+                .map_err(sock_err("setsockopt(PACKET_FANOUT)"))?;
+        }
         let mtu = sys::if_mtu(raw, ifname).map_err(sock_err("ioctl(SIOCGIFMTU)"))?;
 
         Ok(Self {

@@ -9,7 +9,10 @@ mod sys;
 pub mod transport;
 pub mod xsk;
 
-pub use afpacket::{PacketConfig, PacketRxBatch, PacketSocket, PacketStats, PacketStatsSnapshot};
+pub use afpacket::{
+    FanoutMode, PacketConfig, PacketFanout, PacketRxBatch, PacketSocket, PacketStats,
+    PacketStatsSnapshot,
+};
 pub use bpf::{LiveFrameGenerator, XdpFilter, XdpLink, XdpMode, XdpModeChoice, XdpProgram, XskMap};
 pub use error::{BypassError, Result};
 pub use transport::{

@@ -42,6 +42,8 @@ unsafe impl Pod for libc::sockaddr_ll {}
 unsafe impl Pod for libc::sock_fprog {}
 // SAFETY: plain integer.
 unsafe impl Pod for u32 {}
+// SAFETY: integers only.
+unsafe impl Pod for libc::sockaddr_in {}
 
 fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
     if ret < 0 {
@@ -107,6 +109,20 @@ pub(crate) fn bind<T: Pod>(fd: RawFd, addr: &T) -> io::Result<()> {
     // SAFETY: `addr` is a valid sockaddr of `len` bytes.
     cvt(unsafe { libc::bind(fd, core::ptr::from_ref(addr).cast(), len) })?;
     Ok(())
+}
+
+/// An IPv4 UDP socket bound to `0.0.0.0:port`, with `SO_REUSEPORT` when `reuse_port` (so
+/// that several sockets that all set it may bind the same port).
+pub(crate) fn udp_bound(port: u16, reuse_port: bool) -> io::Result<std::net::UdpSocket> {
+    let fd = socket(libc::AF_INET, libc::SOCK_DGRAM, 0)?;
+    if reuse_port {
+        setsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_REUSEPORT, &1)?;
+    }
+    let mut sin: libc::sockaddr_in = Pod::zeroed();
+    sin.sin_family = libc::sa_family_t::try_from(libc::AF_INET).unwrap_or(0);
+    sin.sin_port = port.to_be();
+    bind(fd.as_raw_fd(), &sin)?;
+    Ok(std::net::UdpSocket::from(fd))
 }
 
 /// The index of a network interface in the caller's network namespace.

@@ -21,8 +21,8 @@ use std::time::{Duration, Instant};
 use tally_bypass::netns::{Side, VethConfig};
 use tally_bypass::packet::UdpFlow;
 use tally_bypass::{
-    BypassError, PacketConfig, PacketSocket, PacketTransport, RxBatch, Transport, TransportKind,
-    TransportOptions,
+    BypassError, FanoutMode, PacketConfig, PacketFanout, PacketSocket, PacketTransport, RxBatch,
+    Transport, TransportKind, TransportOptions,
 };
 
 const PORT: u16 = 9100;
@@ -489,4 +489,92 @@ fn over_mtu_frames_are_refused_and_a_rejected_frame_does_not_wedge_the_ring() {
         })
         .unwrap();
     assert_eq!(stats.tx_wrong_format, 1, "{stats:?}");
+}
+
+/// Two sockets in one `PACKET_FANOUT` group share the interface's frames: every datagram
+/// arrives at exactly one of them. By hash, all datagrams of a flow go to the same socket
+/// and stay in order; in turn (round robin), both sockets get a share. Their port
+/// reservations share the port (`SO_REUSEPORT`).
+#[test]
+fn fanout_sockets_share_the_frames() {
+    let Some(pair) = common::veth_or_skip("pfan", VethConfig::default()) else {
+        return;
+    };
+    let cfg = pair.config().clone();
+    for (k, mode) in [FanoutMode::Hash, FanoutMode::RoundRobin]
+        .into_iter()
+        .enumerate()
+    {
+        let port = PORT + 20 + k as u16;
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let ifb = cfg.if_b.clone();
+        let receiver = pair.spawn_in(Side::B, move || {
+            let config = PacketConfig {
+                udp_ports: vec![port],
+                block_size: 1 << 16,
+                block_count: 8,
+                retire_timeout_ms: 1,
+                fanout: Some(PacketFanout {
+                    group: 0x7a11 + k as u16,
+                    mode,
+                }),
+                ..PacketConfig::default()
+            };
+            let mut socks = [
+                PacketSocket::open(&ifb, &config).expect("first member"),
+                PacketSocket::open(&ifb, &config).expect("second member"),
+            ];
+            ready_tx.send(()).unwrap();
+            // Per socket: (flow source, seq) in arrival order.
+            let mut got: [Vec<(SocketAddrV4, u32)>; 2] = [Vec::new(), Vec::new()];
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while got[0].len() + got[1].len() < 8 * 100 && Instant::now() < deadline {
+                for (s, g) in socks.iter_mut().zip(got.iter_mut()) {
+                    s.wait(Duration::from_millis(5)).unwrap();
+                    let batch = s.recv(64);
+                    for i in 0..batch.len() {
+                        let d = batch.udp(i).expect("only UDP to our port passes");
+                        let p = d.payload();
+                        g.push((d.src(), u32::from_be_bytes(p[4..8].try_into().unwrap())));
+                    }
+                }
+            }
+            got
+        });
+        ready_rx.recv_timeout(Duration::from_secs(30)).unwrap();
+        let (ip_a, ip_b) = (cfg.ip_a, cfg.ip_b);
+        let flows = pair
+            .run_in(Side::A, move || {
+                common::send_flows(ip_a, SocketAddrV4::new(ip_b, port), 8, 100, 64)
+            })
+            .unwrap();
+        let got = receiver.join().unwrap().unwrap();
+        let counts = [got[0].len(), got[1].len()];
+        eprintln!("{mode:?}: {counts:?} datagrams per socket");
+        let mut all: Vec<(SocketAddrV4, u32)> = got.iter().flatten().copied().collect();
+        all.sort_unstable();
+        let mut want: Vec<(SocketAddrV4, u32)> = flows
+            .iter()
+            .flat_map(|f| (0..100).map(move |seq| (*f, seq)))
+            .collect();
+        want.sort_unstable();
+        assert_eq!(all, want, "{mode:?}: each datagram exactly once");
+        match mode {
+            FanoutMode::Hash => {
+                for f in &flows {
+                    let on: Vec<usize> = (0..2)
+                        .filter(|&s| got[s].iter().any(|(src, _)| src == f))
+                        .collect();
+                    assert_eq!(on.len(), 1, "flow {f} on sockets {on:?}");
+                    let seqs: Vec<u32> = got[on[0]]
+                        .iter()
+                        .filter(|(src, _)| src == f)
+                        .map(|(_, seq)| *seq)
+                        .collect();
+                    assert_eq!(seqs, (0..100).collect::<Vec<u32>>(), "flow {f}: order");
+                }
+            }
+            _ => assert!(counts.iter().all(|&n| n > 0), "{counts:?}"),
+        }
+    }
 }

@@ -142,7 +142,11 @@ fn xsk_example_rxdrop_reports_json() {
     assert_eq!(v["bind"], "copy");
     assert!(v["xdp_mode"] == "native" || v["xdp_mode"] == "generic");
     assert!(v.get("xdp_fallback_reason").is_some(), "{v}");
-    assert_eq!(v["xdp_mode"] == "native", v["xdp_fallback_reason"].is_null(), "{v}");
+    assert_eq!(
+        v["xdp_mode"] == "native",
+        v["xdp_fallback_reason"].is_null(),
+        "{v}"
+    );
     assert_eq!(v["rx_packets"], 300);
     assert!(v["rx_pps"].as_f64().unwrap() > 0.0);
     assert_eq!(v["tx_packets"], 0);
