@@ -65,6 +65,7 @@ pub fn gate(root: &Path, opts: &GateOptions) -> Result<bool> {
         )));
     }
     require_thresholds_apply(&config, &config_path)?;
+    require_fewer_than_gated(&config, &config_path)?;
     // Read the baseline first: a broken baseline is bad input, found before the build.
     let baseline = if opts.refresh {
         None
@@ -84,7 +85,7 @@ pub fn gate(root: &Path, opts: &GateOptions) -> Result<bool> {
             filter: None,
             wall: false,
             instructions: true,
-            kernels: Some(config.gate.clone()),
+            kernels: Some(kernels_to_measure(&config)),
         },
     )?;
     let head_path = util::target_dir(root)?.join("xtask-gate").join("head.json");
@@ -108,6 +109,10 @@ pub fn gate(root: &Path, opts: &GateOptions) -> Result<bool> {
     };
     let cmp = judge(&config, &base, &head)?;
     print!("{}", compare::to_table(&cmp));
+    let not_fewer = not_fewer_than_peers(&config, &head)?;
+    for line in &not_fewer {
+        println!("{line}");
+    }
     if let Some(note) = machine_note(&base.machine, &head.machine) {
         eprintln!("{note}");
     }
@@ -115,7 +120,64 @@ pub fn gate(root: &Path, opts: &GateOptions) -> Result<bool> {
         eprintln!("{note}");
     }
     crate::write_reports(&cmp, opts.markdown.as_deref(), opts.chart.as_deref())?;
-    Ok(cmp.has_regression())
+    Ok(cmp.has_regression() || !not_fewer.is_empty())
+}
+
+/// The gated kernels and their `fewer_than` peers, each once, gated ones first.
+fn kernels_to_measure(config: &Config) -> Vec<String> {
+    let mut ids = config.gate.clone();
+    for peer in config.fewer_than.values() {
+        if !ids.contains(peer) {
+            ids.push(peer.clone());
+        }
+    }
+    ids
+}
+
+/// One line per `fewer_than` pair whose kernel did not count fewer instructions than its
+/// peer in `measured` (empty: every pair holds). The lines say which claim broke.
+///
+/// # Errors
+/// `Failed` when a kernel or its peer has no count in `measured`.
+pub fn not_fewer_than_peers(config: &Config, measured: &Results) -> Result<Vec<String>> {
+    let count = |id: &str| {
+        measured.get(id).and_then(|r| r.instructions).ok_or_else(|| {
+            Error::failed(format!(
+                "`fewer_than` kernel {id} has no measured instruction count; rerun `cargo xtask gate` and read the callgrind output above"
+            ))
+        })
+    };
+    let mut broken = Vec::new();
+    for (id, peer) in &config.fewer_than {
+        let (n, p) = (count(id)?, count(peer)?);
+        if n >= p {
+            broken.push(format!(
+                "gate: {id} counts {n} instructions, not fewer than {peer}'s {p} in the same run                  (bench-baseline/gate.json `fewer_than`); the claim that rests on it no longer holds"
+            ));
+        } else {
+            println!("gate: {id} {n} < {peer} {p} instructions: holds");
+        }
+    }
+    Ok(broken)
+}
+
+/// Every `fewer_than` key is a gated kernel: a pair on an ungated kernel (a typo) would
+/// be measured and compared without the kernel's own count being held to its baseline.
+fn require_fewer_than_gated(config: &Config, config_path: &Path) -> Result<()> {
+    let ungated: Vec<&str> = config
+        .fewer_than
+        .keys()
+        .filter(|id| !config.gate.contains(id))
+        .map(String::as_str)
+        .collect();
+    if ungated.is_empty() {
+        return Ok(());
+    }
+    Err(Error::bad_input(format!(
+        "{}: `fewer_than` keys that are not under `gate`: {}; gate the kernel too, or fix its id",
+        config_path.display(),
+        ungated.join(", ")
+    )))
 }
 
 /// A warning when `baseline` (the baseline file's `machine`) names another CPU than
@@ -292,11 +354,14 @@ fn steps(root: &Path) -> Vec<Step> {
         "--test",
         "loom",
     ]);
+    // An inherited CARGO_ENCODED_RUSTFLAGS would win over RUSTFLAGS and drop the cfg.
     loom.env("RUSTFLAGS", "--cfg tally_loom")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
         .env("CARGO_TARGET_DIR", root.join("target/loom"));
     let mut loom_uring = cargo(&["test", "-p", "tally-uring", "--release", "--lib", "loom"]);
     loom_uring
         .env("RUSTFLAGS", "--cfg tally_uring_loom")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
         .env("CARGO_TARGET_DIR", root.join("target/loom-uring"));
     vec![
         // `cargo test` downloads this platform's crates only; cargo-deny (run offline by
@@ -414,6 +479,38 @@ mod tests {
                 })
                 .collect(),
         }
+    }
+
+    /// A `fewer_than` pair fails the gate exactly when the kernel does not count fewer
+    /// instructions than its peer; a missing count is an error, not a pass.
+    #[test]
+    fn fewer_than_pairs_hold_only_when_strictly_fewer() {
+        let config = Config::parse(
+            r#"{"schema":"tally-bench-config/1","gate":["ring/a"],"fewer_than":{"ring/a":"ring/peer"}}"#,
+        )
+        .unwrap();
+        assert_eq!(kernels_to_measure(&config), ["ring/a", "ring/peer"]);
+        let ok = not_fewer_than_peers(&config, &counts(&[("ring/a", 1407), ("ring/peer", 1432)]));
+        assert!(ok.unwrap().is_empty());
+        for a in [1432, 1470] {
+            let broken =
+                not_fewer_than_peers(&config, &counts(&[("ring/a", a), ("ring/peer", 1432)]))
+                    .unwrap();
+            assert_eq!(broken.len(), 1, "{a}");
+            assert!(broken[0].contains("not fewer than ring/peer"), "{broken:?}");
+        }
+        let err = not_fewer_than_peers(&config, &counts(&[("ring/a", 1)])).unwrap_err();
+        assert_eq!(err.exit_code(), 1, "{err}");
+        // A pair on a kernel that is not gated is refused before anything is measured.
+        let base = r#"{"schema":"tally-bench/1","commit":"c","machine":"m","results":[{"id":"ring/a","instructions":10}]}"#;
+        let (_dir, opts) = scratch(
+            "ungated-pair",
+            r#"{"schema":"tally-bench-config/1","gate":["ring/a"],"fewer_than":{"ring/b":"ring/peer"}}"#,
+            Some(base),
+        );
+        let err = gate(Path::new("/nonexistent"), &opts).unwrap_err();
+        assert_eq!(err.exit_code(), 2, "{err}");
+        assert!(err.to_string().contains("ring/b"), "{err}");
     }
 
     /// A report file from an earlier run must not survive a run that stopped before

@@ -25,6 +25,10 @@ pub struct Config {
     pub overrides: BTreeMap<String, f64>,
     /// Kernel ids the instruction-count gate measures (`cargo xtask gate`).
     pub gate: Vec<String>,
+    /// Gated kernel id -> peer kernel id: the gate also measures the peer and fails when
+    /// the kernel does not count fewer instructions than the peer in the same run (a
+    /// README claim such as "fewer instructions than rtrb", checked rather than trusted).
+    pub fewer_than: BTreeMap<String, String>,
 }
 
 impl Default for Config {
@@ -33,6 +37,7 @@ impl Default for Config {
             threshold_pct: DEFAULT_THRESHOLD_PCT,
             overrides: BTreeMap::new(),
             gate: Vec::new(),
+            fewer_than: BTreeMap::new(),
         }
     }
 }
@@ -121,9 +126,24 @@ impl Config {
                         config.gate.push(id.clone());
                     }
                 }
+                "fewer_than" => {
+                    let Value::Object(map) = v else {
+                        return Err(Error::bad_input(
+                            "`fewer_than` must be an object {\"gated/kernel\": \"peer/kernel\"}",
+                        ));
+                    };
+                    for (id, peer) in map {
+                        let Value::String(peer) = peer else {
+                            return Err(Error::bad_input(format!(
+                                "`fewer_than.{id}` must be a peer kernel id string, got {peer}"
+                            )));
+                        };
+                        config.fewer_than.insert(id.clone(), peer.clone());
+                    }
+                }
                 other => {
                     return Err(Error::bad_input(format!(
-                        "unknown key {other:?} (known: schema, threshold_pct, thresholds, gate; `_` keys are comments)"
+                        "unknown key {other:?} (known: schema, threshold_pct, thresholds, gate, fewer_than; `_` keys are comments)"
                     )));
                 }
             }
@@ -157,6 +177,15 @@ mod tests {
         assert!((c.threshold_for("mpc/sign/slow") - 20.0).abs() < 1e-9);
         assert!((c.threshold_for("mpc/sign/fast") - 1.0).abs() < 1e-9);
         assert_eq!(c.gate, vec!["ring/a".to_owned()]);
+        assert!(c.fewer_than.is_empty());
+        let c = Config::parse(
+            r#"{"schema":"tally-bench-config/1","gate":["ring/a"],"fewer_than":{"ring/a":"ring/peer"}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            c.fewer_than.get("ring/a").map(String::as_str),
+            Some("ring/peer")
+        );
     }
 
     #[test]
@@ -174,6 +203,10 @@ mod tests {
             (
                 r#"{"schema":"tally-bench-config/1","gate":[1]}"#,
                 "kernel id",
+            ),
+            (
+                r#"{"schema":"tally-bench-config/1","fewer_than":{"ring/a":1}}"#,
+                "peer kernel id",
             ),
         ] {
             let err = Config::parse(text).unwrap_err();
