@@ -4,6 +4,7 @@
     clippy::panic,
     clippy::indexing_slicing,
     clippy::too_many_lines,
+    clippy::cast_possible_truncation,
     reason = "test code"
 )]
 //! Proves the hot paths allocate nothing, with a counting global allocator. The count is
@@ -323,4 +324,136 @@ fn hot_paths_do_not_allocate() {
     let (r, n) = count(|| sigs.verify().and(batch.verify()));
     r.unwrap();
     assert_eq!(n, 0, "batches with precomputed keys allocated");
+}
+
+/// A scalar made from `seed` (reduced mod n).
+fn seeded_scalar(seed: u64) -> k256::Scalar {
+    use k256::elliptic_curve::ops::Reduce;
+    let mut b = [0u8; 32];
+    for (i, c) in b.chunks_mut(8).enumerate() {
+        let word = seed
+            .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+            .rotate_left(i as u32 * 13)
+            ^ (i as u64 + 1).wrapping_mul(0x1234_5678_9abc_def1);
+        c.copy_from_slice(&word.to_be_bytes());
+    }
+    <k256::Scalar as Reduce<k256::FieldBytes>>::reduce(&k256::FieldBytes::from(b))
+}
+
+/// `s * G`, compressed.
+fn point_of(s: &k256::Scalar) -> [u8; 33] {
+    use k256::elliptic_curve::sec1::ToSec1Point;
+    (k256::ProjectivePoint::GENERATOR * s)
+        .to_affine()
+        .to_sec1_point(true)
+        .as_bytes()
+        .try_into()
+        .unwrap()
+}
+
+/// The paths `hot_paths_do_not_allocate` leaves out: a `ShareBatchVerifier` of 40
+/// sessions (Pippenger) with invalid shares, whose culprit search must name them; a
+/// failing `SignatureBatchVerifier` of 40 signatures; and `aggregate` of a good session.
+/// (Contributed by a review, which found them allocation-free.)
+#[test]
+fn share_and_signature_batches_with_culprits_and_aggregate_do_not_allocate() {
+    const SESSIONS: usize = 40;
+    use k256::Scalar;
+    use k256::elliptic_curve::ops::Reduce;
+    let reduce = |b: [u8; 32]| <Scalar as Reduce<k256::FieldBytes>>::reduce(&b.into());
+    tally_mpc::warm_up();
+    let (c0, c1) = (seeded_scalar(1), seeded_scalar(2));
+    let secrets: Vec<Scalar> = (1..=3u64).map(|x| c0 + c1 * Scalar::from(x)).collect();
+    let key = VerifyingKey::from_bytes(&point_of(&c0)).unwrap();
+    let shares_of: Vec<VerifyingShare> = secrets
+        .iter()
+        .map(|s| VerifyingShare::from_bytes(&point_of(s)).unwrap())
+        .collect();
+    let msgs: Vec<Vec<u8>> = (0..SESSIONS as u32)
+        .map(|i| i.to_be_bytes().to_vec())
+        .collect();
+    let nonces: Vec<Vec<(Scalar, Scalar)>> = (0..SESSIONS as u64)
+        .map(|s| {
+            (0..3)
+                .map(|i| {
+                    (
+                        seeded_scalar(100 + s * 7 + i),
+                        seeded_scalar(900 + s * 7 + i),
+                    )
+                })
+                .collect()
+        })
+        .collect();
+    let id = |i: usize| Identifier::from_u16(i as u16 + 1).unwrap();
+    let comms: Vec<Vec<(Identifier, SigningCommitments)>> = nonces
+        .iter()
+        .map(|ns| {
+            ns.iter()
+                .enumerate()
+                .map(|(i, (h, b))| {
+                    (
+                        id(i),
+                        SigningCommitments::from_bytes(&point_of(h), &point_of(b)).unwrap(),
+                    )
+                })
+                .collect()
+        })
+        .collect();
+    let pkgs: Vec<SigningPackage<'_>> = msgs
+        .iter()
+        .zip(&comms)
+        .map(|(m, c)| SigningPackage::with_key(m, c, &key).unwrap())
+        .collect();
+    // Every fifth session's second share is off by one.
+    let shares: Vec<Vec<(Identifier, SignatureShare, VerifyingShare)>> = pkgs
+        .iter()
+        .enumerate()
+        .map(|(s, pkg)| {
+            (0..3)
+                .map(|i| {
+                    let rho = reduce(pkg.binding_factor(&key, id(i)).unwrap());
+                    let cl = reduce(pkg.challenge_lambda(&key, id(i)).unwrap());
+                    let mut z = nonces[s][i].0 + nonces[s][i].1 * rho + cl * secrets[i];
+                    if s % 5 == 0 && i == 1 {
+                        z += Scalar::ONE;
+                    }
+                    let z = SignatureShare::from_bytes(&z.to_bytes().into()).unwrap();
+                    (id(i), z, shares_of[i])
+                })
+                .collect()
+        })
+        .collect();
+    let mut batch = ShareBatchVerifier::with_capacity(SESSIONS * 3);
+    let (r, n) = count(|| {
+        for (pkg, sh) in pkgs.iter().zip(&shares) {
+            for (i, z, vs) in sh {
+                batch.push(pkg, &key, *i, vs, z)?;
+            }
+        }
+        Ok::<_, tally_mpc::Error>(batch.verify())
+    });
+    let bad: Vec<usize> = (0..SESSIONS)
+        .filter(|s| s % 5 == 0)
+        .map(|s| s * 3 + 1)
+        .collect();
+    assert_eq!(r.unwrap().unwrap_err().invalid(), bad.as_slice());
+    assert_eq!(n, 0, "a failing ShareBatchVerifier (Pippenger) allocated");
+    let (r, n) = count(|| frost::aggregate(&pkgs[1], &key, &shares[1]));
+    r.unwrap();
+    assert_eq!(n, 0, "aggregate of a good session allocated");
+    let sigs: Vec<frost::Signature> = pkgs
+        .iter()
+        .zip(&shares)
+        .map(|(p, s)| frost::aggregate_unverified(p, &key, s).unwrap())
+        .collect();
+    let mut sig_batch = frost::SignatureBatchVerifier::with_capacity(SESSIONS);
+    let (r, n) = count(|| {
+        for (m, s) in msgs.iter().zip(&sigs) {
+            sig_batch.push(&key, m, s)?;
+        }
+        Ok::<_, tally_mpc::Error>(sig_batch.verify())
+    });
+    let bad: Vec<usize> = (0..SESSIONS).filter(|s| s % 5 == 0).collect();
+    assert_eq!(r.unwrap().unwrap_err().invalid(), bad.as_slice());
+    assert_eq!(n, 0, "a failing SignatureBatchVerifier allocated");
 }
