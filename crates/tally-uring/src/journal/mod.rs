@@ -19,8 +19,9 @@
 //!   description's previous flush), and any failed flush poisons the journal.
 //! * Segments are preallocated with `fallocate` and, by default, pre-written with zeros
 //!   once (always, on a file system without `fallocate`), so that commits overwrite
-//!   already-written blocks and an `fdatasync` carries no extent metadata; [`Journal::release_through`] recycles segments whose records are no
-//!   longer needed, so steady-state commits never allocate blocks.
+//!   already-written blocks and an `fdatasync` carries no extent metadata;
+//!   [`Journal::release_through`] recycles segments whose records are no longer needed,
+//!   so steady-state commits never allocate blocks.
 //! * [`Journal::open`] recovers: a torn final commit group is cut off (and reported), a
 //!   damaged record followed by records of a later commit group is corruption and an
 //!   error naming the segment and offset. [`Journal::replay`] delivers every intact record
