@@ -285,24 +285,15 @@ mod tests {
     /// the interface is up again is received. (It used to end the coordinator's run.)
     #[test]
     fn a_link_flap_does_not_end_an_af_packet_receive() {
-        use tally_bypass::netns::{Side, VethConfig, VethPair};
+        use tally_bypass::netns::{Side, VethConfig};
         use tally_bypass::{TransportChoice, TransportOptions};
-        if !crate::sys::is_root() {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "CI runs the tests as root"
-            );
-            eprintln!("SKIP a_link_flap_does_not_end_an_af_packet_receive: not root");
+        let config = VethConfig {
+            static_neighbours: true,
+            ..VethConfig::default()
+        };
+        let Some(pair) = crate::sys::veth_or_skip("flap", config) else {
             return;
-        }
-        let pair = VethPair::new(
-            "flap",
-            VethConfig {
-                static_neighbours: true,
-                ..VethConfig::default()
-            },
-        )
-        .unwrap();
+        };
         let cfg = pair.config().clone();
         let ns = pair.netns(Side::B).name().to_owned();
         let ip = |args: &[&str]| {

@@ -438,7 +438,7 @@ pub fn run(as_json: bool) -> ExitCode {
 
 #[cfg(test)]
 mod tests {
-    use tally_bypass::netns::{Side, VethConfig, VethPair};
+    use tally_bypass::netns::{Side, VethConfig};
 
     use super::*;
 
@@ -447,15 +447,9 @@ mod tests {
     /// (skb) only".
     #[test]
     fn the_probe_sees_native_xdp_on_a_veth() {
-        if !crate::sys::is_root() {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "CI runs the tests as root"
-            );
-            eprintln!("SKIP the_probe_sees_native_xdp_on_a_veth: not root (network namespaces)");
+        let Some(pair) = crate::sys::veth_or_skip("probe", VethConfig::default()) else {
             return;
-        }
-        let pair = VethPair::new("probe", VethConfig::default()).unwrap();
+        };
         let ifb = pair.config().if_b.clone();
         let lines = pair.run_in(Side::B, af_xdp).unwrap();
         let line = lines

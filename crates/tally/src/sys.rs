@@ -86,6 +86,28 @@ pub fn set_rcvbuf(sock: &std::net::UdpSocket, bytes: i32) {
     }
 }
 
+/// A veth pair in two new namespaces for a test (removed when dropped), or `None` with
+/// the reason printed when not root; on CI (`CI` set), which runs as root, not being
+/// root fails the test instead.
+#[cfg(test)]
+pub fn veth_or_skip(
+    test: &str,
+    config: tally_bypass::netns::VethConfig,
+) -> Option<tally_bypass::netns::VethPair> {
+    if !is_root() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{test}: CI runs the tests as root"
+        );
+        eprintln!("SKIP {test}: not root (network namespaces)");
+        return None;
+    }
+    Some(
+        tally_bypass::netns::VethPair::new(test, config)
+            .unwrap_or_else(|e| panic!("{test}: veth setup failed as root: {e}")),
+    )
+}
+
 /// Signals for tests: a no-op `SIGUSR1` handler installed like the `SIGINT` one
 /// (`SA_RESTART`), and a way to direct it at one thread.
 #[cfg(test)]
