@@ -270,7 +270,8 @@ impl Engine {
 
     /// The weighted sum of the equations of entries `lo..hi` (the identity when all
     /// hold), or `None` when it cannot be computed: an entry known invalid at push time,
-    /// or a key table that failed (both count as a failed check).
+    /// a key table that failed, or an internal arithmetic check that failed (a GLV split
+    /// or a Pippenger index); all count as a failed check, never as a term left out.
     fn sum(&mut self, lo: usize, hi: usize) -> Option<Jacobian> {
         #[cfg(test)]
         {
@@ -307,7 +308,7 @@ impl Engine {
             for (p, c) in e.points.iter().zip(&e.coefs).take(e.npoints) {
                 match c {
                     None => self.bases.push(Base::half(*p, Half { mag: w, neg: false })),
-                    Some(c) => self.bases.push(Base::new(*p, &(a * c))),
+                    Some(c) => self.bases.push(Base::new(*p, &(a * c))?),
                 }
             }
             if let Some(acc) = self.key_acc.get_mut(e.key) {
@@ -331,7 +332,7 @@ impl Engine {
                             return None;
                         }
                     }
-                    None => self.bases.push(Base::new(*key, acc)),
+                    None => self.bases.push(Base::new(*key, acc)?),
                 }
             }
         }
@@ -342,14 +343,14 @@ impl Engine {
                 tables: &mut self.s_tables,
                 wnafs: &mut self.s_wnafs,
             };
-            straus(&self.bases, Some(glv_split(&-gsum)), &mut scratch)
+            straus(&self.bases, Some(glv_split(&-gsum)?), &mut scratch)
         } else {
             self.pip.clear();
             for b in &self.bases {
                 self.pip.push_base(b, &beta);
             }
-            self.pip.push_base(&Base::new(consts().g, &-gsum), &beta);
-            Some(pippenger_affine(&mut self.pip))
+            self.pip.push_base(&Base::new(consts().g, &-gsum)?, &beta);
+            pippenger_affine(&mut self.pip)
         };
         result.map(|r: Jacobian| r.add(&comb))
     }

@@ -175,10 +175,17 @@ fn check_r(r: Option<Affine>, sig: &Signature) -> Result<(), Error> {
 ///
 /// # Errors
 ///
-/// [`Error::InvalidSignature`] if the signature does not verify.
+/// [`Error::InvalidSignature`] if the signature does not verify;
+/// [`Error::ArithmeticCheck`] (reject, as for an invalid signature) if an internal check
+/// failed, which no valid input causes.
 pub fn verify(key: &XOnlyPublicKey, msg: &[u8], sig: &Signature) -> Result<(), Error> {
     let e = challenge(&sig.r_bytes, &key.bytes, msg);
-    let bases = [Base::new(key.point, &-e)];
+    let (Some(base), Some(g)) = (Base::new(key.point, &-e), glv_split(&sig.s)) else {
+        return Err(Error::ArithmeticCheck {
+            what: "BIP340 verification (GLV split)",
+        });
+    };
+    let bases = [base];
     let mut jac = [Jacobian::INFINITY; STRAUS_TABLE];
     let mut prefix = [Fe::ZERO; STRAUS_TABLE];
     let mut tables = [Affine::PLACEHOLDER; STRAUS_TABLE];
@@ -189,7 +196,7 @@ pub fn verify(key: &XOnlyPublicKey, msg: &[u8], sig: &Signature) -> Result<(), E
         tables: &mut tables,
         wnafs: &mut wnafs,
     };
-    let r = straus(&bases, Some(glv_split(&sig.s)), &mut scratch).ok_or(Error::InvalidSignature)?;
+    let r = straus(&bases, Some(g), &mut scratch).ok_or(Error::InvalidSignature)?;
     check_r(r.to_affine(), sig)
 }
 

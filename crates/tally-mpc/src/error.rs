@@ -52,6 +52,17 @@ pub enum Error {
         /// The item being decoded or computed.
         what: &'static str,
     },
+    /// An internal consistency check failed: a GLV split half wider than 128 bits, a
+    /// multiscalar multiplication with more terms than its indices hold, or a Lagrange
+    /// denominator with no inverse. Valid arithmetic cannot produce these; the input was
+    /// rejected (fail closed) rather than checked with a wrong value.
+    #[error(
+        "{what}: an internal arithmetic check failed, which no valid input should cause, so the check failed closed; reject the input and report it to the tally-mpc maintainers"
+    )]
+    ArithmeticCheck {
+        /// The computation whose check failed.
+        what: &'static str,
+    },
     /// The signature does not verify against this key and message.
     #[error("signature is invalid for this public key and message; reject it")]
     InvalidSignature,
@@ -276,6 +287,9 @@ mod tests {
                 identifier: Some(identifier),
             },
             Error::InvalidShare { identifier },
+            Error::ArithmeticCheck {
+                what: "FROST Lagrange coefficients",
+            },
         ]
     }
 
@@ -294,7 +308,7 @@ mod tests {
     #[test]
     fn every_message_says_what_to_do() {
         let errors = every_error();
-        assert_eq!(errors.len(), 20);
+        assert_eq!(errors.len(), 21);
         for e in &errors {
             match e {
                 Error::InvalidLength { .. }
@@ -315,7 +329,8 @@ mod tests {
                 | Error::NotEnoughShares { .. }
                 | Error::TooFewSigners { .. }
                 | Error::InconsistentVerifyingShares { .. }
-                | Error::InvalidShare { .. } => {}
+                | Error::InvalidShare { .. }
+                | Error::ArithmeticCheck { .. } => {}
             }
             assert!(says_what_to_do(&e.to_string()), "{e}");
         }

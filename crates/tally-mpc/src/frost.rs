@@ -389,7 +389,8 @@ impl<'a> SigningPackage<'a> {
     /// # Errors
     ///
     /// [`Error::NoSigners`], [`Error::TooManySigners`] above [`MAX_SIGNERS`],
-    /// [`Error::DuplicateIdentifier`].
+    /// [`Error::DuplicateIdentifier`]; [`Error::ArithmeticCheck`] if the Lagrange
+    /// coefficients could not be computed, which distinct identifiers rule out.
     pub fn new(
         msg: &'a [u8],
         commitments: &'a [(Identifier, SigningCommitments)],
@@ -434,11 +435,15 @@ impl<'a> SigningPackage<'a> {
             *x = id.scalar();
         }
         let mut lambda = [Scalar::ZERO; MAX_SIGNERS];
-        lagrange_at(
+        if !lagrange_at(
             xs.get(..n).unwrap_or(&[]),
             &Scalar::ZERO,
             lambda.get_mut(..n).unwrap_or(&mut []),
-        );
+        ) {
+            return Err(Error::ArithmeticCheck {
+                what: "FROST Lagrange coefficients",
+            });
+        }
         Ok(Self {
             msg,
             commitments,
@@ -557,7 +562,9 @@ impl<'a> SigningPackage<'a> {
             let mut bases =
                 [Base::half(Affine::PLACEHOLDER, crate::scalar::Half::default()); CHUNK];
             for ((b, (_, c)), r) in bases.iter_mut().zip(cs).zip(rs) {
-                *b = Base::new(c.binding, r);
+                *b = Base::new(c.binding, r).ok_or(Error::ArithmeticCheck {
+                    what: "FROST group commitment (GLV split)",
+                })?;
                 acc = acc.add_affine(&c.hiding);
             }
             let mut scratch = StrausScratch {
@@ -626,13 +633,23 @@ pub fn bind_packages(packages: &[&SigningPackage<'_>], key: &VerifyingKey) {
     let rhos: Vec<[Scalar; MAX_SIGNERS]> = todo.iter().map(|p| p.binding_factors(key)).collect();
     // Window tables of every package's binding commitments, normalised together.
     let mut bases: Vec<Base> = Vec::with_capacity(todo.len() * CHUNK);
-    let mut offsets: Vec<(usize, usize)> = Vec::with_capacity(todo.len());
+    // `None`: a split failed; that package is left to single binding, which reports it.
+    let mut offsets: Vec<Option<(usize, usize)>> = Vec::with_capacity(todo.len());
     for (p, rho) in todo.iter().zip(&rhos) {
         let start = bases.len();
+        let mut complete = true;
         for ((_, c), r) in p.commitments.iter().zip(rho) {
-            bases.push(Base::new(c.binding, r));
+            match Base::new(c.binding, r) {
+                Some(b) => bases.push(b),
+                None => complete = false,
+            }
         }
-        offsets.push((start, bases.len()));
+        if complete {
+            offsets.push(Some((start, bases.len())));
+        } else {
+            bases.truncate(start);
+            offsets.push(None);
+        }
     }
     let mut jac = vec![Jacobian::INFINITY; bases.len() * STRAUS_TABLE];
     crate::msm::fill_tables(&bases, &mut jac);
@@ -645,7 +662,10 @@ pub fn bind_packages(packages: &[&SigningPackage<'_>], key: &VerifyingKey) {
     let mut wnafs = [[0i16; WNAF_LEN]; 2 * CHUNK];
     let mut rs: Vec<Jacobian> = Vec::with_capacity(todo.len());
     let mut which: Vec<usize> = Vec::with_capacity(todo.len());
-    for (k, (p, &(lo, hi))) in todo.iter().zip(&offsets).enumerate() {
+    for (k, (p, &offsets)) in todo.iter().zip(&offsets).enumerate() {
+        let Some((lo, hi)) = offsets else {
+            continue;
+        };
         let (Some(b), Some(t)) = (
             bases.get(lo..hi),
             tables.get(lo * STRAUS_TABLE..hi * STRAUS_TABLE),
@@ -681,7 +701,10 @@ pub fn bind_packages(packages: &[&SigningPackage<'_>], key: &VerifyingKey) {
 /// (Montgomery's trick: the denominators' prefix products are inverted once), instead of
 /// one per node (each about 28,000 instructions). `xs` and `out` have at most
 /// [`MAX_SIGNERS`] entries.
-fn lagrange_at(xs: &[Scalar], at: &Scalar, out: &mut [Scalar]) {
+/// `false` (and `out` is meaningless) when the denominators have no inverse, which
+/// distinct nodes rule out: callers fail closed then.
+#[must_use]
+fn lagrange_at(xs: &[Scalar], at: &Scalar, out: &mut [Scalar]) -> bool {
     let mut dens = [Scalar::ONE; MAX_SIGNERS];
     let mut prefix = [Scalar::ONE; MAX_SIGNERS];
     let mut acc = Scalar::ONE;
@@ -703,13 +726,14 @@ fn lagrange_at(xs: &[Scalar], at: &Scalar, out: &mut [Scalar]) {
     }
     let Some(mut inv) = Option::<Scalar>::from(acc.invert_vartime()) else {
         out.fill(Scalar::ZERO);
-        return;
+        return false;
     };
     // Walking back, `inv` is `1 / (den_0 ... den_i)` at step `i`.
     for ((o, pre), d) in out.iter_mut().zip(&prefix).zip(&dens).rev() {
         *o *= inv * pre;
         inv *= d;
     }
+    true
 }
 
 /// `sum k_j P_j` over any number of terms, [`CHUNK`] bases per Straus call on stack scratch;
@@ -737,7 +761,7 @@ fn lincomb(terms: impl Iterator<Item = (Affine, Scalar)>) -> Option<Jacobian> {
     };
     for (p, s) in terms {
         if let Some(b) = bases.get_mut(k) {
-            *b = Base::new(p, &s);
+            *b = Base::new(p, &s)?;
             k += 1;
         }
         if k == CHUNK {
@@ -765,7 +789,9 @@ fn lincomb(terms: impl Iterator<Item = (Affine, Scalar)>) -> Option<Jacobian> {
 /// [`Error::InconsistentVerifyingShares`] naming the one share that does not fit `key` and
 /// the others, or none when no single share explains the misfit: several shares are
 /// wrong, the shares belong to another key, or there are exactly `min_signers` of them
-/// (no share to spare, so a wrong one cannot be told from a wrong key).
+/// (no share to spare, so a wrong one cannot be told from a wrong key);
+/// [`Error::ArithmeticCheck`] if the Lagrange coefficients could not be computed, which
+/// distinct identifiers rule out.
 ///
 /// The named share is certainly wrong when fewer than `n - min_signers + 1` shares are
 /// wrong (`n` = `shares.len()`). That many wrong shares chosen together can lie with the
@@ -804,7 +830,11 @@ pub fn verify_key_shares(
         }
         let mut lambda = [Scalar::ZERO; MAX_SIGNERS];
         let l = lambda.get_mut(..n).unwrap_or(&mut []);
-        lagrange_at(xs.get(..n).unwrap_or(&[]), &Scalar::ZERO, l);
+        if !lagrange_at(xs.get(..n).unwrap_or(&[]), &Scalar::ZERO, l) {
+            return Err(Error::ArithmeticCheck {
+                what: "FROST Lagrange coefficients",
+            });
+        }
         if lincomb(shares.iter().zip(l.iter()).map(|((_, y), c)| (y.point, *c)))
             .is_some_and(|p| p.eq_affine(&key.point))
         {
@@ -881,9 +911,9 @@ fn off_polynomial(
             continue;
         }
         let l = lambda.get_mut(..nodes).unwrap_or(&mut []);
-        lagrange_at(xs, &id.scalar(), l);
-        if !lincomb(points.iter().zip(l.iter()).map(|(p, c)| (*p, *c)))
-            .is_some_and(|p| p.eq_affine(&y.point))
+        if !lagrange_at(xs, &id.scalar(), l)
+            || !lincomb(points.iter().zip(l.iter()).map(|(p, c)| (*p, *c)))
+                .is_some_and(|p| p.eq_affine(&y.point))
         {
             off = match off {
                 Off::None => Off::One(i),
@@ -905,7 +935,7 @@ fn small_straus(bases: &[Base], g: &Scalar) -> Option<Jacobian> {
         tables: &mut tables,
         wnafs: &mut wnafs,
     };
-    straus(bases, Some(glv_split(g)), &mut scratch)
+    straus(bases, Some(glv_split(g)?), &mut scratch)
 }
 
 /// Verifies one signer's share: `z_i G = D_i + rho_i E_i + c lambda_i Y_i`. Allocates nothing.
@@ -913,7 +943,8 @@ fn small_straus(bases: &[Base], g: &Scalar) -> Option<Jacobian> {
 /// # Errors
 ///
 /// [`Error::MissingCommitment`] if the signer is not in the package, [`Error::InvalidShare`]
-/// if the share is wrong, and as [`SigningPackage::with_key`].
+/// if the share is wrong, [`Error::ArithmeticCheck`] (reject the share) if an internal
+/// check failed, which no valid input causes, and as [`SigningPackage::with_key`].
 pub fn verify_signature_share(
     package: &SigningPackage<'_>,
     key: &VerifyingKey,
@@ -928,11 +959,15 @@ pub fn verify_signature_share(
     else {
         return Err(Error::MissingCommitment { identifier: id });
     };
-    let bases = [
+    let (Some(b0), Some(b1)) = (
         Base::new(c.binding, &-*rho),
         Base::new(verifying_share.point, &-*cl),
-    ];
-    match small_straus(&bases, &share.0) {
+    ) else {
+        return Err(Error::ArithmeticCheck {
+            what: "FROST share verification (GLV split)",
+        });
+    };
+    match small_straus(&[b0, b1], &share.0) {
         Some(p) if p.eq_affine(&c.hiding) => Ok(()),
         _ => Err(Error::InvalidShare { identifier: id }),
     }
@@ -942,10 +977,16 @@ pub fn verify_signature_share(
 ///
 /// # Errors
 ///
-/// [`Error::InvalidSignature`] if it does not verify.
+/// [`Error::InvalidSignature`] if it does not verify; [`Error::ArithmeticCheck`] (reject,
+/// as for an invalid signature) if an internal check failed, which no valid input causes.
 pub fn verify(key: &VerifyingKey, msg: &[u8], sig: &Signature) -> Result<(), Error> {
     let c = hash_to_scalar(b"chal", &[&sig.r_bytes, &key.bytes, msg]);
-    match small_straus(&[Base::new(key.point, &-c)], &sig.z) {
+    let Some(base) = Base::new(key.point, &-c) else {
+        return Err(Error::ArithmeticCheck {
+            what: "FROST signature verification (GLV split)",
+        });
+    };
+    match small_straus(&[base], &sig.z) {
         Some(p) if p.eq_affine(&sig.r) => Ok(()),
         _ => Err(Error::InvalidSignature),
     }
@@ -1054,8 +1095,11 @@ impl PrecomputedVerifyingShare {
         else {
             return Err(Error::MissingCommitment { identifier: id });
         };
-        let mut acc = small_straus(&[Base::new(c.binding, &-*rho)], &share.0)
-            .ok_or(Error::InvalidShare { identifier: id })?;
+        let base = Base::new(c.binding, &-*rho).ok_or(Error::ArithmeticCheck {
+            what: "FROST share verification (GLV split)",
+        })?;
+        let mut acc =
+            small_straus(&[base], &share.0).ok_or(Error::InvalidShare { identifier: id })?;
         if self.table.mul_add_scalar(&mut acc, &-*cl) && acc.eq_affine(&c.hiding) {
             Ok(())
         } else {
@@ -1380,6 +1424,25 @@ mod tests {
     fn point_of(k: u64) -> [u8; 33] {
         let p = (k256::ProjectivePoint::GENERATOR * Scalar::from(k)).to_affine();
         p.to_sec1_point(true).as_bytes().try_into().unwrap()
+    }
+
+    /// Lagrange coefficients of distinct nodes interpolate (`sum lambda_i f(x_i) = f(at)`
+    /// for a line); repeated nodes have no inverse, and `lagrange_at` says so instead
+    /// of handing back zero coefficients (with which `c * lambda_i * Y_i` would vanish
+    /// from a share check, so that a share made without the secret would pass).
+    #[test]
+    fn lagrange_at_fails_closed_on_repeated_nodes() {
+        let f = |x: u64| Scalar::from(5u64) + Scalar::from(3u64) * Scalar::from(x);
+        let xs = [Scalar::from(1u64), Scalar::from(2u64), Scalar::from(4u64)];
+        let mut out = [Scalar::ZERO; 3];
+        assert!(lagrange_at(&xs, &Scalar::from(7u64), &mut out));
+        let sum = out
+            .iter()
+            .zip([1u64, 2, 4])
+            .fold(Scalar::ZERO, |acc, (l, x)| acc + *l * f(x));
+        assert_eq!(sum, f(7));
+        let repeated = [Scalar::from(1u64), Scalar::from(2u64), Scalar::from(2u64)];
+        assert!(!lagrange_at(&repeated, &Scalar::ZERO, &mut out));
     }
 
     /// `verify_key_shares` names a share only as the single share whose removal makes the

@@ -68,10 +68,11 @@ pub(crate) struct Base {
 }
 
 impl Base {
-    /// `k * p`, split.
-    pub(crate) fn new(p: Affine, k: &Scalar) -> Self {
-        let (k1, k2) = glv_split(k);
-        Self { p, k1, k2 }
+    /// `k * p`, split; `None` if the split fails (see [`glv_split`]): callers fail the
+    /// verification then.
+    pub(crate) fn new(p: Affine, k: &Scalar) -> Option<Self> {
+        let (k1, k2) = glv_split(k)?;
+        Some(Self { p, k1, k2 })
     }
 
     /// `k * p` for `|k| < 2^128` given directly (no split).
@@ -149,7 +150,9 @@ impl CombTable {
     /// `false` as [`Self::mul_add`].
     #[must_use]
     pub(crate) fn mul_add_scalar(&self, acc: &mut Jacobian, k: &Scalar) -> bool {
-        let (k1, k2) = glv_split(k);
+        let Some((k1, k2)) = glv_split(k) else {
+            return false;
+        };
         let beta = consts().beta;
         self.mul_add(acc, k1, false, &beta) && self.mul_add(acc, k2, true, &beta)
     }
@@ -462,7 +465,11 @@ fn affine_window(n: usize) -> u32 {
     clippy::many_single_char_names,
     reason = "one algorithm in the usual notation; splitting it would scatter the scratch borrows"
 )]
-pub(crate) fn pippenger_affine(s: &mut PippengerScratch) -> Jacobian {
+/// `None` when an internal check fails (a bucket or point index past `u32`, a product of
+/// non-zero denominators with no inverse): unreachable for inputs that fit in memory and
+/// field arithmetic that is correct, and the caller fails the verification rather than
+/// use a sum with a term left out.
+pub(crate) fn pippenger_affine(s: &mut PippengerScratch) -> Option<Jacobian> {
     let n = s.points.len();
     let c = affine_window(n);
     let windows = affine_windows(c);
@@ -483,9 +490,10 @@ pub(crate) fn pippenger_affine(s: &mut PippengerScratch) -> Jacobian {
         for (w, &d) in tmp.iter().enumerate().take(windows) {
             if d != 0 {
                 let b = w * nb + usize::from(d.unsigned_abs()) - 1;
-                if let (Ok(b), Ok(i)) = (u32::try_from(b), u32::try_from(i)) {
-                    s.items.push((b, i, d < 0));
-                }
+                let (Ok(b), Ok(i)) = (u32::try_from(b), u32::try_from(i)) else {
+                    return None;
+                };
+                s.items.push((b, i, d < 0));
             }
         }
     }
@@ -553,7 +561,8 @@ pub(crate) fn pippenger_affine(s: &mut PippengerScratch) -> Jacobian {
             acc = acc.mul(&d);
             s.denom.push(d);
         }
-        let mut inv = acc.invert().unwrap_or(Fe::ONE);
+        // Every denominator is non-zero, so their product is invertible.
+        let mut inv = acc.invert()?;
         for ((&(b, i, neg), d), pre) in s.round.iter().zip(&s.denom).zip(&s.prefix).rev() {
             let dinv = inv.mul(pre);
             inv = inv.mul(d);
@@ -613,7 +622,7 @@ pub(crate) fn pippenger_affine(s: &mut PippengerScratch) -> Jacobian {
         }
         acc = acc.add(&sum);
     }
-    acc
+    Some(acc)
 }
 
 /// Pippenger window for `n` point halves (minimises rounds x (n + 1.5 * 2^c)).
@@ -783,15 +792,19 @@ mod tests {
                 tables: &mut tables,
                 wnafs: &mut wnafs,
             };
-            let got = straus(&[Base::new(p, k)], None, &mut s).unwrap();
+            let got = straus(&[Base::new(p, k).unwrap()], None, &mut s).unwrap();
             assert_eq!(ours(&got), want_p, "straus {i}");
-            let got = straus(&[], Some(glv_split(k)), &mut s).unwrap();
+            let got = straus(&[], Some(glv_split(k).unwrap()), &mut s).unwrap();
             assert_eq!(ours(&got), want_g, "straus G {i}");
             // k P + (-k) P with G: cancels to the generator term only.
             let other = ks[(i + 7) % ks.len()];
             let got = straus(
-                &[Base::new(p, k), Base::new(p, &-*k), Base::new(q, &other)],
-                Some(glv_split(k)),
+                &[
+                    Base::new(p, k).unwrap(),
+                    Base::new(p, &-*k).unwrap(),
+                    Base::new(q, &other).unwrap(),
+                ],
+                Some(glv_split(k).unwrap()),
                 &mut s,
             )
             .unwrap();
@@ -803,11 +816,11 @@ mod tests {
             assert!(generator_table().mul_add_scalar(&mut minus_kg, &-*k));
             assert_eq!(ours(&got.add(&minus_kg)), oq, "straus cancel {i}");
             // Past the stack buffer: the affine fallback, 26 bases summing to k P.
-            let mut many = vec![Base::new(p, k)];
+            let mut many = vec![Base::new(p, k).unwrap()];
             for j in 0..25u64 {
                 let c = Scalar::from(j + 1) * other;
-                many.push(Base::new(q, &c));
-                many.push(Base::new(q, &-c));
+                many.push(Base::new(q, &c).unwrap());
+                many.push(Base::new(q, &-c).unwrap());
             }
             let many = &many[..26];
             let got = straus(many, None, &mut s).unwrap();
@@ -816,15 +829,15 @@ mod tests {
                 pip.push_base(b, &beta);
             }
             let jp = pippenger(&mut pip);
-            let ja = pippenger_affine(&mut pip);
+            let ja = pippenger_affine(&mut pip).unwrap();
             assert_eq!(ours(&got), ours(&jp), "straus fallback vs pippenger {i}");
             assert_eq!(ours(&ja), ours(&jp), "pippenger affine {i}");
             // One base in Pippenger: exactly k P.
             let mut pip = PippengerScratch::with_capacity(2);
-            pip.push_base(&Base::new(p, k), &beta);
+            pip.push_base(&Base::new(p, k).unwrap(), &beta);
             assert_eq!(ours(&pippenger(&mut pip)), want_p, "pippenger {i}");
             assert_eq!(
-                ours(&pippenger_affine(&mut pip)),
+                ours(&pippenger_affine(&mut pip).unwrap()),
                 want_p,
                 "pippenger affine {i}"
             );
@@ -906,7 +919,10 @@ mod tests {
                 .map(|(i, p)| (*p, scalar(i as u64 + 7 * n as u64)))
                 .collect();
             let want = reference(&terms);
-            let bases: Vec<Base> = terms.iter().map(|(p, k)| Base::new(*p, k)).collect();
+            let bases: Vec<Base> = terms
+                .iter()
+                .map(|(p, k)| Base::new(*p, k).unwrap())
+                .collect();
             let mut jac = vec![Jacobian::INFINITY; n * STRAUS_TABLE];
             let mut prefix = vec![Fe::ZERO; n * STRAUS_TABLE];
             let mut tables = vec![Affine::PLACEHOLDER; n * STRAUS_TABLE];
@@ -923,7 +939,7 @@ mod tests {
             let gk = scalar(1000 + n as u64);
             let mut with_g = terms.clone();
             with_g.push((g, gk));
-            let got = straus(&bases, Some(glv_split(&gk)), &mut s).unwrap();
+            let got = straus(&bases, Some(glv_split(&gk).unwrap()), &mut s).unwrap();
             assert!(same(&got, &reference(&with_g)), "straus with G n={n}");
             let mut pip = PippengerScratch::with_capacity(2 * n);
             for b in &bases {
@@ -931,7 +947,7 @@ mod tests {
             }
             assert!(same(&pippenger(&mut pip), &want), "pippenger n={n}");
             assert!(
-                same(&pippenger_affine(&mut pip), &want),
+                same(&pippenger_affine(&mut pip).unwrap(), &want),
                 "pippenger_affine n={n}"
             );
         }
@@ -942,10 +958,10 @@ mod tests {
         for i in 0..300u64 {
             cur = cur.add_affine(&g);
             let p = cur.to_affine().unwrap();
-            big.push(Base::new(p, &scalar(1000 + i)));
+            big.push(Base::new(p, &scalar(1000 + i)).unwrap());
             if i % 10 == 0 {
-                big.push(Base::new(p, &scalar(5000 + i)));
-                big.push(Base::new(p.neg(), &scalar(1000 + i)));
+                big.push(Base::new(p, &scalar(5000 + i)).unwrap());
+                big.push(Base::new(p.neg(), &scalar(1000 + i)).unwrap());
             }
         }
         let mut a = PippengerScratch::with_capacity(2 * big.len());
@@ -953,7 +969,7 @@ mod tests {
             a.push_base(b, &beta);
         }
         let jac = pippenger(&mut a);
-        assert!(same(&pippenger_affine(&mut a), &jac));
+        assert!(same(&pippenger_affine(&mut a).unwrap(), &jac));
         // More bases than Straus' stack buffer: the fallback with one inversion, against
         // Pippenger, with and without a generator term.
         let many = big.get(..STRAUS_MAX_BASES + 6).unwrap();
@@ -978,7 +994,7 @@ mod tests {
         let mut want_g = want;
         assert!(generator_table().mul_add_scalar(&mut want_g, &gk));
         assert!(same(
-            &straus(many, Some(glv_split(&gk)), &mut s).unwrap(),
+            &straus(many, Some(glv_split(&gk).unwrap()), &mut s).unwrap(),
             &want_g
         ));
         // Generator paths: Straus' window-13 generator and the comb.
@@ -991,7 +1007,7 @@ mod tests {
             wnafs: &mut [],
         };
         assert!(same(
-            &straus(&[], Some(glv_split(&k)), &mut s).unwrap(),
+            &straus(&[], Some(glv_split(&k).unwrap()), &mut s).unwrap(),
             &want
         ));
         let mut acc = Jacobian::INFINITY;

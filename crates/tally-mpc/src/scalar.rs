@@ -140,20 +140,19 @@ fn split_consts() -> &'static Split {
     })
 }
 
-/// `k = k1 + k2 * lambda (mod n)` with both halves below 2^128 in magnitude.
-pub(crate) fn glv_split(k: &Scalar) -> (Half, Half) {
+/// `k = k1 + k2 * lambda (mod n)` with both halves below 2^128 in magnitude; `None` if a
+/// half does not fit, which the bound proof rules out (callers fail the check then).
+pub(crate) fn glv_split(k: &Scalar) -> Option<(Half, Half)> {
     let c = split_consts();
     let kl = limbs(k);
     let c1 = Scalar::from(mul_shift_384(&kl, &G1)) * c.b1_neg;
     let c2 = Scalar::from(mul_shift_384(&kl, &G2)) * c.b2_neg;
     let r2 = c1 + c2;
     let r1 = *k + r2 * c.minus_lambda;
-    // The bound proof (k256 `glv.rs`, libsecp256k1 `scalar_impl.h`) guarantees both fit;
-    // the fallback keeps the function total.
-    (
-        to_half(&r1).unwrap_or_default(),
-        to_half(&r2).unwrap_or_default(),
-    )
+    // The bound proof (k256 `glv.rs`, libsecp256k1 `scalar_impl.h`) guarantees both fit.
+    // Were it ever wrong, `None` makes the caller reject: a half replaced by zero would
+    // check a different equation.
+    Some((to_half(&r1)?, to_half(&r2)?))
 }
 
 /// The scalar `(-1)^neg * mag`.
@@ -308,15 +307,15 @@ mod tests {
         let mut s = Scalar::from(0x1234_5678_9abc_def0_u64);
         for _ in 0..200 {
             s = s * s + Scalar::from(3u64);
-            let (a, b) = glv_split(&s);
+            let (a, b) = glv_split(&s).unwrap();
             assert_eq!(half_to_scalar(a) + half_to_scalar(b) * lambda, s);
         }
-        let (a, b) = glv_split(&-Scalar::ONE);
+        let (a, b) = glv_split(&-Scalar::ONE).unwrap();
         assert_eq!(half_to_scalar(a) + half_to_scalar(b) * lambda, -Scalar::ONE);
     }
 
     /// GLV split of the edge scalars (and of a sweep across `[0, n)`) recombines and
-    /// both halves fit 128 bits (a half that did not fit would come back as zero).
+    /// both halves fit 128 bits (a half that did not fit would come back as `None`).
     #[test]
     fn glv_split_of_edge_scalars_recombines() {
         let lambda = -split_consts().minus_lambda;
@@ -330,9 +329,23 @@ mod tests {
             all.push(k * lambda);
         }
         for k in all {
-            let (a, b) = glv_split(&k);
+            let (a, b) = glv_split(&k).unwrap();
             assert_eq!(half_to_scalar(a) + half_to_scalar(b) * lambda, k, "{k:?}");
         }
+    }
+
+    /// A half wider than 128 bits is refused, not truncated or zeroed: `glv_split` then
+    /// returns `None` and every caller fails the check (a zeroed half would make the
+    /// check verify a different equation).
+    #[test]
+    fn halves_past_128_bits_are_refused() {
+        let two_128 = Scalar::from(u128::MAX) + Scalar::ONE;
+        assert!(to_half(&two_128).is_none());
+        assert!(to_half(&-two_128).is_none());
+        let max = to_half(&Scalar::from(u128::MAX)).unwrap();
+        assert_eq!((max.mag, max.neg), (u128::MAX, false));
+        let neg = to_half(&-Scalar::from(u128::MAX)).unwrap();
+        assert_eq!((neg.mag, neg.neg), (u128::MAX, true));
     }
 
     #[test]
