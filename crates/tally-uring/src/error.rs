@@ -223,7 +223,7 @@ fn enter_hint(errno: Option<i32>) -> &'static str {
             "the completion queue is full: reap completions (Ring::drain or Ring::reap), then submit again"
         }
         Some(libc::EAGAIN | libc::ENOMEM) => {
-            "the kernel could not allocate requests: reap completions and retry, or keep fewer operations in flight"
+            "the kernel could not allocate requests (EAGAIN is retried 64 times first): reap completions and retry, or keep fewer operations in flight"
         }
         Some(libc::EBADR) => {
             "the kernel dropped completions after a completion-queue overflow: rebuild the ring with more cq_entries"

@@ -12,6 +12,7 @@ pub use journal::{
     ReplayReport, SharedJournal, SharedOptions, TornTail,
 };
 pub use ring::{
-    Completion, IoBuf, IoReq, MAX_IN_FLIGHT, OpId, OpKind, PoolRange, PoolView, ProbeReport, Ring,
-    RingOptions, RingStats, RingStatsSnapshot, SqPoll, Target, TaskrunMode,
+    Completion, ENTER_EAGAIN_RETRIES, IoBuf, IoReq, MAX_IN_FLIGHT, OpId, OpKind, PoolRange,
+    PoolView, ProbeReport, Ring, RingOptions, RingStats, RingStatsSnapshot, SqPoll, Target,
+    TaskrunMode,
 };

@@ -58,6 +58,9 @@ tally_core_types::single_writer_stats! {
         cq_overflow,
         /// `io_uring_enter` system calls made.
         enter_syscalls,
+        /// `io_uring_enter` calls retried because the kernel could not allocate requests
+        /// (`EAGAIN`); see [`Ring::submit_and_wait`].
+        enter_retries,
         /// Operations refused because every in-flight slot was taken.
         in_flight_full,
     }
@@ -394,6 +397,10 @@ const NONE: u32 = u32::MAX;
 
 /// Largest in-flight slab [`Ring::new`] accepts (48 bytes of bookkeeping per slot).
 pub const MAX_IN_FLIGHT: u32 = 1 << 20;
+
+/// How many times [`Ring::submit_and_wait`] retries an `io_uring_enter` that failed with
+/// `EAGAIN` (the kernel could not allocate requests) before it reports the error.
+pub const ENTER_EAGAIN_RETRIES: u32 = 64;
 
 /// Largest completion queue the kernel sets up without clamping (`IORING_MAX_CQ_ENTRIES`).
 const MAX_CQ_ENTRIES: u32 = 65_536;
@@ -871,6 +878,9 @@ pub struct Ring {
     issuer: Option<std::thread::ThreadId>,
     /// This ring's number, in every `user_data` it issues.
     number: RingNumber,
+    /// Test hook: errors the next `io_uring_enter` calls return instead of entering.
+    #[cfg(test)]
+    inject_enter: Vec<i32>,
 }
 
 impl std::fmt::Debug for Ring {
@@ -1026,6 +1036,8 @@ impl Ring {
             issuer: (options.mode == TaskrunMode::DeferTaskrun)
                 .then(|| std::thread::current().id()),
             number,
+            #[cfg(test)]
+            inject_enter: Vec::new(),
         })
     }
 
@@ -1801,24 +1813,55 @@ impl Ring {
     /// waiting for more could never end when each makes one completion (operations that
     /// make several, multishot receives and send-zc, may then need another call).
     ///
+    /// `EINTR` is retried. So is `EAGAIN` (the kernel could not allocate requests, under
+    /// memory pressure; nothing was submitted, the entries are still queued), up to
+    /// [`ENTER_EAGAIN_RETRIES`] times with a `yield` between tries, counted in
+    /// [`RingStats::enter_retries`]: a transient shortage does not fail the caller (a
+    /// journal would be poisoned by it).
+    ///
     /// # Errors
-    /// [`RingError::Enter`] (`EINTR` is retried).
+    /// [`RingError::Enter`], including `EAGAIN` that outlasts the retries.
     #[inline]
     pub fn submit_and_wait(&mut self, want: usize) -> Result<usize, RingError> {
         let want = want.min(self.slab.in_flight as usize);
+        let mut retries = 0u32;
         loop {
             self.stats.enter_syscalls.incr();
-            match self.uring.submitter().submit_and_wait(want) {
+            match self.enter(want) {
                 Ok(n) => {
                     self.stats.submitted.add(n as u64);
                     return Ok(n);
                 }
                 Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
+                Err(e)
+                    if e.raw_os_error() == Some(libc::EAGAIN) && retries < ENTER_EAGAIN_RETRIES =>
+                {
+                    retries += 1;
+                    self.stats.enter_retries.incr();
+                    std::thread::yield_now();
+                }
                 // EBUSY: the CQ is full of unreaped completions; the caller must reap.
                 Err(e) if e.raw_os_error() == Some(libc::EBUSY) && want > 0 => return Ok(0),
                 Err(source) => return Err(RingError::Enter { source }),
             }
         }
+    }
+
+    /// One `io_uring_enter` submitting the queue and waiting for `want` completions.
+    #[inline(always)]
+    fn enter(&mut self, want: usize) -> std::io::Result<usize> {
+        #[cfg(test)]
+        if let Some(errno) = self.inject_enter.pop() {
+            return Err(std::io::Error::from_raw_os_error(errno));
+        }
+        self.uring.submitter().submit_and_wait(want)
+    }
+
+    /// Test hook: the next `io_uring_enter` calls fail with `errnos` (last first) without
+    /// entering the kernel.
+    #[cfg(test)]
+    pub(crate) fn inject_enter_errors(&mut self, errnos: &[i32]) {
+        self.inject_enter.extend_from_slice(errnos);
     }
 
     /// Hands every ready completion to `f`, in order, and returns how many. The fastest
@@ -2378,6 +2421,52 @@ mod tests {
             free_head: 0,
             in_flight: 0,
         }
+    }
+
+    fn ring_or_skip(entries: u32) -> Option<Ring> {
+        match Ring::new(RingOptions::new(entries).mode(TaskrunMode::CoopTaskrun)) {
+            Ok(r) => Some(r),
+            Err(e @ RingError::Setup { .. }) if std::env::var_os("CI").is_none() => {
+                eprintln!("skipping: {e}");
+                None
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    /// `EAGAIN` from `io_uring_enter` (no request memory; nothing submitted) is retried:
+    /// the queued entries go in on a later try and complete, and the retries are counted.
+    /// `EAGAIN` past the retry budget, and other errors, are reported.
+    #[test]
+    fn enter_retries_eagain_then_reports_it() {
+        let Some(mut ring) = ring_or_skip(8) else {
+            return;
+        };
+        let op = ring.nop(7).unwrap();
+        ring.inject_enter_errors(&[libc::EAGAIN; 3]);
+        assert_eq!(ring.run(op, |_| {}).unwrap(), 0);
+        assert_eq!(ring.stats().enter_retries(), 3);
+        assert_eq!(ring.in_flight(), 0);
+
+        let op = ring.nop(8).unwrap();
+        ring.inject_enter_errors(&[libc::EAGAIN; ENTER_EAGAIN_RETRIES as usize + 1]);
+        match ring.submit() {
+            Err(RingError::Enter { source }) => {
+                assert_eq!(source.raw_os_error(), Some(libc::EAGAIN));
+            }
+            other => panic!("expected EAGAIN after the retries, got {other:?}"),
+        }
+        assert_eq!(
+            ring.stats().enter_retries(),
+            3 + u64::from(ENTER_EAGAIN_RETRIES)
+        );
+        // The entry is still queued and goes in with the next call.
+        assert_eq!(ring.run(op, |_| {}).unwrap(), 0);
+
+        ring.inject_enter_errors(&[libc::EBADF]);
+        let op = ring.nop(9).unwrap();
+        assert!(matches!(ring.submit(), Err(RingError::Enter { .. })));
+        assert_eq!(ring.run(op, |_| {}).unwrap(), 0);
     }
 
     #[test]

@@ -2061,6 +2061,39 @@ mod tests {
         }
     }
 
+    /// A transient `EAGAIN` from `io_uring_enter` (no request memory) while a group is
+    /// committed through io_uring, with one commit in flight (`direct_commit(false)`) and
+    /// pipelined, is retried by the ring: the journal is not poisoned, and the records
+    /// are durable and replay.
+    #[test]
+    fn eagain_from_io_uring_enter_does_not_poison_the_journal() {
+        for in_flight in [1, 3] {
+            let dir = tempfile::tempdir().unwrap();
+            let opts = JournalOptions::new()
+                .segment_bytes(1 << 20)
+                .group_buffer_bytes(16 << 10)
+                .max_record_bytes(1024)
+                .prewrite(false)
+                .direct_commit(false)
+                .commits_in_flight(in_flight);
+            let Some(mut j) = open_or_skip(dir.path(), opts) else {
+                return;
+            };
+            for round in 0..4u64 {
+                j.append(&round.to_le_bytes()).unwrap();
+                j.ring.inject_enter_errors(&[libc::EAGAIN; 2]);
+                assert_eq!(j.commit().unwrap(), round + 1, "in flight {in_flight}");
+            }
+            assert_eq!(j.ring.stats().enter_retries(), 8);
+            drop(j);
+            let mut seen = Vec::new();
+            let report =
+                Journal::replay(dir.path(), |seq, rec| seen.push((seq, rec.to_vec()))).unwrap();
+            assert_eq!(report.records, 4);
+            assert_eq!(seen.last().unwrap(), &(4, 3u64.to_le_bytes().to_vec()));
+        }
+    }
+
     #[test]
     fn pipelined_commits_sync_on_their_own_descriptors() {
         let dir = tempfile::tempdir().unwrap();
