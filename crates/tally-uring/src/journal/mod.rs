@@ -2002,6 +2002,16 @@ mod tests {
         assert_eq!(durable, 30);
     }
 
+    /// Small segments and groups, no pre-writing, `in_flight` commits at a time.
+    fn small_opts(in_flight: u32) -> JournalOptions {
+        JournalOptions::new()
+            .segment_bytes(1 << 20)
+            .group_buffer_bytes(16 << 10)
+            .max_record_bytes(1024)
+            .prewrite(false)
+            .commits_in_flight(in_flight)
+    }
+
     fn open_or_skip(dir: &Path, opts: JournalOptions) -> Option<Journal> {
         match Journal::open(dir, opts) {
             Ok(j) => Some(j),
@@ -2021,13 +2031,7 @@ mod tests {
     #[test]
     fn a_failed_pipelined_sync_poisons_and_acknowledges_nothing_after_it() {
         let dir = tempfile::tempdir().unwrap();
-        let opts = JournalOptions::new()
-            .segment_bytes(1 << 20)
-            .group_buffer_bytes(16 << 10)
-            .max_record_bytes(1024)
-            .prewrite(false)
-            .commits_in_flight(4);
-        let Some(mut j) = open_or_skip(dir.path(), opts) else {
+        let Some(mut j) = open_or_skip(dir.path(), small_opts(4)) else {
             return;
         };
         assert_eq!(j.seg.sync_files.len(), 4);
@@ -2069,13 +2073,7 @@ mod tests {
     fn eagain_from_io_uring_enter_does_not_poison_the_journal() {
         for in_flight in [1, 3] {
             let dir = tempfile::tempdir().unwrap();
-            let opts = JournalOptions::new()
-                .segment_bytes(1 << 20)
-                .group_buffer_bytes(16 << 10)
-                .max_record_bytes(1024)
-                .prewrite(false)
-                .direct_commit(false)
-                .commits_in_flight(in_flight);
+            let opts = small_opts(in_flight).direct_commit(false);
             let Some(mut j) = open_or_skip(dir.path(), opts) else {
                 return;
             };
